@@ -1,0 +1,108 @@
+/*
+ * model/ops.h — the layers of a Llama-architecture decoder on the CPU:
+ * float32, row-major, one _forward / _backward pair per layer (llm.c style).
+ * This is the reference the CUDA twins in model/cuda/ mirror name for name.
+ *
+ * Conventions:
+ *   - N is a number of rows (tokens, B*T); C a channel count; shapes are given
+ *     as (rows, cols) of row-major arrays.
+ *   - Every _forward overwrites its outputs, except model_lora_forward, which
+ *     adds into the base layer's output.
+ *   - Every _backward ACCUMULATES (+=) into its gradient outputs; callers zero
+ *     them first. A gradient output documented "NULL ok" is skipped when NULL
+ *     (a frozen tensor gets no gradient and costs no work).
+ *   - Matrix products go through OpenBLAS (cblas_sgemm), which threads itself.
+ *   - No function allocates, except model_attention_backward and
+ *     model_lora_backward(_per_example), which take a small scratch buffer
+ *     with malloc and fall back to a slower scratch-free loop if that fails.
+ *   - Inputs are trusted: token ids and shapes are validated by the caller
+ *     (model/llama.c), these functions only assert.
+ */
+#ifndef FL_MODEL_OPS_H
+#define FL_MODEL_OPS_H
+
+#include <stddef.h>
+
+/* out (N,C) = wte[tok[n]] ; wte is (V,C). */
+void model_embed_forward(float *out, const int *tok, const float *wte, int N, int C);
+/* dwte[tok[n]] += dout[n]. */
+void model_embed_backward(float *dwte, const float *dout, const int *tok, int N, int C);
+
+/* RMSNorm as in LlamaRMSNorm: out = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps).
+ * x, out (N,C); w (C); rstd (N) saved for the backward. */
+void model_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C,
+                           float eps);
+/* dx (N,C) +=, dw (C) += (NULL ok). */
+void model_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                            const float *rstd, int N, int C);
+
+/* out (N,OUT) = x (N,IN) W^T, W (OUT,IN) as nn.Linear stores it; no bias. */
+void model_matmul_forward(float *out, const float *x, const float *w, int N, int IN, int OUT);
+/* dx (N,IN) += dout W (NULL ok); dw (OUT,IN) += dout^T x (NULL ok). */
+void model_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                           int N, int IN, int OUT);
+
+/* LoRA on a linear layer: out (N,OUT) += scale * (x A^T) B^T, with A (r,IN),
+ * B (OUT,r); xa (N,r) = x A^T is saved for the backward. */
+void model_lora_forward(float *out, float *xa, const float *x, const float *A, const float *B,
+                        int N, int IN, int OUT, int r, float scale);
+/* dx (N,IN) += scale * (dout B) A (NULL ok); dA (r,IN) += scale * (dout B)^T x
+ * (NULL ok: A frozen); dB (OUT,r) += scale * dout^T xa (NULL ok). */
+void model_lora_backward(float *dx, float *dA, float *dB, const float *dout, const float *x,
+                         const float *xa, const float *A, const float *B, int N, int IN, int OUT,
+                         int r, float scale);
+/* The same gradients per example, for DP-SGD: the N = nex * T rows are nex
+ * examples of T consecutive rows each. Example e's gradient of A (r,IN) is
+ * added at dA + e * stride, its gradient of B (OUT,r) at dB + e * stride, so
+ * rows of a caller's (nex, stride) matrix hold each example's gradients of
+ * every LoRA tensor side by side. dx (N,IN) += as in model_lora_backward. Any of
+ * dx, dA, dB may be NULL. */
+void model_lora_backward_per_example(float *dx, float *dA, float *dB, size_t stride,
+                                     const float *dout, const float *x, const float *xa,
+                                     const float *A, const float *B, int nex, int T, int IN,
+                                     int OUT, int r, float scale);
+
+/* Rotary position embedding in the Hugging Face LlamaForCausalLM convention
+ * (rotate_half): for every head, pairs (i, i + D/2), angle pos * inv_freq[i],
+ * inv_freq[i] = theta^(-2i/D), positions 0..T-1. x (B,T,H,D) is rotated in
+ * place. D must be even. */
+void model_rope_forward(float *x, int B, int T, int H, int D, float theta);
+/* dx (B,T,H,D) in place: the gradient w.r.t. the rotated tensor becomes the
+ * gradient w.r.t. the tensor before rotation (the transpose rotation). */
+void model_rope_backward(float *dx, int B, int T, int H, int D, float theta);
+
+/* Causal grouped-query attention, scale 1/sqrt(D). q (B,T,Hq,D), k and v
+ * (B,T,Hkv,D); query head h reads kv head h / (Hq/Hkv). out (B,T,Hq*D); att
+ * (B,Hq,T,T) holds the softmax probabilities (zero above the diagonal), saved
+ * for the backward. Hq must be a multiple of Hkv. */
+void model_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                             int B, int T, int Hq, int Hkv, int D);
+/* dq (B,T,Hq,D) +=, dk and dv (B,T,Hkv,D) +=. */
+void model_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *att, int B, int T,
+                              int Hq, int Hkv, int D);
+
+/* out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
+void model_swiglu_forward(float *out, const float *gate, const float *up, int N);
+/* dgate (N) +=, dup (N) +=. */
+void model_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, int N);
+
+/* Softmax cross-entropy, fused with its gradient. logits_to_dlogits (N,V):
+ * in, the logits; out, dloss/dlogits * dscale (softmax - onehot) for rows with
+ * a target and zeros for rows whose target is -1 (ignored). losses (N) gets
+ * each row's loss (0 for ignored rows). Returns the summed loss over rows with
+ * a target (double accumulation, float result). */
+float model_crossentropy_forward_backward(float *logits_to_dlogits, float *losses,
+                                          const int *targets, int N, int V, float dscale);
+
+/* AdamW (decoupled weight decay, bias correction at step t >= 1) on n
+ * parameters: m, v are the first and second moment buffers. */
+void model_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+                        float b2, float eps, float wd, int t);
+/* SGD with optional momentum (mom NULL or momentum 0: plain) and decoupled
+ * weight decay: buf = momentum*buf + g; p -= lr * (buf + wd * p). */
+void model_sgd_update(float *p, const float *g, float *mom, size_t n, float lr, float momentum,
+                      float wd);
+
+#endif
