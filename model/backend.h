@@ -35,9 +35,9 @@
 #include <stddef.h>
 
 #include "lora/adapter.h"
+#include "model/llama.h"
 #include "model/optim.h"
 
-struct model_llama;
 struct priv_noise;
 
 typedef enum { MODEL_DEVICE_CPU = 0, MODEL_DEVICE_CUDA = 1 } model_device;
@@ -51,18 +51,11 @@ typedef enum { MODEL_DEVICE_CPU = 0, MODEL_DEVICE_CUDA = 1 } model_device;
 int model_device_resolve(const char *name, model_device *out, char *why, size_t whylen);
 const char *model_device_name(model_device d);
 
-typedef enum {
-	MODEL_TRAIN_NONE = 0,    /* eval only */
-	MODEL_TRAIN_LORA_B = 1,  /* LoRA with A frozen (ffa) */
-	MODEL_TRAIN_LORA_AB = 2, /* LoRA A and B */
-	MODEL_TRAIN_FULL = 3     /* every base parameter (pretrain); no adapter */
-} model_train_mode;
-
 typedef struct model_backend_opts {
-	const char *device; /* "cpu" | "cuda" | "auto" */
-	int max_batch;      /* sequences per micro-batch (activation memory) */
-	int max_seq;        /* longest sequence T */
-	model_train_mode mode;
+	const char *device;     /* "cpu" | "cuda" | "auto" */
+	int max_batch;          /* sequences per micro-batch (activation memory) */
+	int max_seq;            /* longest sequence T */
+	model_train_mode mode;  /* model/llama.h: NONE, FULL, LORA (A+B), LORA_B */
 	model_optim_opts optim; /* optimizer of the trainable tensors */
 } model_backend_opts;
 
@@ -73,7 +66,7 @@ typedef struct model_backend model_backend;
 
 /* Opens a backend over the CPU model m (borrowed). For CUDA, uploads the
  * weights in bf16 and allocates activations for (max_batch, max_seq). */
-int model_backend_open(model_backend **out, struct model_llama *m, const model_backend_opts *o);
+int model_backend_open(model_backend **out, model_llama *m, const model_backend_opts *o);
 void model_backend_close(model_backend *b);
 model_device model_backend_device(const model_backend *b);
 
