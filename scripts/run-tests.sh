@@ -22,7 +22,7 @@ run_one() {
 	pass=$((pass + p)); fail=$((fail + f)); skipn=$((skipn + s))
 	echo "# $name: $p passed, $f failed, $s skipped ($(( $(date +%s) - start )) s)"
 }
-selected() { [ -z "$TESTS" ] && return 0; for t in $TESTS; do [ "$t" = "$1" ] && return 0; done; return 1; }
+selected() { [ -z "$TESTS" ] && return 0; for sel_ in $TESTS; do [ "$sel_" = "$1" ] && return 0; done; return 1; }
 for t in "$TEST_BIN_DIR"/*_test; do
 	[ -x "$t" ] || continue
 	n=$(basename "$t"); selected "$n" || continue
