@@ -1,0 +1,518 @@
+/*
+ * coordinator/rundir.c — see coordinator/rundir.h. Files are small (state and
+ * metrics are kilobytes); they are read and rewritten whole.
+ */
+#include "coordinator/rundir.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+#define STATE_MAX   (64u << 20) /* state.json: registry of many clients */
+#define METRICS_MAX (256u << 20)
+
+int coord_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	int rv = 0;
+
+	if (fd < 0)
+		return FL_EIO;
+	if (fsync(fd) != 0)
+		rv = FL_EIO;
+	close(fd);
+	return rv;
+}
+
+/* Directory part of path into buf ("." when there is none). */
+static void dir_of(const char *path, char *buf, size_t n)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		snprintf(buf, n, ".");
+	else if (slash == path)
+		snprintf(buf, n, "/");
+	else
+		snprintf(buf, n, "%.*s", (int)(slash - path), path);
+}
+
+int coord_write_atomic(const char *path, const void *data, size_t len)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *p = data;
+	int fd;
+
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+		return FL_EINVAL;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return FL_EIO;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto fail;
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		goto fail;
+	dir_of(path, dir, sizeof dir);
+	return coord_fsync_dir(dir);
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return FL_EIO;
+}
+
+int coord_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	FILE *f;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int rv = 0;
+
+	*out = NULL;
+	if (len)
+		*len = 0;
+	if (!(f = fopen(path, "rb")))
+		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+	for (;;) {
+		size_t got;
+		if (n + 4096 + 1 > cap) {
+			size_t nc = cap ? cap * 2 : 8192;
+			char *nb;
+			if (nc > max + 4097)
+				nc = max + 4097;
+			if (nc <= cap) {
+				rv = FL_ETOOBIG;
+				goto out;
+			}
+			if (!(nb = realloc(buf, nc))) {
+				rv = FL_ENOMEM;
+				goto out;
+			}
+			buf = nb;
+			cap = nc;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (n > max) {
+			rv = FL_ETOOBIG;
+			goto out;
+		}
+		if (got == 0) {
+			if (ferror(f))
+				rv = FL_EIO;
+			break;
+		}
+	}
+	buf[n] = 0;
+out:
+	fclose(f);
+	if (rv) {
+		free(buf);
+		return rv;
+	}
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+int coord_mkdirs(const char *dir)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof buf)
+		return FL_EINVAL;
+	memcpy(buf, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] == '/' || buf[i] == 0) {
+			char c = buf[i];
+			buf[i] = 0;
+			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+				return FL_EIO;
+			buf[i] = c;
+		}
+	}
+	return 0;
+}
+
+void coord_state_init(coord_state *s)
+{
+	memset(s, 0, sizeof *s);
+}
+
+void coord_state_fini(coord_state *s)
+{
+	if (!s)
+		return;
+	free(s->clients);
+	free(s->phases);
+	memset(s, 0, sizeof *s);
+}
+
+int coord_state_find_client(const coord_state *s, const char *key)
+{
+	for (int i = 0; i < s->n_clients; i++)
+		if (!strcmp(s->clients[i].key, key))
+			return i;
+	return -1;
+}
+
+int coord_state_add_client(coord_state *s, const char *key, long num_samples, int joined_round,
+                           int *idx)
+{
+	int i = coord_state_find_client(s, key);
+
+	if (!key[0] || strlen(key) >= COORD_KEY_HEX_MAX)
+		return FL_EINVAL;
+	if (i >= 0) {
+		s->clients[i].num_samples = num_samples;
+		if (idx)
+			*idx = i;
+		return 0;
+	}
+	if (s->n_clients == s->cap_clients) {
+		int nc = s->cap_clients ? s->cap_clients * 2 : 16;
+		coord_client *nb = realloc(s->clients, (size_t)nc * sizeof *nb);
+		if (!nb)
+			return FL_ENOMEM;
+		s->clients = nb;
+		s->cap_clients = nc;
+	}
+	i = s->n_clients++;
+	memset(&s->clients[i], 0, sizeof s->clients[i]);
+	strcpy(s->clients[i].key, key);
+	s->clients[i].num_samples = num_samples;
+	s->clients[i].joined_round = joined_round;
+	if (idx)
+		*idx = i;
+	return 0;
+}
+
+int coord_state_add_phase(coord_state *s, double sigma, double q, long steps)
+{
+	if (s->n_phases > 0 && s->phases[s->n_phases - 1].sigma == sigma &&
+	    s->phases[s->n_phases - 1].q == q) {
+		s->phases[s->n_phases - 1].steps += steps;
+		return 0;
+	}
+	if (s->n_phases == s->cap_phases) {
+		int nc = s->cap_phases ? s->cap_phases * 2 : 8;
+		coord_phase *nb = realloc(s->phases, (size_t)nc * sizeof *nb);
+		if (!nb)
+			return FL_ENOMEM;
+		s->phases = nb;
+		s->cap_phases = nc;
+	}
+	s->phases[s->n_phases].sigma = sigma;
+	s->phases[s->n_phases].q = q;
+	s->phases[s->n_phases].steps = steps;
+	s->n_phases++;
+	return 0;
+}
+
+static int join_path(char *buf, size_t n, const char *dir, const char *name)
+{
+	if (snprintf(buf, n, "%s/%s", dir, name) >= (int)n)
+		return FL_EINVAL;
+	return 0;
+}
+
+int coord_state_save(const coord_state *s, const char *run_dir)
+{
+	char path[PATH_MAX];
+	cJSON *o = NULL, *arr;
+	char *text = NULL;
+	int rv = FL_ENOMEM;
+
+	if ((rv = join_path(path, sizeof path, run_dir, "state.json")) != 0)
+		return rv;
+	rv = FL_ENOMEM;
+	if (!(o = cJSON_CreateObject()))
+		return FL_ENOMEM;
+	if (!cJSON_AddNumberToObject(o, "version", 1) ||
+	    !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
+	    !cJSON_AddNumberToObject(o, "round", s->round) ||
+	    !cJSON_AddBoolToObject(o, "done", s->done) ||
+	    !cJSON_AddStringToObject(o, "reason", s->reason) ||
+	    !cJSON_AddNumberToObject(o, "retries", (double)s->retries) ||
+	    !cJSON_AddNumberToObject(o, "client_eps_max", s->client_eps_max))
+		goto out;
+	if (!(arr = cJSON_AddArrayToObject(o, "accountant")))
+		goto out;
+	for (int i = 0; i < s->n_phases; i++) {
+		cJSON *p = cJSON_CreateObject();
+		if (!p || !cJSON_AddItemToArray(arr, p)) {
+			cJSON_Delete(p);
+			goto out;
+		}
+		if (!cJSON_AddNumberToObject(p, "sigma", s->phases[i].sigma) ||
+		    !cJSON_AddNumberToObject(p, "q", s->phases[i].q) ||
+		    !cJSON_AddNumberToObject(p, "steps", (double)s->phases[i].steps))
+			goto out;
+	}
+	if (!(arr = cJSON_AddArrayToObject(o, "clients")))
+		goto out;
+	for (int i = 0; i < s->n_clients; i++) {
+		const coord_client *c = &s->clients[i];
+		cJSON *p = cJSON_CreateObject();
+		if (!p || !cJSON_AddItemToArray(arr, p)) {
+			cJSON_Delete(p);
+			goto out;
+		}
+		if (!cJSON_AddStringToObject(p, "key", c->key) ||
+		    !cJSON_AddNumberToObject(p, "num_samples", (double)c->num_samples) ||
+		    !cJSON_AddNumberToObject(p, "joined_round", c->joined_round) ||
+		    !cJSON_AddNumberToObject(p, "last_round", c->last_round))
+			goto out;
+	}
+	if (!(text = cJSON_Print(o)))
+		goto out;
+	rv = coord_write_atomic(path, text, strlen(text));
+out:
+	free(text);
+	cJSON_Delete(o);
+	return rv;
+}
+
+/* Number member of o into *x; FL_EFORMAT when missing or not a finite number. */
+static int get_num(const cJSON *o, const char *k, double *x)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+		return FL_EFORMAT;
+	*x = v->valuedouble;
+	return 0;
+}
+
+static int get_str(const cJSON *o, const char *k, char *buf, size_t n)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	if (!cJSON_IsString(v) || strlen(v->valuestring) >= n)
+		return FL_EFORMAT;
+	strcpy(buf, v->valuestring);
+	return 0;
+}
+
+int coord_state_load(coord_state *s, const char *run_dir)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	size_t len;
+	cJSON *o = NULL;
+	const cJSON *arr, *it, *done;
+	double x;
+	int rv;
+
+	coord_state_init(s);
+	if ((rv = join_path(path, sizeof path, run_dir, "state.json")) != 0)
+		return rv;
+	if ((rv = coord_read_file(path, STATE_MAX, &text, &len)) != 0)
+		return rv;
+	rv = FL_EFORMAT;
+	if (!(o = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(o))
+		goto fail;
+	if (get_str(o, "run_id", s->run_id, sizeof s->run_id) || !s->run_id[0])
+		goto fail;
+	if (get_num(o, "round", &x) || x < 0 || x > INT_MAX || x != floor(x))
+		goto fail;
+	s->round = (int)x;
+	done = cJSON_GetObjectItemCaseSensitive(o, "done");
+	if (!cJSON_IsBool(done))
+		goto fail;
+	s->done = cJSON_IsTrue(done);
+	if (get_str(o, "reason", s->reason, sizeof s->reason))
+		goto fail;
+	if (get_num(o, "retries", &x) || x < 0)
+		goto fail;
+	s->retries = (long)x;
+	if (get_num(o, "client_eps_max", &s->client_eps_max))
+		goto fail;
+	arr = cJSON_GetObjectItemCaseSensitive(o, "accountant");
+	if (!cJSON_IsArray(arr))
+		goto fail;
+	cJSON_ArrayForEach(it, arr)
+	{
+		double sigma, q, steps;
+		if (get_num(it, "sigma", &sigma) || get_num(it, "q", &q) ||
+		    get_num(it, "steps", &steps) || sigma < 0 || q < 0 || q > 1 || steps < 0)
+			goto fail;
+		/* appended without merging: the history is kept as it was saved */
+		if (s->n_phases == s->cap_phases) {
+			int nc = s->cap_phases ? s->cap_phases * 2 : 8;
+			coord_phase *nb = realloc(s->phases, (size_t)nc * sizeof *nb);
+			if (!nb) {
+				rv = FL_ENOMEM;
+				goto fail;
+			}
+			s->phases = nb;
+			s->cap_phases = nc;
+		}
+		s->phases[s->n_phases++] = (coord_phase){sigma, q, (long)steps};
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(o, "clients");
+	if (!cJSON_IsArray(arr))
+		goto fail;
+	cJSON_ArrayForEach(it, arr)
+	{
+		char key[COORD_KEY_HEX_MAX];
+		double ns, jr, lr;
+		int idx;
+		if (get_str(it, "key", key, sizeof key) || get_num(it, "num_samples", &ns) ||
+		    get_num(it, "joined_round", &jr) || get_num(it, "last_round", &lr))
+			goto fail;
+		if ((rv = coord_state_add_client(s, key, (long)ns, (int)jr, &idx)) != 0)
+			goto fail;
+		s->clients[idx].last_round = (int)lr;
+		rv = FL_EFORMAT;
+	}
+	cJSON_Delete(o);
+	free(text);
+	return 0;
+fail:
+	cJSON_Delete(o);
+	free(text);
+	coord_state_fini(s);
+	return rv;
+}
+
+int coord_global_path(const char *run_dir, int round, char *buf, size_t n)
+{
+	if (snprintf(buf, n, "%s/global/round-%06d.safetensors", run_dir, round) >= (int)n)
+		return FL_EINVAL;
+	return 0;
+}
+
+/* Round of one metrics line, or -1 when it has none. */
+static int line_round(const char *line, size_t len)
+{
+	cJSON *o = cJSON_ParseWithLength(line, len);
+	const cJSON *r;
+	int round = -1;
+
+	if (o && (r = cJSON_GetObjectItemCaseSensitive(o, "round")) && cJSON_IsNumber(r))
+		round = (int)r->valuedouble;
+	cJSON_Delete(o);
+	return round;
+}
+
+/* Rebuilds metrics.jsonl from the lines whose round is <= keep_max, plus
+ * `extra` (may be NULL). Rewrites only when something changes or extra is
+ * given. */
+static int metrics_rewrite(const char *run_dir, int keep_max, const char *extra)
+{
+	char path[PATH_MAX];
+	char *text = NULL, *out = NULL;
+	size_t len = 0, olen = 0, elen = extra ? strlen(extra) : 0;
+	int dropped = 0, rv;
+
+	if ((rv = join_path(path, sizeof path, run_dir, "metrics.jsonl")) != 0)
+		return rv;
+	rv = coord_read_file(path, METRICS_MAX, &text, &len);
+	if (rv == FL_ENOENT) {
+		text = NULL;
+		len = 0;
+	} else if (rv) {
+		return rv;
+	}
+	if (!(out = malloc(len + elen + 2))) {
+		free(text);
+		return FL_ENOMEM;
+	}
+	for (size_t i = 0; i < len;) {
+		size_t j = i;
+		while (j < len && text[j] != '\n')
+			j++;
+		if (j > i) {
+			int r = line_round(text + i, j - i);
+			/* a torn or foreign line (r < 0) cannot be attributed: drop it */
+			if (r >= 0 && r <= keep_max) {
+				memcpy(out + olen, text + i, j - i);
+				olen += j - i;
+				out[olen++] = '\n';
+			} else {
+				dropped++;
+			}
+		}
+		i = j + 1;
+	}
+	if (extra) {
+		memcpy(out + olen, extra, elen);
+		olen += elen;
+		out[olen++] = '\n';
+	}
+	rv = 0;
+	if (extra || dropped)
+		rv = coord_write_atomic(path, out, olen);
+	if (dropped && !rv)
+		fl_log(FL_LOG_INFO, "coord",
+		       "metrics.jsonl: dropped %d line(s) of uncommitted rounds", dropped);
+	free(out);
+	free(text);
+	return rv;
+}
+
+int coord_metrics_append(const char *run_dir, int round, const char *line)
+{
+	if (!line || strchr(line, '\n'))
+		return FL_EINVAL;
+	return metrics_rewrite(run_dir, round - 1, line);
+}
+
+int coord_metrics_trim(const char *run_dir, int last_committed)
+{
+	return metrics_rewrite(run_dir, last_committed, NULL);
+}
+
+int coord_metrics_count(const char *run_dir, int *lines, int *last_round)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	size_t len = 0;
+	int rv;
+
+	*lines = 0;
+	*last_round = -1;
+	if ((rv = join_path(path, sizeof path, run_dir, "metrics.jsonl")) != 0)
+		return rv;
+	if ((rv = coord_read_file(path, METRICS_MAX, &text, &len)) != 0)
+		return rv;
+	for (size_t i = 0; i < len;) {
+		size_t j = i;
+		while (j < len && text[j] != '\n')
+			j++;
+		if (j > i) {
+			(*lines)++;
+			*last_round = line_round(text + i, j - i);
+		}
+		i = j + 1;
+	}
+	free(text);
+	return 0;
+}
