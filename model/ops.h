@@ -12,9 +12,9 @@
  *     them first. A gradient output documented "NULL ok" is skipped when NULL
  *     (a frozen tensor gets no gradient and costs no work).
  *   - Matrix products go through OpenBLAS (cblas_sgemm), which threads itself.
- *   - No function allocates, except model_attention_backward and
- *     model_lora_backward(_per_example), which take a small scratch buffer
- *     with malloc and fall back to a slower scratch-free loop if that fails.
+ *   - Nothing allocates from the heap: the attention and LoRA backwards work
+ *     on row blocks of a 64 KiB stack scratch, which bounds T and r by
+ *     MODEL_OPS_MAX_T (callers check; the ops assert).
  *   - Inputs are trusted: token ids and shapes are validated by the caller
  *     (model/llama.c), these functions only assert.
  */
@@ -22,6 +22,9 @@
 #define FL_MODEL_OPS_H
 
 #include <stddef.h>
+
+/* Largest sequence length (attention) and LoRA rank the ops accept. */
+#define MODEL_OPS_MAX_T 16384
 
 /* out (N,C) = wte[tok[n]] ; wte is (V,C). */
 void model_embed_forward(float *out, const int *tok, const float *wte, int N, int C);
