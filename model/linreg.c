@@ -2,7 +2,7 @@
  * model/linreg.c — the "linreg" task: a frozen multi-layer linear model with
  * a LoRA pair on every layer, synthetic per-client data with low-rank shifts
  * (see model/linreg.h for the model and the data), local training by
- * minibatch SGD or AdamW on MSE, and sample-level DP-SGD (Poisson sampling,
+ * minibatch SGD or AdamW on squared error, and sample-level DP-SGD (Poisson sampling,
  * per-example gradients, clip, noise) through privacy/dp.h.
  *
  * Float32 with OpenBLAS GEMMs; gradients are analytic (checked against
@@ -309,7 +309,7 @@ static double sq_error(const model_linreg *m, int r0, int n)
 }
 
 /* Backward of rows r0..r0+n of the last forward, for the loss
- * gscale * sum_rows sum_j (H_L - Y)^2 / d. ADDS dA (when train_a) and dB into
+ * gscale * sum_rows 0.5 * sum_j (H_L - Y)^2. ADDS dA (when train_a) and dB into
  * grad (adapter layout). Uses G0, G1 and dU from row 0 (n rows). */
 static void backward(model_linreg *m, const lora_adapter *ad, int r0, int n, double gscale,
                      int train_a, float *grad)
@@ -318,7 +318,7 @@ static void backward(model_linreg *m, const lora_adapter *ad, int r0, int n, dou
 	float s = lora_adapter_scale(ad);
 	float *G = m->G0, *Gn = m->G1, *t;
 	const float *out = H_at(m, m->L) + (size_t)r0 * d, *y = m->Yb + (size_t)r0 * d;
-	float c = (float)(2.0 * gscale / d);
+	float c = (float)gscale;
 
 	/* G = dLoss/dH_L (n x d) */
 	for (size_t i = 0; i < (size_t)n * d; i++)
@@ -385,7 +385,7 @@ int model_linreg_loss_grad(model_linreg *m, const lora_adapter *ad, const long *
 	if ((rv = gather(m, idx, n)) != 0)
 		return rv;
 	forward(m, ad, n);
-	*loss = sq_error(m, 0, n) / ((double)n * m->d);
+	*loss = 0.5 * sq_error(m, 0, n) / n;
 	memset(grad, 0, m->np * sizeof(float));
 	backward(m, ad, 0, n, 1.0 / n, train_a, grad);
 	return 0;
@@ -435,7 +435,7 @@ static int lr_eval(model_linreg *m, const lora_adapter *ad, double *loss)
 		forward(m, ad, n);
 		acc += sq_error(m, 0, n);
 	}
-	*loss = acc / ((double)m->n_eval * m->d);
+	*loss = 0.5 * acc / m->n_eval;
 	return 0;
 }
 
@@ -525,7 +525,7 @@ static int lr_train(model_linreg *m, lora_adapter *ad, const model_train_params 
 			if ((rv = gather(m, bi, n)) != 0)
 				goto done;
 			forward(m, ad, (int)n);
-			loss_sum += sq_error(m, 0, (int)n) / ((double)n * m->d);
+			loss_sum += 0.5 * sq_error(m, 0, (int)n) / n;
 			loss_n++;
 			seen += n;
 		}

@@ -7,7 +7,8 @@
  * The model: L frozen d x d layers W0_l, each with a LoRA pair (A_l r x d,
  * B_l d x r) named "layers.{l}":
  *     h_0 = x,   h_{l+1} = (W0_l + s B_l A_l) h_l,   yhat = h_L,   s = alpha/r.
- * Loss: mean over examples and the d outputs of (yhat - y)^2.
+ * Loss: mean over examples of 0.5 * ||yhat - y||^2 (sum over the d outputs;
+ * the scale at which SGD wants lr ~ 0.05 and AdamW lr ~ 0.01).
  *
  * Data of client k (seed S): x ~ N(0, I_d) and
  *     y = prod_l (W0_l + D_l + E_{k,l}) x + noise,   noise ~ N(0, 0.05^2),
