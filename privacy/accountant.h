@@ -15,7 +15,10 @@
  * sigma == 0 means no noise: epsilon is +inf. q == 0 costs nothing; q == 1 is
  * the full-batch Gaussian mechanism (rdp = a / (2 sigma^2)). Orders whose
  * RDP cannot be computed (NaN) are skipped, as Opacus' nanargmin does; a
- * negative epsilon (possible only for delta near 1) is reported as 0.
+ * negative epsilon (possible only for delta near 1) is reported as 0, and an
+ * order whose RDP is below about delta^2 gives epsilon 0 (the KL bound
+ * delta <= sqrt(1 - exp(-rdp)), as Google's dp_accounting does) — so q == 0
+ * reports 0 where the formula alone would give about 0.1.
  *
  * Pure functions of their arguments: no allocation, no state, thread-safe.
  */
