@@ -57,12 +57,15 @@ static const opt_def opts[] = {
     O("linreg_layers", T_INT, linreg_layers, 1, "linreg: layers"),
     O("linreg_dim", T_INT, linreg_dim, 1, "linreg: width of every layer"),
     O("linreg_samples", T_INT, linreg_samples, 1, "linreg: examples per client"),
+    O("num_clients", T_INT, num_clients, 1,
+      "linreg: clients the task data is generated for (0: each client's own setting)"),
     O("recv_max", T_LL, recv_max, 0, "largest message accepted, bytes (0 = from adapter size)"),
     O("tls_cert", T_STR, tls_cert, 0, "TLS certificate (PEM) for tls+tcp://"),
     O("tls_key", T_STR, tls_key, 0, "TLS private key (PEM)"),
     O("tls_ca", T_STR, tls_ca, 0, "CA certificate (PEM) that client certificates must chain to"),
     O("contexts", T_INT, contexts, 0, "concurrent request contexts of the server socket"),
     O("poll_timeout", T_DBL, poll_timeout, 0, "seconds a GetTask long poll is held"),
+    O("linger", T_DBL, linger, 0, "seconds Done is still answered after the last round"),
     O("dp", T_STR, dp, 1, "none | sample (DP-SGD at clients) | client (DP-FedAvg here)"),
     O("dp_clip", T_DBL, dp_clip, 1, "clip norm C (sample) or S (client)"),
     O("dp_noise", T_DBL, dp_noise, 1, "noise multiplier sigma"),
@@ -103,6 +106,7 @@ void coord_config_default(coord_config *c)
 	c->linreg_samples = 512;
 	c->contexts = 16;
 	c->poll_timeout = 2;
+	c->linger = 3;
 	strcpy(c->dp, "none");
 	c->dp_delta = 1e-5;
 	c->fair_lambda = 0.01;
@@ -388,6 +392,8 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->contexts >= 1 && c->contexts <= 1024, "--contexts must be in 1..1024");
 	REQUIRE(c->poll_timeout > 0 && c->poll_timeout <= 600,
 	        "--poll-timeout must be in (0, 600]");
+	REQUIRE(c->linger >= 0 && c->linger <= 3600, "--linger must be in [0, 3600]");
+	REQUIRE(c->num_clients >= 0, "--num-clients must be >= 0");
 	REQUIRE(!!c->tls_cert[0] == !!c->tls_key[0], "--tls-cert and --tls-key go together");
 	REQUIRE(strncmp(c->listen, "tls+", 4) || c->tls_cert[0],
 	        "a tls+tcp:// listener needs --tls-cert and --tls-key");

@@ -54,11 +54,13 @@ typedef struct coord_config {
 	char base_dir[COORD_STR_MAX];
 	int seq_len;
 	int linreg_layers, linreg_dim, linreg_samples;
+	int num_clients; /* linreg: clients the data is generated for (0: clients decide) */
 	/* network */
 	long long recv_max; /* bytes; receive limit of the socket */
 	char tls_cert[COORD_STR_MAX], tls_key[COORD_STR_MAX], tls_ca[COORD_STR_MAX];
 	int contexts;        /* concurrent nng contexts */
 	double poll_timeout; /* seconds a GetTask long poll is held */
+	double linger;       /* seconds Done is still answered after the run ends */
 	/* differential privacy */
 	char dp[COORD_NAME_MAX]; /* none | sample | client */
 	double dp_clip, dp_noise, dp_q, dp_delta, target_eps;

@@ -1,0 +1,1388 @@
+/*
+ * coordinator/coord.c — see coordinator/coord.h.
+ *
+ * Threads. The round engine runs on the thread that calls coord_run(). Every
+ * request is handled on nng's callback threads by one of cfg.contexts
+ * `coord_work` state machines (the pattern of nng's demo/async/server.c):
+ *
+ *   RECV --(request)--> handle --> SEND --> RECV
+ *                          \--> PARK (a GetTask with nothing to hand out:
+ *                               nng_sleep_aio for poll_timeout) --> SEND
+ *
+ * A parked GetTask is woken early (nng_aio_cancel, under the lock, while it is
+ * surely parked) when a round opens or the run ends, and answered then.
+ *
+ * Locking. `mu` protects the round state and coord_state (registry, counters).
+ * Verifying a Submit's signature, unpacking it and converting its tensors run
+ * outside the lock; the fold into the aggregator runs under `agg_mu` only.
+ * The engine closes a round by setting the phase to CLOSED (later Submits are
+ * stale) and then waits until no fold is in flight (`folding` == 0) before it
+ * finishes the aggregation.
+ *
+ * Durability. The commit of round R is: global/round-R.safetensors, then the
+ * metrics line, then state.json with round = R (coordinator/rundir.h). A
+ * restart trims metrics lines of uncommitted rounds and re-runs round R+1.
+ *
+ * Not here: the wire format (core/wire.h), socket setup and TLS (core/net.h),
+ * the arithmetic of aggregation and DP noise (lora/aggregate.h), accounting
+ * (privacy/accountant.h).
+ */
+#include "coordinator/coord.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+#include <sodium.h>
+
+#include "coordinator/rundir.h"
+#include "coordinator/sample.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "core/rng.h"
+#include "core/wire.h"
+#include "lora/aggregate.h"
+#include "lora/io.h"
+#include "model/task.h"
+#include "privacy/accountant.h"
+#include "privacy/noise.h"
+#include "privacy/sign.h"
+
+#define TAG              "coord"
+#define SOFTWARE_VERSION "fedlora-0.1.0"
+#define NREASONS         32   /* indexes -code of core/err.h codes */
+#define REJECT_LOG_EVERY 10.0 /* seconds between log lines of one reason */
+
+_Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
+_Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
+
+enum { PH_IDLE = 0, PH_OPEN = 1, PH_CLOSED = 2, PH_DONE = 3 };
+enum { W_INIT = 0, W_RECV, W_PARK, W_SEND };
+/* per selected client */
+enum { SEL_NO = 0, SEL_PENDING = 1, SEL_FOLDING = 2, SEL_DONE = 3 };
+
+typedef struct coord_work {
+	coord *c;
+	nng_aio *aio;
+	nng_ctx ctx;
+	int state;
+	/* the parked GetTask */
+	int client; /* registry index */
+	uint64_t last_seen;
+} coord_work;
+
+struct coord {
+	coord_config cfg;
+	coord_dp_mode dp;
+	lora_strategy strat;
+	priv_key key;
+	char pk_hex[PRIV_PK_HEX];
+	priv_allow *allow; /* NULL under --enroll-any */
+	model_task *task;
+	lora_adapter *global; /* after the last committed round */
+	priv_noise *noise;    /* client DP: Poisson sampling and noise */
+	fl_rng rng;           /* uniform client sampling */
+	size_t recv_max;      /* logical limit; the socket allows a bit more */
+	char base_name[COORD_STR_MAX];
+
+	nng_socket sock;
+	int sock_open;
+	coord_work *works;
+	int nworks;
+	FILE *logf;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_mutex_t agg_mu;
+	volatile sig_atomic_t stop;
+
+	/* ---- under mu ---- */
+	coord_state st;
+	int phase;
+	int cur_round;      /* st.round + 1 while a round is open */
+	int attempt;        /* 1-based attempt of cur_round */
+	unsigned char *sel; /* SEL_* per registry index, n_sel entries */
+	int n_sel, n_selected, n_reported;
+	int folding;
+	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
+	lora_agg *agg;
+	uint8_t *task_buf; /* signed Task envelope of the open round */
+	size_t task_len;
+	/* metrics of the round being run (reset when a round commits) */
+	long rejected[NREASONS];
+	uint64_t bytes_up, bytes_down;
+	double w_sum, train_sum, eval_after_sum, eval_before_sum;
+	double client_eps_round;
+	int retries_round;
+	/* reject log rate limit */
+	double rej_last_log[NREASONS];
+	long rej_suppressed[NREASONS];
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A log line to stderr (fl_log) and to RUN/coordinator.log. */
+static void coord_logf(coord *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void coord_logf(coord *c, int level, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fl_log(level, TAG, "%s", line);
+	if (c->logf && level <= fl_log_level()) {
+		struct timespec ts;
+		struct tm tm;
+		static const char *names[] = {"error", "warn", "info", "debug"};
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		fprintf(c->logf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s\n",
+		        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		        tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], line);
+		fflush(c->logf);
+	}
+}
+
+static void set_err(char *err, size_t errn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errn, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || !errn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errn, fmt, ap);
+	va_end(ap);
+}
+
+static int reason_index(int code)
+{
+	int i = -code;
+	return (i > 0 && i < NREASONS) ? i : 0;
+}
+
+/* Counts a rejection in the round's metrics and logs it, at most once per
+ * reason every REJECT_LOG_EVERY seconds. Call with mu held. */
+static void count_reject_locked(coord *c, int code, const char *who, const char *text)
+{
+	int i = reason_index(code);
+	double t = now_s();
+
+	c->rejected[i]++;
+	if (c->rej_last_log[i] == 0 || t - c->rej_last_log[i] >= REJECT_LOG_EVERY) {
+		if (c->rej_suppressed[i] > 0)
+			coord_logf(c, FL_LOG_WARN,
+			           "rejected (%s) from %s: %s (%ld more of this reason not logged)",
+			           fl_reason_name(code), who, text, c->rej_suppressed[i]);
+		else
+			coord_logf(c, FL_LOG_WARN, "rejected (%s) from %s: %s",
+			           fl_reason_name(code), who, text);
+		c->rej_last_log[i] = t;
+		c->rej_suppressed[i] = 0;
+	} else {
+		c->rej_suppressed[i]++;
+	}
+}
+
+/* Signed envelope of `body` in a new nng_msg; NULL on failure (logged). */
+static nng_msg *seal(coord *c, const ProtobufCMessage *body, uint32_t type)
+{
+	nng_msg *m = NULL;
+	int rv = fl_wire_seal_msg(body, type, &c->key, &m);
+
+	if (rv) {
+		coord_logf(c, FL_LOG_ERROR, "cannot seal a %s reply: %s", fl_msg_type_name(type),
+		           fl_strerror(rv));
+		return NULL;
+	}
+	return m;
+}
+
+static nng_msg *make_reject(coord *c, int code, const char *text)
+{
+	Fedlora__Reject r = FEDLORA__REJECT__INIT;
+	r.code = code;
+	r.text = (char *)text;
+	return seal(c, &r.base, FL_MSG_REJECT);
+}
+
+/* Rejects: counts, logs and builds the reply. */
+static nng_msg *reject(coord *c, int code, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static nng_msg *reject(coord *c, int code, const char *who, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&c->mu);
+	count_reject_locked(c, code, who, text);
+	pthread_mutex_unlock(&c->mu);
+	return make_reject(c, code, text);
+}
+
+static nng_msg *make_wait(coord *c, uint32_t ms)
+{
+	Fedlora__Wait w = FEDLORA__WAIT__INIT;
+	w.retry_after_ms = ms;
+	w.run_id = c->st.run_id;
+	w.round = (uint64_t)c->st.round;
+	return seal(c, &w.base, FL_MSG_WAIT);
+}
+
+static nng_msg *make_done(coord *c)
+{
+	Fedlora__Done d = FEDLORA__DONE__INIT;
+	d.run_id = c->st.run_id;
+	d.final_round = (uint64_t)c->st.round;
+	return seal(c, &d.base, FL_MSG_DONE);
+}
+
+/* Short printable id of a key for logs: the first 12 hex characters. */
+static void short_id(const uint8_t pk[PRIV_PK_BYTES], char out[16])
+{
+	char hex[PRIV_PK_HEX];
+	priv_pk_to_hex(pk, hex);
+	snprintf(out, 16, "%.12s", hex);
+}
+
+/* Is the key admitted right now (allow list or enrollment)? */
+static int key_admitted(coord *c, const uint8_t pk[PRIV_PK_BYTES])
+{
+	if (!c->allow)
+		return 1;
+	return priv_allow_contains(c->allow, pk);
+}
+
+/* ------------------------------------------------------------- handlers */
+
+static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
+{
+	const Fedlora__Hello *h = (const Fedlora__Hello *)m->body;
+	Fedlora__Welcome w = FEDLORA__WELCOME__INIT;
+	Fedlora__ModelSpec spec = FEDLORA__MODEL_SPEC__INIT;
+	char hex[PRIV_PK_HEX];
+	int rv, idx, is_new;
+
+	if ((rv = fl_wire_check_hello(h, c->st.run_id)) != 0)
+		return reject(c, rv, who, "hello: %s",
+		              rv == FL_ESTALE ? "run id of another run" : fl_strerror(rv));
+	if (!key_admitted(c, m->signer))
+		return reject(c, FL_EKEY, who, "hello: key not on the allow list");
+	if (h->num_samples <= 0 || h->num_samples > (int64_t)1 << 40)
+		return reject(c, FL_EFORMAT, who, "hello: num_samples %lld out of range",
+		              (long long)h->num_samples);
+	priv_pk_to_hex(m->signer, hex);
+	pthread_mutex_lock(&c->mu);
+	is_new = coord_state_find_client(&c->st, hex) < 0;
+	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
+	if (!rv && is_new) {
+		/* persisted so a restarted coordinator knows the pool; a failure
+		 * here only costs the client a new Hello after a restart */
+		int srv = coord_state_save(&c->st, c->cfg.run_dir);
+		if (srv)
+			coord_logf(c, FL_LOG_WARN,
+			           "cannot save state.json after a registration: %s",
+			           fl_strerror(srv));
+		coord_logf(c, FL_LOG_INFO,
+		           "client %s registered (%lld samples, index %d; %d registered)", who,
+		           (long long)h->num_samples, h->client_index, c->st.n_clients);
+		pthread_cond_broadcast(&c->cv);
+	}
+	w.committed_round = (uint64_t)c->st.round;
+	pthread_mutex_unlock(&c->mu);
+	if (rv)
+		return reject(c, rv, who, "hello: cannot register: %s", fl_strerror(rv));
+
+	spec.task = c->cfg.task;
+	spec.base_model = c->base_name;
+	spec.base_hash = "";
+	spec.rank = (uint32_t)c->cfg.rank;
+	spec.alpha = c->cfg.alpha;
+	spec.lora_targets = c->cfg.lora_targets;
+	spec.strategy = c->cfg.strategy;
+	spec.seed = (uint64_t)c->cfg.seed;
+	spec.num_clients = (uint32_t)c->cfg.num_clients;
+	spec.linreg_layers = (uint32_t)c->cfg.linreg_layers;
+	spec.linreg_dim = (uint32_t)c->cfg.linreg_dim;
+	spec.linreg_samples = (uint32_t)c->cfg.linreg_samples;
+	spec.seq_len = (uint32_t)c->cfg.seq_len;
+	w.run_id = c->st.run_id;
+	w.coordinator_key.data = c->key.pk;
+	w.coordinator_key.len = PRIV_PK_BYTES;
+	w.spec = &spec;
+	w.total_rounds = (uint64_t)c->cfg.rounds;
+	w.software_version = SOFTWARE_VERSION;
+	return seal(c, &w.base, FL_MSG_WELCOME);
+}
+
+/* Reply to a GetTask of registered client `idx` under mu: a Task, Done, or
+ * NULL with *park = 1 when the request should be held (long poll) or a Wait
+ * when it was held already (`held`). */
+static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int held, int *park)
+{
+	nng_msg *m;
+
+	*park = 0;
+	if (c->phase == PH_DONE || c->st.done)
+		return make_done(c);
+	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING &&
+	    last_seen < (uint64_t)c->cur_round) {
+		if (nng_msg_alloc(&m, 0) != 0)
+			return NULL;
+		if (nng_msg_append(m, c->task_buf, c->task_len) != 0) {
+			nng_msg_free(m);
+			return NULL;
+		}
+		c->bytes_down += c->task_len;
+		return m;
+	}
+	/* A client that says it trained the open round already (it did so for a
+	 * coordinator that crashed before committing) gets a Wait whose round
+	 * tells it the last committed one, so it can retrain. */
+	if (!held) {
+		*park = 1;
+		return NULL;
+	}
+	return make_wait(c, 200);
+}
+
+static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
+                               int *park)
+{
+	const Fedlora__GetTask *g = (const Fedlora__GetTask *)m->body;
+	char hex[PRIV_PK_HEX];
+	nng_msg *rep;
+	int idx, rv;
+
+	*park = 0;
+	if ((rv = fl_wire_check_run(g->run_id, c->st.run_id)) != 0)
+		return reject(c, rv, who, "get_task: run id of another run");
+	if (!key_admitted(c, m->signer))
+		return reject(c, FL_EKEY, who, "get_task: key not on the allow list");
+	priv_pk_to_hex(m->signer, hex);
+	pthread_mutex_lock(&c->mu);
+	idx = coord_state_find_client(&c->st, hex);
+	if (idx < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_EKEY, who, "get_task: not registered (send Hello first)");
+	}
+	rep = gettask_reply_locked(c, idx, g->last_round_seen, 0, park);
+	if (*park) {
+		w->client = idx;
+		w->last_seen = g->last_round_seen;
+		w->state = W_PARK;
+		nng_sleep_aio((nng_duration)(c->cfg.poll_timeout * 1000), w->aio);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rep;
+}
+
+/* Checks of a Submit's metrics; 0 or a reason. */
+static int check_metrics(const Fedlora__TrainMetrics *tm)
+{
+	if (!tm)
+		return FL_EFORMAT;
+	if (!isfinite(tm->train_loss) || !isfinite(tm->eval_before) || !isfinite(tm->eval_after))
+		return FL_ENONFINITE;
+	if (isnan(tm->epsilon) || tm->epsilon < 0 || isnan(tm->delta) || tm->delta < 0)
+		return FL_EFORMAT;
+	return 0;
+}
+
+static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
+{
+	const Fedlora__Submit *s = (const Fedlora__Submit *)m->body;
+	Fedlora__Ack ack = FEDLORA__ACK__INIT;
+	lora_adapter *ad = NULL;
+	char hex[PRIV_PK_HEX];
+	int idx, rv, round;
+	double w;
+
+	if ((rv = fl_wire_check_run(s->run_id, c->st.run_id)) != 0)
+		return reject(c, rv, who, "submit: run id of another run");
+	if (!key_admitted(c, m->signer))
+		return reject(c, FL_EKEY, who, "submit: key not on the allow list");
+	priv_pk_to_hex(m->signer, hex);
+
+	pthread_mutex_lock(&c->mu);
+	idx = coord_state_find_client(&c->st, hex);
+	round = c->cur_round;
+	if (idx < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_EKEY, who, "submit: not registered (send Hello first)");
+	}
+	if (c->phase != PH_OPEN ||
+	    (rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round)) == FL_ESTALE) {
+		unsigned long long r = (unsigned long long)s->round;
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_ESTALE, who, "submit: round %llu is not open (%s)", r,
+		              c->phase == PH_OPEN ? "another round" : "no round open");
+	}
+	if (rv) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, rv, who, "submit: %s", fl_strerror(rv));
+	}
+	if ((rv = fl_nonce_set_add(c->nonces, s->nonce.data, s->nonce.len)) != 0) {
+		int already = idx < c->n_sel && c->sel[idx] >= SEL_FOLDING;
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, rv, who, "submit: %s",
+		              rv != FL_EREPLAY ? fl_strerror(rv)
+		              : already        ? "replayed nonce (this update was already accepted)"
+		                               : "replayed nonce");
+	}
+	if (idx >= c->n_sel || c->sel[idx] == SEL_NO) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_ESTATE, who, "submit: not selected for round %d", round);
+	}
+	if (c->sel[idx] != SEL_PENDING) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_ESTATE, who, "submit: already submitted in round %d", round);
+	}
+	if ((rv = check_metrics(s->metrics)) != 0) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, rv, who, "submit: train metrics missing or not finite");
+	}
+	c->sel[idx] = SEL_FOLDING;
+	c->folding++;
+	pthread_mutex_unlock(&c->mu);
+
+	/* Outside mu: the global cannot change while folding > 0. */
+	w = c->dp == COORD_DP_CLIENT ? 1.0 : (double)s->num_samples;
+	rv = lora_adapter_clone(&ad, c->global);
+	if (!rv)
+		rv = fl_wire_tensors_to_adapter(s->tensors, s->n_tensors,
+		                                c->strat == LORA_FFA ? FL_WIRE_B : FL_WIRE_AB, ad);
+	if (!rv) {
+		pthread_mutex_lock(&c->agg_mu);
+		rv = lora_agg_add(c->agg, ad, w);
+		pthread_mutex_unlock(&c->agg_mu);
+	}
+	lora_adapter_free(ad);
+
+	pthread_mutex_lock(&c->mu);
+	c->folding--;
+	if (rv) {
+		c->sel[idx] = SEL_PENDING; /* it may still send a good update */
+		count_reject_locked(c, rv, who, "submit: tensors refused");
+	} else {
+		const Fedlora__TrainMetrics *tm = s->metrics;
+		double ns = (double)s->num_samples;
+		c->sel[idx] = SEL_DONE;
+		c->n_reported++;
+		c->bytes_up += m->wire_len;
+		c->w_sum += ns;
+		c->train_sum += ns * tm->train_loss;
+		c->eval_after_sum += ns * tm->eval_after;
+		c->eval_before_sum += ns * tm->eval_before;
+		if (tm->epsilon > c->client_eps_round)
+			c->client_eps_round = tm->epsilon;
+		c->st.clients[idx].last_round = round;
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (rv) {
+		char text[160];
+		snprintf(text, sizeof text, "submit: %s", fl_strerror(rv));
+		return make_reject(c, rv, text);
+	}
+	ack.run_id = c->st.run_id;
+	ack.round = (uint64_t)round;
+	ack.nonce = s->nonce;
+	coord_logf(c, FL_LOG_DEBUG, "round %d: update from %s folded", round, who);
+	return seal(c, &ack.base, FL_MSG_ACK);
+}
+
+/* Handles one request; returns the reply, or NULL with *park set. */
+static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
+{
+	fl_wire_msg m;
+	char who[16];
+	nng_msg *rep = NULL;
+	int rv;
+
+	*park = 0;
+	rv = fl_wire_open_msg(req, c->recv_max, NULL, &m);
+	if (rv) {
+		return reject(c, rv, "?", "%s (%zu bytes)",
+		              rv == FL_ETOOBIG ? "message over the receive limit" : fl_strerror(rv),
+		              nng_msg_len(req));
+	}
+	short_id(m.signer, who);
+	switch (m.type) {
+	case FL_MSG_HELLO:
+		rep = handle_hello(c, &m, who);
+		break;
+	case FL_MSG_GET_TASK:
+		rep = handle_gettask(c, w, &m, who, park);
+		break;
+	case FL_MSG_SUBMIT:
+		rep = handle_submit(c, &m, who);
+		break;
+	default:
+		rep = reject(c, FL_EFORMAT, who, "unexpected message type %s",
+		             fl_msg_type_name(m.type));
+		break;
+	}
+	fl_wire_msg_fini(&m);
+	return rep;
+}
+
+static void work_send(coord_work *w, nng_msg *rep)
+{
+	if (!rep) {
+		/* could not build a reply (out of memory): let the client retry */
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		return;
+	}
+	nng_aio_set_msg(w->aio, rep);
+	w->state = W_SEND;
+	nng_ctx_send(w->ctx, w->aio);
+}
+
+static void work_cb(void *arg)
+{
+	coord_work *w = arg;
+	coord *c = w->c;
+	nng_msg *req, *rep;
+	int rv, park;
+
+	switch (w->state) {
+	case W_INIT:
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		break;
+	case W_RECV:
+		if ((rv = nng_aio_result(w->aio)) != 0) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+				return;
+			nng_ctx_recv(w->ctx, w->aio);
+			break;
+		}
+		req = nng_aio_get_msg(w->aio);
+		nng_aio_set_msg(w->aio, NULL);
+		rep = handle_request(c, w, req, &park);
+		nng_msg_free(req);
+		if (park)
+			break; /* state W_PARK was set under the lock */
+		work_send(w, rep);
+		break;
+	case W_PARK:
+		/* timed out or cancelled by the engine: answer with what there is */
+		pthread_mutex_lock(&c->mu);
+		if (c->sock_open == 0) {
+			pthread_mutex_unlock(&c->mu);
+			return;
+		}
+		rep = gettask_reply_locked(c, w->client, w->last_seen, 1, &park);
+		w->state = W_SEND;
+		pthread_mutex_unlock(&c->mu);
+		work_send(w, rep);
+		break;
+	case W_SEND:
+		if ((rv = nng_aio_result(w->aio)) != 0) {
+			nng_msg_free(nng_aio_get_msg(w->aio));
+			nng_aio_set_msg(w->aio, NULL);
+			if (rv == NNG_ECLOSED)
+				return;
+		}
+		w->state = W_RECV;
+		nng_ctx_recv(w->ctx, w->aio);
+		break;
+	}
+}
+
+/* Wakes every parked GetTask (under mu). */
+static void wake_parked_locked(coord *c)
+{
+	for (int i = 0; i < c->nworks; i++)
+		if (c->works[i].state == W_PARK)
+			nng_aio_cancel(c->works[i].aio);
+}
+
+/* ------------------------------------------------------------- open/close */
+
+static int write_run_json(coord *c)
+{
+	char path[PATH_MAX];
+	char *js = NULL;
+	int rv;
+
+	if (snprintf(path, sizeof path, "%s/run.json", c->cfg.run_dir) >= (int)sizeof path)
+		return FL_EINVAL;
+	if ((rv = coord_config_to_json(&c->cfg, &js)) != 0)
+		return rv;
+	rv = coord_write_atomic(path, js, strlen(js));
+	free(js);
+	return rv;
+}
+
+/* Settings of run.json (if any) into *stored; 1 when present, 0 when not. */
+static int read_run_json(const char *run_dir, coord_config *stored, char *err, size_t errn)
+{
+	char path[PATH_MAX];
+	int rv;
+
+	if (snprintf(path, sizeof path, "%s/run.json", run_dir) >= (int)sizeof path)
+		return FL_EINVAL;
+	if (access(path, F_OK) != 0)
+		return 0;
+	coord_config_default(stored);
+	if ((rv = coord_config_apply_file(stored, path, err, errn)) != 0)
+		return rv;
+	return 1;
+}
+
+static void run_id_new(char out[COORD_RUN_ID_HEX + 1])
+{
+	uint8_t b[COORD_RUN_ID_HEX / 2];
+	randombytes_buf(b, sizeof b);
+	sodium_bin2hex(out, COORD_RUN_ID_HEX + 1, b, sizeof b);
+}
+
+int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
+{
+	coord *c;
+	model_task_opts to;
+	coord_config stored;
+	char path[PATH_MAX];
+	int rv, have_run;
+	size_t adapter_bytes;
+
+	*out = NULL;
+	if ((rv = coord_config_validate(cfg, err, errn)) != 0)
+		return rv;
+	if (priv_sodium_init() != 0) {
+		set_err(err, errn, "libsodium failed to initialize");
+		return FL_ECRYPTO;
+	}
+	if (!(c = calloc(1, sizeof *c)))
+		return FL_ENOMEM;
+	c->cfg = *cfg;
+	c->dp = coord_config_dp_mode(cfg);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->agg_mu, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	coord_state_init(&c->st);
+	if ((rv = lora_strategy_parse(cfg->strategy, &c->strat)) != 0) {
+		set_err(err, errn, "unknown strategy '%s'", cfg->strategy);
+		goto fail;
+	}
+
+	/* keys */
+	rv = priv_key_load(&c->key, cfg->key);
+	if (rv) {
+		set_err(err, errn, "cannot load key %s: %s%s", cfg->key, fl_strerror(rv),
+		        rv == FL_EKEY ? " (the file must not be readable by other users)" : "");
+		goto fail;
+	}
+	priv_pk_to_hex(c->key.pk, c->pk_hex);
+	if (cfg->allow[0]) {
+		rv = priv_allow_load(&c->allow, cfg->allow);
+		if (rv) {
+			set_err(err, errn, "cannot load allow list %s: %s", cfg->allow,
+			        fl_strerror(rv));
+			goto fail;
+		}
+	}
+
+	/* run directory */
+	have_run = read_run_json(cfg->run_dir, &stored, err, errn);
+	if (have_run < 0) {
+		rv = have_run;
+		goto fail;
+	}
+	if (have_run && (rv = coord_config_check_resume(&stored, cfg, err, errn)) != 0)
+		goto fail;
+	if (snprintf(path, sizeof path, "%s/global", cfg->run_dir) >= (int)sizeof path) {
+		rv = FL_EINVAL;
+		set_err(err, errn, "run directory path too long");
+		goto fail;
+	}
+	if ((rv = coord_mkdirs(path)) != 0) {
+		set_err(err, errn, "cannot create %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (snprintf(path, sizeof path, "%s/coordinator.log", cfg->run_dir) < (int)sizeof path)
+		c->logf = fopen(path, "a");
+
+	/* task: adapter shape only */
+	model_task_opts_default(&to);
+	to.task = cfg->task;
+	to.seed = (uint64_t)cfg->seed;
+	to.client_index = -1;
+	if (cfg->num_clients > 0)
+		to.num_clients = cfg->num_clients;
+	to.rank = cfg->rank;
+	to.alpha = cfg->alpha;
+	to.linreg_layers = cfg->linreg_layers;
+	to.linreg_dim = cfg->linreg_dim;
+	to.linreg_samples = cfg->linreg_samples;
+	to.base_dir = cfg->base_dir[0] ? cfg->base_dir : NULL;
+	to.lora_targets = cfg->lora_targets;
+	to.seq_len = cfg->seq_len;
+	if ((rv = model_task_open(&c->task, &to)) != 0) {
+		set_err(err, errn, "cannot open task %s: %s", cfg->task, fl_strerror(rv));
+		goto fail;
+	}
+	if (!strcmp(cfg->task, "lm")) {
+		const char *b = strrchr(cfg->base_dir, '/');
+		snprintf(c->base_name, sizeof c->base_name, "%s",
+		         b && b[1] ? b + 1 : cfg->base_dir);
+	}
+
+	rv = coord_state_load(&c->st, cfg->run_dir);
+	if (rv == FL_ENOENT) {
+		/* a new run: initial adapter, then state.json (round 0) */
+		coord_state_init(&c->st);
+		run_id_new(c->st.run_id);
+		if ((rv = model_task_adapter_new(c->task, (uint64_t)cfg->seed, &c->global)) != 0) {
+			set_err(err, errn, "cannot create the initial adapter: %s",
+			        fl_strerror(rv));
+			goto fail;
+		}
+		coord_global_path(cfg->run_dir, 0, path, sizeof path);
+		if ((rv = lora_adapter_save(c->global, path)) != 0) {
+			set_err(err, errn, "cannot write %s: %s", path, fl_strerror(rv));
+			goto fail;
+		}
+		if ((rv = write_run_json(c)) != 0 || (rv = coord_metrics_trim(cfg->run_dir, 0)) ||
+		    (rv = coord_state_save(&c->st, cfg->run_dir)) != 0) {
+			set_err(err, errn, "cannot write the run directory %s: %s", cfg->run_dir,
+			        fl_strerror(rv));
+			goto fail;
+		}
+		coord_logf(c, FL_LOG_INFO, "new run %s in %s", c->st.run_id, cfg->run_dir);
+	} else if (rv) {
+		set_err(err, errn, "cannot read %s/state.json: %s", cfg->run_dir, fl_strerror(rv));
+		goto fail;
+	} else {
+		lora_adapter *shape = NULL;
+		if (!have_run) {
+			rv = FL_EFORMAT;
+			set_err(err, errn, "%s has state.json but no run.json", cfg->run_dir);
+			goto fail;
+		}
+		coord_global_path(cfg->run_dir, c->st.round, path, sizeof path);
+		if ((rv = lora_adapter_load(&c->global, path)) != 0) {
+			set_err(err, errn, "cannot load the committed adapter %s: %s", path,
+			        fl_strerror(rv));
+			goto fail;
+		}
+		rv = model_task_adapter_new(c->task, (uint64_t)cfg->seed, &shape);
+		if (!rv && !lora_adapter_same_shape(shape, c->global))
+			rv = FL_ESHAPE;
+		lora_adapter_free(shape);
+		if (rv) {
+			set_err(err, errn, "%s does not have the task's adapter shape: %s", path,
+			        fl_strerror(rv));
+			goto fail;
+		}
+		if ((rv = coord_metrics_trim(cfg->run_dir, c->st.round)) != 0) {
+			set_err(err, errn, "cannot trim metrics.jsonl: %s", fl_strerror(rv));
+			goto fail;
+		}
+		/* more rounds asked for than a finished run had: continue it */
+		if (c->st.done && !strcmp(c->st.reason, "rounds") && c->st.round < cfg->rounds) {
+			c->st.done = 0;
+			c->st.reason[0] = 0;
+		}
+		if ((rv = write_run_json(c)) != 0 ||
+		    (rv = coord_state_save(&c->st, cfg->run_dir))) {
+			set_err(err, errn, "cannot write the run directory: %s", fl_strerror(rv));
+			goto fail;
+		}
+		coord_logf(
+		    c, FL_LOG_INFO,
+		    "resuming run %s from %s: last committed round %d, %d registered client(s)%s",
+		    c->st.run_id, cfg->run_dir, c->st.round, c->st.n_clients,
+		    c->st.done ? " (run is done)" : "");
+	}
+
+	adapter_bytes = (c->global->n_a + c->global->n_b) * sizeof(float);
+	c->recv_max = cfg->recv_max > 0 ? (size_t)cfg->recv_max
+	                                : adapter_bytes + adapter_bytes / 4 + ((size_t)1 << 20);
+	if (c->recv_max < adapter_bytes) {
+		coord_logf(
+		    c, FL_LOG_WARN,
+		    "--recv-max %zu is below the adapter's size (%zu bytes): updates will be "
+		    "refused",
+		    c->recv_max, adapter_bytes);
+	}
+	if (c->dp == COORD_DP_CLIENT && (rv = priv_noise_new(&c->noise)) != 0) {
+		set_err(err, errn, "cannot create the noise generator: %s", fl_strerror(rv));
+		goto fail;
+	}
+	fl_rng_init(&c->rng, (uint64_t)cfg->seed, 0x636f6f7264ULL);
+	if ((rv = fl_nonce_set_new(&c->nonces)) != 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	coord_close(c);
+	return rv;
+}
+
+void coord_close(coord *c)
+{
+	if (!c)
+		return;
+	if (c->sock_open) {
+		pthread_mutex_lock(&c->mu);
+		c->sock_open = 0;
+		pthread_mutex_unlock(&c->mu);
+		nng_close(c->sock);
+	}
+	for (int i = 0; i < c->nworks; i++) {
+		if (c->works[i].aio) {
+			nng_aio_stop(c->works[i].aio);
+			nng_msg *m = nng_aio_get_msg(c->works[i].aio);
+			if (m && c->works[i].state == W_SEND)
+				nng_msg_free(m);
+			nng_aio_free(c->works[i].aio);
+		}
+	}
+	free(c->works);
+	lora_agg_free(c->agg);
+	fl_nonce_set_free(c->nonces);
+	free(c->task_buf);
+	free(c->sel);
+	lora_adapter_free(c->global);
+	model_task_close(c->task);
+	priv_noise_free(c->noise);
+	priv_allow_free(c->allow);
+	priv_key_wipe(&c->key);
+	coord_state_fini(&c->st);
+	if (c->logf)
+		fclose(c->logf);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->agg_mu);
+	free(c);
+}
+
+void coord_request_stop(coord *c)
+{
+	c->stop = 1;
+}
+
+/* ------------------------------------------------------------ the engine */
+
+static int start_server(coord *c, char *err, size_t errn)
+{
+	fl_net_opts o;
+	int rv, port = 0;
+
+	fl_net_opts_default(&o);
+	/* The socket admits up to twice the logical limit (plus slack), so a
+	 * somewhat oversized message is still read and answered with a counted
+	 * too_big Reject; beyond that nng drops the connection unread. */
+	o.recv_max = c->recv_max * 2 + ((size_t)1 << 20);
+	o.recv_timeout_ms = 0;
+	o.tls_cert = c->cfg.tls_cert[0] ? c->cfg.tls_cert : NULL;
+	o.tls_key = c->cfg.tls_key[0] ? c->cfg.tls_key : NULL;
+	o.tls_ca = c->cfg.tls_ca[0] ? c->cfg.tls_ca : NULL;
+	if ((rv = fl_net_listen(&c->sock, c->cfg.listen, &o, &port)) != 0) {
+		set_err(err, errn, "cannot listen on %s: %s", c->cfg.listen, fl_strerror(rv));
+		return rv;
+	}
+	c->sock_open = 1;
+	if (!(c->works = calloc((size_t)c->cfg.contexts, sizeof *c->works)))
+		return FL_ENOMEM;
+	c->nworks = c->cfg.contexts;
+	for (int i = 0; i < c->nworks; i++) {
+		coord_work *w = &c->works[i];
+		w->c = c;
+		if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
+		    (rv = nng_ctx_open(&w->ctx, c->sock)) != 0) {
+			set_err(err, errn, "nng: %s", nng_strerror(rv));
+			return FL_ENET;
+		}
+	}
+	for (int i = 0; i < c->nworks; i++)
+		work_cb(&c->works[i]); /* W_INIT -> first receive */
+	coord_logf(c, FL_LOG_INFO, "listening on %s%s (key %.16s..., receive limit %zu bytes)",
+	           c->cfg.listen, "", c->pk_hex, c->recv_max);
+	if (port > 0)
+		coord_logf(c, FL_LOG_INFO, "bound port %d", port);
+	return 0;
+}
+
+/* Waits on cv until deadline (monotonic seconds) or a broadcast. */
+static void wait_until(coord *c, double deadline)
+{
+	struct timespec ts;
+	double t = deadline;
+	double now = now_s();
+
+	/* wake at least every 200 ms to notice stop requests */
+	if (t > now + 0.2)
+		t = now + 0.2;
+	ts.tv_sec = (time_t)t;
+	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+}
+
+/* Epsilon the run reaches if one more round runs (target check), or after
+ * the rounds committed so far (more = 0). NAN without DP. */
+static int run_epsilon_locked(coord *c, int more, double *eps)
+{
+	const coord_config *g = &c->cfg;
+	priv_phase *ph = NULL;
+	int n = 0, rv = 0;
+
+	*eps = NAN;
+	if (c->dp == COORD_DP_SAMPLE) {
+		/* worst-case client: it joined every round with local_steps steps */
+		priv_phase one = {g->dp_noise, g->dp_q,
+		                  (long)(c->st.round + more) * g->local_steps};
+		if (!more)
+			return 0; /* reported from the clients instead */
+		return priv_rdp_epsilon(&one, 1, g->dp_delta, eps, NULL);
+	}
+	if (c->dp != COORD_DP_CLIENT)
+		return 0;
+	if (!(ph = calloc((size_t)c->st.n_phases + 1, sizeof *ph)))
+		return FL_ENOMEM;
+	for (int i = 0; i < c->st.n_phases; i++) {
+		ph[n].sigma = c->st.phases[i].sigma;
+		ph[n].q = c->st.phases[i].q;
+		ph[n].steps = c->st.phases[i].steps;
+		n++;
+	}
+	if (more) {
+		double q = c->st.n_clients > 0 ? (double)g->clients_per_round / c->st.n_clients : 1;
+		ph[n].sigma = g->dp_noise;
+		ph[n].q = q > 1 ? 1 : q;
+		ph[n].steps = 1;
+		n++;
+	}
+	rv = priv_rdp_epsilon(ph, n, g->dp_delta, eps, NULL);
+	free(ph);
+	return rv;
+}
+
+static void reset_round_metrics_locked(coord *c)
+{
+	memset(c->rejected, 0, sizeof c->rejected);
+	c->bytes_up = c->bytes_down = 0;
+	c->retries_round = 0;
+}
+
+static void reset_attempt_locked(coord *c)
+{
+	c->n_reported = 0;
+	c->w_sum = c->train_sum = c->eval_after_sum = c->eval_before_sum = 0;
+	c->client_eps_round = 0;
+}
+
+/* Opens an attempt of round cur_round: selection, aggregator, signed Task. */
+static int open_round_locked(coord *c)
+{
+	const coord_config *g = &c->cfg;
+	lora_agg_opts ao;
+	Fedlora__Task t = FEDLORA__TASK__INIT;
+	Fedlora__TrainParams tp = FEDLORA__TRAIN_PARAMS__INIT;
+	Fedlora__DpParams dp = FEDLORA__DP_PARAMS__INIT;
+	fl_wire_tensors ts = {0};
+	int *idx = NULL, count = 0, n = c->st.n_clients, rv;
+
+	free(c->sel);
+	c->sel = calloc((size_t)n, 1);
+	idx = calloc((size_t)n, sizeof *idx);
+	if (!c->sel || !idx) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	c->n_sel = n;
+	if (c->dp == COORD_DP_CLIENT) {
+		double q = (double)g->clients_per_round / n;
+		rv = coord_sample_poisson(c->noise, n, q > 1 ? 1 : q, idx, &count);
+	} else {
+		rv = coord_sample_uniform(&c->rng, n, g->clients_per_round, idx);
+		count = g->clients_per_round < n ? g->clients_per_round : n;
+	}
+	if (rv)
+		goto fail;
+	for (int i = 0; i < count; i++)
+		c->sel[idx[i]] = SEL_PENDING;
+	c->n_selected = count;
+	reset_attempt_locked(c);
+
+	lora_agg_free(c->agg);
+	c->agg = NULL;
+	lora_agg_opts_default(&ao);
+	ao.strategy = c->strat;
+	ao.compute_bias = g->compute_bias;
+	ao.fair_lambda = g->fair_lambda;
+	ao.fair_steps = g->fair_steps;
+	ao.fair_lr = g->fair_lr;
+	ao.fair_ridge = g->fair_ridge;
+	if (c->dp == COORD_DP_CLIENT) {
+		ao.dp_clip = g->dp_clip;
+		ao.dp_noise = g->dp_noise;
+		ao.dp_expected_clients =
+		    g->expected_clients > 0 ? g->expected_clients : g->clients_per_round;
+		ao.noise = c->noise;
+	}
+	if ((rv = lora_agg_new(&c->agg, c->global, &ao)) != 0)
+		goto fail;
+
+	if ((rv = fl_wire_tensors_from_adapter(c->global, FL_WIRE_AB, FL_DTYPE_F32, &ts)) != 0)
+		goto fail;
+	tp.local_steps = (uint32_t)g->local_steps;
+	tp.batch_size = (uint32_t)g->batch_size;
+	tp.lr = g->lr;
+	tp.weight_decay = g->weight_decay;
+	tp.optimizer = strcmp(g->optimizer, "adamw") ? 0 : 1;
+	tp.train_a = c->strat != LORA_FFA;
+	/* minibatch order: a function of (seed, round, attempt) */
+	{
+		fl_rng r;
+		fl_rng_init(&r, (uint64_t)g->seed ^ 0x726f756e64ULL,
+		            ((uint64_t)c->cur_round << 16) ^ (uint64_t)c->attempt);
+		tp.round_seed = fl_rng_u64(&r);
+	}
+	dp.mode = (uint32_t)c->dp;
+	dp.clip = g->dp_clip;
+	dp.noise = g->dp_noise;
+	dp.q = c->dp == COORD_DP_SAMPLE ? g->dp_q : 0;
+	dp.delta = g->dp_delta;
+	t.run_id = c->st.run_id;
+	t.round = (uint64_t)c->cur_round;
+	t.n_tensors = ts.n;
+	t.tensors = ts.t;
+	t.train = &tp;
+	t.dp = &dp;
+	t.deadline_ms = (uint64_t)(g->round_timeout * 1000);
+	t.dtype_up = FL_DTYPE_F32;
+	free(c->task_buf);
+	c->task_buf = NULL;
+	rv = fl_wire_seal(&t.base, FL_MSG_TASK, &c->key, &c->task_buf, &c->task_len);
+	fl_wire_tensors_fini(&ts);
+	if (rv)
+		goto fail;
+	free(idx);
+	return 0;
+fail:
+	free(idx);
+	return rv;
+}
+
+/* JSON number or null for NaN/Inf. */
+static cJSON *num_or_null(double x)
+{
+	return isfinite(x) ? cJSON_CreateNumber(x) : cJSON_CreateNull();
+}
+
+static int add(cJSON *o, const char *k, cJSON *v)
+{
+	if (!v)
+		return FL_ENOMEM;
+	if (!cJSON_AddItemToObject(o, k, v)) {
+		cJSON_Delete(v);
+		return FL_ENOMEM;
+	}
+	return 0;
+}
+
+/* The metrics line of the round being committed (malloc'd). */
+static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double seconds, double eps)
+{
+	const coord_config *g = &c->cfg;
+	cJSON *o = cJSON_CreateObject(), *rej = cJSON_CreateObject();
+	double w = c->w_sum > 0 ? c->w_sum : NAN;
+	char *line = NULL;
+	int rv = 0;
+
+	if (!o || !rej) {
+		cJSON_Delete(o);
+		cJSON_Delete(rej);
+		return NULL;
+	}
+	for (int i = 1; i < NREASONS; i++)
+		if (c->rejected[i] && !rv)
+			rv = add(rej, fl_reason_name(-i),
+			         cJSON_CreateNumber((double)c->rejected[i]));
+	rv |= add(o, "round", cJSON_CreateNumber(c->cur_round));
+	rv |= add(o, "strategy", cJSON_CreateString(g->strategy));
+	rv |= add(o, "selected", cJSON_CreateNumber(c->n_selected));
+	rv |= add(o, "reported", cJSON_CreateNumber(c->n_reported));
+	rv |= add(o, "rejected", rej);
+	rv |= add(o, "train_loss", num_or_null(c->train_sum / w));
+	rv |= add(o, "eval_loss", num_or_null(c->eval_after_sum / w));
+	rv |= add(o, "eval_before", num_or_null(c->eval_before_sum / w));
+	rv |= add(o, "agg_bias", num_or_null(s->agg_bias));
+	rv |= add(o, "epsilon", c->dp == COORD_DP_NONE ? cJSON_CreateNull() : num_or_null(eps));
+	rv |= add(o, "delta",
+	          c->dp == COORD_DP_NONE ? cJSON_CreateNull() : cJSON_CreateNumber(g->dp_delta));
+	rv |= add(o, "bytes_up", cJSON_CreateNumber((double)c->bytes_up));
+	rv |= add(o, "bytes_down", cJSON_CreateNumber((double)c->bytes_down));
+	rv |= add(o, "seconds", cJSON_CreateNumber(seconds));
+	rv |= add(o, "registered", cJSON_CreateNumber(c->st.n_clients));
+	rv |= add(o, "attempts", cJSON_CreateNumber(c->retries_round + 1));
+	rv |= add(o, "weight_sum", cJSON_CreateNumber(c->w_sum));
+	rv |= add(o, "update_norm_mean", num_or_null(s->update_norm_mean));
+	if (c->strat == LORA_FAIR) {
+		rv |= add(o, "fair_cos_before", num_or_null(s->fair_cos_before));
+		rv |= add(o, "fair_cos_after", num_or_null(s->fair_cos_after));
+	}
+	rv |= add(o, "dp", cJSON_CreateString(g->dp));
+	if (c->dp != COORD_DP_NONE) {
+		rv |= add(o, "dp_clip", cJSON_CreateNumber(g->dp_clip));
+		rv |= add(o, "dp_noise", cJSON_CreateNumber(g->dp_noise));
+	}
+	if (c->dp == COORD_DP_SAMPLE) {
+		rv |= add(o, "dp_q", cJSON_CreateNumber(g->dp_q));
+		rv |= add(o, "epsilon_round_max", num_or_null(c->client_eps_round));
+	}
+	if (c->dp == COORD_DP_CLIENT) {
+		double q = (double)g->clients_per_round / c->st.n_clients;
+		rv |= add(o, "dp_q", cJSON_CreateNumber(q > 1 ? 1 : q));
+		rv |= add(o, "dp_clipped_frac", num_or_null(s->dp_clipped_frac));
+	}
+	rv |= add(o, "time", cJSON_CreateNumber((double)time(NULL)));
+	if (!rv)
+		line = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return line;
+}
+
+/* Aggregates and commits cur_round (under mu). */
+static int commit_round_locked(coord *c, double t_round_start)
+{
+	const coord_config *g = &c->cfg;
+	lora_adapter *next = NULL;
+	lora_agg_stats s;
+	char path[PATH_MAX];
+	char *line = NULL;
+	double eps = NAN, seconds;
+	int rv;
+
+	memset(&s, 0, sizeof s);
+	if ((rv = lora_adapter_clone(&next, c->global)) != 0)
+		return rv;
+	/* the round is closed and no fold is in flight: nothing else touches
+	 * the aggregator, so the (for fair, longer) finish runs unlocked */
+	pthread_mutex_unlock(&c->mu);
+	rv = lora_agg_finish(c->agg, next, &s);
+	pthread_mutex_lock(&c->mu);
+	if (rv) {
+		coord_logf(c, FL_LOG_ERROR, "round %d: aggregation failed: %s", c->cur_round,
+		           fl_strerror(rv));
+		goto out;
+	}
+	/* the new state, committed only by the rename of state.json below */
+	if (c->dp == COORD_DP_CLIENT) {
+		double q = (double)g->clients_per_round / c->st.n_clients;
+		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, q > 1 ? 1 : q, 1)) != 0)
+			goto out;
+		if ((rv = run_epsilon_locked(c, 0, &eps)) != 0)
+			goto out;
+	} else if (c->dp == COORD_DP_SAMPLE) {
+		if (c->client_eps_round > c->st.client_eps_max)
+			c->st.client_eps_max = c->client_eps_round;
+		eps = c->st.client_eps_max;
+	}
+	seconds = now_s() - t_round_start;
+	coord_global_path(g->run_dir, c->cur_round, path, sizeof path);
+	if ((rv = lora_adapter_save(next, path)) != 0) {
+		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write %s: %s", c->cur_round, path,
+		           fl_strerror(rv));
+		goto out;
+	}
+	if (!(line = metrics_line_locked(c, &s, seconds, eps))) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	if ((rv = coord_metrics_append(g->run_dir, c->cur_round, line)) != 0) {
+		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write metrics.jsonl: %s",
+		           c->cur_round, fl_strerror(rv));
+		goto out;
+	}
+	c->st.round = c->cur_round;
+	if (c->st.round >= g->rounds) {
+		c->st.done = 1;
+		snprintf(c->st.reason, sizeof c->st.reason, "rounds");
+	}
+	if ((rv = coord_state_save(&c->st, g->run_dir)) != 0) {
+		c->st.round = c->cur_round - 1;
+		c->st.done = 0;
+		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write state.json: %s", c->cur_round,
+		           fl_strerror(rv));
+		goto out;
+	}
+	lora_adapter_copy(c->global, next);
+	{
+		char eps_s[48] = "";
+		if (c->dp != COORD_DP_NONE)
+			snprintf(eps_s, sizeof eps_s, " eps %.4g", eps);
+		coord_logf(
+		    c, FL_LOG_INFO,
+		    "round %d committed: %d/%d reported, train %.6g eval %.6g (before %.6g), bias "
+		    "%.4g,%s %.2f s%s",
+		    c->cur_round, c->n_reported, c->n_selected, c->train_sum / c->w_sum,
+		    c->eval_after_sum / c->w_sum, c->eval_before_sum / c->w_sum, s.agg_bias, eps_s,
+		    seconds, c->retries_round ? " (after quorum retries)" : "");
+	}
+	reset_round_metrics_locked(c);
+out:
+	free(line);
+	lora_adapter_free(next);
+	return rv;
+}
+
+/* Marks the run done for `reason` and persists it. */
+static int finish_run_locked(coord *c, const char *reason)
+{
+	c->st.done = 1;
+	snprintf(c->st.reason, sizeof c->st.reason, "%s", reason);
+	return coord_state_save(&c->st, c->cfg.run_dir);
+}
+
+int coord_run(coord *c, char *err, size_t errn)
+{
+	const coord_config *g = &c->cfg;
+	double t_round = 0, deadline, t_wait_log = 0;
+	int rv = 0;
+
+	if ((rv = start_server(c, err, errn)) != 0)
+		return rv;
+	pthread_mutex_lock(&c->mu);
+	reset_round_metrics_locked(c);
+	for (;;) {
+		if (c->stop) {
+			rv = FL_EDONE;
+			break;
+		}
+		if (c->st.done)
+			break;
+		if (c->st.round >= g->rounds) {
+			if ((rv = finish_run_locked(c, "rounds")) != 0)
+				break;
+			continue;
+		}
+		if (c->st.n_clients < g->min_clients) {
+			double t = now_s();
+			if (t - t_wait_log > 10) {
+				coord_logf(c, FL_LOG_INFO,
+				           "waiting for clients: %d of %d registered",
+				           c->st.n_clients, g->min_clients);
+				t_wait_log = t;
+			}
+			wait_until(c, t + 1);
+			continue;
+		}
+		if (g->target_eps > 0 && c->dp != COORD_DP_NONE) {
+			double eps;
+			if ((rv = run_epsilon_locked(c, 1, &eps)) != 0) {
+				set_err(err, errn, "accountant failed: %s", fl_strerror(rv));
+				break;
+			}
+			if (!(eps <= g->target_eps)) {
+				coord_logf(
+				    c, FL_LOG_INFO,
+				    "stopping before round %d: epsilon would reach %.4g > target "
+				    "%.4g",
+				    c->st.round + 1, eps, g->target_eps);
+				if ((rv = finish_run_locked(c, "target_eps")) != 0)
+					set_err(err, errn, "cannot write state.json: %s",
+					        fl_strerror(rv));
+				break;
+			}
+		}
+		/* open an attempt of the next round */
+		if (c->cur_round != c->st.round + 1) {
+			c->cur_round = c->st.round + 1;
+			c->attempt = 0;
+			fl_nonce_set_clear(c->nonces);
+			t_round = now_s();
+		}
+		c->attempt++;
+		if ((rv = open_round_locked(c)) != 0) {
+			set_err(err, errn, "cannot open round %d: %s", c->cur_round,
+			        fl_strerror(rv));
+			break;
+		}
+		c->phase = PH_OPEN;
+		deadline = now_s() + g->round_timeout;
+		coord_logf(c, FL_LOG_DEBUG, "round %d (attempt %d): %d of %d clients selected",
+		           c->cur_round, c->attempt, c->n_selected, c->st.n_clients);
+		wake_parked_locked(c);
+		while (!c->stop && c->n_reported < c->n_selected && now_s() < deadline)
+			wait_until(c, deadline);
+		c->phase = PH_CLOSED;
+		while (c->folding > 0)
+			wait_until(c, now_s() + 1);
+		if (c->stop) {
+			rv = FL_EDONE;
+			break;
+		}
+		if (c->n_reported < g->min_clients || c->n_reported == 0) {
+			c->st.retries++;
+			c->retries_round++;
+			coord_logf(c, FL_LOG_WARN,
+			           "round %d attempt %d: %d of %d selected reported, quorum is %d; "
+			           "retrying "
+			           "with a new selection",
+			           c->cur_round, c->attempt, c->n_reported, c->n_selected,
+			           g->min_clients);
+			c->phase = PH_IDLE;
+			/* a short pause so a lost pool does not spin */
+			wait_until(c, now_s() + 0.2);
+			continue;
+		}
+		rv = commit_round_locked(c, t_round);
+		c->phase = PH_IDLE;
+		if (rv) {
+			set_err(err, errn, "cannot commit round %d: %s", c->cur_round,
+			        fl_strerror(rv));
+			break;
+		}
+	}
+	/* answer Done (or, when stopping, nothing) for a while, then go */
+	if (rv == 0) {
+		double end = now_s() + g->linger;
+		c->phase = PH_DONE;
+		wake_parked_locked(c);
+		coord_logf(c, FL_LOG_INFO, "run %s done (%s) after round %d", c->st.run_id,
+		           c->st.reason, c->st.round);
+		while (!c->stop && now_s() < end)
+			wait_until(c, end);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rv;
+}
