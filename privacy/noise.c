@@ -6,12 +6,12 @@
  * 256-bit key, 64-bit nonce) under a key drawn from randombytes_buf. The
  * keystream is produced in blocks of NOISE_BUF_WORDS 64-bit words; each block
  * uses a fresh nonce (a counter), so no keystream byte is ever reused. Uniform
- * doubles take the top 53 bits of a word; normals come from the Box-Muller
- * transform in double precision, both outputs of a pair used.
+ * doubles take the top 53 bits of a word; normals come from Marsaglia's polar
+ * method in double precision, both outputs of a pair used.
  *
  * Deliberately not here: thread safety (one generator per thread), floats
  * (noise is always computed in double, only the final sum is rounded), and any
- * fast-math shortcut: log/sqrt/sincos are the libm ones.
+ * fast-math shortcut: log and sqrt are the libm ones.
  *
  * The key and the buffered keystream are secrets: priv_noise_free wipes them
  * with sodium_memzero before freeing. They are never logged.
@@ -27,8 +27,7 @@
 #include "core/err.h"
 
 #define NOISE_KEY_BYTES 32
-#define NOISE_BUF_WORDS 512 /* 4 KiB of keystream per refill */
-#define NOISE_TWO_PI    6.283185307179586476925286766559
+#define NOISE_BUF_WORDS 8192 /* 64 KiB of keystream per refill: amortizes the per-call cost */
 
 _Static_assert(NOISE_KEY_BYTES == crypto_stream_chacha20_KEYBYTES, "ChaCha20 key size");
 _Static_assert(crypto_stream_chacha20_NONCEBYTES == 8, "ChaCha20 (original) nonce is 64-bit");
@@ -38,7 +37,7 @@ struct priv_noise {
 	uint64_t nonce;                /* next nonce for a keystream block */
 	uint64_t buf[NOISE_BUF_WORDS]; /* keystream words not used yet */
 	size_t pos;                    /* next unused word in buf */
-	double spare;                  /* second Box-Muller output */
+	double spare;                  /* second output of the polar method */
 	int have_spare;
 };
 
@@ -122,23 +121,26 @@ double priv_noise_uniform(priv_noise *n)
 	return (double)(noise_u64(n) >> 11) * 0x1.0p-53;
 }
 
-/* Box-Muller: u1 in (0,1] so the log is finite, u2 in [0,1). */
+/* Marsaglia's polar method: (u, v) uniform in the unit disc (rejection,
+ * acceptance pi/4), both outputs u f and v f with f = sqrt(-2 ln s / s) are
+ * independent standard normals. Exact like Box-Muller, without the sin/cos. */
 static inline double noise_gauss(priv_noise *n)
 {
-	double u1, u2, r, s, c;
+	double u, v, s, f;
 
 	if (n->have_spare) {
 		n->have_spare = 0;
 		return n->spare;
 	}
-	u1 = 1.0 - priv_noise_uniform(n);
-	u2 = priv_noise_uniform(n);
-	r = sqrt(-2.0 * log(u1));
-	s = sin(NOISE_TWO_PI * u2);
-	c = cos(NOISE_TWO_PI * u2);
-	n->spare = r * s;
+	do {
+		u = 2.0 * priv_noise_uniform(n) - 1.0;
+		v = 2.0 * priv_noise_uniform(n) - 1.0;
+		s = u * u + v * v;
+	} while (s >= 1.0 || s == 0.0);
+	f = sqrt(-2.0 * log(s) / s);
+	n->spare = v * f;
 	n->have_spare = 1;
-	return r * c;
+	return u * f;
 }
 
 void priv_noise_normal(priv_noise *n, double *out, size_t count)
