@@ -1,0 +1,448 @@
+/*
+ * core/net.c — REP listener / REQ dialer setup on nng 1.5 (core/net.h):
+ * receive limit, timeouts, reconnect backoff, and TLS with mutual
+ * authentication from PEM files.
+ *
+ * TLS material is read into memory here (so a certificate and its key may be
+ * separate files) and handed to nng_tls_config_own_cert / ca_chain; the key
+ * buffer is wiped after use. mbedTLS 2.x matches the expected server name
+ * against the certificate's DNS names only (not IP addresses): scripts/certs.sh
+ * therefore also lists IP literals as DNS names.
+ */
+#include "core/net.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
+#include <nng/transport/tls/tls.h>
+#include <sodium.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+#define PEM_MAX ((size_t)1 << 20) /* certificates and keys are small */
+
+void fl_net_opts_default(fl_net_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->recv_max = FL_NET_RECV_MAX_DEFAULT;
+	o->send_timeout_ms = 10000;
+	o->reconnect_min_ms = 100;
+	o->reconnect_max_ms = 2000;
+}
+
+static pthread_once_t net_once = PTHREAD_ONCE_INIT;
+static int net_init_rv;
+
+static void net_init_once(void)
+{
+	int rv = nng_tls_register();
+	if (rv != 0 && rv != NNG_ENOTSUP) {
+		fl_log(FL_LOG_ERROR, "net", "TLS transport: %s", nng_strerror(rv));
+		net_init_rv = FL_ENET;
+	}
+}
+
+int fl_net_init(void)
+{
+	pthread_once(&net_once, net_init_once);
+	return net_init_rv;
+}
+
+int fl_net_err(int nng_rv)
+{
+	switch (nng_rv) {
+	case 0:
+		return 0;
+	case NNG_ETIMEDOUT:
+		return FL_ETIMEOUT;
+	case NNG_EMSGSIZE:
+		return FL_ETOOBIG;
+	case NNG_ENOMEM:
+		return FL_ENOMEM;
+	case NNG_EPEERAUTH:
+	case NNG_ECRYPTO:
+		return FL_EKEY;
+	case NNG_EADDRINVAL:
+	case NNG_ENOTSUP:
+	case NNG_EINVAL:
+		return FL_EINVAL;
+	default:
+		return FL_ENET;
+	}
+}
+
+static int is_tls(const char *url)
+{
+	return !strncmp(url, "tls+tcp://", 10) || !strncmp(url, "tls+tcp4://", 11) ||
+	       !strncmp(url, "tls+tcp6://", 11);
+}
+
+static int readable(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	fclose(f);
+	return 1;
+}
+
+int fl_net_url_check(const char *url, const fl_net_opts *o)
+{
+	static const char *const schemes[] = {"tcp://",      "tcp4://",     "tcp6://", "tls+tcp://",
+	                                      "tls+tcp4://", "tls+tcp6://", "ipc://",  "inproc://"};
+	int ok = 0;
+	if (!url) {
+		fl_log(FL_LOG_ERROR, "net", "no URL given");
+		return FL_EINVAL;
+	}
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+		if (!strncmp(url, schemes[i], strlen(schemes[i])) && url[strlen(schemes[i])])
+			ok = 1;
+	if (!ok) {
+		fl_log(FL_LOG_ERROR, "net",
+		       "unsupported URL '%s' (use tcp://HOST:PORT, tls+tcp://HOST:PORT, "
+		       "ipc:///PATH or inproc://NAME)",
+		       url);
+		return FL_EINVAL;
+	}
+	if (is_tls(url)) {
+		const char *need[3] = {o ? o->tls_cert : NULL, o ? o->tls_key : NULL,
+		                       o ? o->tls_ca : NULL};
+		const char *flag[3] = {"--tls-cert", "--tls-key", "--tls-ca"};
+		for (int i = 0; i < 3; i++) {
+			if (!need[i] || !*need[i]) {
+				fl_log(FL_LOG_ERROR, "net",
+				       "%s needs --tls-cert, --tls-key and --tls-ca (%s missing)",
+				       url, flag[i]);
+				return FL_EINVAL;
+			}
+			if (!readable(need[i])) {
+				fl_log(FL_LOG_ERROR, "net", "cannot read %s %s: %s", flag[i],
+				       need[i], strerror(errno));
+				return FL_EINVAL;
+			}
+		}
+	} else if (o && (o->tls_cert || o->tls_key || o->tls_ca)) {
+		fl_log(FL_LOG_WARN, "net", "TLS files given but %s is not a tls+tcp:// URL", url);
+	}
+	return 0;
+}
+
+/* Reads a whole PEM file into a NUL-terminated malloc'd buffer. */
+static int read_pem(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	*out = NULL;
+	if (!f) {
+		fl_log(FL_LOG_ERROR, "net", "cannot open %s: %s", path, strerror(errno));
+		return FL_EIO;
+	}
+	char *buf = malloc(PEM_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		return FL_ENOMEM;
+	}
+	size_t n = fread(buf, 1, PEM_MAX + 1, f);
+	int err = ferror(f);
+	fclose(f);
+	if (err || n > PEM_MAX || n == 0) {
+		fl_log(FL_LOG_ERROR, "net", "%s: %s", path,
+		       err ? "read error" : (n == 0 ? "empty file" : "file too large for PEM"));
+		sodium_memzero(buf, PEM_MAX + 1);
+		free(buf);
+		return FL_EIO;
+	}
+	buf[n] = 0;
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static void free_pem(char *p, size_t len)
+{
+	if (p) {
+		sodium_memzero(p, len);
+		free(p);
+	}
+}
+
+/* Host part of a tls+tcp://HOST:PORT URL into buf (brackets of IPv6 removed). */
+static int url_host(const char *url, char *buf, size_t n)
+{
+	const char *p = strstr(url, "://");
+	if (!p)
+		return FL_EINVAL;
+	p += 3;
+	const char *end;
+	if (*p == '[') {
+		p++;
+		end = strchr(p, ']');
+	} else {
+		end = strrchr(p, ':');
+	}
+	if (!end || end == p || (size_t)(end - p) >= n)
+		return FL_EINVAL;
+	memcpy(buf, p, (size_t)(end - p));
+	buf[end - p] = 0;
+	return 0;
+}
+
+/* A TLS config for one side: own cert + key, CA, peer verification required. */
+static int tls_config(nng_tls_config **out, int server, const char *url, const fl_net_opts *o)
+{
+	nng_tls_config *cfg = NULL;
+	char *cert = NULL, *key = NULL, *ca = NULL;
+	size_t lc = 0, lk = 0, la = 0;
+	int rv, nrv;
+	*out = NULL;
+	if ((rv = read_pem(o->tls_cert, &cert, &lc)) != 0 ||
+	    (rv = read_pem(o->tls_key, &key, &lk)) != 0 ||
+	    (rv = read_pem(o->tls_ca, &ca, &la)) != 0)
+		goto fail;
+	rv = FL_ENET;
+	if ((nrv = nng_tls_config_alloc(&cfg,
+	                                server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT)) != 0) {
+		fl_log(FL_LOG_ERROR, "net", "TLS config: %s", nng_strerror(nrv));
+		goto fail;
+	}
+	if ((nrv = nng_tls_config_version(cfg, NNG_TLS_1_2, NNG_TLS_1_2)) != 0) {
+		fl_log(FL_LOG_ERROR, "net", "TLS 1.2: %s", nng_strerror(nrv));
+		goto fail;
+	}
+	if ((nrv = nng_tls_config_ca_chain(cfg, ca, NULL)) != 0) {
+		fl_log(FL_LOG_ERROR, "net", "TLS CA file %s: %s", o->tls_ca, nng_strerror(nrv));
+		rv = FL_EINVAL;
+		goto fail;
+	}
+	if ((nrv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
+		fl_log(FL_LOG_ERROR, "net", "TLS certificate %s / key %s: %s", o->tls_cert,
+		       o->tls_key, nng_strerror(nrv));
+		rv = FL_EINVAL;
+		goto fail;
+	}
+	if ((nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)
+		goto fail;
+	if (!server) {
+		char host[256];
+		const char *name = o->tls_server_name;
+		if (!name) {
+			if (url_host(url, host, sizeof host) != 0) {
+				rv = FL_EINVAL;
+				goto fail;
+			}
+			name = host;
+		}
+		if ((nrv = nng_tls_config_server_name(cfg, name)) != 0)
+			goto fail;
+	}
+	*out = cfg;
+	cfg = NULL;
+	rv = 0;
+fail:
+	if (cfg)
+		nng_tls_config_free(cfg);
+	free_pem(cert, lc);
+	free_pem(key, lk);
+	free_pem(ca, la);
+	return rv;
+}
+
+static size_t recv_max_of(const fl_net_opts *o)
+{
+	return o->recv_max ? o->recv_max : FL_NET_RECV_MAX_DEFAULT;
+}
+
+/* Options common to both socket kinds. */
+static int sock_opts(nng_socket s, const fl_net_opts *o)
+{
+	int rv;
+	if ((rv = nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, recv_max_of(o))) != 0)
+		return rv;
+	if (o->recv_timeout_ms > 0 &&
+	    (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, o->recv_timeout_ms)) != 0)
+		return rv;
+	if (o->send_timeout_ms > 0 &&
+	    (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, o->send_timeout_ms)) != 0)
+		return rv;
+	return 0;
+}
+
+int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *port)
+{
+	nng_socket s = NNG_SOCKET_INITIALIZER;
+	nng_listener l = NNG_LISTENER_INITIALIZER;
+	nng_tls_config *cfg = NULL;
+	fl_net_opts def;
+	int rv, nrv = 0;
+	if (!o) {
+		fl_net_opts_default(&def);
+		o = &def;
+	}
+	if (port)
+		*port = 0;
+	if ((rv = fl_net_init()) != 0 || (rv = fl_net_url_check(url, o)) != 0)
+		return rv;
+	if ((nrv = nng_rep0_open(&s)) != 0 || (nrv = sock_opts(s, o)) != 0 ||
+	    (nrv = nng_listener_create(&l, s, url)) != 0 ||
+	    (nrv = nng_listener_set_size(l, NNG_OPT_RECVMAXSZ, recv_max_of(o))) != 0)
+		goto nfail;
+	if (is_tls(url)) {
+		if ((rv = tls_config(&cfg, 1, url, o)) != 0)
+			goto fail;
+		if ((nrv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg)) != 0)
+			goto nfail;
+	}
+	if ((nrv = nng_listener_start(l, 0)) != 0)
+		goto nfail;
+	if (port && (!strncmp(url, "tcp", 3) || is_tls(url))) {
+		int p = 0;
+		if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &p) == 0)
+			*port = p;
+	}
+	if (cfg)
+		nng_tls_config_free(cfg); /* the listener holds its own reference */
+	*out = s;
+	return 0;
+nfail:
+	fl_log(FL_LOG_ERROR, "net", "cannot listen on %s: %s", url, nng_strerror(nrv));
+	rv = fl_net_err(nrv);
+fail:
+	if (cfg)
+		nng_tls_config_free(cfg);
+	if (nng_socket_id(s) > 0)
+		nng_close(s);
+	return rv;
+}
+
+/* Text for a failed first dial over TLS: the likely cause in the user's terms. */
+static const char *dial_hint(int nrv, int tls)
+{
+	if (!tls)
+		return "";
+	switch (nrv) {
+	case NNG_EPEERAUTH:
+	case NNG_ECRYPTO:
+		return " (TLS handshake refused: the coordinator's certificate does not chain to "
+		       "--tls-ca or does not match its name, or the coordinator did not accept "
+		       "this client's certificate)";
+	case NNG_ECLOSED:
+	case NNG_ECONNSHUT:
+	case NNG_ECONNRESET:
+		return " (the coordinator closed the TLS handshake: it requires a client "
+		       "certificate signed by its CA, check --tls-cert/--tls-key/--tls-ca)";
+	default:
+		return "";
+	}
+}
+
+int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
+{
+	nng_socket s = NNG_SOCKET_INITIALIZER;
+	nng_dialer d = NNG_DIALER_INITIALIZER;
+	nng_tls_config *cfg = NULL;
+	fl_net_opts def;
+	int rv, nrv = 0;
+	if (!o) {
+		fl_net_opts_default(&def);
+		o = &def;
+	}
+	if ((rv = fl_net_init()) != 0 || (rv = fl_net_url_check(url, o)) != 0)
+		return rv;
+	if ((nrv = nng_req0_open(&s)) != 0 || (nrv = sock_opts(s, o)) != 0)
+		goto nfail;
+	if (o->resend_ms > 0 &&
+	    (nrv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, o->resend_ms)) != 0)
+		goto nfail;
+	if (is_tls(url) && (rv = tls_config(&cfg, 0, url, o)) != 0)
+		goto fail;
+	/* A synchronous first attempt surfaces TLS/auth errors to the caller. */
+	if (o->dial_sync_ms > 0) {
+		nng_dialer d0;
+		if ((nrv = nng_dialer_create(&d0, s, url)) != 0 ||
+		    (nrv = nng_dialer_set_size(d0, NNG_OPT_RECVMAXSZ, recv_max_of(o))) != 0 ||
+		    (cfg && (nrv = nng_dialer_set_ptr(d0, NNG_OPT_TLS_CONFIG, cfg)) != 0))
+			goto nfail;
+		if (o->reconnect_min_ms > 0)
+			nng_dialer_set_ms(d0, NNG_OPT_RECONNMINT, o->reconnect_min_ms);
+		if (o->reconnect_max_ms > 0)
+			nng_dialer_set_ms(d0, NNG_OPT_RECONNMAXT, o->reconnect_max_ms);
+		nrv = nng_dialer_start(d0, 0);
+		if (nrv == 0) {
+			d = d0;
+			goto started;
+		}
+		nng_dialer_close(d0);
+		if (nrv == NNG_EPEERAUTH || nrv == NNG_ECRYPTO ||
+		    (is_tls(url) &&
+		     (nrv == NNG_ECLOSED || nrv == NNG_ECONNSHUT || nrv == NNG_ECONNRESET))) {
+			fl_log(FL_LOG_ERROR, "net", "cannot connect to %s: %s%s", url,
+			       nng_strerror(nrv), dial_hint(nrv, 1));
+			rv = FL_EKEY;
+			goto fail;
+		}
+		if (nrv == NNG_EADDRINVAL || nrv == NNG_EINVAL || nrv == NNG_ENOTSUP)
+			goto nfail;
+		fl_log(FL_LOG_INFO, "net", "%s not reachable yet (%s); retrying in the background",
+		       url, nng_strerror(nrv));
+	}
+	if ((nrv = nng_dialer_create(&d, s, url)) != 0 ||
+	    (nrv = nng_dialer_set_size(d, NNG_OPT_RECVMAXSZ, recv_max_of(o))) != 0 ||
+	    (cfg && (nrv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg)) != 0))
+		goto nfail;
+	if (o->reconnect_min_ms > 0)
+		nng_dialer_set_ms(d, NNG_OPT_RECONNMINT, o->reconnect_min_ms);
+	if (o->reconnect_max_ms > 0)
+		nng_dialer_set_ms(d, NNG_OPT_RECONNMAXT, o->reconnect_max_ms);
+	if ((nrv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0)
+		goto nfail;
+started:
+	if (cfg)
+		nng_tls_config_free(cfg);
+	*out = s;
+	return 0;
+nfail:
+	fl_log(FL_LOG_ERROR, "net", "cannot dial %s: %s%s", url, nng_strerror(nrv),
+	       dial_hint(nrv, is_tls(url)));
+	rv = fl_net_err(nrv);
+fail:
+	if (cfg)
+		nng_tls_config_free(cfg);
+	if (nng_socket_id(s) > 0)
+		nng_close(s);
+	return rv;
+}
+
+int fl_net_call_msg(nng_socket s, nng_msg *msg, nng_msg **rep)
+{
+	int nrv;
+	*rep = NULL;
+	if (!msg)
+		return FL_EINVAL;
+	if ((nrv = nng_sendmsg(s, msg, 0)) != 0) {
+		nng_msg_free(msg);
+		return fl_net_err(nrv);
+	}
+	if ((nrv = nng_recvmsg(s, rep, 0)) != 0) {
+		*rep = NULL;
+		return fl_net_err(nrv);
+	}
+	return 0;
+}
+
+int fl_net_call(nng_socket s, const void *req, size_t len, nng_msg **rep)
+{
+	nng_msg *m = NULL;
+	*rep = NULL;
+	if (nng_msg_alloc(&m, len) != 0)
+		return FL_ENOMEM;
+	if (len)
+		memcpy(nng_msg_body(m), req, len);
+	return fl_net_call_msg(s, m, rep);
+}
