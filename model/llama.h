@@ -117,9 +117,11 @@ typedef struct model_llama {
 	size_t nacts;
 	model_acts acts;
 	int max_B, max_T;
+	int acts_train; /* the activations include the backward scratch */
 	/* the last forward */
 	int B, T;
 	int have_targets; /* the last forward had targets: logits hold dlogits */
+	int logits_valid; /* the last forward had no targets: logits readable */
 	long ntargets;    /* targets != -1 in the last forward */
 	long ncorrect;    /* argmax(logits) == target in the last forward */
 	float loss;       /* mean loss of the last forward (NaN without targets) */

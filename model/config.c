@@ -1,0 +1,412 @@
+/*
+ * model/config.c — Hugging Face config.json <-> model_config (model/config.h).
+ *
+ * Parsing is strict about what changes the computed function (rope scaling,
+ * biases, activation, model type) and lenient about the many fields that do
+ * not (dropout, initializer range, use_cache, transformers_version, ...),
+ * which are ignored. Every refusal is logged with the file name and field.
+ */
+#include "model/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+/* Upper bounds that keep every tensor size and index within int / size_t. */
+#define CFG_DIM_MAX    (1 << 20) /* hidden, intermediate, vocab, head_dim */
+#define CFG_LAYERS_MAX 1024
+#define CFG_HEADS_MAX  4096
+#define CFG_FILE_MAX   (16 << 20) /* bytes of config.json we read */
+
+/* Reads an optional integer field: absent or null leaves *v; FL_EFORMAT when
+ * present but not an integer in [lo, hi]. */
+static int get_int(const cJSON *root, const char *key, int *v, int lo, int hi, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (!it || cJSON_IsNull(it))
+		return 0;
+	if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+	    it->valuedouble < lo || it->valuedouble > hi) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be an integer in [%d, %d]",
+		       name, key, lo, hi);
+		return FL_EFORMAT;
+	}
+	*v = (int)it->valuedouble;
+	return 0;
+}
+
+static int require(const cJSON *root, const char *key, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (!it || cJSON_IsNull(it)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: required field \"%s\" is missing", name, key);
+		return FL_EFORMAT;
+	}
+	return 0;
+}
+
+static int get_pos_double(const cJSON *root, const char *key, double *v, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (!it || cJSON_IsNull(it))
+		return 0;
+	if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || !isfinite(it->valuedouble)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be a positive number", name,
+		       key);
+		return FL_EFORMAT;
+	}
+	*v = it->valuedouble;
+	return 0;
+}
+
+/* Token id fields may be an integer, a list of integers (first taken) or null. */
+static int get_token_id(const cJSON *root, const char *key, int *v, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (it && cJSON_IsArray(it))
+		it = cJSON_GetArrayItem(it, 0);
+	if (!it || cJSON_IsNull(it))
+		return 0;
+	if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+	    it->valuedouble < 0 || it->valuedouble > INT32_MAX) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be a token id", name, key);
+		return FL_EFORMAT;
+	}
+	*v = (int)it->valuedouble;
+	return 0;
+}
+
+static int refuse_true(const cJSON *root, const char *key, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (it && cJSON_IsTrue(it)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: \"%s\": true is not supported", name, key);
+		return FL_ENOTSUP;
+	}
+	if (it && !cJSON_IsBool(it) && !cJSON_IsNull(it)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be a boolean", name, key);
+		return FL_EFORMAT;
+	}
+	return 0;
+}
+
+int model_config_validate(const model_config *c, const char *name)
+{
+	struct {
+		const char *key;
+		int v, lo, hi;
+	} f[] = {
+	    {"hidden_size", c->hidden_size, 1, CFG_DIM_MAX},
+	    {"intermediate_size", c->intermediate_size, 1, CFG_DIM_MAX},
+	    {"num_hidden_layers", c->num_layers, 1, CFG_LAYERS_MAX},
+	    {"num_attention_heads", c->num_heads, 1, CFG_HEADS_MAX},
+	    {"num_key_value_heads", c->num_kv_heads, 1, CFG_HEADS_MAX},
+	    {"head_dim", c->head_dim, 2, CFG_DIM_MAX},
+	    {"vocab_size", c->vocab_size, 1, CFG_DIM_MAX * 4},
+	    {"max_position_embeddings", c->max_position_embeddings, 1, INT32_MAX},
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		if (f[i].v < f[i].lo || f[i].v > f[i].hi) {
+			fl_log(FL_LOG_ERROR, "model", "%s: \"%s\" = %d is outside [%d, %d]", name,
+			       f[i].key, f[i].v, f[i].lo, f[i].hi);
+			return FL_EINVAL;
+		}
+	}
+	if (c->num_heads % c->num_kv_heads != 0) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+		       name, c->num_heads, c->num_kv_heads);
+		return FL_EINVAL;
+	}
+	if (c->head_dim % 2 != 0) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: head_dim (%d) must be even for rotary embeddings", name, c->head_dim);
+		return FL_EINVAL;
+	}
+	if ((double)c->num_heads * c->head_dim > CFG_DIM_MAX) {
+		fl_log(FL_LOG_ERROR, "model", "%s: num_attention_heads * head_dim is too large",
+		       name);
+		return FL_EINVAL;
+	}
+	if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: rms_norm_eps must be positive", name);
+		return FL_EINVAL;
+	}
+	if (!(c->rope_theta > 0) || !isfinite(c->rope_theta)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: rope_theta must be positive", name);
+		return FL_EINVAL;
+	}
+	/* 2^40 parameters: far above anything a CPU trains, far below size_t limits */
+	if ((double)model_config_num_params(c) > 1099511627776.0) {
+		fl_log(FL_LOG_ERROR, "model", "%s: the model is too large", name);
+		return FL_EINVAL;
+	}
+	return 0;
+}
+
+size_t model_config_num_params(const model_config *c)
+{
+	size_t C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+	size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
+	size_t layer = 2 * C + QD * C + 2 * KD * C + C * QD + 3 * C * I;
+	size_t n = (size_t)c->vocab_size * C + (size_t)c->num_layers * layer + C;
+	if (!c->tie_word_embeddings)
+		n += (size_t)c->vocab_size * C;
+	return n;
+}
+
+int model_config_parse(model_config *c, const char *json, size_t len, const char *name)
+{
+	int rv = 0;
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	if (!root || !cJSON_IsObject(root)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: not a JSON object", name);
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	memset(c, 0, sizeof *c);
+	c->num_kv_heads = -1;
+	c->head_dim = -1;
+	c->max_position_embeddings = 2048;
+	c->bos_token_id = 1;
+	c->eos_token_id = 2;
+	double eps = 1e-6, theta = 10000.0;
+
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+	if (mt && !cJSON_IsNull(mt) && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "llama"))) {
+		fl_log(FL_LOG_ERROR, "model", "%s: \"model_type\" must be \"llama\"", name);
+		rv = FL_ENOTSUP;
+		goto fail;
+	}
+	const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+	if (act && !cJSON_IsNull(act) &&
+	    (!cJSON_IsString(act) || strcmp(act->valuestring, "silu"))) {
+		fl_log(FL_LOG_ERROR, "model", "%s: \"hidden_act\" must be \"silu\"", name);
+		rv = FL_ENOTSUP;
+		goto fail;
+	}
+	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+	if (rs && !cJSON_IsNull(rs)) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: \"rope_scaling\" is not supported (must be null)", name);
+		rv = FL_ENOTSUP;
+		goto fail;
+	}
+	if ((rv = refuse_true(root, "attention_bias", name)) != 0 ||
+	    (rv = refuse_true(root, "mlp_bias", name)) != 0)
+		goto fail;
+	static const char *const req[] = {"hidden_size", "intermediate_size", "num_hidden_layers",
+	                                  "num_attention_heads", "vocab_size"};
+	for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
+		if ((rv = require(root, req[i], name)) != 0)
+			goto fail;
+	if ((rv = get_int(root, "hidden_size", &c->hidden_size, 1, CFG_DIM_MAX, name)) ||
+	    (rv =
+	         get_int(root, "intermediate_size", &c->intermediate_size, 1, CFG_DIM_MAX, name)) ||
+	    (rv = get_int(root, "num_hidden_layers", &c->num_layers, 1, CFG_LAYERS_MAX, name)) ||
+	    (rv = get_int(root, "num_attention_heads", &c->num_heads, 1, CFG_HEADS_MAX, name)) ||
+	    (rv = get_int(root, "num_key_value_heads", &c->num_kv_heads, 1, CFG_HEADS_MAX, name)) ||
+	    (rv = get_int(root, "head_dim", &c->head_dim, 2, CFG_DIM_MAX, name)) ||
+	    (rv = get_int(root, "vocab_size", &c->vocab_size, 1, CFG_DIM_MAX * 4, name)) ||
+	    (rv = get_int(root, "max_position_embeddings", &c->max_position_embeddings, 1,
+	                  INT32_MAX, name)) ||
+	    (rv = get_pos_double(root, "rms_norm_eps", &eps, name)) ||
+	    (rv = get_pos_double(root, "rope_theta", &theta, name)) ||
+	    (rv = get_token_id(root, "bos_token_id", &c->bos_token_id, name)) ||
+	    (rv = get_token_id(root, "eos_token_id", &c->eos_token_id, name)))
+		goto fail;
+	const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
+	if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"tie_word_embeddings\" must be a boolean",
+		       name);
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	c->tie_word_embeddings = tie && cJSON_IsTrue(tie);
+	if (c->num_kv_heads < 0)
+		c->num_kv_heads = c->num_heads;
+	if (c->head_dim < 0) {
+		if (c->hidden_size % c->num_heads != 0) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: hidden_size (%d) is not a multiple of num_attention_heads (%d) "
+			       "and no head_dim is given",
+			       name, c->hidden_size, c->num_heads);
+			rv = FL_EINVAL;
+			goto fail;
+		}
+		c->head_dim = c->hidden_size / c->num_heads;
+	}
+	c->rms_norm_eps = (float)eps;
+	c->rope_theta = (float)theta;
+	rv = model_config_validate(c, name);
+fail:
+	cJSON_Delete(root);
+	return rv;
+}
+
+int model_config_load(model_config *c, const char *path)
+{
+	int rv = 0;
+	char *buf = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fl_log(FL_LOG_ERROR, "model", "%s: %s", path, strerror(errno));
+		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+	}
+	buf = malloc(CFG_FILE_MAX + 1);
+	if (!buf) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	size_t n = fread(buf, 1, CFG_FILE_MAX + 1, f);
+	if (ferror(f)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: read error", path);
+		rv = FL_EIO;
+		goto fail;
+	}
+	if (n > CFG_FILE_MAX) {
+		fl_log(FL_LOG_ERROR, "model", "%s: larger than %d bytes", path, CFG_FILE_MAX);
+		rv = FL_ETOOBIG;
+		goto fail;
+	}
+	rv = model_config_parse(c, buf, n, path);
+fail:
+	free(buf);
+	fclose(f);
+	return rv;
+}
+
+/* A float written with the shortest decimal that reads back as the same float
+ * (1e-06, not 9.99999997e-07), so configs stay readable. */
+static double short_float(float v)
+{
+	char s[32];
+	for (int p = 6; p <= 9; p++) {
+		snprintf(s, sizeof s, "%.*g", p, (double)v);
+		if ((float)strtod(s, NULL) == v)
+			break;
+	}
+	return strtod(s, NULL);
+}
+
+/* Writes len bytes to path atomically: temp file in the same folder, fsync,
+ * rename, fsync of the folder. */
+static int write_atomic(const char *path, const char *data, size_t len)
+{
+	char tmp[4200], dir[4096];
+	if (strlen(path) >= sizeof dir)
+		return FL_EINVAL;
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		goto fail;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			goto fail_unlink;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		close(fd);
+		goto fail_unlink;
+	}
+	if (close(fd) != 0 || rename(tmp, path) != 0)
+		goto fail_unlink;
+	strcpy(dir, path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = 0;
+	else
+		strcpy(dir, ".");
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+fail_unlink:
+	unlink(tmp);
+fail:
+	fl_log(FL_LOG_ERROR, "model", "%s: cannot write: %s", path, strerror(errno));
+	return FL_EIO;
+}
+
+int model_config_save(const model_config *c, const char *path)
+{
+	int rv;
+	char *text = NULL;
+	if ((rv = model_config_validate(c, path)) != 0)
+		return rv;
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return FL_ENOMEM;
+	int ok = 1;
+	cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+	if (!arch) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	ok &= cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
+	ok &= cJSON_AddStringToObject(o, "model_type", "llama") != NULL;
+	ok &= cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate_size) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_layers) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "num_attention_heads", c->num_heads) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "num_key_value_heads", c->num_kv_heads) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "head_dim", c->head_dim) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_position_embeddings) !=
+	      NULL;
+	ok &= cJSON_AddNumberToObject(o, "rms_norm_eps", short_float(c->rms_norm_eps)) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "rope_theta", short_float(c->rope_theta)) != NULL;
+	ok &= cJSON_AddNullToObject(o, "rope_scaling") != NULL;
+	ok &= cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings != 0) != NULL;
+	ok &= cJSON_AddStringToObject(o, "hidden_act", "silu") != NULL;
+	ok &= cJSON_AddBoolToObject(o, "attention_bias", 0) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "attention_dropout", 0.0) != NULL;
+	ok &= cJSON_AddBoolToObject(o, "mlp_bias", 0) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "initializer_range", 0.02) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "pretraining_tp", 1) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "bos_token_id", c->bos_token_id) != NULL;
+	ok &= cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id) != NULL;
+	ok &= cJSON_AddStringToObject(o, "torch_dtype", "float32") != NULL;
+	ok &= cJSON_AddBoolToObject(o, "use_cache", 1) != NULL;
+	if (!ok) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	text = cJSON_Print(o);
+	if (!text) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	size_t n = strlen(text);
+	char *full = malloc(n + 2);
+	if (!full) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	memcpy(full, text, n);
+	full[n] = '\n';
+	rv = write_atomic(path, full, n + 1);
+	free(full);
+fail:
+	cJSON_free(text);
+	cJSON_Delete(o);
+	return rv;
+}
