@@ -1,0 +1,410 @@
+/*
+ * lora/aggregate.c — streaming aggregation of client adapters (fedit, ffa,
+ * fair), client-level DP, and the aggregation-bias metric. See
+ * lora/aggregate.h for the contract and lora/fair.h for the factored algebra.
+ *
+ * Layout: the running sum is one float array shaped like the adapter's
+ * params (all A, then all B), so folding a client is two flat passes over its
+ * params: a read-only scan (finite check and the L2 norm of its delta from
+ * the global, in double) and the fold itself. Nothing is folded before the
+ * scan passed, so a bad update leaves the sum untouched.
+ *
+ * Per-matrix work at finish (fair's correction, agg_bias) reads the kept
+ * client copies through r x r Gram products in double; it never builds an
+ * out x in matrix.
+ *
+ * Does not: weight clients by anything but the caller's w (and weight 1
+ * under DP, as DP-FedAvg's sensitivity analysis assumes), or secure-aggregate.
+ */
+#include "lora/aggregate.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "lora/fair.h"
+#include "privacy/noise.h"
+
+struct lora_agg {
+	lora_agg_opts o;
+	lora_adapter *global; /* copy of the round's global */
+	float *sum;           /* like params: weighted sum (or clipped delta sum under DP) */
+	size_t off0;          /* first param that is aggregated: 0, or n_a under ffa */
+	lora_adapter **keep;  /* client copies, when bias or fair needs them */
+	double *wkeep;        /* their weights */
+	int nkeep, capkeep;
+	int clients, nclipped;
+	double wsum, norm_sum;
+	int finished;
+};
+
+int lora_strategy_parse(const char *s, lora_strategy *out)
+{
+	if (!s)
+		return FL_EINVAL;
+	if (!strcmp(s, "fedit"))
+		*out = LORA_FEDIT;
+	else if (!strcmp(s, "ffa"))
+		*out = LORA_FFA;
+	else if (!strcmp(s, "fair"))
+		*out = LORA_FAIR;
+	else
+		return FL_EINVAL;
+	return 0;
+}
+
+const char *lora_strategy_name(lora_strategy s)
+{
+	switch (s) {
+	case LORA_FEDIT:
+		return "fedit";
+	case LORA_FFA:
+		return "ffa";
+	case LORA_FAIR:
+		return "fair";
+	}
+	return "unknown";
+}
+
+void lora_agg_opts_default(lora_agg_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->strategy = LORA_FEDIT;
+	o->compute_bias = 1;
+	o->fair_lambda = 0.01;
+	o->fair_steps = 300;
+	o->fair_lr = 0.01;
+	o->fair_ridge = 0;
+	o->dp_clip = 0;
+	o->dp_noise = 0;
+	o->dp_expected_clients = 0;
+	o->noise = NULL;
+}
+
+static int dp_on(const lora_agg *g)
+{
+	return g->o.dp_clip > 0;
+}
+
+static int keeps_clients(const lora_agg_opts *o)
+{
+	return o->compute_bias || o->strategy == LORA_FAIR;
+}
+
+int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts *opts)
+{
+	lora_agg *g;
+	int rv;
+	const lora_agg_opts *o = opts;
+
+	*out = NULL;
+	if (!global || !opts)
+		return FL_EINVAL;
+	if (o->strategy != LORA_FEDIT && o->strategy != LORA_FFA && o->strategy != LORA_FAIR)
+		return FL_EINVAL;
+	if (o->strategy == LORA_FAIR &&
+	    (o->fair_steps < 0 || !(o->fair_lr > 0) || !(o->fair_lambda >= 0) ||
+	     !isfinite(o->fair_lambda) || (o->fair_ridge && !(o->fair_lambda > 0))))
+		return FL_EINVAL;
+	if (o->dp_clip > 0) {
+		if (o->strategy == LORA_FAIR)
+			return FL_ENOTSUP; /* its correction reads individual updates */
+		if (!o->noise || !isfinite(o->dp_clip) || !(o->dp_noise >= 0) ||
+		    !isfinite(o->dp_noise) || !(o->dp_expected_clients > 0) ||
+		    !isfinite(o->dp_expected_clients))
+			return FL_EINVAL;
+	} else if (isnan(o->dp_clip)) {
+		return FL_EINVAL;
+	}
+	g = calloc(1, sizeof *g);
+	if (!g)
+		return FL_ENOMEM;
+	g->o = *o;
+	if ((rv = lora_adapter_clone(&g->global, global)) != 0)
+		goto fail;
+	g->sum = calloc(global->n_a + global->n_b, sizeof(float));
+	if (!g->sum) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	g->off0 = o->strategy == LORA_FFA ? global->n_a : 0;
+	*out = g;
+	return 0;
+fail:
+	lora_agg_free(g);
+	return rv;
+}
+
+void lora_agg_free(lora_agg *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->nkeep; i++)
+		lora_adapter_free(g->keep[i]);
+	free(g->keep);
+	free(g->wkeep);
+	free(g->sum);
+	lora_adapter_free(g->global);
+	free(g);
+}
+
+/* Read-only scan of a client's params: 0 when every value is finite (and the
+ * squared L2 norm of (c - gl) over [off0, n) in *norm2), -1 otherwise. The
+ * finite test is on the exponent bits so that it vectorizes. */
+static int scan_client(const float *c, const float *gl, size_t off0, size_t n, double *norm2)
+{
+	enum { L = 8, BLK = 2048 };
+	uint32_t bad = 0;
+	double acc = 0;
+
+	for (size_t i = 0; i < off0; i++) {
+		uint32_t u;
+		memcpy(&u, &c[i], 4);
+		bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+	}
+	for (size_t i0 = off0; i0 < n; i0 += BLK) {
+		size_t i1 = i0 + BLK < n ? i0 + BLK : n;
+		double lane[L] = {0};
+		size_t i = i0;
+		for (; i + L <= i1; i += L)
+			for (int j = 0; j < L; j++) {
+				uint32_t u;
+				memcpy(&u, &c[i + j], 4);
+				bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+				double d = (double)c[i + j] - (double)gl[i + j];
+				lane[j] += d * d;
+			}
+		for (; i < i1; i++) {
+			uint32_t u;
+			memcpy(&u, &c[i], 4);
+			bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+			double d = (double)c[i] - (double)gl[i];
+			lane[0] += d * d;
+		}
+		for (int j = 0; j < L; j++)
+			acc += lane[j];
+	}
+	*norm2 = acc;
+	return bad ? -1 : 0;
+}
+
+int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
+{
+	const size_t n = g->global->n_a + g->global->n_b, off0 = g->off0;
+	const float *c = client->params, *gl = g->global->params;
+	float *s = g->sum;
+	double norm2, norm;
+	int rv;
+
+	if (g->finished)
+		return FL_ESTATE;
+	if (!lora_adapter_same_shape(g->global, client))
+		return FL_ESHAPE;
+	if (!(w > 0) || !isfinite(w))
+		return FL_EINVAL;
+	if (scan_client(c, gl, off0, n, &norm2) != 0)
+		return FL_ENONFINITE;
+	norm = sqrt(norm2);
+	if (keeps_clients(&g->o)) {
+		if (g->nkeep == g->capkeep) {
+			int nc = g->capkeep ? 2 * g->capkeep : 8;
+			lora_adapter **k = realloc(g->keep, nc * sizeof *k);
+			if (!k)
+				return FL_ENOMEM;
+			g->keep = k;
+			double *wk = realloc(g->wkeep, nc * sizeof *wk);
+			if (!wk)
+				return FL_ENOMEM;
+			g->wkeep = wk;
+			g->capkeep = nc;
+		}
+		if ((rv = lora_adapter_clone(&g->keep[g->nkeep], client)) != 0)
+			return rv;
+		g->wkeep[g->nkeep++] = w;
+	}
+	if (dp_on(g)) {
+		/* DP-FedAvg: clip the delta to dp_clip, weight 1. The scale is shrunk
+		 * by a few float ulps so the folded float delta's norm stays <= clip. */
+		float sc = 1.0f;
+		if (norm > g->o.dp_clip) {
+			sc = (float)(g->o.dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON));
+			g->nclipped++;
+		}
+		for (size_t i = off0; i < n; i++)
+			s[i] += sc * (c[i] - gl[i]);
+	} else {
+		const float wf = (float)w;
+		for (size_t i = off0; i < n; i++)
+			s[i] += wf * c[i];
+	}
+	g->clients++;
+	g->wsum += w;
+	g->norm_sum += norm;
+	return 0;
+}
+
+/* Per-matrix pass over the kept clients against the new global `glob`: when
+ * fair_out is not NULL (it is glob, writable) applies fair's correction to its
+ * B first; accumulates the cosine sums and the bias residual. */
+typedef struct pass_acc {
+	double dw2, res2;      /* sum over matrices of ||dW||^2, ||dW - B_g A_g||^2 */
+	double s0, q0, s1, q1; /* <dW, B A>, ||B A||^2 before / after fair */
+} pass_acc;
+
+static int agg_pass(const lora_adapter *const *cl, const double *p, int K, const lora_adapter *glob,
+                    lora_adapter *fair_out, const lora_agg_opts *o, pass_acc *acc)
+{
+	lora_gram gr;
+	const float **A = NULL, **B = NULL;
+	double *B0 = NULL, *dB = NULL;
+	int maxo = 0, maxi = 0, rv, r = glob->r;
+
+	memset(acc, 0, sizeof *acc);
+	for (int i = 0; i < glob->n; i++) {
+		maxo = glob->mats[i].out > maxo ? glob->mats[i].out : maxo;
+		maxi = glob->mats[i].in > maxi ? glob->mats[i].in : maxi;
+	}
+	if ((rv = lora_gram_init(&gr, K, r, maxo, maxi)) != 0)
+		return rv;
+	A = malloc(K * sizeof *A);
+	B = malloc(K * sizeof *B);
+	B0 = malloc((size_t)maxo * r * sizeof *B0);
+	dB = malloc((size_t)maxo * r * sizeof *dB);
+	if (!A || !B || !B0 || !dB) {
+		rv = FL_ENOMEM;
+		goto done;
+	}
+	for (int i = 0; i < glob->n; i++) {
+		const lora_mat *gm = &glob->mats[i];
+		const size_t nb = (size_t)gm->out * r;
+		for (int k = 0; k < K; k++) {
+			A[k] = cl[k]->mats[i].A;
+			B[k] = cl[k]->mats[i].B;
+		}
+		if ((rv = lora_gram_compute(&gr, K, gm->out, gm->in, A, B, p, gm->A)) != 0)
+			goto done;
+		for (size_t j = 0; j < nb; j++)
+			B0[j] = gm->B[j];
+		double s = lora_gram_inner(&gr, B0), q = lora_gram_sqnorm(&gr, B0);
+		acc->dw2 += gr.dw2;
+		acc->s0 += s;
+		acc->q0 += q;
+		if (fair_out) {
+			double f0, f1;
+			if (o->fair_ridge)
+				rv =
+				    lora_fair_ridge(gr.M, gr.G, B0, gm->out, r, o->fair_lambda, dB);
+			else
+				rv = lora_fair_solve(gr.M, gr.G, sqrt(gr.dw2), B0, gm->out, r,
+				                     o->fair_lambda, o->fair_steps, o->fair_lr, dB,
+				                     &f0, &f1);
+			if (rv != 0)
+				goto done;
+			float *Bo = fair_out->mats[i].B;
+			for (size_t j = 0; j < nb; j++) {
+				Bo[j] = (float)(B0[j] + dB[j]);
+				B0[j] = Bo[j]; /* the published (float) values */
+			}
+			s = lora_gram_inner(&gr, B0);
+			q = lora_gram_sqnorm(&gr, B0);
+		}
+		acc->s1 += s;
+		acc->q1 += q;
+		acc->res2 += gr.dw2 - 2.0 * s + q;
+	}
+	rv = 0;
+done:
+	lora_gram_fini(&gr);
+	free(A);
+	free(B);
+	free(B0);
+	free(dB);
+	return rv;
+}
+
+static double bias_of(const pass_acc *a)
+{
+	if (a->dw2 > 0)
+		return sqrt(fmax(a->res2, 0.0) / a->dw2);
+	return fmax(a->res2, 0.0) == 0.0 ? 0.0 : NAN;
+}
+
+int lora_agg_bias(const lora_adapter *const *clients, const double *p, int k,
+                  const lora_adapter *global, double *bias)
+{
+	pass_acc acc;
+	lora_agg_opts o;
+	int rv;
+
+	*bias = NAN;
+	if (k <= 0 || !clients || !p || !global)
+		return FL_EINVAL;
+	for (int i = 0; i < k; i++)
+		if (!lora_adapter_same_shape(clients[i], global))
+			return FL_ESHAPE;
+	lora_agg_opts_default(&o);
+	if ((rv = agg_pass(clients, p, k, global, NULL, &o, &acc)) != 0)
+		return rv;
+	*bias = bias_of(&acc);
+	return 0;
+}
+
+int lora_agg_finish(lora_agg *g, lora_adapter *out, lora_agg_stats *st)
+{
+	const lora_adapter *gl = g->global;
+	const size_t n = gl->n_a + gl->n_b, off0 = g->off0;
+	double *p = NULL;
+	pass_acc acc;
+	int rv;
+
+	memset(st, 0, sizeof *st);
+	st->agg_bias = st->fair_cos_before = st->fair_cos_after = NAN;
+	if (g->finished)
+		return FL_ESTATE;
+	if (!lora_adapter_same_shape(out, gl))
+		return FL_ESHAPE;
+	if (g->clients == 0)
+		return FL_EQUORUM;
+	/* the new global, before any fair correction */
+	memcpy(out->params, gl->params, off0 * sizeof(float)); /* ffa: A frozen */
+	if (dp_on(g)) {
+		const double E = g->o.dp_expected_clients;
+		priv_noise_add(g->o.noise, g->sum + off0, n - off0, g->o.dp_noise * g->o.dp_clip);
+		for (size_t i = off0; i < n; i++)
+			out->params[i] = gl->params[i] + (float)(g->sum[i] / E);
+	} else {
+		const double inv = 1.0 / g->wsum;
+		for (size_t i = off0; i < n; i++)
+			out->params[i] = (float)(g->sum[i] * inv);
+	}
+	out->alpha = gl->alpha;
+	g->finished = 1;
+
+	if (keeps_clients(&g->o)) {
+		p = malloc(g->nkeep * sizeof *p);
+		if (!p)
+			return FL_ENOMEM;
+		for (int k = 0; k < g->nkeep; k++)
+			p[k] = dp_on(g) ? 1.0 / g->nkeep : g->wkeep[k] / g->wsum;
+		rv = agg_pass((const lora_adapter *const *)g->keep, p, g->nkeep, out,
+		              g->o.strategy == LORA_FAIR ? out : NULL, &g->o, &acc);
+		free(p);
+		if (rv != 0)
+			return rv;
+		if (g->o.compute_bias)
+			st->agg_bias = bias_of(&acc);
+		if (g->o.strategy == LORA_FAIR && acc.dw2 > 0) {
+			if (acc.q0 > 0)
+				st->fair_cos_before = acc.s0 / sqrt(acc.dw2 * acc.q0);
+			if (acc.q1 > 0)
+				st->fair_cos_after = acc.s1 / sqrt(acc.dw2 * acc.q1);
+		}
+	}
+	st->clients = g->clients;
+	st->weight_sum = g->wsum;
+	st->dp_clipped_frac = dp_on(g) ? (double)g->nclipped / g->clients : 0.0;
+	st->update_norm_mean = g->norm_sum / g->clients;
+	return 0;
+}
