@@ -1,0 +1,773 @@
+/*
+ * model/cuda/kernels.cu — the trainer's own kernels (see kernels.cuh for each
+ * one's contract and its CPU twin in model/ops.h).
+ *
+ * Kept simple on purpose: one warp per row for row-wise ops (RMSNorm, the
+ * causal softmax), one block per row for the cross-entropy over the
+ * vocabulary, grid-stride loops for element-wise work. Reductions accumulate
+ * in float32 (double where a norm feeds DP clipping). No kernel here is fused
+ * flash attention: attention goes through batched GEMMs plus the causal
+ * softmax kernels (model/cuda/llama.cu).
+ */
+#include <math.h>
+
+#include "model/cuda/kernels.cuh"
+
+#define WARP 32
+#define ROWS_PER_BLOCK 8 /* warps (rows) per 256-thread block */
+
+static __device__ __forceinline__ float warp_sum(float v)
+{
+	for (int o = WARP / 2; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+static __device__ __forceinline__ double warp_sum_d(double v)
+{
+	for (int o = WARP / 2; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+static __device__ __forceinline__ float warp_max(float v)
+{
+	for (int o = WARP / 2; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+static int grid_for(size_t n, int threads)
+{
+	size_t b = (n + threads - 1) / threads;
+	return (int)(b > 65535u * 16u ? 65535u * 16u : (b ? b : 1));
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+__global__ void k_embed_forward(float *out, const int *tok, const bf16 *wte, int N, int C)
+{
+	int n = blockIdx.x;
+	const bf16 *row = wte + (size_t)tok[n] * C;
+	for (int c = threadIdx.x; c < C; c += blockDim.x)
+		out[(size_t)n * C + c] = __bfloat162float(row[c]);
+}
+
+int fl_k_embed_forward(float *out, const int *tok, const bf16 *wte, int N, int C, cudaStream_t s)
+{
+	int rv = 0;
+	k_embed_forward<<<N, 256, 0, s>>>(out, tok, wte, N, C);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_embed_backward(float *dwte, const float *dout, const int *tok, int N, int C)
+{
+	int n = blockIdx.x;
+	float *row = dwte + (size_t)tok[n] * C;
+	for (int c = threadIdx.x; c < C; c += blockDim.x)
+		atomicAdd(row + c, dout[(size_t)n * C + c]);
+}
+
+int fl_k_embed_backward(float *dwte, const float *dout, const int *tok, int N, int C,
+			cudaStream_t s)
+{
+	int rv = 0;
+	k_embed_backward<<<N, 256, 0, s>>>(dwte, dout, tok, N, C);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- RMSNorm ------------------------------------------------------------ */
+
+// x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row
+__global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
+				  int C, float eps)
+{
+	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= N)
+		return;
+	const float *xr = x + (size_t)row * C;
+	float ss = 0.f;
+	for (int c = lane; c < C; c += WARP)
+		ss += xr[c] * xr[c];
+	ss = warp_sum(ss);
+	float r = 1.0f / sqrtf(ss / (float)C + eps);
+	bf16 *o = out + (size_t)row * C;
+	for (int c = lane; c < C; c += WARP)
+		o[c] = __float2bfloat16(xr[c] * r * __bfloat162float(w[c]));
+	if (lane == 0)
+		rstd[row] = r;
+}
+
+int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
+			 float eps, cudaStream_t s)
+{
+	int rv = 0;
+	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		out, rstd, x, w, N, C, eps);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// y = w * x * r, r = (mean x^2 + eps)^-1/2:
+// dx_j += r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / C); dw_j += dout_j x_j r
+__global__ void k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+				   const bf16 *w, const float *rstd, int N, int C)
+{
+	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= N)
+		return;
+	const float *xr = x + (size_t)row * C, *dr = dout + (size_t)row * C;
+	float r = rstd[row];
+	float dot = 0.f;
+	for (int c = lane; c < C; c += WARP)
+		dot += dr[c] * __bfloat162float(w[c]) * xr[c];
+	dot = warp_sum(dot);
+	float k = r * r * dot / (float)C;
+	float *dxr = dx + (size_t)row * C;
+	for (int c = lane; c < C; c += WARP) {
+		float wc = __bfloat162float(w[c]);
+		dxr[c] += r * (dr[c] * wc - xr[c] * k);
+		if (dw)
+			atomicAdd(dw + c, dr[c] * xr[c] * r);
+	}
+}
+
+int fl_k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const bf16 *w,
+			  const float *rstd, int N, int C, cudaStream_t s)
+{
+	int rv = 0;
+	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		dx, dw, dout, x, w, rstd, N, C);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- rotary embedding + layout ------------------------------------------ */
+
+// one thread per rotation pair (b,h,t,j), j < D/2; in (B,T,H,D) -> out (B,H,T,D)
+__global__ void k_rope_fwd(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H,
+			   int D, int rotate)
+{
+	int half = D / 2;
+	size_t total = (size_t)B * H * T * half;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		int j = (int)(i % half);
+		size_t r = i / half;
+		int t = (int)(r % T);
+		r /= T;
+		int h = (int)(r % H);
+		int b = (int)(r / H);
+		const bf16 *src = in + (((size_t)b * T + t) * H + h) * D;
+		bf16 *dst = out + (((size_t)b * H + h) * T + t) * D;
+		float x1 = __bfloat162float(src[j]), x2 = __bfloat162float(src[j + half]);
+		if (rotate) {
+			float2 a = cs[(size_t)t * half + j];
+			dst[j] = __float2bfloat16(x1 * a.x - x2 * a.y);
+			dst[j + half] = __float2bfloat16(x2 * a.x + x1 * a.y);
+		} else {
+			dst[j] = src[j];
+			dst[j + half] = src[j + half];
+		}
+	}
+}
+
+int fl_k_rope_permute_forward(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H,
+			      int D, int rotate, cudaStream_t s)
+{
+	int rv = 0;
+	size_t n = (size_t)B * H * T * (D / 2);
+	k_rope_fwd<<<grid_for(n, 256), 256, 0, s>>>(out, in, cs, B, T, H, D, rotate);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// din (B,H,T,D) -> dout (B,T,H,D), transpose rotation
+__global__ void k_rope_bwd(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
+			   int D, int rotate)
+{
+	int half = D / 2;
+	size_t total = (size_t)B * H * T * half;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		int j = (int)(i % half);
+		size_t r = i / half;
+		int t = (int)(r % T);
+		r /= T;
+		int h = (int)(r % H);
+		int b = (int)(r / H);
+		const bf16 *src = din + (((size_t)b * H + h) * T + t) * D;
+		bf16 *dst = dout + (((size_t)b * T + t) * H + h) * D;
+		float y1 = __bfloat162float(src[j]), y2 = __bfloat162float(src[j + half]);
+		if (rotate) {
+			float2 a = cs[(size_t)t * half + j];
+			dst[j] = __float2bfloat16(y1 * a.x + y2 * a.y);
+			dst[j + half] = __float2bfloat16(y2 * a.x - y1 * a.y);
+		} else {
+			dst[j] = src[j];
+			dst[j + half] = src[j + half];
+		}
+	}
+}
+
+int fl_k_rope_permute_backward(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
+			       int D, int rotate, cudaStream_t s)
+{
+	int rv = 0;
+	size_t n = (size_t)B * H * T * (D / 2);
+	k_rope_bwd<<<grid_for(n, 256), 256, 0, s>>>(dout, din, cs, B, T, H, D, rotate);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// to_bthd = 1: in (B,H,T,D) -> out (B,T,H,D); 0: the reverse
+__global__ void k_permute(bf16 *out, const bf16 *in, int B, int T, int H, int D, int to_bthd)
+{
+	size_t total = (size_t)B * H * T * D;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		// i indexes the output
+		int d = (int)(i % D);
+		size_t r = i / D;
+		if (to_bthd) { // out (b,t,h,d)
+			int h = (int)(r % H);
+			r /= H;
+			int t = (int)(r % T);
+			int b = (int)(r / T);
+			out[i] = in[(((size_t)b * H + h) * T + t) * D + d];
+		} else { // out (b,h,t,d)
+			int t = (int)(r % T);
+			r /= T;
+			int h = (int)(r % H);
+			int b = (int)(r / H);
+			out[i] = in[(((size_t)b * T + t) * H + h) * D + d];
+		}
+	}
+}
+
+int fl_k_bhtd_to_bthd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s)
+{
+	int rv = 0;
+	k_permute<<<grid_for((size_t)B * H * T * D, 256), 256, 0, s>>>(out, in, B, T, H, D, 1);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_bthd_to_bhtd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s)
+{
+	int rv = 0;
+	k_permute<<<grid_for((size_t)B * H * T * D, 256), 256, 0, s>>>(out, in, B, T, H, D, 0);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- causal softmax ------------------------------------------------------- */
+
+// one warp per row of S (rows, T); query position t = row % T sees columns 0..t
+__global__ void k_causal_softmax(bf16 *P, const float *S, long rows, int T, float scale)
+{
+	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= rows)
+		return;
+	int t = (int)(row % T);
+	const float *sr = S + (size_t)row * T;
+	bf16 *pr = P + (size_t)row * T;
+	// online max / sum per lane, then combined across the warp
+	float m = -INFINITY, l = 0.f;
+	for (int j = lane; j <= t; j += WARP) {
+		float v = sr[j] * scale;
+		if (v > m) {
+			l = l * expf(m - v) + 1.f;
+			m = v;
+		} else {
+			l += expf(v - m);
+		}
+	}
+	float gm = warp_max(m);
+	l = (m == -INFINITY) ? 0.f : l * expf(m - gm);
+	l = warp_sum(l);
+	float inv = 1.0f / l;
+	for (int j = lane; j < T; j += WARP)
+		pr[j] = __float2bfloat16(j <= t ? expf(sr[j] * scale - gm) * inv : 0.f);
+}
+
+int fl_k_causal_softmax(bf16 *P, const float *S, long rows, int T, float scale, cudaStream_t s)
+{
+	int rv = 0;
+	k_causal_softmax<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(P, S, rows,
+											 T, scale);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_causal_softmax_bwd(bf16 *dS, const bf16 *P, const float *dP, long rows, int T,
+				     float scale)
+{
+	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= rows)
+		return;
+	int t = (int)(row % T);
+	const bf16 *pr = P + (size_t)row * T;
+	const float *dpr = dP + (size_t)row * T;
+	float dot = 0.f;
+	for (int j = lane; j <= t; j += WARP)
+		dot += __bfloat162float(pr[j]) * dpr[j];
+	dot = warp_sum(dot);
+	bf16 *dsr = dS + (size_t)row * T;
+	for (int j = lane; j < T; j += WARP) {
+		float p = __bfloat162float(pr[j]);
+		dsr[j] = __float2bfloat16(j <= t ? p * (dpr[j] - dot) * scale : 0.f);
+	}
+}
+
+int fl_k_causal_softmax_backward(bf16 *dS, const bf16 *P, const float *dP, long rows, int T,
+				 float scale, cudaStream_t s)
+{
+	int rv = 0;
+	k_causal_softmax_bwd<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		dS, P, dP, rows, T, scale);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- SwiGLU ------------------------------------------------------------- */
+
+__global__ void k_swiglu_fwd(bf16 *out, const bf16 *gate, const bf16 *up, long N)
+{
+	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N;
+	     i += (long)gridDim.x * blockDim.x) {
+		float g = __bfloat162float(gate[i]);
+		out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * __bfloat162float(up[i]));
+	}
+}
+
+int fl_k_swiglu_forward(bf16 *out, const bf16 *gate, const bf16 *up, long N, cudaStream_t s)
+{
+	int rv = 0;
+	k_swiglu_fwd<<<grid_for(N, 256), 256, 0, s>>>(out, gate, up, N);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_swiglu_bwd(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
+			     const bf16 *up, long N)
+{
+	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N;
+	     i += (long)gridDim.x * blockDim.x) {
+		float g = __bfloat162float(gate[i]), u = __bfloat162float(up[i]);
+		float d = __bfloat162float(dout[i]);
+		float sg = 1.0f / (1.0f + expf(-g));
+		dgate[i] = __float2bfloat16(d * u * sg * (1.0f + g * (1.0f - sg)));
+		dup[i] = __float2bfloat16(d * g * sg);
+	}
+}
+
+int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
+			 const bf16 *up, long N, cudaStream_t s)
+{
+	int rv = 0;
+	k_swiglu_bwd<<<grid_for(N, 256), 256, 0, s>>>(dgate, dup, dout, gate, up, N);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- cross-entropy ------------------------------------------------------ */
+
+#define CE_THREADS 512
+
+// one block per row; reductions through shared memory
+__global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
+			       const int *targets, const float *row_scale, float dscale, int V)
+{
+	__shared__ float s_val[CE_THREADS / WARP];
+	__shared__ int s_idx[CE_THREADS / WARP];
+	__shared__ float s_max, s_sum;
+	__shared__ int s_arg;
+	int n = blockIdx.x, tid = threadIdx.x, lane = tid % WARP, wid = tid / WARP;
+	const float *l = logits + (size_t)n * V;
+	int tg = targets[n];
+	if (tg < 0) {
+		if (dlogits)
+			for (int i = tid; i < V; i += blockDim.x)
+				dlogits[(size_t)n * V + i] = __float2bfloat16(0.f);
+		if (tid == 0) {
+			losses[n] = 0.f;
+			correct[n] = 0;
+		}
+		return;
+	}
+	// max and argmax (lowest index among equal maxima)
+	float m = -INFINITY;
+	int am = V;
+	for (int i = tid; i < V; i += blockDim.x)
+		if (l[i] > m) {
+			m = l[i];
+			am = i;
+		}
+	for (int o = WARP / 2; o > 0; o >>= 1) {
+		float om = __shfl_xor_sync(0xffffffffu, m, o);
+		int oi = __shfl_xor_sync(0xffffffffu, am, o);
+		if (om > m || (om == m && oi < am)) {
+			m = om;
+			am = oi;
+		}
+	}
+	if (lane == 0) {
+		s_val[wid] = m;
+		s_idx[wid] = am;
+	}
+	__syncthreads();
+	if (tid == 0) {
+		float bm = s_val[0];
+		int bi = s_idx[0];
+		for (int w = 1; w < (int)blockDim.x / WARP; w++)
+			if (s_val[w] > bm || (s_val[w] == bm && s_idx[w] < bi)) {
+				bm = s_val[w];
+				bi = s_idx[w];
+			}
+		s_max = bm;
+		s_arg = bi;
+	}
+	__syncthreads();
+	m = s_max;
+	float sum = 0.f;
+	for (int i = tid; i < V; i += blockDim.x)
+		sum += expf(l[i] - m);
+	sum = warp_sum(sum);
+	__syncthreads();
+	if (lane == 0)
+		s_val[wid] = sum;
+	__syncthreads();
+	if (tid == 0) {
+		float t = 0.f;
+		for (int w = 0; w < (int)blockDim.x / WARP; w++)
+			t += s_val[w];
+		s_sum = t;
+		losses[n] = logf(t) + m - l[tg];
+		correct[n] = s_arg == tg;
+	}
+	__syncthreads();
+	if (dlogits) {
+		float sc = row_scale ? row_scale[n] : dscale;
+		float inv = 1.0f / s_sum;
+		for (int i = tid; i < V; i += blockDim.x) {
+			float p = expf(l[i] - m) * inv;
+			dlogits[(size_t)n * V + i] = __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
+		}
+	}
+}
+
+int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
+		      const int *targets, const float *row_scale, float dscale, int N, int V,
+		      cudaStream_t s)
+{
+	int rv = 0;
+	k_crossentropy<<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets, row_scale,
+						dscale, V);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- optimizers ----------------------------------------------------------- */
+
+__global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
+			float b2, float eps, float wd, float c1, float c2)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		float gi = g[i];
+		float mi = b1 * m[i] + (1.0f - b1) * gi;
+		float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		float mh = mi / c1, vh = vi / c2;
+		p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+	}
+}
+
+int fl_k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+	       float eps, float wd, float c1, float c2, cudaStream_t s)
+{
+	int rv = 0;
+	k_adamw<<<grid_for(n, 256), 256, 0, s>>>(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_sgd(float *p, const float *g, float *mom, size_t n, float lr, float momentum,
+		      float wd)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		float d = g[i];
+		if (mom) {
+			mom[i] = momentum * mom[i] + g[i];
+			d = mom[i];
+		}
+		p[i] -= lr * (d + wd * p[i]);
+	}
+}
+
+int fl_k_sgd(float *p, const float *g, float *mom, size_t n, float lr, float momentum, float wd,
+	     cudaStream_t s)
+{
+	int rv = 0;
+	k_sgd<<<grid_for(n, 256), 256, 0, s>>>(p, g, momentum != 0.0f ? mom : NULL, n, lr, momentum,
+					       wd);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- element-wise ----------------------------------------------------------- */
+
+__global__ void k_f32_to_bf16(bf16 *out, const float *in, size_t n)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		out[i] = __float2bfloat16(in[i]);
+}
+
+int fl_k_f32_to_bf16(bf16 *out, const float *in, size_t n, cudaStream_t s)
+{
+	int rv = 0;
+	k_f32_to_bf16<<<grid_for(n, 256), 256, 0, s>>>(out, in, n);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_bf16_to_f32(float *out, const bf16 *in, size_t n)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		out[i] = __bfloat162float(in[i]);
+}
+
+int fl_k_bf16_to_f32(float *out, const bf16 *in, size_t n, cudaStream_t s)
+{
+	int rv = 0;
+	k_bf16_to_f32<<<grid_for(n, 256), 256, 0, s>>>(out, in, n);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+__global__ void k_add_f32(float *out, const float *a, const float *b, size_t n)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x)
+		out[i] = a[i] + b[i];
+}
+
+int fl_k_add_f32(float *out, const float *a, const float *b, size_t n, cudaStream_t s)
+{
+	int rv = 0;
+	k_add_f32<<<grid_for(n, 256), 256, 0, s>>>(out, a, b, n);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+static __device__ __forceinline__ uint64_t splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+__global__ void k_init_bf16(bf16 *w, size_t n, uint64_t seed, float std, float fill)
+{
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		if (std == 0.f) {
+			w[i] = __float2bfloat16(fill);
+			continue;
+		}
+		uint64_t a = splitmix64(seed ^ (2 * i)), b = splitmix64(seed ^ (2 * i + 1));
+		float u1 = ((a >> 40) + 0.5f) * (1.0f / 16777216.0f);
+		float u2 = (b >> 40) * (1.0f / 16777216.0f);
+		float z = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2);
+		w[i] = __float2bfloat16(std * z);
+	}
+}
+
+int fl_k_init_bf16(bf16 *w, size_t n, uint64_t seed, float std, float fill, cudaStream_t s)
+{
+	int rv = 0;
+	k_init_bf16<<<grid_for(n, 256), 256, 0, s>>>(w, n, seed, std, fill);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- DP-SGD --------------------------------------------------------------- */
+
+#define NORM_THREADS 256
+
+__global__ void k_row_sumsq(float *norms2, const float *g, size_t P)
+{
+	__shared__ double part[NORM_THREADS / WARP];
+	const float *row = g + (size_t)blockIdx.x * P;
+	double s = 0;
+	for (size_t j = threadIdx.x; j < P; j += blockDim.x)
+		s += (double)row[j] * row[j];
+	s = warp_sum_d(s);
+	if (threadIdx.x % WARP == 0)
+		part[threadIdx.x / WARP] = s;
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		double t = 0;
+		for (int w = 0; w < NORM_THREADS / WARP; w++)
+			t += part[w];
+		norms2[blockIdx.x] = (float)t;
+	}
+}
+
+int fl_k_row_sumsq(float *norms2, const float *g, int nex, size_t P, cudaStream_t s)
+{
+	int rv = 0;
+	if (nex <= 0)
+		return 0;
+	k_row_sumsq<<<nex, NORM_THREADS, 0, s>>>(norms2, g, P);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// clip factor as privacy/dp.c: 1 if norm <= C, C/norm above, 0 for a non-finite norm
+static __device__ __forceinline__ float clip_factor(float n2, float clip)
+{
+	float nrm = sqrtf(n2);
+	if (!isfinite(nrm))
+		return 0.f;
+	return nrm > clip ? clip / nrm : 1.f;
+}
+
+__global__ void k_clip_accumulate(float *out, const float *g, const float *norms2, int nex,
+				  size_t P, float clip)
+{
+	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < P;
+	     j += (size_t)gridDim.x * blockDim.x) {
+		float acc = out[j];
+		for (int e = 0; e < nex; e++) {
+			float f = clip_factor(norms2[e], clip);
+			if (f != 0.f)
+				acc += g[(size_t)e * P + j] * f;
+		}
+		out[j] = acc;
+	}
+}
+
+int fl_k_clip_accumulate(float *out, const float *g, const float *norms2, int nex, size_t P,
+			 float clip, cudaStream_t s)
+{
+	int rv = 0;
+	if (nex <= 0)
+		return 0;
+	k_clip_accumulate<<<grid_for(P, 256), 256, 0, s>>>(out, g, norms2, nex, P, clip);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// Philox4x32-10 (Salmon et al., SC'11)
+static __device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint2 k)
+{
+	const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+	for (int r = 0; r < 10; r++) {
+		uint32_t hi0 = __umulhi(M0, c.x), lo0 = M0 * c.x;
+		uint32_t hi1 = __umulhi(M1, c.z), lo1 = M1 * c.z;
+		c = make_uint4(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+		k.x += W0;
+		k.y += W1;
+	}
+	return c;
+}
+
+// pair p of outputs (2p, 2p+1) from counter (p lo, p hi, ctr_hi lo, ctr_hi hi)
+__global__ void k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, double std,
+				  double inv_div)
+{
+	size_t npair = (n + 1) / 2;
+	uint2 k = make_uint2((uint32_t)key, (uint32_t)(key >> 32));
+	for (size_t p = blockIdx.x * (size_t)blockDim.x + threadIdx.x; p < npair;
+	     p += (size_t)gridDim.x * blockDim.x) {
+		uint4 c = make_uint4((uint32_t)p, (uint32_t)((uint64_t)p >> 32), (uint32_t)ctr_hi,
+				     (uint32_t)(ctr_hi >> 32));
+		uint4 x = philox4x32_10(c, k);
+		uint64_t a = (((uint64_t)x.x << 32) | x.y) >> 11;
+		uint64_t b = (((uint64_t)x.z << 32) | x.w) >> 11;
+		double u1 = ((double)a + 0.5) * 0x1p-53; // (0,1): log is finite
+		double u2 = (double)b * 0x1p-53;
+		double rad = sqrt(-2.0 * log(u1));
+		double s, c2;
+		sincospi(2.0 * u2, &s, &c2);
+		size_t i = 2 * p;
+		out[i] = (float)(((double)out[i] + std * rad * c2) * inv_div);
+		if (i + 1 < n)
+			out[i + 1] = (float)(((double)out[i + 1] + std * rad * s) * inv_div);
+	}
+}
+
+int fl_k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, double std,
+			 double inv_div, cudaStream_t s)
+{
+	int rv = 0;
+	k_add_noise_scale<<<grid_for((n + 1) / 2, 256), 256, 0, s>>>(out, n, key, ctr_hi, std,
+								     inv_div);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- GEMM --------------------------------------------------------------- */
+
+int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alpha,
+	       const bf16 *A, int lda, long long sa, const bf16 *B, int ldb, long long sb,
+	       float beta, void *C, cudaDataType ctype, int ldc, long long sc, int batch,
+	       const char *file, int line)
+{
+	// row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T
+	cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cublasOperation_t opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+	cublasStatus_t st;
+	if (batch <= 1)
+		st = cublasGemmEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF,
+				  lda, &beta, C, ctype, ldc, CUBLAS_COMPUTE_32F,
+				  CUBLAS_GEMM_DEFAULT);
+	else
+		st = cublasGemmStridedBatchedEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb,
+						sb, A, CUDA_R_16BF, lda, sa, &beta, C, ctype, ldc,
+						sc, batch, CUBLAS_COMPUTE_32F,
+						CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		fl_log(FL_LOG_ERROR, "cuda",
+		       "%s:%d: GEMM (ta %d tb %d M %d N %d K %d lda %d ldb %d ldc %d batch %d): "
+		       "cuBLAS %s",
+		       file, line, ta, tb, M, N, K, lda, ldb, ldc, batch, cublasGetStatusString(st));
+		return FL_ECUDA;
+	}
+	return 0;
+}

@@ -1,0 +1,1095 @@
+/*
+ * model/cuda/llama.cu — the Llama model on one GPU (see model/cuda/cuda.h):
+ * forward, LoRA backward, optimizer and DP-SGD steps. Mirrors model/llama.c
+ * layer for layer; the CPU model is the reference it is tested against.
+ *
+ * Precision: weights, per-layer activations and activation gradients are
+ * bf16; the residual stream and its gradient are f32 (GEMMs accumulate into
+ * them directly with beta = 1); LoRA tensors have f32 masters, gradients and
+ * optimizer state, and bf16 working copies refreshed after each update;
+ * scores and logits are f32.
+ *
+ * Memory: parameters in one allocation (pointer table w[]), LoRA state in one
+ * (params, grads, moments), activations in one (sized for max_batch x
+ * max_seq), scratch in one. Attention probabilities are recomputed in the
+ * backward instead of being stored; the LM head + cross-entropy run over
+ * chunks of rows, so at most (rows_chunk, V) logits exist at once.
+ *
+ * Not here: full-parameter training (CPU only), a fused flash-attention
+ * kernel. Every CUDA/cuBLAS call is checked (logged file:line, FL_ECUDA).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cuda/cuda.h"
+#include "model/cuda/kernels.cuh"
+
+enum { W_EMBED = 0, W_LN1, W_Q, W_K, W_V, W_O, W_LN2, W_GATE, W_UP, W_DOWN, W_NORM, W_HEAD, W_N };
+
+#define ATTN_SCRATCH_BYTES (1024L * 1024 * 1024) /* cap of S (f32) per chunk */
+#define LOGITS_CHUNK_BYTES (256L * 1024 * 1024)  /* cap of the f32 logits per chunk */
+
+struct model_cuda {
+	model_cuda_config c;
+	int C, I, L, Hq, Hkv, D, V, QD, KD;
+	long Nmax;
+	cudaStream_t s;
+	cublasHandle_t h;
+	size_t mem; /* bytes allocated */
+	/* parameters (bf16) */
+	bf16 *wmem;
+	bf16 *w[W_N];
+	size_t wsz[W_N];
+	float2 *rope; /* (max_seq, D/2) */
+	/* LoRA */
+	int nlora, r, train_a;
+	float scale;
+	size_t n_a, n_b;
+	model_cuda_lora_mat *mats;
+	int *lidx;          /* (L, 7) matrix index or -1 */
+	float *lmem;        /* params | grads | m | v, each n_a + n_b */
+	float *lp, *lg, *lm, *lv;
+	bf16 *l16;          /* bf16 copy of params */
+	bf16 *xa;           /* (nlora, Nmax, r) */
+	bf16 *dxa;          /* (Nmax, r) */
+	float *pe;          /* (max_batch, ntrain) per-example gradients (DP) */
+	float *dp_sum;      /* (ntrain) */
+	float *norms2;      /* (max_batch) */
+	model_cuda_optim opt;
+	int t;
+	/* activations */
+	void *amem;
+	float *res, *resmid, *rstd1, *rstd2, *rstdf;
+	bf16 *h1, *h2, *q, *k, *v, *atto, *gate, *up, *swi, *hf;
+	/* scratch */
+	void *smem;
+	bf16 *raw, *operm, *dlogits, *d16, *dq, *dk, *dv, *dqr, *dkr, *dvr, *datto, *dgate, *dup,
+		*dswi;
+	float *logits, *losses, *row_scale, *dres, *dln;
+	int *correct, *tok, *tgt;
+	fl_attn_scratch att;
+	long rows_chunk;
+	/* host mirrors */
+	float *h_losses;
+	int *h_correct;
+};
+
+/* ---- device / info ------------------------------------------------------ */
+
+__global__ void k_probe(int *x)
+{
+	*x = 42;
+}
+
+extern "C" int model_cuda_probe(char *why, size_t whylen)
+{
+	int n = 0, rv = 0, got = 0;
+	int *d = NULL;
+	cudaError_t e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess || n == 0) {
+		if (why)
+			snprintf(why, whylen, "no usable CUDA device (%s)",
+				 e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
+		return FL_ECUDA;
+	}
+	if ((e = cudaMalloc(&d, sizeof(int))) != cudaSuccess)
+		goto bad;
+	k_probe<<<1, 1>>>(d);
+	if ((e = cudaGetLastError()) != cudaSuccess)
+		goto bad;
+	if ((e = cudaMemcpy(&got, d, sizeof(int), cudaMemcpyDeviceToHost)) != cudaSuccess)
+		goto bad;
+	cudaFree(d);
+	if (got != 42) {
+		if (why)
+			snprintf(why, whylen, "CUDA device present but a test kernel did not run");
+		return FL_ECUDA;
+	}
+	return rv;
+bad:
+	if (d)
+		cudaFree(d);
+	cudaGetLastError();
+	if (why)
+		snprintf(why, whylen, "CUDA device not usable: %s (built for sm_80/87/89/90)",
+			 cudaGetErrorString(e));
+	return FL_ECUDA;
+}
+
+extern "C" int model_cuda_device_info(char *name, size_t namelen, size_t *total, size_t *free_b)
+{
+	int rv = 0, dev = 0;
+	cudaDeviceProp p;
+	size_t fr = 0, tot = 0;
+	CU_TRY(cudaGetDevice(&dev));
+	CU_TRY(cudaGetDeviceProperties(&p, dev));
+	CU_TRY(cudaMemGetInfo(&fr, &tot));
+	if (name)
+		snprintf(name, namelen, "%s (sm_%d%d)", p.name, p.major, p.minor);
+	if (total)
+		*total = tot;
+	if (free_b)
+		*free_b = fr;
+fail:
+	return rv;
+}
+
+/* ---- allocation ----------------------------------------------------------- */
+
+static int dev_alloc(model_cuda *m, void **p, size_t bytes)
+{
+	int rv = 0;
+	*p = NULL;
+	if (bytes == 0)
+		return 0;
+	cudaError_t e = cudaMalloc(p, bytes);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		fl_log(FL_LOG_ERROR, "cuda", "cudaMalloc of %.1f MiB failed: %s",
+		       bytes / 1048576.0, cudaGetErrorString(e));
+		*p = NULL;
+		return e == cudaErrorMemoryAllocation ? FL_ENOMEM : FL_ECUDA;
+	}
+	m->mem += bytes;
+	return rv;
+}
+
+/* Carves aligned sub-buffers out of one allocation: first pass counts. */
+typedef struct carver {
+	char *base;
+	size_t off;
+} carver;
+
+static void *carve(carver *cv, size_t bytes)
+{
+	size_t o = (cv->off + 255) & ~(size_t)255;
+	cv->off = o + bytes;
+	return cv->base ? cv->base + o : NULL;
+}
+
+static void layout_acts(model_cuda *m, carver *cv)
+{
+	size_t N = m->Nmax, L = m->L, C = m->C, I = m->I;
+	m->res = (float *)carve(cv, (L + 1) * N * C * 4);
+	m->resmid = (float *)carve(cv, L * N * C * 4);
+	m->rstd1 = (float *)carve(cv, L * N * 4);
+	m->rstd2 = (float *)carve(cv, L * N * 4);
+	m->rstdf = (float *)carve(cv, N * 4);
+	m->h1 = (bf16 *)carve(cv, L * N * C * 2);
+	m->h2 = (bf16 *)carve(cv, L * N * C * 2);
+	m->q = (bf16 *)carve(cv, L * N * m->QD * 2);
+	m->k = (bf16 *)carve(cv, L * N * m->KD * 2);
+	m->v = (bf16 *)carve(cv, L * N * m->KD * 2);
+	m->atto = (bf16 *)carve(cv, L * N * m->QD * 2);
+	m->gate = (bf16 *)carve(cv, L * N * I * 2);
+	m->up = (bf16 *)carve(cv, L * N * I * 2);
+	m->swi = (bf16 *)carve(cv, L * N * I * 2);
+	m->hf = (bf16 *)carve(cv, N * C * 2);
+}
+
+static void layout_scratch(model_cuda *m, carver *cv)
+{
+	size_t N = m->Nmax, C = m->C, I = m->I, V = m->V, T = m->c.max_seq;
+	size_t wide = C > I ? C : I;
+	if ((size_t)m->QD > wide)
+		wide = m->QD;
+	size_t sc = (size_t)m->att.bc * m->Hq * T * T;
+	m->raw = (bf16 *)carve(cv, N * (m->QD + 2 * m->KD) * 2);
+	m->operm = (bf16 *)carve(cv, N * m->QD * 2);
+	m->att.S = (float *)carve(cv, sc * 4);
+	m->att.P = (bf16 *)carve(cv, sc * 2);
+	m->logits = (float *)carve(cv, m->rows_chunk * V * 4);
+	m->dlogits = (bf16 *)carve(cv, m->rows_chunk * V * 2);
+	m->losses = (float *)carve(cv, N * 4);
+	m->row_scale = (float *)carve(cv, N * 4);
+	m->correct = (int *)carve(cv, N * 4);
+	m->tok = (int *)carve(cv, N * 4);
+	m->tgt = (int *)carve(cv, N * 4);
+	m->dres = (float *)carve(cv, N * C * 4);
+	m->dln = (float *)carve(cv, N * C * 4);
+	m->d16 = (bf16 *)carve(cv, N * wide * 2);
+	m->dq = (bf16 *)carve(cv, N * m->QD * 2);
+	m->dk = (bf16 *)carve(cv, N * m->KD * 2);
+	m->dv = (bf16 *)carve(cv, N * m->KD * 2);
+	m->dqr = (bf16 *)carve(cv, N * m->QD * 2);
+	m->dkr = (bf16 *)carve(cv, N * m->KD * 2);
+	m->dvr = (bf16 *)carve(cv, N * m->KD * 2);
+	m->datto = (bf16 *)carve(cv, N * m->QD * 2);
+	m->dgate = (bf16 *)carve(cv, N * I * 2);
+	m->dup = (bf16 *)carve(cv, N * I * 2);
+	m->dswi = (bf16 *)carve(cv, N * I * 2);
+}
+
+static int upload_bf16(model_cuda *m, bf16 *dst, const float *src, size_t n)
+{
+	int rv = 0;
+	const size_t chunk = 1u << 22;
+	uint16_t *tmp = (uint16_t *)malloc((n < chunk ? n : chunk) * 2);
+	if (!tmp)
+		return FL_ENOMEM;
+	for (size_t o = 0; o < n; o += chunk) {
+		size_t k = n - o < chunk ? n - o : chunk;
+		for (size_t i = 0; i < k; i++)
+			tmp[i] = fl_f32_to_bf16_bits(src[o + i]);
+		CU_TRY(cudaMemcpy(dst + o, tmp, k * 2, cudaMemcpyHostToDevice));
+	}
+fail:
+	free(tmp);
+	return rv;
+}
+
+extern "C" void model_cuda_free(model_cuda *m)
+{
+	if (!m)
+		return;
+	if (m->s)
+		cudaStreamSynchronize(m->s);
+	cudaFree(m->wmem);
+	cudaFree(m->rope);
+	cudaFree(m->lmem);
+	cudaFree(m->l16);
+	cudaFree(m->xa);
+	cudaFree(m->dxa);
+	cudaFree(m->pe);
+	cudaFree(m->dp_sum);
+	cudaFree(m->norms2);
+	cudaFree(m->amem);
+	cudaFree(m->smem);
+	if (m->h)
+		cublasDestroy(m->h);
+	if (m->s)
+		cudaStreamDestroy(m->s);
+	free(m->mats);
+	free(m->lidx);
+	free(m->h_losses);
+	free(m->h_correct);
+	free(m);
+}
+
+extern "C" size_t model_cuda_mem_bytes(const model_cuda *m)
+{
+	return m ? m->mem : 0;
+}
+
+extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
+			      const model_cuda_weights *w, uint64_t seed)
+{
+	int rv = 0;
+	model_cuda *m = NULL;
+	carver cv;
+	size_t tot = 0;
+	float2 *rt = NULL;
+	*out = NULL;
+	if (c->hidden < 1 || c->layers < 1 || c->heads < 1 || c->kv_heads < 1 ||
+	    c->heads % c->kv_heads || c->head_dim < 2 || c->head_dim % 2 || c->vocab < 1 ||
+	    c->inter < 1 || c->max_batch < 1 || c->max_seq < 1) {
+		fl_log(FL_LOG_ERROR, "cuda", "invalid model configuration");
+		return FL_EINVAL;
+	}
+	if (!(m = (model_cuda *)calloc(1, sizeof *m)))
+		return FL_ENOMEM;
+	m->c = *c;
+	m->C = c->hidden;
+	m->I = c->inter;
+	m->L = c->layers;
+	m->Hq = c->heads;
+	m->Hkv = c->kv_heads;
+	m->D = c->head_dim;
+	m->V = c->vocab;
+	m->QD = m->Hq * m->D;
+	m->KD = m->Hkv * m->D;
+	m->Nmax = (long)c->max_batch * c->max_seq;
+	m->opt.kind = 1;
+	m->opt.b1 = 0.9f;
+	m->opt.b2 = 0.999f;
+	m->opt.eps = 1e-8f;
+	CU_TRY(cudaStreamCreateWithFlags(&m->s, cudaStreamNonBlocking));
+	CUBLAS_TRY(cublasCreate(&m->h));
+	CUBLAS_TRY(cublasSetStream(m->h, m->s));
+
+	/* parameters */
+	{
+		size_t C = m->C, I = m->I, L = m->L, V = m->V;
+		m->wsz[W_EMBED] = V * C;
+		m->wsz[W_LN1] = L * C;
+		m->wsz[W_Q] = L * m->QD * C;
+		m->wsz[W_K] = L * m->KD * C;
+		m->wsz[W_V] = L * m->KD * C;
+		m->wsz[W_O] = L * C * m->QD;
+		m->wsz[W_LN2] = L * C;
+		m->wsz[W_GATE] = L * I * C;
+		m->wsz[W_UP] = L * I * C;
+		m->wsz[W_DOWN] = L * C * I;
+		m->wsz[W_NORM] = C;
+		m->wsz[W_HEAD] = c->tied ? 0 : V * C;
+	}
+	for (int i = 0; i < W_N; i++)
+		tot += (m->wsz[i] + 127) & ~(size_t)127;
+	if ((rv = dev_alloc(m, (void **)&m->wmem, tot * 2)) != 0)
+		goto fail;
+	tot = 0;
+	for (int i = 0; i < W_N; i++) {
+		m->w[i] = m->wmem + tot;
+		tot += (m->wsz[i] + 127) & ~(size_t)127;
+	}
+	if (c->tied)
+		m->w[W_HEAD] = m->w[W_EMBED];
+	if (w) {
+		const float *src[W_N] = {w->embed, w->ln1,   w->wq,  w->wk,    w->wv,   w->wo,
+					 w->ln2,   w->wgate, w->wup, w->wdown, w->norm, w->head};
+		for (int i = 0; i < W_N; i++) {
+			if (m->wsz[i] == 0)
+				continue;
+			if (!src[i]) {
+				fl_log(FL_LOG_ERROR, "cuda", "weight tensor %d missing", i);
+				rv = FL_EINVAL;
+				goto fail;
+			}
+			if ((rv = upload_bf16(m, m->w[i], src[i], m->wsz[i])) != 0)
+				goto fail;
+		}
+	} else {
+		for (int i = 0; i < W_N; i++) {
+			int norm = i == W_LN1 || i == W_LN2 || i == W_NORM;
+			if (m->wsz[i] && (rv = fl_k_init_bf16(m->w[i], m->wsz[i],
+							      seed * 0x9E3779B97F4A7C15ull + i,
+							      norm ? 0.f : 0.02f, 1.f, m->s)) != 0)
+				goto fail;
+		}
+	}
+
+	/* rotary table */
+	{
+		size_t n = (size_t)c->max_seq * (m->D / 2);
+		if (!(rt = (float2 *)malloc(n * sizeof *rt))) {
+			rv = FL_ENOMEM;
+			goto fail;
+		}
+		fl_rope_table(rt, c->max_seq, m->D, c->rope_theta);
+		if ((rv = dev_alloc(m, (void **)&m->rope, n * sizeof *rt)) != 0)
+			goto fail;
+		CU_TRY(cudaMemcpy(m->rope, rt, n * sizeof *rt, cudaMemcpyHostToDevice));
+	}
+
+	/* activations and scratch */
+	{
+		size_t per = (size_t)m->Hq * c->max_seq * c->max_seq * 4;
+		long bc = ATTN_SCRATCH_BYTES / (long)(per ? per : 1);
+		m->att.bc = (int)(bc < 1 ? 1 : bc > c->max_batch ? c->max_batch : bc);
+		long rc = LOGITS_CHUNK_BYTES / ((long)m->V * 4);
+		m->rows_chunk = rc < 1 ? 1 : rc > m->Nmax ? m->Nmax : rc;
+	}
+	cv.base = NULL;
+	cv.off = 0;
+	layout_acts(m, &cv);
+	if ((rv = dev_alloc(m, &m->amem, cv.off)) != 0)
+		goto fail;
+	cv.base = (char *)m->amem;
+	cv.off = 0;
+	layout_acts(m, &cv);
+	cv.base = NULL;
+	cv.off = 0;
+	layout_scratch(m, &cv);
+	if ((rv = dev_alloc(m, &m->smem, cv.off)) != 0)
+		goto fail;
+	cv.base = (char *)m->smem;
+	cv.off = 0;
+	layout_scratch(m, &cv);
+	m->h_losses = (float *)malloc(m->Nmax * sizeof(float));
+	m->h_correct = (int *)malloc(m->Nmax * sizeof(int));
+	if (!m->h_losses || !m->h_correct) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	CU_TRY(cudaStreamSynchronize(m->s));
+	free(rt);
+	*out = m;
+	return 0;
+fail:
+	free(rt);
+	model_cuda_free(m);
+	return rv;
+}
+
+extern "C" int model_cuda_get_weight(model_cuda *m, int which, float *host, size_t n)
+{
+	int rv = 0;
+	uint16_t *tmp = NULL;
+	if (which < 0 || which >= W_N || n != (which == W_HEAD && m->c.tied ? m->wsz[W_EMBED]
+									       : m->wsz[which]))
+		return FL_EINVAL;
+	if (!(tmp = (uint16_t *)malloc(n * 2)))
+		return FL_ENOMEM;
+	CU_TRY(cudaMemcpy(tmp, m->w[which], n * 2, cudaMemcpyDeviceToHost));
+	for (size_t i = 0; i < n; i++)
+		host[i] = fl_bf16_bits_to_f32(tmp[i]);
+fail:
+	free(tmp);
+	return rv;
+}
+
+/* ---- LoRA state ------------------------------------------------------------ */
+
+static size_t ntrain(const model_cuda *m)
+{
+	return m->train_a ? m->n_a + m->n_b : m->n_b;
+}
+
+extern "C" size_t model_cuda_trainable(const model_cuda *m)
+{
+	return m->nlora ? ntrain(m) : 0;
+}
+
+static void mat_dims(const model_cuda *m, int module, int *in, int *out)
+{
+	switch (module) {
+	case MODEL_CUDA_Q: *in = m->C; *out = m->QD; break;
+	case MODEL_CUDA_K:
+	case MODEL_CUDA_V: *in = m->C; *out = m->KD; break;
+	case MODEL_CUDA_O: *in = m->QD; *out = m->C; break;
+	case MODEL_CUDA_GATE:
+	case MODEL_CUDA_UP: *in = m->C; *out = m->I; break;
+	default: *in = m->I; *out = m->C; break;
+	}
+}
+
+extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lora_mat *mats, int r,
+				      float scale, size_t n_a, size_t n_b, const float *params,
+				      int train_a)
+{
+	int rv = 0;
+	size_t P = n_a + n_b;
+	if (n < 1 || r < 1 || !mats || !params)
+		return FL_EINVAL;
+	/* check every matrix against the model and the flat layout */
+	int *lidx = (int *)malloc(sizeof(int) * m->L * MODEL_CUDA_NMODULE);
+	if (!lidx)
+		return FL_ENOMEM;
+	for (int i = 0; i < m->L * MODEL_CUDA_NMODULE; i++)
+		lidx[i] = -1;
+	for (int i = 0; i < n; i++) {
+		int in, out;
+		const model_cuda_lora_mat *x = &mats[i];
+		if (x->layer < 0 || x->layer >= m->L || x->module < 0 ||
+		    x->module >= MODEL_CUDA_NMODULE || lidx[x->layer * MODEL_CUDA_NMODULE + x->module] >= 0) {
+			free(lidx);
+			fl_log(FL_LOG_ERROR, "cuda", "LoRA matrix %d: bad layer/module", i);
+			return FL_ESHAPE;
+		}
+		mat_dims(m, x->module, &in, &out);
+		if (x->a_off + (size_t)r * in > n_a || x->b_off < n_a ||
+		    x->b_off + (size_t)out * r > P) {
+			free(lidx);
+			fl_log(FL_LOG_ERROR, "cuda", "LoRA matrix %d: offsets outside the adapter", i);
+			return FL_ESHAPE;
+		}
+		lidx[x->layer * MODEL_CUDA_NMODULE + x->module] = i;
+	}
+	/* release a previous attachment */
+	cudaStreamSynchronize(m->s);
+	cudaFree(m->lmem);
+	cudaFree(m->l16);
+	cudaFree(m->xa);
+	cudaFree(m->dxa);
+	cudaFree(m->pe);
+	cudaFree(m->dp_sum);
+	cudaFree(m->norms2);
+	m->lmem = NULL;
+	m->l16 = NULL;
+	m->xa = m->dxa = NULL;
+	m->pe = m->dp_sum = m->norms2 = NULL;
+	free(m->mats);
+	free(m->lidx);
+	m->lidx = lidx;
+	m->nlora = 0;
+	if (!(m->mats = (model_cuda_lora_mat *)malloc(n * sizeof *mats))) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
+	memcpy(m->mats, mats, n * sizeof *mats);
+	m->r = r;
+	m->scale = scale;
+	m->n_a = n_a;
+	m->n_b = n_b;
+	m->train_a = train_a;
+	if ((rv = dev_alloc(m, (void **)&m->lmem, 4 * P * sizeof(float))) != 0)
+		goto fail;
+	m->lp = m->lmem;
+	m->lg = m->lp + P;
+	m->lm = m->lg + P;
+	m->lv = m->lm + P;
+	if ((rv = dev_alloc(m, (void **)&m->l16, P * 2)) != 0 ||
+	    (rv = dev_alloc(m, (void **)&m->xa, (size_t)n * m->Nmax * r * 2)) != 0 ||
+	    (rv = dev_alloc(m, (void **)&m->dxa, (size_t)m->Nmax * r * 2)) != 0)
+		goto fail;
+	m->nlora = n;
+	CU_TRY(cudaMemsetAsync(m->lg, 0, 3 * P * sizeof(float), m->s));
+	m->t = 0;
+	rv = model_cuda_lora_set(m, params);
+	return rv;
+fail:
+	m->nlora = 0;
+	return rv;
+}
+
+extern "C" int model_cuda_lora_set(model_cuda *m, const float *params)
+{
+	int rv = 0;
+	size_t P = m->n_a + m->n_b;
+	if (!m->nlora)
+		return FL_ESTATE;
+	CU_TRY(cudaMemcpyAsync(m->lp, params, P * sizeof(float), cudaMemcpyHostToDevice, m->s));
+	if ((rv = fl_k_f32_to_bf16(m->l16, m->lp, P, m->s)) != 0)
+		goto fail;
+	CU_TRY(cudaStreamSynchronize(m->s));
+fail:
+	return rv;
+}
+
+extern "C" int model_cuda_lora_get(model_cuda *m, float *params)
+{
+	int rv = 0;
+	if (!m->nlora)
+		return FL_ESTATE;
+	CU_TRY(cudaMemcpyAsync(params, m->lp, (m->n_a + m->n_b) * sizeof(float),
+			       cudaMemcpyDeviceToHost, m->s));
+	CU_TRY(cudaStreamSynchronize(m->s));
+fail:
+	return rv;
+}
+
+extern "C" int model_cuda_optim_set(model_cuda *m, const model_cuda_optim *o)
+{
+	m->opt = *o;
+	return model_cuda_optim_reset(m);
+}
+
+extern "C" int model_cuda_optim_reset(model_cuda *m)
+{
+	int rv = 0;
+	m->t = 0;
+	if (m->nlora)
+		CU_TRY(cudaMemsetAsync(m->lm, 0, 2 * (m->n_a + m->n_b) * sizeof(float), m->s));
+fail:
+	return rv;
+}
+
+/* ---- forward / backward ------------------------------------------------- */
+
+static bf16 *A16(const model_cuda *m, int i)
+{
+	return m->l16 + m->mats[i].a_off;
+}
+static bf16 *B16(const model_cuda *m, int i)
+{
+	return m->l16 + m->mats[i].b_off;
+}
+static int lora_of(const model_cuda *m, int l, int module)
+{
+	return m->nlora ? m->lidx[l * MODEL_CUDA_NMODULE + module] : -1;
+}
+
+/* Linear layer out (N,OUT) = x W^T (+ beta out), plus LoRA if adapted. */
+static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *W, void *out,
+		      cudaDataType ot, float beta, int N)
+{
+	int rv, in, o;
+	mat_dims(m, module, &in, &o);
+	GEMM_TRY(GEMM(m->h, 0, 1, N, o, in, 1.f, x, in, W, in, beta, out, ot, o));
+	{
+		int i = lora_of(m, l, module);
+		if (i >= 0)
+			rv = fl_lora_forward(m->h, x, in, out, ot, o, m->xa + (size_t)i * m->Nmax * m->r,
+					     A16(m, i), B16(m, i), N, m->r, m->scale);
+	}
+fail:
+	return rv;
+}
+
+/* Backward of a linear layer: dx (N,IN) (+)= dout W (beta), then LoRA grads.
+ * pe != NULL: per-example LoRA gradients into pe rows (Bm examples of T). */
+static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *W,
+		      const bf16 *dout, void *dx, cudaDataType dt, float beta, int N, int Bm, int T,
+		      float *pe)
+{
+	int rv, in, o;
+	mat_dims(m, module, &in, &o);
+	GEMM_TRY(GEMM(m->h, 0, 0, N, in, o, 1.f, dout, o, W, in, beta, dx, dt, in));
+	{
+		int i = lora_of(m, l, module);
+		if (i < 0)
+			return 0;
+		const model_cuda_lora_mat *mt = &m->mats[i];
+		float *dA, *dB;
+		size_t stride = 0;
+		int nex = 0;
+		if (pe) {
+			stride = ntrain(m);
+			nex = Bm;
+			dA = m->train_a ? pe + mt->a_off : NULL;
+			dB = pe + (m->train_a ? mt->b_off : mt->b_off - m->n_a);
+		} else {
+			dA = m->train_a ? m->lg + mt->a_off : NULL;
+			dB = m->lg + mt->b_off;
+		}
+		rv = fl_lora_backward(m->h, dx, dt, dA, dB, dout, x,
+				      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i),
+				      m->dxa, N, in, o, m->r, m->scale, nex, T, stride);
+	}
+fail:
+	return rv;
+}
+
+#define LAYER(p, l, per) ((p) + (size_t)(l) * (per))
+
+/* Forward of Bm sequences of T tokens already in m->tok. Leaves the final
+ * normalized hidden states in m->hf. */
+static int forward_body(model_cuda *m, int Bm, int T)
+{
+	int rv = 0;
+	int N = Bm * T, C = m->C, I = m->I;
+	size_t NC = (size_t)N * C, NI = (size_t)N * I, Nmax = m->Nmax;
+	cudaStream_t s = m->s;
+	bf16 *qraw = m->raw, *kraw = m->raw + (size_t)N * m->QD, *vraw = kraw + (size_t)N * m->KD;
+	if ((rv = fl_k_embed_forward(m->res, m->tok, m->w[W_EMBED], N, C, s)) != 0)
+		goto fail;
+	for (int l = 0; l < m->L; l++) {
+		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
+		float *xo = m->res + (l + 1) * Nmax * C;
+		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
+		bf16 *q = m->q + l * Nmax * m->QD, *k = m->k + l * Nmax * m->KD;
+		bf16 *v = m->v + l * Nmax * m->KD, *ao = m->atto + l * Nmax * m->QD;
+		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
+		bf16 *sw = m->swi + l * Nmax * I;
+		// attention block
+		if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + l * Nmax, x,
+					       LAYER(m->w[W_LN1], l, C), N, C, m->c.eps, s)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
+				     qraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
+				     kraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
+				     vraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		    (rv = fl_k_rope_permute_forward(q, qraw, m->rope, Bm, T, m->Hq, m->D, 1, s)) !=
+			    0 ||
+		    (rv = fl_k_rope_permute_forward(k, kraw, m->rope, Bm, T, m->Hkv, m->D, 1, s)) !=
+			    0 ||
+		    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) !=
+			    0 ||
+		    (rv = fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq, m->Hkv,
+					       m->D, &m->att)) != 0 ||
+		    (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0)
+			goto fail;
+		CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
+		if ((rv = linear_fwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
+				     xm, CUDA_R_32F, 1.f, N)) != 0)
+			goto fail;
+		// MLP block
+		if ((rv = fl_k_rmsnorm_forward(h2, m->rstd2 + l * Nmax, xm,
+					       LAYER(m->w[W_LN2], l, C), N, C, m->c.eps, s)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_GATE, h2,
+				     LAYER(m->w[W_GATE], l, (size_t)I * C), g, CUDA_R_16BF, 0.f,
+				     N)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C), u,
+				     CUDA_R_16BF, 0.f, N)) != 0 ||
+		    (rv = fl_k_swiglu_forward(sw, g, u, (long)NI, s)) != 0)
+			goto fail;
+		CU_TRY(cudaMemcpyAsync(xo, xm, NC * 4, cudaMemcpyDeviceToDevice, s));
+		if ((rv = linear_fwd(m, l, MODEL_CUDA_DOWN, sw,
+				     LAYER(m->w[W_DOWN], l, (size_t)C * I), xo, CUDA_R_32F, 1.f,
+				     N)) != 0)
+			goto fail;
+	}
+	rv = fl_k_rmsnorm_forward(m->hf, m->rstdf, m->res + (size_t)m->L * Nmax * C, m->w[W_NORM],
+				  N, C, m->c.eps, s);
+fail:
+	return rv;
+}
+
+/* LM head + cross-entropy over chunks of rows. With targets (m->tgt), losses
+ * and correct flags go to m->losses / m->correct; with `grad`, dL/dhf (f32)
+ * goes to m->dln, each row scaled by row_scale (per-row) or dscale. With
+ * logits_host, the f32 logits are copied out. */
+static int head(model_cuda *m, int N, int targets, int grad, const float *row_scale, float dscale,
+		float *logits_host)
+{
+	int rv = 0;
+	int C = m->C, V = m->V;
+	for (long r0 = 0; r0 < N; r0 += m->rows_chunk) {
+		int rows = (int)(N - r0 < m->rows_chunk ? N - r0 : m->rows_chunk);
+		GEMM_TRY(GEMM(m->h, 0, 1, rows, V, C, 1.f, m->hf + r0 * C, C, m->w[W_HEAD], C, 0.f,
+			      m->logits, CUDA_R_32F, V));
+		if (logits_host)
+			CU_TRY(cudaMemcpyAsync(logits_host + r0 * V, m->logits,
+					       (size_t)rows * V * 4, cudaMemcpyDeviceToHost, m->s));
+		if (!targets)
+			continue;
+		if ((rv = fl_k_crossentropy(grad ? m->dlogits : NULL, m->losses + r0,
+					    m->correct + r0, m->logits, m->tgt + r0,
+					    row_scale ? row_scale + r0 : NULL, dscale, rows, V,
+					    m->s)) != 0)
+			goto fail;
+		if (grad)
+			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, m->dlogits, V, m->w[W_HEAD], C,
+				      0.f, m->dln + r0 * C, CUDA_R_32F, C));
+	}
+fail:
+	return rv;
+}
+
+/* Backward from m->dln (dL/dhf) down to layer 0, LoRA gradients into m->lg
+ * (accumulated) or per example into pe (overwritten per matrix). */
+static int backward_body(model_cuda *m, int Bm, int T, float *pe)
+{
+	int rv = 0;
+	int N = Bm * T, C = m->C, I = m->I;
+	size_t NC = (size_t)N * C, Nmax = m->Nmax;
+	cudaStream_t s = m->s;
+	CU_TRY(cudaMemsetAsync(m->dres, 0, NC * 4, s));
+	if ((rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, m->res + (size_t)m->L * Nmax * C,
+					m->w[W_NORM], m->rstdf, N, C, s)) != 0)
+		goto fail;
+	for (int l = m->L - 1; l >= 0; l--) {
+		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
+		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
+		bf16 *q = m->q + l * Nmax * m->QD, *k = m->k + l * Nmax * m->KD;
+		bf16 *v = m->v + l * Nmax * m->KD, *ao = m->atto + l * Nmax * m->QD;
+		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
+		bf16 *sw = m->swi + l * Nmax * I;
+		// MLP: res_out = xm + down(swiglu(gate(h2), up(h2)))
+		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_DOWN, sw,
+				     LAYER(m->w[W_DOWN], l, (size_t)C * I), m->d16, m->dswi,
+				     CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
+		    (rv = fl_k_swiglu_backward(m->dgate, m->dup, m->dswi, g, u, (long)N * I, s)) !=
+			    0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_GATE, h2,
+				     LAYER(m->w[W_GATE], l, (size_t)I * C), m->dgate, m->dln,
+				     CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
+				     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, xm, LAYER(m->w[W_LN2], l, C),
+						m->rstd2 + l * Nmax, N, C, s)) != 0)
+			goto fail;
+		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
+		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
+				     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
+		    (rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) != 0 ||
+		    (rv = fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k, v, Bm,
+						T, m->Hq, m->Hkv, m->D, &m->att)) != 0 ||
+		    (rv = fl_k_rope_permute_backward(m->dqr, m->dq, m->rope, Bm, T, m->Hq, m->D, 1,
+						     s)) != 0 ||
+		    (rv = fl_k_rope_permute_backward(m->dkr, m->dk, m->rope, Bm, T, m->Hkv, m->D, 1,
+						     s)) != 0 ||
+		    (rv = fl_k_rope_permute_backward(m->dvr, m->dv, m->rope, Bm, T, m->Hkv, m->D, 0,
+						     s)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
+				     m->dqr, m->dln, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
+				     m->dkr, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+		    (rv = linear_bwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
+				     m->dvr, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, x, LAYER(m->w[W_LN1], l, C),
+						m->rstd1 + l * Nmax, N, C, s)) != 0)
+			goto fail;
+	}
+fail:
+	return rv;
+}
+
+static int check_batch(const model_cuda *m, const int *tok, const int *tgt, int B, int T)
+{
+	if (B < 0 || T < 1 || T > m->c.max_seq || (B > 0 && !tok)) {
+		fl_log(FL_LOG_ERROR, "cuda", "batch %d x %d outside the model's limits (T <= %d)", B,
+		       T, m->c.max_seq);
+		return FL_EINVAL;
+	}
+	for (long i = 0; i < (long)B * T; i++)
+		if (tok[i] < 0 || tok[i] >= m->V || (tgt && (tgt[i] < -1 || tgt[i] >= m->V))) {
+			fl_log(FL_LOG_ERROR, "cuda", "token or target out of range at %ld", i);
+			return FL_EINVAL;
+		}
+	return 0;
+}
+
+/* Uploads micro-batch [b0, b0+Bm) of tokens (and targets). */
+static int upload_batch(model_cuda *m, const int *tok, const int *tgt, int b0, int Bm, int T)
+{
+	int rv = 0;
+	size_t n = (size_t)Bm * T;
+	CU_TRY(cudaMemcpyAsync(m->tok, tok + (size_t)b0 * T, n * 4, cudaMemcpyHostToDevice, m->s));
+	if (tgt)
+		CU_TRY(cudaMemcpyAsync(m->tgt, tgt + (size_t)b0 * T, n * 4, cudaMemcpyHostToDevice,
+				       m->s));
+fail:
+	return rv;
+}
+
+/* Copies the micro-batch's per-row losses and correct flags to the host. */
+static int fetch_losses(model_cuda *m, int N)
+{
+	int rv = 0;
+	CU_TRY(cudaMemcpyAsync(m->h_losses, m->losses, (size_t)N * 4, cudaMemcpyDeviceToHost,
+			       m->s));
+	CU_TRY(cudaMemcpyAsync(m->h_correct, m->correct, (size_t)N * 4, cudaMemcpyDeviceToHost,
+			       m->s));
+	CU_TRY(cudaStreamSynchronize(m->s));
+fail:
+	return rv;
+}
+
+extern "C" int model_cuda_eval(model_cuda *m, const int *tok, const int *tgt, int B, int T,
+			       double *loss_sum, long *count, long *correct)
+{
+	int rv;
+	double ls = 0;
+	long cnt = 0, cor = 0;
+	if ((rv = check_batch(m, tok, tgt, B, T)) != 0 || !tgt)
+		return rv ? rv : FL_EINVAL;
+	for (int b0 = 0; b0 < B; b0 += m->c.max_batch) {
+		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch, N = Bm * T;
+		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
+		    (rv = forward_body(m, Bm, T)) != 0 || (rv = head(m, N, 1, 0, NULL, 0.f, NULL)) != 0 ||
+		    (rv = fetch_losses(m, N)) != 0)
+			return rv;
+		for (int i = 0; i < N; i++)
+			if (tgt[(size_t)b0 * T + i] >= 0) {
+				ls += m->h_losses[i];
+				cnt++;
+				cor += m->h_correct[i];
+			}
+	}
+	if (loss_sum)
+		*loss_sum += ls;
+	if (count)
+		*count += cnt;
+	if (correct)
+		*correct += cor;
+	return 0;
+}
+
+extern "C" int model_cuda_logits(model_cuda *m, const int *tok, int B, int T, float *logits)
+{
+	int rv;
+	if ((rv = check_batch(m, tok, NULL, B, T)) != 0)
+		return rv;
+	for (int b0 = 0; b0 < B; b0 += m->c.max_batch) {
+		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch;
+		if ((rv = upload_batch(m, tok, NULL, b0, Bm, T)) != 0 ||
+		    (rv = forward_body(m, Bm, T)) != 0 ||
+		    (rv = head(m, Bm * T, 0, 0, NULL, 0.f, logits + (size_t)b0 * T * m->V)) != 0)
+			return rv;
+	}
+	if (cudaStreamSynchronize(m->s) != cudaSuccess) {
+		fl_log(FL_LOG_ERROR, "cuda", "logits: %s", cudaGetErrorString(cudaGetLastError()));
+		return FL_ECUDA;
+	}
+	return 0;
+}
+
+/* Gradient of the mean loss over all targets into m->lg (zeroed first);
+ * *loss = that mean. */
+static int grad_into_lg(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss)
+{
+	int rv = 0;
+	long cnt = 0;
+	double ls = 0;
+	if (!m->nlora) {
+		fl_log(FL_LOG_ERROR, "cuda", "training needs an attached LoRA adapter");
+		return FL_ESTATE;
+	}
+	if ((rv = check_batch(m, tok, tgt, B, T)) != 0 || !tgt)
+		return rv ? rv : FL_EINVAL;
+	for (long i = 0; i < (long)B * T; i++)
+		cnt += tgt[i] >= 0;
+	CU_TRY(cudaMemsetAsync(m->lg, 0, (m->n_a + m->n_b) * sizeof(float), m->s));
+	for (int b0 = 0; b0 < B && cnt > 0; b0 += m->c.max_batch) {
+		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch, N = Bm * T;
+		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
+		    (rv = forward_body(m, Bm, T)) != 0 ||
+		    (rv = head(m, N, 1, 1, NULL, 1.0f / (float)cnt, NULL)) != 0 ||
+		    (rv = backward_body(m, Bm, T, NULL)) != 0 || (rv = fetch_losses(m, N)) != 0)
+			goto fail;
+		for (int i = 0; i < N; i++)
+			if (tgt[(size_t)b0 * T + i] >= 0)
+				ls += m->h_losses[i];
+	}
+	if (loss)
+		*loss = cnt ? ls / cnt : 0.0;
+fail:
+	return rv;
+}
+
+extern "C" int model_cuda_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T,
+			       double *loss, float *grad)
+{
+	int rv;
+	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
+		return rv;
+	if (cudaMemcpy(grad, m->lg, (m->n_a + m->n_b) * sizeof(float), cudaMemcpyDeviceToHost) !=
+	    cudaSuccess) {
+		fl_log(FL_LOG_ERROR, "cuda", "grad copy: %s", cudaGetErrorString(cudaGetLastError()));
+		return FL_ECUDA;
+	}
+	return 0;
+}
+
+/* One update of the trainable slice with gradient g (device, ntrain floats). */
+static int optim_update(model_cuda *m, const float *g, float lr)
+{
+	int rv;
+	size_t off = m->train_a ? 0 : m->n_a, n = ntrain(m);
+	m->t++;
+	if (m->opt.kind == 1) {
+		float c1 = 1.0f - powf(m->opt.b1, (float)m->t), c2 = 1.0f - powf(m->opt.b2, (float)m->t);
+		rv = fl_k_adamw(m->lp + off, g, m->lm + off, m->lv + off, n, lr, m->opt.b1, m->opt.b2,
+				m->opt.eps, m->opt.weight_decay, c1, c2, m->s);
+	} else {
+		rv = fl_k_sgd(m->lp + off, g, m->lm + off, n, lr, m->opt.momentum,
+			      m->opt.weight_decay, m->s);
+	}
+	if (rv == 0)
+		rv = fl_k_f32_to_bf16(m->l16 + off, m->lp + off, n, m->s);
+	return rv;
+}
+
+extern "C" int model_cuda_train_step(model_cuda *m, const int *tok, const int *tgt, int B, int T,
+				     float lr, double *loss)
+{
+	int rv;
+	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
+		return rv;
+	if ((rv = optim_update(m, m->lg + (m->train_a ? 0 : m->n_a), lr)) != 0)
+		return rv;
+	return 0;
+}
+
+/* Per-example gradients of micro-batch b0..b0+Bm into m->pe (rows of
+ * ntrain), each of its own mean token loss; per-example mean losses added to
+ * *ex_loss_sum, examples with targets counted in *nex_scored. */
+static int per_example_batch(model_cuda *m, const int *tok, const int *tgt, int b0, int Bm, int T,
+			     double *ex_loss_sum, int *nex_scored)
+{
+	int rv = 0, N = Bm * T;
+	float *rs = m->h_losses; /* host row scales, reuses the loss mirror before the run */
+	for (int e = 0; e < Bm; e++) {
+		int cnt = 0;
+		for (int t = 0; t < T; t++)
+			cnt += tgt[(size_t)(b0 + e) * T + t] >= 0;
+		for (int t = 0; t < T; t++)
+			rs[(size_t)e * T + t] = cnt ? 1.0f / (float)cnt : 0.f;
+	}
+	CU_TRY(cudaMemcpyAsync(m->row_scale, rs, (size_t)N * 4, cudaMemcpyHostToDevice, m->s));
+	CU_TRY(cudaStreamSynchronize(m->s)); /* rs is overwritten by fetch_losses below */
+	CU_TRY(cudaMemsetAsync(m->pe, 0, (size_t)Bm * ntrain(m) * sizeof(float), m->s));
+	if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 || (rv = forward_body(m, Bm, T)) != 0 ||
+	    (rv = head(m, N, 1, 1, m->row_scale, 0.f, NULL)) != 0 ||
+	    (rv = backward_body(m, Bm, T, m->pe)) != 0 || (rv = fetch_losses(m, N)) != 0)
+		goto fail;
+	for (int e = 0; e < Bm; e++) {
+		double s = 0;
+		int cnt = 0;
+		for (int t = 0; t < T; t++)
+			if (tgt[(size_t)(b0 + e) * T + t] >= 0) {
+				s += m->h_losses[(size_t)e * T + t];
+				cnt++;
+			}
+		if (cnt) {
+			*ex_loss_sum += s / cnt;
+			(*nex_scored)++;
+		}
+	}
+fail:
+	return rv;
+}
+
+static int ensure_dp(model_cuda *m)
+{
+	int rv = 0;
+	if (m->pe)
+		return 0;
+	if ((rv = dev_alloc(m, (void **)&m->pe, (size_t)m->c.max_batch * ntrain(m) * 4)) != 0 ||
+	    (rv = dev_alloc(m, (void **)&m->dp_sum, ntrain(m) * 4)) != 0 ||
+	    (rv = dev_alloc(m, (void **)&m->norms2, (size_t)m->c.max_batch * 4)) != 0)
+		return rv;
+	return 0;
+}
+
+extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const int *tgt, int B,
+					   int T, float *pe)
+{
+	int rv;
+	double ls = 0;
+	int ns = 0;
+	if (!m->nlora)
+		return FL_ESTATE;
+	if ((rv = check_batch(m, tok, tgt, B, T)) != 0 || !tgt)
+		return rv ? rv : FL_EINVAL;
+	if ((rv = ensure_dp(m)) != 0)
+		return rv;
+	for (int b0 = 0; b0 < B; b0 += m->c.max_batch) {
+		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch;
+		if ((rv = per_example_batch(m, tok, tgt, b0, Bm, T, &ls, &ns)) != 0)
+			return rv;
+		if (cudaMemcpy(pe + (size_t)b0 * ntrain(m), m->pe, (size_t)Bm * ntrain(m) * 4,
+			       cudaMemcpyDeviceToHost) != cudaSuccess) {
+			fl_log(FL_LOG_ERROR, "cuda", "per-example copy: %s",
+			       cudaGetErrorString(cudaGetLastError()));
+			return FL_ECUDA;
+		}
+	}
+	return 0;
+}
+
+extern "C" int model_cuda_dp_step(model_cuda *m, const int *tok, const int *tgt, int B, int T,
+				  double clip, double noise_mult, double expected_batch,
+				  const uint8_t seed[32], float lr, double *loss, int *nclipped)
+{
+	int rv = 0, ncl = 0, ns = 0;
+	double ls = 0;
+	uint64_t key, ctr;
+	float *n2 = NULL;
+	size_t P;
+	if (!m->nlora)
+		return FL_ESTATE;
+	if (!(clip > 0) || !isfinite(clip) || !(noise_mult >= 0) || !isfinite(noise_mult) ||
+	    !(expected_batch > 0) || !isfinite(expected_batch) || !seed)
+		return FL_EINVAL;
+	if ((rv = check_batch(m, tok, tgt, B, T)) != 0 || (B > 0 && !tgt))
+		return rv ? rv : FL_EINVAL;
+	if ((rv = ensure_dp(m)) != 0)
+		return rv;
+	P = ntrain(m);
+	if (!(n2 = (float *)malloc((size_t)m->c.max_batch * sizeof *n2)))
+		return FL_ENOMEM;
+	CU_TRY(cudaMemsetAsync(m->dp_sum, 0, P * 4, m->s));
+	for (int b0 = 0; b0 < B; b0 += m->c.max_batch) {
+		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch;
+		if ((rv = per_example_batch(m, tok, tgt, b0, Bm, T, &ls, &ns)) != 0 ||
+		    (rv = fl_k_row_sumsq(m->norms2, m->pe, Bm, P, m->s)) != 0 ||
+		    (rv = fl_k_clip_accumulate(m->dp_sum, m->pe, m->norms2, Bm, P, (float)clip,
+					       m->s)) != 0)
+			goto fail;
+		CU_TRY(cudaMemcpyAsync(n2, m->norms2, (size_t)Bm * 4, cudaMemcpyDeviceToHost, m->s));
+		CU_TRY(cudaStreamSynchronize(m->s));
+		for (int e = 0; e < Bm; e++)
+			ncl += !(sqrt((double)n2[e]) <= clip);
+	}
+	memcpy(&key, seed, 8);
+	memcpy(&ctr, seed + 8, 8);
+	if ((rv = fl_k_add_noise_scale(m->dp_sum, P, key, ctr, noise_mult * clip,
+				       1.0 / expected_batch, m->s)) != 0 ||
+	    (rv = optim_update(m, m->dp_sum, lr)) != 0)
+		goto fail;
+	CU_TRY(cudaStreamSynchronize(m->s));
+	if (loss)
+		*loss = ns ? ls / ns : NAN;
+	if (nclipped)
+		*nclipped = ncl;
+fail:
+	free(n2);
+	return rv;
+}
