@@ -566,7 +566,8 @@ static int nlora(const model_llama *m)
 static size_t acts_layout(const model_llama *m, int B, int T, int train, float *base, model_acts *a)
 {
 	const model_config *c = &m->cfg;
-	size_t N = (size_t)B * T, L = (size_t)c->num_layers, C = (size_t)c->hidden_size;
+	/* inference keeps one layer's activations, reused by every layer */
+	size_t N = (size_t)B * T, L = train ? (size_t)c->num_layers : 1, C = (size_t)c->hidden_size;
 	size_t I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
 	size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
 	size_t R = m->lora ? (size_t)m->lora->r : 0;
@@ -698,16 +699,19 @@ int model_llama_forward(model_llama *m, const int *tokens, const int *targets, i
 
 	model_embed_forward(a->x0, tokens, m->param[MODEL_P_EMBED], N, C);
 	for (int l = 0; l < c->num_layers; l++) {
-		const float *resid = l == 0 ? a->x0 : a->res3 + (l - 1) * nC;
-		float *ln1 = a->ln1 + l * nC, *q = a->q + (size_t)l * N * QD;
-		float *k = a->k + (size_t)l * N * KD, *v = a->v + (size_t)l * N * KD;
-		float *att = a->att + (size_t)l * B * Hq * T * T,
-		      *atty = a->atty + (size_t)l * N * QD;
-		float *res2 = a->res2 + l * nC, *ln2 = a->ln2 + l * nC;
-		float *gate = a->gate + l * nI, *up = a->up + l * nI, *swi = a->swi + l * nI;
-		float *res3 = a->res3 + l * nC;
+		/* slot of this layer's activations: its own when training, the one
+		 * shared slot otherwise (res3 of the layer below is read before
+		 * res3 of this layer overwrites it) */
+		size_t sl = m->acts_train ? (size_t)l : 0, sp = m->acts_train ? (size_t)l - 1 : 0;
+		const float *resid = l == 0 ? a->x0 : a->res3 + sp * nC;
+		float *ln1 = a->ln1 + sl * nC, *q = a->q + sl * N * QD;
+		float *k = a->k + sl * N * KD, *v = a->v + sl * N * KD;
+		float *att = a->att + sl * B * Hq * T * T, *atty = a->atty + sl * N * QD;
+		float *res2 = a->res2 + sl * nC, *ln2 = a->ln2 + sl * nC;
+		float *gate = a->gate + sl * nI, *up = a->up + sl * nI, *swi = a->swi + sl * nI;
+		float *res3 = a->res3 + sl * nC;
 
-		model_rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, resid,
+		model_rmsnorm_forward(ln1, a->ln1_rstd + sl * N, resid,
 		                      m->param[MODEL_P_LN1] + (size_t)l * C, N, C, c->rms_norm_eps);
 		linear_forward(m, l, MODEL_M_Q, q, ln1, N);
 		linear_forward(m, l, MODEL_M_K, k, ln1, N);
@@ -718,7 +722,7 @@ int model_llama_forward(model_llama *m, const int *tokens, const int *targets, i
 		linear_forward(m, l, MODEL_M_O, res2, atty, N);
 		for (size_t i = 0; i < nC; i++)
 			res2[i] += resid[i];
-		model_rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, res2,
+		model_rmsnorm_forward(ln2, a->ln2_rstd + sl * N, res2,
 		                      m->param[MODEL_P_LN2] + (size_t)l * C, N, C, c->rms_norm_eps);
 		linear_forward(m, l, MODEL_M_GATE, gate, ln2, N);
 		linear_forward(m, l, MODEL_M_UP, up, ln2, N);
@@ -727,8 +731,9 @@ int model_llama_forward(model_llama *m, const int *tokens, const int *targets, i
 		for (size_t i = 0; i < nC; i++)
 			res3[i] += res2[i];
 	}
-	model_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res3 + (c->num_layers - 1) * nC,
-	                      m->param[MODEL_P_NORM], N, C, c->rms_norm_eps);
+	size_t top = m->acts_train ? (size_t)c->num_layers - 1 : 0;
+	model_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res3 + top * nC, m->param[MODEL_P_NORM], N, C,
+	                      c->rms_norm_eps);
 	model_matmul_forward(a->logits, a->lnf, m->param[MODEL_P_HEAD], N, C, V);
 	if (!targets) {
 		m->loss = NAN;

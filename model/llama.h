@@ -8,7 +8,8 @@
  * One struct owns the model, llm.c style: all parameters in one allocation
  * with a pointer table (tensors stacked over layers), gradients in one
  * allocation laid out the same way (full mode only), activations in one
- * allocation sized for the largest (B,T) seen so far. Optimizer state lives
+ * allocation sized for the largest (B,T) seen so far (one layer's worth in
+ * inference mode, every layer's in the training modes). Optimizer state lives
  * in model/optim.h objects held by the caller.
  *
  * LoRA: a lora_adapter (lora/adapter.h) is attached, not owned: the model
@@ -73,7 +74,9 @@ typedef enum {
 } model_train_mode;
 
 /* Activations for a batch of B sequences of T tokens (N = B*T), per layer
- * stacked as (L, ...). Saved by forward for backward. */
+ * stacked as (L, ...), saved by forward for backward. In MODEL_TRAIN_NONE
+ * (inference) only one layer slot exists (L = 1 below) and every layer reuses
+ * it, so evaluating a large checkpoint needs one layer's activations. */
 typedef struct model_acts {
 	float *x0;       /* (N,C) embeddings = residual entering layer 0 */
 	float *ln1;      /* (L,N,C) */

@@ -423,6 +423,16 @@ static void test_forward_matches_reference(void)
 	for (int i = 0; lg && i < B * T * V; i++)
 		bad += !(fabs(lg[i] - ref[i]) <= 1e-5 + 1e-4 * fabs(ref[i]));
 	CHECK(bad == 0);
+	/* training layout (every layer's activations kept) gives the same logits
+	 * as the inference layout (one shared layer slot) */
+	float *inf = malloc(sizeof(float) * B * T * V);
+	memcpy(inf, lg, sizeof(float) * B * T * V);
+	CHECK(m->acts_train == 0);
+	CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_LORA));
+	CHECK_RC(model_llama_forward(m, tok, NULL, B, T, NULL));
+	lg = model_llama_logits(m);
+	CHECK(m->acts_train == 1 && lg && !memcmp(lg, inf, sizeof(float) * B * T * V));
+	free(inf);
 	/* the first 4 tokens of sequence 0, as a batch of 1 */
 	float keep[4 * 11];
 	memcpy(keep, lg, sizeof keep);
