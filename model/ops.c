@@ -164,16 +164,18 @@ void model_lora_backward_per_example(float *dx, float *dA, float *dB, size_t str
 
 /* Rotation of every (i, i + D/2) pair of x (B,T,H,D) by angle pos * inv_freq[i]
  * (sign +1, forward) or by its negative (sign -1, the transpose, backward).
- * Angles in double precision. */
+ * The angles are computed in float32 the way transformers computes them
+ * (inv_freq = 1 / theta^(float(2i)/D) in float32, angle = float(pos) *
+ * inv_freq), so that long positions round the same way as the reference. */
 static void rope_apply(float *x, int B, int T, int H, int D, float theta, int sign)
 {
 	int half = D / 2;
 	assert(D % 2 == 0);
 	for (int t = 0; t < T; t++) {
 		for (int i = 0; i < half; i++) {
-			double inv = pow((double)theta, -2.0 * i / D);
-			double ang = (double)t * inv;
-			float c = (float)cos(ang), s = (float)sin(ang) * (float)sign;
+			float inv = 1.0f / powf(theta, (float)(2 * i) / (float)D);
+			float ang = (float)t * inv;
+			float c = cosf(ang), s = sinf(ang) * (float)sign;
 			for (int b = 0; b < B; b++) {
 				float *row = x + ((size_t)b * T + t) * (size_t)H * D;
 				for (int h = 0; h < H; h++) {

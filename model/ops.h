@@ -67,8 +67,8 @@ void model_lora_backward_per_example(float *dx, float *dA, float *dB, size_t str
 
 /* Rotary position embedding in the Hugging Face LlamaForCausalLM convention
  * (rotate_half): for every head, pairs (i, i + D/2), angle pos * inv_freq[i],
- * inv_freq[i] = theta^(-2i/D), positions 0..T-1. x (B,T,H,D) is rotated in
- * place. D must be even. */
+ * inv_freq[i] = theta^(-2i/D), positions 0..T-1; angles computed in float32
+ * as transformers does. x (B,T,H,D) is rotated in place. D must be even. */
 void model_rope_forward(float *x, int B, int T, int H, int D, float theta);
 /* dx (B,T,H,D) in place: the gradient w.r.t. the rotated tensor becomes the
  * gradient w.r.t. the tensor before rotation (the transpose rotation). */
