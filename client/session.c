@@ -1,0 +1,675 @@
+/*
+ * client/session.c — the client's session with the coordinator (see
+ * client/session.h): Hello/Welcome with key pinning, GetTask long polls,
+ * local training through model/task.h, signed Submits, reconnects, and the
+ * client's own DP accountant.
+ *
+ * One REQ socket, one request at a time. nng's REQ redials in the background
+ * and resends a pending request on a new connection, so a coordinator restart
+ * looks like a slow reply; a pipe-removal callback counts dropped connections
+ * so that a re-run of an acknowledged round (the coordinator lost it in a
+ * crash before committing) can be told from a duplicate task.
+ */
+#include "client/session.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "core/wire.h"
+#include "lora/adapter.h"
+#include "model/task.h"
+#include "privacy/accountant.h"
+#include "privacy/noise.h"
+#include "privacy/sign.h"
+
+#define CLIENT_VERSION        "fedlora-0.1.0"
+#define CLIENT_HELLO_MS       15000 /* Hello reply timeout */
+#define CLIENT_SUBMIT_MS      60000 /* Submit reply timeout (verification, aggregation) */
+#define CLIENT_SUBMIT_TRIES   5     /* sends of one sealed Submit before giving up on it */
+#define CLIENT_BACKOFF_MIN_MS 100
+#define CLIENT_BACKOFF_MAX_MS 2000
+#define CLIENT_WAIT_MAX_MS    2000 /* cap on a Wait's retry_after */
+#define CLIENT_MAX_PHASES     4096 /* accountant history entries (merged when equal) */
+#define CLIENT_STR_MAX        512
+
+/* Outcomes of one step of the loop besides FL_E* codes. */
+enum { STEP_OK = 0, STEP_DONE = 1, STEP_ENOUGH = 2 };
+
+typedef struct session {
+	const client_opts *o;
+	priv_key key;
+	int have_pin;
+	uint8_t coord_pk[PRIV_PK_BYTES];
+	nng_socket sock;
+	int sock_open;
+	size_t recv_max;
+	atomic_uint disconnects; /* pipes removed (connection lost) */
+
+	char run_id[FL_RUN_ID_MAX + 1];
+	int registered;
+	uint64_t total_rounds, acked_round, failed_round;
+	unsigned acked_disconnects; /* disconnects at the time of the last Ack */
+
+	/* the task and the spec it was opened with */
+	model_task *task;
+	model_task_opts topts;
+	char spec_task[32], spec_targets[CLIENT_STR_MAX];
+	lora_adapter *ad; /* receives the global, trained in place */
+	priv_noise *noise;
+
+	priv_phase phases[CLIENT_MAX_PHASES];
+	int n_phases;
+	double epsilon, delta;
+
+	client_stats st;
+	double last_reply; /* monotonic seconds */
+	int backoff_ms;
+} session;
+
+void client_opts_default(client_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->task = "linreg";
+	o->device = "cpu";
+	o->poll_timeout_ms = 30000;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static void backoff(session *s)
+{
+	sleep_ms(s->backoff_ms);
+	s->backoff_ms *= 2;
+	if (s->backoff_ms > CLIENT_BACKOFF_MAX_MS)
+		s->backoff_ms = CLIENT_BACKOFF_MAX_MS;
+}
+
+static void emit(session *s, client_event *ev)
+{
+	ev->run_id = s->run_id;
+	if (s->o->on_event)
+		s->o->on_event(ev, s->o->arg);
+}
+
+static void emit_retry(session *s, int code, const char *text)
+{
+	client_event ev = {.kind = CLIENT_EV_RETRY, .code = code, .text = text};
+	emit(s, &ev);
+}
+
+static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	session *s = arg;
+	(void)p;
+	(void)ev;
+	atomic_fetch_add(&s->disconnects, 1);
+}
+
+/* Seals body, sends it, waits up to timeout_ms, opens and verifies the reply
+ * (against the pinned coordinator key once there is one). *sent gets the
+ * envelope's size. */
+static int call(session *s, const ProtobufCMessage *body, uint32_t type, int timeout_ms,
+                fl_wire_msg *rep, size_t *sent)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	nng_msg *r = NULL;
+	int rv;
+
+	memset(rep, 0, sizeof *rep);
+	if ((rv = fl_wire_seal(body, type, &s->key, &buf, &len)) != 0)
+		return rv;
+	if (sent)
+		*sent = len;
+	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	rv = fl_net_call(s->sock, buf, len, &r);
+	free(buf);
+	if (rv != 0)
+		return rv;
+	s->last_reply = mono_s();
+	rv = fl_wire_open_msg(r, s->recv_max, s->have_pin ? s->coord_pk : NULL, rep);
+	nng_msg_free(r);
+	if (rv != 0)
+		fl_log(FL_LOG_WARN, "client", "reply from the coordinator refused: %s",
+		       fl_strerror(rv));
+	return rv;
+}
+
+/* Resets everything that belongs to one run. */
+static void new_run(session *s, const char *run_id)
+{
+	snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
+	s->acked_round = s->failed_round = 0;
+	s->acked_disconnects = atomic_load(&s->disconnects);
+	s->n_phases = 0;
+	s->epsilon = 0;
+}
+
+/* Opens (or keeps) the task for the run's model spec. */
+static int open_task(session *s, const Fedlora__ModelSpec *sp)
+{
+	const client_opts *o = s->o;
+	model_task_opts t;
+	int rv;
+
+	model_task_opts_default(&t);
+	snprintf(s->spec_task, sizeof s->spec_task, "%s", sp->task ? sp->task : "");
+	snprintf(s->spec_targets, sizeof s->spec_targets, "%s",
+	         sp->lora_targets && *sp->lora_targets ? sp->lora_targets : t.lora_targets);
+	t.task = s->spec_task;
+	t.seed = o->have_seed ? o->data_seed : sp->seed;
+	t.client_index = o->client_index;
+	t.num_clients = (int)sp->num_clients;
+	t.rank = (int)sp->rank;
+	t.alpha = sp->alpha;
+	if (sp->linreg_layers)
+		t.linreg_layers = (int)sp->linreg_layers;
+	if (sp->linreg_dim)
+		t.linreg_dim = (int)sp->linreg_dim;
+	if (sp->linreg_samples)
+		t.linreg_samples = (int)sp->linreg_samples;
+	if (sp->seq_len)
+		t.seq_len = (int)sp->seq_len;
+	t.base_dir = o->base_dir;
+	t.data = o->data;
+	t.lora_targets = s->spec_targets;
+	t.device = o->device ? o->device : "cpu";
+	if (sp->rank < 1 || sp->rank > 4096 || !(sp->alpha > 0) || !isfinite(sp->alpha))
+		return FL_EFORMAT;
+
+	if (s->task && t.seed == s->topts.seed && t.rank == s->topts.rank &&
+	    t.alpha == s->topts.alpha && t.num_clients == s->topts.num_clients &&
+	    t.linreg_layers == s->topts.linreg_layers && t.linreg_dim == s->topts.linreg_dim &&
+	    t.linreg_samples == s->topts.linreg_samples && t.seq_len == s->topts.seq_len)
+		return 0; /* same model as before (a reconnect) */
+	lora_adapter_free(s->ad);
+	model_task_close(s->task);
+	s->ad = NULL;
+	s->task = NULL;
+	if ((rv = model_task_open(&s->task, &t)) != 0) {
+		fl_log(FL_LOG_ERROR, "client", "cannot open task '%s' (client %d): %s", t.task,
+		       t.client_index, fl_strerror(rv));
+		return rv;
+	}
+	if ((rv = model_task_adapter_new(s->task, 0, &s->ad)) != 0)
+		return rv;
+	s->topts = t;
+	fl_log(FL_LOG_INFO, "client", "task %s ready: %ld training examples, rank %d", t.task,
+	       model_task_num_samples(s->task), t.rank);
+	return 0;
+}
+
+/* Hello -> Welcome. Returns 0 when registered, a fatal code (FL_EKEY,
+ * FL_EINVAL, task errors) or a transient one (retried by the caller). */
+static int do_hello(session *s, int *fatal)
+{
+	Fedlora__Hello h = FEDLORA__HELLO__INIT;
+	Fedlora__Capabilities caps = FEDLORA__CAPABILITIES__INIT;
+	fl_wire_msg rep;
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	int rv;
+
+	*fatal = 0;
+	h.run_id = s->run_id;
+	h.client_key.data = s->key.pk;
+	h.client_key.len = PRIV_PK_BYTES;
+	h.software_version = CLIENT_VERSION;
+	caps.device = (char *)(s->o->device ? s->o->device : "cpu");
+	caps.memory_bytes = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+	h.caps = &caps;
+	h.num_samples = s->task ? model_task_num_samples(s->task) : 0;
+	h.client_index = s->o->client_index;
+
+	rv = call(s, &h.base, FL_MSG_HELLO, CLIENT_HELLO_MS, &rep, NULL);
+	if (rv == FL_EKEY && s->have_pin) {
+		fl_log(FL_LOG_ERROR, "client",
+		       "the coordinator answered with a different key than the pinned one");
+		*fatal = 1;
+		return FL_EKEY;
+	}
+	if (rv != 0)
+		return rv;
+	if (rep.type == FL_MSG_REJECT) {
+		Fedlora__Reject *rj = (Fedlora__Reject *)rep.body;
+		rv = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+		fl_log(FL_LOG_WARN, "client", "Hello refused: %s (%s)", fl_reason_name(rv),
+		       rj->text ? rj->text : "");
+		s->st.rejects++;
+		if (rv == FL_EKEY) {
+			fl_log(FL_LOG_ERROR, "client",
+			       "the coordinator does not admit this client's key (allow list?)");
+			*fatal = 1;
+		} else if (rv == FL_ESTALE) {
+			new_run(s, ""); /* our run is gone: join the current one */
+		}
+		goto done;
+	}
+	if (rep.type != FL_MSG_WELCOME) {
+		rv = FL_EFORMAT;
+		goto done;
+	}
+	{
+		Fedlora__Welcome *w = (Fedlora__Welcome *)rep.body;
+		if (fl_wire_run_id_valid(w->run_id) != 0 || !w->spec) {
+			rv = FL_EFORMAT;
+			goto done;
+		}
+		if (!w->spec->task || strcmp(w->spec->task, s->o->task)) {
+			fl_log(FL_LOG_ERROR, "client",
+			       "the run's task is '%s', this client has '%s'",
+			       w->spec->task ? w->spec->task : "", s->o->task);
+			*fatal = 1;
+			rv = FL_EINVAL;
+			goto done;
+		}
+		if (!s->have_pin) {
+			char hex[PRIV_PK_HEX];
+			memcpy(s->coord_pk, rep.signer, PRIV_PK_BYTES);
+			s->have_pin = 1;
+			priv_pk_to_hex(s->coord_pk, hex);
+			fl_log(FL_LOG_INFO, "client", "pinned coordinator key %.16s...", hex);
+		}
+		if (strcmp(w->run_id, s->run_id)) {
+			if (s->run_id[0])
+				fl_log(FL_LOG_INFO, "client", "new run %s (was %s)", w->run_id,
+				       s->run_id);
+			new_run(s, w->run_id);
+		}
+		if ((rv = open_task(s, w->spec)) != 0) {
+			*fatal = 1;
+			goto done;
+		}
+		s->total_rounds = w->total_rounds;
+		s->registered = 1;
+		{
+			client_event ev = {.kind = CLIENT_EV_WELCOME,
+			                   .total_rounds = w->total_rounds,
+			                   .committed_round = w->committed_round};
+			emit(s, &ev);
+		}
+	}
+done:
+	fl_wire_msg_fini(&rep);
+	return rv;
+}
+
+/* Adds a DP-SGD phase to the history and recomputes epsilon. */
+static void account(session *s, double sigma, double q, long steps, double delta)
+{
+	priv_phase *last = s->n_phases ? &s->phases[s->n_phases - 1] : NULL;
+	double eps = INFINITY;
+	if (steps <= 0)
+		return;
+	if (last && last->sigma == sigma && last->q == q)
+		last->steps += steps;
+	else if (s->n_phases < CLIENT_MAX_PHASES)
+		s->phases[s->n_phases++] = (priv_phase){sigma, q, steps};
+	else
+		s->phases[s->n_phases - 1].steps += steps; /* bounded; conservative enough */
+	s->delta = delta;
+	if (priv_rdp_epsilon(s->phases, s->n_phases, delta, &eps, NULL) != 0)
+		eps = INFINITY;
+	s->epsilon = eps;
+}
+
+/* Sends one sealed Submit, resending the same bytes (same nonce) on
+ * transport errors. */
+static int send_submit(session *s, const uint8_t *buf, size_t len, fl_wire_msg *rep)
+{
+	int rv = FL_ENET;
+	for (int i = 0; i < CLIENT_SUBMIT_TRIES; i++) {
+		nng_msg *r = NULL;
+		memset(rep, 0, sizeof *rep);
+		nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, CLIENT_SUBMIT_MS);
+		rv = fl_net_call(s->sock, buf, len, &r);
+		if (rv == 0) {
+			s->last_reply = mono_s();
+			rv = fl_wire_open_msg(r, s->recv_max, s->coord_pk, rep);
+			nng_msg_free(r);
+			return rv;
+		}
+		fl_log(FL_LOG_WARN, "client", "submit: %s; resending", fl_strerror(rv));
+		emit_retry(s, rv, "submit");
+		backoff(s);
+	}
+	return rv;
+}
+
+/* Trains the task's round and submits the result. */
+static int do_task(session *s, const Fedlora__Task *t)
+{
+	const client_opts *o = s->o;
+	Fedlora__Submit sub = FEDLORA__SUBMIT__INIT;
+	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
+	model_train_params p;
+	model_train_result res;
+	fl_wire_tensors ts = {0};
+	fl_wire_msg rep = {0};
+	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
+	size_t len = 0;
+	uint64_t floor = s->acked_round;
+	int rv, dp_mode, which;
+	double t0;
+	client_event ev = {.kind = CLIENT_EV_ROUND, .round = t->round};
+
+	/* a restarted coordinator may re-run the round we were acknowledged for */
+	if (s->acked_round > 0 && t->round == s->acked_round &&
+	    atomic_load(&s->disconnects) != s->acked_disconnects)
+		floor = s->acked_round - 1;
+	if ((rv = fl_wire_check_task(t, s->run_id, floor)) != 0) {
+		if (rv == FL_ESTALE && t->run_id && strcmp(t->run_id, s->run_id)) {
+			s->registered = 0; /* another run: say Hello again */
+			return 0;
+		}
+		if (rv == FL_ESTALE) { /* a round we already did: nothing to do */
+			sleep_ms(CLIENT_BACKOFF_MIN_MS);
+			return 0;
+		}
+		fl_log(FL_LOG_WARN, "client", "task of round %llu refused: %s",
+		       (unsigned long long)t->round, fl_strerror(rv));
+		return rv;
+	}
+	if (t->round == s->failed_round) {
+		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
+		return 0;
+	}
+	dp_mode = (int)t->dp->mode;
+	if (dp_mode < 0 || dp_mode > 2 || t->train->optimizer > 1) {
+		fl_log(FL_LOG_WARN, "client", "task of round %llu: unknown dp mode or optimizer",
+		       (unsigned long long)t->round);
+		return FL_EFORMAT;
+	}
+	if ((rv = fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, s->ad)) != 0) {
+		fl_log(FL_LOG_WARN, "client", "global adapter of round %llu refused: %s",
+		       (unsigned long long)t->round, fl_strerror(rv));
+		return rv;
+	}
+	memset(&p, 0, sizeof p);
+	p.local_steps = (int)t->train->local_steps;
+	p.batch_size = (int)t->train->batch_size;
+	p.lr = t->train->lr;
+	p.weight_decay = t->train->weight_decay;
+	p.optimizer = (int)t->train->optimizer;
+	p.train_a = t->train->train_a;
+	p.round_seed = t->train->round_seed;
+	if (dp_mode == 1) {
+		p.dp_clip = t->dp->clip;
+		p.dp_noise = t->dp->noise;
+		p.dp_q = t->dp->q;
+		if (!(p.dp_clip > 0) || !(t->dp->delta > 0 && t->dp->delta < 1)) {
+			fl_log(FL_LOG_WARN, "client", "task of round %llu: bad DP parameters",
+			       (unsigned long long)t->round);
+			return FL_EFORMAT;
+		}
+	}
+	t0 = mono_s();
+	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
+	ev.seconds = mono_s() - t0;
+	if (dp_mode == 1)
+		account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+	if (rv != 0) {
+		fl_log(FL_LOG_ERROR, "client", "training round %llu failed: %s",
+		       (unsigned long long)t->round, fl_strerror(rv));
+		s->failed_round = t->round;
+		ev.accepted = 0;
+		ev.code = rv;
+		ev.text = "local training failed";
+		emit(s, &ev);
+		return 0;
+	}
+
+	which = p.train_a ? FL_WIRE_AB : FL_WIRE_B;
+	rv = fl_wire_tensors_from_adapter(s->ad, which,
+	                                  t->dtype_up >= FL_DTYPE_F32 && t->dtype_up <= FL_DTYPE_F16
+	                                      ? (fl_dtype)t->dtype_up
+	                                      : FL_DTYPE_F32,
+	                                  &ts);
+	if (rv != 0)
+		goto done;
+	fl_wire_nonce(nonce);
+	sub.run_id = s->run_id;
+	sub.round = t->round;
+	sub.nonce.data = nonce;
+	sub.nonce.len = FL_NONCE_BYTES;
+	sub.num_samples = res.num_samples;
+	sub.n_tensors = ts.n;
+	sub.tensors = ts.t;
+	met.train_loss = res.train_loss;
+	met.eval_before = res.eval_before;
+	met.eval_after = res.eval_after;
+	met.steps = (uint32_t)res.steps;
+	met.dp_steps = (uint32_t)res.dp_steps;
+	met.epsilon = dp_mode == 1 ? s->epsilon : 0;
+	met.delta = dp_mode == 1 ? s->delta : 0;
+	met.tokens_per_s = res.tokens_per_s;
+	met.seconds = ev.seconds;
+	sub.metrics = &met;
+	if ((rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, &s->key, &buf, &len)) != 0)
+		goto done;
+	fl_wire_tensors_fini(&ts);
+
+	ev.train_loss = res.train_loss;
+	ev.eval_before = res.eval_before;
+	ev.eval_after = res.eval_after;
+	ev.epsilon = met.epsilon;
+	ev.delta = met.delta;
+	ev.bytes_up = len;
+	ev.total_rounds = s->total_rounds;
+	s->st.rounds_trained++;
+
+	rv = send_submit(s, buf, len, &rep);
+	if (rv != 0) {
+		ev.code = rv;
+		ev.text = "no reply to the submission";
+	} else if (rep.type == FL_MSG_ACK) {
+		Fedlora__Ack *a = (Fedlora__Ack *)rep.body;
+		if (a->round != t->round || a->nonce.len != FL_NONCE_BYTES ||
+		    memcmp(a->nonce.data, nonce, FL_NONCE_BYTES) ||
+		    fl_wire_check_run(a->run_id, s->run_id) != 0) {
+			ev.code = FL_ESTALE;
+			ev.text = "acknowledgement for another submission";
+		} else {
+			ev.accepted = 1;
+		}
+	} else if (rep.type == FL_MSG_REJECT) {
+		Fedlora__Reject *rj = (Fedlora__Reject *)rep.body;
+		ev.code = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+		ev.text = rj->text ? rj->text : "";
+		s->st.rejects++;
+		/* our own resend of an update that already arrived */
+		if (ev.code == FL_EREPLAY)
+			ev.accepted = 1;
+	} else {
+		ev.code = FL_EFORMAT;
+		ev.text = "unexpected reply to a submission";
+	}
+	if (ev.accepted) {
+		s->acked_round = t->round;
+		s->acked_disconnects = atomic_load(&s->disconnects);
+		s->st.rounds_accepted++;
+	}
+	emit(s, &ev);
+	rv = 0;
+	if (o->max_rounds > 0 && s->st.rounds_trained >= o->max_rounds)
+		rv = STEP_ENOUGH;
+done:
+	fl_wire_msg_fini(&rep);
+	fl_wire_tensors_fini(&ts);
+	free(buf);
+	return rv;
+}
+
+/* One GetTask exchange and whatever it leads to. */
+static int do_get_task(session *s)
+{
+	Fedlora__GetTask g = FEDLORA__GET_TASK__INIT;
+	fl_wire_msg rep;
+	int rv;
+
+	g.run_id = s->run_id;
+	g.last_round_seen = s->acked_round;
+	rv = call(s, &g.base, FL_MSG_GET_TASK, s->o->poll_timeout_ms, &rep, NULL);
+	if (rv != 0)
+		return rv;
+	switch (rep.type) {
+	case FL_MSG_TASK:
+		s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+		rv = do_task(s, (Fedlora__Task *)rep.body);
+		break;
+	case FL_MSG_WAIT: {
+		Fedlora__Wait *w = (Fedlora__Wait *)rep.body;
+		int ms = (int)(w->retry_after_ms < CLIENT_WAIT_MAX_MS ? w->retry_after_ms
+		                                                      : CLIENT_WAIT_MAX_MS);
+		s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+		if (w->run_id && *w->run_id && strcmp(w->run_id, s->run_id)) {
+			s->registered = 0;
+			break;
+		}
+		sleep_ms(ms > 10 ? ms : 10);
+		break;
+	}
+	case FL_MSG_DONE: {
+		Fedlora__Done *d = (Fedlora__Done *)rep.body;
+		if (d->run_id && *d->run_id && strcmp(d->run_id, s->run_id)) {
+			s->registered = 0;
+			break;
+		}
+		s->st.final_round = d->final_round;
+		{
+			client_event ev = {.kind = CLIENT_EV_DONE, .round = d->final_round};
+			emit(s, &ev);
+		}
+		rv = STEP_DONE;
+		break;
+	}
+	case FL_MSG_REJECT: {
+		Fedlora__Reject *rj = (Fedlora__Reject *)rep.body;
+		int code = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+		s->st.rejects++;
+		fl_log(FL_LOG_INFO, "client", "GetTask refused: %s (%s)", fl_reason_name(code),
+		       rj->text ? rj->text : "");
+		if (code == FL_EKEY || code == FL_ESTALE)
+			s->registered = 0; /* unknown to this coordinator (run): register again */
+		else
+			rv = code;
+		break;
+	}
+	default:
+		rv = FL_EFORMAT;
+	}
+	fl_wire_msg_fini(&rep);
+	return rv;
+}
+
+int client_run(const client_opts *o, client_stats *st)
+{
+	session *s;
+	fl_net_opts no;
+	int rv, fatal = 0;
+
+	if (!o || !o->url || !o->key_path || !o->task || o->client_index < 0 ||
+	    o->poll_timeout_ms <= 0)
+		return FL_EINVAL;
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return FL_ENOMEM;
+	s->o = o;
+	s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+	s->recv_max = o->recv_max ? o->recv_max : FL_NET_RECV_MAX_DEFAULT;
+	atomic_init(&s->disconnects, 0);
+	if ((rv = priv_key_load(&s->key, o->key_path)) != 0) {
+		fl_log(FL_LOG_ERROR, "client", "cannot load key %s: %s", o->key_path,
+		       fl_strerror(rv));
+		goto out;
+	}
+	if (o->coordinator_pub) {
+		if ((rv = priv_pub_load(s->coord_pk, o->coordinator_pub)) != 0) {
+			fl_log(FL_LOG_ERROR, "client", "cannot load coordinator key %s: %s",
+			       o->coordinator_pub, fl_strerror(rv));
+			goto out;
+		}
+		s->have_pin = 1;
+	}
+	if ((rv = priv_noise_new(&s->noise)) != 0)
+		goto out;
+	fl_net_opts_default(&no);
+	no.recv_max = s->recv_max;
+	no.tls_cert = o->tls_cert;
+	no.tls_key = o->tls_key;
+	no.tls_ca = o->tls_ca;
+	no.dial_sync_ms = 2000; /* surfaces TLS/auth errors; a coordinator not up yet is fine */
+	if ((rv = fl_net_dial(&s->sock, o->url, &no)) != 0) {
+		fl_log(FL_LOG_ERROR, "client", "cannot dial %s: %s", o->url, fl_strerror(rv));
+		goto out;
+	}
+	s->sock_open = 1;
+	nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, s);
+	s->last_reply = mono_s();
+
+	for (;;) {
+		if (o->give_up_s > 0 && mono_s() - s->last_reply > o->give_up_s) {
+			fl_log(FL_LOG_ERROR, "client", "no reply from %s for %.0f s; giving up",
+			       o->url, o->give_up_s);
+			rv = FL_ETIMEOUT;
+			break;
+		}
+		if (!s->registered) {
+			rv = do_hello(s, &fatal);
+			if (fatal)
+				break;
+			if (rv != 0) {
+				emit_retry(s, rv, "hello");
+				backoff(s);
+				continue;
+			}
+			s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+		}
+		rv = do_get_task(s);
+		if (rv == STEP_DONE || rv == STEP_ENOUGH) {
+			rv = 0;
+			break;
+		}
+		if (rv != 0) {
+			if (rv != FL_ETIMEOUT)
+				fl_log(FL_LOG_INFO, "client", "get task: %s; retrying",
+				       fl_strerror(rv));
+			emit_retry(s, rv, "get task");
+			backoff(s);
+		}
+	}
+out:
+	s->st.epsilon = s->epsilon;
+	s->st.reconnects = (int)atomic_load(&s->disconnects);
+	if (st)
+		*st = s->st;
+	if (s->sock_open)
+		nng_close(s->sock);
+	priv_key_wipe(&s->key);
+	priv_noise_free(s->noise);
+	lora_adapter_free(s->ad);
+	model_task_close(s->task);
+	free(s);
+	return rv;
+}

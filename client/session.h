@@ -1,0 +1,98 @@
+/*
+ * client/session.h — a client's whole life in a federated run: register with
+ * the coordinator (Hello/Welcome), long-poll for tasks, train locally, submit
+ * signed updates, until the run is Done.
+ *
+ * Protocol (proto/fedlora.proto, core/wire.h): the first Welcome pins the
+ * coordinator's public key (or --coordinator-key pins it beforehand); every
+ * later message must be signed by that key, and a Welcome signed by another
+ * key ends the session with FL_EKEY. A Task is verified (signature, run id,
+ * round, parameters, tensor names/shapes/values) before training starts.
+ * The update sent back is the trained adapter itself: A and B, or B only when
+ * the task freezes A (ffa). Every Submit carries a fresh random nonce.
+ *
+ * Resilience: the REQ socket redials on its own, so a coordinator that goes
+ * away and comes back is reached again; timeouts and transport errors are
+ * retried with exponential backoff (100 ms .. 2 s). A Reject of GetTask
+ * (unknown run or key: the coordinator started a new run or lost us) leads to
+ * a new Hello; a Welcome with a new run id resets the round counters and the
+ * privacy accountant. A Task for a round already acknowledged is trained
+ * again only when the connection dropped since that Ack (a restarted
+ * coordinator re-running an uncommitted round); otherwise it is ignored.
+ *
+ * Privacy: under sample-level DP (Task.dp.mode 1) the client runs DP-SGD and
+ * keeps its own accountant history (privacy/accountant.h) over every round it
+ * trained in this run; the resulting epsilon at Task.dp.delta travels in the
+ * Submit's metrics. The history lives in memory: a restarted client process
+ * starts a new history (its earlier spending is not remembered).
+ *
+ * Does not: load data itself (model/task.h does, given opts), print anything
+ * (progress goes to on_event; diagnostics to core/log.h), or exit.
+ *
+ * Ownership: options are borrowed for the duration of client_run; events
+ * passed to on_event are valid during the callback only.
+ */
+#ifndef FL_CLIENT_SESSION_H
+#define FL_CLIENT_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum client_event_kind {
+	CLIENT_EV_WELCOME = 1, /* registered: run_id, total_rounds, committed_round */
+	CLIENT_EV_ROUND = 2,   /* trained and submitted a round (accepted or not) */
+	CLIENT_EV_RETRY = 3,   /* a call failed; retrying (code says why) */
+	CLIENT_EV_DONE = 4     /* the run is finished (final_round) */
+} client_event_kind;
+
+typedef struct client_event {
+	client_event_kind kind;
+	const char *run_id;
+	uint64_t round, total_rounds, committed_round;
+	double train_loss, eval_before, eval_after;
+	double epsilon, delta; /* cumulative, sample-level DP; 0 without */
+	double seconds;        /* local training wall time */
+	size_t bytes_up;       /* bytes of the Submit envelope */
+	int accepted;          /* 1: Ack, 0: Reject (code) */
+	int code;              /* FL_E* reason of a Reject or failure */
+	const char *text;      /* Reject text or failure detail */
+} client_event;
+
+typedef struct client_opts {
+	const char *url;             /* coordinator URL (tcp://, tls+tcp://, ipc://) */
+	const char *key_path;        /* this client's NAME.key */
+	const char *coordinator_pub; /* optional: pin this NAME.pub from the start */
+	const char *task;            /* expected task ("linreg" | "lm") */
+	int client_index;            /* data shard / synthetic client index, >= 0 */
+	int have_seed;               /* 1: data_seed overrides the run's seed for data */
+	uint64_t data_seed;
+	const char *data, *base_dir, *device; /* lm task */
+	size_t recv_max;                      /* 0: FL_NET_RECV_MAX_DEFAULT */
+	const char *tls_cert, *tls_key, *tls_ca;
+	int max_rounds;      /* stop (success) after training this many rounds; 0 = no limit */
+	int poll_timeout_ms; /* how long one GetTask may take (long poll), default 30000 */
+	double give_up_s;    /* fail with FL_ETIMEOUT after this long without any reply;
+	                        0 = keep trying */
+	void (*on_event)(const client_event *ev, void *arg);
+	void *arg;
+} client_opts;
+
+void client_opts_default(client_opts *o);
+
+typedef struct client_stats {
+	int rounds_trained;   /* rounds trained and submitted */
+	int rounds_accepted;  /* of which acknowledged */
+	int rejects;          /* Reject replies of any kind */
+	int reconnects;       /* connections lost */
+	double epsilon;       /* final cumulative epsilon (sample-level DP) */
+	uint64_t final_round; /* from Done */
+} client_stats;
+
+/* Runs the session until the coordinator says Done (0), max_rounds rounds
+ * were trained (0), or a fatal error: FL_EKEY (our key refused, or the
+ * coordinator's key changed), FL_EINVAL (bad options, task mismatch),
+ * FL_ENOENT/FL_EIO/FL_EFORMAT (key or data files), FL_ETIMEOUT (give_up_s
+ * passed without a reply). st may be NULL. */
+int client_run(const client_opts *o, client_stats *st);
+
+#endif
