@@ -13,12 +13,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <nng/supplemental/tls/tls.h>
 #include <nng/transport/tls/tls.h>
 #include <sodium.h>
@@ -93,7 +95,8 @@ static int readable(const char *path)
 	return 1;
 }
 
-int fl_net_url_check(const char *url, const fl_net_opts *o)
+/* fl_net_url_check for a listener (server = 1) or a dialer. */
+static int url_check(const char *url, const fl_net_opts *o, int server)
 {
 	static const char *const schemes[] = {"tcp://",      "tcp4://",     "tcp6://", "tls+tcp://",
 	                                      "tls+tcp4://", "tls+tcp6://", "ipc://",  "inproc://"};
@@ -116,7 +119,10 @@ int fl_net_url_check(const char *url, const fl_net_opts *o)
 		const char *need[3] = {o ? o->tls_cert : NULL, o ? o->tls_key : NULL,
 		                       o ? o->tls_ca : NULL};
 		const char *flag[3] = {"--tls-cert", "--tls-key", "--tls-ca"};
+		int nocert = (!need[0] || !*need[0]) && (!need[1] || !*need[1]);
 		for (int i = 0; i < 3; i++) {
+			if (i < 2 && nocert && !server)
+				continue; /* a dialer may go without (and be refused) */
 			if (!need[i] || !*need[i]) {
 				fl_log(FL_LOG_ERROR, "net",
 				       "%s needs --tls-cert, --tls-key and --tls-ca (%s missing)",
@@ -133,6 +139,11 @@ int fl_net_url_check(const char *url, const fl_net_opts *o)
 		fl_log(FL_LOG_WARN, "net", "TLS files given but %s is not a tls+tcp:// URL", url);
 	}
 	return 0;
+}
+
+int fl_net_url_check(const char *url, const fl_net_opts *o)
+{
+	return url_check(url, o, 1);
 }
 
 /* Reads a whole PEM file into a NUL-terminated malloc'd buffer. */
@@ -202,10 +213,15 @@ static int tls_config(nng_tls_config **out, int server, const char *url, const f
 	size_t lc = 0, lk = 0, la = 0;
 	int rv, nrv;
 	*out = NULL;
-	if ((rv = read_pem(o->tls_cert, &cert, &lc)) != 0 ||
-	    (rv = read_pem(o->tls_key, &key, &lk)) != 0 ||
+	int own = o->tls_cert && *o->tls_cert;
+	if ((own && ((rv = read_pem(o->tls_cert, &cert, &lc)) != 0 ||
+	             (rv = read_pem(o->tls_key, &key, &lk)) != 0)) ||
 	    (rv = read_pem(o->tls_ca, &ca, &la)) != 0)
 		goto fail;
+	if (!own)
+		fl_log(FL_LOG_WARN, "net",
+		       "no --tls-cert/--tls-key: coordinators requiring client certificates "
+		       "will refuse this connection");
 	rv = FL_ENET;
 	if ((nrv = nng_tls_config_alloc(&cfg,
 	                                server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT)) != 0) {
@@ -221,13 +237,19 @@ static int tls_config(nng_tls_config **out, int server, const char *url, const f
 		rv = FL_EINVAL;
 		goto fail;
 	}
-	if ((nrv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
+	if (own && (nrv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
 		fl_log(FL_LOG_ERROR, "net", "TLS certificate %s / key %s: %s", o->tls_cert,
 		       o->tls_key, nng_strerror(nrv));
 		rv = FL_EINVAL;
 		goto fail;
 	}
-	if ((nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED)) != 0)
+	/* The dialer requires a verified server. The listener asks for a client
+	 * certificate but lets mbedTLS finish the handshake (OPTIONAL), then
+	 * tls_admit() closes every pipe whose peer did not verify before the
+	 * socket sees it: the same enforcement as REQUIRED, and the coordinator
+	 * gets to log who was refused (a failed handshake leaves no trace in nng). */
+	if ((nrv = nng_tls_config_auth_mode(cfg, server ? NNG_TLS_AUTH_MODE_OPTIONAL
+	                                                : NNG_TLS_AUTH_MODE_REQUIRED)) != 0)
 		goto fail;
 	if (!server) {
 		char host[256];
@@ -252,6 +274,91 @@ fail:
 	free_pem(key, lk);
 	free_pem(ca, la);
 	return rv;
+}
+
+/* "1.2.3.4:5678" for a pipe's remote address, "?" if unknown. */
+static void pipe_peer(nng_pipe p, char *buf, size_t n)
+{
+	nng_sockaddr sa;
+	snprintf(buf, n, "?");
+	if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
+		return;
+	if (sa.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+		const uint8_t *pt = (const uint8_t *)&sa.s_in.sa_port;
+		snprintf(buf, n, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+		         (unsigned)(pt[0] << 8 | pt[1]));
+	} else if (sa.s_family == NNG_AF_INET6) {
+		const uint8_t *pt = (const uint8_t *)&sa.s_in6.sa_port;
+		snprintf(buf, n, "[ipv6]:%u", (unsigned)(pt[0] << 8 | pt[1]));
+	}
+}
+
+static unsigned long tls_refused; /* refusals so far, for rate-limited logging */
+static pthread_mutex_t tls_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* NNG_PIPE_EV_ADD_PRE on a TLS listener's socket: admit only peers whose
+ * certificate chains to the CA. Non-TLS pipes (a plain listener someone added
+ * to the same socket on purpose) are left alone. */
+static void tls_admit(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	bool verified = false;
+	int rv = nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified);
+	if (rv == NNG_ENOTSUP || (rv == 0 && verified))
+		return;
+	char peer[64];
+	pipe_peer(p, peer, sizeof peer);
+	nng_pipe_close(p);
+	pthread_mutex_lock(&tls_mu);
+	unsigned long k = ++tls_refused;
+	pthread_mutex_unlock(&tls_mu);
+	if (k <= 20 || k % 100 == 0)
+		fl_log(FL_LOG_WARN, "net",
+		       "refused TLS peer %s: no client certificate, or one not signed by "
+		       "--tls-ca (%lu refused so far)",
+		       peer, k);
+}
+
+/* Client side: pipes of a socket removed shortly after they were added. */
+#define WATCH_SLOTS 64
+static struct {
+	int sock;
+	int removed;
+} watch[WATCH_SLOTS];
+
+static void watch_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	int id = nng_socket_id(nng_pipe_socket(p));
+	pthread_mutex_lock(&tls_mu);
+	if (id > 0 && watch[id % WATCH_SLOTS].sock == id)
+		watch[id % WATCH_SLOTS].removed++;
+	pthread_mutex_unlock(&tls_mu);
+}
+
+/* After a successful first TLS connection: did the coordinator drop it right
+ * away (it refuses our certificate)? Waits up to ms. 1 if dropped. */
+static int tls_dropped_soon(nng_socket s, int ms)
+{
+	int id = nng_socket_id(s), dropped = 0;
+	if (id <= 0)
+		return 0;
+	pthread_mutex_lock(&tls_mu);
+	watch[id % WATCH_SLOTS].sock = id;
+	watch[id % WATCH_SLOTS].removed = 0;
+	pthread_mutex_unlock(&tls_mu);
+	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, watch_removed, NULL) != 0)
+		return 0;
+	for (int t = 0; t < ms && !dropped; t += 20) {
+		nng_msleep(20);
+		pthread_mutex_lock(&tls_mu);
+		dropped = watch[id % WATCH_SLOTS].removed > 0;
+		pthread_mutex_unlock(&tls_mu);
+	}
+	nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, NULL, NULL);
+	pthread_mutex_lock(&tls_mu);
+	watch[id % WATCH_SLOTS].sock = 0;
+	pthread_mutex_unlock(&tls_mu);
+	return dropped;
 }
 
 static size_t recv_max_of(const fl_net_opts *o)
@@ -287,7 +394,7 @@ int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *p
 	}
 	if (port)
 		*port = 0;
-	if ((rv = fl_net_init()) != 0 || (rv = fl_net_url_check(url, o)) != 0)
+	if ((rv = fl_net_init()) != 0 || (rv = url_check(url, o, 1)) != 0)
 		return rv;
 	if ((nrv = nng_rep0_open(&s)) != 0 || (nrv = sock_opts(s, o)) != 0 ||
 	    (nrv = nng_listener_create(&l, s, url)) != 0 ||
@@ -296,7 +403,8 @@ int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *p
 	if (is_tls(url)) {
 		if ((rv = tls_config(&cfg, 1, url, o)) != 0)
 			goto fail;
-		if ((nrv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg)) != 0)
+		if ((nrv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg)) != 0 ||
+		    (nrv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, tls_admit, NULL)) != 0)
 			goto nfail;
 	}
 	if ((nrv = nng_listener_start(l, 0)) != 0)
@@ -329,14 +437,13 @@ static const char *dial_hint(int nrv, int tls)
 	switch (nrv) {
 	case NNG_EPEERAUTH:
 	case NNG_ECRYPTO:
-		return " (TLS handshake refused: the coordinator's certificate does not chain to "
-		       "--tls-ca or does not match its name, or the coordinator did not accept "
-		       "this client's certificate)";
+		return " (TLS handshake failed: the coordinator's certificate does not chain to "
+		       "--tls-ca, or its names do not include the host of the URL)";
 	case NNG_ECLOSED:
 	case NNG_ECONNSHUT:
 	case NNG_ECONNRESET:
-		return " (the coordinator closed the TLS handshake: it requires a client "
-		       "certificate signed by its CA, check --tls-cert/--tls-key/--tls-ca)";
+		return " (the coordinator closed the TLS handshake: check --tls-cert, --tls-key "
+		       "and --tls-ca)";
 	default:
 		return "";
 	}
@@ -353,7 +460,7 @@ int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
 		fl_net_opts_default(&def);
 		o = &def;
 	}
-	if ((rv = fl_net_init()) != 0 || (rv = fl_net_url_check(url, o)) != 0)
+	if ((rv = fl_net_init()) != 0 || (rv = url_check(url, o, 0)) != 0)
 		return rv;
 	if ((nrv = nng_req0_open(&s)) != 0 || (nrv = sock_opts(s, o)) != 0)
 		goto nfail;
@@ -374,6 +481,16 @@ int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
 		if (o->reconnect_max_ms > 0)
 			nng_dialer_set_ms(d0, NNG_OPT_RECONNMAXT, o->reconnect_max_ms);
 		nrv = nng_dialer_start(d0, 0);
+		if (nrv == 0 && cfg &&
+		    tls_dropped_soon(s, o->dial_sync_ms < 500 ? o->dial_sync_ms : 500)) {
+			fl_log(FL_LOG_ERROR, "net",
+			       "the coordinator at %s closed the connection right after the TLS "
+			       "handshake: it does not accept this client's certificate (is "
+			       "--tls-cert signed by the coordinator's CA?)",
+			       url);
+			rv = FL_EKEY;
+			goto fail;
+		}
 		if (nrv == 0) {
 			d = d0;
 			goto started;

@@ -3,12 +3,17 @@
  * REQ dialer for clients, with the receive limit, timeouts and TLS set up the
  * same way everywhere.
  *
- * URLs: tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///path, inproc://name.
- * tls+tcp:// needs tls_cert, tls_key and tls_ca (PEM files): both sides present
- * a certificate and require the peer's to chain to tls_ca
- * (NNG_TLS_AUTH_MODE_REQUIRED on both sides, TLS 1.2 minimum). The dialer
- * checks the server certificate's name against tls_server_name, or against the
- * URL's host when that is NULL.
+ * URLs: tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///path, inproc://name. * tls+tcp:// needs
+ * tls_cert, tls_key and tls_ca (PEM files): both sides present a certificate and require the peer's
+ * to chain to tls_ca (TLS 1.2). The dialer requires a verified server (NNG_TLS_AUTH_MODE_REQUIRED)
+ * and checks the server certificate's name against tls_server_name, or the URL's host when that is
+ * NULL. The listener lets mbedTLS complete the handshake with client verification OPTIONAL and
+ * closes every unverified pipe in an NNG_PIPE_EV_ADD_PRE callback before the socket sees it,
+ * logging the peer's address: the same enforcement as REQUIRED, but refusals are visible on the
+ * coordinator (nng reports nothing about failed handshakes). So callers must
+ * not install their own ADD_PRE callback on a TLS listener's socket. A dialer
+ * may omit tls_cert/tls_key (it is then refused by a fedlora coordinator,
+ * which is how the tests check that refusal).
  *
  * NNG_OPT_RECVMAXSZ is always set explicitly (recv_max, default
  * FL_NET_RECV_MAX_DEFAULT) on the socket and on each listener/dialer: nng 1.5
@@ -39,8 +44,11 @@ typedef struct fl_net_opts {
 	int resend_ms;               /* REQ: NNG_OPT_REQ_RESENDTIME; <= 0: nng default (60 s) */
 	int reconnect_min_ms;        /* dialer reconnect backoff (NNG_OPT_RECONNMINT) */
 	int reconnect_max_ms;        /* NNG_OPT_RECONNMAXT */
-	int dial_sync_ms;            /* dialer: wait up to this long for the first connection
-	                                so TLS/auth errors surface as an error; 0: don't wait */
+	int dial_sync_ms;            /* dialer: > 0 makes the first connection attempt
+synchronous so TLS/auth errors surface as an error;
+over TLS a connection the coordinator drops within
+min(dial_sync_ms, 500) ms counts as refused. 0: no
+synchronous attempt */
 	const char *tls_cert;        /* PEM certificate (chain) of this side */
 	const char *tls_key;         /* PEM private key of tls_cert (unencrypted) */
 	const char *tls_ca;          /* PEM CA certificate(s) peers must chain to */
@@ -56,8 +64,8 @@ void fl_net_opts_default(fl_net_opts *o);
 int fl_net_init(void);
 
 /* Checks a URL's scheme (tcp, tls+tcp, ipc, inproc) and, for tls+tcp, that
- * the three TLS files are given and readable. FL_EINVAL with a logged reason
- * otherwise. */
+ * the three TLS files are given and readable (as a listener needs them).
+ * FL_EINVAL with a logged reason otherwise. */
 int fl_net_url_check(const char *url, const fl_net_opts *o);
 
 /* Opens a REP0 socket listening on url. For tcp URLs with port 0 the bound
@@ -70,8 +78,9 @@ int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *p
  * background, so a client outlives a coordinator restart. With dial_sync_ms >
  * 0 it first tries to connect synchronously: a TLS or peer-authentication
  * failure then returns FL_EKEY with a logged reason naming the likely cause,
- * while "connection refused" (coordinator not up yet) falls back to the
- * background dialer and returns 0. */
+ * while "connection refused" (coordinator not up yet) falls back to the * background dialer and
+ * returns 0. The refusal check and its pipe callback (NNG_PIPE_EV_REM_POST) are removed before
+ * return: callers may install their own pipe callbacks afterwards. */
 int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o);
 
 /* One request/reply on a REQ socket: sends len bytes of req (copied) and
