@@ -235,14 +235,19 @@ static int sim_progress(const char *metrics, int rounds, int *printed, int quiet
 			const cJSON *rej = cJSON_GetObjectItemCaseSensitive(o, "rejected"), *it;
 			double nrej = 0;
 			cJSON_ArrayForEach(it, rej) if (cJSON_IsNumber(it)) nrej += it->valuedouble;
-			if (!quiet)
+			if (!quiet) {
+				double eps = jnum(o, "epsilon");
+				char es[32] = "-";
+				if (!isnan(eps))
+					snprintf(es, sizeof es, "%.4g", eps);
 				printf(
 				    "round %d/%d  reported %.0f/%.0f  rejected %.0f  train %.5g  "
-				    "eval %.5g  agg_bias %.4g  eps %.4g  up %.1f KB  %.2f s\n",
+				    "eval %.5g  agg_bias %.4g  eps %s  up %.1f KB  %.2f s\n",
 				    r, rounds, jnum(o, "reported"), jnum(o, "selected"), nrej,
 				    jnum(o, "train_loss"), jnum(o, "eval_loss"),
-				    jnum(o, "agg_bias"), jnum(o, "epsilon"),
-				    jnum(o, "bytes_up") / 1024.0, jnum(o, "seconds"));
+				    jnum(o, "agg_bias"), es, jnum(o, "bytes_up") / 1024.0,
+				    jnum(o, "seconds"));
+			}
 			*printed = r;
 			last = r;
 		}
