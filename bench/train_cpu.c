@@ -9,11 +9,12 @@
  * 258, random weights; LoRA r 16, alpha 32 on q_proj,v_proj; batch 4 of 256
  * tokens. A step is forward + backward (LoRA gradients only) + AdamW update.
  * With --full the same model is also timed in full-parameter mode
- * (pretraining step). Reported per mode: median step time over N steps after
- * one warm-up step, tokens/s, and achieved GFLOP/s counted by
+ * (pretraining step). Reported per mode: median and fastest step time over N
+ * steps after one warm-up step, tokens/s, and achieved GFLOP/s counted by
  * model_llama_flops (2 per multiply-add of the products, causal attention
  * counted as half the square, elementwise work not counted). The reference
- * is the best of 5 sgemm 1024 x 1024 x 1024 products. Prints a table and
+ * is the best of 5 sgemm 1024 x 1024 x 1024 products, measured before and
+ * after the training steps (the higher of the two is used). Prints a table and
  * writes a JSON object (default build/bench/train_cpu.json).
  *
  * OpenBLAS threads itself; set OPENBLAS_NUM_THREADS to pin the thread count
@@ -75,7 +76,7 @@ static double sgemm_gflops(int n)
 
 typedef struct result {
 	const char *mode;
-	double step_ms, fwd_ms, bwd_ms, tokens_per_s, gflops, flops_per_step;
+	double step_ms, best_ms, fwd_ms, bwd_ms, tokens_per_s, gflops, best_gflops, flops_per_step;
 	float loss_first, loss_last;
 } result;
 
@@ -133,6 +134,8 @@ static int run_mode(model_llama *m, model_train_mode mode, int B, int T, int ste
 	r->tokens_per_s = N / med;
 	r->flops_per_step = model_llama_flops(m, B, T, 1);
 	r->gflops = r->flops_per_step / med / 1e9;
+	r->best_ms = 1e3 * st[1];
+	r->best_gflops = r->flops_per_step / st[1] / 1e9;
 fail:
 	model_optim_free(opt);
 	free(tok), free(tg), free(st), free(sf), free(sb);
@@ -188,7 +191,10 @@ int main(int argc, char **argv)
 	result res[2];
 	int nres = 0;
 	memset(res, 0, sizeof res);
-	double sg = sgemm_gflops(1024);
+	/* measured before and after the steps; the better figure is the
+	 * reference, so CPU contention from other processes lowers the ratio
+	 * rather than raising it */
+	double sg_before = sgemm_gflops(1024), sg_after = 0, sg = sg_before;
 	if ((rv = model_llama_new(&m, &c, 1)) != 0 ||
 	    (rv = model_lora_adapter_new(&c, "q_proj,v_proj", 16, 32.0f, &ad)) != 0)
 		goto fail;
@@ -206,16 +212,21 @@ int main(int argc, char **argv)
 			goto fail;
 		nres = 2;
 	}
+	sg_after = sgemm_gflops(1024);
+	sg = sg_after > sg_before ? sg_after : sg_before;
 	printf("model: %d layers, hidden %d, heads %d, mlp %d, vocab %d; batch %d x %d tokens; "
 	       "LoRA r 16 on q_proj,v_proj\n",
 	       L, c.hidden_size, c.num_heads, c.intermediate_size, c.vocab_size, B, T);
-	printf("sgemm 1024^3: %.1f GFLOP/s (best of 5)\n", sg);
-	printf("%-5s %10s %9s %9s %12s %10s %9s\n", "mode", "step ms", "fwd ms", "bwd ms",
-	       "tokens/s", "GFLOP/s", "vs sgemm");
+	printf("sgemm 1024^3: %.1f GFLOP/s (best of 5 before the steps %.1f, after %.1f)\n", sg,
+	       sg_before, sg_after);
+	printf("%-5s %10s %9s %9s %9s %10s %10s %9s %9s\n", "mode", "step ms", "best ms", "fwd ms",
+	       "bwd ms", "tokens/s", "GFLOP/s", "vs sgemm", "best vs");
 	for (int i = 0; i < nres; i++)
-		printf("%-5s %10.1f %9.1f %9.1f %12.0f %10.1f %8.0f%%\n", res[i].mode,
-		       res[i].step_ms, res[i].fwd_ms, res[i].bwd_ms, res[i].tokens_per_s,
-		       res[i].gflops, 100.0 * res[i].gflops / sg);
+		printf("%-5s %10.1f %9.1f %9.1f %9.1f %10.0f %10.1f %8.0f%% %8.0f%%\n", res[i].mode,
+		       res[i].step_ms, res[i].best_ms, res[i].fwd_ms, res[i].bwd_ms,
+		       res[i].tokens_per_s, res[i].gflops, 100.0 * res[i].gflops / sg,
+		       100.0 * res[i].best_gflops / sg);
+	printf("(median step; \"best\" is the fastest step, less exposed to other processes)\n");
 	FILE *f = fopen(out, "w");
 	if (!f) {
 		fprintf(stderr, "train_cpu: cannot write %s\n", out);
@@ -226,17 +237,20 @@ int main(int argc, char **argv)
 	fprintf(f,
 	        "{\"bench\":\"train_cpu\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"mlp\":%d,"
 	        "\"vocab\":%d,\"batch\":%d,\"seq\":%d,\"lora_r\":16,\"lora_targets\":\"q_proj,v_"
-	        "proj\",\"steps\":%d,\"openblas_threads\":\"%s\",\"sgemm_gflops\":%.2f,\"modes\":[",
+	        "proj\",\"steps\":%d,\"openblas_threads\":\"%s\",\"sgemm_gflops\":%.2f,"
+	        "\"sgemm_gflops_before\":%.2f,\"sgemm_gflops_after\":%.2f,\"modes\":[",
 	        L, c.hidden_size, c.num_heads, c.intermediate_size, c.vocab_size, B, T, steps,
-	        thr ? thr : "default", sg);
+	        thr ? thr : "default", sg, sg_before, sg_after);
 	for (int i = 0; i < nres; i++)
 		fprintf(f,
 		        "%s{\"mode\":\"%s\",\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%."
 		        "2f,\"tokens_per_s\":%.1f,\"gflop_per_step\":%.3f,\"gflops\":%.2f,"
-		        "\"fraction_of_sgemm\":%.3f,\"loss_first\":%.4f,\"loss_last\":%.4f}",
+		        "\"fraction_of_sgemm\":%.3f,\"best_step_ms\":%.2f,"
+		        "\"best_fraction_of_sgemm\":%.3f,\"loss_first\":%.4f,\"loss_last\":%.4f}",
 		        i ? "," : "", res[i].mode, res[i].step_ms, res[i].fwd_ms, res[i].bwd_ms,
 		        res[i].tokens_per_s, res[i].flops_per_step / 1e9, res[i].gflops,
-		        res[i].gflops / sg, res[i].loss_first, res[i].loss_last);
+		        res[i].gflops / sg, res[i].best_ms, res[i].best_gflops / sg,
+		        res[i].loss_first, res[i].loss_last);
 	fprintf(f, "]}\n");
 	if (fclose(f) != 0) {
 		rv = FL_EIO;
