@@ -1,0 +1,439 @@
+/*
+ * tests/cuda_ops_test.c — every CUDA kernel of the trainer against its CPU
+ * twin in model/ops.h (forward and backward), on small random shapes.
+ *
+ * Inputs are rounded to bf16 before the CPU reference sees them, so the
+ * comparison measures only what the GPU path adds: bf16 storage of outputs and
+ * intermediates (one rounding is 2^-8 relative, hence rtol 1e-2 for bf16
+ * outputs and 2-3e-2 where two roundings compound), f32 accumulation order,
+ * and f32 versus double in reductions. Each comparison prints, per tensor, the
+ * element count, max abs error, max relative error and the worst element, so
+ * one run on the GPU machine tells what is wrong. Criterion per element:
+ * |gpu - cpu| <= atol + rtol * |cpu|.
+ *
+ * Without a usable GPU (or in a build without CUDA) every case reports
+ * "skip - NAME: no CUDA device" (not a pass).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "model/ops.h"
+#include "privacy/dp.h"
+#include "privacy/noise.h"
+#include "tests/test.h"
+#ifdef FL_HAVE_CUDA
+#include "model/cuda/cuda.h"
+#endif
+
+static char gpu_why[200];
+
+static int gpu_ok(void)
+{
+#ifdef FL_HAVE_CUDA
+	static int state = -1;
+	if (state < 0)
+		state = model_cuda_probe(gpu_why, sizeof gpu_why) == 0;
+	return state;
+#else
+	snprintf(gpu_why, sizeof gpu_why, "this build has no CUDA support");
+	return 0;
+#endif
+}
+
+#define NEED_GPU()                                                                                 \
+	do {                                                                                       \
+		if (!gpu_ok())                                                                     \
+			TEST_SKIP("no CUDA device (%s)", gpu_why);                                 \
+	} while (0)
+
+#ifdef FL_HAVE_CUDA
+
+static float bf16r(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	u &= 0xffff0000u;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* n values std * N(0,1), rounded to bf16 (what the GPU will hold). */
+static float *randn(fl_rng *r, size_t n, double std)
+{
+	float *x = malloc(n * sizeof *x + 4);
+	for (size_t i = 0; i < n; i++)
+		x[i] = bf16r((float)(std * fl_rng_normal(r)));
+	return x;
+}
+
+static float *zeros(size_t n)
+{
+	return calloc(n + 1, sizeof(float));
+}
+
+static float *dup(const float *x, size_t n)
+{
+	float *y = malloc(n * sizeof *y + 4);
+	memcpy(y, x, n * sizeof *y);
+	return y;
+}
+
+/* Prints the error statistics of got vs ref; returns 1 when every element is
+ * within atol + rtol * |ref|. */
+static int near(const char *what, const float *got, const float *ref, size_t n, double atol,
+                double rtol)
+{
+	double maxabs = 0, maxrel = 0;
+	size_t worst = 0, bad = 0;
+	double worst_excess = -1;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)got[i] - ref[i]);
+		double rel = d / (fabs(ref[i]) > 1e-12 ? fabs(ref[i]) : 1e-12);
+		double lim = atol + rtol * fabs(ref[i]);
+		if (!(d <= lim))
+			bad++;
+		if (d > maxabs)
+			maxabs = d;
+		if (fabs(ref[i]) > atol && rel > maxrel)
+			maxrel = rel;
+		double ex = isnan(d) ? 1e300 : d - lim;
+		if (ex > worst_excess) {
+			worst_excess = ex;
+			worst = i;
+		}
+	}
+	fprintf(
+	    stderr,
+	    "  %-28s n=%-7zu max_abs=%.3g max_rel(|ref|>atol)=%.3g worst[%zu] gpu=%.6g cpu=%.6g "
+	    "(atol %g rtol %g) %s (%zu bad)\n",
+	    what, n, maxabs, maxrel, worst, n ? got[worst] : 0.0, n ? ref[worst] : 0.0, atol, rtol,
+	    bad ? "FAIL" : "ok", bad);
+	return bad == 0;
+}
+
+static void test_embed(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 1, 1);
+	int V = 50, N = 37, C = 24;
+	float *w = randn(&r, (size_t)V * C, 1.0), *dout = randn(&r, (size_t)N * C, 1.0);
+	int tok[37];
+	for (int i = 0; i < N; i++)
+		tok[i] = (int)fl_rng_below(&r, (uint64_t)V);
+	tok[3] = tok[5]; /* a repeated token: the backward must add both rows */
+	float *o1 = zeros((size_t)N * C), *o2 = zeros((size_t)N * C);
+	model_embed_forward(o1, tok, w, N, C);
+	CHECK_RC(model_cuda_op_embed_forward(o2, tok, w, V, N, C));
+	CHECK(near("embed.out", o2, o1, (size_t)N * C, 0, 0));
+	float *d1 = randn(&r, (size_t)V * C, 0.1), *d2 = dup(d1, (size_t)V * C);
+	model_embed_backward(d1, dout, tok, N, C);
+	CHECK_RC(model_cuda_op_embed_backward(d2, dout, tok, V, N, C));
+	CHECK(near("embed.dwte", d2, d1, (size_t)V * C, 1e-6, 1e-6));
+	free(w), free(dout), free(o1), free(o2), free(d1), free(d2);
+}
+
+static void test_rmsnorm(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 2, 1);
+	int N = 33, C = 96;
+	float eps = 1e-5f;
+	float *x = randn(&r, (size_t)N * C, 2.0), *w = randn(&r, C, 1.0);
+	float *dout = randn(&r, (size_t)N * C, 1.0);
+	float *o1 = zeros((size_t)N * C), *o2 = zeros((size_t)N * C), *r1 = zeros(N),
+	      *r2 = zeros(N);
+	model_rmsnorm_forward(o1, r1, x, w, N, C, eps);
+	CHECK_RC(model_cuda_op_rmsnorm_forward(o2, r2, x, w, N, C, eps));
+	CHECK(near("rmsnorm.out (bf16)", o2, o1, (size_t)N * C, 1e-2, 1e-2));
+	CHECK(near("rmsnorm.rstd", r2, r1, N, 0, 1e-5));
+	float *dx1 = randn(&r, (size_t)N * C, 0.1), *dx2 = dup(dx1, (size_t)N * C);
+	float *dw1 = zeros(C), *dw2 = zeros(C);
+	model_rmsnorm_backward(dx1, dw1, dout, x, w, r1, N, C);
+	CHECK_RC(model_cuda_op_rmsnorm_backward(dx2, dw2, dout, x, w, r1, N, C));
+	CHECK(near("rmsnorm.dx", dx2, dx1, (size_t)N * C, 1e-4, 1e-3));
+	CHECK(near("rmsnorm.dw", dw2, dw1, C, 1e-4, 1e-3));
+	free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(dx1), free(dx2),
+	    free(dw1), free(dw2);
+}
+
+static void test_matmul(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 3, 1);
+	int N = 70, IN = 96, OUT = 40;
+	float *x = randn(&r, (size_t)N * IN, 1.0), *w = randn(&r, (size_t)OUT * IN, 0.1);
+	float *dout = randn(&r, (size_t)N * OUT, 1.0);
+	float *o1 = zeros((size_t)N * OUT), *o2 = zeros((size_t)N * OUT);
+	model_matmul_forward(o1, x, w, N, IN, OUT);
+	CHECK_RC(model_cuda_op_matmul_forward(o2, x, w, N, IN, OUT));
+	CHECK(near("matmul.out (bf16)", o2, o1, (size_t)N * OUT, 1e-2, 1e-2));
+	float *dx1 = randn(&r, (size_t)N * IN, 0.1), *dx2 = dup(dx1, (size_t)N * IN);
+	float *dw1 = zeros((size_t)OUT * IN), *dw2 = zeros((size_t)OUT * IN);
+	model_matmul_backward(dx1, dw1, dout, x, w, N, IN, OUT);
+	CHECK_RC(model_cuda_op_matmul_backward(dx2, dw2, dout, x, w, N, IN, OUT));
+	CHECK(near("matmul.dx", dx2, dx1, (size_t)N * IN, 1e-4, 1e-3));
+	CHECK(near("matmul.dw", dw2, dw1, (size_t)OUT * IN, 1e-3, 1e-3));
+	free(x), free(w), free(dout), free(o1), free(o2), free(dx1), free(dx2), free(dw1),
+	    free(dw2);
+}
+
+static void test_lora(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 4, 1);
+	int nex = 3, T = 10, N = nex * T, IN = 64, OUT = 48, rk = 8;
+	float scale = 2.0f;
+	float *x = randn(&r, (size_t)N * IN, 1.0), *A = randn(&r, (size_t)rk * IN, 0.1);
+	float *B = randn(&r, (size_t)OUT * rk, 0.1), *dout = randn(&r, (size_t)N * OUT, 1.0);
+	float *o1 = randn(&r, (size_t)N * OUT, 1.0), *o2 = dup(o1, (size_t)N * OUT);
+	float *xa1 = zeros((size_t)N * rk), *xa2 = zeros((size_t)N * rk);
+	model_lora_forward(o1, xa1, x, A, B, N, IN, OUT, rk, scale);
+	CHECK_RC(model_cuda_op_lora_forward(o2, xa2, x, A, B, N, IN, OUT, rk, scale));
+	CHECK(near("lora.xa (bf16)", xa2, xa1, (size_t)N * rk, 1e-2, 1e-2));
+	CHECK(near("lora.out", o2, o1, (size_t)N * OUT, 1e-2, 1e-2));
+	/* the backward takes the GPU's (bf16) xa on both sides */
+	float *dx1 = randn(&r, (size_t)N * IN, 0.1), *dx2 = dup(dx1, (size_t)N * IN);
+	float *dA1 = zeros((size_t)rk * IN), *dA2 = zeros((size_t)rk * IN);
+	float *dB1 = zeros((size_t)OUT * rk), *dB2 = zeros((size_t)OUT * rk);
+	model_lora_backward(dx1, dA1, dB1, dout, x, xa2, A, B, N, IN, OUT, rk, scale);
+	CHECK_RC(
+	    model_cuda_op_lora_backward(dx2, dA2, dB2, dout, x, xa2, A, B, N, IN, OUT, rk, scale));
+	CHECK(near("lora.dB", dB2, dB1, (size_t)OUT * rk, 1e-3, 1e-3));
+	CHECK(near("lora.dA (dxa bf16)", dA2, dA1, (size_t)rk * IN, 2e-2, 2e-2));
+	CHECK(near("lora.dx (dxa bf16)", dx2, dx1, (size_t)N * IN, 1e-2, 2e-2));
+	/* per example: rows of (A grads | B grads) */
+	size_t na = (size_t)rk * IN, nb = (size_t)OUT * rk, stride = na + nb;
+	float *pe1 = zeros(nex * stride), *pe2 = zeros(nex * stride);
+	model_lora_backward_per_example(NULL, pe1, pe1 + na, stride, dout, x, xa2, A, B, nex, T, IN,
+	                                OUT, rk, scale);
+	CHECK_RC(model_cuda_op_lora_backward_per_example(pe2, stride, 0, na, dout, x, xa2, A, B,
+	                                                 nex, T, IN, OUT, rk, scale));
+	CHECK(near("lora.per_example", pe2, pe1, nex * stride, 2e-2, 2e-2));
+	/* B only (A frozen): the A blocks stay untouched */
+	float *pe3 = zeros(nex * nb), *pe4 = zeros(nex * nb);
+	model_lora_backward_per_example(NULL, NULL, pe3, nb, dout, x, xa2, A, B, nex, T, IN, OUT,
+	                                rk, scale);
+	CHECK_RC(model_cuda_op_lora_backward_per_example(pe4, nb, -1, 0, dout, x, xa2, A, B, nex, T,
+	                                                 IN, OUT, rk, scale));
+	CHECK(near("lora.per_example B only", pe4, pe3, nex * nb, 1e-3, 1e-3));
+	free(x), free(A), free(B), free(dout), free(o1), free(o2), free(xa1), free(xa2), free(dx1),
+	    free(dx2), free(dA1), free(dA2), free(dB1), free(dB2), free(pe1), free(pe2), free(pe3),
+	    free(pe4);
+}
+
+static void test_rope(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 5, 1);
+	int B = 2, T = 40, H = 3, D = 16;
+	size_t n = (size_t)B * T * H * D;
+	float *x1 = randn(&r, n, 1.0), *x2 = dup(x1, n);
+	model_rope_forward(x1, B, T, H, D, 10000.0f);
+	CHECK_RC(model_cuda_op_rope_forward(x2, B, T, H, D, 10000.0f));
+	CHECK(near("rope.fwd (bf16)", x2, x1, n, 1e-2, 1e-2));
+	float *g1 = randn(&r, n, 1.0), *g2 = dup(g1, n);
+	model_rope_backward(g1, B, T, H, D, 10000.0f);
+	CHECK_RC(model_cuda_op_rope_backward(g2, B, T, H, D, 10000.0f));
+	CHECK(near("rope.bwd (bf16)", g2, g1, n, 1e-2, 1e-2));
+	free(x1), free(x2), free(g1), free(g2);
+}
+
+static void test_attention(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 6, 1);
+	int B = 3, T = 24, Hq = 4, Hkv = 2, D = 16;
+	size_t nq = (size_t)B * T * Hq * D, nk = (size_t)B * T * Hkv * D;
+	size_t na = (size_t)B * Hq * T * T;
+	float *q = randn(&r, nq, 1.0), *k = randn(&r, nk, 1.0), *v = randn(&r, nk, 1.0);
+	float *dout = randn(&r, nq, 1.0);
+	float *o1 = zeros(nq), *o2 = zeros(nq), *a1 = zeros(na), *a2 = zeros(na);
+	model_attention_forward(o1, a1, q, k, v, B, T, Hq, Hkv, D);
+	CHECK_RC(model_cuda_op_attention_forward(o2, a2, q, k, v, B, T, Hq, Hkv, D));
+	CHECK(near("attention.probs (bf16)", a2, a1, na, 2e-3, 1e-2));
+	CHECK(near("attention.out (bf16)", o2, o1, nq, 2e-2, 2e-2));
+	float *dq1 = zeros(nq), *dq2 = zeros(nq), *dk1 = zeros(nk), *dk2 = zeros(nk);
+	float *dv1 = zeros(nk), *dv2 = zeros(nk);
+	model_attention_backward(dq1, dk1, dv1, dout, q, k, v, a1, B, T, Hq, Hkv, D);
+	CHECK_RC(model_cuda_op_attention_backward(dq2, dk2, dv2, dout, q, k, v, B, T, Hq, Hkv, D));
+	CHECK(near("attention.dv", dv2, dv1, nk, 3e-2, 3e-2));
+	CHECK(near("attention.dq", dq2, dq1, nq, 3e-2, 3e-2));
+	CHECK(near("attention.dk", dk2, dk1, nk, 3e-2, 3e-2));
+	free(q), free(k), free(v), free(dout), free(o1), free(o2), free(a1), free(a2), free(dq1),
+	    free(dq2), free(dk1), free(dk2), free(dv1), free(dv2);
+}
+
+static void test_swiglu(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 7, 1);
+	int N = 1000;
+	float *g = randn(&r, N, 2.0), *u = randn(&r, N, 1.0), *d = randn(&r, N, 1.0);
+	float *o1 = zeros(N), *o2 = zeros(N);
+	model_swiglu_forward(o1, g, u, N);
+	CHECK_RC(model_cuda_op_swiglu_forward(o2, g, u, N));
+	CHECK(near("swiglu.out (bf16)", o2, o1, N, 1e-3, 1e-2));
+	float *dg1 = zeros(N), *dg2 = zeros(N), *du1 = zeros(N), *du2 = zeros(N);
+	model_swiglu_backward(dg1, du1, d, g, u, N);
+	CHECK_RC(model_cuda_op_swiglu_backward(dg2, du2, d, g, u, N));
+	CHECK(near("swiglu.dgate (bf16)", dg2, dg1, N, 1e-3, 1e-2));
+	CHECK(near("swiglu.dup (bf16)", du2, du1, N, 1e-3, 1e-2));
+	free(g), free(u), free(d), free(o1), free(o2), free(dg1), free(dg2), free(du1), free(du2);
+}
+
+static void test_crossentropy(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 8, 1);
+	int N = 20, V = 3001, rc = 0;
+	float dscale = 1.0f / 17;
+	float *l1 = randn(&r, (size_t)N * V, 3.0), *l2 = dup(l1, (size_t)N * V);
+	float *s1 = zeros(N), *s2 = zeros(N);
+	int tg[20];
+	for (int i = 0; i < N; i++)
+		tg[i] = (int)fl_rng_below(&r, (uint64_t)V);
+	tg[2] = tg[11] = tg[19] = -1; /* ignored rows */
+	float t1 = model_crossentropy_forward_backward(l1, s1, tg, N, V, dscale);
+	float t2 = model_cuda_op_crossentropy_forward_backward(l2, s2, tg, N, V, dscale, &rc);
+	CHECK_RC(rc);
+	CHECK_NEAR(t2, t1, 1e-4, 1e-5);
+	CHECK(near("crossentropy.losses", s2, s1, N, 1e-4, 1e-5));
+	CHECK(near("crossentropy.dlogits (bf16)", l2, l1, (size_t)N * V, 1e-7, 1e-2));
+	free(l1), free(l2), free(s1), free(s2);
+}
+
+static void test_optimizers(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 9, 1);
+	size_t n = 5000;
+	float *p1 = randn(&r, n, 1.0), *g = randn(&r, n, 1.0), *m1 = randn(&r, n, 0.1);
+	float *v1 = zeros(n);
+	for (size_t i = 0; i < n; i++)
+		v1[i] = (float)fabs(fl_rng_normal(&r)) * 0.01f;
+	float *p2 = dup(p1, n), *m2 = dup(m1, n), *v2 = dup(v1, n);
+	model_adamw_update(p1, g, m1, v1, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 3);
+	CHECK_RC(
+	    model_cuda_op_adamw_update(p2, g, m2, v2, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 3));
+	CHECK(near("adamw.p", p2, p1, n, 1e-6, 1e-5));
+	CHECK(near("adamw.m", m2, m1, n, 1e-7, 1e-5));
+	CHECK(near("adamw.v", v2, v1, n, 1e-9, 1e-5));
+	float *q1 = randn(&r, n, 1.0), *q2 = dup(q1, n), *b1 = randn(&r, n, 0.1), *b2 = dup(b1, n);
+	model_sgd_update(q1, g, b1, n, 0.05f, 0.9f, 0.01f);
+	CHECK_RC(model_cuda_op_sgd_update(q2, g, b2, n, 0.05f, 0.9f, 0.01f));
+	CHECK(near("sgd+momentum.p", q2, q1, n, 1e-6, 1e-5));
+	CHECK(near("sgd+momentum.buf", b2, b1, n, 1e-6, 1e-5));
+	model_sgd_update(q1, g, NULL, n, 0.05f, 0, 0);
+	CHECK_RC(model_cuda_op_sgd_update(q2, g, NULL, n, 0.05f, 0, 0));
+	CHECK(near("sgd.p", q2, q1, n, 1e-6, 1e-5));
+	free(p1), free(g), free(m1), free(v1), free(p2), free(m2), free(v2), free(q1), free(q2),
+	    free(b1), free(b2);
+}
+
+static void test_dp_clip_reduce(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 10, 1);
+	int nb = 7;
+	size_t P = 3000;
+	float *g = randn(&r, nb * P, 0.05);
+	for (size_t j = 0; j < P; j++)
+		g[2 * P + j] *= 100.0f;          /* one row far above the clip norm */
+	memset(g + 4 * P, 0, P * sizeof(float)); /* one zero row */
+	float *o1 = zeros(P), *o2 = zeros(P);
+	priv_noise *pn = NULL;
+	uint8_t key[32] = {1};
+	CHECK_RC(priv_noise_new_keyed(&pn, key));
+	CHECK_RC(priv_dpsgd_reduce(g, nb, P, 2.0, 0.0, 5.0, pn, o1));
+	CHECK_RC(model_cuda_op_clip_reduce(o2, g, nb, P, 2.0, 5.0));
+	CHECK(near("dp.clip_reduce (sigma 0)", o2, o1, P, 1e-6, 1e-4));
+	priv_noise_free(pn);
+	free(g), free(o1), free(o2);
+}
+
+static void test_dp_noise(void)
+{
+	NEED_GPU();
+	size_t n = (size_t)1 << 20;
+	double std = 1.5;
+	float *a = zeros(n), *b = zeros(n), *c = zeros(n);
+	CHECK_RC(model_cuda_op_noise(a, n, 0x1234567890abcdefull, 7, std));
+	CHECK_RC(model_cuda_op_noise(b, n, 0x1234567890abcdefull, 7, std));
+	CHECK_RC(model_cuda_op_noise(c, n, 0x1234567890abcdefull, 8, std));
+	double s = 0, s2 = 0, s4 = 0, cov = 0;
+	size_t same = 0, tail = 0;
+	for (size_t i = 0; i < n; i++) {
+		double x = a[i] / std;
+		s += x;
+		s2 += x * x;
+		s4 += x * x * x * x;
+		cov += x * (c[i] / std);
+		same += a[i] == b[i];
+		tail += fabs(x) > 3.0;
+	}
+	double mean = s / n, var = s2 / n - mean * mean, kurt = s4 / n;
+	fprintf(stderr,
+	        "  noise: mean %.5f var %.5f kurtosis %.4f cov(other ctr) %.5f tail>3 %.5f\n", mean,
+	        var, kurt, cov / n, (double)tail / n);
+	CHECK(same == n); /* same key and counter: same stream */
+	CHECK(fabs(mean) < 5.0 / sqrt((double)n));
+	CHECK(fabs(var - 1.0) < 0.01);
+	CHECK(fabs(kurt - 3.0) < 0.05);
+	CHECK(fabs(cov / n) < 5.0 / sqrt((double)n)); /* another counter: independent */
+	CHECK(fabs((double)tail / n - 0.0027) < 0.0006);
+	free(a), free(b), free(c);
+}
+
+#else /* no CUDA in this build: every case is a skip */
+
+static void test_embed(void)
+{
+	NEED_GPU();
+}
+#define test_rmsnorm        test_embed
+#define test_matmul         test_embed
+#define test_lora           test_embed
+#define test_rope           test_embed
+#define test_attention      test_embed
+#define test_swiglu         test_embed
+#define test_crossentropy   test_embed
+#define test_optimizers     test_embed
+#define test_dp_clip_reduce test_embed
+#define test_dp_noise       test_embed
+
+#endif
+
+static const test_case cases[] = {
+    {"cuda_embed", test_embed},
+    {"cuda_rmsnorm", test_rmsnorm},
+    {"cuda_matmul", test_matmul},
+    {"cuda_lora", test_lora},
+    {"cuda_rope", test_rope},
+    {"cuda_attention", test_attention},
+    {"cuda_swiglu", test_swiglu},
+    {"cuda_crossentropy", test_crossentropy},
+    {"cuda_optimizers", test_optimizers},
+    {"cuda_dp_clip_reduce", test_dp_clip_reduce},
+    {"cuda_dp_noise", test_dp_noise},
+    {0},
+};
+
+int main(int argc, char **argv)
+{
+	return test_main(argc, argv, cases);
+}
