@@ -124,11 +124,14 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 	g->o = *o;
 	if ((rv = lora_adapter_clone(&g->global, global)) != 0)
 		goto fail;
-	g->sum = calloc(global->n_a + global->n_b, sizeof(float));
+	g->sum = malloc((global->n_a + global->n_b) * sizeof(float));
 	if (!g->sum) {
 		rv = FL_ENOMEM;
 		goto fail;
 	}
+	/* explicit zeroing touches every page now, at round start, instead of
+	 * page-faulting inside the first client's fold */
+	memset(g->sum, 0, (global->n_a + global->n_b) * sizeof(float));
 	g->off0 = o->strategy == LORA_FFA ? global->n_a : 0;
 	*out = g;
 	return 0;
