@@ -23,6 +23,19 @@
  * dp_expected_clients, and added to the global. fair is refused with
  * FL_ENOTSUP under client-level DP (its correction reads individual updates).
  *
+ * Definitions used by the implementation (lora/aggregate.c, lora/fair.h):
+ * - agg_bias is adapter-wide: sqrt(sum_i ||dW_i - B_i A_i||^2 / sum_i ||dW_i||^2)
+ *   over the adapted matrices i, with the clients' normalized weights (uniform
+ *   under DP, whose sum uses weight 1). Computed in double from Gram products.
+ * - fair: the correction is solved per matrix; fair_cos_before/after are the
+ *   adapter-wide cosines sum_i <dW_i, B_i A_i> / (||dW|| ||B A||). The
+ *   gradient variant halves the step (and retries) whenever a step would raise
+ *   the objective, so the objective never increases; where the cosine is
+ *   undefined (dW = 0 or B_avg A_avg = 0) that matrix gets no correction.
+ * - The new global's alpha is the old global's.
+ * - lora_agg_finish works once; later adds or finishes are FL_ESTATE. A bad
+ *   weight (w <= 0, NaN, Inf) is FL_EINVAL.
+ *
  * Ownership: the aggregator copies what it keeps; callers keep their adapters.
  * lora_agg_free(NULL) is a no-op.
  */
