@@ -1,0 +1,136 @@
+# tests/faults_test.sh — faults during a run, with real processes on loopback:
+#  1. kill -9 of the coordinator after round 2 is committed, restart on the
+#     same run directory: the clients reconnect on their own, the run finishes,
+#     and no round is committed twice (metrics.jsonl: rounds 1..R, once each);
+#  2. a client killed mid-round does not stop the round: the quorum
+#     (--min-clients 2 of 3) commits it at the round timeout and the
+#     remaining clients finish the run.
+# Rounds are made slow enough (linreg 256 wide, 100 local steps) that the kills
+# land inside a run, not after it.
+. tests/lib.sh
+
+pids=""
+stop_all() { for p in $pids; do kill -9 "$p" 2>/dev/null; done; }
+trap 'stop_all; cleanup_tmp' EXIT
+
+SLOW="--linreg-dim 256 --linreg-samples 1024 --local-steps 100 --batch-size 64 --lr 0.01"
+
+# wait_lines FILE N SECONDS: until FILE has >= N lines
+wait_lines() {
+	i=0
+	while [ $i -lt $(($3 * 20)) ]; do
+		[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
+		sleep 0.05; i=$((i + 1))
+	done
+	return 1
+}
+# wait_pid PID SECONDS: until PID exits; its status in $wst
+wait_pid() {
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+	if kill -0 "$1" 2>/dev/null; then wst=timeout; return 1; fi
+	wait "$1"; wst=$?
+	return 0
+}
+metrics_once() { # FILE ROUNDS: rounds 1..ROUNDS, each once, in order
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+r = [json.loads(l)["round"] for l in open(sys.argv[1]) if l.strip()]
+print("  rounds in metrics.jsonl: %s" % r, file=sys.stderr)
+sys.exit(0 if r == list(range(1, int(sys.argv[2]) + 1)) else 1)
+PY
+}
+
+# ---- 1. coordinator kill -9 and restart ----
+run="$TMPROOT/crash"
+mkdir -p "$run/keys"
+"$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
+port=$(free_port)
+url="tcp://127.0.0.1:$port"
+COORD="$FEDLORA coordinator --listen $url --run-dir $run --key $run/keys/coordinator.key
+	--task linreg --strategy fedit --rounds 6 --clients-per-round 3 --min-clients 3
+	--round-timeout 30 --enroll-any --linger 5 $SLOW"
+$COORD >"$TMPROOT/coord1.log" 2>&1 &
+cpid=$!
+pids="$cpid"
+cl=""
+for i in 0 1 2; do
+	"$FEDLORA" keygen --out "$run/keys/client-$i" >/dev/null 2>&1
+	"$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" --task linreg \
+		--client-index $i >"$run/client-$i.log" 2>&1 &
+	cl="$cl $!"
+done
+pids="$pids $cl"
+if wait_lines "$run/metrics.jsonl" 2 60; then
+	kill -9 $cpid
+	wait $cpid 2>/dev/null
+	before=$(wc -l <"$run/metrics.jsonl")
+	ok "crash: coordinator killed -9 after round 2 (metrics had $before lines)"
+else
+	notok "crash: round 2 committed within 60 s"
+	tail -5 "$TMPROOT/coord1.log" | sed 's/^/  /' >&2
+fi
+sleep 0.5
+$COORD >"$TMPROOT/coord2.log" 2>&1 &
+cpid=$!
+pids="$pids $cpid"
+wait_pid $cpid 90
+check "crash: restarted coordinator finishes the run (status $wst)" [ "$wst" = 0 ]
+[ "$wst" = 0 ] || tail -8 "$TMPROOT/coord2.log" | sed 's/^/  /' >&2
+check "crash: every round committed exactly once" metrics_once "$run/metrics.jsonl" 6
+check "crash: the restart resumed from the last committed round" \
+	grep -q "resuming run .* last committed round [2-5]," "$TMPROOT/coord2.log"
+check "crash: global adapter of the last round written" \
+	[ -f "$run/global/round-000006.safetensors" ]
+good=0
+for p in $cl; do wait_pid "$p" 20 && [ "$wst" = 0 ] && good=$((good + 1)); done
+check "crash: all 3 clients reconnected on their own and saw Done ($good of 3)" [ $good -eq 3 ]
+[ $good -eq 3 ] || tail -5 "$run"/client-*.log | sed 's/^/  /' >&2
+
+# ---- 2. a client killed mid-round ----
+run="$TMPROOT/quorum"
+mkdir -p "$run/keys"
+"$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
+port=$(free_port)
+url="tcp://127.0.0.1:$port"
+"$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
+	--task linreg --strategy ffa --rounds 4 --clients-per-round 3 --min-clients 2 \
+	--round-timeout 3 --enroll-any --linger 5 $SLOW >"$TMPROOT/coord3.log" 2>&1 &
+cpid=$!
+pids="$pids $cpid"
+cl=""
+for i in 0 1 2; do
+	"$FEDLORA" keygen --out "$run/keys/client-$i" >/dev/null 2>&1
+	"$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" --task linreg \
+		--client-index $i >"$run/client-$i.log" 2>&1 &
+	last=$!
+	cl="$cl $last"
+done
+pids="$pids $cl"
+victim=$last
+if wait_lines "$run/metrics.jsonl" 1 60; then
+	# round 2 is handed out right after round 1 commits: client 2 is training it
+	kill -9 $victim
+	wait $victim 2>/dev/null
+	ok "quorum: client 2 killed -9 during round 2"
+else
+	notok "quorum: round 1 committed within 60 s"
+fi
+wait_pid $cpid 90
+check "quorum: the run finishes without the killed client (status $wst)" [ "$wst" = 0 ]
+[ "$wst" = 0 ] || tail -8 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
+check "quorum: every round committed once" metrics_once "$run/metrics.jsonl" 4
+check "quorum: rounds after the kill committed with the 2 remaining clients" python3 - \
+	"$run/metrics.jsonl" <<'PY'
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("  reported per round: %s" % [m["reported"] for m in L], file=sys.stderr)
+sys.exit(0 if len(L) == 4 and L[-1]["reported"] == 2 and all(m["reported"] >= 2 for m in L) else 1)
+PY
+good=0
+for p in $cl; do
+	[ "$p" = "$victim" ] && continue
+	wait_pid "$p" 20 && [ "$wst" = 0 ] && good=$((good + 1))
+done
+check "quorum: the 2 remaining clients saw Done ($good of 2)" [ $good -eq 2 ]
+exit $t_failed
