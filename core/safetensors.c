@@ -125,12 +125,20 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 	int nt = 0, nm = 0, *byoff = NULL, rv = FL_EFORMAT;
 	const char *P = f->path;
 
-	root = cJSON_ParseWithLength(hdr, hlen);
+	const char *end = NULL;
+	root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
 	if (!root) {
 		seterr(f->err, sizeof f->err, "%s: header is not valid JSON", P);
 		return FL_EFORMAT;
 	}
 	f->json_ = root;
+	/* only padding may follow the object */
+	for (; end && end < hdr + hlen; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end != 0) {
+			seterr(f->err, sizeof f->err, "%s: bytes after the header's JSON object",
+			       P);
+			return FL_EFORMAT;
+		}
 	if (!cJSON_IsObject(root)) {
 		seterr(f->err, sizeof f->err, "%s: header is not a JSON object", P);
 		return FL_EFORMAT;

@@ -230,6 +230,9 @@ static void test_malformed(void)
 	expect_bad("header over limit", ok, 8, (uint64_t)1 << 40, FL_ETOOBIG);
 	expect_bad("bad json", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],", 8, 0, FL_EFORMAT);
 	expect_bad("not object", "[1,2,3]", 0, 0, FL_EFORMAT);
+	expect_bad("trailing garbage",
+	           "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}xyz", 8, 0,
+	           FL_EFORMAT);
 	expect_bad("offsets out of range",
 	           "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,800]}}", 8, 0,
 	           FL_EFORMAT);
