@@ -1,0 +1,280 @@
+/*
+ * bench/train_gpu.c — tokens/s of a LoRA fine-tuning step of the CUDA model
+ * (model/cuda/cuda.h) on two real model shapes with random bf16 weights.
+ *
+ *   build/bench/train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]
+ *                         [--batch B] [--seq T] [--rank R] [--json FILE]
+ *
+ * Shapes: SmolLM-135M (hidden 576, 30 layers, 9 heads, 3 KV heads, MLP 1536,
+ * vocab 49152, tied) and Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8
+ * KV heads, MLP 8192, vocab 128256, tied, rope theta 500000 without the
+ * llama3 frequency scaling). LoRA r 16, alpha 32 on q_proj,v_proj (A
+ * Kaiming-uniform, B zero as PEFT initializes them), AdamW; batch 8 of 1024
+ * tokens by default. A step is forward + backward (LoRA gradients only, no
+ * frozen-weight gradients) + AdamW, ending with the loss copied to the host.
+ *
+ * Reported per shape: median step time over N timed steps after W warm-up
+ * steps, tokens/s, device memory held by the model (weights, activations,
+ * scratch, LoRA state; cuBLAS's own workspace not included) and the device's
+ * used memory seen by cudaMemGetInfo, and model FLOP utilization:
+ *   FLOPs/token = 4 * N_mm + 12 * L * T * Hq * D
+ * with N_mm the weights of every matrix product (the LM head counted once
+ * even when tied; no embedding lookup), 4 = forward (2) + activation
+ * gradients (2), and the attention term forward (QK^T, PV: 4 T Hq D per
+ * layer) plus its backward (4 products, twice that), full T x T as computed;
+ * LoRA products not counted. Peak: 989 TFLOP/s (H200/H100 SXM bf16 dense).
+ * Prints a table and writes JSON (default build/bench/train_gpu.json).
+ *
+ * Without CUDA in the build, or without a GPU, it says so and exits 2.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "core/rng.h"
+#ifdef FL_HAVE_CUDA
+#include "model/cuda/cuda.h"
+#endif
+
+#define PEAK_FLOPS 989e12
+#define MAX_STEPS  200
+
+typedef struct shape {
+	const char *name;
+	int hidden, layers, heads, kv_heads, inter, vocab;
+	float theta;
+} shape;
+
+static const shape shapes[] = {
+    {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 10000.0f},
+    {"llama-3.2-1b", 2048, 16, 32, 8, 8192, 128256, 500000.0f},
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* A JSON number, or null when not finite. */
+static const char *jnum(char *buf, size_t n, double x)
+{
+	if (!isfinite(x))
+		return "null";
+	snprintf(buf, n, "%.6g", x);
+	return buf;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
+	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n");
+}
+
+#ifdef FL_HAVE_CUDA
+typedef struct result {
+	const char *name;
+	double step_ms, tokens_per_s, mfu, flops_per_token, params;
+	size_t model_bytes, device_used;
+	double loss_first, loss_last;
+	int ok;
+} result;
+
+static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup, result *res)
+{
+	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D, L = s->layers;
+	model_cuda_config c = {s->vocab, s->hidden, s->inter, L,        s->heads, s->kv_heads,
+	                       D,        1,         1e-5f,    s->theta, B,        T};
+	model_cuda *m = NULL;
+	model_cuda_lora_mat *mats = calloc((size_t)2 * L, sizeof *mats);
+	size_t na = (size_t)L * 2 * r * s->hidden, nb = (size_t)L * r * (QD + KD);
+	float *p = calloc(na + nb, sizeof *p);
+	int *tok = malloc(sizeof(int) * B * (T + 1)), *in = malloc(sizeof(int) * B * T),
+	    *tg = malloc(sizeof(int) * B * T);
+	double times[MAX_STEPS];
+	fl_rng rng;
+	int rv = FL_ENOMEM;
+	memset(res, 0, sizeof *res);
+	res->name = s->name;
+	if (!mats || !p || !tok || !in || !tg)
+		goto out;
+	/* adapter layout: every A (q, v per layer), then every B */
+	size_t ao = 0, bo = na;
+	for (int l = 0; l < L; l++) {
+		mats[2 * l] = (model_cuda_lora_mat){l, MODEL_CUDA_Q, ao, bo};
+		ao += (size_t)r * s->hidden;
+		bo += (size_t)QD * r;
+		mats[2 * l + 1] = (model_cuda_lora_mat){l, MODEL_CUDA_V, ao, bo};
+		ao += (size_t)r * s->hidden;
+		bo += (size_t)KD * r;
+	}
+	fl_rng_init(&rng, 42, 1);
+	double bound = 1.0 / sqrt((double)s->hidden);
+	for (size_t i = 0; i < na; i++)
+		p[i] = (float)((2 * fl_rng_uniform(&rng) - 1) * bound);
+	for (int i = 0; i < B * (T + 1); i++)
+		tok[i] = (int)fl_rng_below(&rng, (uint64_t)s->vocab);
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			in[b * T + t] = tok[b * (T + 1) + t];
+			tg[b * T + t] = tok[b * (T + 1) + t + 1];
+		}
+	if ((rv = model_cuda_new(&m, &c, NULL, 1234)) != 0)
+		goto out;
+	if ((rv = model_cuda_lora_attach(m, 2 * L, mats, r, 2.0f, na, nb, p, 1)) != 0)
+		goto out;
+	model_cuda_optim o = {1, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
+	if ((rv = model_cuda_optim_set(m, &o)) != 0)
+		goto out;
+	for (int i = 0; i < warmup + steps; i++) {
+		double loss = 0, t0 = now_s();
+		if ((rv = model_cuda_train_step(m, in, tg, B, T, 1e-4f, &loss)) != 0)
+			goto out;
+		double dt = now_s() - t0;
+		if (i == 0)
+			res->loss_first = loss;
+		res->loss_last = loss;
+		if (i >= warmup)
+			times[i - warmup] = dt;
+	}
+	qsort(times, (size_t)steps, sizeof times[0], cmp_double);
+	double med = times[steps / 2];
+	/* matrix-product weights: q, k, v, o, gate, up, down per layer, plus the LM head */
+	double Nmm = (double)L * ((double)s->hidden * (QD + 2 * KD) + (double)QD * s->hidden +
+	                          3.0 * s->hidden * s->inter) +
+	             (double)s->vocab * s->hidden;
+	double fpt = 4.0 * Nmm + 12.0 * L * (double)T * QD;
+	size_t total = 0, fr = 0;
+	char dev[160];
+	model_cuda_device_info(dev, sizeof dev, &total, &fr);
+	res->step_ms = med * 1e3;
+	res->tokens_per_s = (double)B * T / med;
+	res->flops_per_token = fpt;
+	res->mfu = fpt * res->tokens_per_s / PEAK_FLOPS;
+	res->params = Nmm;
+	res->model_bytes = model_cuda_mem_bytes(m);
+	res->device_used = total - fr;
+	res->ok = 1;
+	rv = 0;
+out:
+	if (rv)
+		fprintf(stderr, "train_gpu: %s failed: %s\n", s->name, fl_strerror(rv));
+	model_cuda_free(m);
+	free(mats), free(p), free(tok), free(in), free(tg);
+	return rv;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+	const char *which = "all", *json = "build/bench/train_gpu.json";
+	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!v) {
+			usage(stderr);
+			return 2;
+		}
+		if (!strcmp(a, "--shape"))
+			which = v;
+		else if (!strcmp(a, "--steps"))
+			steps = atoi(v);
+		else if (!strcmp(a, "--warmup"))
+			warmup = atoi(v);
+		else if (!strcmp(a, "--batch"))
+			B = atoi(v);
+		else if (!strcmp(a, "--seq"))
+			T = atoi(v);
+		else if (!strcmp(a, "--rank"))
+			r = atoi(v);
+		else if (!strcmp(a, "--json"))
+			json = v;
+		else {
+			usage(stderr);
+			return 2;
+		}
+		i++;
+	}
+	if (steps < 1 || steps > MAX_STEPS || warmup < 0 || B < 1 || T < 2 || r < 1 ||
+	    (strcmp(which, "all") && strcmp(which, "smollm") && strcmp(which, "llama1b"))) {
+		usage(stderr);
+		return 2;
+	}
+#ifndef FL_HAVE_CUDA
+	(void)json;
+	fprintf(stderr, "train_gpu: this build has no CUDA support\n");
+	return 2;
+#else
+	char why[200], dev[160] = "";
+	if (model_cuda_probe(why, sizeof why) != 0) {
+		fprintf(stderr, "train_gpu: %s\n", why);
+		return 2;
+	}
+	fl_log_set_level(FL_LOG_WARN);
+	model_cuda_device_info(dev, sizeof dev, NULL, NULL);
+	result res[2];
+	int n = 0, failed = 0;
+	for (int k = 0; k < 2; k++) {
+		if (strcmp(which, "all") && strcmp(which, k ? "llama1b" : "smollm"))
+			continue;
+		failed |= run_shape(&shapes[k], B, T, r, steps, warmup, &res[n]) != 0;
+		n++;
+	}
+	printf("fedlora CUDA LoRA step (r %d q_proj,v_proj, bf16, batch %d x seq %d) on %s\n", r, B,
+	       T, dev);
+	printf("%-14s %10s %12s %12s %12s %8s %10s\n", "shape", "step ms", "tokens/s", "model MiB",
+	       "device MiB", "MFU", "loss");
+	for (int i = 0; i < n; i++) {
+		if (!res[i].ok) {
+			printf("%-14s failed\n", res[i].name);
+			continue;
+		}
+		printf("%-14s %10.2f %12.0f %12.0f %12.0f %7.1f%% %5.2f->%.2f\n", res[i].name,
+		       res[i].step_ms, res[i].tokens_per_s, res[i].model_bytes / 1048576.0,
+		       res[i].device_used / 1048576.0, 100 * res[i].mfu, res[i].loss_first,
+		       res[i].loss_last);
+	}
+	FILE *f = fopen(json, "w");
+	if (!f) {
+		perror(json);
+		return 1;
+	}
+	fprintf(f,
+	        "{\"bench\": \"train_gpu\", \"impl\": \"fedlora\", \"device\": \"%s\", "
+	        "\"batch\": %d, \"seq\": %d, \"rank\": %d, \"steps\": %d, \"peak_flops\": %g, "
+	        "\"results\": [",
+	        dev, B, T, r, steps, PEAK_FLOPS);
+	char b1[32], b2[32];
+	for (int i = 0; i < n; i++)
+		fprintf(
+		    f,
+		    "%s{\"shape\": \"%s\", \"ok\": %s, \"step_ms\": %.4f, \"tokens_per_s\": %.1f, "
+		    "\"peak_mem_bytes\": %zu, \"device_used_bytes\": %zu, \"mfu\": %.5f, "
+		    "\"flops_per_token\": %.6g, \"matmul_params\": %.6g, \"loss_first\": %s, "
+		    "\"loss_last\": %s}",
+		    i ? ", " : "", res[i].name, res[i].ok ? "true" : "false", res[i].step_ms,
+		    res[i].tokens_per_s, res[i].model_bytes, res[i].device_used, res[i].mfu,
+		    res[i].flops_per_token, res[i].params, jnum(b1, sizeof b1, res[i].loss_first),
+		    jnum(b2, sizeof b2, res[i].loss_last));
+	fprintf(f, "]}\n");
+	fclose(f);
+	printf("wrote %s\n", json);
+	return failed;
+#endif
+}
