@@ -321,6 +321,81 @@ static void test_write_fails_cleanly(void)
 	fl_st_close(NULL);
 }
 
+/* Mutated and truncated versions of a valid file never crash the reader: each
+ * either opens (and every tensor converts) or is refused with a message. */
+static void test_mutations_never_crash(void)
+{
+	float x[12];
+	int64_t s2[2] = {3, 4}, s1[1] = {5};
+	fl_st_writer *w;
+	char err[256];
+	const char *good = tpath("good.safetensors"), *bad = tpath("mut.safetensors");
+	unsigned char *buf = NULL, *mut = NULL;
+	long n = 0;
+	uint64_t st = 0x9e3779b97f4a7c15ull;
+	int opened = 0, refused = 0;
+
+	for (int i = 0; i < 12; i++)
+		x[i] = (float)i;
+	CHECK_RC(fl_st_writer_new(&w));
+	CHECK_RC(fl_st_writer_add(w, "w", FL_ST_F32, 2, s2, x));
+	CHECK_RC(fl_st_writer_add(w, "h", FL_ST_F16, 1, s1, x));
+	CHECK_RC(fl_st_writer_meta(w, "k", "v"));
+	CHECK_RC(fl_st_writer_write(w, good, err, sizeof err));
+	fl_st_writer_free(w);
+	FILE *f = fopen(good, "rb");
+	if (!f)
+		return;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc(n);
+	mut = malloc(n);
+	if (fread(buf, 1, n, f) != (size_t)n)
+		test_cur_failed = 1;
+	fclose(f);
+	for (int it = 0; it < 3000; it++) {
+		long len = n;
+		memcpy(mut, buf, n);
+		st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+		if (it < n) {
+			len = it; /* every truncation */
+		} else {
+			int flips = 1 + (int)(st % 3);
+			for (int k = 0; k < flips; k++) {
+				st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+				/* mostly the length prefix and the JSON header */
+				long pos = (long)(st % (uint64_t)(n < 160 ? n : 160));
+				mut[pos] = (unsigned char)(st >> 32);
+			}
+		}
+		FILE *o = fopen(bad, "wb");
+		fwrite(mut, 1, len, o);
+		fclose(o);
+		fl_st_file *r = NULL;
+		err[0] = 0;
+		int rc = fl_st_open(&r, bad, err, sizeof err);
+		if (rc == 0) {
+			opened++;
+			for (int t = 0; t < r->n; t++) {
+				float *dst = malloc((r->tensors[t].nelem + 1) * sizeof *dst);
+				int rr =
+				    fl_st_read_f32(r, &r->tensors[t], dst, r->tensors[t].nelem);
+				CHECK(rr == 0 || rr == FL_ENOTSUP);
+				free(dst);
+			}
+			fl_st_close(r);
+		} else {
+			refused++;
+			CHECK(r == NULL && strstr(err, "mut.safetensors") != NULL);
+		}
+	}
+	CHECK(refused > 0);
+	printf("# %d mutated files opened, %d refused\n", opened, refused);
+	free(buf);
+	free(mut);
+}
+
 static void cleanup(void)
 {
 	DIR *d = opendir(tmpdir);
@@ -338,10 +413,15 @@ static void cleanup(void)
 }
 
 static const test_case cases[] = {
-    TEST(test_roundtrip_f32),       TEST(test_roundtrip_bf16_f16),
-    TEST(test_f16_handmade),        TEST(test_conversions),
-    TEST(test_malformed),           TEST(test_other_dtypes),
-    TEST(test_write_fails_cleanly), {0},
+    TEST(test_roundtrip_f32),
+    TEST(test_roundtrip_bf16_f16),
+    TEST(test_f16_handmade),
+    TEST(test_conversions),
+    TEST(test_malformed),
+    TEST(test_other_dtypes),
+    TEST(test_write_fails_cleanly),
+    TEST(test_mutations_never_crash),
+    {0},
 };
 
 int main(int argc, char **argv)
