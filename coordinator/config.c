@@ -66,6 +66,9 @@ static const opt_def opts[] = {
     O("contexts", T_INT, contexts, 0, "concurrent request contexts of the server socket"),
     O("poll_timeout", T_DBL, poll_timeout, 0, "seconds a GetTask long poll is held"),
     O("linger", T_DBL, linger, 0, "seconds Done is still answered after the last round"),
+    O("join_wait", T_DBL, join_wait, 0,
+      "seconds the first round waits for clients-per-round registrations once min-clients "
+      "have registered"),
     O("dp", T_STR, dp, 1, "none | sample (DP-SGD at clients) | client (DP-FedAvg here)"),
     O("dp_clip", T_DBL, dp_clip, 1, "clip norm C (sample) or S (client)"),
     O("dp_noise", T_DBL, dp_noise, 1, "noise multiplier sigma"),
@@ -107,6 +110,7 @@ void coord_config_default(coord_config *c)
 	c->contexts = 16;
 	c->poll_timeout = 2;
 	c->linger = 3;
+	c->join_wait = 2;
 	strcpy(c->dp, "none");
 	c->dp_delta = 1e-5;
 	c->fair_lambda = 0.01;
@@ -393,6 +397,7 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->poll_timeout > 0 && c->poll_timeout <= 600,
 	        "--poll-timeout must be in (0, 600]");
 	REQUIRE(c->linger >= 0 && c->linger <= 3600, "--linger must be in [0, 3600]");
+	REQUIRE(c->join_wait >= 0 && c->join_wait <= 86400, "--join-wait must be in [0, 86400]");
 	REQUIRE(c->num_clients >= 0, "--num-clients must be >= 0");
 	REQUIRE(!!c->tls_cert[0] == !!c->tls_key[0], "--tls-cert and --tls-key go together");
 	REQUIRE(strncmp(c->listen, "tls+", 4) || c->tls_cert[0],

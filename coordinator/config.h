@@ -61,6 +61,7 @@ typedef struct coord_config {
 	int contexts;        /* concurrent nng contexts */
 	double poll_timeout; /* seconds a GetTask long poll is held */
 	double linger;       /* seconds Done is still answered after the run ends */
+	double join_wait;    /* seconds to wait for clients_per_round registrations */
 	/* differential privacy */
 	char dp[COORD_NAME_MAX]; /* none | sample | client */
 	double dp_clip, dp_noise, dp_q, dp_delta, target_eps;

@@ -295,7 +295,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 		              rv == FL_ESTALE ? "run id of another run" : fl_strerror(rv));
 	if (!key_admitted(c, m->signer))
 		return reject(c, FL_EKEY, who, "hello: key not on the allow list");
-	if (h->num_samples <= 0 || h->num_samples > (int64_t)1 << 40)
+	if (h->num_samples < 0 || h->num_samples > (int64_t)1 << 40)
 		return reject(c, FL_EFORMAT, who, "hello: num_samples %lld out of range",
 		              (long long)h->num_samples);
 	priv_pk_to_hex(m->signer, hex);
@@ -1276,7 +1276,7 @@ static int finish_run_locked(coord *c, const char *reason)
 int coord_run(coord *c, char *err, size_t errn)
 {
 	const coord_config *g = &c->cfg;
-	double t_round = 0, deadline, t_wait_log = 0;
+	double t_round = 0, deadline, t_wait_log = 0, t_quorum = 0;
 	int rv = 0;
 
 	if ((rv = start_server(c, err, errn)) != 0)
@@ -1294,6 +1294,18 @@ int coord_run(coord *c, char *err, size_t errn)
 			if ((rv = finish_run_locked(c, "rounds")) != 0)
 				break;
 			continue;
+		}
+		/* the first round of this process waits up to join_wait seconds
+		 * (after the quorum registered) for a full selection */
+		if (c->st.n_clients >= g->min_clients && c->st.n_clients < g->clients_per_round &&
+		    c->cur_round == 0) {
+			double t = now_s();
+			if (t_quorum == 0)
+				t_quorum = t;
+			if (t - t_quorum < g->join_wait) {
+				wait_until(c, t_quorum + g->join_wait);
+				continue;
+			}
 		}
 		if (c->st.n_clients < g->min_clients) {
 			double t = now_s();
