@@ -604,6 +604,63 @@ static void test_save_load_tied(void)
 	roundtrip(1);
 }
 
+/* A checkpoint stored in BF16 (or F16) loads as its float32 values. */
+static void half_checkpoint(fl_st_dtype dt)
+{
+	model_llama *m = NULL, *m2 = NULL;
+	model_config cf = tiny_config(0);
+	CHECK_RC(model_llama_new(&m, &cf, 12));
+	randomize(m, 13);
+	make_tmpdir();
+	char dir[300], st[400], err[256];
+	snprintf(dir, sizeof dir, "%s/base", tmpdir);
+	snprintf(st, sizeof st, "%s/model.safetensors", dir);
+	CHECK_RC(model_llama_save(m, dir));
+	/* rewrite every tensor of the file in the half type */
+	fl_st_file *f = NULL;
+	fl_st_writer *w = NULL;
+	float *vals = malloc(m->nparams * sizeof(float)), *at = vals;
+	CHECK_RC(fl_st_open(&f, st, err, sizeof err));
+	CHECK_RC(fl_st_writer_new(&w));
+	for (int i = 0; f && w && i < f->n; i++) {
+		const fl_st_tensor *t = &f->tensors[i];
+		CHECK_RC(fl_st_read_f32(f, t, at, t->nelem));
+		CHECK_RC(fl_st_writer_add(w, t->name, dt, t->ndim, t->shape, at));
+		at += t->nelem;
+	}
+	CHECK_RC(fl_st_writer_write(w, st, err, sizeof err));
+	fl_st_writer_free(w);
+	fl_st_close(f);
+	free(vals);
+	CHECK_RC(model_llama_load(&m2, dir));
+	if (m2) {
+		int bad = 0;
+		for (size_t i = 0; i < m->nparams; i++) {
+			float x = m->params[i];
+			float want = dt == FL_ST_BF16 ? fl_bf16_to_f32(fl_f32_to_bf16(x))
+			                              : fl_f16_to_f32(fl_f32_to_f16(x));
+			bad += m2->params[i] != want;
+		}
+		CHECK(bad == 0);
+		/* and it is not the float32 file by accident */
+		CHECK(memcmp(m->params, m2->params, m->nparams * sizeof(float)) != 0);
+	}
+	model_llama_free(m);
+	model_llama_free(m2);
+	rm_dir(dir);
+	rmdir(tmpdir);
+}
+
+static void test_load_bf16(void)
+{
+	half_checkpoint(FL_ST_BF16);
+}
+
+static void test_load_f16(void)
+{
+	half_checkpoint(FL_ST_F16);
+}
+
 static void test_config_json(void)
 {
 	model_config c, d;
@@ -793,6 +850,8 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_training_lowers_loss),
                                   TEST(test_save_load_untied),
                                   TEST(test_save_load_tied),
+                                  TEST(test_load_bf16),
+                                  TEST(test_load_f16),
                                   TEST(test_config_json),
                                   TEST(test_config_rejects),
                                   TEST(test_load_rejects),
