@@ -54,12 +54,12 @@ const char *lora_strategy_name(lora_strategy s);
 
 typedef struct lora_agg_opts {
 	lora_strategy strategy;
-	int compute_bias;    /* report agg_bias (keeps client factors) */
+	int compute_bias; /* report agg_bias (keeps client factors) */
 	/* fair */
-	double fair_lambda;  /* regularizer, default 0.01 */
-	int fair_steps;      /* gradient steps, default 300 */
-	double fair_lr;      /* step size, default 0.01 */
-	int fair_ridge;      /* 1: closed-form ridge correction instead of gradient steps */
+	double fair_lambda; /* regularizer, default 0.01 */
+	int fair_steps;     /* gradient steps, default 300 */
+	double fair_lr;     /* step size, default 0.01 */
+	int fair_ridge;     /* 1: closed-form ridge correction instead of gradient steps */
 	/* client-level DP; off when dp_clip <= 0 */
 	double dp_clip, dp_noise, dp_expected_clients;
 	struct priv_noise *noise; /* required when dp_clip > 0 */
@@ -69,12 +69,12 @@ typedef struct lora_agg_opts {
 void lora_agg_opts_default(lora_agg_opts *o);
 
 typedef struct lora_agg_stats {
-	int clients;         /* updates folded in */
-	double weight_sum;   /* sum of weights */
-	double agg_bias;     /* ||dW - B_g A_g||_F / ||dW||_F, NaN when not computed */
+	int clients;       /* updates folded in */
+	double weight_sum; /* sum of weights */
+	double agg_bias;   /* ||dW - B_g A_g||_F / ||dW||_F, NaN when not computed */
 	double fair_cos_before, fair_cos_after; /* cos(dW, B A_avg) before/after correction */
-	double dp_clipped_frac; /* fraction of updates that clipping shrank */
-	double update_norm_mean; /* mean L2 norm of client deltas before clipping */
+	double dp_clipped_frac;                 /* fraction of updates that clipping shrank */
+	double update_norm_mean;                /* mean L2 norm of client deltas before clipping */
 } lora_agg_stats;
 
 typedef struct lora_agg lora_agg;
@@ -93,6 +93,6 @@ int lora_agg_finish(lora_agg *g, lora_adapter *out, lora_agg_stats *stats);
  * products only (the same routine the aggregator uses; exposed for tests and
  * benchmarks). p are the normalized weights. */
 int lora_agg_bias(const lora_adapter *const *clients, const double *p, int k,
-		  const lora_adapter *global, double *bias);
+                  const lora_adapter *global, double *bias);
 
 #endif
