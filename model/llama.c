@@ -942,26 +942,44 @@ int model_llama_backward_per_example(model_llama *m, float *pe)
 double model_llama_flops(const model_llama *m, int B, int T, int backward)
 {
 	const model_config *c = &m->cfg;
-	double N = (double)B * T, lin = 0, lora = 0;
+	double N = (double)B * T, layer = 0, qkv = 0, fwd_lora = 0, bwd = 0;
 	for (int mod = 0; mod < MODEL_NMODULE; mod++) {
 		int in, out;
 		module_dims(c, mod, &in, &out);
-		lin += 2.0 * in * out;
+		layer += 2.0 * in * out;
+		if (mod <= MODEL_M_V)
+			qkv += 2.0 * in * out;
 	}
-	lin *= c->num_layers;
 	double head = 2.0 * c->hidden_size * c->vocab_size;
-	/* causal attention: QK^T and PV over (t+1) keys for query t */
-	double att = 2.0 * 2.0 * c->num_heads * c->head_dim * ((double)T + 1) / 2.0 * c->num_layers;
-	int r = m->lora ? m->lora->r : 0;
+	/* causal attention: QK^T and PV over (t+1) keys for query t, per layer */
+	double att = 2.0 * 2.0 * c->num_heads * c->head_dim * ((double)T + 1) / 2.0;
+	int r = m->lora ? m->lora->r : 0, full = m->mode == MODEL_TRAIN_FULL;
+	int lmin = lowest_trained_layer(m);
 	for (int i = 0; i < nlora(m); i++)
-		lora += 2.0 * r * (m->lora->mats[i].in + m->lora->mats[i].out);
-	double fwd = N * (lin + head + att + lora);
+		fwd_lora += 2.0 * r * (m->lora->mats[i].in + m->lora->mats[i].out);
+	double fwd = N * (c->num_layers * (layer + att) + head) + N * fwd_lora;
 	if (!backward)
 		return fwd;
-	double bwd;
-	if (m->mode == MODEL_TRAIN_FULL)
-		bwd = N * (2 * lin + 2 * head + 2 * att + 2 * lora);
-	else /* frozen weights: input gradients only; LoRA: dB, dB A-path, dA, dx */
-		bwd = N * (lin + head + 2 * att + 2 * lora);
-	return fwd + bwd;
+	/* what backward_impl computes: the head's input gradient (and weight
+	 * gradient in full mode), then layers from the top down to lmin: input
+	 * gradients of every linear (not q/k/v at lmin outside full mode), weight
+	 * gradients in full mode, attention's four products */
+	bwd = head * (full ? 2 : 1);
+	for (int l = lmin; l < c->num_layers; l++) {
+		bwd += layer - (!full && l == lmin ? qkv : 0) + 2 * att;
+		if (full)
+			bwd += layer;
+		for (int mod = 0; mod < MODEL_NMODULE && m->lora; mod++) {
+			int li = m->lora_idx[l * MODEL_NMODULE + mod];
+			if (li < 0)
+				continue;
+			double in = m->lora->mats[li].in, out = m->lora->mats[li].out;
+			int need_dx = full || l > lmin || mod > MODEL_M_V;
+			bwd += 2.0 * r * out;                                  /* dout B */
+			bwd += full ? 0 : 2.0 * r * out;                       /* dB */
+			bwd += m->mode == MODEL_TRAIN_LORA ? 2.0 * r * in : 0; /* dA */
+			bwd += need_dx ? 2.0 * r * in : 0;                     /* dx */
+		}
+	}
+	return fwd + N * bwd;
 }

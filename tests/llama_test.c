@@ -842,6 +842,37 @@ static void test_bad_use(void)
 	model_llama_free(m);
 }
 
+/* FLOP counts against a hand count for the tiny config (C 8, I 12, L 2,
+ * Hq 4, Hkv 2, D 2, V 11), LoRA r 2 on q_proj,v_proj. */
+static void test_flops(void)
+{
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	model_config cf = tiny_config(0);
+	CHECK_RC(model_llama_new(&m, &cf, 1));
+	CHECK_RC(model_lora_adapter_new(&cf, "q_proj,v_proj", 2, 4, &ad));
+	CHECK_RC(model_llama_attach_lora(m, ad));
+	int B = 2, T = 5;
+	double N = B * T;
+	/* per token: q 8x8, k 8x4, v 8x4, o 8x8, gate/up 8x12, down 12x8 */
+	double layer = 2.0 * (64 + 32 + 32 + 64 + 96 + 96 + 96), qkv = 2.0 * (64 + 32 + 32);
+	double head = 2.0 * 8 * 11, att = 2.0 * 2.0 * 4 * 2 * (T + 1) / 2.0;
+	double lora_q = 2.0 * 2 * (8 + 8), lora_v = 2.0 * 2 * (8 + 4);
+	double fwd = N * (2 * (layer + att) + head + 2 * (lora_q + lora_v));
+	CHECK_NEAR(model_llama_flops(m, B, T, 0), fwd, 1e-6, 1e-12);
+	CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_LORA));
+	/* backward: head dx; layer 1 everything; layer 0 without q/k/v dx; LoRA
+	 * dout B + dB + dA everywhere, dx except in layer 0 (q and v) */
+	double bwd = head + (layer + 2 * att) + (layer - qkv + 2 * att);
+	/* per adapted matrix: dout B 2*r*out, dB 2*r*out, dA 2*r*in, dx 2*r*in */
+	double q1 = 4.0 * 8 + 4.0 * 8 + 4.0 * 8 + 4.0 * 8,
+	       v1 = 4.0 * 4 + 4.0 * 4 + 4.0 * 8 + 4.0 * 8;
+	bwd += q1 + v1 + (q1 - 4.0 * 8) + (v1 - 4.0 * 8); /* layer 0: no dx */
+	CHECK_NEAR(model_llama_flops(m, B, T, 1), fwd + N * bwd, 1e-6, 1e-12);
+	model_llama_free(m);
+	lora_adapter_free(ad);
+}
+
 static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_lora_grad_untied),
                                   TEST(test_lora_grad_tied),
@@ -856,6 +887,7 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_config_rejects),
                                   TEST(test_load_rejects),
                                   TEST(test_bad_use),
+                                  TEST(test_flops),
                                   {0}};
 
 int main(int argc, char **argv)
