@@ -358,19 +358,36 @@ static void test_lora_grad_tied(void)
 	lora_gradcheck(1);
 }
 
-static void full_gradcheck(int tied)
+/* Full-parameter gradients; with `with_lora`, an adapter on every module is
+ * attached (applied in the forward, not trained), so the input gradients
+ * flow through its LoRA paths too. */
+static void full_gradcheck(int tied, int with_lora)
 {
 	model_config cf = tiny_config(tied);
 	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
 	CHECK_RC(model_llama_new(&m, &cf, 9));
 	randomize(m, 31);
+	if (with_lora) {
+		CHECK_RC(model_lora_adapter_new(&cf, "all", 2, 4.0f, &ad));
+		fill_normal(ad->params, ad->n_a + ad->n_b, 0.5, 41);
+		CHECK_RC(model_llama_attach_lora(m, ad));
+	}
 	int B = 2, T = 4, V = cf.vocab_size;
 	int tok[8], tg[8];
 	batch(B, T, V, tok, tg, 4);
 	CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
 	CHECK_RC(model_llama_forward(m, tok, tg, B, T, NULL));
 	CHECK_RC(model_llama_backward(m));
-	ref_ctx c = {m, dcopy(m->params, m->nparams), NULL, tok, tg, B, T, -1, NULL};
+	ref_ctx c = {m,
+	             dcopy(m->params, m->nparams),
+	             ad ? dcopy(ad->params, ad->n_a + ad->n_b) : NULL,
+	             tok,
+	             tg,
+	             B,
+	             T,
+	             -1,
+	             NULL};
 	/* a few entries of every tensor */
 	for (int i = 0; i < MODEL_NPARAM; i++) {
 		if (m->param_size[i] == 0)
@@ -380,18 +397,31 @@ static void full_gradcheck(int tied)
 		snprintf(what, sizeof what, "param %d", i);
 		gradcheck(what, &c, c.p + o, m->grads + o, m->param_size[i], 6);
 	}
+	if (ad) { /* the adapter got no gradient */
+		int zero = 1;
+		for (size_t i = 0; i < ad->n_a + ad->n_b; i++)
+			zero &= m->lora_grad[i] == 0.0f;
+		CHECK(zero);
+	}
 	free(c.p);
+	free(c.lp);
 	model_llama_free(m);
+	lora_adapter_free(ad);
 }
 
 static void test_full_grad_untied(void)
 {
-	full_gradcheck(0);
+	full_gradcheck(0, 0);
+}
+
+static void test_full_grad_with_lora(void)
+{
+	full_gradcheck(0, 1);
 }
 
 static void test_full_grad_tied(void)
 {
-	full_gradcheck(1);
+	full_gradcheck(1, 0);
 }
 
 /* The model's logits equal the double reference; a later smaller batch reuses
@@ -878,6 +908,7 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_lora_grad_tied),
                                   TEST(test_full_grad_untied),
                                   TEST(test_full_grad_tied),
+                                  TEST(test_full_grad_with_lora),
                                   TEST(test_training_lowers_loss),
                                   TEST(test_save_load_untied),
                                   TEST(test_save_load_tied),
