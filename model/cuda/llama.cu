@@ -37,7 +37,8 @@ struct model_cuda {
 	long Nmax;
 	cudaStream_t s;
 	cublasHandle_t h;
-	size_t mem; /* bytes allocated */
+	size_t mem;      /* bytes allocated */
+	size_t lora_mem; /* of which the LoRA state (released on re-attach) */
 	/* parameters (bf16) */
 	bf16 *wmem;
 	bf16 *w[W_N];
@@ -305,7 +306,9 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 	m->opt.b1 = 0.9f;
 	m->opt.b2 = 0.999f;
 	m->opt.eps = 1e-8f;
-	CU_TRY(cudaStreamCreateWithFlags(&m->s, cudaStreamNonBlocking));
+	/* a blocking stream: it orders with the legacy default stream that
+	 * cudaMemcpy uses */
+	CU_TRY(cudaStreamCreate(&m->s));
 	CUBLAS_TRY(cublasCreate(&m->h));
 	CUBLAS_TRY(cublasSetStream(m->h, m->s));
 
@@ -489,6 +492,9 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 	}
 	/* release a previous attachment */
 	cudaStreamSynchronize(m->s);
+	m->mem -= m->lora_mem;
+	m->lora_mem = 0;
+	size_t mem0 = m->mem;
 	cudaFree(m->lmem);
 	cudaFree(m->l16);
 	cudaFree(m->xa);
@@ -525,11 +531,13 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 	    (rv = dev_alloc(m, (void **)&m->dxa, (size_t)m->Nmax * r * 2)) != 0)
 		goto fail;
 	m->nlora = n;
+	m->lora_mem = m->mem - mem0;
 	CU_TRY(cudaMemsetAsync(m->lg, 0, 3 * P * sizeof(float), m->s));
 	m->t = 0;
 	rv = model_cuda_lora_set(m, params);
 	return rv;
 fail:
+	m->lora_mem = m->mem - mem0;
 	m->nlora = 0;
 	return rv;
 }
@@ -1009,13 +1017,19 @@ fail:
 static int ensure_dp(model_cuda *m)
 {
 	int rv = 0;
-	if (m->pe)
+	if (m->pe && m->dp_sum && m->norms2)
 		return 0;
-	if ((rv = dev_alloc(m, (void **)&m->pe, (size_t)m->c.max_batch * ntrain(m) * 4)) != 0 ||
-	    (rv = dev_alloc(m, (void **)&m->dp_sum, ntrain(m) * 4)) != 0 ||
-	    (rv = dev_alloc(m, (void **)&m->norms2, (size_t)m->c.max_batch * 4)) != 0)
-		return rv;
-	return 0;
+	cudaFree(m->pe);
+	cudaFree(m->dp_sum);
+	m->pe = m->dp_sum = NULL; /* a partial earlier attempt (its bytes stay counted) */
+	size_t before = m->mem;
+	rv = dev_alloc(m, (void **)&m->pe, (size_t)m->c.max_batch * ntrain(m) * 4);
+	if (rv == 0)
+		rv = dev_alloc(m, (void **)&m->dp_sum, ntrain(m) * 4);
+	if (rv == 0)
+		rv = dev_alloc(m, (void **)&m->norms2, (size_t)m->c.max_batch * 4);
+	m->lora_mem += m->mem - before;
+	return rv;
 }
 
 extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const int *tgt, int B,
