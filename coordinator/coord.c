@@ -490,7 +490,9 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 	c->folding--;
 	if (rv) {
 		c->sel[idx] = SEL_PENDING; /* it may still send a good update */
-		count_reject_locked(c, rv, who, "submit: tensors refused");
+		char text[160];
+		snprintf(text, sizeof text, "submit: update refused: %s", fl_strerror(rv));
+		count_reject_locked(c, rv, who, text);
 	} else {
 		const Fedlora__TrainMetrics *tm = s->metrics;
 		double ns = (double)s->num_samples;

@@ -14,7 +14,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <math.h>
+#include <nng/nng.h>
+#include <pthread.h>
+
 #include "coordinator/config.h"
+#include "coordinator/coord.h"
+#include "core/net.h"
+#include "core/wire.h"
+#include "lora/adapter.h"
+#include "privacy/accountant.h"
+#include "privacy/sign.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
 #include "core/rng.h"
@@ -386,6 +396,533 @@ static void test_sample_deterministic(void)
 	CHECK(!memcmp(x, y, sizeof x));
 }
 
+/* ------------------------------------------------------------------------
+ * Live tests: a coordinator on inproc:// in a thread, driven by scripted
+ * clients in the test thread (small linreg adapter, short timeouts).
+ */
+
+typedef struct live {
+	coord *c;
+	pthread_t th;
+	int rv;
+	char err[256];
+} live;
+
+static void *live_main(void *arg)
+{
+	live *l = arg;
+	l->rv = coord_run(l->c, l->err, sizeof l->err);
+	return NULL;
+}
+
+static int live_start(live *l, const coord_config *cfg)
+{
+	char err[256] = "";
+	int rv = coord_open(&l->c, cfg, err, sizeof err);
+	if (rv) {
+		fprintf(stderr, "  coord_open: %s\n", err);
+		return rv;
+	}
+	if (pthread_create(&l->th, NULL, live_main, l) != 0)
+		return FL_EIO;
+	return 0;
+}
+
+/* Waits for coord_run to return (it does once the run is done). */
+static int live_join(live *l)
+{
+	/* a failed check may leave the run waiting for clients: stop it */
+	if (test_cur_failed)
+		coord_request_stop(l->c);
+	pthread_join(l->th, NULL);
+	coord_close(l->c);
+	l->c = NULL;
+	return l->rv;
+}
+
+typedef struct tclient {
+	priv_key key;
+	nng_socket s;
+	char run_id[FL_RUN_ID_MAX + 1];
+	uint64_t last_round;
+} tclient;
+
+static uint8_t coord_pk[PRIV_PK_BYTES];
+
+static int tclient_open(tclient *tc, const char *url)
+{
+	fl_net_opts o;
+	memset(tc, 0, sizeof *tc);
+	fl_net_opts_default(&o);
+	o.recv_timeout_ms = 5000;
+	o.recv_max = 8u << 20;
+	if (priv_key_generate(&tc->key) != 0)
+		return FL_ECRYPTO;
+	return fl_net_dial(&tc->s, url, &o);
+}
+
+static void tclient_close(tclient *tc)
+{
+	nng_close(tc->s);
+	priv_key_wipe(&tc->key);
+}
+
+/* Sends raw bytes, opens the reply (signed by the coordinator) into *m. */
+static int call_raw(tclient *tc, const void *buf, size_t len, fl_wire_msg *m)
+{
+	nng_msg *rep = NULL;
+	int rv = fl_net_call(tc->s, buf, len, &rep);
+	if (rv)
+		return rv;
+	rv = fl_wire_open_msg(rep, 64u << 20, coord_pk, m);
+	nng_msg_free(rep);
+	return rv;
+}
+
+static int call(tclient *tc, const ProtobufCMessage *body, uint32_t type, fl_wire_msg *m)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv = fl_wire_seal(body, type, &tc->key, &buf, &len);
+	if (rv)
+		return rv;
+	rv = call_raw(tc, buf, len, m);
+	free(buf);
+	return rv;
+}
+
+/* Reject code of a reply, or 1 when it is not a Reject. */
+static int reject_code(const fl_wire_msg *m)
+{
+	const Fedlora__Reject *r = FL_WIRE_BODY(m, Fedlora__Reject, FL_MSG_REJECT);
+	return r ? r->code : 1;
+}
+
+static int tclient_hello(tclient *tc)
+{
+	Fedlora__Hello h = FEDLORA__HELLO__INIT;
+	fl_wire_msg m;
+	int rv;
+
+	h.client_key.data = tc->key.pk;
+	h.client_key.len = PRIV_PK_BYTES;
+	h.software_version = "test";
+	h.num_samples = 100;
+	if ((rv = call(tc, &h.base, FL_MSG_HELLO, &m)) != 0)
+		return rv;
+	if (m.type != FL_MSG_WELCOME) {
+		rv = reject_code(&m);
+	} else {
+		const Fedlora__Welcome *w = (const Fedlora__Welcome *)m.body;
+		snprintf(tc->run_id, sizeof tc->run_id, "%s", w->run_id);
+		rv = 0;
+	}
+	fl_wire_msg_fini(&m);
+	return rv;
+}
+
+/* GetTask until a Task (0, *task filled: an adapter of shape `shape` with the
+ * task's values, *round) or Done (FL_EDONE) arrives, at most ~tries polls. */
+static int tclient_task(tclient *tc, lora_adapter *ad, uint64_t *round, int tries)
+{
+	for (int i = 0; i < tries; i++) {
+		Fedlora__GetTask g = FEDLORA__GET_TASK__INIT;
+		fl_wire_msg m;
+		int rv;
+
+		g.run_id = tc->run_id;
+		g.last_round_seen = tc->last_round;
+		if ((rv = call(tc, &g.base, FL_MSG_GET_TASK, &m)) != 0)
+			return rv;
+		if (m.type == FL_MSG_TASK) {
+			const Fedlora__Task *t = (const Fedlora__Task *)m.body;
+			*round = t->round;
+			rv = fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, ad);
+			fl_wire_msg_fini(&m);
+			return rv;
+		}
+		rv = m.type == FL_MSG_DONE ? FL_EDONE : m.type == FL_MSG_WAIT ? 0 : reject_code(&m);
+		fl_wire_msg_fini(&m);
+		if (rv)
+			return rv;
+	}
+	return FL_ETIMEOUT;
+}
+
+/* A sealed Submit of adapter ad for `round` (malloc'd in *buf). */
+static int make_submit(tclient *tc, const char *run_id, uint64_t round, const lora_adapter *ad,
+                       double loss, uint8_t **buf, size_t *len)
+{
+	Fedlora__Submit s = FEDLORA__SUBMIT__INIT;
+	Fedlora__TrainMetrics tm = FEDLORA__TRAIN_METRICS__INIT;
+	fl_wire_tensors ts = {0};
+	uint8_t nonce[FL_NONCE_BYTES];
+	int rv;
+
+	fl_wire_nonce(nonce);
+	if ((rv = fl_wire_tensors_from_adapter(ad, FL_WIRE_AB, FL_DTYPE_F32, &ts)) != 0)
+		return rv;
+	tm.train_loss = loss;
+	tm.eval_before = loss + 1;
+	tm.eval_after = loss;
+	tm.steps = 1;
+	s.run_id = (char *)run_id;
+	s.round = round;
+	s.nonce.data = nonce;
+	s.nonce.len = sizeof nonce;
+	s.num_samples = 100;
+	s.n_tensors = ts.n;
+	s.tensors = ts.t;
+	s.metrics = &tm;
+	rv = fl_wire_seal(&s.base, FL_MSG_SUBMIT, &tc->key, buf, len);
+	fl_wire_tensors_fini(&ts);
+	return rv;
+}
+
+/* Sends a sealed Submit; 0 on Ack, the Reject code otherwise. */
+static int send_submit(tclient *tc, const uint8_t *buf, size_t len)
+{
+	fl_wire_msg m;
+	int rv = call_raw(tc, buf, len, &m);
+	if (rv)
+		return rv;
+	rv = m.type == FL_MSG_ACK ? 0 : reject_code(&m);
+	fl_wire_msg_fini(&m);
+	return rv;
+}
+
+/* One honest round for a client: get the task, nudge B, submit. */
+static int tclient_round(tclient *tc, lora_adapter *ad, int tries)
+{
+	uint64_t round = 0;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv = tclient_task(tc, ad, &round, tries);
+
+	if (rv)
+		return rv;
+	for (size_t i = 0; i < ad->n_b; i++)
+		lora_adapter_b(ad)[i] += 0.01f * (float)((i % 7) + 1);
+	if ((rv = make_submit(tc, tc->run_id, round, ad, 1.0, &buf, &len)) != 0)
+		return rv;
+	rv = send_submit(tc, buf, len);
+	free(buf);
+	if (!rv)
+		tc->last_round = round;
+	return rv;
+}
+
+static int live_cfg(coord_config *c, const char *dir, const char *url)
+{
+	char prefix[400];
+	coord_config_default(c);
+	snprintf(c->listen, sizeof c->listen, "%s", url);
+	snprintf(c->run_dir, sizeof c->run_dir, "%s/run", dir);
+	snprintf(prefix, sizeof prefix, "%s/coord", dir);
+	snprintf(c->key, sizeof c->key, "%s.key", prefix);
+	if (access(c->key, F_OK) != 0 && priv_keygen(prefix, 0, coord_pk) != 0)
+		return FL_EIO;
+	c->enroll_any = 1;
+	c->linreg_layers = 2;
+	c->linreg_dim = 8;
+	c->rank = 2;
+	c->rounds = 1;
+	c->clients_per_round = 2;
+	c->min_clients = 2;
+	c->round_timeout = 5;
+	c->poll_timeout = 0.1;
+	c->linger = 0.3;
+	c->join_wait = 0;
+	c->contexts = 4;
+	return 0;
+}
+
+/* An adapter of the live tests' shape (2 layers of 8, rank 2). */
+static lora_adapter *live_adapter(int rank)
+{
+	const char *names[] = {"layers.0", "layers.1"};
+	const int dims[] = {8, 8};
+	lora_adapter *a = NULL;
+	if (lora_adapter_new(&a, 2, names, dims, dims, rank, 8) != 0)
+		return NULL;
+	return a;
+}
+
+static double metrics_num(const cJSON *o, const char *path1, const char *path2)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, path1);
+	if (path2)
+		v = cJSON_GetObjectItemCaseSensitive(v, path2);
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+/* The metrics line of round r (parsed; caller deletes), NULL if absent. */
+static cJSON *metrics_line(const char *run_dir, int r)
+{
+	char path[600], *text = NULL, *save = NULL;
+	size_t len;
+	cJSON *found = NULL;
+
+	snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+	if (coord_read_file(path, 1 << 20, &text, &len) != 0)
+		return NULL;
+	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		cJSON *o = cJSON_Parse(l);
+		if (o && metrics_num(o, "round", NULL) == r) {
+			cJSON_Delete(found);
+			found = o;
+		} else {
+			cJSON_Delete(o);
+		}
+	}
+	free(text);
+	return found;
+}
+
+static void test_live_bad_input(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	live l = {0};
+	tclient a, b, x;
+	lora_adapter *ad = live_adapter(2), *wrong = live_adapter(3);
+	uint64_t round = 0;
+	uint8_t *buf = NULL, *big = NULL;
+	size_t len = 0;
+	fl_wire_msg m;
+	cJSON *line;
+	static const char *keys[] = {"round",      "strategy",   "selected", "reported", "rejected",
+	                             "train_loss", "eval_loss",  "agg_bias", "epsilon",  "delta",
+	                             "bytes_up",   "bytes_down", "seconds"};
+
+	CHECK(d && ad && wrong);
+	if (!d || !ad || !wrong)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-bad"));
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK_RC(tclient_open(&b, cfg.listen));
+	CHECK_RC(tclient_open(&x, cfg.listen));
+
+	/* garbage */
+	CHECK_RC(call_raw(&x, "garbage bytes", 13, &m));
+	CHECK(reject_code(&m) == FL_EFORMAT);
+	fl_wire_msg_fini(&m);
+	/* oversized: above the receive limit (1 MiB + adapter), below the
+	 * transport's hard limit, so it is read and answered */
+	big = calloc(1, 1600000);
+	CHECK(big != NULL);
+	if (big) {
+		CHECK_RC(call_raw(&x, big, 1600000, &m));
+		CHECK(reject_code(&m) == FL_ETOOBIG);
+		fl_wire_msg_fini(&m);
+		free(big);
+	}
+	CHECK_RC(tclient_hello(&a));
+	CHECK_RC(tclient_hello(&b));
+	CHECK_RC(tclient_task(&a, ad, &round, 50));
+	CHECK(round == 1);
+
+	/* unknown key: x never said Hello */
+	CHECK_RC(make_submit(&x, a.run_id, round, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&x, buf, len) == FL_EKEY);
+	free(buf);
+	/* bad signature: the signature is the envelope's last field */
+	CHECK_RC(make_submit(&a, a.run_id, round, ad, 1.0, &buf, &len));
+	buf[len - 1] ^= 1;
+	CHECK(send_submit(&a, buf, len) == FL_ESIG);
+	/* a flipped body byte also breaks the signature */
+	buf[len - 1] ^= 1;
+	buf[len / 2] ^= 0x40;
+	CHECK(send_submit(&a, buf, len) != 0);
+	free(buf);
+	/* wrong run, stale round */
+	CHECK_RC(make_submit(&a, "another-run", round, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ESTALE);
+	free(buf);
+	CHECK_RC(make_submit(&a, a.run_id, round + 5, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ESTALE);
+	free(buf);
+	/* wrong shapes */
+	CHECK_RC(make_submit(&a, a.run_id, round, wrong, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ESHAPE);
+	free(buf);
+	/* NaN in a tensor */
+	lora_adapter_b(ad)[3] = NAN;
+	CHECK_RC(make_submit(&a, a.run_id, round, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ENONFINITE);
+	free(buf);
+	lora_adapter_b(ad)[3] = 0.5f;
+	/* NaN in the metrics */
+	CHECK_RC(make_submit(&a, a.run_id, round, ad, NAN, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ENONFINITE);
+	free(buf);
+	/* the good update, then its replay */
+	CHECK_RC(make_submit(&a, a.run_id, round, ad, 1.0, &buf, &len));
+	CHECK_RC(send_submit(&a, buf, len));
+	CHECK(send_submit(&a, buf, len) == FL_EREPLAY);
+	free(buf);
+	/* the second client completes the round */
+	CHECK_RC(tclient_round(&b, ad, 50));
+	/* the run (one round) is done: GetTask says Done */
+	CHECK(tclient_task(&a, ad, &round, 50) == FL_EDONE);
+	CHECK_RC(live_join(&l));
+
+	line = metrics_line(cfg.run_dir, 1);
+	CHECK(line != NULL);
+	if (line) {
+		for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
+			CHECK(cJSON_GetObjectItemCaseSensitive(line, keys[i]) != NULL);
+		CHECK(metrics_num(line, "reported", NULL) == 2);
+		CHECK(metrics_num(line, "rejected", "malformed") >= 1);
+		CHECK(metrics_num(line, "rejected", "too_big") == 1);
+		CHECK(metrics_num(line, "rejected", "unknown_key") == 1);
+		CHECK(metrics_num(line, "rejected", "bad_signature") >= 1);
+		CHECK(metrics_num(line, "rejected", "stale") == 2);
+		CHECK(metrics_num(line, "rejected", "bad_shape") == 1);
+		CHECK(metrics_num(line, "rejected", "non_finite") == 2);
+		CHECK(metrics_num(line, "rejected", "replay") == 1);
+		CHECK(metrics_num(line, "bytes_up", NULL) > 0);
+		CHECK(metrics_num(line, "bytes_down", NULL) > 0);
+		CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(line, "epsilon")));
+		CHECK_NEAR(metrics_num(line, "train_loss", NULL), 1.0, 1e-12, 0);
+		cJSON_Delete(line);
+	}
+	tclient_close(&a);
+	tclient_close(&b);
+	tclient_close(&x);
+	lora_adapter_free(ad);
+	lora_adapter_free(wrong);
+	rmtree(d);
+}
+
+/* A run stopped after round 1 and restarted with more rounds continues at
+ * round 2 with the same run id and registry; nothing is committed twice. */
+static void test_live_restart(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	coord_state st;
+	live l = {0};
+	tclient a, b;
+	lora_adapter *ad = live_adapter(2);
+	char run_id[64] = "";
+	int lines = 0, last = 0;
+
+	CHECK(d && ad);
+	if (!d || !ad)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-restart"));
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK_RC(tclient_open(&b, cfg.listen));
+	CHECK_RC(tclient_hello(&a));
+	CHECK_RC(tclient_hello(&b));
+	CHECK_RC(tclient_round(&a, ad, 50));
+	CHECK_RC(tclient_round(&b, ad, 50));
+	CHECK_RC(live_join(&l));
+	CHECK_RC(coord_state_load(&st, cfg.run_dir));
+	CHECK(st.round == 1 && st.done && st.n_clients == 2);
+	snprintf(run_id, sizeof run_id, "%s", st.run_id);
+	coord_state_fini(&st);
+	nng_close(a.s); /* keys kept for the restart */
+	nng_close(b.s);
+
+	/* restart with three rounds: the clients reconnect with the same keys
+	 * and, being in state.json, get tasks without a new Hello */
+	cfg.rounds = 3;
+	CHECK_RC(live_start(&l, &cfg));
+	{
+		priv_key ka = a.key, kb = b.key;
+		CHECK_RC(tclient_open(&a, cfg.listen));
+		CHECK_RC(tclient_open(&b, cfg.listen));
+		a.key = ka;
+		b.key = kb;
+		snprintf(a.run_id, sizeof a.run_id, "%s", run_id);
+		snprintf(b.run_id, sizeof b.run_id, "%s", run_id);
+		a.last_round = b.last_round = 1;
+	}
+	for (int r = 2; r <= 3; r++) {
+		CHECK_RC(tclient_round(&a, ad, 50));
+		CHECK_RC(tclient_round(&b, ad, 50));
+	}
+	CHECK_RC(live_join(&l));
+	CHECK_RC(coord_state_load(&st, cfg.run_dir));
+	CHECK(st.round == 3 && st.done && !strcmp(st.reason, "rounds"));
+	CHECK(st.n_clients == 2);
+	coord_state_fini(&st);
+	CHECK_RC(coord_metrics_count(cfg.run_dir, &lines, &last));
+	CHECK(lines == 3 && last == 3);
+	/* a changed model setting is refused on the same run directory */
+	{
+		coord *c = NULL;
+		char err[256] = "";
+		cfg.rank = 3;
+		CHECK(coord_open(&c, &cfg, err, sizeof err) == FL_EINVAL);
+		CHECK(strstr(err, "rank") != NULL);
+		coord_close(c);
+	}
+	tclient_close(&a);
+	tclient_close(&b);
+	lora_adapter_free(ad);
+	rmtree(d);
+}
+
+/* Client-level DP: epsilon grows every round and the run stops, marked
+ * done with reason target_eps, before a round would exceed the target. */
+static void test_live_dp_target_eps(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	coord_state st;
+	live l = {0};
+	tclient a, b;
+	lora_adapter *ad = live_adapter(2);
+	priv_phase ph = {1.5, 1.0, 2};
+	double eps2 = 0, prev = 0;
+	int rounds = 0, rv = 0;
+
+	CHECK(d && ad);
+	if (!d || !ad)
+		return;
+	CHECK_RC(priv_rdp_epsilon(&ph, 1, 1e-5, &eps2, NULL));
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-dp"));
+	cfg.rounds = 10;
+	strcpy(cfg.dp, "client");
+	cfg.dp_clip = 1;
+	cfg.dp_noise = 1.5;
+	cfg.target_eps = eps2 * 1.01; /* room for two rounds at q = 2/2 = 1 */
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK_RC(tclient_open(&b, cfg.listen));
+	CHECK_RC(tclient_hello(&a));
+	CHECK_RC(tclient_hello(&b));
+	while (rounds < 5 && (rv = tclient_round(&a, ad, 50)) == 0 &&
+	       (rv = tclient_round(&b, ad, 50)) == 0)
+		rounds++;
+	CHECK(rv == FL_EDONE);
+	CHECK(rounds == 2);
+	CHECK_RC(live_join(&l));
+	CHECK_RC(coord_state_load(&st, cfg.run_dir));
+	CHECK(st.done && !strcmp(st.reason, "target_eps") && st.round == 2);
+	coord_state_fini(&st);
+	for (int r = 1; r <= 2; r++) {
+		cJSON *line = metrics_line(cfg.run_dir, r);
+		CHECK(line != NULL);
+		if (!line)
+			continue;
+		double e = metrics_num(line, "epsilon", NULL);
+		CHECK(e > prev);
+		prev = e;
+		cJSON_Delete(line);
+	}
+	CHECK_NEAR(prev, eps2, 0, 1e-9);
+	tclient_close(&a);
+	tclient_close(&b);
+	lora_adapter_free(ad);
+	rmtree(d);
+}
+
 static const test_case cases[] = {
     TEST(test_config_argv),
     TEST(test_config_argv_errors),
@@ -399,6 +936,9 @@ static const test_case cases[] = {
     TEST(test_metrics_append_and_trim),
     TEST(test_sample_uniform),
     TEST(test_sample_deterministic),
+    TEST(test_live_bad_input),
+    TEST(test_live_restart),
+    TEST(test_live_dp_target_eps),
     {0},
 };
 
