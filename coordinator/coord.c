@@ -1022,26 +1022,52 @@ static int open_round_locked(coord *c)
 	fl_wire_tensors ts = {0};
 	int *idx = NULL, count = 0, n = c->st.n_clients, rv;
 
-	free(c->sel);
-	c->sel = calloc((size_t)n, 1);
+	/* A retry after a failed quorum keeps the updates already folded (they
+	 * were trained on the same global) and tops the selection up from the
+	 * clients that have not reported. Client-level DP re-samples everyone
+	 * and starts over: Poisson sampling is what its accountant assumes. */
+	int keep = c->attempt > 1 && c->dp != COORD_DP_CLIENT && c->agg && c->n_reported > 0;
+	int kept = 0, ncand = 0;
+	unsigned char *nsel = calloc((size_t)n, 1);
+	int *cand = calloc((size_t)n, sizeof *cand);
+
 	idx = calloc((size_t)n, sizeof *idx);
-	if (!c->sel || !idx) {
+	if (!nsel || !cand || !idx) {
+		free(nsel);
+		free(cand);
 		rv = FL_ENOMEM;
 		goto fail;
 	}
+	for (int i = 0; i < n; i++) {
+		if (keep && i < c->n_sel && c->sel[i] == SEL_DONE) {
+			nsel[i] = SEL_DONE;
+			kept++;
+		} else {
+			cand[ncand++] = i;
+		}
+	}
+	free(c->sel);
+	c->sel = nsel;
 	c->n_sel = n;
+	rv = 0;
 	if (c->dp == COORD_DP_CLIENT) {
 		double q = (double)g->clients_per_round / n;
 		rv = coord_sample_poisson(c->noise, n, q > 1 ? 1 : q, idx, &count);
-	} else {
-		rv = coord_sample_uniform(&c->rng, n, g->clients_per_round, idx);
-		count = g->clients_per_round < n ? g->clients_per_round : n;
+	} else if (g->clients_per_round > kept && ncand > 0) {
+		int want = g->clients_per_round - kept;
+		rv = coord_sample_uniform(&c->rng, ncand, want, idx);
+		count = want < ncand ? want : ncand;
+		for (int i = 0; i < count; i++)
+			idx[i] = cand[idx[i]];
 	}
+	free(cand);
 	if (rv)
 		goto fail;
 	for (int i = 0; i < count; i++)
 		c->sel[idx[i]] = SEL_PENDING;
-	c->n_selected = count;
+	c->n_selected = kept + count;
+	if (keep)
+		goto task; /* same aggregator, same running sums */
 	reset_attempt_locked(c);
 
 	lora_agg_free(c->agg);
@@ -1063,6 +1089,7 @@ static int open_round_locked(coord *c)
 	if ((rv = lora_agg_new(&c->agg, c->global, &ao)) != 0)
 		goto fail;
 
+task:
 	if ((rv = fl_wire_tensors_from_adapter(c->global, FL_WIRE_AB, FL_DTYPE_F32, &ts)) != 0)
 		goto fail;
 	tp.local_steps = (uint32_t)g->local_steps;

@@ -923,6 +923,63 @@ static void test_live_dp_target_eps(void)
 	rmtree(d);
 }
 
+/* A registered client that never trains: rounds that selected it time out
+ * below quorum and are retried, keeping the updates already received and
+ * topping the selection up; the run still completes. */
+static void test_live_quorum_retry(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	coord_state st;
+	live l = {0};
+	tclient cl[3];
+	lora_adapter *ad = live_adapter(2);
+	int done[2] = {0, 0}, iter = 0;
+
+	CHECK(d && ad);
+	if (!d || !ad)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-quorum"));
+	cfg.rounds = 3;
+	cfg.round_timeout = 0.4;
+	CHECK_RC(live_start(&l, &cfg));
+	for (int i = 0; i < 3; i++) {
+		CHECK_RC(tclient_open(&cl[i], cfg.listen));
+		CHECK_RC(tclient_hello(&cl[i]));
+	}
+	/* cl[2] is dead from now on */
+	while (!(done[0] && done[1]) && iter++ < 200) {
+		for (int i = 0; i < 2; i++) {
+			int rv;
+			if (done[i])
+				continue;
+			rv = tclient_round(&cl[i], ad, 2);
+			if (rv == FL_EDONE)
+				done[i] = 1;
+			else
+				CHECK(rv == 0 || rv == FL_ETIMEOUT);
+		}
+	}
+	CHECK(done[0] && done[1]);
+	CHECK_RC(live_join(&l));
+	CHECK_RC(coord_state_load(&st, cfg.run_dir));
+	CHECK(st.round == 3 && st.done);
+	coord_state_fini(&st);
+	for (int r = 1; r <= 3; r++) {
+		cJSON *line = metrics_line(cfg.run_dir, r);
+		CHECK(line != NULL);
+		if (line) {
+			CHECK(metrics_num(line, "reported", NULL) == 2);
+			CHECK(metrics_num(line, "attempts", NULL) >= 1);
+			cJSON_Delete(line);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		tclient_close(&cl[i]);
+	lora_adapter_free(ad);
+	rmtree(d);
+}
+
 static const test_case cases[] = {
     TEST(test_config_argv),
     TEST(test_config_argv_errors),
@@ -939,6 +996,7 @@ static const test_case cases[] = {
     TEST(test_live_bad_input),
     TEST(test_live_restart),
     TEST(test_live_dp_target_eps),
+    TEST(test_live_quorum_retry),
     {0},
 };
 
