@@ -274,6 +274,51 @@ static void test_attention(void)
 	    free(dq2), free(dk1), free(dk2), free(dv1), free(dv2);
 }
 
+/* The fused kernels against the CPU, on a T that is not a multiple of the
+ * 64-row blocks and with GQA; then at the shape of the benchmarks' heads. */
+static void flash_case(int B, int T, int Hq, int Hkv, int D, uint64_t seed)
+{
+	fl_rng r;
+	fl_rng_init(&r, seed, 1);
+	size_t nq = (size_t)B * T * Hq * D, nk = (size_t)B * T * Hkv * D;
+	size_t na = (size_t)B * Hq * T * T;
+	float *q = randn(&r, nq, 1.0), *k = randn(&r, nk, 1.0), *v = randn(&r, nk, 1.0);
+	float *dout = randn(&r, nq, 1.0);
+	float *o1 = zeros(nq), *o2 = zeros(nq), *a1 = zeros(na);
+	float *dq1 = zeros(nq), *dq2 = zeros(nq), *dk1 = zeros(nk), *dk2 = zeros(nk);
+	float *dv1 = zeros(nk), *dv2 = zeros(nk);
+	char what[64];
+	model_attention_forward(o1, a1, q, k, v, B, T, Hq, Hkv, D);
+	model_attention_backward(dq1, dk1, dv1, dout, q, k, v, a1, B, T, Hq, Hkv, D);
+	int rc = model_cuda_op_flash_attention_forward(o2, q, k, v, B, T, Hq, Hkv, D);
+	if (rc == FL_ENOTSUP) {
+		fprintf(stderr, "  flash attention not supported for D %d on this device\n", D);
+		goto out;
+	}
+	CHECK_RC(rc);
+	CHECK_RC(
+	    model_cuda_op_flash_attention_backward(dq2, dk2, dv2, dout, q, k, v, B, T, Hq, Hkv, D));
+	snprintf(what, sizeof what, "flash.out T%d D%d", T, D);
+	CHECK(near(what, o2, o1, nq, 2e-2, 2e-2));
+	snprintf(what, sizeof what, "flash.dq T%d D%d", T, D);
+	CHECK(near(what, dq2, dq1, nq, 3e-2, 3e-2));
+	snprintf(what, sizeof what, "flash.dk T%d D%d", T, D);
+	CHECK(near(what, dk2, dk1, nk, 3e-2, 3e-2));
+	snprintf(what, sizeof what, "flash.dv T%d D%d", T, D);
+	CHECK(near(what, dv2, dv1, nk, 3e-2, 3e-2));
+out:
+	free(q), free(k), free(v), free(dout), free(o1), free(o2), free(a1), free(dq1), free(dq2),
+	    free(dk1), free(dk2), free(dv1), free(dv2);
+}
+
+static void test_flash_attention(void)
+{
+	NEED_GPU();
+	flash_case(3, 24, 4, 2, 16, 61);  /* one partial block */
+	flash_case(2, 150, 4, 2, 16, 62); /* three blocks, the last partial */
+	flash_case(1, 200, 6, 2, 64, 63); /* D 64, groups of 3 (like SmolLM's 9/3) */
+}
+
 static void test_swiglu(void)
 {
 	NEED_GPU();
@@ -425,6 +470,7 @@ static const test_case cases[] = {
     {"cuda_lora", test_lora},
     {"cuda_rope", test_rope},
     {"cuda_attention", test_attention},
+    {"cuda_flash_attention", test_flash_attention},
     {"cuda_swiglu", test_swiglu},
     {"cuda_crossentropy", test_crossentropy},
     {"cuda_optimizers", test_optimizers},

@@ -85,6 +85,8 @@ typedef struct model_cuda model_cuda;
 int model_cuda_new(model_cuda **out, const model_cuda_config *c, const model_cuda_weights *w,
                    uint64_t seed);
 void model_cuda_free(model_cuda *m);
+/* "flash" or "gemm": the attention implementation this model uses. */
+const char *model_cuda_attention(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);
 /* Copies the (float32) parameter tensor `which` (0 embed ... 11 head, as
@@ -157,6 +159,13 @@ int model_cuda_op_attention_forward(float *out, float *att, const float *q, cons
 int model_cuda_op_attention_backward(float *dq, float *dk, float *dv, const float *dout,
                                      const float *q, const float *k, const float *v, int B, int T,
                                      int Hq, int Hkv, int D);
+/* The same through the fused flash kernels (FL_ENOTSUP where unsupported);
+ * the backward runs its own forward first (it needs O and the log-sum-exp). */
+int model_cuda_op_flash_attention_forward(float *out, const float *q, const float *k,
+                                          const float *v, int B, int T, int Hq, int Hkv, int D);
+int model_cuda_op_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                           const float *q, const float *k, const float *v, int B,
+                                           int T, int Hq, int Hkv, int D);
 int model_cuda_op_swiglu_forward(float *out, const float *gate, const float *up, int N);
 int model_cuda_op_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                                   const float *up, int N);

@@ -127,4 +127,17 @@ int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, 
 /* Rotary table (T, D/2) of (cos, sin) pairs, angles in double as model/ops.c. */
 void fl_rope_table(float2 *host, int T, int D, float theta);
 
+/* Fused flash-style attention (flash.cu). Supported when D is a multiple of
+ * 16 and the device has the shared memory (fl_flash_supported). Forward:
+ * o (B,Hq,T,D) and the row log-sum-exp lse (B,Hq,T) f32. Backward: dq, dk,
+ * dv (overwritten) from dO in both layouts (bhtd for the products, bthd with
+ * o_bthd for delta = rowsum(dO*O), scratch (B,Hq,T) f32). */
+int fl_flash_supported(int D);
+int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
+		     int T, int Hq, int Hkv, int D, cudaStream_t s);
+int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bhtd,
+		      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
+		      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
+		      cudaStream_t s);
+
 #endif

@@ -71,6 +71,9 @@ struct model_cuda {
 	float *logits, *losses, *row_scale, *dres, *dln;
 	int *correct, *tok, *tgt;
 	fl_attn_scratch att;
+	int flash;    /* attention through flash.cu (else GEMMs + softmax) */
+	float *lse;   /* (L, Nmax*Hq) row log-sum-exp of the flash forward */
+	float *delta; /* (Nmax*Hq) flash backward scratch */
 	long rows_chunk;
 	/* host mirrors */
 	float *h_losses;
@@ -188,6 +191,7 @@ static void layout_acts(model_cuda *m, carver *cv)
 	m->up = (bf16 *)carve(cv, L * N * I * 2);
 	m->swi = (bf16 *)carve(cv, L * N * I * 2);
 	m->hf = (bf16 *)carve(cv, N * C * 2);
+	m->lse = m->flash ? (float *)carve(cv, L * N * m->Hq * 4) : NULL;
 }
 
 static void layout_scratch(model_cuda *m, carver *cv)
@@ -196,11 +200,12 @@ static void layout_scratch(model_cuda *m, carver *cv)
 	size_t wide = C > I ? C : I;
 	if ((size_t)m->QD > wide)
 		wide = m->QD;
-	size_t sc = (size_t)m->att.bc * m->Hq * T * T;
+	size_t sc = m->flash ? 0 : (size_t)m->att.bc * m->Hq * T * T;
 	m->raw = (bf16 *)carve(cv, N * (m->QD + 2 * m->KD) * 2);
 	m->operm = (bf16 *)carve(cv, N * m->QD * 2);
 	m->att.S = (float *)carve(cv, sc * 4);
 	m->att.P = (bf16 *)carve(cv, sc * 2);
+	m->delta = m->flash ? (float *)carve(cv, N * m->Hq * 4) : NULL;
 	m->logits = (float *)carve(cv, m->rows_chunk * V * 4);
 	m->dlogits = (bf16 *)carve(cv, m->rows_chunk * V * 2);
 	m->losses = (float *)carve(cv, N * 4);
@@ -239,6 +244,129 @@ static int upload_bf16(model_cuda *m, bf16 *dst, const float *src, size_t n)
 fail:
 	free(tmp);
 	return rv;
+}
+
+/* Relative L2 distance of two bf16 device arrays (host copies). */
+static double dev_rel_l2(const bf16 *a, const bf16 *b, size_t n)
+{
+	uint16_t *ha = (uint16_t *)malloc(n * 2), *hb = (uint16_t *)malloc(n * 2);
+	double d = 0, s = 0;
+	if (!ha || !hb || cudaMemcpy(ha, a, n * 2, cudaMemcpyDeviceToHost) != cudaSuccess ||
+	    cudaMemcpy(hb, b, n * 2, cudaMemcpyDeviceToHost) != cudaSuccess) {
+		free(ha);
+		free(hb);
+		return INFINITY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		double x = fl_bf16_bits_to_f32(ha[i]), y = fl_bf16_bits_to_f32(hb[i]);
+		d += (x - y) * (x - y);
+		s += y * y;
+	}
+	free(ha);
+	free(hb);
+	return s > 0 ? sqrt(d / s) : (d > 0 ? INFINITY : 0.0);
+}
+
+/* Start-up check of the flash kernels against the GEMM path on a random
+ * problem with this model's heads (T not a multiple of the block size):
+ * relative L2 error of O, dQ, dK, dV under 2e-2. Returns 1 when it passes. */
+static int flash_selfcheck(model_cuda *m)
+{
+	const int B = 2, T = 150, Hq = m->Hq, Hkv = m->Hkv, D = m->D;
+	size_t nq = (size_t)B * Hq * T * D, nk = (size_t)B * Hkv * T * D, ns = (size_t)B * Hq * T;
+	size_t total = 0, off[16];
+	size_t sz[16] = {nq * 2, nk * 2, nk * 2, nq * 2, nq * 2, nq * 2, nq * 2, nq * 2,
+			 nq * 2, nk * 2, nk * 2, nq * 2, nk * 2, nk * 2, ns * 4 * 2,
+			 ns * (size_t)T * 6};
+	unsigned char *mem = NULL;
+	int ok = 0, rv = 0;
+	double e[4] = {0, 0, 0, 0};
+	for (int i = 0; i < 16; i++) {
+		off[i] = total;
+		total += (sz[i] + 255) & ~(size_t)255;
+	}
+	if (cudaMalloc(&mem, total) != cudaSuccess) {
+		cudaGetLastError();
+		return 0;
+	}
+	{
+		bf16 *q = (bf16 *)(mem + off[0]), *k = (bf16 *)(mem + off[1]);
+		bf16 *v = (bf16 *)(mem + off[2]), *dO = (bf16 *)(mem + off[3]);
+		bf16 *o1 = (bf16 *)(mem + off[4]), *o2 = (bf16 *)(mem + off[5]);
+		bf16 *dO_bthd = (bf16 *)(mem + off[6]), *o2_bthd = (bf16 *)(mem + off[7]);
+		bf16 *dq1 = (bf16 *)(mem + off[8]), *dk1 = (bf16 *)(mem + off[9]);
+		bf16 *dv1 = (bf16 *)(mem + off[10]), *dq2 = (bf16 *)(mem + off[11]);
+		bf16 *dk2 = (bf16 *)(mem + off[12]), *dv2 = (bf16 *)(mem + off[13]);
+		float *lse = (float *)(mem + off[14]), *delta = lse + ns;
+		fl_attn_scratch sc;
+		sc.bc = B;
+		sc.S = (float *)(mem + off[15]);
+		sc.P = (bf16 *)(sc.S + ns * T);
+		cudaStream_t s = m->s;
+		if ((rv = fl_k_init_bf16(q, nq, 11, 1.0f, 0, s)) || (rv = fl_k_init_bf16(k, nk, 12, 1.0f, 0, s)) ||
+		    (rv = fl_k_init_bf16(v, nk, 13, 1.0f, 0, s)) ||
+		    (rv = fl_k_init_bf16(dO, nq, 14, 1.0f, 0, s)) ||
+		    (rv = fl_attention_forward(m->h, s, o1, q, k, v, B, T, Hq, Hkv, D, &sc)) ||
+		    (rv = fl_attention_backward(m->h, s, dq1, dk1, dv1, dO, q, k, v, B, T, Hq, Hkv, D,
+						&sc)) ||
+		    (rv = fl_flash_forward(o2, lse, q, k, v, B, T, Hq, Hkv, D, s)) ||
+		    (rv = fl_k_bhtd_to_bthd(dO_bthd, dO, B, T, Hq, D, s)) ||
+		    (rv = fl_k_bhtd_to_bthd(o2_bthd, o2, B, T, Hq, D, s)) ||
+		    (rv = fl_flash_backward(dq2, dk2, dv2, delta, dO, dO_bthd, o2_bthd, q, k, v, lse,
+					    B, T, Hq, Hkv, D, s)))
+			goto out;
+		if (cudaStreamSynchronize(s) != cudaSuccess) {
+			fl_log(FL_LOG_WARN, "cuda", "flash attention self-check (rc %d): %s", rv,
+			       cudaGetErrorString(cudaGetLastError()));
+			goto out;
+		}
+		e[0] = dev_rel_l2(o2, o1, nq);
+		e[1] = dev_rel_l2(dq2, dq1, nq);
+		e[2] = dev_rel_l2(dk2, dk1, nk);
+		e[3] = dev_rel_l2(dv2, dv1, nk);
+		ok = e[0] < 2e-2 && e[1] < 2e-2 && e[2] < 2e-2 && e[3] < 2e-2;
+	}
+out:
+	cudaFree(mem);
+	cudaGetLastError();
+	fl_log(ok ? FL_LOG_DEBUG : FL_LOG_WARN, "cuda",
+	       "flash attention self-check (Hq %d Hkv %d D %d) vs GEMM path: rel L2 O %.3g dQ %.3g "
+	       "dK %.3g dV %.3g: %s",
+	       Hq, Hkv, D, e[0], e[1], e[2], e[3], ok ? "ok" : "FAILED, using the GEMM path");
+	return ok;
+}
+
+/* FEDLORA_ATTN=gemm|flash forces an implementation; by default flash is used
+ * where supported and its start-up self-check passes (cached per process and
+ * head shape). */
+static int choose_attention(model_cuda *m)
+{
+	static int cached_key = -1, cached_ok = 0;
+	const char *env = getenv("FEDLORA_ATTN");
+	int key = (m->Hq * 64 + m->Hkv) * 1024 + m->D;
+	m->flash = 0;
+	if (env && !strcmp(env, "gemm"))
+		return 0;
+	if (!fl_flash_supported(m->D)) {
+		fl_log(FL_LOG_INFO, "cuda", "flash attention not supported for head dim %d", m->D);
+		return 0;
+	}
+	if (env && !strcmp(env, "flash")) {
+		m->flash = 1;
+		return 0;
+	}
+	if (cached_key != key) {
+		/* the check needs the GEMM scratch for its small problem only */
+		cached_ok = flash_selfcheck(m);
+		cached_key = key;
+	}
+	m->flash = cached_ok;
+	return 0;
+}
+
+extern "C" const char *model_cuda_attention(const model_cuda *m)
+{
+	return m->flash ? "flash" : "gemm";
 }
 
 extern "C" void model_cuda_free(model_cuda *m)
@@ -376,7 +504,9 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		CU_TRY(cudaMemcpy(m->rope, rt, n * sizeof *rt, cudaMemcpyHostToDevice));
 	}
 
-	/* activations and scratch */
+	/* attention implementation, then activations and scratch */
+	if ((rv = choose_attention(m)) != 0)
+		goto fail;
 	{
 		size_t per = (size_t)m->Hq * c->max_seq * c->max_seq * 4;
 		long bc = ATTN_SCRATCH_BYTES / (long)(per ? per : 1);
@@ -686,8 +816,10 @@ static int forward_body(model_cuda *m, int Bm, int T)
 			    0 ||
 		    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) !=
 			    0 ||
-		    (rv = fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq, m->Hkv,
-					       m->D, &m->att)) != 0 ||
+		    (rv = m->flash ? fl_flash_forward(m->operm, m->lse + l * Nmax * m->Hq, q, k, v,
+						      Bm, T, m->Hq, m->Hkv, m->D, s)
+				   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq,
+							  m->Hkv, m->D, &m->att)) != 0 ||
 		    (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0)
 			goto fail;
 		CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
@@ -786,8 +918,13 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		    (rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
 				     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) != 0 ||
-		    (rv = fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k, v, Bm,
-						T, m->Hq, m->Hkv, m->D, &m->att)) != 0 ||
+		    (rv = m->flash ? fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->operm,
+						       m->datto, ao, q, k, v,
+						       m->lse + l * Nmax * m->Hq, Bm, T, m->Hq,
+						       m->Hkv, m->D, s)
+				   : fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q,
+							   k, v, Bm, T, m->Hq, m->Hkv, m->D,
+							   &m->att)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dqr, m->dq, m->rope, Bm, T, m->Hq, m->D, 1,
 						     s)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dkr, m->dk, m->rope, Bm, T, m->Hkv, m->D, 1,

@@ -469,6 +469,65 @@ fail:
 	return rv;
 }
 
+static int flash_common(float *out, float *dq, float *dk, float *dv, const float *dout,
+			const float *q, const float *k, const float *v, int B, int T, int Hq, int Hkv,
+			int D)
+{
+	int rv = 0;
+	bufs b = {};
+	bf16 *d_q, *d_k, *d_v, *d_o, *d_ot, *d_dot, *d_do, *g_q, *g_k, *g_v, *o_q, *o_k, *o_v;
+	float *lse, *delta;
+	size_t nq = (size_t)B * T * Hq * D, nk = (size_t)B * T * Hkv * D;
+	if (!fl_flash_supported(D))
+		return FL_ENOTSUP;
+	STEP(up_qkv(&b, &d_q, &d_k, &d_v, q, k, v, B, T, Hq, Hkv, D));
+	STEP(up_bf16(&b, &d_o, NULL, nq));
+	STEP(up_bf16(&b, &d_ot, NULL, nq));
+	STEP(up_f32(&b, &lse, NULL, (size_t)B * Hq * T));
+	STEP(up_f32(&b, &delta, NULL, (size_t)B * Hq * T));
+	STEP(fl_flash_forward(d_o, lse, d_q, d_k, d_v, B, T, Hq, Hkv, D, 0));
+	STEP(fl_k_bhtd_to_bthd(d_ot, d_o, B, T, Hq, D, 0));
+	if (out) {
+		STEP(down_bf16(out, d_ot, nq, 0));
+		goto fail; /* done */
+	}
+	STEP(up_bf16(&b, &d_dot, dout, nq));
+	STEP(up_bf16(&b, &d_do, NULL, nq));
+	STEP(fl_k_bthd_to_bhtd(d_do, d_dot, B, T, Hq, D, 0));
+	STEP(up_bf16(&b, &g_q, NULL, nq));
+	STEP(up_bf16(&b, &g_k, NULL, nk));
+	STEP(up_bf16(&b, &g_v, NULL, nk));
+	STEP(fl_flash_backward(g_q, g_k, g_v, delta, d_do, d_dot, d_ot, d_q, d_k, d_v, lse, B, T,
+			       Hq, Hkv, D, 0));
+	STEP(up_bf16(&b, &o_q, NULL, nq));
+	STEP(up_bf16(&b, &o_k, NULL, nk));
+	STEP(up_bf16(&b, &o_v, NULL, nk));
+	STEP(fl_k_bhtd_to_bthd(o_q, g_q, B, T, Hq, D, 0));
+	STEP(fl_k_bhtd_to_bthd(o_k, g_k, B, T, Hkv, D, 0));
+	STEP(fl_k_bhtd_to_bthd(o_v, g_v, B, T, Hkv, D, 0));
+	STEP(down_bf16(dq, o_q, nq, 1));
+	STEP(down_bf16(dk, o_k, nk, 1));
+	STEP(down_bf16(dv, o_v, nk, 1));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_flash_attention_forward(float *out, const float *q, const float *k,
+						     const float *v, int B, int T, int Hq,
+						     int Hkv, int D)
+{
+	return flash_common(out, NULL, NULL, NULL, NULL, q, k, v, B, T, Hq, Hkv, D);
+}
+
+extern "C" int model_cuda_op_flash_attention_backward(float *dq, float *dk, float *dv,
+						      const float *dout, const float *q,
+						      const float *k, const float *v, int B, int T,
+						      int Hq, int Hkv, int D)
+{
+	return flash_common(NULL, dq, dk, dv, dout, q, k, v, B, T, Hq, Hkv, D);
+}
+
 extern "C" int model_cuda_op_swiglu_forward(float *out, const float *gate, const float *up, int N)
 {
 	int rv = 0;
