@@ -4,6 +4,7 @@
  *
  *   build/bench/train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]
  *                         [--batch B] [--seq T] [--rank R] [--json FILE]
+ *                         [--attn auto|flash|gemm|both]
  *
  * Shapes: SmolLM-135M (hidden 576, 30 layers, 9 heads, 3 KV heads, MLP 1536,
  * vocab 49152, tied) and Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8
@@ -25,6 +26,8 @@
  * LoRA products not counted. Peak: 989 TFLOP/s (H200/H100 SXM bf16 dense).
  * Prints a table and writes JSON (default build/bench/train_gpu.json).
  *
+ * --attn: auto (default: the fused flash kernels where they pass their
+ * start-up self-check), flash, gemm (batched GEMMs + softmax), or both.
  * Without CUDA in the build, or without a GPU, it says so and exits 2.
  */
 #include <math.h>
@@ -80,12 +83,14 @@ static const char *jnum(char *buf, size_t n, double x)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
-	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n");
+	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n"
+	           "                 [--attn auto|flash|gemm|both]\n");
 }
 
 #ifdef FL_HAVE_CUDA
 typedef struct result {
 	const char *name;
+	const char *attn;
 	double step_ms, tokens_per_s, mfu, flops_per_token, params;
 	size_t model_bytes, device_used;
 	double loss_first, loss_last;
@@ -108,6 +113,7 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	int rv = FL_ENOMEM;
 	memset(res, 0, sizeof *res);
 	res->name = s->name;
+	res->attn = "?";
 	if (!mats || !p || !tok || !in || !tg)
 		goto out;
 	/* adapter layout: every A (q, v per layer), then every B */
@@ -133,6 +139,7 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 		}
 	if ((rv = model_cuda_new(&m, &c, NULL, 1234)) != 0)
 		goto out;
+	res->attn = model_cuda_attention(m);
 	if ((rv = model_cuda_lora_attach(m, 2 * L, mats, r, 2.0f, na, nb, p, 1)) != 0)
 		goto out;
 	model_cuda_optim o = {1, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
@@ -179,7 +186,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	const char *which = "all", *json = "build/bench/train_gpu.json";
+	const char *which = "all", *json = "build/bench/train_gpu.json", *attn = "auto";
 	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -205,6 +212,8 @@ int main(int argc, char **argv)
 			r = atoi(v);
 		else if (!strcmp(a, "--json"))
 			json = v;
+		else if (!strcmp(a, "--attn"))
+			attn = v;
 		else {
 			usage(stderr);
 			return 2;
@@ -212,7 +221,9 @@ int main(int argc, char **argv)
 		i++;
 	}
 	if (steps < 1 || steps > MAX_STEPS || warmup < 0 || B < 1 || T < 2 || r < 1 ||
-	    (strcmp(which, "all") && strcmp(which, "smollm") && strcmp(which, "llama1b"))) {
+	    (strcmp(which, "all") && strcmp(which, "smollm") && strcmp(which, "llama1b")) ||
+	    (strcmp(attn, "auto") && strcmp(attn, "flash") && strcmp(attn, "gemm") &&
+	     strcmp(attn, "both"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -228,13 +239,25 @@ int main(int argc, char **argv)
 	}
 	fl_log_set_level(FL_LOG_WARN);
 	model_cuda_device_info(dev, sizeof dev, NULL, NULL);
-	result res[2];
+	result res[4];
 	int n = 0, failed = 0;
+	/* --attn both: the default (flash where it passes its self-check), then GEMM */
+	const char *modes[2] = {attn, NULL};
+	if (!strcmp(attn, "both")) {
+		modes[0] = "auto";
+		modes[1] = "gemm";
+	}
 	for (int k = 0; k < 2; k++) {
 		if (strcmp(which, "all") && strcmp(which, k ? "llama1b" : "smollm"))
 			continue;
-		failed |= run_shape(&shapes[k], B, T, r, steps, warmup, &res[n]) != 0;
-		n++;
+		for (int j = 0; j < 2 && modes[j]; j++) {
+			if (!strcmp(modes[j], "auto"))
+				unsetenv("FEDLORA_ATTN");
+			else
+				setenv("FEDLORA_ATTN", modes[j], 1);
+			failed |= run_shape(&shapes[k], B, T, r, steps, warmup, &res[n]) != 0;
+			n++;
+		}
 	}
 	printf("fedlora CUDA LoRA step (r %d q_proj,v_proj, bf16, batch %d x seq %d) on %s\n", r, B,
 	       T, dev);
@@ -245,10 +268,10 @@ int main(int argc, char **argv)
 			printf("%-14s failed\n", res[i].name);
 			continue;
 		}
-		printf("%-14s %10.2f %12.0f %12.0f %12.0f %7.1f%% %5.2f->%.2f\n", res[i].name,
-		       res[i].step_ms, res[i].tokens_per_s, res[i].model_bytes / 1048576.0,
-		       res[i].device_used / 1048576.0, 100 * res[i].mfu, res[i].loss_first,
-		       res[i].loss_last);
+		printf("%-14s %6s %10.2f %12.0f %12.0f %12.0f %7.1f%% %5.2f->%.2f\n", res[i].name,
+		       res[i].attn, res[i].step_ms, res[i].tokens_per_s,
+		       res[i].model_bytes / 1048576.0, res[i].device_used / 1048576.0,
+		       100 * res[i].mfu, res[i].loss_first, res[i].loss_last);
 	}
 	FILE *f = fopen(json, "w");
 	if (!f) {
@@ -262,16 +285,17 @@ int main(int argc, char **argv)
 	        dev, B, T, r, steps, PEAK_FLOPS);
 	char b1[32], b2[32];
 	for (int i = 0; i < n; i++)
-		fprintf(
-		    f,
-		    "%s{\"shape\": \"%s\", \"ok\": %s, \"step_ms\": %.4f, \"tokens_per_s\": %.1f, "
-		    "\"peak_mem_bytes\": %zu, \"device_used_bytes\": %zu, \"mfu\": %.5f, "
-		    "\"flops_per_token\": %.6g, \"matmul_params\": %.6g, \"loss_first\": %s, "
-		    "\"loss_last\": %s}",
-		    i ? ", " : "", res[i].name, res[i].ok ? "true" : "false", res[i].step_ms,
-		    res[i].tokens_per_s, res[i].model_bytes, res[i].device_used, res[i].mfu,
-		    res[i].flops_per_token, res[i].params, jnum(b1, sizeof b1, res[i].loss_first),
-		    jnum(b2, sizeof b2, res[i].loss_last));
+		fprintf(f,
+		        "%s{\"shape\": \"%s\", \"attention\": \"%s\", \"ok\": %s, \"step_ms\": "
+		        "%.4f, \"tokens_per_s\": %.1f, "
+		        "\"peak_mem_bytes\": %zu, \"device_used_bytes\": %zu, \"mfu\": %.5f, "
+		        "\"flops_per_token\": %.6g, \"matmul_params\": %.6g, \"loss_first\": %s, "
+		        "\"loss_last\": %s}",
+		        i ? ", " : "", res[i].name, res[i].attn, res[i].ok ? "true" : "false",
+		        res[i].step_ms, res[i].tokens_per_s, res[i].model_bytes, res[i].device_used,
+		        res[i].mfu, res[i].flops_per_token, res[i].params,
+		        jnum(b1, sizeof b1, res[i].loss_first),
+		        jnum(b2, sizeof b2, res[i].loss_last));
 	fprintf(f, "]}\n");
 	fclose(f);
 	printf("wrote %s\n", json);
