@@ -74,7 +74,8 @@ fi
 
 # 4-5. benchmarks
 : >"$LOG/bench.log"
-step train_gpu 120 "$LOG/bench.log" build/bench/train_gpu --json "$LOG/train_gpu.json" || status=1
+step train_gpu 150 "$LOG/bench.log" build/bench/train_gpu --attn both \
+	--json "$LOG/train_gpu.json" || status=1
 step peft_eager 120 "$LOG/bench.log" $PY bench/peft_ref.py --modes eager \
 	--json "$LOG/peft_eager.json" || status=1
 step peft_compile 240 "$LOG/bench.log" $PY bench/peft_ref.py --modes compile \
@@ -123,11 +124,11 @@ fed = load("train_gpu.json")
 eag = load("peft_eager.json")
 com = load("peft_compile.json")
 
-def pick(doc, shape):
+def pick(doc, shape, attn=None):
     if not doc:
         return None
     for r in doc.get("results", []):
-        if r.get("shape") == shape and r.get("ok"):
+        if r.get("shape") == shape and r.get("ok") and (attn is None or r.get("attention") == attn):
             return r
     return None
 
@@ -135,8 +136,10 @@ print()
 print(f"{'shape':14s} {'impl':14s} {'tokens/s':>10s} {'vs eager':>9s} {'vs compile':>10s} "
       f"{'mem GiB':>8s} {'MFU':>7s}")
 for shape in ("smollm-135m", "llama-3.2-1b"):
-    f, e, c = pick(fed, shape), pick(eag, shape), pick(com, shape)
-    for name, r in (("fedlora", f), ("peft eager", e), ("peft compile", c)):
+    e, c = pick(eag, shape), pick(com, shape)
+    rows = [("fedlora/" + r.get("attention", "?"), r) for r in (fed or {}).get("results", [])
+            if r.get("shape") == shape and r.get("ok")] or [("fedlora", None)]
+    for name, r in rows + [("peft eager", e), ("peft compile", c)]:
         if not r:
             print(f"{shape:14s} {name:14s} {'n/a':>10s}")
             continue

@@ -343,6 +343,7 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 	model_cuda_optim oo = {sgd ? 0 : 1, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
 	if ((rc = model_cuda_optim_set(g, &oo)) != 0)
 		goto fail;
+	fprintf(stderr, "  (gpu model: %s attention)\n", model_cuda_attention(g));
 	free(mats);
 	return g;
 fail:
@@ -457,6 +458,10 @@ static void test_gpu_grads(void)
 	grads_case(0, 1);
 	grads_case(1, 1);
 	grads_case(1, 0);
+	/* the other attention implementation (GEMMs + softmax kernels) */
+	setenv("FEDLORA_ATTN", "gemm", 1);
+	grads_case(0, 1);
+	unsetenv("FEDLORA_ATTN");
 }
 
 static void test_gpu_per_example(void)
