@@ -752,9 +752,10 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 		      const bf16 *dout, void *dx, cudaDataType dt, float beta, int N, int Bm, int T,
 		      float *pe)
 {
-	int rv, in, o;
+	int rv = 0, in, o;
 	mat_dims(m, module, &in, &o);
-	GEMM_TRY(GEMM(m->h, 0, 0, N, in, o, 1.f, dout, o, W, in, beta, dx, dt, in));
+	if (dx) /* NULL: nothing below needs the input gradient */
+		GEMM_TRY(GEMM(m->h, 0, 0, N, in, o, 1.f, dout, o, W, in, beta, dx, dt, in));
 	{
 		int i = lora_of(m, l, module);
 		if (i < 0)
@@ -879,10 +880,19 @@ fail:
 	return rv;
 }
 
+static int layer_adapted(const model_cuda *m, int l)
+{
+	for (int k = 0; k < MODEL_CUDA_NMODULE; k++)
+		if (lora_of(m, l, k) >= 0)
+			return 1;
+	return 0;
+}
+
 /* Backward from m->dln (dL/dhf) down to layer 0, LoRA gradients into m->lg
  * (accumulated) or per example into pe (overwritten per matrix). */
 static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 {
+	int lowest;
 	int rv = 0;
 	int N = Bm * T, C = m->C, I = m->I;
 	size_t NC = (size_t)N * C, Nmax = m->Nmax;
@@ -891,7 +901,13 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 	if ((rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, m->res + (size_t)m->L * Nmax * C,
 					m->w[W_NORM], m->rstdf, N, C, s)) != 0)
 		goto fail;
-	for (int l = m->L - 1; l >= 0; l--) {
+	/* layers below the lowest adapted one need no gradient at all, and that
+	 * layer needs none for its q/k/v inputs (no trained tensor lies below) */
+	lowest = 0;
+	while (lowest < m->L - 1 && !layer_adapted(m, lowest))
+		lowest++;
+	for (int l = m->L - 1; l >= lowest; l--) {
+		float *dln_qkv = l == lowest ? NULL : m->dln;
 		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
 		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
 		bf16 *q = m->q + l * Nmax * m->QD, *k = m->k + l * Nmax * m->KD;
@@ -932,11 +948,13 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		    (rv = fl_k_rope_permute_backward(m->dvr, m->dv, m->rope, Bm, T, m->Hkv, m->D, 0,
 						     s)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
-				     m->dqr, m->dln, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
+				     m->dqr, dln_qkv, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
-				     m->dkr, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+				     m->dkr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
-				     m->dvr, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+				     m->dvr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0)
+			goto fail;
+		if (l > lowest &&
 		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, x, LAYER(m->w[W_LN1], l, C),
 						m->rstd1 + l * Nmax, N, C, s)) != 0)
 			goto fail;
