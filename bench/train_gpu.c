@@ -47,6 +47,14 @@
 #define PEAK_FLOPS 989e12
 #define MAX_STEPS  200
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
+	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n"
+	           "                 [--attn auto|flash|gemm|both]\n");
+}
+
+#ifdef FL_HAVE_CUDA
 typedef struct shape {
 	const char *name;
 	int hidden, layers, heads, kv_heads, inter, vocab;
@@ -80,14 +88,6 @@ static const char *jnum(char *buf, size_t n, double x)
 	return buf;
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
-	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n"
-	           "                 [--attn auto|flash|gemm|both]\n");
-}
-
-#ifdef FL_HAVE_CUDA
 typedef struct result {
 	const char *name;
 	const char *attn;

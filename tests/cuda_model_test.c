@@ -125,17 +125,6 @@ static double rel_l2(const float *got, const float *ref, size_t n)
 	return s > 0 ? sqrt(d / s) : sqrt(d);
 }
 
-static double cosine(const float *a, const float *b, size_t n)
-{
-	double ab = 0, aa = 0, bb = 0;
-	for (size_t i = 0; i < n; i++) {
-		ab += (double)a[i] * b[i];
-		aa += (double)a[i] * a[i];
-		bb += (double)b[i] * b[i];
-	}
-	return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
-}
-
 /* ---- CPU cases ---------------------------------------------------------- */
 
 static void test_device_resolve(void)
@@ -291,6 +280,17 @@ static int gpu_ok(void)
 		state = model_cuda_probe(gpu_why, sizeof gpu_why) == 0;
 	return state;
 }
+static double cosine(const float *a, const float *b, size_t n)
+{
+	double ab = 0, aa = 0, bb = 0;
+	for (size_t i = 0; i < n; i++) {
+		ab += (double)a[i] * b[i];
+		aa += (double)a[i] * a[i];
+		bb += (double)b[i] * b[i];
+	}
+	return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
+}
+
 #define NEED_GPU()                                                                                 \
 	do {                                                                                       \
 		if (!gpu_ok())                                                                     \

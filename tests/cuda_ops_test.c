@@ -450,16 +450,17 @@ static void test_embed(void)
 {
 	NEED_GPU();
 }
-#define test_rmsnorm        test_embed
-#define test_matmul         test_embed
-#define test_lora           test_embed
-#define test_rope           test_embed
-#define test_attention      test_embed
-#define test_swiglu         test_embed
-#define test_crossentropy   test_embed
-#define test_optimizers     test_embed
-#define test_dp_clip_reduce test_embed
-#define test_dp_noise       test_embed
+#define test_rmsnorm         test_embed
+#define test_matmul          test_embed
+#define test_lora            test_embed
+#define test_rope            test_embed
+#define test_attention       test_embed
+#define test_swiglu          test_embed
+#define test_flash_attention test_embed
+#define test_crossentropy    test_embed
+#define test_optimizers      test_embed
+#define test_dp_clip_reduce  test_embed
+#define test_dp_noise        test_embed
 
 #endif
 
