@@ -85,21 +85,22 @@ client)
 	# answers the reverse lookup of our own address with that name
 	ip=$(hostname -i 2>/dev/null | awk '{print $1}')
 	name=$(getent hosts "$ip" 2>/dev/null | awk '{print $2}' | cut -d. -f1)
+	how="FEDLORA_CLIENT_INDEX"
 	case "$idx:$name" in
-	:*-client-[0-9]*) idx=$((${name##*-client-} - 1)) ;;
+	:*-client-[0-9]*) idx=$((${name##*-client-} - 1)) how="container name $name" ;;
 	esac
 	if [ -z "$idx" ]; then
 		# fallback: claim the first free index on the keys volume (kept on restart)
 		me=$(hostname)
 		mkdir -p "$KEYS/claims"
 		for f in "$KEYS"/claims/*/host; do
-			[ -f "$f" ] && [ "$(cat "$f")" = "$me" ] && idx=$(basename "$(dirname "$f")")
+			[ -f "$f" ] && [ "$(cat "$f")" = "$me" ] && idx=$(basename "$(dirname "$f")") how="earlier claim"
 		done
 		i=0
 		while [ -z "$idx" ] && [ "$i" -lt "$MAX" ]; do
 			if mkdir "$KEYS/claims/$i" 2>/dev/null; then
 				echo "$me" >"$KEYS/claims/$i/host"
-				idx=$i
+				idx=$i how="claim on $KEYS/claims"
 			fi
 			i=$((i + 1))
 		done
@@ -114,7 +115,7 @@ client)
 		n=$(echo "$FEDLORA_DATA_SHARDS" | awk -F';' '{print NF}')
 		data=$(echo "$FEDLORA_DATA_SHARDS" | awk -F';' -v k=$((idx % n + 1)) '{print $k}')
 	fi
-	log "replica index $idx${data:+, data $data}"
+	log "replica index $idx (from $how)${data:+, data $data}"
 	# shellcheck disable=SC2046,SC2086
 	exec fedlora client --connect "$(scheme)://$HOST:$PORT" --key "$KEYS/client-$idx.key" \
 		--task "${FEDLORA_TASK:-linreg}" --client-index "$idx" \

@@ -165,6 +165,15 @@ if [ "$rc" != 0 ]; then
 	say "FAILED: coordinator exit status $rc"
 	exit 1
 fi
+# every replica picked its own index (hence its own key and data shard)
+idx=$($compose -p "$project" logs --no-color client 2>/dev/null |
+	sed -n 's/.*replica index \([0-9]*\).*/\1/p' | sort -n | uniq | tr '\n' ' ')
+want=$(seq 0 $((nclients - 1)) | tr '\n' ' ')
+if [ "$idx" != "$want" ]; then
+	say "FAILED: client replica indices are '$idx', expected '$want'"
+	exit 1
+fi
+say "client replicas took indices $idx"
 say "ok: $rounds rounds committed by $nclients client containers in $(($(date +%s) - start))s"
 docker image rm "$FEDLORA_IMAGE" >/dev/null 2>&1
 exit 0
