@@ -57,8 +57,16 @@ if [ -n "$need" ]; then
 		echo "build failed (missing:$need); see $LOG/build.log"
 fi
 
-# 2. CUDA tests
+# 2. CUDA tests. The fused attention kernels are probed first in their own
+# process: if they fail or crash there, every later step uses the GEMM path
+# (FEDLORA_ATTN=gemm) so that one broken kernel cannot take the rest down.
 : >"$LOG/tests.log"
+step flash_probe 60 "$LOG/tests.log" build/tests/cuda_ops_test cuda_flash_attention
+if ! grep -q '^ok - cuda_flash_attention' "$LOG/tests.log"; then
+	echo "gpu-check: fused attention probe did not pass: using FEDLORA_ATTN=gemm" |
+		tee -a "$LOG/tests.log"
+	export FEDLORA_ATTN=gemm
+fi
 step cuda_ops_test 90 "$LOG/tests.log" build/tests/cuda_ops_test || status=1
 step cuda_model_test 120 "$LOG/tests.log" build/tests/cuda_model_test || status=1
 
