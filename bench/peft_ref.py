@@ -140,6 +140,14 @@ def main():
     shapes = ["smollm", "llama1b"] if a.shape == "all" else [a.shape]
     modes = [m for m in a.modes.split(",") if m]
     results = []
+
+    def save():  # after every configuration: a timeout later keeps what finished
+        with open(a.json, "w") as f:
+            json.dump(dict(bench="peft_ref", device=dev, torch=torch.__version__,
+                           transformers=transformers.__version__, peft=peft.__version__,
+                           batch=a.batch, seq=a.seq, peak_flops=PEAK_FLOPS, results=results),
+                      f, indent=1)
+
     for sk in shapes:
         for mode in modes:
             try:
@@ -150,6 +158,7 @@ def main():
                 traceback.print_exc()
                 r = dict(shape=SHAPES[sk]["name"], mode=mode, ok=False, error=repr(e)[:300])
             results.append(r)
+            save()
             print(json.dumps(r), flush=True)
     print(f"PEFT LoRA step (r 16 q_proj,v_proj, bf16, batch {a.batch} x seq {a.seq}) on {dev}; "
           f"torch {torch.__version__}, transformers {transformers.__version__}, "
@@ -162,11 +171,7 @@ def main():
             continue
         print(f"{r['shape']:14s} {r['mode']:8s} {r['step_ms']:10.2f} {r['tokens_per_s']:12.0f} "
               f"{r['peak_mem_bytes'] / 2**20:10.0f} {100 * r['mfu']:6.1f}%")
-    with open(a.json, "w") as f:
-        json.dump(dict(bench="peft_ref", device=dev, torch=torch.__version__,
-                       transformers=transformers.__version__, peft=peft.__version__,
-                       batch=a.batch, seq=a.seq, peak_flops=PEAK_FLOPS, results=results), f,
-                  indent=1)
+    save()
     print(f"wrote {a.json}")
     return 0 if all(r.get("ok") for r in results) else 1
 
