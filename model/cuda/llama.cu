@@ -29,7 +29,7 @@
 enum { W_EMBED = 0, W_LN1, W_Q, W_K, W_V, W_O, W_LN2, W_GATE, W_UP, W_DOWN, W_NORM, W_HEAD, W_N };
 
 #define ATTN_SCRATCH_BYTES (1024L * 1024 * 1024) /* cap of S (f32) per chunk */
-#define LOGITS_CHUNK_BYTES (256L * 1024 * 1024)  /* cap of the f32 logits per chunk */
+#define LOGITS_CHUNK_BYTES (512L * 1024 * 1024)  /* cap of the f32 logits per chunk */
 
 struct model_cuda {
 	model_cuda_config c;
@@ -512,6 +512,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		long bc = ATTN_SCRATCH_BYTES / (long)(per ? per : 1);
 		m->att.bc = (int)(bc < 1 ? 1 : bc > c->max_batch ? c->max_batch : bc);
 		long rc = LOGITS_CHUNK_BYTES / ((long)m->V * 4);
+		if (rc >= 256)
+			rc -= rc % 128; /* whole GEMM tiles */
 		m->rows_chunk = rc < 1 ? 1 : rc > m->Nmax ? m->Nmax : rc;
 	}
 	cv.base = NULL;
