@@ -67,17 +67,16 @@ static inline int fl_cdiv(long a, long b)
  * lda/ldb/ldc are the row lengths of the stored matrices. A, B bf16; C of type
  * ctype (CUDA_R_16BF or CUDA_R_32F). batch > 1: strided batched with element
  * strides sa, sb, sc. Returns 0 or FL_ECUDA (logged with the caller's line). */
-int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alpha,
-	       const bf16 *A, int lda, long long sa, const bf16 *B, int ldb, long long sb,
-	       float beta, void *C, cudaDataType ctype, int ldc, long long sc, int batch,
-	       const char *file, int line);
+int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A,
+               int lda, long long sa, const bf16 *B, int ldb, long long sb, float beta, void *C,
+               cudaDataType ctype, int ldc, long long sc, int batch, const char *file, int line);
 #define GEMM(h, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ctype, ldc)                       \
 	fl_gemm_rm(h, ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ctype, ldc, 0, 1,     \
-		   __FILE__, __LINE__)
-#define GEMM_BATCHED(h, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ctype, ldc, sc,  \
-		     batch)                                                                        \
+	           __FILE__, __LINE__)
+#define GEMM_BATCHED(h, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ctype, ldc, sc,   \
+                     batch)                                                                        \
 	fl_gemm_rm(h, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ctype, ldc, sc,     \
-		   batch, __FILE__, __LINE__)
+	           batch, __FILE__, __LINE__)
 #define GEMM_TRY(expr)                                                                             \
 	do {                                                                                       \
 		if ((rv = (expr)) != 0)                                                            \

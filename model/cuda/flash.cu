@@ -27,7 +27,7 @@
 
 using namespace nvcuda;
 
-#define FB 64      /* rows of a query block and of a key block */
+#define FB       64  /* rows of a query block and of a key block */
 #define FTHREADS 128 /* 4 warps x 16 rows */
 
 typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a_row;
@@ -105,7 +105,7 @@ static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int
 
 /* S (16 x 64, rows of warp w) = A_w (16 x D) B^T, B a (64 x D) tile: into Ss. */
 static __device__ __forceinline__ void warp_qkt(float *Ss, const bf16 *A, const bf16 *Bt, int D,
-						int w)
+                                                int w)
 {
 	int L = ldh(D);
 	for (int ct = 0; ct < FB / 16; ct++) {
@@ -119,15 +119,15 @@ static __device__ __forceinline__ void warp_qkt(float *Ss, const bf16 *A, const 
 			wmma::mma_sync(acc, a, b, acc);
 		}
 		wmma::store_matrix_sync(Ss + (size_t)w * 16 * LDS + ct * 16, acc, LDS,
-					wmma::mem_row_major);
+		                        wmma::mem_row_major);
 	}
 }
 
 /* ---- forward ------------------------------------------------------------- */
 
 __global__ void __launch_bounds__(FTHREADS)
-	k_flash_fwd(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq,
-		    int Hkv, int D, float scale)
+    k_flash_fwd(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq,
+                int Hkv, int D, float scale)
 {
 	extern __shared__ __align__(128) unsigned char smem[];
 	unsigned char *sp = smem;
@@ -203,7 +203,8 @@ __global__ void __launch_bounds__(FTHREADS)
 			continue;
 		float inv = 1.0f / lrow[r];
 		for (int d = lane; d < D; d += 32)
-			o[((size_t)bh * T + t) * D + d] = __float2bfloat16(Os[(size_t)row * LO + d] * inv);
+			o[((size_t)bh * T + t) * D + d] =
+			    __float2bfloat16(Os[(size_t)row * LO + d] * inv);
 		if (lane == 0)
 			lse[(size_t)bh * T + t] = mrow[r] + logf(lrow[r]);
 	}
@@ -213,7 +214,7 @@ __global__ void __launch_bounds__(FTHREADS)
 
 // delta[b,h,t] = sum_d dO[b,t,h,d] O[b,t,h,d], both (B,T,Hq,D); one warp per row
 __global__ void k_flash_delta(float *delta, const bf16 *dout, const bf16 *out, int B, int T, int H,
-			      int D)
+                              int D)
 {
 	long row = (long)blockIdx.x * 8 + threadIdx.x / 32;
 	int lane = threadIdx.x % 32;
@@ -234,16 +235,16 @@ __global__ void k_flash_delta(float *delta, const bf16 *dout, const bf16 *out, i
 
 /* P (own 16 rows of warp w) = exp(scale*S - lse) masked, into Ps (bf16). */
 static __device__ __forceinline__ void warp_probs(bf16 *Ps, const float *Ss, const float *Ls,
-						  int q0, int k0, int T, float scale, int w,
-						  int lane)
+                                                  int q0, int k0, int T, float scale, int w,
+                                                  int lane)
 {
 	for (int r = 0; r < 16; r++) {
 		int row = w * 16 + r, t = q0 + row;
 		for (int c = lane; c < FB; c += 32) {
 			int j = k0 + c;
 			float p = (t < T && j <= t && j < T)
-					  ? expf(Ss[(size_t)row * LDS + c] * scale - Ls[row])
-					  : 0.f;
+			              ? expf(Ss[(size_t)row * LDS + c] * scale - Ls[row])
+			              : 0.f;
 			Ps[(size_t)row * LDP + c] = __float2bfloat16(p);
 		}
 	}
@@ -252,14 +253,14 @@ static __device__ __forceinline__ void warp_probs(bf16 *Ps, const float *Ss, con
 /* dS = P (dP - delta) * scale over the own rows of warp w: P in Ps, dP in Ss;
  * written over Ps. */
 static __device__ __forceinline__ void warp_dscores(bf16 *Ps, const float *Ss, const float *Dl,
-						    float scale, int w, int lane)
+                                                    float scale, int w, int lane)
 {
 	for (int r = 0; r < 16; r++) {
 		int row = w * 16 + r;
 		for (int c = lane; c < FB; c += 32) {
 			float p = __bfloat162float(Ps[(size_t)row * LDP + c]);
 			Ps[(size_t)row * LDP + c] =
-				__float2bfloat16(p * (Ss[(size_t)row * LDS + c] - Dl[row]) * scale);
+			    __float2bfloat16(p * (Ss[(size_t)row * LDS + c] - Dl[row]) * scale);
 		}
 	}
 }
@@ -268,7 +269,7 @@ static __device__ __forceinline__ void warp_dscores(bf16 *Ps, const float *Ss, c
  * 64 x 16-column strip (col_major view of a row-major 64 x 64 bf16 tile,
  * columns w*16..) and B a (64 x D) bf16 tile. */
 static __device__ __forceinline__ void warp_at_b(float *acc_s, int LO, const bf16 *A,
-						 const bf16 *Bm, int L, int D, int w)
+                                                 const bf16 *Bm, int L, int D, int w)
 {
 	for (int dt = 0; dt < D / 16; dt++) {
 		frag_acc acc;
@@ -287,8 +288,8 @@ static __device__ __forceinline__ void warp_at_b(float *acc_s, int LO, const bf1
 
 /* acc tile (rows of warp w) += A_w B, A the warp's 16 rows of a 64 x 64 bf16
  * tile, B a (64 x D) bf16 tile. */
-static __device__ __forceinline__ void warp_a_b(float *acc_s, int LO, const bf16 *A,
-						const bf16 *Bm, int L, int D, int w)
+static __device__ __forceinline__ void warp_a_b(float *acc_s, int LO, const bf16 *A, const bf16 *Bm,
+                                                int L, int D, int w)
 {
 	for (int dt = 0; dt < D / 16; dt++) {
 		frag_acc acc;
@@ -307,9 +308,8 @@ static __device__ __forceinline__ void warp_a_b(float *acc_s, int LO, const bf16
 
 /* dK, dV of one key block of one kv head, summed over its query heads. */
 __global__ void __launch_bounds__(FTHREADS)
-	k_flash_bwd_kv(bf16 *dk, bf16 *dv, const bf16 *q, const bf16 *k, const bf16 *v,
-		       const bf16 *dO, const float *lse, const float *delta, int T, int Hq, int Hkv,
-		       int D, float scale)
+    k_flash_bwd_kv(bf16 *dk, bf16 *dv, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dO,
+                   const float *lse, const float *delta, int T, int Hq, int Hkv, int D, float scale)
 {
 	extern __shared__ __align__(128) unsigned char smem[];
 	unsigned char *sp = smem;
@@ -350,11 +350,12 @@ __global__ void __launch_bounds__(FTHREADS)
 			__syncwarp();
 			warp_probs(Ps, Ss, Ls, q0, k0, T, scale, w, lane);
 			__syncthreads(); /* dV reads every query row of P */
-			warp_at_b(dVs, LO, Ps, dOs, L, D, w); /* dV rows (keys) of warp w += P^T dO */
-			warp_qkt(Ss, dOs, Vs, D, w);          /* dP = dO V^T, own query rows */
-			__syncthreads();                      /* all of P consumed by dV */
+			warp_at_b(dVs, LO, Ps, dOs, L, D,
+			          w);                /* dV rows (keys) of warp w += P^T dO */
+			warp_qkt(Ss, dOs, Vs, D, w); /* dP = dO V^T, own query rows */
+			__syncthreads();             /* all of P consumed by dV */
 			warp_dscores(Ps, Ss, Dl, scale, w, lane);
-			__syncthreads(); /* dK reads every query row of dS */
+			__syncthreads();                     /* dK reads every query row of dS */
 			warp_at_b(dKs, LO, Ps, Qs, L, D, w); /* dK rows += dS^T Q */
 		}
 	}
@@ -362,17 +363,18 @@ __global__ void __launch_bounds__(FTHREADS)
 	for (int i = threadIdx.x; i < FB * D; i += blockDim.x) {
 		int r = i / D, d = i % D, t = k0 + r;
 		if (t < T) {
-			dk[((size_t)bkv * T + t) * D + d] = __float2bfloat16(dKs[(size_t)r * LO + d]);
-			dv[((size_t)bkv * T + t) * D + d] = __float2bfloat16(dVs[(size_t)r * LO + d]);
+			dk[((size_t)bkv * T + t) * D + d] =
+			    __float2bfloat16(dKs[(size_t)r * LO + d]);
+			dv[((size_t)bkv * T + t) * D + d] =
+			    __float2bfloat16(dVs[(size_t)r * LO + d]);
 		}
 	}
 }
 
 /* dQ of one query block of one head. */
 __global__ void __launch_bounds__(FTHREADS)
-	k_flash_bwd_q(bf16 *dq, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dO,
-		      const float *lse, const float *delta, int T, int Hq, int Hkv, int D,
-		      float scale)
+    k_flash_bwd_q(bf16 *dq, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dO,
+                  const float *lse, const float *delta, int T, int Hq, int Hkv, int D, float scale)
 {
 	extern __shared__ __align__(128) unsigned char smem[];
 	unsigned char *sp = smem;
@@ -420,7 +422,8 @@ __global__ void __launch_bounds__(FTHREADS)
 	for (int i = threadIdx.x; i < FB * D; i += blockDim.x) {
 		int r = i / D, d = i % D, t = q0 + r;
 		if (t < T)
-			dq[((size_t)bh * T + t) * D + d] = __float2bfloat16(dQs[(size_t)r * LO + d]);
+			dq[((size_t)bh * T + t) * D + d] =
+			    __float2bfloat16(dQs[(size_t)r * LO + d]);
 	}
 }
 
@@ -433,7 +436,7 @@ int fl_flash_supported(int D)
 		return 0;
 	if (cudaGetDevice(&dev) != cudaSuccess ||
 	    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-		    cudaSuccess) {
+	        cudaSuccess) {
 		cudaGetLastError();
 		return 0;
 	}
@@ -453,50 +456,50 @@ static int flash_setup(int D)
 	if (done_for == D)
 		return 0;
 	CU_TRY(cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				    (int)smem_fwd(D)));
+	                            (int)smem_fwd(D)));
 	CU_TRY(cudaFuncSetAttribute(k_flash_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				    (int)smem_bwd_kv(D)));
+	                            (int)smem_bwd_kv(D)));
 	CU_TRY(cudaFuncSetAttribute(k_flash_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				    (int)smem_bwd_q(D)));
+	                            (int)smem_bwd_q(D)));
 	done_for = D;
 fail:
 	return rv;
 }
 
-int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
-		     int T, int Hq, int Hkv, int D, cudaStream_t s)
+int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                     int Hq, int Hkv, int D, cudaStream_t s)
 {
 	int rv;
 	if ((rv = flash_setup(D)) != 0)
 		return rv;
 	dim3 grid((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
 	k_flash_fwd<<<grid, FTHREADS, smem_fwd(D), s>>>(o, lse, q, k, v, T, Hq, Hkv, D,
-							1.0f / sqrtf((float)D));
+	                                                1.0f / sqrtf((float)D));
 	CU_LAUNCHED();
 fail:
 	return rv;
 }
 
 int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bhtd,
-		      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
-		      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
-		      cudaStream_t s)
+                      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
+                      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
+                      cudaStream_t s)
 {
 	int rv;
 	float scale = 1.0f / sqrtf((float)D);
 	if ((rv = flash_setup(D)) != 0)
 		return rv;
 	k_flash_delta<<<fl_cdiv((long)B * T * Hq, 8), 256, 0, s>>>(delta, dO_bthd, o_bthd, B, T, Hq,
-								   D);
+	                                                           D);
 	CU_LAUNCHED();
 	{
 		dim3 gkv((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hkv));
 		k_flash_bwd_kv<<<gkv, FTHREADS, smem_bwd_kv(D), s>>>(dk, dv, q, k, v, dO_bhtd, lse,
-								    delta, T, Hq, Hkv, D, scale);
+		                                                     delta, T, Hq, Hkv, D, scale);
 		CU_LAUNCHED();
 		dim3 gq((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
-		k_flash_bwd_q<<<gq, FTHREADS, smem_bwd_q(D), s>>>(dq, q, k, v, dO_bhtd, lse, delta, T,
-								 Hq, Hkv, D, scale);
+		k_flash_bwd_q<<<gq, FTHREADS, smem_bwd_q(D), s>>>(dq, q, k, v, dO_bhtd, lse, delta,
+		                                                  T, Hq, Hkv, D, scale);
 		CU_LAUNCHED();
 	}
 fail:

@@ -13,7 +13,7 @@
 
 #include "model/cuda/kernels.cuh"
 
-#define WARP 32
+#define WARP           32
 #define ROWS_PER_BLOCK 8 /* warps (rows) per 256-thread block */
 
 static __device__ __forceinline__ float warp_sum(float v)
@@ -71,7 +71,7 @@ __global__ void k_embed_backward(float *dwte, const float *dout, const int *tok,
 }
 
 int fl_k_embed_backward(float *dwte, const float *dout, const int *tok, int N, int C,
-			cudaStream_t s)
+                        cudaStream_t s)
 {
 	int rv = 0;
 	k_embed_backward<<<N, 256, 0, s>>>(dwte, dout, tok, N, C);
@@ -84,7 +84,7 @@ fail:
 
 // x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row
 __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
-				  int C, float eps)
+                                  int C, float eps)
 {
 	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
@@ -104,11 +104,11 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 }
 
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
-			 float eps, cudaStream_t s)
+                         float eps, cudaStream_t s)
 {
 	int rv = 0;
 	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-		out, rstd, x, w, N, C, eps);
+	    out, rstd, x, w, N, C, eps);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -117,7 +117,7 @@ fail:
 // y = w * x * r, r = (mean x^2 + eps)^-1/2:
 // dx_j += r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / C); dw_j += dout_j x_j r
 __global__ void k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
-				   const bf16 *w, const float *rstd, int N, int C)
+                                   const bf16 *w, const float *rstd, int N, int C)
 {
 	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
@@ -140,11 +140,11 @@ __global__ void k_rmsnorm_backward(float *dx, float *dw, const float *dout, cons
 }
 
 int fl_k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const bf16 *w,
-			  const float *rstd, int N, int C, cudaStream_t s)
+                          const float *rstd, int N, int C, cudaStream_t s)
 {
 	int rv = 0;
 	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-		dx, dw, dout, x, w, rstd, N, C);
+	    dx, dw, dout, x, w, rstd, N, C);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -153,8 +153,8 @@ fail:
 /* ---- rotary embedding + layout ------------------------------------------ */
 
 // one thread per rotation pair (b,h,t,j), j < D/2; in (B,T,H,D) -> out (B,H,T,D)
-__global__ void k_rope_fwd(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H,
-			   int D, int rotate)
+__global__ void k_rope_fwd(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H, int D,
+                           int rotate)
 {
 	int half = D / 2;
 	size_t total = (size_t)B * H * T * half;
@@ -181,7 +181,7 @@ __global__ void k_rope_fwd(bf16 *out, const bf16 *in, const float2 *cs, int B, i
 }
 
 int fl_k_rope_permute_forward(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H,
-			      int D, int rotate, cudaStream_t s)
+                              int D, int rotate, cudaStream_t s)
 {
 	int rv = 0;
 	size_t n = (size_t)B * H * T * (D / 2);
@@ -193,7 +193,7 @@ fail:
 
 // din (B,H,T,D) -> dout (B,T,H,D), transpose rotation
 __global__ void k_rope_bwd(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
-			   int D, int rotate)
+                           int D, int rotate)
 {
 	int half = D / 2;
 	size_t total = (size_t)B * H * T * half;
@@ -220,7 +220,7 @@ __global__ void k_rope_bwd(bf16 *dout, const bf16 *din, const float2 *cs, int B,
 }
 
 int fl_k_rope_permute_backward(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
-			       int D, int rotate, cudaStream_t s)
+                               int D, int rotate, cudaStream_t s)
 {
 	int rv = 0;
 	size_t n = (size_t)B * H * T * (D / 2);
@@ -308,14 +308,14 @@ int fl_k_causal_softmax(bf16 *P, const float *S, long rows, int T, float scale, 
 {
 	int rv = 0;
 	k_causal_softmax<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(P, S, rows,
-											 T, scale);
+	                                                                                 T, scale);
 	CU_LAUNCHED();
 fail:
 	return rv;
 }
 
 __global__ void k_causal_softmax_bwd(bf16 *dS, const bf16 *P, const float *dP, long rows, int T,
-				     float scale)
+                                     float scale)
 {
 	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
@@ -336,11 +336,11 @@ __global__ void k_causal_softmax_bwd(bf16 *dS, const bf16 *P, const float *dP, l
 }
 
 int fl_k_causal_softmax_backward(bf16 *dS, const bf16 *P, const float *dP, long rows, int T,
-				 float scale, cudaStream_t s)
+                                 float scale, cudaStream_t s)
 {
 	int rv = 0;
 	k_causal_softmax_bwd<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-		dS, P, dP, rows, T, scale);
+	    dS, P, dP, rows, T, scale);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -367,7 +367,7 @@ fail:
 }
 
 __global__ void k_swiglu_bwd(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
-			     const bf16 *up, long N)
+                             const bf16 *up, long N)
 {
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N;
 	     i += (long)gridDim.x * blockDim.x) {
@@ -379,8 +379,8 @@ __global__ void k_swiglu_bwd(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf1
 	}
 }
 
-int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
-			 const bf16 *up, long N, cudaStream_t s)
+int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate, const bf16 *up,
+                         long N, cudaStream_t s)
 {
 	int rv = 0;
 	k_swiglu_bwd<<<grid_for(N, 256), 256, 0, s>>>(dgate, dup, dout, gate, up, N);
@@ -395,7 +395,7 @@ fail:
 
 // one block per row; reductions through shared memory
 __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
-			       const int *targets, const float *row_scale, float dscale, int V)
+                               const int *targets, const float *row_scale, float dscale, int V)
 {
 	__shared__ float s_val[CE_THREADS / WARP];
 	__shared__ int s_idx[CE_THREADS / WARP];
@@ -470,18 +470,19 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		float inv = 1.0f / s_sum;
 		for (int i = tid; i < V; i += blockDim.x) {
 			float p = expf(l[i] - m) * inv;
-			dlogits[(size_t)n * V + i] = __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
+			dlogits[(size_t)n * V + i] =
+			    __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
 		}
 	}
 }
 
 int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
-		      const int *targets, const float *row_scale, float dscale, int N, int V,
-		      cudaStream_t s)
+                      const int *targets, const float *row_scale, float dscale, int N, int V,
+                      cudaStream_t s)
 {
 	int rv = 0;
-	k_crossentropy<<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets, row_scale,
-						dscale, V);
+	k_crossentropy<<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets,
+	                                        row_scale, dscale, V);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -490,7 +491,7 @@ fail:
 /* ---- optimizers ----------------------------------------------------------- */
 
 __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1,
-			float b2, float eps, float wd, float c1, float c2)
+                        float b2, float eps, float wd, float c1, float c2)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x) {
@@ -505,7 +506,7 @@ __global__ void k_adamw(float *p, const float *g, float *m, float *v, size_t n, 
 }
 
 int fl_k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
-	       float eps, float wd, float c1, float c2, cudaStream_t s)
+               float eps, float wd, float c1, float c2, cudaStream_t s)
 {
 	int rv = 0;
 	k_adamw<<<grid_for(n, 256), 256, 0, s>>>(p, g, m, v, n, lr, b1, b2, eps, wd, c1, c2);
@@ -515,7 +516,7 @@ fail:
 }
 
 __global__ void k_sgd(float *p, const float *g, float *mom, size_t n, float lr, float momentum,
-		      float wd)
+                      float wd)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x) {
@@ -529,11 +530,11 @@ __global__ void k_sgd(float *p, const float *g, float *mom, size_t n, float lr, 
 }
 
 int fl_k_sgd(float *p, const float *g, float *mom, size_t n, float lr, float momentum, float wd,
-	     cudaStream_t s)
+             cudaStream_t s)
 {
 	int rv = 0;
 	k_sgd<<<grid_for(n, 256), 256, 0, s>>>(p, g, momentum != 0.0f ? mom : NULL, n, lr, momentum,
-					       wd);
+	                                       wd);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -666,7 +667,7 @@ static __device__ __forceinline__ float clip_factor(float n2, float clip)
 }
 
 __global__ void k_clip_accumulate(float *out, const float *g, const float *norms2, int nex,
-				  size_t P, float clip)
+                                  size_t P, float clip)
 {
 	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < P;
 	     j += (size_t)gridDim.x * blockDim.x) {
@@ -681,7 +682,7 @@ __global__ void k_clip_accumulate(float *out, const float *g, const float *norms
 }
 
 int fl_k_clip_accumulate(float *out, const float *g, const float *norms2, int nex, size_t P,
-			 float clip, cudaStream_t s)
+                         float clip, cudaStream_t s)
 {
 	int rv = 0;
 	if (nex <= 0)
@@ -708,14 +709,14 @@ static __device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint2 k)
 
 // pair p of outputs (2p, 2p+1) from counter (p lo, p hi, ctr_hi lo, ctr_hi hi)
 __global__ void k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, double std,
-				  double inv_div)
+                                  double inv_div)
 {
 	size_t npair = (n + 1) / 2;
 	uint2 k = make_uint2((uint32_t)key, (uint32_t)(key >> 32));
 	for (size_t p = blockIdx.x * (size_t)blockDim.x + threadIdx.x; p < npair;
 	     p += (size_t)gridDim.x * blockDim.x) {
 		uint4 c = make_uint4((uint32_t)p, (uint32_t)((uint64_t)p >> 32), (uint32_t)ctr_hi,
-				     (uint32_t)(ctr_hi >> 32));
+		                     (uint32_t)(ctr_hi >> 32));
 		uint4 x = philox4x32_10(c, k);
 		uint64_t a = (((uint64_t)x.x << 32) | x.y) >> 11;
 		uint64_t b = (((uint64_t)x.z << 32) | x.w) >> 11;
@@ -732,11 +733,11 @@ __global__ void k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t c
 }
 
 int fl_k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, double std,
-			 double inv_div, cudaStream_t s)
+                         double inv_div, cudaStream_t s)
 {
 	int rv = 0;
 	k_add_noise_scale<<<grid_for((n + 1) / 2, 256), 256, 0, s>>>(out, n, key, ctr_hi, std,
-								     inv_div);
+	                                                             inv_div);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -744,10 +745,9 @@ fail:
 
 /* ---- GEMM --------------------------------------------------------------- */
 
-int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alpha,
-	       const bf16 *A, int lda, long long sa, const bf16 *B, int ldb, long long sb,
-	       float beta, void *C, cudaDataType ctype, int ldc, long long sc, int batch,
-	       const char *file, int line)
+int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alpha, const bf16 *A,
+               int lda, long long sa, const bf16 *B, int ldb, long long sb, float beta, void *C,
+               cudaDataType ctype, int ldc, long long sc, int batch, const char *file, int line)
 {
 	// row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T
 	cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -755,18 +755,18 @@ int fl_gemm_rm(cublasHandle_t h, int ta, int tb, int M, int N, int K, float alph
 	cublasStatus_t st;
 	if (batch <= 1)
 		st = cublasGemmEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF,
-				  lda, &beta, C, ctype, ldc, CUBLAS_COMPUTE_32F,
-				  CUBLAS_GEMM_DEFAULT);
+		                  lda, &beta, C, ctype, ldc, CUBLAS_COMPUTE_32F,
+		                  CUBLAS_GEMM_DEFAULT);
 	else
 		st = cublasGemmStridedBatchedEx(h, opB, opA, N, M, K, &alpha, B, CUDA_R_16BF, ldb,
-						sb, A, CUDA_R_16BF, lda, sa, &beta, C, ctype, ldc,
-						sc, batch, CUBLAS_COMPUTE_32F,
-						CUBLAS_GEMM_DEFAULT);
+		                                sb, A, CUDA_R_16BF, lda, sa, &beta, C, ctype, ldc,
+		                                sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 	if (st != CUBLAS_STATUS_SUCCESS) {
 		fl_log(FL_LOG_ERROR, "cuda",
 		       "%s:%d: GEMM (ta %d tb %d M %d N %d K %d lda %d ldb %d ldc %d batch %d): "
 		       "cuBLAS %s",
-		       file, line, ta, tb, M, N, K, lda, ldb, ldc, batch, cublasGetStatusString(st));
+		       file, line, ta, tb, M, N, K, lda, ldb, ldc, batch,
+		       cublasGetStatusString(st));
 		return FL_ECUDA;
 	}
 	return 0;

@@ -18,24 +18,24 @@
 int fl_k_embed_forward(float *out, const int *tok, const bf16 *wte, int N, int C, cudaStream_t s);
 /* model_embed_backward: dwte (V,C) f32 += dout rows (atomics). */
 int fl_k_embed_backward(float *dwte, const float *dout, const int *tok, int N, int C,
-			cudaStream_t s);
+                        cudaStream_t s);
 
 /* model_rmsnorm_forward: x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N) f32. */
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
-			 float eps, cudaStream_t s);
+                         float eps, cudaStream_t s);
 /* model_rmsnorm_backward: dx (N,C) f32 +=, dw (C) f32 += (NULL ok), dout (N,C) f32. */
 int fl_k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const bf16 *w,
-			  const float *rstd, int N, int C, cudaStream_t s);
+                          const float *rstd, int N, int C, cudaStream_t s);
 
 /* model_rope_forward fused with a permutation: in (B,T,H,D) bf16 -> out
  * (B,H,T,D) bf16, rotated when rotate (cs: (T, D/2) pairs cos, sin), copied
  * otherwise (v). */
 int fl_k_rope_permute_forward(bf16 *out, const bf16 *in, const float2 *cs, int B, int T, int H,
-			      int D, int rotate, cudaStream_t s);
+                              int D, int rotate, cudaStream_t s);
 /* model_rope_backward fused with the inverse permutation: din (B,H,T,D) ->
  * dout (B,T,H,D), rotated back (transpose rotation) when rotate. */
 int fl_k_rope_permute_backward(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
-			       int D, int rotate, cudaStream_t s);
+                               int D, int rotate, cudaStream_t s);
 /* (B,H,T,D) <-> (B,T,H,D) permutations without rotation. */
 int fl_k_bhtd_to_bthd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s);
 int fl_k_bthd_to_bhtd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s);
@@ -46,12 +46,12 @@ int fl_k_causal_softmax(bf16 *P, const float *S, long rows, int T, float scale, 
 /* Its backward: dS = P * (dP - sum_j P_j dP_j) * scale, written as bf16 over
  * dS (may alias P: each element is read before it is written by one thread). */
 int fl_k_causal_softmax_backward(bf16 *dS, const bf16 *P, const float *dP, long rows, int T,
-				 float scale, cudaStream_t s);
+                                 float scale, cudaStream_t s);
 
 /* model_swiglu_forward / _backward on bf16 (dgate, dup overwritten, not +=). */
 int fl_k_swiglu_forward(bf16 *out, const bf16 *gate, const bf16 *up, long N, cudaStream_t s);
-int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
-			 const bf16 *up, long N, cudaStream_t s);
+int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate, const bf16 *up,
+                         long N, cudaStream_t s);
 
 /* model_crossentropy_forward_backward on a chunk of rows: logits (N,V) f32,
  * targets (N) (-1 ignored). losses (N) f32 and correct (N) int (argmax ==
@@ -59,16 +59,16 @@ int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *g
  * the row (row_scale[n] if row_scale, else dscale) when dlogits is non-NULL,
  * zero rows for ignored targets. */
 int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
-		      const int *targets, const float *row_scale, float dscale, int N, int V,
-		      cudaStream_t s);
+                      const int *targets, const float *row_scale, float dscale, int N, int V,
+                      cudaStream_t s);
 
 /* model_adamw_update / model_sgd_update on f32 arrays (mom NULL: plain SGD).
  * c1, c2 are the bias corrections 1 - b^t computed by the caller in float as
  * the CPU does. */
 int fl_k_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
-	       float eps, float wd, float c1, float c2, cudaStream_t s);
+               float eps, float wd, float c1, float c2, cudaStream_t s);
 int fl_k_sgd(float *p, const float *g, float *mom, size_t n, float lr, float momentum, float wd,
-	     cudaStream_t s);
+             cudaStream_t s);
 
 /* Element-wise helpers. */
 int fl_k_f32_to_bf16(bf16 *out, const float *in, size_t n, cudaStream_t s);
@@ -84,45 +84,45 @@ int fl_k_row_sumsq(float *norms2, const float *g, int nex, size_t P, cudaStream_
 /* out[j] += sum_e g[e*P + j] * min(1, clip / ||g_e||) with norms2 from
  * fl_k_row_sumsq (a zero row contributes nothing). */
 int fl_k_clip_accumulate(float *out, const float *g, const float *norms2, int nex, size_t P,
-			 float clip, cudaStream_t s);
+                         float clip, cudaStream_t s);
 /* out[j] = (out[j] + std * N(0,1)_j) * inv_div, the normals from Philox4x32-10
  * keyed by key (64 bits) at counter (ctr_hi, j / 4), Box-Muller in double. */
 int fl_k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, double std,
-			 double inv_div, cudaStream_t s);
+                         double inv_div, cudaStream_t s);
 
 /* ---- composite steps shared by the model (llama.cu) and the op tests ---- */
 
 /* LoRA forward of one adapted matrix: xa (N,r) bf16 = x (N,IN) A^T, then
  * out (N,OUT) += scale * xa B^T; out of type otype (bf16 or f32). */
-int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype,
-		    int OUT, bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale);
+int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype, int OUT,
+                    bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale);
 /* LoRA backward of one matrix (model_lora_backward): dB (OUT,r) += scale *
  * dout^T xa and dA (r,IN) += dxa^T x (dA NULL: A frozen), dx (N,IN) += dxa A
  * (dx NULL ok, type dxtype), with dxa (N,r) = scale * dout B (scratch).
  * Per example when nex > 0: the N = nex*T rows are nex examples; example e's
  * gradients are written (not added) at dB + e*stride and dA + e*stride. */
 int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA, float *dB,
-		     const bf16 *dout, const bf16 *x, const bf16 *xa, const bf16 *A16,
-		     const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
-		     int nex, int T, size_t stride);
+                     const bf16 *dout, const bf16 *x, const bf16 *xa, const bf16 *A16,
+                     const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
+                     int nex, int T, size_t stride);
 
 /* Scratch of the attention: S (f32) and P (bf16) for bc examples at a time. */
 typedef struct fl_attn_scratch {
-	float *S;  /* (bc, Hq, T, T) */
-	bf16 *P;   /* (bc, Hq, T, T) */
-	int bc;    /* examples per chunk */
+	float *S; /* (bc, Hq, T, T) */
+	bf16 *P;  /* (bc, Hq, T, T) */
+	int bc;   /* examples per chunk */
 } fl_attn_scratch;
 
 /* Causal GQA attention forward (model_attention_forward): q (B,Hq,T,D), k, v
  * (B,Hkv,T,D) bf16 -> o (B,Hq,T,D) bf16. The probabilities are not kept: the
  * backward recomputes them. */
 int fl_attention_forward(cublasHandle_t h, cudaStream_t s, bf16 *o, const bf16 *q, const bf16 *k,
-			 const bf16 *v, int B, int T, int Hq, int Hkv, int D,
-			 const fl_attn_scratch *sc);
+                         const bf16 *v, int B, int T, int Hq, int Hkv, int D,
+                         const fl_attn_scratch *sc);
 /* Backward: dO (B,Hq,T,D) -> dq (B,Hq,T,D), dk, dv (B,Hkv,T,D), overwritten. */
 int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, bf16 *dv,
-			  const bf16 *dO, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
-			  int Hq, int Hkv, int D, const fl_attn_scratch *sc);
+                          const bf16 *dO, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                          int Hq, int Hkv, int D, const fl_attn_scratch *sc);
 
 /* Rotary table (T, D/2) of (cos, sin) pairs, angles in double as model/ops.c. */
 void fl_rope_table(float2 *host, int T, int D, float theta);
@@ -133,11 +133,11 @@ void fl_rope_table(float2 *host, int T, int D, float theta);
  * dv (overwritten) from dO in both layouts (bhtd for the products, bthd with
  * o_bthd for delta = rowsum(dO*O), scratch (B,Hq,T) f32). */
 int fl_flash_supported(int D);
-int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
-		     int T, int Hq, int Hkv, int D, cudaStream_t s);
+int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                     int Hq, int Hkv, int D, cudaStream_t s);
 int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bhtd,
-		      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
-		      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
-		      cudaStream_t s);
+                      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
+                      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
+                      cudaStream_t s);
 
 #endif

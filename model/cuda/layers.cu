@@ -18,8 +18,8 @@
 
 #include "model/cuda/kernels.cuh"
 
-int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype,
-		    int OUT, bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale)
+int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype, int OUT,
+                    bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale)
 {
 	int rv;
 	// xa (N,r) = x (N,IN) A^T, A (r,IN)
@@ -31,20 +31,20 @@ fail:
 }
 
 int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA, float *dB,
-		     const bf16 *dout, const bf16 *x, const bf16 *xa, const bf16 *A16,
-		     const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
-		     int nex, int T, size_t stride)
+                     const bf16 *dout, const bf16 *x, const bf16 *xa, const bf16 *A16,
+                     const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
+                     int nex, int T, size_t stride)
 {
 	int rv;
 	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r)
 	if (dB) {
 		if (nex > 0)
 			GEMM_TRY(GEMM_BATCHED(h, 1, 0, OUT, r, T, scale, dout, OUT,
-					      (long long)T * OUT, xa, r, (long long)T * r, 0.f, dB,
-					      CUDA_R_32F, r, (long long)stride, nex));
+			                      (long long)T * OUT, xa, r, (long long)T * r, 0.f, dB,
+			                      CUDA_R_32F, r, (long long)stride, nex));
 		else
 			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, OUT, xa, r, 1.f, dB,
-				      CUDA_R_32F, r));
+			              CUDA_R_32F, r));
 	}
 	if (!dA && !dx)
 		return 0;
@@ -54,11 +54,11 @@ int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA,
 	if (dA) {
 		if (nex > 0)
 			GEMM_TRY(GEMM_BATCHED(h, 1, 0, r, IN, T, 1.f, dxa, r, (long long)T * r, x,
-					      IN, (long long)T * IN, 0.f, dA, CUDA_R_32F, IN,
-					      (long long)stride, nex));
+			                      IN, (long long)T * IN, 0.f, dA, CUDA_R_32F, IN,
+			                      (long long)stride, nex));
 		else
-			GEMM_TRY(GEMM(h, 1, 0, r, IN, N, 1.f, dxa, r, x, IN, 1.f, dA, CUDA_R_32F,
-				      IN));
+			GEMM_TRY(
+			    GEMM(h, 1, 0, r, IN, N, 1.f, dxa, r, x, IN, 1.f, dA, CUDA_R_32F, IN));
 	}
 	// dx (N,IN) += dxa (N,r) A (r,IN)
 	if (dx)
@@ -69,8 +69,8 @@ fail:
 }
 
 int fl_attention_forward(cublasHandle_t h, cudaStream_t s, bf16 *o, const bf16 *q, const bf16 *k,
-			 const bf16 *v, int B, int T, int Hq, int Hkv, int D,
-			 const fl_attn_scratch *sc)
+                         const bf16 *v, int B, int T, int Hq, int Hkv, int D,
+                         const fl_attn_scratch *sc)
 {
 	int rv = 0;
 	int G = Hq / Hkv;
@@ -82,20 +82,20 @@ int fl_attention_forward(cublasHandle_t h, cudaStream_t s, bf16 *o, const bf16 *
 		const bf16 *kb = k + (size_t)b0 * Hkv * T * D, *vb = v + (size_t)b0 * Hkv * T * D;
 		// S (G*T, T) = Q_g (G*T, D) K^T, per (example, kv head)
 		GEMM_TRY(GEMM_BATCHED(h, 0, 1, G * T, T, D, 1.f, qb, D, qs, kb, D, ks, 0.f, sc->S,
-				      CUDA_R_32F, T, ss, bc * Hkv));
+		                      CUDA_R_32F, T, ss, bc * Hkv));
 		if ((rv = fl_k_causal_softmax(sc->P, sc->S, (long)bc * Hq * T, T, scale, s)) != 0)
 			goto fail;
 		// O (G*T, D) = P (G*T, T) V (T, D)
 		GEMM_TRY(GEMM_BATCHED(h, 0, 0, G * T, D, T, 1.f, sc->P, T, ss, vb, D, ks, 0.f,
-				      o + (size_t)b0 * Hq * T * D, CUDA_R_16BF, D, qs, bc * Hkv));
+		                      o + (size_t)b0 * Hq * T * D, CUDA_R_16BF, D, qs, bc * Hkv));
 	}
 fail:
 	return rv;
 }
 
 int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, bf16 *dv,
-			  const bf16 *dO, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
-			  int Hq, int Hkv, int D, const fl_attn_scratch *sc)
+                          const bf16 *dO, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
+                          int Hq, int Hkv, int D, const fl_attn_scratch *sc)
 {
 	int rv = 0;
 	int G = Hq / Hkv;
@@ -107,25 +107,25 @@ int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, 
 		size_t qo = (size_t)b0 * Hq * T * D, ko = (size_t)b0 * Hkv * T * D;
 		// recompute P
 		GEMM_TRY(GEMM_BATCHED(h, 0, 1, G * T, T, D, 1.f, q + qo, D, qs, k + ko, D, ks, 0.f,
-				      sc->S, CUDA_R_32F, T, ss, nb));
+		                      sc->S, CUDA_R_32F, T, ss, nb));
 		if ((rv = fl_k_causal_softmax(sc->P, sc->S, (long)bc * Hq * T, T, scale, s)) != 0)
 			goto fail;
 		// dP (G*T, T) = dO (G*T, D) V^T, into the score buffer
 		GEMM_TRY(GEMM_BATCHED(h, 0, 1, G * T, T, D, 1.f, dO + qo, D, qs, v + ko, D, ks, 0.f,
-				      sc->S, CUDA_R_32F, T, ss, nb));
+		                      sc->S, CUDA_R_32F, T, ss, nb));
 		// dV (T, D) = P^T (T, G*T) dO (G*T, D): sums over the group's heads
 		GEMM_TRY(GEMM_BATCHED(h, 1, 0, T, D, G * T, 1.f, sc->P, T, ss, dO + qo, D, qs, 0.f,
-				      dv + ko, CUDA_R_16BF, D, ks, nb));
+		                      dv + ko, CUDA_R_16BF, D, ks, nb));
 		// dS = P * (dP - rowsum(P dP)) * scale, over P
 		if ((rv = fl_k_causal_softmax_backward(sc->P, sc->P, sc->S, (long)bc * Hq * T, T,
-						       scale, s)) != 0)
+		                                       scale, s)) != 0)
 			goto fail;
 		// dQ (G*T, D) = dS (G*T, T) K (T, D)
 		GEMM_TRY(GEMM_BATCHED(h, 0, 0, G * T, D, T, 1.f, sc->P, T, ss, k + ko, D, ks, 0.f,
-				      dq + qo, CUDA_R_16BF, D, qs, nb));
+		                      dq + qo, CUDA_R_16BF, D, qs, nb));
 		// dK (T, D) = dS^T (T, G*T) Q (G*T, D)
 		GEMM_TRY(GEMM_BATCHED(h, 1, 0, T, D, G * T, 1.f, sc->P, T, ss, q + qo, D, qs, 0.f,
-				      dk + ko, CUDA_R_16BF, D, ks, nb));
+		                      dk + ko, CUDA_R_16BF, D, ks, nb));
 	}
 fail:
 	return rv;

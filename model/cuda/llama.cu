@@ -49,15 +49,15 @@ struct model_cuda {
 	float scale;
 	size_t n_a, n_b;
 	model_cuda_lora_mat *mats;
-	int *lidx;          /* (L, 7) matrix index or -1 */
-	float *lmem;        /* params | grads | m | v, each n_a + n_b */
+	int *lidx;   /* (L, 7) matrix index or -1 */
+	float *lmem; /* params | grads | m | v, each n_a + n_b */
 	float *lp, *lg, *lm, *lv;
-	bf16 *l16;          /* bf16 copy of params */
-	bf16 *xa;           /* (nlora, Nmax, r) */
-	bf16 *dxa;          /* (Nmax, r) */
-	float *pe;          /* (max_batch, ntrain) per-example gradients (DP) */
-	float *dp_sum;      /* (ntrain) */
-	float *norms2;      /* (max_batch) */
+	bf16 *l16;     /* bf16 copy of params */
+	bf16 *xa;      /* (nlora, Nmax, r) */
+	bf16 *dxa;     /* (Nmax, r) */
+	float *pe;     /* (max_batch, ntrain) per-example gradients (DP) */
+	float *dp_sum; /* (ntrain) */
+	float *norms2; /* (max_batch) */
 	model_cuda_optim opt;
 	int t;
 	/* activations */
@@ -67,7 +67,7 @@ struct model_cuda {
 	/* scratch */
 	void *smem;
 	bf16 *raw, *operm, *dlogits, *d16, *dq, *dk, *dv, *dqr, *dkr, *dvr, *datto, *dgate, *dup,
-		*dswi;
+	    *dswi;
 	float *logits, *losses, *row_scale, *dres, *dln;
 	int *correct, *tok, *tgt;
 	fl_attn_scratch att;
@@ -95,7 +95,7 @@ extern "C" int model_cuda_probe(char *why, size_t whylen)
 	if (e != cudaSuccess || n == 0) {
 		if (why)
 			snprintf(why, whylen, "no usable CUDA device (%s)",
-				 e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
+			         e != cudaSuccess ? cudaGetErrorString(e) : "device count is 0");
 		return FL_ECUDA;
 	}
 	if ((e = cudaMalloc(&d, sizeof(int))) != cudaSuccess)
@@ -118,7 +118,7 @@ bad:
 	cudaGetLastError();
 	if (why)
 		snprintf(why, whylen, "CUDA device not usable: %s (built for sm_80/87/89/90)",
-			 cudaGetErrorString(e));
+		         cudaGetErrorString(e));
 	return FL_ECUDA;
 }
 
@@ -151,8 +151,8 @@ static int dev_alloc(model_cuda *m, void **p, size_t bytes)
 	cudaError_t e = cudaMalloc(p, bytes);
 	if (e != cudaSuccess) {
 		cudaGetLastError();
-		fl_log(FL_LOG_ERROR, "cuda", "cudaMalloc of %.1f MiB failed: %s",
-		       bytes / 1048576.0, cudaGetErrorString(e));
+		fl_log(FL_LOG_ERROR, "cuda", "cudaMalloc of %.1f MiB failed: %s", bytes / 1048576.0,
+		       cudaGetErrorString(e));
 		*p = NULL;
 		return e == cudaErrorMemoryAllocation ? FL_ENOMEM : FL_ECUDA;
 	}
@@ -275,9 +275,9 @@ static int flash_selfcheck(model_cuda *m)
 	const int B = 2, T = 150, Hq = m->Hq, Hkv = m->Hkv, D = m->D;
 	size_t nq = (size_t)B * Hq * T * D, nk = (size_t)B * Hkv * T * D, ns = (size_t)B * Hq * T;
 	size_t total = 0, off[16];
-	size_t sz[16] = {nq * 2, nk * 2, nk * 2, nq * 2, nq * 2, nq * 2, nq * 2, nq * 2,
-			 nq * 2, nk * 2, nk * 2, nq * 2, nk * 2, nk * 2, ns * 4 * 2,
-			 ns * (size_t)T * 6};
+	size_t sz[16] = {
+	    nq * 2, nk * 2, nk * 2, nq * 2, nq * 2, nq * 2, nq * 2,     nq * 2,
+	    nq * 2, nk * 2, nk * 2, nq * 2, nk * 2, nk * 2, ns * 4 * 2, ns * (size_t)T * 6};
 	unsigned char *mem = NULL;
 	int ok = 0, rv = 0;
 	double e[4] = {0, 0, 0, 0};
@@ -303,17 +303,18 @@ static int flash_selfcheck(model_cuda *m)
 		sc.S = (float *)(mem + off[15]);
 		sc.P = (bf16 *)(sc.S + ns * T);
 		cudaStream_t s = m->s;
-		if ((rv = fl_k_init_bf16(q, nq, 11, 1.0f, 0, s)) || (rv = fl_k_init_bf16(k, nk, 12, 1.0f, 0, s)) ||
+		if ((rv = fl_k_init_bf16(q, nq, 11, 1.0f, 0, s)) ||
+		    (rv = fl_k_init_bf16(k, nk, 12, 1.0f, 0, s)) ||
 		    (rv = fl_k_init_bf16(v, nk, 13, 1.0f, 0, s)) ||
 		    (rv = fl_k_init_bf16(dO, nq, 14, 1.0f, 0, s)) ||
 		    (rv = fl_attention_forward(m->h, s, o1, q, k, v, B, T, Hq, Hkv, D, &sc)) ||
-		    (rv = fl_attention_backward(m->h, s, dq1, dk1, dv1, dO, q, k, v, B, T, Hq, Hkv, D,
-						&sc)) ||
+		    (rv = fl_attention_backward(m->h, s, dq1, dk1, dv1, dO, q, k, v, B, T, Hq, Hkv,
+		                                D, &sc)) ||
 		    (rv = fl_flash_forward(o2, lse, q, k, v, B, T, Hq, Hkv, D, s)) ||
 		    (rv = fl_k_bhtd_to_bthd(dO_bthd, dO, B, T, Hq, D, s)) ||
 		    (rv = fl_k_bhtd_to_bthd(o2_bthd, o2, B, T, Hq, D, s)) ||
-		    (rv = fl_flash_backward(dq2, dk2, dv2, delta, dO, dO_bthd, o2_bthd, q, k, v, lse,
-					    B, T, Hq, Hkv, D, s)))
+		    (rv = fl_flash_backward(dq2, dk2, dv2, delta, dO, dO_bthd, o2_bthd, q, k, v,
+		                            lse, B, T, Hq, Hkv, D, s)))
 			goto out;
 		if (cudaStreamSynchronize(s) != cudaSuccess) {
 			fl_log(FL_LOG_WARN, "cuda", "flash attention self-check (rc %d): %s", rv,
@@ -403,7 +404,7 @@ extern "C" size_t model_cuda_mem_bytes(const model_cuda *m)
 }
 
 extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
-			      const model_cuda_weights *w, uint64_t seed)
+                              const model_cuda_weights *w, uint64_t seed)
 {
 	int rv = 0;
 	model_cuda *m = NULL;
@@ -469,7 +470,7 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		m->w[W_HEAD] = m->w[W_EMBED];
 	if (w) {
 		const float *src[W_N] = {w->embed, w->ln1,   w->wq,  w->wk,    w->wv,   w->wo,
-					 w->ln2,   w->wgate, w->wup, w->wdown, w->norm, w->head};
+		                         w->ln2,   w->wgate, w->wup, w->wdown, w->norm, w->head};
 		for (int i = 0; i < W_N; i++) {
 			if (m->wsz[i] == 0)
 				continue;
@@ -485,8 +486,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		for (int i = 0; i < W_N; i++) {
 			int norm = i == W_LN1 || i == W_LN2 || i == W_NORM;
 			if (m->wsz[i] && (rv = fl_k_init_bf16(m->w[i], m->wsz[i],
-							      seed * 0x9E3779B97F4A7C15ull + i,
-							      norm ? 0.f : 0.02f, 1.f, m->s)) != 0)
+			                                      seed * 0x9E3779B97F4A7C15ull + i,
+			                                      norm ? 0.f : 0.02f, 1.f, m->s)) != 0)
 				goto fail;
 		}
 	}
@@ -552,8 +553,8 @@ extern "C" int model_cuda_get_weight(model_cuda *m, int which, float *host, size
 {
 	int rv = 0;
 	uint16_t *tmp = NULL;
-	if (which < 0 || which >= W_N || n != (which == W_HEAD && m->c.tied ? m->wsz[W_EMBED]
-									       : m->wsz[which]))
+	if (which < 0 || which >= W_N ||
+	    n != (which == W_HEAD && m->c.tied ? m->wsz[W_EMBED] : m->wsz[which]))
 		return FL_EINVAL;
 	if (!(tmp = (uint16_t *)malloc(n * 2)))
 		return FL_ENOMEM;
@@ -580,19 +581,34 @@ extern "C" size_t model_cuda_trainable(const model_cuda *m)
 static void mat_dims(const model_cuda *m, int module, int *in, int *out)
 {
 	switch (module) {
-	case MODEL_CUDA_Q: *in = m->C; *out = m->QD; break;
+	case MODEL_CUDA_Q:
+		*in = m->C;
+		*out = m->QD;
+		break;
 	case MODEL_CUDA_K:
-	case MODEL_CUDA_V: *in = m->C; *out = m->KD; break;
-	case MODEL_CUDA_O: *in = m->QD; *out = m->C; break;
+	case MODEL_CUDA_V:
+		*in = m->C;
+		*out = m->KD;
+		break;
+	case MODEL_CUDA_O:
+		*in = m->QD;
+		*out = m->C;
+		break;
 	case MODEL_CUDA_GATE:
-	case MODEL_CUDA_UP: *in = m->C; *out = m->I; break;
-	default: *in = m->I; *out = m->C; break;
+	case MODEL_CUDA_UP:
+		*in = m->C;
+		*out = m->I;
+		break;
+	default:
+		*in = m->I;
+		*out = m->C;
+		break;
 	}
 }
 
 extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lora_mat *mats, int r,
-				      float scale, size_t n_a, size_t n_b, const float *params,
-				      int train_a)
+                                      float scale, size_t n_a, size_t n_b, const float *params,
+                                      int train_a)
 {
 	int rv = 0;
 	size_t P = n_a + n_b;
@@ -608,7 +624,8 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 		int in, out;
 		const model_cuda_lora_mat *x = &mats[i];
 		if (x->layer < 0 || x->layer >= m->L || x->module < 0 ||
-		    x->module >= MODEL_CUDA_NMODULE || lidx[x->layer * MODEL_CUDA_NMODULE + x->module] >= 0) {
+		    x->module >= MODEL_CUDA_NMODULE ||
+		    lidx[x->layer * MODEL_CUDA_NMODULE + x->module] >= 0) {
 			free(lidx);
 			fl_log(FL_LOG_ERROR, "cuda", "LoRA matrix %d: bad layer/module", i);
 			return FL_ESHAPE;
@@ -617,7 +634,8 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 		if (x->a_off + (size_t)r * in > n_a || x->b_off < n_a ||
 		    x->b_off + (size_t)out * r > P) {
 			free(lidx);
-			fl_log(FL_LOG_ERROR, "cuda", "LoRA matrix %d: offsets outside the adapter", i);
+			fl_log(FL_LOG_ERROR, "cuda", "LoRA matrix %d: offsets outside the adapter",
+			       i);
 			return FL_ESHAPE;
 		}
 		lidx[x->layer * MODEL_CUDA_NMODULE + x->module] = i;
@@ -694,7 +712,7 @@ extern "C" int model_cuda_lora_get(model_cuda *m, float *params)
 	if (!m->nlora)
 		return FL_ESTATE;
 	CU_TRY(cudaMemcpyAsync(params, m->lp, (m->n_a + m->n_b) * sizeof(float),
-			       cudaMemcpyDeviceToHost, m->s));
+	                       cudaMemcpyDeviceToHost, m->s));
 	CU_TRY(cudaStreamSynchronize(m->s));
 fail:
 	return rv;
@@ -733,7 +751,7 @@ static int lora_of(const model_cuda *m, int l, int module)
 
 /* Linear layer out (N,OUT) = x W^T (+ beta out), plus LoRA if adapted. */
 static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *W, void *out,
-		      cudaDataType ot, float beta, int N)
+                      cudaDataType ot, float beta, int N)
 {
 	int rv, in, o;
 	mat_dims(m, module, &in, &o);
@@ -741,8 +759,9 @@ static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	{
 		int i = lora_of(m, l, module);
 		if (i >= 0)
-			rv = fl_lora_forward(m->h, x, in, out, ot, o, m->xa + (size_t)i * m->Nmax * m->r,
-					     A16(m, i), B16(m, i), N, m->r, m->scale);
+			rv = fl_lora_forward(m->h, x, in, out, ot, o,
+			                     m->xa + (size_t)i * m->Nmax * m->r, A16(m, i),
+			                     B16(m, i), N, m->r, m->scale);
 	}
 fail:
 	return rv;
@@ -751,8 +770,8 @@ fail:
 /* Backward of a linear layer: dx (N,IN) (+)= dout W (beta), then LoRA grads.
  * pe != NULL: per-example LoRA gradients into pe rows (Bm examples of T). */
 static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *W,
-		      const bf16 *dout, void *dx, cudaDataType dt, float beta, int N, int Bm, int T,
-		      float *pe)
+                      const bf16 *dout, void *dx, cudaDataType dt, float beta, int N, int Bm, int T,
+                      float *pe)
 {
 	int rv = 0, in, o;
 	mat_dims(m, module, &in, &o);
@@ -776,8 +795,8 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 			dB = m->lg + mt->b_off;
 		}
 		rv = fl_lora_backward(m->h, dx, dt, dA, dB, dout, x,
-				      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i),
-				      m->dxa, N, in, o, m->r, m->scale, nex, T, stride);
+		                      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i),
+		                      m->dxa, N, in, o, m->r, m->scale, nex, T, stride);
 	}
 fail:
 	return rv;
@@ -805,48 +824,48 @@ static int forward_body(model_cuda *m, int Bm, int T)
 		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
 		bf16 *sw = m->swi + l * Nmax * I;
 		// attention block
-		if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + l * Nmax, x,
-					       LAYER(m->w[W_LN1], l, C), N, C, m->c.eps, s)) != 0 ||
+		if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + l * Nmax, x, LAYER(m->w[W_LN1], l, C),
+		                               N, C, m->c.eps, s)) != 0 ||
 		    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
-				     qraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		                     qraw, CUDA_R_16BF, 0.f, N)) != 0 ||
 		    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
-				     kraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		                     kraw, CUDA_R_16BF, 0.f, N)) != 0 ||
 		    (rv = linear_fwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
-				     vraw, CUDA_R_16BF, 0.f, N)) != 0 ||
+		                     vraw, CUDA_R_16BF, 0.f, N)) != 0 ||
 		    (rv = fl_k_rope_permute_forward(q, qraw, m->rope, Bm, T, m->Hq, m->D, 1, s)) !=
-			    0 ||
+		        0 ||
 		    (rv = fl_k_rope_permute_forward(k, kraw, m->rope, Bm, T, m->Hkv, m->D, 1, s)) !=
-			    0 ||
+		        0 ||
 		    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) !=
-			    0 ||
+		        0 ||
 		    (rv = m->flash ? fl_flash_forward(m->operm, m->lse + l * Nmax * m->Hq, q, k, v,
-						      Bm, T, m->Hq, m->Hkv, m->D, s)
-				   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq,
-							  m->Hkv, m->D, &m->att)) != 0 ||
+		                                      Bm, T, m->Hq, m->Hkv, m->D, s)
+		                   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq,
+		                                          m->Hkv, m->D, &m->att)) != 0 ||
 		    (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0)
 			goto fail;
 		CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
 		if ((rv = linear_fwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
-				     xm, CUDA_R_32F, 1.f, N)) != 0)
+		                     xm, CUDA_R_32F, 1.f, N)) != 0)
 			goto fail;
 		// MLP block
 		if ((rv = fl_k_rmsnorm_forward(h2, m->rstd2 + l * Nmax, xm,
-					       LAYER(m->w[W_LN2], l, C), N, C, m->c.eps, s)) != 0 ||
+		                               LAYER(m->w[W_LN2], l, C), N, C, m->c.eps, s)) != 0 ||
 		    (rv = linear_fwd(m, l, MODEL_CUDA_GATE, h2,
-				     LAYER(m->w[W_GATE], l, (size_t)I * C), g, CUDA_R_16BF, 0.f,
-				     N)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C), u,
-				     CUDA_R_16BF, 0.f, N)) != 0 ||
+		                     LAYER(m->w[W_GATE], l, (size_t)I * C), g, CUDA_R_16BF, 0.f,
+		                     N)) != 0 ||
+		    (rv = linear_fwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
+		                     u, CUDA_R_16BF, 0.f, N)) != 0 ||
 		    (rv = fl_k_swiglu_forward(sw, g, u, (long)NI, s)) != 0)
 			goto fail;
 		CU_TRY(cudaMemcpyAsync(xo, xm, NC * 4, cudaMemcpyDeviceToDevice, s));
 		if ((rv = linear_fwd(m, l, MODEL_CUDA_DOWN, sw,
-				     LAYER(m->w[W_DOWN], l, (size_t)C * I), xo, CUDA_R_32F, 1.f,
-				     N)) != 0)
+		                     LAYER(m->w[W_DOWN], l, (size_t)C * I), xo, CUDA_R_32F, 1.f,
+		                     N)) != 0)
 			goto fail;
 	}
 	rv = fl_k_rmsnorm_forward(m->hf, m->rstdf, m->res + (size_t)m->L * Nmax * C, m->w[W_NORM],
-				  N, C, m->c.eps, s);
+	                          N, C, m->c.eps, s);
 fail:
 	return rv;
 }
@@ -856,27 +875,27 @@ fail:
  * goes to m->dln, each row scaled by row_scale (per-row) or dscale. With
  * logits_host, the f32 logits are copied out. */
 static int head(model_cuda *m, int N, int targets, int grad, const float *row_scale, float dscale,
-		float *logits_host)
+                float *logits_host)
 {
 	int rv = 0;
 	int C = m->C, V = m->V;
 	for (long r0 = 0; r0 < N; r0 += m->rows_chunk) {
 		int rows = (int)(N - r0 < m->rows_chunk ? N - r0 : m->rows_chunk);
 		GEMM_TRY(GEMM(m->h, 0, 1, rows, V, C, 1.f, m->hf + r0 * C, C, m->w[W_HEAD], C, 0.f,
-			      m->logits, CUDA_R_32F, V));
+		              m->logits, CUDA_R_32F, V));
 		if (logits_host)
 			CU_TRY(cudaMemcpyAsync(logits_host + r0 * V, m->logits,
-					       (size_t)rows * V * 4, cudaMemcpyDeviceToHost, m->s));
+			                       (size_t)rows * V * 4, cudaMemcpyDeviceToHost, m->s));
 		if (!targets)
 			continue;
 		if ((rv = fl_k_crossentropy(grad ? m->dlogits : NULL, m->losses + r0,
-					    m->correct + r0, m->logits, m->tgt + r0,
-					    row_scale ? row_scale + r0 : NULL, dscale, rows, V,
-					    m->s)) != 0)
+		                            m->correct + r0, m->logits, m->tgt + r0,
+		                            row_scale ? row_scale + r0 : NULL, dscale, rows, V,
+		                            m->s)) != 0)
 			goto fail;
 		if (grad)
 			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, m->dlogits, V, m->w[W_HEAD], C,
-				      0.f, m->dln + r0 * C, CUDA_R_32F, C));
+			              0.f, m->dln + r0 * C, CUDA_R_32F, C));
 	}
 fail:
 	return rv;
@@ -901,7 +920,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 	cudaStream_t s = m->s;
 	CU_TRY(cudaMemsetAsync(m->dres, 0, NC * 4, s));
 	if ((rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, m->res + (size_t)m->L * Nmax * C,
-					m->w[W_NORM], m->rstdf, N, C, s)) != 0)
+	                                m->w[W_NORM], m->rstdf, N, C, s)) != 0)
 		goto fail;
 	/* layers below the lowest adapted one need no gradient at all, and that
 	 * layer needs none for its q/k/v inputs (no trained tensor lies below) */
@@ -919,46 +938,46 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		// MLP: res_out = xm + down(swiglu(gate(h2), up(h2)))
 		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_DOWN, sw,
-				     LAYER(m->w[W_DOWN], l, (size_t)C * I), m->d16, m->dswi,
-				     CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
+		                     LAYER(m->w[W_DOWN], l, (size_t)C * I), m->d16, m->dswi,
+		                     CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_swiglu_backward(m->dgate, m->dup, m->dswi, g, u, (long)N * I, s)) !=
-			    0 ||
+		        0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_GATE, h2,
-				     LAYER(m->w[W_GATE], l, (size_t)I * C), m->dgate, m->dln,
-				     CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
+		                     LAYER(m->w[W_GATE], l, (size_t)I * C), m->dgate, m->dln,
+		                     CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
-				     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+		                     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, xm, LAYER(m->w[W_LN2], l, C),
-						m->rstd2 + l * Nmax, N, C, s)) != 0)
+		                                m->rstd2 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
 		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
-				     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
+		                     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) != 0 ||
-		    (rv = m->flash ? fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->operm,
-						       m->datto, ao, q, k, v,
-						       m->lse + l * Nmax * m->Hq, Bm, T, m->Hq,
-						       m->Hkv, m->D, s)
-				   : fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q,
-							   k, v, Bm, T, m->Hq, m->Hkv, m->D,
-							   &m->att)) != 0 ||
+		    (rv = m->flash
+		              ? fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->operm, m->datto,
+		                                  ao, q, k, v, m->lse + l * Nmax * m->Hq, Bm, T,
+		                                  m->Hq, m->Hkv, m->D, s)
+		              : fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k,
+		                                      v, Bm, T, m->Hq, m->Hkv, m->D, &m->att)) !=
+		        0 ||
 		    (rv = fl_k_rope_permute_backward(m->dqr, m->dq, m->rope, Bm, T, m->Hq, m->D, 1,
-						     s)) != 0 ||
+		                                     s)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dkr, m->dk, m->rope, Bm, T, m->Hkv, m->D, 1,
-						     s)) != 0 ||
+		                                     s)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dvr, m->dv, m->rope, Bm, T, m->Hkv, m->D, 0,
-						     s)) != 0 ||
+		                                     s)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
-				     m->dqr, dln_qkv, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
+		                     m->dqr, dln_qkv, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
-				     m->dkr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
+		                     m->dkr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
-				     m->dvr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0)
+		                     m->dvr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0)
 			goto fail;
 		if (l > lowest &&
 		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, x, LAYER(m->w[W_LN1], l, C),
-						m->rstd1 + l * Nmax, N, C, s)) != 0)
+		                                m->rstd1 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 	}
 fail:
@@ -968,8 +987,8 @@ fail:
 static int check_batch(const model_cuda *m, const int *tok, const int *tgt, int B, int T)
 {
 	if (B < 0 || T < 1 || T > m->c.max_seq || (B > 0 && !tok)) {
-		fl_log(FL_LOG_ERROR, "cuda", "batch %d x %d outside the model's limits (T <= %d)", B,
-		       T, m->c.max_seq);
+		fl_log(FL_LOG_ERROR, "cuda", "batch %d x %d outside the model's limits (T <= %d)",
+		       B, T, m->c.max_seq);
 		return FL_EINVAL;
 	}
 	for (long i = 0; i < (long)B * T; i++)
@@ -988,7 +1007,7 @@ static int upload_batch(model_cuda *m, const int *tok, const int *tgt, int b0, i
 	CU_TRY(cudaMemcpyAsync(m->tok, tok + (size_t)b0 * T, n * 4, cudaMemcpyHostToDevice, m->s));
 	if (tgt)
 		CU_TRY(cudaMemcpyAsync(m->tgt, tgt + (size_t)b0 * T, n * 4, cudaMemcpyHostToDevice,
-				       m->s));
+		                       m->s));
 fail:
 	return rv;
 }
@@ -997,17 +1016,17 @@ fail:
 static int fetch_losses(model_cuda *m, int N)
 {
 	int rv = 0;
-	CU_TRY(cudaMemcpyAsync(m->h_losses, m->losses, (size_t)N * 4, cudaMemcpyDeviceToHost,
-			       m->s));
-	CU_TRY(cudaMemcpyAsync(m->h_correct, m->correct, (size_t)N * 4, cudaMemcpyDeviceToHost,
-			       m->s));
+	CU_TRY(
+	    cudaMemcpyAsync(m->h_losses, m->losses, (size_t)N * 4, cudaMemcpyDeviceToHost, m->s));
+	CU_TRY(
+	    cudaMemcpyAsync(m->h_correct, m->correct, (size_t)N * 4, cudaMemcpyDeviceToHost, m->s));
 	CU_TRY(cudaStreamSynchronize(m->s));
 fail:
 	return rv;
 }
 
 extern "C" int model_cuda_eval(model_cuda *m, const int *tok, const int *tgt, int B, int T,
-			       double *loss_sum, long *count, long *correct)
+                               double *loss_sum, long *count, long *correct)
 {
 	int rv;
 	double ls = 0;
@@ -1017,8 +1036,8 @@ extern "C" int model_cuda_eval(model_cuda *m, const int *tok, const int *tgt, in
 	for (int b0 = 0; b0 < B; b0 += m->c.max_batch) {
 		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch, N = Bm * T;
 		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
-		    (rv = forward_body(m, Bm, T)) != 0 || (rv = head(m, N, 1, 0, NULL, 0.f, NULL)) != 0 ||
-		    (rv = fetch_losses(m, N)) != 0)
+		    (rv = forward_body(m, Bm, T)) != 0 ||
+		    (rv = head(m, N, 1, 0, NULL, 0.f, NULL)) != 0 || (rv = fetch_losses(m, N)) != 0)
 			return rv;
 		for (int i = 0; i < N; i++)
 			if (tgt[(size_t)b0 * T + i] >= 0) {
@@ -1089,14 +1108,15 @@ fail:
 }
 
 extern "C" int model_cuda_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T,
-			       double *loss, float *grad)
+                               double *loss, float *grad)
 {
 	int rv;
 	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
 		return rv;
 	if (cudaMemcpy(grad, m->lg, (m->n_a + m->n_b) * sizeof(float), cudaMemcpyDeviceToHost) !=
 	    cudaSuccess) {
-		fl_log(FL_LOG_ERROR, "cuda", "grad copy: %s", cudaGetErrorString(cudaGetLastError()));
+		fl_log(FL_LOG_ERROR, "cuda", "grad copy: %s",
+		       cudaGetErrorString(cudaGetLastError()));
 		return FL_ECUDA;
 	}
 	return 0;
@@ -1109,12 +1129,13 @@ static int optim_update(model_cuda *m, const float *g, float lr)
 	size_t off = m->train_a ? 0 : m->n_a, n = ntrain(m);
 	m->t++;
 	if (m->opt.kind == 1) {
-		float c1 = 1.0f - powf(m->opt.b1, (float)m->t), c2 = 1.0f - powf(m->opt.b2, (float)m->t);
-		rv = fl_k_adamw(m->lp + off, g, m->lm + off, m->lv + off, n, lr, m->opt.b1, m->opt.b2,
-				m->opt.eps, m->opt.weight_decay, c1, c2, m->s);
+		float c1 = 1.0f - powf(m->opt.b1, (float)m->t),
+		      c2 = 1.0f - powf(m->opt.b2, (float)m->t);
+		rv = fl_k_adamw(m->lp + off, g, m->lm + off, m->lv + off, n, lr, m->opt.b1,
+		                m->opt.b2, m->opt.eps, m->opt.weight_decay, c1, c2, m->s);
 	} else {
 		rv = fl_k_sgd(m->lp + off, g, m->lm + off, n, lr, m->opt.momentum,
-			      m->opt.weight_decay, m->s);
+		              m->opt.weight_decay, m->s);
 	}
 	if (rv == 0)
 		rv = fl_k_f32_to_bf16(m->l16 + off, m->lp + off, n, m->s);
@@ -1122,7 +1143,7 @@ static int optim_update(model_cuda *m, const float *g, float lr)
 }
 
 extern "C" int model_cuda_train_step(model_cuda *m, const int *tok, const int *tgt, int B, int T,
-				     float lr, double *loss)
+                                     float lr, double *loss)
 {
 	int rv;
 	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
@@ -1136,7 +1157,7 @@ extern "C" int model_cuda_train_step(model_cuda *m, const int *tok, const int *t
  * ntrain), each of its own mean token loss; per-example mean losses added to
  * *ex_loss_sum, examples with targets counted in *nex_scored. */
 static int per_example_batch(model_cuda *m, const int *tok, const int *tgt, int b0, int Bm, int T,
-			     double *ex_loss_sum, int *nex_scored)
+                             double *ex_loss_sum, int *nex_scored)
 {
 	int rv = 0, N = Bm * T;
 	float *rs = m->h_losses; /* host row scales, reuses the loss mirror before the run */
@@ -1150,7 +1171,8 @@ static int per_example_batch(model_cuda *m, const int *tok, const int *tgt, int 
 	CU_TRY(cudaMemcpyAsync(m->row_scale, rs, (size_t)N * 4, cudaMemcpyHostToDevice, m->s));
 	CU_TRY(cudaStreamSynchronize(m->s)); /* rs is overwritten by fetch_losses below */
 	CU_TRY(cudaMemsetAsync(m->pe, 0, (size_t)Bm * ntrain(m) * sizeof(float), m->s));
-	if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 || (rv = forward_body(m, Bm, T)) != 0 ||
+	if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
+	    (rv = forward_body(m, Bm, T)) != 0 ||
 	    (rv = head(m, N, 1, 1, m->row_scale, 0.f, NULL)) != 0 ||
 	    (rv = backward_body(m, Bm, T, m->pe)) != 0 || (rv = fetch_losses(m, N)) != 0)
 		goto fail;
@@ -1190,7 +1212,7 @@ static int ensure_dp(model_cuda *m)
 }
 
 extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const int *tgt, int B,
-					   int T, float *pe)
+                                           int T, float *pe)
 {
 	int rv;
 	double ls = 0;
@@ -1206,7 +1228,7 @@ extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const 
 		if ((rv = per_example_batch(m, tok, tgt, b0, Bm, T, &ls, &ns)) != 0)
 			return rv;
 		if (cudaMemcpy(pe + (size_t)b0 * ntrain(m), m->pe, (size_t)Bm * ntrain(m) * 4,
-			       cudaMemcpyDeviceToHost) != cudaSuccess) {
+		               cudaMemcpyDeviceToHost) != cudaSuccess) {
 			fl_log(FL_LOG_ERROR, "cuda", "per-example copy: %s",
 			       cudaGetErrorString(cudaGetLastError()));
 			return FL_ECUDA;
@@ -1216,8 +1238,8 @@ extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const 
 }
 
 extern "C" int model_cuda_dp_step(model_cuda *m, const int *tok, const int *tgt, int B, int T,
-				  double clip, double noise_mult, double expected_batch,
-				  const uint8_t seed[32], float lr, double *loss, int *nclipped)
+                                  double clip, double noise_mult, double expected_batch,
+                                  const uint8_t seed[32], float lr, double *loss, int *nclipped)
 {
 	int rv = 0, ncl = 0, ns = 0;
 	double ls = 0;
@@ -1242,9 +1264,10 @@ extern "C" int model_cuda_dp_step(model_cuda *m, const int *tok, const int *tgt,
 		if ((rv = per_example_batch(m, tok, tgt, b0, Bm, T, &ls, &ns)) != 0 ||
 		    (rv = fl_k_row_sumsq(m->norms2, m->pe, Bm, P, m->s)) != 0 ||
 		    (rv = fl_k_clip_accumulate(m->dp_sum, m->pe, m->norms2, Bm, P, (float)clip,
-					       m->s)) != 0)
+		                               m->s)) != 0)
 			goto fail;
-		CU_TRY(cudaMemcpyAsync(n2, m->norms2, (size_t)Bm * 4, cudaMemcpyDeviceToHost, m->s));
+		CU_TRY(
+		    cudaMemcpyAsync(n2, m->norms2, (size_t)Bm * 4, cudaMemcpyDeviceToHost, m->s));
 		CU_TRY(cudaStreamSynchronize(m->s));
 		for (int e = 0; e < Bm; e++)
 			ncl += !(sqrt((double)n2[e]) <= clip);
@@ -1252,7 +1275,7 @@ extern "C" int model_cuda_dp_step(model_cuda *m, const int *tok, const int *tgt,
 	memcpy(&key, seed, 8);
 	memcpy(&ctr, seed + 8, 8);
 	if ((rv = fl_k_add_noise_scale(m->dp_sum, P, key, ctr, noise_mult * clip,
-				       1.0 / expected_batch, m->s)) != 0 ||
+	                               1.0 / expected_batch, m->s)) != 0 ||
 	    (rv = optim_update(m, m->dp_sum, lr)) != 0)
 		goto fail;
 	CU_TRY(cudaStreamSynchronize(m->s));

@@ -135,7 +135,7 @@ static cublasHandle_t op_handle(void)
 	} while (0)
 
 extern "C" int model_cuda_op_embed_forward(float *out, const int *tok, const float *wte, int V,
-					   int N, int C)
+                                           int N, int C)
 {
 	int rv = 0;
 	bufs b = {};
@@ -153,7 +153,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_embed_backward(float *dwte, const float *dout, const int *tok, int V,
-					    int N, int C)
+                                            int N, int C)
 {
 	int rv = 0;
 	bufs b = {};
@@ -170,7 +170,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_rmsnorm_forward(float *out, float *rstd, const float *x,
-					     const float *w, int N, int C, float eps)
+                                             const float *w, int N, int C, float eps)
 {
 	int rv = 0;
 	bufs b = {};
@@ -189,8 +189,8 @@ fail:
 }
 
 extern "C" int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float *dout,
-					      const float *x, const float *w, const float *rstd,
-					      int N, int C)
+                                              const float *x, const float *w, const float *rstd,
+                                              int N, int C)
 {
 	int rv = 0;
 	bufs b = {};
@@ -213,7 +213,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_matmul_forward(float *out, const float *x, const float *w, int N,
-					    int IN, int OUT)
+                                            int IN, int OUT)
 {
 	int rv = 0;
 	bufs b = {};
@@ -231,7 +231,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_matmul_backward(float *dx, float *dw, const float *dout,
-					     const float *x, const float *w, int N, int IN, int OUT)
+                                             const float *x, const float *w, int N, int IN, int OUT)
 {
 	int rv = 0;
 	bufs b = {};
@@ -258,8 +258,8 @@ fail:
 }
 
 extern "C" int model_cuda_op_lora_forward(float *out, float *xa, const float *x, const float *A,
-					  const float *B, int N, int IN, int OUT, int r,
-					  float scale)
+                                          const float *B, int N, int IN, int OUT, int r,
+                                          float scale)
 {
 	int rv = 0;
 	bufs b = {};
@@ -281,9 +281,9 @@ fail:
 }
 
 extern "C" int model_cuda_op_lora_backward(float *dx, float *dA, float *dB, const float *dout,
-					   const float *x, const float *xa, const float *A,
-					   const float *B, int N, int IN, int OUT, int r,
-					   float scale)
+                                           const float *x, const float *xa, const float *A,
+                                           const float *B, int N, int IN, int OUT, int r,
+                                           float scale)
 {
 	int rv = 0;
 	bufs b = {};
@@ -304,7 +304,7 @@ extern "C" int model_cuda_op_lora_backward(float *dx, float *dA, float *dB, cons
 	if (dB)
 		STEP(up_f32(&b, &d_dB, dB, (size_t)OUT * r));
 	STEP(fl_lora_backward(h, d_dx, CUDA_R_32F, d_dA, d_dB, d_do, d_x, d_xa, d_A, d_B, d_dxa, N,
-			      IN, OUT, r, scale, 0, 0, 0));
+	                      IN, OUT, r, scale, 0, 0, 0));
 	if (dx)
 		STEP(down_f32(dx, d_dx, (size_t)N * IN));
 	if (dA)
@@ -317,10 +317,10 @@ fail:
 }
 
 extern "C" int model_cuda_op_lora_backward_per_example(float *pe, size_t stride, long a_off,
-						       size_t b_off, const float *dout,
-						       const float *x, const float *xa,
-						       const float *A, const float *B, int nex,
-						       int T, int IN, int OUT, int r, float scale)
+                                                       size_t b_off, const float *dout,
+                                                       const float *x, const float *xa,
+                                                       const float *A, const float *B, int nex,
+                                                       int T, int IN, int OUT, int r, float scale)
 {
 	int rv = 0;
 	bufs b = {};
@@ -337,8 +337,8 @@ extern "C" int model_cuda_op_lora_backward_per_example(float *pe, size_t stride,
 	STEP(up_bf16(&b, &d_dxa, NULL, (size_t)N * r));
 	STEP(up_f32(&b, &d_pe, pe, (size_t)nex * stride));
 	STEP(fl_lora_backward(h, NULL, CUDA_R_32F, a_off >= 0 ? d_pe + a_off : NULL, d_pe + b_off,
-			      d_do, d_x, d_xa, d_A, d_B, d_dxa, N, IN, OUT, r, scale, nex, T,
-			      stride));
+	                      d_do, d_x, d_xa, d_A, d_B, d_dxa, N, IN, OUT, r, scale, nex, T,
+	                      stride));
 	STEP(down_f32(pe, d_pe, (size_t)nex * stride));
 fail:
 	bufs_free(&b);
@@ -386,7 +386,7 @@ extern "C" int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D
 
 /* q (B,T,Hq,D), k, v (B,T,Hkv,D) host -> device (B,H,T,D) bf16. */
 static int up_qkv(bufs *b, bf16 **dq, bf16 **dk, bf16 **dv, const float *q, const float *k,
-		  const float *v, int B, int T, int Hq, int Hkv, int D)
+                  const float *v, int B, int T, int Hq, int Hkv, int D)
 {
 	int rv = 0;
 	bf16 *t;
@@ -405,8 +405,8 @@ fail:
 }
 
 extern "C" int model_cuda_op_attention_forward(float *out, float *att, const float *q,
-					       const float *k, const float *v, int B, int T,
-					       int Hq, int Hkv, int D)
+                                               const float *k, const float *v, int B, int T, int Hq,
+                                               int Hkv, int D)
 {
 	int rv = 0;
 	bufs b = {};
@@ -431,10 +431,9 @@ fail:
 	return rv;
 }
 
-extern "C" int model_cuda_op_attention_backward(float *dq, float *dk, float *dv,
-						const float *dout, const float *q, const float *k,
-						const float *v, int B, int T, int Hq, int Hkv,
-						int D)
+extern "C" int model_cuda_op_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                                const float *q, const float *k, const float *v,
+                                                int B, int T, int Hq, int Hkv, int D)
 {
 	int rv = 0;
 	bufs b = {};
@@ -457,7 +456,8 @@ extern "C" int model_cuda_op_attention_backward(float *dq, float *dk, float *dv,
 	sc.bc = B > 1 ? B / 2 : 1; // two chunks when B > 1: exercises the chunk loop
 	STEP(up_f32(&b, &sc.S, NULL, ns));
 	STEP(up_bf16(&b, &sc.P, NULL, ns));
-	STEP(fl_attention_backward(h, 0, g_q, g_k, g_v, d_do, d_q, d_k, d_v, B, T, Hq, Hkv, D, &sc));
+	STEP(
+	    fl_attention_backward(h, 0, g_q, g_k, g_v, d_do, d_q, d_k, d_v, B, T, Hq, Hkv, D, &sc));
 	STEP(fl_k_bhtd_to_bthd(o_q, g_q, B, T, Hq, D, 0));
 	STEP(fl_k_bhtd_to_bthd(o_k, g_k, B, T, Hkv, D, 0));
 	STEP(fl_k_bhtd_to_bthd(o_v, g_v, B, T, Hkv, D, 0));
@@ -470,8 +470,8 @@ fail:
 }
 
 static int flash_common(float *out, float *dq, float *dk, float *dv, const float *dout,
-			const float *q, const float *k, const float *v, int B, int T, int Hq, int Hkv,
-			int D)
+                        const float *q, const float *k, const float *v, int B, int T, int Hq,
+                        int Hkv, int D)
 {
 	int rv = 0;
 	bufs b = {};
@@ -498,7 +498,7 @@ static int flash_common(float *out, float *dq, float *dk, float *dv, const float
 	STEP(up_bf16(&b, &g_k, NULL, nk));
 	STEP(up_bf16(&b, &g_v, NULL, nk));
 	STEP(fl_flash_backward(g_q, g_k, g_v, delta, d_do, d_dot, d_ot, d_q, d_k, d_v, lse, B, T,
-			       Hq, Hkv, D, 0));
+	                       Hq, Hkv, D, 0));
 	STEP(up_bf16(&b, &o_q, NULL, nq));
 	STEP(up_bf16(&b, &o_k, NULL, nk));
 	STEP(up_bf16(&b, &o_v, NULL, nk));
@@ -514,16 +514,16 @@ fail:
 }
 
 extern "C" int model_cuda_op_flash_attention_forward(float *out, const float *q, const float *k,
-						     const float *v, int B, int T, int Hq,
-						     int Hkv, int D)
+                                                     const float *v, int B, int T, int Hq, int Hkv,
+                                                     int D)
 {
 	return flash_common(out, NULL, NULL, NULL, NULL, q, k, v, B, T, Hq, Hkv, D);
 }
 
 extern "C" int model_cuda_op_flash_attention_backward(float *dq, float *dk, float *dv,
-						      const float *dout, const float *q,
-						      const float *k, const float *v, int B, int T,
-						      int Hq, int Hkv, int D)
+                                                      const float *dout, const float *q,
+                                                      const float *k, const float *v, int B, int T,
+                                                      int Hq, int Hkv, int D)
 {
 	return flash_common(NULL, dq, dk, dv, dout, q, k, v, B, T, Hq, Hkv, D);
 }
@@ -544,7 +544,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_swiglu_backward(float *dgate, float *dup, const float *dout,
-					     const float *gate, const float *up, int N)
+                                             const float *gate, const float *up, int N)
 {
 	int rv = 0;
 	bufs b = {};
@@ -563,8 +563,8 @@ fail:
 }
 
 extern "C" float model_cuda_op_crossentropy_forward_backward(float *logits_to_dlogits,
-							      float *losses, const int *targets,
-							      int N, int V, float dscale, int *rc)
+                                                             float *losses, const int *targets,
+                                                             int N, int V, float dscale, int *rc)
 {
 	int rv = 0;
 	bufs b = {};
@@ -594,7 +594,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
-					  float lr, float b1, float b2, float eps, float wd, int t)
+                                          float lr, float b1, float b2, float eps, float wd, int t)
 {
 	int rv = 0;
 	bufs b = {};
@@ -614,7 +614,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_sgd_update(float *p, const float *g, float *mom, size_t n, float lr,
-					float momentum, float wd)
+                                        float momentum, float wd)
 {
 	int rv = 0;
 	bufs b = {};
@@ -633,7 +633,7 @@ fail:
 }
 
 extern "C" int model_cuda_op_clip_reduce(float *out, const float *g, int nb, size_t P, double C,
-					 double expected_batch)
+                                         double expected_batch)
 {
 	int rv = 0;
 	bufs b = {};
