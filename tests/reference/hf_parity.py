@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""tests/reference/hf_parity.py: fedlora's forward pass against Hugging Face.
+
+Runs on a machine with torch, transformers (4.4x or 5.x) and peft; not part
+of `make test`. It needs a built fedlora binary (--fedlora, default
+build/fedlora).
+
+For each tiny LlamaForCausalLM configuration (grouped-query attention; tied
+and untied embeddings; a non-default rope_theta) it
+  1. builds a random model in float32 (norm weights randomized too) and saves
+     it with save_pretrained (config.json + model.safetensors);
+  2. runs `fedlora eval --base DIR --tokens T --dump-logits L --json` on a
+     random token sequence and compares the logits with transformers' (max
+     |difference| / max |reference logit| < 1e-4) and the mean next-token
+     loss (relative difference < 1e-4);
+  3. builds a LoRA adapter with random, nonzero A and B on every linear
+     module with peft (get_peft_model + save_pretrained), loads that PEFT
+     folder into fedlora (`--adapter DIR`) and compares again;
+  4. writes the same matrices as a fedlora adapter file (lora/io.h format)
+     and compares fedlora's logits with that file too;
+  5. when `fedlora export` is in the build: a short `fedlora sim --task lm`
+     run on the saved model (--sim, default on) followed by `fedlora export`,
+     and the exported folder loaded with PeftModel.from_pretrained, compared
+     with fedlora's own logits for the run's final global adapter.
+With --device cuda every fedlora step also runs on the GPU (bf16 weights and
+activations, float32 accumulation), compared with a looser tolerance
+(--cuda-tol, default 3e-2).
+
+Prints a PASS/FAIL table; the exit status is 1 if any check failed.
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM
+
+try:
+    import peft
+    from peft import LoraConfig, PeftModel, get_peft_model
+except ImportError:  # reported as a failed check below
+    peft = None
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+CASES = [
+    # name, hidden, inter, layers, heads, kv heads, vocab, tied, rope_theta
+    ("gqa-tied", 64, 96, 2, 4, 2, 300, True, 10000.0),
+    ("gqa-untied", 64, 128, 3, 8, 2, 320, False, 10000.0),
+    ("mha-untied-theta", 48, 80, 2, 4, 4, 258, False, 500000.0),
+]
+
+
+def transformers_major():
+    try:
+        return int(transformers.__version__.split(".")[0])
+    except ValueError:
+        return 4
+
+
+def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta):
+    kw = dict(
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        vocab_size=vocab,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tied,
+        hidden_act="silu",
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=256,
+        eos_token_id=257,
+        pad_token_id=None,
+        initializer_range=0.1,
+    )
+    if transformers_major() >= 5:
+        cfg = LlamaConfig(rope_parameters={"rope_type": "default", "rope_theta": theta}, **kw)
+    else:
+        cfg = LlamaConfig(rope_theta=theta, **kw)
+    return cfg
+
+
+def build_model(cfg, seed):
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).to(torch.float32).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def run(cmd, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d):\n%s%s" % (" ".join(cmd), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def read_raw_logits(path, n, vocab):
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) != 4 * n * vocab:
+        raise RuntimeError("%s: %d bytes, expected %d x %d float32" % (path, len(data), n, vocab))
+    return torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(n, vocab).clone()
+
+
+def read_npy(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:6] != b"\x93NUMPY":
+        raise RuntimeError("%s: not an .npy file" % path)
+    hlen = struct.unpack("<H", data[8:10])[0]
+    header = eval(data[10 : 10 + hlen].decode("latin1"))  # a Python dict literal by the format
+    if header["descr"] != "<f4" or header["fortran_order"]:
+        raise RuntimeError("%s: unexpected npy header %r" % (path, header))
+    shape = header["shape"]
+    body = data[10 + hlen :]
+    return torch.frombuffer(bytearray(body), dtype=torch.float32).reshape(shape).clone()
+
+
+def fedlora_logits(fedlora, base, tokens_file, out, vocab, n, device, adapter=None, npy=False):
+    path = os.path.join(out, "logits.npy" if npy else "logits.f32")
+    cmd = [fedlora, "eval", "--base", base, "--tokens", tokens_file, "--dump-logits", path,
+           "--json", "--device", device]
+    if adapter:
+        cmd += ["--adapter", adapter]
+    r = run(cmd)
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    logits = read_npy(path) if npy else read_raw_logits(path, n, vocab)
+    return logits, float(info["loss"])
+
+
+def hf_logits(model, ids):
+    x = torch.tensor([ids], dtype=torch.long)
+    with torch.no_grad():
+        out = model(input_ids=x, labels=x)
+    return out.logits[0].float(), float(out.loss)
+
+
+def compare(a, b):
+    """max |a - b| / max |b| (b is the reference)."""
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def write_fedlora_adapter(path, peft_model, r, alpha):
+    """The LoRA matrices of a peft model as a fedlora adapter file (lora/io.h):
+    NAME.lora_A.weight / NAME.lora_B.weight, F32, metadata format/r/alpha."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, mod in peft_model.named_modules():
+        if hasattr(mod, "lora_A") and "default" in getattr(mod, "lora_A", {}):
+            # "base_model.model.model.layers.0.self_attn.q_proj" -> "model.layers.0.self_attn.q_proj"
+            key = name[len("base_model.model."):] if name.startswith("base_model.model.") else name
+            tensors[key + ".lora_A.weight"] = mod.lora_A["default"].weight.detach().float().contiguous()
+            tensors[key + ".lora_B.weight"] = mod.lora_B["default"].weight.detach().float().contiguous()
+    save_file(tensors, path, metadata={"format": "fedlora-adapter", "r": str(r), "alpha": repr(float(alpha))})
+    return len(tensors) // 2
+
+
+class Table:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, case, check, value, tol, ok, note=""):
+        self.rows.append((case, check, value, tol, ok, note))
+        print("%-18s %-34s %-11s %-8s %s %s" % (case, check, "%.3e" % value if value is not None else "-",
+                                              "%.0e" % tol if tol is not None else "-",
+                                              "PASS" if ok else "FAIL", note), flush=True)
+
+    def failed(self):
+        return [r for r in self.rows if not r[4]]
+
+
+def check_logits(table, case, label, fl, fl_loss, ref, ref_loss, tol):
+    err = compare(fl, ref)
+    table.add(case, label + " logits", err, tol, err < tol)
+    lerr = abs(fl_loss - ref_loss) / max(abs(ref_loss), 1e-30)
+    table.add(case, label + " loss", lerr, tol, lerr < tol, "fedlora %.6f hf %.6f" % (fl_loss, ref_loss))
+
+
+def sim_and_export(args, table, case, base, work, model, ids, tokens_file, vocab, devices, tols):
+    """fedlora sim --task lm on `base` for one round, fedlora export, load the
+    export with PeftModel.from_pretrained and compare with fedlora's logits."""
+    help_sim = run([args.fedlora, "sim", "--help"], check=False)
+    help_exp = run([args.fedlora, "export", "--help"], check=False)
+    if help_sim.returncode != 0 or help_exp.returncode != 0:
+        table.add(case, "sim + export", None, None, False, "sim/export not in this build")
+        return
+    text = os.path.join(work, "text.txt")
+    with open(text, "w") as f:
+        for i in range(400):
+            f.write("record %d: the quick brown fox jumps over the lazy dog %d times.\n\n" % (i, i * 7))
+    run_dir = os.path.join(work, "run")
+    cmd = [args.fedlora, "sim", "--task", "lm", "--base", base, "--data", text, "--clients", "2",
+           "--rounds", "2", "--run-dir", run_dir, "--strategy", "fedit", "--rank", "4", "--alpha", "8",
+           "--lora-targets", ",".join(TARGETS), "--seq-len", "32", "--local-steps", "3",
+           "--batch-size", "4", "--lr", "0.01", "--seed", "7"]
+    r = run(cmd, check=False)
+    if r.returncode != 0:
+        table.add(case, "sim --task lm", None, None, False, (r.stderr or r.stdout).strip().splitlines()[-1:] or "")
+        return
+    exp_dir = os.path.join(work, "export")
+    r = run([args.fedlora, "export", "--run-dir", run_dir, "--out", exp_dir], check=False)
+    if r.returncode != 0:
+        table.add(case, "export", None, None, False, (r.stderr or r.stdout).strip().splitlines()[-1:] or "")
+        return
+    pm = PeftModel.from_pretrained(model, exp_dir).eval()
+    ref, ref_loss = hf_logits(pm, ids)
+    # the trained B must be nonzero for the check to mean anything
+    nonzero = any(float(p.abs().max()) > 0 for n, p in pm.named_parameters() if "lora_B" in n)
+    table.add(case, "export: trained B nonzero", None, None, nonzero)
+    for dev in devices:
+        fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
+                                     adapter=exp_dir)
+        check_logits(table, case, "export+peft[%s]" % dev, fl, fl_loss, ref, ref_loss, tols[dev])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fedlora", default="build/fedlora")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: also check fedlora's GPU path")
+    ap.add_argument("--tol", type=float, default=1e-4, help="CPU tolerance (float32)")
+    ap.add_argument("--cuda-tol", type=float, default=3e-2, help="GPU tolerance (bf16)")
+    ap.add_argument("--tokens", type=int, default=96, help="length of the test sequence")
+    ap.add_argument("--no-sim", action="store_true", help="skip the sim + export check")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = ap.parse_args()
+    args.fedlora = os.path.abspath(args.fedlora)
+    if not os.access(args.fedlora, os.X_OK):
+        print("hf_parity: %s is not an executable (build fedlora first: make)" % args.fedlora)
+        return 2
+    devices = ["cpu"] + (["cuda"] if args.device == "cuda" else [])
+    tols = {"cpu": args.tol, "cuda": args.cuda_tol}
+    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+    print("torch %s, transformers %s, peft %s; fedlora %s" % (
+        torch.__version__, transformers.__version__, peft.__version__ if peft else "MISSING", args.fedlora))
+    print("%-18s %-34s %-11s %-8s %s" % ("case", "check", "error", "tol", "result"))
+    table = Table()
+    root = tempfile.mkdtemp(prefix="fedlora-parity-")
+    try:
+        for ci, (name, hidden, inter, layers, heads, kv, vocab, tied, theta) in enumerate(CASES):
+            work = os.path.join(root, name)
+            base = os.path.join(work, "base")
+            os.makedirs(base)
+            cfg = make_config(hidden, inter, layers, heads, kv, vocab, tied, theta)
+            model = build_model(cfg, 1234 + ci)
+            model.save_pretrained(base)
+            with open(os.path.join(base, "config.json")) as f:
+                saved = json.load(f)
+            g = torch.Generator().manual_seed(99 + ci)
+            ids = [256] + torch.randint(0, 258, (args.tokens - 1,), generator=g).tolist()
+            tokens_file = os.path.join(work, "tokens.txt")
+            with open(tokens_file, "w") as f:
+                f.write(" ".join(str(t) for t in ids) + "\n")
+            ref, ref_loss = hf_logits(model, ids)
+
+            # 1-2: base model
+            for dev in devices:
+                try:
+                    fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev)
+                    check_logits(table, name, "base[%s]" % dev, fl, fl_loss, ref, ref_loss, tols[dev])
+                except Exception as e:  # noqa: BLE001 (reported, not raised)
+                    table.add(name, "base[%s]" % dev, None, None, False, str(e).strip().splitlines()[-1])
+            # the .npy writer, once
+            if ci == 0:
+                try:
+                    fl, _ = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), "cpu", npy=True)
+                    err = compare(fl, ref)
+                    table.add(name, "base[cpu] logits via .npy", err, args.tol, err < args.tol)
+                except Exception as e:  # noqa: BLE001
+                    table.add(name, "base[cpu] logits via .npy", None, None, False, str(e).strip().splitlines()[-1])
+            if peft is None:
+                table.add(name, "peft", None, None, False, "peft is not installed")
+                continue
+
+            # 3: a PEFT folder written by peft, random nonzero A and B on every module
+            lcfg = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, bias="none",
+                              task_type="CAUSAL_LM")
+            pm = get_peft_model(build_model(cfg, 1234 + ci), lcfg).eval()
+            torch.manual_seed(5 + ci)
+            with torch.no_grad():
+                for pn, p in pm.named_parameters():
+                    if "lora_A" in pn or "lora_B" in pn:
+                        p.normal_(0, 0.2)
+            peft_dir = os.path.join(work, "peft")
+            pm.save_pretrained(peft_dir)
+            pref, pref_loss = hf_logits(pm, ids)
+            diff = compare(pref, ref)
+            table.add(name, "adapter changes the logits", diff, None, diff > 1e-3)
+            for dev in devices:
+                try:
+                    fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
+                                                 adapter=peft_dir)
+                    check_logits(table, name, "peft-folder[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev])
+                except Exception as e:  # noqa: BLE001
+                    table.add(name, "peft-folder[%s]" % dev, None, None, False, str(e).strip().splitlines()[-1])
+
+            # 4: the same matrices as a fedlora adapter file
+            fl_file = os.path.join(work, "adapter.safetensors")
+            try:
+                nmat = write_fedlora_adapter(fl_file, pm, 4, 8)
+                if nmat != layers * len(TARGETS):
+                    raise RuntimeError("found %d LoRA modules, expected %d" % (nmat, layers * len(TARGETS)))
+                for dev in devices:
+                    fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
+                                                 adapter=fl_file)
+                    check_logits(table, name, "fedlora-file[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev])
+            except Exception as e:  # noqa: BLE001
+                table.add(name, "fedlora-file", None, None, False, str(e).strip().splitlines()[-1])
+
+            # 5: sim + export + PeftModel.from_pretrained (first case only: it trains)
+            if ci == 0 and not args.no_sim:
+                try:
+                    sim_and_export(args, table, name, base, work, build_model(cfg, 1234 + ci), ids, tokens_file,
+                                   vocab, devices, tols)
+                except Exception as e:  # noqa: BLE001
+                    table.add(name, "sim + export", None, None, False, str(e).strip().splitlines()[-1])
+            if "rope_parameters" in saved and "rope_theta" not in saved:
+                note = "config.json has rope_theta only inside rope_parameters"
+                print("# %s: %s" % (name, note))
+    finally:
+        if args.keep:
+            print("work folder kept: %s" % root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    bad = table.failed()
+    print("%d checks, %d failed: %s" % (len(table.rows), len(bad), "FAIL" if bad else "PASS"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
