@@ -251,6 +251,81 @@ static uint8_t *raw_envelope(const priv_key *k, uint32_t version, uint32_t type,
 	return buf;
 }
 
+/* Random mutations of a valid Submit (bit flips, byte overwrites, inserted
+ * and deleted runs, truncation, a varint length bumped): never a crash, never
+ * a changed message accepted (run under `make asan` for memory errors). A
+ * mutation that leaves the signed body intact may still open (e.g. an unknown
+ * field appended to the envelope); its body must then equal the original. */
+static void test_mutations_never_crash(void)
+{
+	priv_key k;
+	CHECK_RC(priv_key_generate(&k));
+	lora_adapter *a = make_adapter(11), *b = make_adapter(12);
+	uint8_t *buf = NULL, nonce[FL_NONCE_BYTES];
+	size_t len = 0;
+	CHECK_RC(make_submit(&k, a, &buf, &len, nonce));
+	uint8_t *m = malloc(len + 64);
+	fl_rng r;
+	fl_rng_init(&r, 2024, 5);
+	int bad = 0, opened = 0;
+	for (int it = 0; it < 4000 && m; it++) {
+		size_t n = len;
+		memcpy(m, buf, len);
+		int nmut = 1 + (int)fl_rng_below(&r, 3);
+		for (int j = 0; j < nmut && n > 0; j++) {
+			size_t pos = (size_t)fl_rng_below(&r, n);
+			switch (fl_rng_below(&r, 5)) {
+			case 0:
+				m[pos] ^= (uint8_t)(1u << fl_rng_below(&r, 8));
+				break;
+			case 1:
+				m[pos] = (uint8_t)fl_rng_u64(&r);
+				break;
+			case 2: { /* insert up to 8 random bytes */
+				size_t ins = 1 + (size_t)fl_rng_below(&r, 8);
+				if (n + ins > len + 64)
+					break;
+				memmove(m + pos + ins, m + pos, n - pos);
+				for (size_t q = 0; q < ins; q++)
+					m[pos + q] = (uint8_t)fl_rng_u64(&r);
+				n += ins;
+				break;
+			}
+			case 3: { /* delete a run */
+				size_t del = 1 + (size_t)fl_rng_below(&r, 8);
+				if (pos + del > n)
+					del = n - pos;
+				memmove(m + pos, m + pos + del, n - pos - del);
+				n -= del;
+				break;
+			}
+			default:
+				n = pos; /* truncate */
+				break;
+			}
+		}
+		fl_wire_msg w;
+		if (fl_wire_open(m, n, MAXLEN, NULL, &w) == 0) {
+			opened++;
+			Fedlora__Submit *s = FL_WIRE_BODY(&w, Fedlora__Submit, FL_MSG_SUBMIT);
+			if (!s || fl_wire_check_submit(s, "run-1", 3) != 0 ||
+			    memcmp(s->nonce.data, nonce, FL_NONCE_BYTES) != 0 ||
+			    fl_wire_tensors_to_adapter(s->tensors, s->n_tensors, FL_WIRE_AB, b) !=
+			        0 ||
+			    memcmp(a->params, b->params, (a->n_a + a->n_b) * sizeof(float)) != 0)
+				bad++;
+			fl_wire_msg_fini(&w);
+		}
+	}
+	CHECK(bad == 0);
+	CHECK(opened < 400); /* almost every mutation is refused */
+	free(m);
+	free(buf);
+	lora_adapter_free(a);
+	lora_adapter_free(b);
+	priv_key_wipe(&k);
+}
+
 static void test_bad_versions_types_bodies(void)
 {
 	priv_key k, other;
@@ -649,6 +724,7 @@ static const test_case cases[] = {
     TEST(test_seal_open_roundtrip),
     TEST(test_flipped_bytes_rejected),
     TEST(test_truncated_and_garbage),
+    TEST(test_mutations_never_crash),
     TEST(test_bad_versions_types_bodies),
     TEST(test_body_checks),
     TEST(test_nonce_set),
