@@ -100,8 +100,8 @@ typedef struct result {
 static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup, result *res)
 {
 	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D, L = s->layers;
-	model_cuda_config c = {s->vocab, s->hidden, s->inter, L,        s->heads, s->kv_heads,
-	                       D,        1,         1e-5f,    s->theta, B,        T};
+	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D, 1,
+	                       1e-5f,    s->theta,  B,        T, 0};
 	model_cuda *m = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)2 * L, sizeof *mats);
 	size_t na = (size_t)L * 2 * r * s->hidden, nb = (size_t)L * r * (QD + KD);

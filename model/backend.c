@@ -179,6 +179,7 @@ static int cuda_open(model_backend *b)
 	    .rope_theta = c->rope_theta,
 	    .max_batch = b->o.max_batch,
 	    .max_seq = b->o.max_seq,
+	    .full = b->o.mode == MODEL_TRAIN_FULL,
 	};
 	model_cuda_weights w = {
 	    .embed = m->param[MODEL_P_EMBED],
@@ -203,12 +204,6 @@ static int cuda_open(model_backend *b)
 	    .weight_decay = b->o.optim.weight_decay,
 	};
 	int rv;
-	if (b->o.mode == MODEL_TRAIN_FULL) {
-		fl_log(FL_LOG_ERROR, "backend",
-		       "full-parameter training (pretrain) runs on the CPU only in this version; "
-		       "use --device cpu");
-		return FL_ENOTSUP;
-	}
 	if ((rv = model_cuda_new(&b->cu, &cc, &w, 0)) != 0)
 		return rv;
 	return model_cuda_optim_set(b->cu, &oo);
@@ -330,8 +325,23 @@ int model_backend_sync_lora(model_backend *b)
 
 int model_backend_sync_model(model_backend *b)
 {
-	(void)b; /* full training only runs on the CPU, where the model is the source */
+	if (b->dev == MODEL_DEVICE_CPU)
+		return 0; /* the CPU model is the one trained */
+#ifdef FL_HAVE_CUDA
+	if (b->o.mode != MODEL_TRAIN_FULL)
+		return 0; /* base weights never change */
+	for (int k = 0; k < MODEL_NPARAM; k++) {
+		int rv;
+		if (b->m->param_size[k] == 0)
+			continue; /* lm_head when tied */
+		if ((rv = model_cuda_get_weight(b->cu, k, b->m->param[k], b->m->param_size[k])) !=
+		    0)
+			return rv;
+	}
 	return 0;
+#else
+	return FL_ENOTSUP;
+#endif
 }
 
 int model_backend_reset_optimizer(model_backend *b)

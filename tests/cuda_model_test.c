@@ -312,7 +312,8 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 	                        c->rms_norm_eps,
 	                        c->rope_theta,
 	                        max_batch,
-	                        TT};
+	                        TT,
+	                        0};
 	model_cuda_weights w = {
 	    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
 	    m->param[MODEL_P_WQ],    m->param[MODEL_P_WK],
@@ -651,6 +652,121 @@ out:
 	model_llama_free(m);
 }
 
+/* Full-parameter mode (pretraining): every base tensor's gradient against the
+ * CPU's, then a few AdamW steps through both backends. */
+static void test_gpu_full(void)
+{
+	NEED_GPU();
+	for (int tied = 0; tied < 2; tied++) {
+		model_llama *m = NULL;
+		lora_adapter *ad = NULL;
+		model_cuda *g = NULL;
+		int tok[TB * TT], tg[TB * TT];
+		CHECK_RC(make_model(tied, &m, &ad));
+		if (!m)
+			continue;
+		const model_config *c = &m->cfg;
+		model_cuda_config cc = {c->vocab_size,
+		                        c->hidden_size,
+		                        c->intermediate_size,
+		                        c->num_layers,
+		                        c->num_heads,
+		                        c->num_kv_heads,
+		                        c->head_dim,
+		                        c->tie_word_embeddings,
+		                        c->rms_norm_eps,
+		                        c->rope_theta,
+		                        TB,
+		                        TT,
+		                        1};
+		model_cuda_weights w = {
+		    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
+		    m->param[MODEL_P_WQ],    m->param[MODEL_P_WK],
+		    m->param[MODEL_P_WV],    m->param[MODEL_P_WO],
+		    m->param[MODEL_P_LN2],   m->param[MODEL_P_WGATE],
+		    m->param[MODEL_P_WUP],   m->param[MODEL_P_WDOWN],
+		    m->param[MODEL_P_NORM],  tied ? NULL : m->param[MODEL_P_HEAD]};
+		CHECK_RC(model_cuda_new(&g, &cc, &w, 0));
+		if (g) {
+			float *gg = calloc(m->nparams, sizeof *gg), *ptr[MODEL_NPARAM];
+			size_t off = 0;
+			for (int k = 0; k < MODEL_NPARAM; k++) {
+				ptr[k] = m->param_size[k] ? gg + off : NULL;
+				off += m->param_size[k];
+			}
+			double lg = 0;
+			float lc;
+			make_batch(TB, TT, c->vocab_size, tok, tg, 9);
+			CHECK_RC(model_cuda_full_grad(g, tok, tg, TB, TT, &lg, ptr));
+			CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
+			CHECK_RC(model_llama_forward(m, tok, tg, TB, TT, &lc));
+			CHECK_RC(model_llama_backward(m));
+			fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n",
+			        tied ? "tied" : "untied", lg, lc);
+			CHECK_NEAR(lg, lc, 1e-2, 5e-3);
+			static const char *names[MODEL_NPARAM] = {"embed", "ln1",   "wq",   "wk",
+			                                          "wv",    "wo",    "ln2",  "wgate",
+			                                          "wup",   "wdown", "norm", "head"};
+			for (int k = 0; k < MODEL_NPARAM; k++) {
+				if (!ptr[k])
+					continue;
+				double e = rel_l2(ptr[k], m->grad[k], m->param_size[k]);
+				fprintf(stderr, "    d%-6s rel L2 %.3g\n", names[k], e);
+				CHECK(e < 5e-2);
+			}
+			free(gg);
+		}
+		model_cuda_free(g);
+		lora_adapter_free(ad);
+		model_llama_free(m);
+	}
+	/* training through the backends: losses track, synced weights agree */
+	model_llama *mc = NULL, *mg = NULL;
+	lora_adapter *a1 = NULL, *a2 = NULL;
+	model_backend *bc = NULL, *bg = NULL;
+	model_backend_opts o;
+	int tok[TB * TT], tg[TB * TT];
+	CHECK_RC(make_model(1, &mc, &a1));
+	CHECK_RC(make_model(1, &mg, &a2));
+	if (!mc || !mg)
+		goto out;
+	model_backend_opts_default(&o);
+	o.max_batch = TB;
+	o.max_seq = TT;
+	o.mode = MODEL_TRAIN_FULL;
+	CHECK_RC(model_backend_open(&bc, mc, &o));
+	o.device = "cuda";
+	CHECK_RC(model_backend_open(&bg, mg, &o));
+	if (!bc || !bg)
+		goto out;
+	make_batch(TB, TT, mc->cfg.vocab_size, tok, tg, 10);
+	double first = 0, last = 0;
+	for (int s = 0; s < 6; s++) {
+		double l1 = NAN, l2 = NAN;
+		CHECK_RC(model_backend_train_step(bc, tok, tg, TB, TT, 3e-3f, &l1));
+		CHECK_RC(model_backend_train_step(bg, tok, tg, TB, TT, 3e-3f, &l2));
+		fprintf(stderr, "  full step %d: loss gpu %.5f cpu %.5f\n", s, l2, l1);
+		CHECK_NEAR(l2, l1, 2e-2, 1e-2);
+		if (s == 0)
+			first = l2;
+		last = l2;
+	}
+	CHECK(last < first);
+	CHECK_RC(model_backend_sync_model(bg));
+	{
+		double e = rel_l2(mg->params, mc->params, mc->nparams);
+		fprintf(stderr, "  full: synced weights rel L2 gpu vs cpu %.3g\n", e);
+		CHECK(e < 2e-2);
+	}
+out:
+	model_backend_close(bc);
+	model_backend_close(bg);
+	lora_adapter_free(a1);
+	lora_adapter_free(a2);
+	model_llama_free(mc);
+	model_llama_free(mg);
+}
+
 static void test_gpu_backend(void)
 {
 	NEED_GPU();
@@ -680,6 +796,7 @@ static void test_gpu_skip(void)
 #define test_gpu_training_tracks_cpu test_gpu_skip
 #define test_gpu_dp                  test_gpu_skip
 #define test_gpu_backend             test_gpu_skip
+#define test_gpu_full                test_gpu_skip
 #endif
 
 static const test_case cases[] = {
@@ -694,6 +811,7 @@ static const test_case cases[] = {
     {"gpu_training_tracks_cpu", test_gpu_training_tracks_cpu},
     {"gpu_dp_sgd", test_gpu_dp},
     {"gpu_backend", test_gpu_backend},
+    {"gpu_full_training", test_gpu_full},
     {0},
 };
 

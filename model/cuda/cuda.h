@@ -9,8 +9,8 @@
  *      the LM head + cross-entropy computed in chunks of rows so that the
  *      (B*T, V) logits never exist at once, SGD/AdamW on device, sample-level
  *      DP-SGD (per-example LoRA gradients, clipping and noise on device).
- *      Training is LoRA only (A+B, or B with A frozen); full-parameter
- *      training stays on the CPU model.
+ *      Training: LoRA (A+B, or B with A frozen), or every base parameter
+ *      (config.full, for pretraining; f32 masters, bf16 working copies).
  *   2. model_cuda_op_*: host-array twins of model/ops.h for the kernel tests:
  *      same arguments, host float32 in and out; inputs that the GPU model
  *      stores in bf16 are rounded to bf16 on the way in, exactly as the
@@ -44,6 +44,9 @@ typedef struct model_cuda_config {
 	int tied; /* lm_head shares the embedding */
 	float eps, rope_theta;
 	int max_batch, max_seq; /* activation sizing (sequences per micro-batch, T) */
+	int full; /* full-parameter training: f32 masters, gradients and moments of every
+	           * base tensor (16 bytes per parameter more); LoRA is then applied, not
+	           * trained */
 } model_cuda_config;
 
 /* Host float32 weights stacked over layers as model/llama.h stores them:
@@ -89,8 +92,9 @@ void model_cuda_free(model_cuda *m);
 const char *model_cuda_attention(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);
-/* Copies the (float32) parameter tensor `which` (0 embed ... 11 head, as
- * model_cuda_weights' field order) back to host (bf16 values widened). */
+/* Copies the parameter tensor `which` (0 embed ... 11 head, as
+ * model_cuda_weights' field order) back to host: the f32 masters in full
+ * mode, else the bf16 values widened. */
 int model_cuda_get_weight(model_cuda *m, int which, float *host, size_t n);
 
 /* Attaches LoRA: n matrices with rank r and scale alpha/r; params (n_a + n_b
@@ -113,6 +117,11 @@ int model_cuda_logits(model_cuda *m, const int *tok, int B, int T, float *logits
  * grad (n_a + n_b floats, A part zero when A is frozen); no update. */
 int model_cuda_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss,
                     float *grad);
+/* Full mode: gradient of the mean loss w.r.t. every base tensor into
+ * grads[which] (12 pointers in model_cuda_weights' order, NULL skips; the
+ * head's is in the embedding's when tied); no update. */
+int model_cuda_full_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss,
+                         float *const *grads);
 /* Per-example gradients (each of its own mean token loss) of the trainable
  * slice (all params, or the B part when A is frozen) into pe (B rows). */
 int model_cuda_grad_per_example(model_cuda *m, const int *tok, const int *tgt, int B, int T,

@@ -15,8 +15,12 @@
  * backward instead of being stored; the LM head + cross-entropy run over
  * chunks of rows, so at most (rows_chunk, V) logits exist at once.
  *
- * Not here: full-parameter training (CPU only), a fused flash-attention
- * kernel. Every CUDA/cuBLAS call is checked (logged file:line, FL_ECUDA).
+ * Full-parameter mode (config.full, for pretraining) adds f32 masters,
+ * gradients and AdamW/SGD moments of every base tensor in one allocation laid
+ * out like the bf16 weights, weight-gradient GEMMs in every linear layer, the
+ * norms' weight gradients and the embedding's; an attached adapter is then
+ * applied but not trained. Every CUDA/cuBLAS call is checked (logged
+ * file:line, FL_ECUDA).
  */
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +47,9 @@ struct model_cuda {
 	bf16 *wmem;
 	bf16 *w[W_N];
 	size_t wsz[W_N];
+	size_t wtot; /* elements of wmem (tensors padded to 128) */
+	/* full-parameter training: f32 masters, gradients, moments, laid out as wmem */
+	float *fmem, *fw[W_N], *fg[W_N], *fm, *fv;
 	float2 *rope; /* (max_seq, D/2) */
 	/* LoRA */
 	int nlora, r, train_a;
@@ -377,6 +384,7 @@ extern "C" void model_cuda_free(model_cuda *m)
 	if (m->s)
 		cudaStreamSynchronize(m->s);
 	cudaFree(m->wmem);
+	cudaFree(m->fmem);
 	cudaFree(m->rope);
 	cudaFree(m->lmem);
 	cudaFree(m->l16);
@@ -461,13 +469,29 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		tot += (m->wsz[i] + 127) & ~(size_t)127;
 	if ((rv = dev_alloc(m, (void **)&m->wmem, tot * 2)) != 0)
 		goto fail;
+	m->wtot = tot;
+	CU_TRY(cudaMemset(m->wmem, 0, tot * 2)); /* padding stays defined */
+	if (c->full) {
+		if ((rv = dev_alloc(m, (void **)&m->fmem, 4 * tot * sizeof(float))) != 0)
+			goto fail;
+		m->fm = m->fmem + 2 * tot;
+		m->fv = m->fmem + 3 * tot;
+		CU_TRY(cudaMemset(m->fmem, 0, 4 * tot * sizeof(float)));
+	}
 	tot = 0;
 	for (int i = 0; i < W_N; i++) {
 		m->w[i] = m->wmem + tot;
+		if (m->fmem) {
+			m->fw[i] = m->fmem + tot;
+			m->fg[i] = m->fmem + m->wtot + tot;
+		}
 		tot += (m->wsz[i] + 127) & ~(size_t)127;
 	}
-	if (c->tied)
+	if (c->tied) {
 		m->w[W_HEAD] = m->w[W_EMBED];
+		m->fw[W_HEAD] = m->fw[W_EMBED];
+		m->fg[W_HEAD] = m->fg[W_EMBED];
+	}
 	if (w) {
 		const float *src[W_N] = {w->embed, w->ln1,   w->wq,  w->wk,    w->wv,   w->wo,
 		                         w->ln2,   w->wgate, w->wup, w->wdown, w->norm, w->head};
@@ -481,6 +505,9 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 			}
 			if ((rv = upload_bf16(m, m->w[i], src[i], m->wsz[i])) != 0)
 				goto fail;
+			if (m->fmem)
+				CU_TRY(cudaMemcpy(m->fw[i], src[i], m->wsz[i] * sizeof(float),
+				                  cudaMemcpyHostToDevice));
 		}
 	} else {
 		for (int i = 0; i < W_N; i++) {
@@ -490,6 +517,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 			                                      norm ? 0.f : 0.02f, 1.f, m->s)) != 0)
 				goto fail;
 		}
+		if (m->fmem && (rv = fl_k_bf16_to_f32(m->fmem, m->wmem, m->wtot, m->s)) != 0)
+			goto fail;
 	}
 
 	/* rotary table */
@@ -556,6 +585,11 @@ extern "C" int model_cuda_get_weight(model_cuda *m, int which, float *host, size
 	if (which < 0 || which >= W_N ||
 	    n != (which == W_HEAD && m->c.tied ? m->wsz[W_EMBED] : m->wsz[which]))
 		return FL_EINVAL;
+	if (m->fmem) { /* the exact f32 masters */
+		CU_TRY(cudaStreamSynchronize(m->s));
+		CU_TRY(cudaMemcpy(host, m->fw[which], n * sizeof(float), cudaMemcpyDeviceToHost));
+		return 0;
+	}
 	if (!(tmp = (uint16_t *)malloc(n * 2)))
 		return FL_ENOMEM;
 	CU_TRY(cudaMemcpy(tmp, m->w[which], n * 2, cudaMemcpyDeviceToHost));
@@ -730,6 +764,8 @@ extern "C" int model_cuda_optim_reset(model_cuda *m)
 	m->t = 0;
 	if (m->nlora)
 		CU_TRY(cudaMemsetAsync(m->lm, 0, 2 * (m->n_a + m->n_b) * sizeof(float), m->s));
+	if (m->fmem)
+		CU_TRY(cudaMemsetAsync(m->fm, 0, 2 * m->wtot * sizeof(float), m->s));
 fail:
 	return rv;
 }
@@ -747,6 +783,12 @@ static bf16 *B16(const model_cuda *m, int i)
 static int lora_of(const model_cuda *m, int l, int module)
 {
 	return m->nlora ? m->lidx[l * MODEL_CUDA_NMODULE + module] : -1;
+}
+
+static int module_weight(int module)
+{
+	static const int map[MODEL_CUDA_NMODULE] = {W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN};
+	return map[module];
 }
 
 /* Linear layer out (N,OUT) = x W^T (+ beta out), plus LoRA if adapted. */
@@ -777,6 +819,16 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	mat_dims(m, module, &in, &o);
 	if (dx) /* NULL: nothing below needs the input gradient */
 		GEMM_TRY(GEMM(m->h, 0, 0, N, in, o, 1.f, dout, o, W, in, beta, dx, dt, in));
+	if (m->fmem) { /* full mode: dW (OUT,IN) += dout^T x; an adapter is applied, not trained */
+		float *gW = m->fg[module_weight(module)] + (size_t)l * o * in;
+		int i = lora_of(m, l, module);
+		GEMM_TRY(GEMM(m->h, 1, 0, o, in, N, 1.f, dout, o, x, in, 1.f, gW, CUDA_R_32F, in));
+		if (i >= 0 && dx)
+			rv = fl_lora_backward(m->h, dx, dt, NULL, NULL, dout, x,
+			                      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i),
+			                      B16(m, i), m->dxa, N, in, o, m->r, m->scale, 0, T, 0);
+		return rv;
+	}
 	{
 		int i = lora_of(m, l, module);
 		if (i < 0)
@@ -896,6 +948,9 @@ static int head(model_cuda *m, int N, int targets, int grad, const float *row_sc
 		if (grad)
 			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, m->dlogits, V, m->w[W_HEAD], C,
 			              0.f, m->dln + r0 * C, CUDA_R_32F, C));
+		if (grad && m->fmem) /* dW_head (V,C) += dlogits^T hf (the embedding when tied) */
+			GEMM_TRY(GEMM(m->h, 1, 0, V, C, rows, 1.f, m->dlogits, V, m->hf + r0 * C, C,
+			              1.f, m->fg[W_HEAD], CUDA_R_32F, C));
 	}
 fail:
 	return rv;
@@ -919,15 +974,18 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 	size_t NC = (size_t)N * C, Nmax = m->Nmax;
 	cudaStream_t s = m->s;
 	CU_TRY(cudaMemsetAsync(m->dres, 0, NC * 4, s));
-	if ((rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, m->res + (size_t)m->L * Nmax * C,
-	                                m->w[W_NORM], m->rstdf, N, C, s)) != 0)
+	if ((rv = fl_k_rmsnorm_backward(m->dres, m->fmem ? m->fg[W_NORM] : NULL, m->dln,
+	                                m->res + (size_t)m->L * Nmax * C, m->w[W_NORM], m->rstdf, N,
+	                                C, s)) != 0)
 		goto fail;
 	/* layers below the lowest adapted one need no gradient at all, and that
 	 * layer needs none for its q/k/v inputs (no trained tensor lies below) */
 	lowest = 0;
-	while (lowest < m->L - 1 && !layer_adapted(m, lowest))
+	while (!m->fmem && lowest < m->L - 1 && !layer_adapted(m, lowest))
 		lowest++;
-	for (int l = m->L - 1; l >= lowest; l--) {
+	if (m->fmem)
+		lowest = -1; /* full mode: every layer, then the embedding */
+	for (int l = m->L - 1; l >= 0 && l >= lowest; l--) {
 		float *dln_qkv = l == lowest ? NULL : m->dln;
 		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
 		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
@@ -947,8 +1005,9 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                     CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
 		                     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
-		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, xm, LAYER(m->w[W_LN2], l, C),
-		                                m->rstd2 + l * Nmax, N, C, s)) != 0)
+		    (rv = fl_k_rmsnorm_backward(
+		         m->dres, m->fmem ? m->fg[W_LN2] + (size_t)l * C : NULL, m->dln, xm,
+		         LAYER(m->w[W_LN2], l, C), m->rstd2 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
 		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
@@ -976,10 +1035,13 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                     m->dvr, dln_qkv, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0)
 			goto fail;
 		if (l > lowest &&
-		    (rv = fl_k_rmsnorm_backward(m->dres, NULL, m->dln, x, LAYER(m->w[W_LN1], l, C),
-		                                m->rstd1 + l * Nmax, N, C, s)) != 0)
+		    (rv = fl_k_rmsnorm_backward(
+		         m->dres, m->fmem ? m->fg[W_LN1] + (size_t)l * C : NULL, m->dln, x,
+		         LAYER(m->w[W_LN1], l, C), m->rstd1 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 	}
+	if (m->fmem) /* the residual stream entering layer 0 is the embedding */
+		rv = fl_k_embed_backward(m->fg[W_EMBED], m->dres, m->tok, N, C, s);
 fail:
 	return rv;
 }
@@ -1081,7 +1143,7 @@ static int grad_into_lg(model_cuda *m, const int *tok, const int *tgt, int B, in
 	int rv = 0;
 	long cnt = 0;
 	double ls = 0;
-	if (!m->nlora) {
+	if (!m->nlora && !m->fmem) {
 		fl_log(FL_LOG_ERROR, "cuda", "training needs an attached LoRA adapter");
 		return FL_ESTATE;
 	}
@@ -1089,7 +1151,10 @@ static int grad_into_lg(model_cuda *m, const int *tok, const int *tgt, int B, in
 		return rv ? rv : FL_EINVAL;
 	for (long i = 0; i < (long)B * T; i++)
 		cnt += tgt[i] >= 0;
-	CU_TRY(cudaMemsetAsync(m->lg, 0, (m->n_a + m->n_b) * sizeof(float), m->s));
+	if (m->fmem)
+		CU_TRY(cudaMemsetAsync(m->fmem + m->wtot, 0, m->wtot * sizeof(float), m->s));
+	else
+		CU_TRY(cudaMemsetAsync(m->lg, 0, (m->n_a + m->n_b) * sizeof(float), m->s));
 	for (int b0 = 0; b0 < B && cnt > 0; b0 += m->c.max_batch) {
 		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch, N = Bm * T;
 		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
@@ -1107,10 +1172,29 @@ fail:
 	return rv;
 }
 
+extern "C" int model_cuda_full_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T,
+                                    double *loss, float *const *grads)
+{
+	int rv = 0;
+	if (!m->fmem)
+		return FL_ESTATE;
+	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
+		return rv;
+	CU_TRY(cudaStreamSynchronize(m->s));
+	for (int i = 0; i < W_N; i++)
+		if (grads[i] && m->wsz[i])
+			CU_TRY(cudaMemcpy(grads[i], m->fg[i], m->wsz[i] * sizeof(float),
+			                  cudaMemcpyDeviceToHost));
+fail:
+	return rv;
+}
+
 extern "C" int model_cuda_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T,
                                double *loss, float *grad)
 {
 	int rv;
+	if (m->fmem || !m->nlora)
+		return FL_ESTATE;
 	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
 		return rv;
 	if (cudaMemcpy(grad, m->lg, (m->n_a + m->n_b) * sizeof(float), cudaMemcpyDeviceToHost) !=
@@ -1128,6 +1212,19 @@ static int optim_update(model_cuda *m, const float *g, float lr)
 	int rv;
 	size_t off = m->train_a ? 0 : m->n_a, n = ntrain(m);
 	m->t++;
+	if (m->fmem) { /* full mode: every base parameter (padding stays 0) */
+		float *p = m->fmem, *gg = m->fmem + m->wtot;
+		if (m->opt.kind == 1) {
+			float c1 = 1.0f - powf(m->opt.b1, (float)m->t),
+			      c2 = 1.0f - powf(m->opt.b2, (float)m->t);
+			rv = fl_k_adamw(p, gg, m->fm, m->fv, m->wtot, lr, m->opt.b1, m->opt.b2,
+			                m->opt.eps, m->opt.weight_decay, c1, c2, m->s);
+		} else {
+			rv = fl_k_sgd(p, gg, m->fm, m->wtot, lr, m->opt.momentum,
+			              m->opt.weight_decay, m->s);
+		}
+		return rv ? rv : fl_k_f32_to_bf16(m->wmem, p, m->wtot, m->s);
+	}
 	if (m->opt.kind == 1) {
 		float c1 = 1.0f - powf(m->opt.b1, (float)m->t),
 		      c2 = 1.0f - powf(m->opt.b2, (float)m->t);
@@ -1148,7 +1245,7 @@ extern "C" int model_cuda_train_step(model_cuda *m, const int *tok, const int *t
 	int rv;
 	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
 		return rv;
-	if ((rv = optim_update(m, m->lg + (m->train_a ? 0 : m->n_a), lr)) != 0)
+	if ((rv = optim_update(m, m->fmem ? NULL : m->lg + (m->train_a ? 0 : m->n_a), lr)) != 0)
 		return rv;
 	return 0;
 }
@@ -1246,7 +1343,7 @@ extern "C" int model_cuda_dp_step(model_cuda *m, const int *tok, const int *tgt,
 	uint64_t key, ctr;
 	float *n2 = NULL;
 	size_t P;
-	if (!m->nlora)
+	if (!m->nlora || m->fmem)
 		return FL_ESTATE;
 	if (!(clip > 0) || !isfinite(clip) || !(noise_mult >= 0) || !isfinite(noise_mult) ||
 	    !(expected_batch > 0) || !isfinite(expected_batch) || !seed)
