@@ -1,7 +1,8 @@
 /*
  * model/backend.c — the device-agnostic trainer (model/backend.h): the CPU
  * path wraps model/llama.h and model/optim.h; the CUDA path (only compiled
- * with FL_HAVE_CUDA) wraps model/cuda/cuda.h. Without CUDA in the build,
+ * with FL_HAVE_CUDA) wraps model/cuda/cuda.h, LoRA and full-parameter
+ * (pretraining) modes alike. Without CUDA in the build,
  * "cuda" is refused with "this build has no CUDA support" and "auto" means
  * the CPU.
  *
