@@ -204,10 +204,10 @@ def sim_and_export(args, table, case, base, work, model, ids, tokens_file, vocab
         for i in range(400):
             f.write("record %d: the quick brown fox jumps over the lazy dog %d times.\n\n" % (i, i * 7))
     run_dir = os.path.join(work, "run")
-    cmd = [args.fedlora, "sim", "--task", "lm", "--base", base, "--data", text, "--clients", "2",
+    cmd = [args.fedlora, "sim", "--task", "lm", "--base", base, "--data-per-client", text, "--clients", "2",
            "--rounds", "2", "--run-dir", run_dir, "--strategy", "fedit", "--rank", "4", "--alpha", "8",
            "--lora-targets", ",".join(TARGETS), "--seq-len", "32", "--local-steps", "3",
-           "--batch-size", "4", "--lr", "0.01", "--seed", "7"]
+           "--batch-size", "4", "--optimizer", "adamw", "--lr", "0.01", "--seed", "7", "--quiet"]
     r = run(cmd, check=False)
     if r.returncode != 0:
         table.add(case, "sim --task lm", None, None, False, (r.stderr or r.stdout).strip().splitlines()[-1:] or "")
@@ -222,10 +222,11 @@ def sim_and_export(args, table, case, base, work, model, ids, tokens_file, vocab
     # the trained B must be nonzero for the check to mean anything
     nonzero = any(float(p.abs().max()) > 0 for n, p in pm.named_parameters() if "lora_B" in n)
     table.add(case, "export: trained B nonzero", None, None, nonzero)
+    final = os.path.join(run_dir, "global", "round-000002.safetensors")
     for dev in devices:
         fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
-                                     adapter=exp_dir)
-        check_logits(table, case, "export+peft[%s]" % dev, fl, fl_loss, ref, ref_loss, tols[dev])
+                                     adapter=final)
+        check_logits(table, case, "run adapter vs export[%s]" % dev, fl, fl_loss, ref, ref_loss, tols[dev])
 
 
 def main():
