@@ -1314,7 +1314,7 @@ extern "C" int model_cuda_grad_per_example(model_cuda *m, const int *tok, const 
 	int rv;
 	double ls = 0;
 	int ns = 0;
-	if (!m->nlora)
+	if (!m->nlora || m->fmem)
 		return FL_ESTATE;
 	if ((rv = check_batch(m, tok, tgt, B, T)) != 0 || !tgt)
 		return rv ? rv : FL_EINVAL;
