@@ -12,7 +12,7 @@
 #      PEFT eager / PEFT compile with ratios, memory, MFU.
 # Every step runs under `timeout`, and the whole script keeps to a budget
 # (GPU_CHECK_BUDGET seconds, default 450) so it ends in under ~8 minutes even
-# when a step hangs. Logs and JSON go to $OUT when set (7 files), else to a
+# when a step hangs. Logs and JSON go to $OUT when set (at most 8 files), else to a
 # temporary folder that is printed. Exit status: 0 when every test passed and
 # both benchmarks produced results, 1 otherwise.
 set -u
