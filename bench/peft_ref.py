@@ -78,6 +78,7 @@ def run(shape_key, mode, B, T, steps, warmup):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = make_model(s, T, torch, transformers)
+    attn_impl = getattr(model.config, "_attn_implementation", None)
     lcfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lcfg)
@@ -114,7 +115,7 @@ def run(shape_key, mode, B, T, steps, warmup):
                peak_mem_bytes=int(torch.cuda.max_memory_allocated()),
                mfu=fpt * tps / PEAK_FLOPS, flops_per_token=fpt, matmul_params=nmm,
                warmup_s=warm_s, loss_first=first, loss_last=loss,
-               lora_dtype=str(params[0].dtype))
+               lora_dtype=str(params[0].dtype), attn_implementation=attn_impl)
     del fwd, model, opt, params
     torch.cuda.empty_cache()
     return res
