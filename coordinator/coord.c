@@ -1023,10 +1023,12 @@ static int open_round_locked(coord *c)
 	int *idx = NULL, count = 0, n = c->st.n_clients, rv;
 
 	/* A retry after a failed quorum keeps the updates already folded (they
-	 * were trained on the same global) and tops the selection up from the
-	 * clients that have not reported. Client-level DP re-samples everyone
-	 * and starts over: Poisson sampling is what its accountant assumes. */
-	int keep = c->attempt > 1 && c->dp != COORD_DP_CLIENT && c->agg && c->n_reported > 0;
+	 * were trained on the same global; their clients would not train the
+	 * same round twice) and tops the selection up from the clients that have
+	 * not reported: uniformly, or by Poisson sampling under client-level DP,
+	 * where the accountant then charges the round the inclusion probability
+	 * of all its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
+	int keep = c->attempt > 1 && c->agg && c->n_reported > 0;
 	int kept = 0, ncand = 0;
 	unsigned char *nsel = calloc((size_t)n, 1);
 	int *cand = calloc((size_t)n, sizeof *cand);
@@ -1052,7 +1054,9 @@ static int open_round_locked(coord *c)
 	rv = 0;
 	if (c->dp == COORD_DP_CLIENT) {
 		double q = (double)g->clients_per_round / n;
-		rv = coord_sample_poisson(c->noise, n, q > 1 ? 1 : q, idx, &count);
+		rv = coord_sample_poisson(c->noise, ncand, q > 1 ? 1 : q, idx, &count);
+		for (int i = 0; i < count; i++)
+			idx[i] = cand[idx[i]];
 	} else if (g->clients_per_round > kept && ncand > 0) {
 		int want = g->clients_per_round - kept;
 		rv = coord_sample_uniform(&c->rng, ncand, want, idx);
@@ -1108,7 +1112,12 @@ task:
 	dp.mode = (uint32_t)c->dp;
 	dp.clip = g->dp_clip;
 	dp.noise = g->dp_noise;
-	dp.q = c->dp == COORD_DP_SAMPLE ? g->dp_q : 0;
+	/* sample: the clients' example sampling rate; client: this round's
+	 * client sampling rate (for their information) */
+	if (c->dp == COORD_DP_SAMPLE)
+		dp.q = g->dp_q;
+	else if (c->dp == COORD_DP_CLIENT)
+		dp.q = (double)g->clients_per_round / n > 1 ? 1 : (double)g->clients_per_round / n;
 	dp.delta = g->dp_delta;
 	t.run_id = c->st.run_id;
 	t.round = (uint64_t)c->cur_round;
@@ -1129,6 +1138,18 @@ task:
 fail:
 	free(idx);
 	return rv;
+}
+
+/* Client-level DP: the sampling rate this round is charged with. One
+ * attempt samples every client with q = K / registered; attempts after a
+ * failed quorum sample the clients not yet included again, so a client's
+ * inclusion probability over a attempts is 1 - (1 - q)^a. */
+static double round_q_locked(const coord *c)
+{
+	double q = (double)c->cfg.clients_per_round / c->st.n_clients;
+	if (q >= 1)
+		return 1;
+	return 1 - pow(1 - q, c->attempt);
 }
 
 /* JSON number or null for NaN/Inf. */
@@ -1199,8 +1220,7 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 		rv |= add(o, "epsilon_round_max", num_or_null(c->client_eps_round));
 	}
 	if (c->dp == COORD_DP_CLIENT) {
-		double q = (double)g->clients_per_round / c->st.n_clients;
-		rv |= add(o, "dp_q", cJSON_CreateNumber(q > 1 ? 1 : q));
+		rv |= add(o, "dp_q", cJSON_CreateNumber(round_q_locked(c)));
 		rv |= add(o, "dp_clipped_frac", num_or_null(s->dp_clipped_frac));
 	}
 	rv |= add(o, "time", cJSON_CreateNumber((double)time(NULL)));
@@ -1236,8 +1256,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 	}
 	/* the new state, committed only by the rename of state.json below */
 	if (c->dp == COORD_DP_CLIENT) {
-		double q = (double)g->clients_per_round / c->st.n_clients;
-		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, q > 1 ? 1 : q, 1)) != 0)
+		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, round_q_locked(c), 1)) != 0)
 			goto out;
 		if ((rv = run_epsilon_locked(c, 0, &eps)) != 0)
 			goto out;
