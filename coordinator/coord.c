@@ -62,10 +62,11 @@
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 
-#define TAG              "coord"
-#define SOFTWARE_VERSION "fedlora-0.1.0"
-#define NREASONS         32   /* indexes -code of core/err.h codes */
-#define REJECT_LOG_EVERY 10.0 /* seconds between log lines of one reason */
+#define TAG               "coord"
+#define SOFTWARE_VERSION  "fedlora-0.1.0"
+#define NREASONS          32     /* indexes -code of core/err.h codes */
+#define COORD_MAX_CLIENTS 100000 /* registry bound: enrollment cannot grow memory without end */
+#define REJECT_LOG_EVERY  10.0   /* seconds between log lines of one reason */
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
@@ -301,6 +302,11 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	priv_pk_to_hex(m->signer, hex);
 	pthread_mutex_lock(&c->mu);
 	is_new = coord_state_find_client(&c->st, hex) < 0;
+	if (is_new && c->st.n_clients >= COORD_MAX_CLIENTS) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_ETOOBIG, who, "hello: registry full (%d clients)",
+		              COORD_MAX_CLIENTS);
+	}
 	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
 	if (!rv && is_new) {
 		/* persisted so a restarted coordinator knows the pool; a failure
@@ -464,6 +470,10 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 	if (c->sel[idx] != SEL_PENDING) {
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_ESTATE, who, "submit: already submitted in round %d", round);
+	}
+	if (s->num_samples > (int64_t)1 << 40) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_EFORMAT, who, "submit: num_samples out of range");
 	}
 	if ((rv = check_metrics(s->metrics)) != 0) {
 		pthread_mutex_unlock(&c->mu);

@@ -980,6 +980,59 @@ static void test_live_quorum_retry(void)
 	rmtree(d);
 }
 
+/* --allow: a key on the list is admitted, any other is refused. */
+static void test_live_allow_list(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	live l = {0};
+	tclient a, b;
+	char hex[PRIV_PK_HEX], path[400];
+	FILE *f;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-allow"));
+	priv_key ka;
+	CHECK_RC(priv_key_generate(&ka));
+	snprintf(path, sizeof path, "%s/allow.txt", d);
+	priv_pk_to_hex(ka.pk, hex);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	fprintf(f, "# the one allowed client\n%s\n", hex);
+	fclose(f);
+	cfg.enroll_any = 0;
+	snprintf(cfg.allow, sizeof cfg.allow, "%s", path);
+	cfg.clients_per_round = 1;
+	cfg.min_clients = 1;
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	a.key = ka;
+	priv_key_wipe(&ka);
+	CHECK_RC(tclient_open(&b, cfg.listen));
+	CHECK(tclient_hello(&b) == FL_EKEY);
+	CHECK_RC(tclient_hello(&a));
+	{
+		lora_adapter *ad = live_adapter(2);
+		CHECK(ad != NULL);
+		if (ad)
+			CHECK_RC(tclient_round(&a, ad, 50));
+		lora_adapter_free(ad);
+	}
+	CHECK_RC(live_join(&l));
+	{
+		cJSON *line = metrics_line(cfg.run_dir, 1);
+		CHECK(line && metrics_num(line, "rejected", "unknown_key") == 1);
+		cJSON_Delete(line);
+	}
+	tclient_close(&a);
+	tclient_close(&b);
+	rmtree(d);
+}
+
 static const test_case cases[] = {
     TEST(test_config_argv),
     TEST(test_config_argv_errors),
@@ -997,6 +1050,7 @@ static const test_case cases[] = {
     TEST(test_live_restart),
     TEST(test_live_dp_target_eps),
     TEST(test_live_quorum_retry),
+    TEST(test_live_allow_list),
     {0},
 };
 
