@@ -27,6 +27,13 @@
  *
  * Does not: decide whether a signer is admitted (allow lists: privacy/sign.h),
  * send or receive (core/net.h), or keep any state between calls.
+ *
+ * Limits: one envelope's body is one protobuf bytes field, so a message is at
+ * most 2 GiB (fl_wire_seal refuses larger bodies with FL_ETOOBIG); chunking
+ * keeps every field inside the body below 2^30 bytes. Opening copies the body
+ * twice (protobuf-c copies bytes fields): peak memory is about three times the
+ * message. Raw tensor bytes are little-endian; big-endian hosts are refused at
+ * compile time.
  */
 #ifndef FL_CORE_WIRE_H
 #define FL_CORE_WIRE_H
