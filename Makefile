@@ -40,7 +40,7 @@ CU_OBJ   := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 CFLAGS   += -DFL_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 NVFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCHS) -I. -I$(BUILD)/gen -DFL_HAVE_CUDA=1 \
-	    -Xcompiler -fPIC,-Wall -lineinfo
+	    -Xcompiler -fPIC,-Wall -lineinfo -MMD -MP
 else
 CU_OBJ   :=
 endif
