@@ -7,8 +7,14 @@
  * One REQ socket, one request at a time. nng's REQ redials in the background
  * and resends a pending request on a new connection, so a coordinator restart
  * looks like a slow reply; a pipe-removal callback counts dropped connections
- * so that a re-run of an acknowledged round (the coordinator lost it in a
- * crash before committing) can be told from a duplicate task.
+ * (reported in the stats).
+ *
+ * Rounds: GetTask carries the last round this client was acknowledged for;
+ * the coordinator hands out the open round only to a selected client below
+ * it. A Wait whose committed round is below our acknowledged round means that
+ * round is being retried (no quorum) or re-run after a restart: the client
+ * lowers its counter to the committed round and trains the round again if it
+ * is selected; the coordinator never hands the same attempt out twice.
  */
 #include "client/session.h"
 
@@ -58,7 +64,6 @@ typedef struct session {
 	char run_id[FL_RUN_ID_MAX + 1];
 	int registered;
 	uint64_t total_rounds, acked_round, failed_round;
-	unsigned acked_disconnects; /* disconnects at the time of the last Ack */
 
 	/* the task and the spec it was opened with */
 	model_task *task;
@@ -162,7 +167,6 @@ static void new_run(session *s, const char *run_id)
 {
 	snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
 	s->acked_round = s->failed_round = 0;
-	s->acked_disconnects = atomic_load(&s->disconnects);
 	s->n_phases = 0;
 	s->epsilon = 0;
 }
@@ -369,16 +373,11 @@ static int do_task(session *s, const Fedlora__Task *t)
 	fl_wire_msg rep = {0};
 	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
 	size_t len = 0;
-	uint64_t floor = s->acked_round;
 	int rv, dp_mode, which;
 	double t0;
 	client_event ev = {.kind = CLIENT_EV_ROUND, .round = t->round};
 
-	/* a restarted coordinator may re-run the round we were acknowledged for */
-	if (s->acked_round > 0 && t->round == s->acked_round &&
-	    atomic_load(&s->disconnects) != s->acked_disconnects)
-		floor = s->acked_round - 1;
-	if ((rv = fl_wire_check_task(t, s->run_id, floor)) != 0) {
+	if ((rv = fl_wire_check_task(t, s->run_id, s->acked_round)) != 0) {
 		if (rv == FL_ESTALE && t->run_id && strcmp(t->run_id, s->run_id)) {
 			s->registered = 0; /* another run: say Hello again */
 			return 0;
@@ -507,7 +506,6 @@ static int do_task(session *s, const Fedlora__Task *t)
 	}
 	if (ev.accepted) {
 		s->acked_round = t->round;
-		s->acked_disconnects = atomic_load(&s->disconnects);
 		s->st.rounds_accepted++;
 	}
 	emit(s, &ev);
@@ -546,6 +544,18 @@ static int do_get_task(session *s)
 		if (w->run_id && *w->run_id && strcmp(w->run_id, s->run_id)) {
 			s->registered = 0;
 			break;
+		}
+		/* The last committed round is below the round we were acknowledged
+		 * for: that round is being retried (no quorum) or re-run after a
+		 * coordinator restart. Asking again with the committed round gets
+		 * us its task if we are selected. */
+		if (w->round < s->acked_round) {
+			fl_log(FL_LOG_INFO, "client",
+			       "round %llu was not committed (last committed %llu); ready to "
+			       "train it again",
+			       (unsigned long long)s->acked_round, (unsigned long long)w->round);
+			s->acked_round = w->round;
+			s->failed_round = 0;
 		}
 		sleep_ms(ms > 10 ? ms : 10);
 		break;

@@ -16,9 +16,10 @@
  * retried with exponential backoff (100 ms .. 2 s). A Reject of GetTask
  * (unknown run or key: the coordinator started a new run or lost us) leads to
  * a new Hello; a Welcome with a new run id resets the round counters and the
- * privacy accountant. A Task for a round already acknowledged is trained
- * again only when the connection dropped since that Ack (a restarted
- * coordinator re-running an uncommitted round); otherwise it is ignored.
+ * privacy accountant. A round that was acknowledged but not committed (the
+ * coordinator retries it for lack of quorum, or re-runs it after a restart;
+ * a Wait then names a lower committed round) is trained again when handed
+ * out again; the accountant counts every training.
  *
  * Privacy: under sample-level DP (Task.dp.mode 1) the client runs DP-SGD and
  * keeps its own accountant history (privacy/accountant.h) over every round it
