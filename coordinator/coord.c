@@ -34,6 +34,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,7 +81,7 @@ typedef struct coord_work {
 	coord *c;
 	nng_aio *aio;
 	nng_ctx ctx;
-	int state;
+	_Atomic int state; /* W_*; read by the engine under mu, written on nng threads */
 	/* the parked GetTask */
 	int client; /* registry index */
 	uint64_t last_seen;
