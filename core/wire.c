@@ -187,8 +187,9 @@ int fl_wire_seal_msg(const ProtobufCMessage *body, uint32_t type, const priv_key
 
 /* ---- opening ---- */
 
-int fl_wire_open(const void *buf, size_t len, size_t max_len, const uint8_t *expect_signer,
-                 fl_wire_msg *m)
+/* fl_wire_open with an optional allow list checked before the signature. */
+static int wire_open(const void *buf, size_t len, size_t max_len, const uint8_t *expect_signer,
+                     const priv_allow *allow, fl_wire_msg *m)
 {
 	Fedlora__Envelope *env = NULL;
 	int rv;
@@ -211,6 +212,10 @@ int fl_wire_open(const void *buf, size_t len, size_t max_len, const uint8_t *exp
 		goto fail;
 	}
 	if (expect_signer && sodium_memcmp(expect_signer, env->signer.data, PRIV_PK_BYTES) != 0) {
+		rv = FL_EKEY;
+		goto fail;
+	}
+	if (allow && !priv_allow_contains(allow, env->signer.data)) {
 		rv = FL_EKEY;
 		goto fail;
 	}
@@ -250,13 +255,34 @@ fail:
 	return rv;
 }
 
+int fl_wire_open(const void *buf, size_t len, size_t max_len, const uint8_t *expect_signer,
+                 fl_wire_msg *m)
+{
+	return wire_open(buf, len, max_len, expect_signer, NULL, m);
+}
+
 int fl_wire_open_msg(nng_msg *msg, size_t max_len, const uint8_t *expect_signer, fl_wire_msg *m)
 {
 	if (!msg) {
 		memset(m, 0, sizeof *m);
 		return FL_EINVAL;
 	}
-	return fl_wire_open(nng_msg_body(msg), nng_msg_len(msg), max_len, expect_signer, m);
+	return wire_open(nng_msg_body(msg), nng_msg_len(msg), max_len, expect_signer, NULL, m);
+}
+
+int fl_wire_open_allowed(const void *buf, size_t len, size_t max_len, const priv_allow *allow,
+                         fl_wire_msg *m)
+{
+	return wire_open(buf, len, max_len, NULL, allow, m);
+}
+
+int fl_wire_open_msg_allowed(nng_msg *msg, size_t max_len, const priv_allow *allow, fl_wire_msg *m)
+{
+	if (!msg) {
+		memset(m, 0, sizeof *m);
+		return FL_EINVAL;
+	}
+	return wire_open(nng_msg_body(msg), nng_msg_len(msg), max_len, NULL, allow, m);
 }
 
 void fl_wire_msg_fini(fl_wire_msg *m)

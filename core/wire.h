@@ -124,6 +124,14 @@ int fl_wire_open(const void *buf, size_t len, size_t max_len, const uint8_t *exp
 /* The same on an nng_msg's body; the caller keeps (and frees) msg. */
 int fl_wire_open_msg(nng_msg *msg, size_t max_len, const uint8_t *expect_signer,
                      fl_wire_msg *m) FL_WIRE_WUR;
+/* The same, but a signer not in `allow` is refused with FL_EKEY before the
+ * signature is verified and before the body is parsed: a peer whose key is
+ * not admitted cannot make the coordinator hash or parse a large message.
+ * allow NULL admits every key (--enroll-any). */
+int fl_wire_open_allowed(const void *buf, size_t len, size_t max_len, const priv_allow *allow,
+                         fl_wire_msg *m) FL_WIRE_WUR;
+int fl_wire_open_msg_allowed(nng_msg *msg, size_t max_len, const priv_allow *allow,
+                             fl_wire_msg *m) FL_WIRE_WUR;
 /* Frees the unpacked body (protobuf_c_message_free_unpacked) and zeroes *m.
  * Safe on a zeroed or already finished m. */
 void fl_wire_msg_fini(fl_wire_msg *m);

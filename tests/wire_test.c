@@ -93,7 +93,22 @@ static void test_seal_open_roundtrip(void)
 	priv_key other;
 	CHECK_RC(priv_key_generate(&other));
 	CHECK(fl_wire_open(buf, len, MAXLEN, other.pk, &m) == FL_EKEY);
-	CHECK(m.body == NULL);
+	CHECK(m.body == NULL); /* allow list checked before the signature */
+	priv_allow *al = NULL;
+	CHECK_RC(priv_allow_new(&al));
+	CHECK(fl_wire_open_allowed(buf, len, MAXLEN, al, &m) == FL_EKEY);
+	CHECK_RC(priv_allow_add(al, other.pk));
+	CHECK(fl_wire_open_allowed(buf, len, MAXLEN, al, &m) == FL_EKEY);
+	CHECK_RC(priv_allow_add(al, k.pk));
+	CHECK_RC(fl_wire_open_allowed(buf, len, MAXLEN, al, &m));
+	CHECK(m.type == FL_MSG_SUBMIT);
+	fl_wire_msg_fini(&m);
+	CHECK_RC(fl_wire_open_allowed(buf, len, MAXLEN, NULL, &m)); /* NULL: any key */
+	fl_wire_msg_fini(&m);
+	buf[len - 2] ^= 1; /* allowed key, bad signature */
+	CHECK(fl_wire_open_allowed(buf, len, MAXLEN, al, &m) == FL_ESIG);
+	buf[len - 2] ^= 1;
+	priv_allow_free(al);
 	/* size limit checked before parsing */
 	CHECK(fl_wire_open(buf, len, len - 1, NULL, &m) == FL_ETOOBIG);
 	/* nng_msg variant */
