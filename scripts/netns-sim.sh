@@ -21,7 +21,8 @@
 # Needs root (or CAP_NET_ADMIN + CAP_SYS_ADMIN), iproute2 and tc; prints
 # "skip: REASON" and exits 0 where namespaces cannot be made. Where the kernel
 # lacks sch_netem, loss is emulated with nftables (if installed) and the
-# delay is left out; the script says so. Exit 0 when
+# delay with a TCP relay in the hub namespace that clients connect through
+# (python3); the script says so. Exit 0 when
 # every run committed all its rounds, 1 otherwise.
 set -u
 clients=3 rounds=3 delay=50ms loss=1% transport=both strategy=ffa timeout=100 keep=""
@@ -127,11 +128,11 @@ while [ "$i" -lt "$clients" ]; do
 done
 if [ "$netem_ok" = 1 ]; then
 	echo "netns-sim: $clients client namespaces + coordinator on bridge $hub/br0, netem $delay delay, $loss loss each way"
-elif [ "$nft_loss" = 1 ]; then
+elif [ "$nft_loss" = 1 ] || [ "$loss_per10k" = 0 ]; then
 	echo "netns-sim: $clients client namespaces + coordinator on bridge $hub/br0; this kernel has no tc netem:"
-	echo "netns-sim:   $loss random loss each way emulated with nftables, NO $delay delay (needs sch_netem)"
+	[ "$nft_loss" = 1 ] && echo "netns-sim:   $loss random loss each way emulated with nftables"
 else
-	echo "netns-sim: WARNING: neither tc netem nor nftables is available; links run without delay and loss"
+	echo "netns-sim: WARNING: neither tc netem nor nftables is available; links run without loss"
 fi
 # reachability across the bridge (where ping exists; loss may eat one probe)
 if command -v ping >/dev/null 2>&1; then
@@ -149,11 +150,66 @@ while [ "$i" -lt "$clients" ]; do
 	cat "$work/keys/client-$i.pub" >>"$work/allow.txt"
 	i=$((i + 1))
 done
+# Without netem, a TCP relay in the hub namespace delays every byte stream by
+# the delay in each direction: clients reach the coordinator through it.
+relay_ip=""
+if [ "$netem_ok" = 0 ] && command -v python3 >/dev/null 2>&1; then
+	delay_ms=$(echo "$delay" | awk '/ms$/ { sub("ms", ""); print $1 + 0; next } /s$/ { sub("s", ""); print ($1 + 0) * 1000; next } { print $1 + 0 }')
+	if [ "${delay_ms:-0}" -gt 0 ] && ip -n "$hub" addr add "${net}254/24" dev br0 2>/dev/null; then
+		relay_ip=${net}254
+		echo "netns-sim:   $delay delay each way emulated by a TCP relay at $relay_ip (hub namespace)"
+	fi
+fi
 if [ "$transport" != tcp ]; then
 	command -v openssl >/dev/null 2>&1 || skip "openssl not installed (needed for the TLS run)"
-	sh "$here/certs.sh" -o "$work/pki" -n "coordinator,$coord_ip" -c "$clients" >/dev/null ||
+	sh "$here/certs.sh" -o "$work/pki" -n "coordinator,$coord_ip${relay_ip:+,$relay_ip}" -c "$clients" >/dev/null ||
 		{ echo "netns-sim: certs.sh failed" >&2; exit 1; }
 fi
+
+cat >"$work/relay.py" <<'PY'
+# TCP relay: LISTEN_IP PORT TARGET_IP PORT DELAY_MS. Every chunk read in either
+# direction is written DELAY_MS later, in order (a stand-in for netem delay).
+import asyncio, sys, time
+lip, lport, tip, tport, delay = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]) / 1000
+async def pump(reader, writer):
+    q = asyncio.Queue()
+    async def rd():
+        while True:
+            data = await reader.read(65536)
+            await q.put((time.monotonic() + delay, data))
+            if not data:
+                return
+    async def wr():
+        while True:
+            due, data = await q.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if not data:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return
+            writer.write(data)
+            await writer.drain()
+    try:
+        await asyncio.gather(rd(), wr())
+    except Exception:
+        pass
+async def handle(cr, cw):
+    for _ in range(100):  # the coordinator may not listen yet
+        try:
+            ur, uw = await asyncio.open_connection(tip, tport)
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    else:
+        cw.close(); return
+    await asyncio.gather(pump(cr, uw), pump(ur, cw))
+    cw.close(); uw.close()
+async def main():
+    srv = await asyncio.start_server(handle, lip, lport)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+PY
 
 failed=0
 # run_one tcp|tls
@@ -162,9 +218,9 @@ run_one() {
 	run=$work/run-$mode
 	port=$((20000 + $$ % 20000))
 	[ "$mode" = tls ] && port=$((port + 1))
-	tlsc="" url="tcp://$coord_ip:$port"
+	tlsc="" url="tcp://$coord_ip:$port" client_url="tcp://${relay_ip:-$coord_ip}:$port"
 	if [ "$mode" = tls ]; then
-		url="tls+tcp://$coord_ip:$port"
+		url="tls+tcp://$coord_ip:$port" client_url="tls+tcp://${relay_ip:-$coord_ip}:$port"
 		tlsc="--tls-cert $work/pki/coordinator.pem --tls-key $work/pki/coordinator.key --tls-ca $work/pki/ca.pem"
 	fi
 	start=$(date +%s)
@@ -176,12 +232,17 @@ run_one() {
 		>"$work/coordinator-$mode.log" 2>&1 &
 	cpid=$!
 	pids="$pids $cpid"
+	if [ -n "$relay_ip" ]; then
+		ip netns exec "$hub" python3 "$work/relay.py" "$relay_ip" "$port" "$coord_ip" "$port" \
+			"$delay_ms" >"$work/relay-$mode.log" 2>&1 &
+		pids="$pids $!"
+	fi
 	i=0
 	while [ "$i" -lt "$clients" ]; do
 		tlsk=""
 		[ "$mode" = tls ] && tlsk="--tls-cert $work/pki/client-$i.pem --tls-key $work/pki/client-$i.key --tls-ca $work/pki/ca.pem"
 		# shellcheck disable=SC2086
-		ip netns exec "$tag-c$i" "$fedlora" client --connect "$url" \
+		ip netns exec "$tag-c$i" "$fedlora" client --connect "$client_url" \
 			--key "$work/keys/client-$i.key" --task linreg --client-index "$i" \
 			--give-up "$timeout" --quiet $tlsk >"$work/client-$i-$mode.log" 2>&1 &
 		pids="$pids $!"

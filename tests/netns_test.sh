@@ -1,7 +1,8 @@
 # tests/netns_test.sh — scripts/netns-sim.sh as a test: coordinator and 3
 # clients in separate network namespaces joined by veth links with delay and
-# loss (tc netem, or nftables loss where the kernel has no netem), one run over
-# tcp:// and one over tls+tcp://; every round must be committed and every
+# loss (tc netem; or nftables loss and a delaying TCP relay where the kernel
+# has no netem), one run over tcp:// and one over tls+tcp://; every round must
+# be committed and every
 # namespace removed afterwards. Skips where namespaces cannot be made (not
 # root, no iproute2). Takes about 20 s.
 . tests/lib.sh
