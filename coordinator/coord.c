@@ -1070,6 +1070,10 @@ static int open_round_locked(coord *c)
 			idx[i] = cand[idx[i]];
 	} else if (g->clients_per_round > kept && ncand > 0) {
 		int want = g->clients_per_round - kept;
+		/* a function of (seed, round, attempt): a restarted coordinator
+		 * selects as the first one would have */
+		fl_rng_init(&c->rng, (uint64_t)g->seed ^ 0x73656c656374ULL,
+		            ((uint64_t)c->cur_round << 16) ^ (uint64_t)c->attempt);
 		rv = coord_sample_uniform(&c->rng, ncand, want, idx);
 		count = want < ncand ? want : ncand;
 		for (int i = 0; i < count; i++)
