@@ -208,7 +208,12 @@ static void test_lora(void)
 	CHECK_RC(
 	    model_cuda_op_lora_backward(dx2, dA2, dB2, dout, x, xa2, A, B, N, IN, OUT, rk, scale));
 	CHECK(near("lora.dB", dB2, dB1, (size_t)OUT * rk, 1e-3, 1e-3));
-	CHECK(near("lora.dA (dxa bf16)", dA2, dA1, (size_t)rk * IN, 2e-2, 2e-2));
+	/* dxa = scale * dout B is rounded to bf16 (|dxa| ~ 2 * 0.1 * sqrt(48) ~ 1.4, so
+	 * ~2.7e-3 per element) and dA sums N = 30 such terms times x ~ 1: the rounding
+	 * noise of one dA entry is ~ sqrt(30) * 2.7e-3 ~ 1.5e-2 rms, and the largest of
+	 * 512 entries reaches ~3.5 rms. Hence atol 6e-2 (a wrong index or transpose
+	 * gives errors of order |dA| ~ 8). */
+	CHECK(near("lora.dA (dxa bf16)", dA2, dA1, (size_t)rk * IN, 6e-2, 2e-2));
 	CHECK(near("lora.dx (dxa bf16)", dx2, dx1, (size_t)N * IN, 1e-2, 2e-2));
 	/* per example: rows of (A grads | B grads) */
 	size_t na = (size_t)rk * IN, nb = (size_t)OUT * rk, stride = na + nb;
