@@ -78,9 +78,12 @@ int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *p
  * background, so a client outlives a coordinator restart. With dial_sync_ms >
  * 0 it first tries to connect synchronously: a TLS or peer-authentication
  * failure then returns FL_EKEY with a logged reason naming the likely cause,
- * while "connection refused" (coordinator not up yet) falls back to the * background dialer and
- * returns 0. The refusal check and its pipe callback (NNG_PIPE_EV_REM_POST) are removed before
- * return: callers may install their own pipe callbacks afterwards. */
+ * while "connection refused" (coordinator not up yet) falls back to the
+ * background dialer and returns 0. The refusal check and its pipe callback
+ * (NNG_PIPE_EV_REM_POST) are removed before return: callers may install
+ * their own pipe callbacks afterwards. Known limit: that first attempt
+ * blocks as long as the OS takes to fail a TCP connect (minutes when the
+ * host silently drops packets) and has no TLS handshake timeout of its own. */
 int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o);
 
 /* One request/reply on a REQ socket: sends len bytes of req (copied) and
