@@ -3,17 +3,20 @@
  * REQ dialer for clients, with the receive limit, timeouts and TLS set up the
  * same way everywhere.
  *
- * URLs: tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///path, inproc://name. * tls+tcp:// needs
- * tls_cert, tls_key and tls_ca (PEM files): both sides present a certificate and require the peer's
- * to chain to tls_ca (TLS 1.2). The dialer requires a verified server (NNG_TLS_AUTH_MODE_REQUIRED)
- * and checks the server certificate's name against tls_server_name, or the URL's host when that is
- * NULL. The listener lets mbedTLS complete the handshake with client verification OPTIONAL and
- * closes every unverified pipe in an NNG_PIPE_EV_ADD_PRE callback before the socket sees it,
- * logging the peer's address: the same enforcement as REQUIRED, but refusals are visible on the
+ * URLs: tcp://HOST:PORT, tls+tcp://HOST:PORT, ipc:///path, inproc://name.
+ *
+ * tls+tcp:// needs tls_cert, tls_key and tls_ca (PEM files): both sides
+ * present a certificate and require the peer's to chain to tls_ca (TLS 1.2).
+ * The dialer requires a verified server (NNG_TLS_AUTH_MODE_REQUIRED) and
+ * checks the server certificate's name against tls_server_name, or the URL's
+ * host when that is NULL. The listener lets mbedTLS complete the handshake
+ * with client verification OPTIONAL and closes every unverified pipe in an
+ * NNG_PIPE_EV_ADD_PRE callback before the socket sees it, logging the peer's
+ * address: the same enforcement as REQUIRED, but refusals are visible on the
  * coordinator (nng reports nothing about failed handshakes). So callers must
  * not install their own ADD_PRE callback on a TLS listener's socket. A dialer
- * may omit tls_cert/tls_key (it is then refused by a fedlora coordinator,
- * which is how the tests check that refusal).
+ * may omit tls_cert/tls_key (a fedlora coordinator then refuses it, which is
+ * how the tests check that refusal).
  *
  * NNG_OPT_RECVMAXSZ is always set explicitly (recv_max, default
  * FL_NET_RECV_MAX_DEFAULT) on the socket and on each listener/dialer: nng 1.5
@@ -38,17 +41,17 @@
 #define FL_NET_RECV_MAX_DEFAULT ((size_t)256 << 20) /* 256 MiB */
 
 typedef struct fl_net_opts {
-	size_t recv_max;             /* bytes; 0 means FL_NET_RECV_MAX_DEFAULT */
-	int recv_timeout_ms;         /* NNG_OPT_RECVTIMEO; <= 0: none (blocks) */
-	int send_timeout_ms;         /* NNG_OPT_SENDTIMEO; <= 0: none */
-	int resend_ms;               /* REQ: NNG_OPT_REQ_RESENDTIME; <= 0: nng default (60 s) */
-	int reconnect_min_ms;        /* dialer reconnect backoff (NNG_OPT_RECONNMINT) */
-	int reconnect_max_ms;        /* NNG_OPT_RECONNMAXT */
-	int dial_sync_ms;            /* dialer: > 0 makes the first connection attempt
-synchronous so TLS/auth errors surface as an error;
-over TLS a connection the coordinator drops within
-min(dial_sync_ms, 500) ms counts as refused. 0: no
-synchronous attempt */
+	size_t recv_max;      /* bytes; 0 means FL_NET_RECV_MAX_DEFAULT */
+	int recv_timeout_ms;  /* NNG_OPT_RECVTIMEO; <= 0: none (blocks) */
+	int send_timeout_ms;  /* NNG_OPT_SENDTIMEO; <= 0: none */
+	int resend_ms;        /* REQ: NNG_OPT_REQ_RESENDTIME; <= 0: nng default (60 s) */
+	int reconnect_min_ms; /* dialer reconnect backoff (NNG_OPT_RECONNMINT) */
+	int reconnect_max_ms; /* NNG_OPT_RECONNMAXT */
+	/* dialer: > 0 makes the first connection attempt synchronous so TLS and
+	 * authentication errors surface as an error; over TLS a connection the
+	 * coordinator drops within min(dial_sync_ms, 500) ms counts as refused.
+	 * 0: no synchronous attempt. */
+	int dial_sync_ms;
 	const char *tls_cert;        /* PEM certificate (chain) of this side */
 	const char *tls_key;         /* PEM private key of tls_cert (unencrypted) */
 	const char *tls_ca;          /* PEM CA certificate(s) peers must chain to */
