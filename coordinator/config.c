@@ -107,7 +107,7 @@ void coord_config_default(coord_config *c)
 	c->linreg_layers = 4;
 	c->linreg_dim = 64;
 	c->linreg_samples = 512;
-	c->contexts = 16;
+	c->contexts = 64;
 	c->poll_timeout = 2;
 	c->linger = 3;
 	c->join_wait = 2;

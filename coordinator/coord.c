@@ -120,6 +120,7 @@ struct coord {
 	unsigned char *sel; /* SEL_* per registry index, n_sel entries */
 	int n_sel, n_selected, n_reported;
 	int folding;
+	int n_parked;         /* GetTasks held (long poll) */
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
 	lora_agg *agg;
 	uint8_t *task_buf; /* signed Task envelope of the open round */
@@ -370,14 +371,17 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 		c->bytes_down += c->task_len;
 		return m;
 	}
-	/* A client that says it trained the open round already (it did so for a
-	 * coordinator that crashed before committing) gets a Wait whose round
-	 * tells it the last committed one, so it can retrain. */
-	if (!held) {
+	/* Nothing for this client now: hold the request (long poll) while at
+	 * most half of the contexts are held, so Hellos and Submits always
+	 * find a free context; otherwise, or once held, answer Wait. A client
+	 * that says it trained the open round already (for a coordinator that
+	 * crashed before committing it) gets a Wait whose round names the last
+	 * committed one, so it knows to retrain. */
+	if (!held && c->n_parked < c->nworks / 2) {
 		*park = 1;
 		return NULL;
 	}
-	return make_wait(c, 200);
+	return make_wait(c, held ? 100 : 500);
 }
 
 static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
@@ -402,6 +406,7 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 	}
 	rep = gettask_reply_locked(c, idx, g->last_round_seen, 0, park);
 	if (*park) {
+		c->n_parked++;
 		w->client = idx;
 		w->last_seen = g->last_round_seen;
 		w->state = W_PARK;
@@ -614,6 +619,7 @@ static void work_cb(void *arg)
 			pthread_mutex_unlock(&c->mu);
 			return;
 		}
+		c->n_parked--;
 		rep = gettask_reply_locked(c, w->client, w->last_seen, 1, &park);
 		w->state = W_SEND;
 		pthread_mutex_unlock(&c->mu);
