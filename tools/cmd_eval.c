@@ -1,0 +1,551 @@
+/*
+ * tools/cmd_eval.c — `fedlora eval`: held-out loss (nats/token) and
+ * next-token accuracy of a base model, optionally with a LoRA adapter, on
+ * byte-level text; and `--dump-logits` for parity checks against other
+ * implementations (tests/reference/hf_parity.py).
+ *
+ * The held-out split is the one client/data.h defines (document hash), so
+ * `fedlora eval --data D --seq-len T` scores the same sequences a client of
+ * the `lm` task holds out of D with the same T. At most --max-seqs sequences
+ * are scored, spread evenly over the split.
+ *
+ * Adapters: a fedlora adapter file (lora/io.h), or a PEFT folder
+ * (adapter_config.json + adapter_model.safetensors with keys
+ * "base_model.model.NAME.lora_A.weight" / ".lora_B.weight"). For a PEFT
+ * folder the adapter's shape comes from the model and the config's r,
+ * lora_alpha and target_modules (a list of module names); every expected
+ * tensor must be present with its exact shape and nothing else may be;
+ * rslora, DoRA, rank/alpha patterns and layer selections are refused.
+ *
+ * Logit dumps: --tokens FILE holds token ids (whitespace-separated decimal
+ * integers, or raw little-endian int32); --dump-logits OUT writes the logits
+ * of that one sequence, (n, vocab_size) float32 row-major: a NumPy .npy file
+ * (format 1.0, '<f4') when OUT ends in ".npy", raw little-endian float32
+ * otherwise. The mean next-token loss on the same tokens is printed too.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "client/data.h"
+#include "core/err.h"
+#include "core/safetensors.h"
+#include "lora/adapter.h"
+#include "lora/io.h"
+#include "model/backend.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "tools/cmds.h"
+
+#define EVAL_PEFT_PREFIX   "base_model.model."
+#define EVAL_MAX_CONFIG    (1 << 20)
+#define EVAL_MAX_DUMP_TOKS (1 << 20)
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: fedlora eval --base DIR [--adapter PATH] --data PATHS [options]\n"
+	        "       fedlora eval --base DIR [--adapter PATH] --tokens FILE --dump-logits OUT\n"
+	        "\n"
+	        "Prints the held-out loss (nats/token) and next-token accuracy of the model in\n"
+	        "DIR (config.json + model.safetensors), with the LoRA adapter PATH applied when\n"
+	        "given: a PEFT folder (adapter_config.json + adapter_model.safetensors) or a\n"
+	        "fedlora adapter file (.safetensors).\n"
+	        "\n"
+	        "  --data PATHS       comma-separated text/JSONL/fortune files or folders; their\n"
+	        "                     held-out split is scored\n"
+	        "  --seq-len T        tokens per sequence (default 128, at most the model's\n"
+	        "                     max_position_embeddings)\n"
+	        "  --max-seqs N       score at most N held-out sequences (default 256)\n"
+	        "  --batch-size B     sequences per forward (default 8)\n"
+	        "  --device D         cpu | cuda | auto (default cpu)\n"
+	        "  --json             print one JSON object instead of text\n"
+	        "  --tokens FILE      token ids: whitespace-separated integers or raw int32 LE\n"
+	        "  --dump-logits OUT  write the logits of --tokens, (n, vocab) float32: .npy when\n"
+	        "                     OUT ends in .npy, raw little-endian float32 otherwise\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+	char *e;
+	long v;
+	errno = 0;
+	v = strtol(s, &e, 10);
+	if (errno || e == s || *e || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && !strcmp(s + a - b, suf);
+}
+
+static char *read_small_file(const char *path, size_t max, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+	if (!f)
+		return NULL;
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, max + 1, f);
+	fclose(f);
+	if (n > max) {
+		free(buf);
+		errno = EFBIG;
+		return NULL;
+	}
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+/* Loads a PEFT folder for model m into a new adapter (see the file comment).
+ * Returns 0 or an FL_E* code with a message in err. */
+static int load_peft(const model_llama *m, const char *dir, lora_adapter **out, char *err,
+                     size_t errlen)
+{
+	char path[4200], targets[1024] = "", name[LORA_NAME_MAX + 64];
+	char *json = NULL;
+	size_t len;
+	cJSON *c = NULL, *it;
+	fl_st_file *st = NULL;
+	lora_adapter *ad = NULL;
+	int r, rv, used = 0;
+	double alpha;
+
+	*out = NULL;
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	if (!(json = read_small_file(path, EVAL_MAX_CONFIG, &len))) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+	}
+	c = cJSON_ParseWithLength(json, len);
+	if (!cJSON_IsObject(c)) {
+		snprintf(err, errlen, "%s: not a JSON object", path);
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	it = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
+	if (!cJSON_IsString(it) || strcmp(it->valuestring, "LORA")) {
+		snprintf(err, errlen, "%s: peft_type is not \"LORA\"", path);
+		rv = FL_ENOTSUP;
+		goto fail;
+	}
+	it = cJSON_GetObjectItemCaseSensitive(c, "r");
+	if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble > 4096 ||
+	    it->valuedouble != (int)it->valuedouble) {
+		snprintf(err, errlen, "%s: bad or missing r", path);
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	r = (int)it->valuedouble;
+	it = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
+	if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || !isfinite(it->valuedouble)) {
+		snprintf(err, errlen, "%s: bad or missing lora_alpha", path);
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	alpha = it->valuedouble;
+	/* features that change the function computed: refused, not ignored */
+	{
+		static const char *const flags[] = {"use_rslora", "use_dora"};
+		for (unsigned i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+			it = cJSON_GetObjectItemCaseSensitive(c, flags[i]);
+			if (cJSON_IsTrue(it)) {
+				snprintf(err, errlen, "%s: %s is not supported", path, flags[i]);
+				rv = FL_ENOTSUP;
+				goto fail;
+			}
+		}
+		static const char *const pats[] = {"rank_pattern", "alpha_pattern"};
+		for (unsigned i = 0; i < sizeof pats / sizeof pats[0]; i++) {
+			it = cJSON_GetObjectItemCaseSensitive(c, pats[i]);
+			if (it && !cJSON_IsNull(it) &&
+			    !(cJSON_IsObject(it) && cJSON_GetArraySize(it) == 0)) {
+				snprintf(err, errlen, "%s: %s is not supported", path, pats[i]);
+				rv = FL_ENOTSUP;
+				goto fail;
+			}
+		}
+		it = cJSON_GetObjectItemCaseSensitive(c, "layers_to_transform");
+		if (it && !cJSON_IsNull(it)) {
+			snprintf(err, errlen, "%s: layers_to_transform is not supported", path);
+			rv = FL_ENOTSUP;
+			goto fail;
+		}
+	}
+	it = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
+	if (cJSON_IsArray(it)) {
+		cJSON *e;
+		cJSON_ArrayForEach(e, it)
+		{
+			if (!cJSON_IsString(e) ||
+			    strlen(targets) + strlen(e->valuestring) + 2 >= sizeof targets) {
+				snprintf(err, errlen, "%s: bad target_modules", path);
+				rv = FL_EFORMAT;
+				goto fail;
+			}
+			if (targets[0])
+				strcat(targets, ",");
+			strcat(targets, e->valuestring);
+		}
+	} else if (cJSON_IsString(it) && strlen(it->valuestring) < sizeof targets &&
+	           !strpbrk(it->valuestring, ".*()[]|\\^$+?")) {
+		/* a single module name; regular expressions are not supported */
+		snprintf(targets, sizeof targets, "%s", it->valuestring);
+	} else {
+		snprintf(err, errlen, "%s: target_modules must be a list of module names", path);
+		rv = FL_ENOTSUP;
+		goto fail;
+	}
+	if ((rv = model_lora_adapter_new(&m->cfg, targets, r, (float)alpha, &ad)) != 0) {
+		snprintf(err, errlen, "%s: target_modules '%s' do not fit this model", path,
+		         targets);
+		goto fail;
+	}
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	if ((rv = fl_st_open(&st, path, err, errlen)) != 0)
+		goto fail;
+	for (int i = 0; i < ad->n; i++) {
+		lora_mat *mt = &ad->mats[i];
+		int64_t sa[2] = {r, mt->in}, sb[2] = {mt->out, r};
+		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_A.weight", mt->name);
+		if ((rv = fl_st_load_f32(st, name, 2, sa, mt->A)) != 0) {
+			snprintf(err, errlen, "%s: tensor %s: %s", path, name,
+			         rv == FL_ENOENT ? "missing" : st->err);
+			goto fail;
+		}
+		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_B.weight", mt->name);
+		if ((rv = fl_st_load_f32(st, name, 2, sb, mt->B)) != 0) {
+			snprintf(err, errlen, "%s: tensor %s: %s", path, name,
+			         rv == FL_ENOENT ? "missing" : st->err);
+			goto fail;
+		}
+		used += 2;
+	}
+	if (st->n != used) {
+		for (int i = 0; i < st->n; i++) {
+			const char *tn = st->tensors[i].name;
+			int known = 0;
+			for (int k = 0; k < ad->n && !known; k++) {
+				size_t pl = strlen(EVAL_PEFT_PREFIX), nl = strlen(ad->mats[k].name);
+				known = !strncmp(tn, EVAL_PEFT_PREFIX, pl) &&
+				        !strncmp(tn + pl, ad->mats[k].name, nl) &&
+				        (!strcmp(tn + pl + nl, ".lora_A.weight") ||
+				         !strcmp(tn + pl + nl, ".lora_B.weight"));
+			}
+			if (!known) {
+				snprintf(err, errlen, "%s: unexpected tensor %s", path, tn);
+				break;
+			}
+		}
+		rv = FL_ESHAPE;
+		goto fail;
+	}
+	for (size_t i = 0; i < ad->n_a + ad->n_b; i++)
+		if (!isfinite(ad->params[i])) {
+			snprintf(err, errlen, "%s: NaN or Inf in the adapter", path);
+			rv = FL_ENONFINITE;
+			goto fail;
+		}
+	*out = ad;
+	ad = NULL;
+	rv = 0;
+fail:
+	lora_adapter_free(ad);
+	fl_st_close(st);
+	cJSON_Delete(c);
+	free(json);
+	return rv;
+}
+
+static int write_logits(const char *path, const float *x, size_t n, size_t V, char *err,
+                        size_t errlen)
+{
+	char tmp[4300];
+	FILE *f;
+	int ok = 1;
+	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return FL_EINVAL;
+	}
+	f = fopen(tmp, "wb");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return FL_EIO;
+	}
+	if (ends_with(path, ".npy")) {
+		char hdr[256];
+		int hl = snprintf(hdr, sizeof hdr,
+		                  "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
+		                  n, V);
+		int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
+		unsigned short hlen = (unsigned short)(hl + pad + 1);
+		unsigned char pre[10] = {0x93,
+		                         'N',
+		                         'U',
+		                         'M',
+		                         'P',
+		                         'Y',
+		                         1,
+		                         0,
+		                         (unsigned char)(hlen & 0xff),
+		                         (unsigned char)(hlen >> 8)};
+		ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)hl, f) == (size_t)hl;
+		for (int i = 0; i < pad && ok; i++)
+			ok = fputc(' ', f) != EOF;
+		ok = ok && fputc('\n', f) != EOF;
+	}
+	ok = ok && fwrite(x, sizeof(float), n * V, f) == n * V;
+	ok = (fclose(f) == 0) && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+		remove(tmp);
+		return FL_EIO;
+	}
+	return 0;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+	const char *base = NULL, *adapter = NULL, *data = NULL, *device = "cpu", *tokfile = NULL,
+	           *dump = NULL;
+	long T = 128, max_seqs = 256, batch = 8;
+	int json = 0, rc = 1, rv, T_set = 0;
+	model_llama *m = NULL;
+	model_backend *be = NULL;
+	model_backend_opts bo;
+	lora_adapter *ad = NULL;
+	client_data *d = NULL;
+	int32_t *ids = NULL;
+	int *tok = NULL, *tgt = NULL;
+	float *logits = NULL;
+	size_t nids = 0;
+	char err[8800] = "";
+	struct stat sb;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int bad = 0;
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--json")) {
+			json = 1;
+			continue;
+		}
+		if (strncmp(a, "--", 2) || !v) {
+			fprintf(stderr, "fedlora eval: %s '%s'\n",
+			        strncmp(a, "--", 2) ? "unexpected argument" : "missing value for",
+			        a);
+			usage(stderr);
+			return 2;
+		}
+		i++;
+		if (!strcmp(a, "--base"))
+			base = v;
+		else if (!strcmp(a, "--adapter"))
+			adapter = v;
+		else if (!strcmp(a, "--data"))
+			data = v;
+		else if (!strcmp(a, "--device"))
+			device = v;
+		else if (!strcmp(a, "--tokens"))
+			tokfile = v;
+		else if (!strcmp(a, "--dump-logits"))
+			dump = v;
+		else if (!strcmp(a, "--seq-len")) {
+			bad = parse_long(v, 1, 1 << 20, &T);
+			T_set = 1;
+		} else if (!strcmp(a, "--max-seqs"))
+			bad = parse_long(v, 1, 1L << 30, &max_seqs);
+		else if (!strcmp(a, "--batch-size"))
+			bad = parse_long(v, 1, 4096, &batch);
+		else {
+			fprintf(stderr, "fedlora eval: unknown option '%s'\n", a);
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "fedlora eval: bad value '%s' for %s\n", v, a);
+			return 2;
+		}
+	}
+	if (!base || (!data && !tokfile) || (!!dump != !!tokfile)) {
+		fprintf(stderr, "fedlora eval: --base and either --data or --tokens with "
+		                "--dump-logits are required\n");
+		usage(stderr);
+		return 2;
+	}
+	if ((rv = model_llama_load(&m, base)) != 0) {
+		fprintf(stderr, "fedlora eval: cannot load the model in %s: %s\n", base,
+		        fl_strerror(rv));
+		return 1;
+	}
+	if (!T_set && T > m->cfg.max_position_embeddings)
+		T = m->cfg.max_position_embeddings;
+	if (T > m->cfg.max_position_embeddings) {
+		fprintf(stderr, "fedlora eval: --seq-len %ld exceeds max_position_embeddings %d\n",
+		        T, m->cfg.max_position_embeddings);
+		rc = 2;
+		goto done;
+	}
+	if (adapter) {
+		if (stat(adapter, &sb) != 0) {
+			fprintf(stderr, "fedlora eval: %s: %s\n", adapter, strerror(errno));
+			goto done;
+		}
+		if (S_ISDIR(sb.st_mode))
+			rv = load_peft(m, adapter, &ad, err, sizeof err);
+		else
+			rv = lora_adapter_load_err(&ad, adapter, err, sizeof err);
+		if (rv != 0) {
+			fprintf(stderr, "fedlora eval: adapter %s: %s\n", adapter, err);
+			goto done;
+		}
+		if ((rv = model_llama_attach_lora(m, ad)) != 0) {
+			fprintf(stderr,
+			        "fedlora eval: adapter %s does not fit the model in %s: %s\n",
+			        adapter, base, fl_strerror(rv));
+			goto done;
+		}
+	}
+	if (tokfile) {
+		if ((rv = client_data_read_tokens(tokfile, m->cfg.vocab_size, EVAL_MAX_DUMP_TOKS,
+		                                  &ids, &nids, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora eval: %s\n", err);
+			goto done;
+		}
+		if (nids > (size_t)m->cfg.max_position_embeddings) {
+			fprintf(stderr,
+			        "fedlora eval: %s: %zu tokens exceed max_position_embeddings %d\n",
+			        tokfile, nids, m->cfg.max_position_embeddings);
+			goto done;
+		}
+	} else {
+		client_data_opts dop;
+		client_data_opts_default(&dop);
+		dop.seq_len = (int)T;
+		if ((rv = client_data_load(&d, data, &dop, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora eval: %s\n", err);
+			goto done;
+		}
+		if (m->cfg.vocab_size < MODEL_TOK_VOCAB) {
+			fprintf(stderr,
+			        "fedlora eval: the model's vocab_size %d is below the byte-level "
+			        "tokenizer's %d ids\n",
+			        m->cfg.vocab_size, MODEL_TOK_VOCAB);
+			goto done;
+		}
+	}
+	model_backend_opts_default(&bo);
+	bo.device = device;
+	bo.max_batch = tokfile ? 1 : (int)batch;
+	bo.max_seq = tokfile ? (int)nids : (int)T;
+	bo.mode = MODEL_TRAIN_NONE;
+	if ((rv = model_backend_open(&be, m, &bo)) != 0) {
+		fprintf(stderr, "fedlora eval: cannot open device '%s': %s\n", device,
+		        fl_strerror(rv));
+		goto done;
+	}
+	if (ad && (rv = model_backend_attach_lora(be, ad)) != 0) {
+		fprintf(stderr, "fedlora eval: cannot attach the adapter: %s\n", fl_strerror(rv));
+		goto done;
+	}
+	if (tokfile) {
+		size_t V = (size_t)m->cfg.vocab_size;
+		double sum = 0;
+		long count = 0, correct = 0;
+		tok = malloc(nids * sizeof *tok);
+		logits = malloc(nids * V * sizeof *logits);
+		if (!tok || !logits) {
+			fprintf(stderr, "fedlora eval: out of memory\n");
+			goto done;
+		}
+		for (size_t i = 0; i < nids; i++)
+			tok[i] = ids[i];
+		if ((rv = model_backend_logits(be, tok, 1, (int)nids, logits)) != 0) {
+			fprintf(stderr, "fedlora eval: forward failed: %s\n", fl_strerror(rv));
+			goto done;
+		}
+		if ((rv = write_logits(dump, logits, nids, V, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora eval: %s\n", err);
+			goto done;
+		}
+		if (nids > 1 && (rv = model_backend_eval(be, tok, tok + 1, 1, (int)nids - 1, &sum,
+		                                         &count, &correct)) != 0) {
+			fprintf(stderr, "fedlora eval: forward failed: %s\n", fl_strerror(rv));
+			goto done;
+		}
+		if (json)
+			printf("{\"tokens\": %zu, \"vocab\": %zu, \"loss\": %.9g, \"acc\": %.9g, "
+			       "\"logits\": \"%s\"}\n",
+			       nids, V, count ? sum / count : NAN,
+			       count ? (double)correct / count : NAN, dump);
+		else
+			printf("%zu tokens: loss %.6f nats/token, accuracy %.4f; logits (%zu, %zu) "
+			       "float32 written to %s\n",
+			       nids, count ? sum / count : NAN,
+			       count ? (double)correct / count : NAN, nids, V, dump);
+	} else {
+		long n = d->n_eval, use = n < max_seqs ? n : max_seqs, count = 0, correct = 0;
+		double sum = 0, loss, acc;
+		tok = malloc((size_t)batch * T * sizeof *tok);
+		tgt = malloc((size_t)batch * T * sizeof *tgt);
+		if (!tok || !tgt) {
+			fprintf(stderr, "fedlora eval: out of memory\n");
+			goto done;
+		}
+		for (long i = 0; i < use; i += batch) {
+			int B = (int)(use - i < batch ? use - i : batch);
+			for (int b = 0; b < B; b++) {
+				const int32_t *row = client_data_eval_seq(d, (i + b) * n / use);
+				memcpy(tok + (size_t)b * T, row, (size_t)T * sizeof(int));
+				memcpy(tgt + (size_t)b * T, row + 1, (size_t)T * sizeof(int));
+			}
+			if ((rv = model_backend_eval(be, tok, tgt, B, (int)T, &sum, &count,
+			                             &correct)) != 0) {
+				fprintf(stderr, "fedlora eval: forward failed: %s\n",
+				        fl_strerror(rv));
+				goto done;
+			}
+		}
+		loss = count ? sum / count : NAN;
+		acc = count ? (double)correct / count : NAN;
+		if (json)
+			printf("{\"loss\": %.9g, \"acc\": %.9g, \"seqs\": %ld, \"seq_len\": %ld, "
+			       "\"tokens\": %ld, \"heldout_seqs\": %ld, \"adapter\": %s%s%s}\n",
+			       loss, acc, use, T, count, n, adapter ? "\"" : "",
+			       adapter ? adapter : "null", adapter ? "\"" : "");
+		else
+			printf(
+			    "held-out loss %.4f nats/token (%.4f bits/token), accuracy %.4f over "
+			    "%ld of %ld held-out sequences x %ld tokens%s%s\n",
+			    loss, loss / log(2.0), acc, use, n, T, adapter ? ", adapter " : "",
+			    adapter ? adapter : "");
+	}
+	rc = 0;
+done:
+	model_backend_close(be);
+	model_llama_free(m);
+	lora_adapter_free(ad);
+	client_data_free(d);
+	free(ids);
+	free(tok);
+	free(tgt);
+	free(logits);
+	return rc;
+}
