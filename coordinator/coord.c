@@ -10,7 +10,25 @@
  *                               nng_sleep_aio for poll_timeout) --> SEND
  *
  * A parked GetTask is woken early (nng_aio_cancel, under the lock, while it is
- * surely parked) when a round opens or the run ends, and answered then.
+ * surely parked) when a round opens or the run ends, and answered then. At
+ * most half of the contexts park at once; beyond that GetTask gets Wait at
+ * once, so Hellos and Submits always find a free context.
+ *
+ * Rounds. Select (uniform K of the registry; Poisson with q = K/registered
+ * under client-level DP), open (a fresh aggregator and one signed Task
+ * envelope, copied to every selected client), collect until all selected
+ * reported or round_timeout passed, then commit if at least min_clients
+ * reported. Otherwise the round is retried: the updates already folded stay
+ * (they were trained on the same global) and the selection is topped up from
+ * the clients that have not reported; the retry is logged and counted
+ * (metrics "attempts", state.json "retries"). The registry only grows;
+ * clients that went away are simply absent from the rounds that select them.
+ *
+ * Known limits: the Task's deadline_ms is the full round timeout even for a
+ * client that fetches it late; nonces are kept in memory only (a Submit made
+ * before a crash for the round being re-run would be accepted once after the
+ * restart: it is that client's update of the same global); with
+ * compute_bias = 1 (default) the aggregator keeps every client's factors.
  *
  * Locking. `mu` protects the round state and coord_state (registry, counters).
  * Verifying a Submit's signature, unpacking it and converting its tensors run
