@@ -225,6 +225,24 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 	    (rv = get_token_id(root, "bos_token_id", &c->bos_token_id, name)) ||
 	    (rv = get_token_id(root, "eos_token_id", &c->eos_token_id, name)))
 		goto fail;
+	/* transformers >= 5 keeps the rotary settings in "rope_parameters":
+	 * {"rope_type": "default", "rope_theta": X}; other rope types scale. */
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	if (rp && !cJSON_IsNull(rp)) {
+		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
+		if (!cJSON_IsObject(rp) ||
+		    (rt && !cJSON_IsNull(rt) &&
+		     (!cJSON_IsString(rt) || strcmp(rt->valuestring, "default")))) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: \"rope_parameters\" other than rope_type \"default\" is not "
+			       "supported",
+			       name);
+			rv = FL_ENOTSUP;
+			goto fail;
+		}
+		if ((rv = get_pos_double(rp, "rope_theta", &theta, name)) != 0)
+			goto fail;
+	}
 	const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
 	if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie)) {
 		fl_log(FL_LOG_ERROR, "model", "%s: field \"tie_word_embeddings\" must be a boolean",
