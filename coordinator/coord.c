@@ -118,6 +118,7 @@ struct coord {
 	fl_rng rng;           /* uniform client sampling */
 	size_t recv_max;      /* logical limit; the socket allows a bit more */
 	char base_name[COORD_STR_MAX];
+	char base_hash[2 * 32 + 1]; /* BLAKE2b-256 of the base weights (lm), hex */
 
 	nng_socket sock;
 	int sock_open;
@@ -348,7 +349,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 
 	spec.task = c->cfg.task;
 	spec.base_model = c->base_name;
-	spec.base_hash = "";
+	spec.base_hash = c->base_hash;
 	spec.rank = (uint32_t)c->cfg.rank;
 	spec.alpha = c->cfg.alpha;
 	spec.lora_targets = c->cfg.lora_targets;
@@ -697,6 +698,34 @@ static int read_run_json(const char *run_dir, coord_config *stored, char *err, s
 	return 1;
 }
 
+/* BLAKE2b-256 (hex) of DIR/model.safetensors, streamed, so clients can check
+ * that they load the same base weights. Empty when the file is missing. */
+static int hash_base(const char *dir, char out[2 * 32 + 1])
+{
+	char path[PATH_MAX];
+	crypto_generichash_state st;
+	unsigned char buf[1 << 16], h[32];
+	FILE *f;
+	size_t n;
+
+	out[0] = 0;
+	if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
+		return FL_EINVAL;
+	if (!(f = fopen(path, "rb")))
+		return errno == ENOENT ? 0 : FL_EIO;
+	crypto_generichash_init(&st, NULL, 0, sizeof h);
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		crypto_generichash_update(&st, buf, n);
+	if (ferror(f)) {
+		fclose(f);
+		return FL_EIO;
+	}
+	fclose(f);
+	crypto_generichash_final(&st, h, sizeof h);
+	sodium_bin2hex(out, 2 * 32 + 1, h, sizeof h);
+	return 0;
+}
+
 static void run_id_new(char out[COORD_RUN_ID_HEX + 1])
 {
 	uint8_t b[COORD_RUN_ID_HEX / 2];
@@ -799,6 +828,14 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		const char *b = strrchr(cfg->base_dir, '/');
 		snprintf(c->base_name, sizeof c->base_name, "%s",
 		         b && b[1] ? b + 1 : cfg->base_dir);
+		if ((rv = hash_base(cfg->base_dir, c->base_hash)) != 0) {
+			set_err(err, errn, "cannot read %s/model.safetensors: %s", cfg->base_dir,
+			        fl_strerror(rv));
+			goto fail;
+		}
+		if (c->base_hash[0])
+			coord_logf(c, FL_LOG_INFO, "base model %s, weights blake2b-256 %.16s...",
+			           c->base_name, c->base_hash);
 	}
 
 	rv = coord_state_load(&c->st, cfg->run_dir);
