@@ -29,6 +29,7 @@ activations, float32 accumulation), compared with a looser tolerance
 Prints a PASS/FAIL table; the exit status is 1 if any check failed.
 """
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -122,7 +123,7 @@ def read_npy(path):
     if data[:6] != b"\x93NUMPY":
         raise RuntimeError("%s: not an .npy file" % path)
     hlen = struct.unpack("<H", data[8:10])[0]
-    header = eval(data[10 : 10 + hlen].decode("latin1"))  # a Python dict literal by the format
+    header = ast.literal_eval(data[10 : 10 + hlen].decode("latin1"))  # a dict literal by the format
     if header["descr"] != "<f4" or header["fortran_order"]:
         raise RuntimeError("%s: unexpected npy header %r" % (path, header))
     shape = header["shape"]
