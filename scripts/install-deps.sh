@@ -6,7 +6,7 @@ set -e
 PKGS="build-essential pkg-config libsodium-dev libnng-dev libmbedtls-dev \
 libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcjson-dev \
 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
-gnuplot-nox iproute2 openssl procps python3"
+gnuplot-nox iproute2 nftables openssl procps python3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
