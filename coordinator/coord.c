@@ -140,6 +140,7 @@ struct coord {
 	int n_sel, n_selected, n_reported;
 	int folding;
 	int n_parked;         /* GetTasks held (long poll) */
+	int st_dirty;         /* registry changed since state.json was written */
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
 	lora_agg *agg;
 	uint8_t *task_buf; /* signed Task envelope of the open round */
@@ -330,13 +331,10 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	}
 	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
 	if (!rv && is_new) {
-		/* persisted so a restarted coordinator knows the pool; a failure
-		 * here only costs the client a new Hello after a restart */
-		int srv = coord_state_save(&c->st, c->cfg.run_dir);
-		if (srv)
-			coord_logf(c, FL_LOG_WARN,
-			           "cannot save state.json after a registration: %s",
-			           fl_strerror(srv));
+		/* persisted by the engine (wait_until) within 200 ms, so a burst
+		 * of registrations costs one write; a crash before that only costs
+		 * the client a new Hello after the restart */
+		c->st_dirty = 1;
 		coord_logf(c, FL_LOG_INFO,
 		           "client %s registered (%lld samples, index %d; %d registered)", who,
 		           (long long)h->num_samples, h->client_index, c->st.n_clients);
@@ -1028,6 +1026,13 @@ static void wait_until(coord *c, double deadline)
 	ts.tv_sec = (time_t)t;
 	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
 	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	if (c->st_dirty) {
+		int rv = coord_state_save(&c->st, c->cfg.run_dir);
+		if (rv)
+			coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
+			           fl_strerror(rv));
+		c->st_dirty = 0;
+	}
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
