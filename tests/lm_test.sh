@@ -130,6 +130,25 @@ else
 	notok same_seed_same_run
 fi
 
+# 4b. sample-level DP-SGD in the lm task (Poisson sampling, per-example
+#     clipping, noise): the run completes with an epsilon and finite losses
+if [ -f "$T/base/model.safetensors" ] &&
+	"$FEDLORA" sim --task lm --clients 2 --rounds 2 --strategy ffa --run-dir "$T/rundp" \
+		--base "$T/base" --data-per-client "$F/es;$F/it" --seq-len 64 --rank 4 --alpha 8 \
+		--optimizer adamw --lr 0.01 --local-steps 4 --seed 5 --dp sample --dp-clip 1 \
+		--dp-noise 1 --dp-q 0.0005 --round-timeout 120 --quiet >"$T/rundp.out" 2>&1 &&
+	python3 - "$T/rundp/metrics.jsonl" <<'PY'
+import json, math, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+assert len(m) == 2
+for r in m:
+    assert r["epsilon"] is not None and r["epsilon"] > 0, r
+    assert math.isfinite(r["eval_loss"]) and math.isfinite(r["train_loss"]), r
+assert m[1]["epsilon"] > m[0]["epsilon"]
+print("# dp-sgd: epsilon %.3f after 2 rounds" % m[1]["epsilon"])
+PY
+then ok sim_lm_dp_sgd; else tail -3 "$T/rundp.out"; notok sim_lm_dp_sgd; fi
+
 # 5. bad inputs are refused with a message, no crash
 bad() { # NAME EXPECTED_RC COMMAND...
 	n=$1 want=$2; shift 2
