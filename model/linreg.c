@@ -589,7 +589,7 @@ static void ops_close(void *impl)
 static int ops_adapter_new(void *impl, uint64_t seed, lora_adapter **out)
 {
 	model_linreg *m = impl;
-	char names[LR_MAX_LAYERS][16];
+	char names[LR_MAX_LAYERS][24];
 	const char *np[LR_MAX_LAYERS];
 	int dims[LR_MAX_LAYERS], rv;
 	for (int l = 0; l < m->L; l++) {

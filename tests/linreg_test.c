@@ -368,7 +368,10 @@ static void test_refusals(void)
 	p.batch_size = 0;
 	CHECK(model_task_train(t, ad, &p, NULL, &res) == FL_EINVAL);
 	o.task = "nonsense";
-	CHECK(model_task_open(&coord, &o) == FL_EINVAL || coord == NULL);
+	{
+		model_task *bad = NULL;
+		CHECK(model_task_open(&bad, &o) == FL_EINVAL && bad == NULL);
+	}
 	o.task = "linreg";
 	o.rank = 6; /* rank above the width */
 	{
@@ -377,6 +380,7 @@ static void test_refusals(void)
 	}
 	lora_adapter_free(ad);
 	lora_adapter_free(wrong);
+	model_task_close(coord);
 	model_task_close(t);
 	model_task_close(other);
 }

@@ -41,7 +41,7 @@ field() {
 for s in fedit ffa fair; do
 	run="$TMPROOT/$s"
 	if "$FEDLORA" sim --clients 3 --rounds 5 --strategy $s --task linreg --run-dir "$run" \
-		--round-timeout 20 --timeout 50 --linger 3 >"$TMPROOT/$s.out" 2>&1; then
+		--round-timeout 20 --timeout 50 --linger 10 >"$TMPROOT/$s.out" 2>&1; then
 		ok "sim_$s: exits 0"
 	else
 		notok "sim_$s: exits 0"
@@ -78,7 +78,7 @@ fi
 run="$TMPROOT/dp"
 if "$FEDLORA" sim --clients 3 --rounds 3 --strategy ffa --task linreg --run-dir "$run" \
 	--dp sample --dp-clip 1 --dp-noise 1.0 --dp-q 0.05 --lr 0.2 \
-	--round-timeout 20 --timeout 50 --linger 3 >"$TMPROOT/dp.out" 2>&1; then
+	--round-timeout 20 --timeout 50 --linger 10 >"$TMPROOT/dp.out" 2>&1; then
 	check "sim_dp: epsilon reported, finite, growing" python3 - "$run/metrics.jsonl" <<'PY'
 import json, math, sys
 eps = [json.loads(l)["epsilon"] for l in open(sys.argv[1]) if l.strip()]
