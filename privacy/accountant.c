@@ -25,6 +25,7 @@
 #include "privacy/accountant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 
 #include "core/err.h"
@@ -34,21 +35,22 @@
 #define ACC_SIGMA_MIN      1e-4
 
 static double acc_orders[PRIV_RDP_NORDERS];
-static int acc_orders_ready;
+static pthread_once_t acc_orders_once = PTHREAD_ONCE_INIT;
 
 /* 1.1 .. 10.9 by 0.1 (computed as 1 + x/10 so that 2.0, 3.0, ... are exact
- * integers, as in Opacus), then 12 .. 63. Idempotent; racing initializers
- * write the same values. */
+ * integers, as in Opacus), then 12 .. 63. */
+static void acc_orders_init(void)
+{
+	int k = 0;
+	for (int x = 1; x < 100; x++)
+		acc_orders[k++] = 1.0 + x / 10.0;
+	for (int a = 12; a < 64; a++)
+		acc_orders[k++] = a;
+}
+
 const double *priv_rdp_orders(void)
 {
-	if (!acc_orders_ready) {
-		int k = 0;
-		for (int x = 1; x < 100; x++)
-			acc_orders[k++] = 1.0 + x / 10.0;
-		for (int a = 12; a < 64; a++)
-			acc_orders[k++] = a;
-		acc_orders_ready = 1;
-	}
+	pthread_once(&acc_orders_once, acc_orders_init);
 	return acc_orders;
 }
 

@@ -45,7 +45,7 @@ for args in "--sigma 1 --q 1.5 --steps 10" "--sigma 0 --q 0.1 --steps 10" \
 		bad_ok=0
 	fi
 done
-[ $bad_ok -eq 1 ] && ok eps_rejects_bad_values || notok eps_rejects_bad_values
+if [ $bad_ok -eq 1 ]; then ok eps_rejects_bad_values; else notok eps_rejects_bad_values; fi
 
 printf '{"accountant":[{"sigma":1,"q":7,"steps":3}]}' >"$TMPROOT/bad.json"
 printf '[1,2' >"$TMPROOT/trunc.json"

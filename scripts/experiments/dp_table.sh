@@ -18,7 +18,8 @@
 #   LOCAL_STEPS [10]  Q [0.3] (Poisson rate of examples)  CLIP [5.0]
 #   DELTA [1e-5]  EPSILONS ["inf 8 4 2"]  STRATEGIES ["fedit ffa fair"]
 #   LR [0.05]  LR_FFA [0.1] (FFA-LoRA trains B only and wants a larger step)
-#   SEED [1]  FEDLORA [build/fedlora]  RUN_TIMEOUT [300] (seconds per run: a
+#   SEED [1]  EXTRA [""] (more options for `fedlora sim`, e.g. "--seq-len 64
+#   --rank 4 --optimizer adamw")  FEDLORA [build/fedlora]  RUN_TIMEOUT [300] (seconds per run: a
 #   diverging run is cut off and reported)  ROUND_TIMEOUT [30]
 # The linreg defaults (q 0.3: expected batch 154 of 512 examples; C 5) are
 # where DP-SGD on that task still learns at epsilon 2; smaller batches or a
@@ -84,9 +85,9 @@ for eps in $EPSILONS; do
 		[ "$strat" = ffa ] && lr=$LR_FFA
 		run=$OUT/runs/$strat-eps$eps
 		rm -rf "$run"
-		extra=""
+		extra=${EXTRA:-}
 		if [ "$TASK" = lm ]; then
-			extra="--base $BASE"
+			extra="$extra --base $BASE"
 			[ -n "${DATA_PER_CLIENT:-}" ] && extra="$extra --data-per-client $DATA_PER_CLIENT"
 		fi
 		echo "dp_table: $strat, epsilon $eps (sigma $sigma) ..." >&2
