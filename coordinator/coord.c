@@ -139,8 +139,10 @@ struct coord {
 	unsigned char *sel; /* SEL_* per registry index, n_sel entries */
 	int n_sel, n_selected, n_reported;
 	int folding;
-	int n_parked;         /* GetTasks held (long poll) */
-	int st_dirty;         /* registry changed since state.json was written */
+	int n_parked;             /* GetTasks held (long poll) */
+	int st_dirty;             /* registry changed since state.json was written */
+	unsigned char *done_told; /* after the run: client was answered Done */
+	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
 	lora_agg *agg;
 	uint8_t *task_buf; /* signed Task envelope of the open round */
@@ -375,8 +377,14 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 	nng_msg *m;
 
 	*park = 0;
-	if (c->phase == PH_DONE || c->st.done)
+	if (c->phase == PH_DONE || c->st.done) {
+		if (idx < c->n_done && !c->done_told[idx]) {
+			c->done_told[idx] = 1;
+			c->n_told++;
+			pthread_cond_broadcast(&c->cv);
+		}
 		return make_done(c);
+	}
 	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING &&
 	    last_seen < (uint64_t)c->cur_round) {
 		if (nng_msg_alloc(&m, 0) != 0)
@@ -951,6 +959,7 @@ void coord_close(coord *c)
 	lora_agg_free(c->agg);
 	fl_nonce_set_free(c->nonces);
 	free(c->task_buf);
+	free(c->done_told);
 	free(c->sel);
 	lora_adapter_free(c->global);
 	model_task_close(c->task);
@@ -1517,11 +1526,17 @@ int coord_run(coord *c, char *err, size_t errn)
 	/* answer Done (or, when stopping, nothing) for a while, then go */
 	if (rv == 0) {
 		double end = now_s() + g->linger;
+		/* linger until every registered client was told Done (or the
+		 * linger time passed: some clients may be gone for good) */
+		free(c->done_told);
+		c->done_told = calloc((size_t)c->st.n_clients + 1, 1);
+		c->n_done = c->done_told ? c->st.n_clients : 0;
+		c->n_told = 0;
 		c->phase = PH_DONE;
 		wake_parked_locked(c);
 		coord_logf(c, FL_LOG_INFO, "run %s done (%s) after round %d", c->st.run_id,
 		           c->st.reason, c->st.round);
-		while (!c->stop && now_s() < end)
+		while (!c->stop && now_s() < end && !(c->n_done > 0 && c->n_told >= c->n_done))
 			wait_until(c, end);
 	}
 	pthread_mutex_unlock(&c->mu);
