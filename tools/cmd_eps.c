@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/err.h"
 #include "privacy/accountant.h"
@@ -92,6 +93,11 @@ static int read_history(const char *path, priv_phase **ph, int *n)
 		fprintf(stderr, "fedlora eps: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	struct stat sb;
+	if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
+		fprintf(stderr, "fedlora eps: %s: not a regular file\n", path);
+		goto out;
+	}
 	if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
 		fprintf(stderr, "fedlora eps: %s: cannot read (%s)\n", path, strerror(errno));
 		goto out;
@@ -106,7 +112,8 @@ static int read_history(const char *path, priv_phase **ph, int *n)
 		goto out;
 	}
 	buf[len] = 0;
-	if (!(root = cJSON_ParseWithLength(buf, (size_t)len))) {
+	/* the whole file must be one JSON value (no trailing bytes) */
+	if (!(root = cJSON_ParseWithLengthOpts(buf, (size_t)len + 1, NULL, 1))) {
 		fprintf(stderr, "fedlora eps: %s: not valid JSON\n", path);
 		goto out;
 	}
