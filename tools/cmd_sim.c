@@ -259,6 +259,29 @@ static int sim_progress(const char *metrics, int rounds, int *printed, int quiet
 	return last;
 }
 
+/* 1 when RUN/state.json says the run is done because --target-eps stopped it
+ * (the coordinator exits 0 then, before the last round). */
+static int sim_stopped_at_target(const char *run_dir)
+{
+	char path[4096], *buf = NULL;
+	size_t cap = 0;
+	int yes = 0;
+	FILE *f;
+	snprintf(path, sizeof path, "%s/state.json", run_dir);
+	if (!(f = fopen(path, "r")))
+		return 0;
+	if (getdelim(&buf, &cap, '\0', f) > 0) {
+		cJSON *o = cJSON_Parse(buf);
+		const cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "done");
+		const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
+		yes = cJSON_IsTrue(done) && cJSON_IsString(why) && !strcmp(why->valuestring, "target_eps");
+		cJSON_Delete(o);
+	}
+	free(buf);
+	fclose(f);
+	return yes;
+}
+
 static int sim_parse_int(const char *s, int lo, int hi, int *out)
 {
 	char *end;
@@ -636,6 +659,12 @@ int cmd_sim(int argc, char **argv)
 		if (!quiet)
 			printf("sim: all %d rounds committed in %.1f s; metrics in %s\n", rounds,
 			       sim_now() - t0, metrics);
+	} else if (coord_ok && sim_stopped_at_target(run_dir)) {
+		rv = 0;
+		if (!quiet)
+			printf("sim: --target-eps stopped the run after round %d of %d in %.1f s; "
+			       "metrics in %s\n",
+			       printed, rounds, sim_now() - t0, metrics);
 	} else if (coord_ok) {
 		fprintf(stderr,
 		        "fedlora sim: the coordinator finished but metrics.jsonl ends at round %d "
