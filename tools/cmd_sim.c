@@ -274,7 +274,8 @@ static int sim_stopped_at_target(const char *run_dir)
 		cJSON *o = cJSON_Parse(buf);
 		const cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "done");
 		const cJSON *why = cJSON_GetObjectItemCaseSensitive(o, "reason");
-		yes = cJSON_IsTrue(done) && cJSON_IsString(why) && !strcmp(why->valuestring, "target_eps");
+		yes = cJSON_IsTrue(done) && cJSON_IsString(why) &&
+		      !strcmp(why->valuestring, "target_eps");
 		cJSON_Delete(o);
 	}
 	free(buf);
