@@ -132,6 +132,18 @@ static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
 	atomic_fetch_add(&s->disconnects, 1);
 }
 
+/* A call's reply timeout, shortened so that give_up_s is honoured. */
+static int clamp_timeout(const session *s, int ms)
+{
+	double left;
+	if (s->o->give_up_s <= 0)
+		return ms;
+	left = s->o->give_up_s - (mono_s() - s->last_reply);
+	if (left < 0.05)
+		left = 0.05;
+	return left * 1000 < ms ? (int)(left * 1000) : ms;
+}
+
 /* Seals body, sends it, waits up to timeout_ms, opens and verifies the reply
  * (against the pinned coordinator key once there is one). *sent gets the
  * envelope's size. */
@@ -148,7 +160,9 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 		return rv;
 	if (sent)
 		*sent = len;
-	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, clamp_timeout(s, timeout_ms));
+	/* a REQ send waits for a connection: bounded the same way */
+	nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, clamp_timeout(s, timeout_ms));
 	rv = fl_net_call(s->sock, buf, len, &r);
 	free(buf);
 	if (rv != 0)
@@ -346,7 +360,8 @@ static int send_submit(session *s, const uint8_t *buf, size_t len, fl_wire_msg *
 	for (int i = 0; i < CLIENT_SUBMIT_TRIES; i++) {
 		nng_msg *r = NULL;
 		memset(rep, 0, sizeof *rep);
-		nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, CLIENT_SUBMIT_MS);
+		nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, clamp_timeout(s, CLIENT_SUBMIT_MS));
+		nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, clamp_timeout(s, CLIENT_SUBMIT_MS));
 		rv = fl_net_call(s->sock, buf, len, &r);
 		if (rv == 0) {
 			s->last_reply = mono_s();

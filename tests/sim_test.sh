@@ -97,4 +97,21 @@ check "sim: missing options is a usage error (2)" [ $? -eq 2 ]
 "$FEDLORA" sim --clients 0 --rounds 5 --strategy fedit --task linreg --run-dir "$TMPROOT/x" \
 	>/dev/null 2>&1
 check "sim: --clients 0 is a usage error (2)" [ $? -eq 2 ]
+# the client command: usage errors, a missing key, an unreachable coordinator
+"$FEDLORA" client --help >/dev/null 2>&1
+check "client: --help exits 0" [ $? -eq 0 ]
+"$FEDLORA" client --connect tcp://127.0.0.1:1 --task linreg >/dev/null 2>&1
+check "client: missing options is a usage error (2)" [ $? -eq 2 ]
+"$FEDLORA" client --connect tcp://127.0.0.1:1 --key "$TMPROOT/none.key" --task linreg \
+	--client-index 0 >"$TMPROOT/c.out" 2>&1
+check "client: a missing key file fails (1) with a message" \
+	sh -c "[ $? -eq 1 ] && grep -q 'cannot load key' '$TMPROOT/c.out'"
+"$FEDLORA" keygen --out "$TMPROOT/k/c" >/dev/null 2>&1
+port=$(free_port)
+start=$(date +%s)
+"$FEDLORA" client --connect "tcp://127.0.0.1:$port" --key "$TMPROOT/k/c.key" --task linreg \
+	--client-index 0 --give-up 1 >"$TMPROOT/c.out" 2>&1
+rc=$?
+check "client: nobody listening, --give-up 1 fails (1) within 5 s" \
+	[ $rc -eq 1 ] && [ $(($(date +%s) - start)) -le 5 ]
 exit $t_failed
