@@ -1,80 +1,284 @@
 /*
  * model/cuda/flash.cu — fused causal grouped-query attention, flash-style
- * (FlashAttention-2 schedule) on tensor cores through WMMA 16x16x16 bf16
- * fragments with float32 accumulation.
+ * (FlashAttention-2 schedule) on tensor cores: mma.sync m16n8k16 bf16 with
+ * float32 accumulation, the score, probability and accumulator tiles kept in
+ * registers (the C fragment of S = Q K^T is reused as the A fragment of P V,
+ * so P never goes through shared memory).
  *
- * Layout as layers.cu: q, o (B,Hq,T,D), k, v (B,Hkv,T,D), bf16. Blocks of 64
- * queries x 64 keys; 4 warps per thread block, each warp owning 16 rows.
- *   forward : per (query block, b, h): loop over key blocks 0..qb, scores into
- *             shared memory, online softmax per row (running max and sum),
- *             O += P V; writes O and the row log-sum-exp (B,Hq,T) for the
- *             backward. Never materializes the T x T scores in device memory.
+ * Layout: q (B,Hq,T,D), k, v (B,Hkv,T,D) as layers.cu, but O and dO in the
+ * (B,T,Hq,D) layout of the o_proj input (the kernels stride over heads, so
+ * no permutation pass is needed around them); dq, dk, dv like q, k, v; all
+ * bf16. Blocks of 64
+ * queries (or keys) x 64 keys (or queries); 4 warps per thread block, each
+ * warp owning 16 rows; shared memory holds only the streamed 64 x D tiles.
+ *   forward : per (query block, b, h), heaviest blocks first: loop over key
+ *             blocks 0..qb, online softmax per row in the exp2 domain; writes
+ *             O and the row log-sum-exp (B,Hq,T) (natural log) for the
+ *             backward. Never materializes the T x T scores in memory.
  *   backward: delta = rowsum(dO * O); dK, dV per (key block, b, kv head),
- *             looping over the group's query heads and the query blocks at or
- *             after the key block; dQ per (query block, b, h) in a second
- *             kernel, so no atomics (scores are recomputed in each).
+ *             each warp computing S^T = K Q^T for its 16 keys so that P^T and
+ *             dS^T are A fragments of dV += P^T dO and dK += dS^T Q, looping
+ *             over the group's query heads and the query blocks at or after
+ *             the key block; dQ per (query block, b, h) in a second kernel
+ *             (scores recomputed), so no atomics and a deterministic result.
  * Masking: key j is visible to query t when j <= t; rows and columns past T
  * are padded with zeros and masked.
- * Limits: D a multiple of 16 and shared memory for the block sizes (D <= 64 on
- * every target; larger D where the device allows); fl_flash_supported() says.
+ * Limits: D in {16, 32, 64, 128} (fl_flash_supported says); sm_80 or newer
+ * (mma.sync bf16). D 128 spills registers in the backward (correct, slower).
  * Correctness is checked against the GEMM path (layers.cu) and the CPU
  * (tests/cuda_ops_test.c), and the model checks it at start-up (llama.cu).
  */
 #include <math.h>
-#include <mma.h>
 
 #include "model/cuda/kernels.cuh"
 
-using namespace nvcuda;
-
 #define FB       64  /* rows of a query block and of a key block */
 #define FTHREADS 128 /* 4 warps x 16 rows */
+#define LOG2E    1.4426950408889634f
+#define LN2      0.6931471805599453f
 
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> frag_a_row;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> frag_a_col;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> frag_b_row;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> frag_b_col;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_acc;
+/* ---- fragments -------------------------------------------------------------
+ * m16n8k16 (row.col) with g = lane / 4, c = lane % 4:
+ *   A (16 x 16): a0 (g, 2c..2c+1), a1 (g+8, 2c..), a2 (g, 2c+8..), a3 (g+8, 2c+8..)
+ *   B (16 x 8) : b0 (k 2c..2c+1, n g), b1 (k 2c+8..2c+9, n g)
+ *   C (16 x 8) : c0, c1 (g, 2c..2c+1), c2, c3 (g+8, 2c..2c+1)
+ * Two adjacent C tiles (columns 0-7, 8-15) packed to bf16 are an A fragment.
+ * B fragments come from shared memory through ldmatrix (.trans where the
+ * tile is stored k-major). Shared tiles are row-major with a row length of
+ * D + 8 elements (16-byte aligned rows), which makes every access pattern
+ * below free of bank conflicts. */
 
-/* Padded leading dimensions (fewer bank conflicts; keep WMMA's alignment). */
-static __host__ __device__ inline int ldh(int D)
+static __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0,
+                                                uint32_t b1)
 {
-	return D + 8; /* bf16 tiles (64 x D) */
-}
-#define LDP (FB + 8) /* bf16 64 x 64 */
-#define LDS (FB + 4) /* f32 64 x 64 */
-static __host__ __device__ inline int ldo(int D)
-{
-	return D + 4; /* f32 64 x D */
-}
-
-static __host__ __device__ inline size_t r128(size_t b)
-{
-	return (b + 127) & ~(size_t)127;
-}
-
-static size_t smem_fwd(int D)
-{
-	return 3 * r128((size_t)FB * ldh(D) * 2) + r128((size_t)FB * LDS * 4) +
-	       r128((size_t)FB * LDP * 2) + r128((size_t)FB * ldo(D) * 4);
-}
-static size_t smem_bwd_kv(int D)
-{
-	return 4 * r128((size_t)FB * ldh(D) * 2) + r128((size_t)FB * LDS * 4) +
-	       r128((size_t)FB * LDP * 2) + 2 * r128((size_t)FB * ldo(D) * 4) + 2 * r128(FB * 4);
-}
-static size_t smem_bwd_q(int D)
-{
-	return 4 * r128((size_t)FB * ldh(D) * 2) + r128((size_t)FB * LDS * 4) +
-	       r128((size_t)FB * LDP * 2) + r128((size_t)FB * ldo(D) * 4) + 2 * r128(FB * 4);
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+	             "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+	             : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+	             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-static __device__ __forceinline__ void *carve(unsigned char *&p, size_t bytes)
+static __device__ __forceinline__ uint32_t pack2(float lo, float hi)
 {
-	void *r = p;
-	p += r128(bytes);
-	return r;
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *(uint32_t *)&v;
 }
+
+/* A fragment of rows r0.., columns k0.. of a row-major tile. */
+static __device__ __forceinline__ void ld_a(uint32_t *a, const bf16 *s, int ld, int r0, int k0,
+                                            int lane)
+{
+	const bf16 *p = s + (r0 + (lane >> 2)) * ld + k0 + 2 * (lane & 3);
+	a[0] = *(const uint32_t *)p;
+	a[1] = *(const uint32_t *)(p + 8 * ld);
+	a[2] = *(const uint32_t *)(p + 8);
+	a[3] = *(const uint32_t *)(p + 8 * ld + 8);
+}
+
+/* Two B fragments (n-tiles n0 and n0 + 8; b[0..1], b[2..3]) with B(k, n) =
+ * M[n][k] (as ld_bt) through one ldmatrix.x4: lanes 8i..8i+7 address the
+ * rows of 8 x 8 matrix i = (n half i / 2, k half i % 2). */
+static __device__ __forceinline__ void ldsm_bt2(uint32_t *b, const bf16 *s, int ld, int n0, int k0,
+                                                int lane)
+{
+	int mi = lane >> 3, r = lane & 7;
+	const bf16 *p = s + (n0 + r + (mi >> 1) * 8) * ld + k0 + (mi & 1) * 8;
+	uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+	             : "r"(a));
+}
+
+/* Two B fragments (n-tiles n0 and n0 + 8) with B(k, n) = M[k][n] (as ld_b)
+ * through one transposing ldmatrix.x4: matrix i = (k half i % 2, n half
+ * i / 2). */
+static __device__ __forceinline__ void ldsm_b2(uint32_t *b, const bf16 *s, int ld, int k0, int n0,
+                                               int lane)
+{
+	int mi = lane >> 3, r = lane & 7;
+	const bf16 *p = s + (k0 + r + (mi & 1) * 8) * ld + n0 + (mi >> 1) * 8;
+	uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+	             : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+	             : "r"(a));
+}
+
+/* Copies rows [r0, r0+64) of a (T, D) bf16 matrix whose rows are `stride`
+ * elements apart (D for (B,H,T,D), H*D for (B,T,H,D)) into a padded tile,
+ * zero rows past T; 16-byte vectors (D is a multiple of 16). */
+template <int D>
+static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int r0, int T,
+                                                 size_t stride = D)
+{
+	constexpr int VEC = D / 8, LD = D + 8;
+	for (int i = threadIdx.x; i < FB * VEC; i += FTHREADS) {
+		int r = i / VEC, c = (i % VEC) * 8;
+		uint4 val = make_uint4(0, 0, 0, 0);
+		if (r0 + r < T)
+			val = *(const uint4 *)(src + (size_t)(r0 + r) * stride + c);
+		*(uint4 *)(dst + r * LD + c) = val;
+	}
+}
+
+/* acc (16 x 64 of this warp, 8 C tiles) = A (16 x D, KT A fragments) M^T,
+ * M a 64 x D tile: the scores of the warp's rows against the tile's rows. */
+template <int D>
+static __device__ __forceinline__ void warp_abt(float (*acc)[4], const uint32_t (*a)[4],
+                                                const bf16 *M, int lane)
+{
+#pragma unroll
+	for (int j = 0; j < FB / 8; j += 2) {
+		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+		acc[j + 1][0] = acc[j + 1][1] = acc[j + 1][2] = acc[j + 1][3] = 0.f;
+#pragma unroll
+		for (int kk = 0; kk < D / 16; kk++) {
+			uint32_t b[4];
+			ldsm_bt2(b, M, D + 8, j * 8, kk * 16, lane);
+			mma16816(acc[j], a[kk], b[0], b[1]);
+			mma16816(acc[j + 1], a[kk], b[2], b[3]);
+		}
+	}
+}
+
+/* acc (16 x D, D/8 C tiles) += P (16 x 64, C tiles in p) M, M a 64 x D tile. */
+template <int D>
+static __device__ __forceinline__ void warp_pm(float (*acc)[4], const float (*p)[4], const bf16 *M,
+                                               int lane)
+{
+#pragma unroll
+	for (int kk = 0; kk < FB / 16; kk++) {
+		uint32_t a[4];
+		a[0] = pack2(p[2 * kk][0], p[2 * kk][1]);
+		a[1] = pack2(p[2 * kk][2], p[2 * kk][3]);
+		a[2] = pack2(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+		a[3] = pack2(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+		for (int dn = 0; dn < D / 8; dn += 2) {
+			uint32_t b[4];
+			ldsm_b2(b, M, D + 8, kk * 16, dn * 8, lane);
+			mma16816(acc[dn], a, b[0], b[1]);
+			mma16816(acc[dn + 1], a, b[2], b[3]);
+		}
+	}
+}
+
+/* Writes the warp's 16 x D accumulator rows r0 + g, r0 + g + 8 (those < T)
+ * of a (T, D) bf16 matrix with rows `stride` apart, times mul0 / mul1. */
+template <int D>
+static __device__ __forceinline__ void store_rows(bf16 *dst, size_t stride, const float (*acc)[4],
+                                                  int r0, int T, float mul0, float mul1, int lane)
+{
+	int ra = r0 + (lane >> 2), rb = ra + 8, c = 2 * (lane & 3);
+#pragma unroll
+	for (int dn = 0; dn < D / 8; dn++) {
+		if (ra < T)
+			*(__nv_bfloat162 *)(dst + (size_t)ra * stride + dn * 8 + c) =
+			    __floats2bfloat162_rn(acc[dn][0] * mul0, acc[dn][1] * mul0);
+		if (rb < T)
+			*(__nv_bfloat162 *)(dst + (size_t)rb * stride + dn * 8 + c) =
+			    __floats2bfloat162_rn(acc[dn][2] * mul1, acc[dn][3] * mul1);
+	}
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+template <int D>
+__global__ void __launch_bounds__(FTHREADS)
+    k_flash_fwd(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq,
+                int Hkv, float sl2)
+{
+	constexpr int LD = D + 8;
+	__shared__ __align__(16) bf16 Ks[FB * LD];
+	__shared__ __align__(16) bf16 Vs[FB * LD];
+	int qb = gridDim.x - 1 - blockIdx.x; /* the longest rows first */
+	int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
+	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
+	int q0 = qb * FB, ra = q0 + w * 16 + (lane >> 2), rb = ra + 8;
+	const bf16 *kp = k + ((size_t)b * Hkv + kvh) * T * D;
+	const bf16 *vp = v + ((size_t)b * Hkv + kvh) * T * D;
+	uint32_t qa[D / 16][4];
+	float oacc[D / 8][4];
+	float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
+
+	load_tile<D>(Ks, q + (size_t)bh * T * D, q0, T); /* Q staged through Ks */
+	__syncthreads();
+#pragma unroll
+	for (int kk = 0; kk < D / 16; kk++)
+		ld_a(qa[kk], Ks, LD, w * 16, kk * 16, lane);
+#pragma unroll
+	for (int dn = 0; dn < D / 8; dn++)
+		oacc[dn][0] = oacc[dn][1] = oacc[dn][2] = oacc[dn][3] = 0.f;
+	for (int kb = 0; kb <= qb; kb++) {
+		int k0 = kb * FB;
+		float s[FB / 8][4];
+		__syncthreads(); /* everyone is done with the previous tiles */
+		load_tile<D>(Ks, kp, k0, T);
+		load_tile<D>(Vs, vp, k0, T);
+		__syncthreads();
+		warp_abt<D>(s, qa, Ks, lane);
+		/* scale into the exp2 domain, mask, row maxima (a row lives in a quad) */
+		float xa = -INFINITY, xb = -INFINITY;
+		int edge = kb == qb || k0 + FB > T;
+#pragma unroll
+		for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				int col = k0 + j * 8 + c2 + e;
+				float va = s[j][e] * sl2, vb = s[j][2 + e] * sl2;
+				if (edge) {
+					va = col <= ra && col < T ? va : -INFINITY;
+					vb = col <= rb && col < T ? vb : -INFINITY;
+				}
+				s[j][e] = va;
+				s[j][2 + e] = vb;
+				xa = fmaxf(xa, va);
+				xb = fmaxf(xb, vb);
+			}
+		xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 1));
+		xa = fmaxf(xa, __shfl_xor_sync(0xffffffffu, xa, 2));
+		xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 1));
+		xb = fmaxf(xb, __shfl_xor_sync(0xffffffffu, xb, 2));
+		float na = fmaxf(ma, xa), nb = fmaxf(mb, xb);
+		/* a row with nothing visible yet keeps max -inf: use 0 as its base */
+		float ba = na == -INFINITY ? 0.f : na, bb = nb == -INFINITY ? 0.f : nb;
+		float aa = exp2f(ma - ba), ab = exp2f(mb - bb);
+		ma = na;
+		mb = nb;
+		float sa = 0.f, sb = 0.f;
+#pragma unroll
+		for (int j = 0; j < FB / 8; j++) {
+			s[j][0] = exp2f(s[j][0] - ba);
+			s[j][1] = exp2f(s[j][1] - ba);
+			s[j][2] = exp2f(s[j][2] - bb);
+			s[j][3] = exp2f(s[j][3] - bb);
+			sa += s[j][0] + s[j][1];
+			sb += s[j][2] + s[j][3];
+		}
+		la = la * aa + sa; /* per-thread partial sums, reduced over the quad at the end */
+		lb = lb * ab + sb;
+#pragma unroll
+		for (int dn = 0; dn < D / 8; dn++) {
+			oacc[dn][0] *= aa;
+			oacc[dn][1] *= aa;
+			oacc[dn][2] *= ab;
+			oacc[dn][3] *= ab;
+		}
+		warp_pm<D>(oacc, s, Vs, lane);
+	}
+	la += __shfl_xor_sync(0xffffffffu, la, 1);
+	la += __shfl_xor_sync(0xffffffffu, la, 2);
+	lb += __shfl_xor_sync(0xffffffffu, lb, 1);
+	lb += __shfl_xor_sync(0xffffffffu, lb, 2);
+	store_rows<D>(o + ((size_t)b * T * Hq + h) * D, (size_t)Hq * D, oacc, q0 + w * 16, T,
+	              1.0f / la, 1.0f / lb, lane);
+	if ((lane & 3) == 0) {
+		if (ra < T)
+			lse[(size_t)bh * T + ra] = (ma + log2f(la)) * LN2;
+		if (rb < T)
+			lse[(size_t)bh * T + rb] = (mb + log2f(lb)) * LN2;
+	}
+}
+
+/* ---- backward -------------------------------------------------------------- */
 
 static __device__ __forceinline__ float wsum(float v)
 {
@@ -82,135 +286,6 @@ static __device__ __forceinline__ float wsum(float v)
 		v += __shfl_xor_sync(0xffffffffu, v, o);
 	return v;
 }
-static __device__ __forceinline__ float wmax(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-	return v;
-}
-
-/* Copies rows [r0, r0+64) of a (T, D) bf16 matrix into a padded tile, zero
- * rows past T; 16-byte vectors (D is a multiple of 16). */
-static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int r0, int T, int D)
-{
-	int vec = D / 8, L = ldh(D);
-	for (int i = threadIdx.x; i < FB * vec; i += blockDim.x) {
-		int r = i / vec, c = (i % vec) * 8;
-		uint4 val = make_uint4(0, 0, 0, 0);
-		if (r0 + r < T)
-			val = *(const uint4 *)(src + (size_t)(r0 + r) * D + c);
-		*(uint4 *)(dst + (size_t)r * L + c) = val;
-	}
-}
-
-/* S (16 x 64, rows of warp w) = A_w (16 x D) B^T, B a (64 x D) tile: into Ss. */
-static __device__ __forceinline__ void warp_qkt(float *Ss, const bf16 *A, const bf16 *Bt, int D,
-                                                int w)
-{
-	int L = ldh(D);
-	for (int ct = 0; ct < FB / 16; ct++) {
-		frag_acc acc;
-		wmma::fill_fragment(acc, 0.0f);
-		for (int kk = 0; kk < D / 16; kk++) {
-			frag_a_row a;
-			frag_b_col b;
-			wmma::load_matrix_sync(a, A + (size_t)w * 16 * L + kk * 16, L);
-			wmma::load_matrix_sync(b, Bt + (size_t)ct * 16 * L + kk * 16, L);
-			wmma::mma_sync(acc, a, b, acc);
-		}
-		wmma::store_matrix_sync(Ss + (size_t)w * 16 * LDS + ct * 16, acc, LDS,
-		                        wmma::mem_row_major);
-	}
-}
-
-/* ---- forward ------------------------------------------------------------- */
-
-__global__ void __launch_bounds__(FTHREADS)
-    k_flash_fwd(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq,
-                int Hkv, int D, float scale)
-{
-	extern __shared__ __align__(128) unsigned char smem[];
-	unsigned char *sp = smem;
-	int L = ldh(D), LO = ldo(D);
-	bf16 *Qs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Ks = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Vs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	float *Ss = (float *)carve(sp, (size_t)FB * LDS * 4);
-	bf16 *Ps = (bf16 *)carve(sp, (size_t)FB * LDP * 2);
-	float *Os = (float *)carve(sp, (size_t)FB * LO * 4);
-	int qb = blockIdx.x, bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32, q0 = qb * FB;
-	const bf16 *qp = q + (size_t)bh * T * D;
-	const bf16 *kp = k + ((size_t)b * Hkv + kvh) * T * D;
-	const bf16 *vp = v + ((size_t)b * Hkv + kvh) * T * D;
-
-	load_tile(Qs, qp, q0, T, D);
-	for (int i = threadIdx.x; i < FB * LO; i += blockDim.x)
-		Os[i] = 0.f;
-	float mrow[16], lrow[16];
-#pragma unroll
-	for (int r = 0; r < 16; r++) {
-		mrow[r] = -INFINITY;
-		lrow[r] = 0.f;
-	}
-	for (int kb = 0; kb <= qb; kb++) {
-		int k0 = kb * FB;
-		__syncthreads(); /* everyone is done with the previous K, V */
-		load_tile(Ks, kp, k0, T, D);
-		load_tile(Vs, vp, k0, T, D);
-		__syncthreads();
-		warp_qkt(Ss, Qs, Ks, D, w);
-		__syncwarp();
-#pragma unroll
-		for (int r = 0; r < 16; r++) {
-			int row = w * 16 + r, t = q0 + row;
-			const float *sr = Ss + (size_t)row * LDS;
-			int j0 = k0 + lane, j1 = k0 + lane + 32;
-			float s0 = (j0 <= t && j0 < T) ? sr[lane] * scale : -INFINITY;
-			float s1 = (j1 <= t && j1 < T) ? sr[lane + 32] * scale : -INFINITY;
-			float mnew = fmaxf(mrow[r], wmax(fmaxf(s0, s1)));
-			float p0 = s0 == -INFINITY ? 0.f : expf(s0 - mnew);
-			float p1 = s1 == -INFINITY ? 0.f : expf(s1 - mnew);
-			float alpha = mrow[r] == -INFINITY ? 0.f : expf(mrow[r] - mnew);
-			lrow[r] = lrow[r] * alpha + wsum(p0 + p1);
-			mrow[r] = mnew;
-			Ps[(size_t)row * LDP + lane] = __float2bfloat16(p0);
-			Ps[(size_t)row * LDP + lane + 32] = __float2bfloat16(p1);
-			float *orow = Os + (size_t)row * LO;
-			for (int d = lane; d < D; d += 32)
-				orow[d] *= alpha;
-		}
-		__syncwarp();
-		for (int dt = 0; dt < D / 16; dt++) {
-			frag_acc acc;
-			float *op = Os + (size_t)w * 16 * LO + dt * 16;
-			wmma::load_matrix_sync(acc, op, LO, wmma::mem_row_major);
-			for (int kk = 0; kk < FB / 16; kk++) {
-				frag_a_row a;
-				frag_b_row bb;
-				wmma::load_matrix_sync(a, Ps + (size_t)w * 16 * LDP + kk * 16, LDP);
-				wmma::load_matrix_sync(bb, Vs + (size_t)kk * 16 * L + dt * 16, L);
-				wmma::mma_sync(acc, a, bb, acc);
-			}
-			wmma::store_matrix_sync(op, acc, LO, wmma::mem_row_major);
-		}
-		__syncwarp();
-	}
-#pragma unroll
-	for (int r = 0; r < 16; r++) {
-		int row = w * 16 + r, t = q0 + row;
-		if (t >= T)
-			continue;
-		float inv = 1.0f / lrow[r];
-		for (int d = lane; d < D; d += 32)
-			o[((size_t)bh * T + t) * D + d] =
-			    __float2bfloat16(Os[(size_t)row * LO + d] * inv);
-		if (lane == 0)
-			lse[(size_t)bh * T + t] = mrow[r] + logf(lrow[r]);
-	}
-}
-
-/* ---- backward -------------------------------------------------------------- */
 
 // delta[b,h,t] = sum_d dO[b,t,h,d] O[b,t,h,d], both (B,T,Hq,D); one warp per row
 __global__ void k_flash_delta(float *delta, const bf16 *dout, const bf16 *out, int B, int T, int H,
@@ -224,244 +299,198 @@ __global__ void k_flash_delta(float *delta, const bf16 *dout, const bf16 *out, i
 	int h = (int)(row % H);
 	long bt = row / H;
 	int t = (int)(bt % T), b = (int)(bt / T);
-	const bf16 *x = dout + row * D, *y = out + row * D;
+	const __nv_bfloat162 *x = (const __nv_bfloat162 *)(dout + row * D);
+	const __nv_bfloat162 *y = (const __nv_bfloat162 *)(out + row * D);
 	float s = 0.f;
-	for (int d = lane; d < D; d += 32)
-		s += __bfloat162float(x[d]) * __bfloat162float(y[d]);
+	for (int d = lane; d < D / 2; d += 32) {
+		float2 a = __bfloat1622float2(x[d]), c = __bfloat1622float2(y[d]);
+		s += a.x * c.x + a.y * c.y;
+	}
 	s = wsum(s);
 	if (lane == 0)
 		delta[((size_t)b * H + h) * T + t] = s;
 }
 
-/* P (own 16 rows of warp w) = exp(scale*S - lse) masked, into Ps (bf16). */
-static __device__ __forceinline__ void warp_probs(bf16 *Ps, const float *Ss, const float *Ls,
-                                                  int q0, int k0, int T, float scale, int w,
-                                                  int lane)
-{
-	for (int r = 0; r < 16; r++) {
-		int row = w * 16 + r, t = q0 + row;
-		for (int c = lane; c < FB; c += 32) {
-			int j = k0 + c;
-			float p = (t < T && j <= t && j < T)
-			              ? expf(Ss[(size_t)row * LDS + c] * scale - Ls[row])
-			              : 0.f;
-			Ps[(size_t)row * LDP + c] = __float2bfloat16(p);
-		}
-	}
-}
-
-/* dS = P (dP - delta) * scale over the own rows of warp w: P in Ps, dP in Ss;
- * written over Ps. */
-static __device__ __forceinline__ void warp_dscores(bf16 *Ps, const float *Ss, const float *Dl,
-                                                    float scale, int w, int lane)
-{
-	for (int r = 0; r < 16; r++) {
-		int row = w * 16 + r;
-		for (int c = lane; c < FB; c += 32) {
-			float p = __bfloat162float(Ps[(size_t)row * LDP + c]);
-			Ps[(size_t)row * LDP + c] =
-			    __float2bfloat16(p * (Ss[(size_t)row * LDS + c] - Dl[row]) * scale);
-		}
-	}
-}
-
-/* acc tile (16 x D, rows of warp w, f32 in shared, ld LO) += A^T B where A is
- * 64 x 16-column strip (col_major view of a row-major 64 x 64 bf16 tile,
- * columns w*16..) and B a (64 x D) bf16 tile. */
-static __device__ __forceinline__ void warp_at_b(float *acc_s, int LO, const bf16 *A,
-                                                 const bf16 *Bm, int L, int D, int w)
-{
-	for (int dt = 0; dt < D / 16; dt++) {
-		frag_acc acc;
-		float *ap = acc_s + (size_t)w * 16 * LO + dt * 16;
-		wmma::load_matrix_sync(acc, ap, LO, wmma::mem_row_major);
-		for (int kk = 0; kk < FB / 16; kk++) {
-			frag_a_col a;
-			frag_b_row b;
-			wmma::load_matrix_sync(a, A + (size_t)kk * 16 * LDP + w * 16, LDP);
-			wmma::load_matrix_sync(b, Bm + (size_t)kk * 16 * L + dt * 16, L);
-			wmma::mma_sync(acc, a, b, acc);
-		}
-		wmma::store_matrix_sync(ap, acc, LO, wmma::mem_row_major);
-	}
-}
-
-/* acc tile (rows of warp w) += A_w B, A the warp's 16 rows of a 64 x 64 bf16
- * tile, B a (64 x D) bf16 tile. */
-static __device__ __forceinline__ void warp_a_b(float *acc_s, int LO, const bf16 *A, const bf16 *Bm,
-                                                int L, int D, int w)
-{
-	for (int dt = 0; dt < D / 16; dt++) {
-		frag_acc acc;
-		float *ap = acc_s + (size_t)w * 16 * LO + dt * 16;
-		wmma::load_matrix_sync(acc, ap, LO, wmma::mem_row_major);
-		for (int kk = 0; kk < FB / 16; kk++) {
-			frag_a_row a;
-			frag_b_row b;
-			wmma::load_matrix_sync(a, A + (size_t)w * 16 * LDP + kk * 16, LDP);
-			wmma::load_matrix_sync(b, Bm + (size_t)kk * 16 * L + dt * 16, L);
-			wmma::mma_sync(acc, a, b, acc);
-		}
-		wmma::store_matrix_sync(ap, acc, LO, wmma::mem_row_major);
-	}
-}
-
-/* dK, dV of one key block of one kv head, summed over its query heads. */
+/* dK, dV of one key block of one kv head, summed over its query heads: each
+ * warp owns 16 keys and computes S^T = K Q^T and dP^T = V dO^T for them. */
+template <int D>
 __global__ void __launch_bounds__(FTHREADS)
     k_flash_bwd_kv(bf16 *dk, bf16 *dv, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dO,
-                   const float *lse, const float *delta, int T, int Hq, int Hkv, int D, float scale)
+                   const float *lse, const float *delta, int T, int Hq, int Hkv, float scale,
+                   float sl2)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
-	unsigned char *sp = smem;
-	int L = ldh(D), LO = ldo(D);
-	bf16 *Ks = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Vs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Qs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *dOs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	float *Ss = (float *)carve(sp, (size_t)FB * LDS * 4);
-	bf16 *Ps = (bf16 *)carve(sp, (size_t)FB * LDP * 2);
-	float *dKs = (float *)carve(sp, (size_t)FB * LO * 4);
-	float *dVs = (float *)carve(sp, (size_t)FB * LO * 4);
-	float *Ls = (float *)carve(sp, FB * 4);
-	float *Dl = (float *)carve(sp, FB * 4);
+	constexpr int LD = D + 8;
+	__shared__ __align__(16) bf16 Qs[FB * LD];
+	__shared__ __align__(16) bf16 dOs[FB * LD];
+	__shared__ float Ls[FB], Dl[FB];
 	int kb = blockIdx.x, bkv = blockIdx.y, b = bkv / Hkv, kvh = bkv % Hkv, G = Hq / Hkv;
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32, k0 = kb * FB;
+	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
+	int k0 = kb * FB, ja = k0 + w * 16 + (lane >> 2), jb = ja + 8;
 	int nqb = (T + FB - 1) / FB;
-	const bf16 *kp = k + (size_t)bkv * T * D, *vp = v + (size_t)bkv * T * D;
+	uint32_t ka[D / 16][4], va[D / 16][4];
+	float dka[D / 8][4], dva[D / 8][4];
 
-	load_tile(Ks, kp, k0, T, D);
-	load_tile(Vs, vp, k0, T, D);
-	for (int i = threadIdx.x; i < FB * LO; i += blockDim.x)
-		dKs[i] = dVs[i] = 0.f;
+	load_tile<D>(Qs, k + (size_t)bkv * T * D, k0, T); /* K, V staged through Qs, dOs */
+	load_tile<D>(dOs, v + (size_t)bkv * T * D, k0, T);
+	__syncthreads();
+#pragma unroll
+	for (int kk = 0; kk < D / 16; kk++) {
+		ld_a(ka[kk], Qs, LD, w * 16, kk * 16, lane);
+		ld_a(va[kk], dOs, LD, w * 16, kk * 16, lane);
+	}
+#pragma unroll
+	for (int dn = 0; dn < D / 8; dn++)
+		for (int e = 0; e < 4; e++)
+			dka[dn][e] = dva[dn][e] = 0.f;
 	for (int g = 0; g < G; g++) {
 		int bh = b * Hq + kvh * G + g;
 		for (int qb = kb; qb < nqb; qb++) {
 			int q0 = qb * FB;
-			__syncthreads(); /* previous users of Qs, dOs, Ps are done */
-			load_tile(Qs, q + (size_t)bh * T * D, q0, T, D);
-			load_tile(dOs, dO + (size_t)bh * T * D, q0, T, D);
-			for (int i = threadIdx.x; i < FB; i += blockDim.x) {
+			float p[FB / 8][4], dp[FB / 8][4];
+			__syncthreads(); /* previous users of Qs, dOs are done */
+			load_tile<D>(Qs, q + (size_t)bh * T * D, q0, T);
+			load_tile<D>(dOs, dO + ((size_t)b * T * Hq + kvh * G + g) * D, q0, T,
+			             (size_t)Hq * D);
+			for (int i = threadIdx.x; i < FB; i += FTHREADS) {
 				int t = q0 + i;
-				Ls[i] = t < T ? lse[(size_t)bh * T + t] : 0.f;
+				Ls[i] = t < T ? lse[(size_t)bh * T + t] * LOG2E : 0.f;
 				Dl[i] = t < T ? delta[(size_t)bh * T + t] : 0.f;
 			}
 			__syncthreads();
-			warp_qkt(Ss, Qs, Ks, D, w); /* S: query rows of warp w */
-			__syncwarp();
-			warp_probs(Ps, Ss, Ls, q0, k0, T, scale, w, lane);
-			__syncthreads(); /* dV reads every query row of P */
-			warp_at_b(dVs, LO, Ps, dOs, L, D,
-			          w);                /* dV rows (keys) of warp w += P^T dO */
-			warp_qkt(Ss, dOs, Vs, D, w); /* dP = dO V^T, own query rows */
-			__syncthreads();             /* all of P consumed by dV */
-			warp_dscores(Ps, Ss, Dl, scale, w, lane);
-			__syncthreads();                     /* dK reads every query row of dS */
-			warp_at_b(dKs, LO, Ps, Qs, L, D, w); /* dK rows += dS^T Q */
+			warp_abt<D>(p, ka, Qs, lane); /* S^T: own keys x the block's queries */
+#pragma unroll
+			for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+				for (int e = 0; e < 2; e++) {
+					int cl = j * 8 + c2 + e, col = q0 + cl;
+					float l = Ls[cl];
+					p[j][e] =
+					    col < T && ja <= col ? exp2f(p[j][e] * sl2 - l) : 0.f;
+					p[j][2 + e] = col < T && jb <= col
+					                  ? exp2f(p[j][2 + e] * sl2 - l)
+					                  : 0.f;
+				}
+			warp_pm<D>(dva, p, dOs, lane);  /* dV += P^T dO */
+			warp_abt<D>(dp, va, dOs, lane); /* dP^T = V dO^T */
+#pragma unroll
+			for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+				for (int e = 0; e < 2; e++) {
+					float dl = Dl[j * 8 + c2 + e];
+					p[j][e] = p[j][e] * (dp[j][e] - dl) * scale;
+					p[j][2 + e] = p[j][2 + e] * (dp[j][2 + e] - dl) * scale;
+				}
+			warp_pm<D>(dka, p, Qs, lane); /* dK += dS^T Q */
 		}
 	}
-	__syncthreads();
-	for (int i = threadIdx.x; i < FB * D; i += blockDim.x) {
-		int r = i / D, d = i % D, t = k0 + r;
-		if (t < T) {
-			dk[((size_t)bkv * T + t) * D + d] =
-			    __float2bfloat16(dKs[(size_t)r * LO + d]);
-			dv[((size_t)bkv * T + t) * D + d] =
-			    __float2bfloat16(dVs[(size_t)r * LO + d]);
-		}
-	}
+	store_rows<D>(dk + (size_t)bkv * T * D, D, dka, k0 + w * 16, T, 1.f, 1.f, lane);
+	store_rows<D>(dv + (size_t)bkv * T * D, D, dva, k0 + w * 16, T, 1.f, 1.f, lane);
 }
 
-/* dQ of one query block of one head. */
+/* dQ of one query block of one head: dQ = dS K, dS = P (dP - delta) scale. */
+template <int D>
 __global__ void __launch_bounds__(FTHREADS)
     k_flash_bwd_q(bf16 *dq, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dO,
-                  const float *lse, const float *delta, int T, int Hq, int Hkv, int D, float scale)
+                  const float *lse, const float *delta, int T, int Hq, int Hkv, float scale,
+                  float sl2)
 {
-	extern __shared__ __align__(128) unsigned char smem[];
-	unsigned char *sp = smem;
-	int L = ldh(D), LO = ldo(D);
-	bf16 *Qs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *dOs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Ks = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	bf16 *Vs = (bf16 *)carve(sp, (size_t)FB * L * 2);
-	float *Ss = (float *)carve(sp, (size_t)FB * LDS * 4);
-	bf16 *Ps = (bf16 *)carve(sp, (size_t)FB * LDP * 2);
-	float *dQs = (float *)carve(sp, (size_t)FB * LO * 4);
-	float *Ls = (float *)carve(sp, FB * 4);
-	float *Dl = (float *)carve(sp, FB * 4);
-	int qb = blockIdx.x, bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32, q0 = qb * FB;
+	constexpr int LD = D + 8;
+	__shared__ __align__(16) bf16 Ks[FB * LD];
+	__shared__ __align__(16) bf16 Vs[FB * LD];
+	int qb = gridDim.x - 1 - blockIdx.x; /* the longest rows first */
+	int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
+	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
+	int q0 = qb * FB, ra = q0 + w * 16 + (lane >> 2), rb = ra + 8;
 	const bf16 *kp = k + ((size_t)b * Hkv + kvh) * T * D;
 	const bf16 *vp = v + ((size_t)b * Hkv + kvh) * T * D;
+	uint32_t qa[D / 16][4], oa[D / 16][4];
+	float dqa[D / 8][4];
+	float lsa = ra < T ? lse[(size_t)bh * T + ra] * LOG2E : 0.f;
+	float lsb = rb < T ? lse[(size_t)bh * T + rb] * LOG2E : 0.f;
+	float dla = ra < T ? delta[(size_t)bh * T + ra] : 0.f;
+	float dlb = rb < T ? delta[(size_t)bh * T + rb] : 0.f;
 
-	load_tile(Qs, q + (size_t)bh * T * D, q0, T, D);
-	load_tile(dOs, dO + (size_t)bh * T * D, q0, T, D);
-	for (int i = threadIdx.x; i < FB; i += blockDim.x) {
-		int t = q0 + i;
-		Ls[i] = t < T ? lse[(size_t)bh * T + t] : 0.f;
-		Dl[i] = t < T ? delta[(size_t)bh * T + t] : 0.f;
+	load_tile<D>(Ks, q + (size_t)bh * T * D, q0, T); /* Q, dO staged through Ks, Vs */
+	load_tile<D>(Vs, dO + ((size_t)b * T * Hq + h) * D, q0, T, (size_t)Hq * D);
+	__syncthreads();
+#pragma unroll
+	for (int kk = 0; kk < D / 16; kk++) {
+		ld_a(qa[kk], Ks, LD, w * 16, kk * 16, lane);
+		ld_a(oa[kk], Vs, LD, w * 16, kk * 16, lane);
 	}
-	for (int i = threadIdx.x; i < FB * LO; i += blockDim.x)
-		dQs[i] = 0.f;
+#pragma unroll
+	for (int dn = 0; dn < D / 8; dn++)
+		dqa[dn][0] = dqa[dn][1] = dqa[dn][2] = dqa[dn][3] = 0.f;
 	for (int kb = 0; kb <= qb; kb++) {
 		int k0 = kb * FB;
+		float p[FB / 8][4], dp[FB / 8][4];
 		__syncthreads();
-		load_tile(Ks, kp, k0, T, D);
-		load_tile(Vs, vp, k0, T, D);
+		load_tile<D>(Ks, kp, k0, T);
+		load_tile<D>(Vs, vp, k0, T);
 		__syncthreads();
-		warp_qkt(Ss, Qs, Ks, D, w);
-		__syncwarp();
-		warp_probs(Ps, Ss, Ls, q0, k0, T, scale, w, lane);
-		__syncwarp();
-		warp_qkt(Ss, dOs, Vs, D, w); /* dP */
-		__syncwarp();
-		warp_dscores(Ps, Ss, Dl, scale, w, lane);
-		__syncwarp();
-		warp_a_b(dQs, LO, Ps, Ks, L, D, w); /* dQ rows += dS K */
+		warp_abt<D>(p, qa, Ks, lane);  /* S */
+		warp_abt<D>(dp, oa, Vs, lane); /* dP = dO V^T */
+#pragma unroll
+		for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				int col = k0 + j * 8 + c2 + e;
+				float pa = col <= ra && col < T ? exp2f(p[j][e] * sl2 - lsa) : 0.f;
+				float pb =
+				    col <= rb && col < T ? exp2f(p[j][2 + e] * sl2 - lsb) : 0.f;
+				p[j][e] = pa * (dp[j][e] - dla) * scale;
+				p[j][2 + e] = pb * (dp[j][2 + e] - dlb) * scale;
+			}
+		warp_pm<D>(dqa, p, Ks, lane); /* dQ += dS K */
 	}
-	__syncthreads();
-	for (int i = threadIdx.x; i < FB * D; i += blockDim.x) {
-		int r = i / D, d = i % D, t = q0 + r;
-		if (t < T)
-			dq[((size_t)bh * T + t) * D + d] =
-			    __float2bfloat16(dQs[(size_t)r * LO + d]);
-	}
+	store_rows<D>(dq + (size_t)bh * T * D, D, dqa, q0 + w * 16, T, 1.f, 1.f, lane);
 }
 
 /* ---- host side ----------------------------------------------------------- */
 
 int fl_flash_supported(int D)
 {
-	int dev = 0, optin = 0;
-	if (D < 16 || D % 16)
+	int dev = 0, major = 0;
+	if (D != 16 && D != 32 && D != 64 && D != 128)
 		return 0;
 	if (cudaGetDevice(&dev) != cudaSuccess ||
-	    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) !=
-	        cudaSuccess) {
+	    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
 		cudaGetLastError();
 		return 0;
 	}
-	size_t need = smem_fwd(D);
-	if (smem_bwd_kv(D) > need)
-		need = smem_bwd_kv(D);
-	if (smem_bwd_q(D) > need)
-		need = smem_bwd_q(D);
-	return need <= (size_t)optin;
+	return major >= 8;
 }
 
-/* Raises the kernels' dynamic shared memory limit once per D. */
-static int flash_setup(int D)
+template <int D>
+static int flash_forward_d(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
+                           int T, int Hq, int Hkv, cudaStream_t s)
 {
-	static int done_for = 0;
 	int rv = 0;
-	if (done_for == D)
-		return 0;
-	CU_TRY(cudaFuncSetAttribute(k_flash_fwd, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                            (int)smem_fwd(D)));
-	CU_TRY(cudaFuncSetAttribute(k_flash_bwd_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                            (int)smem_bwd_kv(D)));
-	CU_TRY(cudaFuncSetAttribute(k_flash_bwd_q, cudaFuncAttributeMaxDynamicSharedMemorySize,
-	                            (int)smem_bwd_q(D)));
-	done_for = D;
+	dim3 grid((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
+	k_flash_fwd<D>
+	    <<<grid, FTHREADS, 0, s>>>(o, lse, q, k, v, T, Hq, Hkv, LOG2E / sqrtf((float)D));
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+template <int D>
+static int flash_backward_d(bf16 *dq, bf16 *dk, bf16 *dv, const float *delta, const bf16 *dO,
+                            const bf16 *q, const bf16 *k, const bf16 *v, const float *lse, int B,
+                            int T, int Hq, int Hkv, cudaStream_t s)
+{
+	int rv = 0;
+	float scale = 1.0f / sqrtf((float)D);
+	dim3 gkv((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hkv));
+	k_flash_bwd_kv<D><<<gkv, FTHREADS, 0, s>>>(dk, dv, q, k, v, dO, lse, delta, T, Hq, Hkv,
+	                                           scale, scale * LOG2E);
+	CU_LAUNCHED();
+	{
+		dim3 gq((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
+		k_flash_bwd_q<D><<<gq, FTHREADS, 0, s>>>(dq, q, k, v, dO, lse, delta, T, Hq, Hkv,
+		                                         scale, scale * LOG2E);
+		CU_LAUNCHED();
+	}
 fail:
 	return rv;
 }
@@ -469,38 +498,43 @@ fail:
 int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
                      int Hq, int Hkv, int D, cudaStream_t s)
 {
-	int rv;
-	if ((rv = flash_setup(D)) != 0)
-		return rv;
-	dim3 grid((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
-	k_flash_fwd<<<grid, FTHREADS, smem_fwd(D), s>>>(o, lse, q, k, v, T, Hq, Hkv, D,
-	                                                1.0f / sqrtf((float)D));
-	CU_LAUNCHED();
-fail:
-	return rv;
+	switch (D) {
+	case 16:
+		return flash_forward_d<16>(o, lse, q, k, v, B, T, Hq, Hkv, s);
+	case 32:
+		return flash_forward_d<32>(o, lse, q, k, v, B, T, Hq, Hkv, s);
+	case 64:
+		return flash_forward_d<64>(o, lse, q, k, v, B, T, Hq, Hkv, s);
+	case 128:
+		return flash_forward_d<128>(o, lse, q, k, v, B, T, Hq, Hkv, s);
+	}
+	return FL_ENOTSUP;
 }
 
-int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bhtd,
-                      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
-                      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
-                      cudaStream_t s)
+int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bthd,
+                      const bf16 *o_bthd, const bf16 *q, const bf16 *k, const bf16 *v,
+                      const float *lse, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
 {
-	int rv;
-	float scale = 1.0f / sqrtf((float)D);
-	if ((rv = flash_setup(D)) != 0)
-		return rv;
+	int rv = 0;
+	if (D != 16 && D != 32 && D != 64 &&
+	    D != 128) /* no device query: may run in a graph capture */
+		return FL_ENOTSUP;
 	k_flash_delta<<<fl_cdiv((long)B * T * Hq, 8), 256, 0, s>>>(delta, dO_bthd, o_bthd, B, T, Hq,
 	                                                           D);
 	CU_LAUNCHED();
-	{
-		dim3 gkv((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hkv));
-		k_flash_bwd_kv<<<gkv, FTHREADS, smem_bwd_kv(D), s>>>(dk, dv, q, k, v, dO_bhtd, lse,
-		                                                     delta, T, Hq, Hkv, D, scale);
-		CU_LAUNCHED();
-		dim3 gq((unsigned)fl_cdiv(T, FB), (unsigned)(B * Hq));
-		k_flash_bwd_q<<<gq, FTHREADS, smem_bwd_q(D), s>>>(dq, q, k, v, dO_bhtd, lse, delta,
-		                                                  T, Hq, Hkv, D, scale);
-		CU_LAUNCHED();
+	switch (D) {
+	case 16:
+		return flash_backward_d<16>(dq, dk, dv, delta, dO_bthd, q, k, v, lse, B, T, Hq, Hkv,
+		                            s);
+	case 32:
+		return flash_backward_d<32>(dq, dk, dv, delta, dO_bthd, q, k, v, lse, B, T, Hq, Hkv,
+		                            s);
+	case 64:
+		return flash_backward_d<64>(dq, dk, dv, delta, dO_bthd, q, k, v, lse, B, T, Hq, Hkv,
+		                            s);
+	default:
+		return flash_backward_d<128>(dq, dk, dv, delta, dO_bthd, q, k, v, lse, B, T, Hq,
+		                             Hkv, s);
 	}
 fail:
 	return rv;

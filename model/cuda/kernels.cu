@@ -4,10 +4,12 @@
  *
  * Kept simple on purpose: one warp per row for row-wise ops (RMSNorm, the
  * causal softmax), one block per row for the cross-entropy over the
- * vocabulary, grid-stride loops for element-wise work. Reductions accumulate
- * in float32 (double where a norm feeds DP clipping). No kernel here is fused
- * flash attention: attention goes through batched GEMMs plus the causal
- * softmax kernels (model/cuda/llama.cu).
+ * vocabulary (one online pass for max, sum and argmax, one for the
+ * gradient), grid-stride loops for element-wise work; 4-wide (f32) or 2-wide
+ * (bf16) vectors where the sizes allow, a scalar path otherwise. Reductions
+ * accumulate in float32 (double where a norm feeds DP clipping). The fused
+ * flash attention is in flash.cu; the GEMM attention's causal softmax
+ * kernels are here.
  */
 #include <math.h>
 
@@ -82,7 +84,9 @@ fail:
 
 /* ---- RMSNorm ------------------------------------------------------------ */
 
-// x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row
+// x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row,
+// 4-wide vectors when C is a multiple of 4 (a row is read twice: once for
+// the sum of squares, once for the output, the second time from L1/L2)
 __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
                                   int C, float eps)
 {
@@ -91,12 +95,33 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 	if (row >= N)
 		return;
 	const float *xr = x + (size_t)row * C;
+	bf16 *o = out + (size_t)row * C;
 	float ss = 0.f;
+	if (C % 4 == 0) {
+		const float4 *x4 = (const float4 *)xr;
+		for (int c = lane; c < C / 4; c += WARP) {
+			float4 a = x4[c];
+			ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+		}
+		ss = warp_sum(ss);
+		float r = 1.0f / sqrtf(ss / (float)C + eps);
+		const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+		__nv_bfloat162 *o2 = (__nv_bfloat162 *)o;
+		for (int c = lane; c < C / 4; c += WARP) {
+			float4 a = x4[c];
+			float2 w01 = __bfloat1622float2(w2[2 * c]),
+			       w23 = __bfloat1622float2(w2[2 * c + 1]);
+			o2[2 * c] = __floats2bfloat162_rn(a.x * r * w01.x, a.y * r * w01.y);
+			o2[2 * c + 1] = __floats2bfloat162_rn(a.z * r * w23.x, a.w * r * w23.y);
+		}
+		if (lane == 0)
+			rstd[row] = r;
+		return;
+	}
 	for (int c = lane; c < C; c += WARP)
 		ss += xr[c] * xr[c];
 	ss = warp_sum(ss);
 	float r = 1.0f / sqrtf(ss / (float)C + eps);
-	bf16 *o = out + (size_t)row * C;
 	for (int c = lane; c < C; c += WARP)
 		o[c] = __float2bfloat16(xr[c] * r * __bfloat162float(w[c]));
 	if (lane == 0)
@@ -115,36 +140,70 @@ fail:
 }
 
 // y = w * x * r, r = (mean x^2 + eps)^-1/2:
-// dx_j += r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / C); dw_j += dout_j x_j r
-__global__ void k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
-                                   const bf16 *w, const float *rstd, int N, int C)
+// dx_j += r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / C); dw_j += dout_j x_j r;
+// dx16 (NULL ok) = the updated dx rounded to bf16 (the next GEMM's input)
+__global__ void k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout,
+                                   const float *x, const bf16 *w, const float *rstd, int N, int C)
 {
 	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
 	if (row >= N)
 		return;
 	const float *xr = x + (size_t)row * C, *dr = dout + (size_t)row * C;
+	float *dxr = dx + (size_t)row * C;
 	float r = rstd[row];
 	float dot = 0.f;
+	if (C % 4 == 0 && !dw) {
+		const float4 *x4 = (const float4 *)xr, *d4 = (const float4 *)dr;
+		const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+		for (int c = lane; c < C / 4; c += WARP) {
+			float4 a = x4[c], d = d4[c];
+			float2 w01 = __bfloat1622float2(w2[2 * c]),
+			       w23 = __bfloat1622float2(w2[2 * c + 1]);
+			dot += d.x * w01.x * a.x + d.y * w01.y * a.y + d.z * w23.x * a.z +
+			       d.w * w23.y * a.w;
+		}
+		dot = warp_sum(dot);
+		float k = r * r * dot / (float)C;
+		float4 *o4 = (float4 *)dxr;
+		for (int c = lane; c < C / 4; c += WARP) {
+			float4 a = x4[c], d = d4[c], g = o4[c];
+			float2 w01 = __bfloat1622float2(w2[2 * c]),
+			       w23 = __bfloat1622float2(w2[2 * c + 1]);
+			g.x += r * (d.x * w01.x - a.x * k);
+			g.y += r * (d.y * w01.y - a.y * k);
+			g.z += r * (d.z * w23.x - a.z * k);
+			g.w += r * (d.w * w23.y - a.w * k);
+			o4[c] = g;
+			if (dx16) {
+				__nv_bfloat162 *h2 = (__nv_bfloat162 *)(dx16 + (size_t)row * C);
+				h2[2 * c] = __floats2bfloat162_rn(g.x, g.y);
+				h2[2 * c + 1] = __floats2bfloat162_rn(g.z, g.w);
+			}
+		}
+		return;
+	}
 	for (int c = lane; c < C; c += WARP)
 		dot += dr[c] * __bfloat162float(w[c]) * xr[c];
 	dot = warp_sum(dot);
 	float k = r * r * dot / (float)C;
-	float *dxr = dx + (size_t)row * C;
 	for (int c = lane; c < C; c += WARP) {
 		float wc = __bfloat162float(w[c]);
-		dxr[c] += r * (dr[c] * wc - xr[c] * k);
+		float g = dxr[c] + r * (dr[c] * wc - xr[c] * k);
+		dxr[c] = g;
+		if (dx16)
+			dx16[(size_t)row * C + c] = __float2bfloat16(g);
 		if (dw)
 			atomicAdd(dw + c, dr[c] * xr[c] * r);
 	}
 }
 
-int fl_k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const bf16 *w,
-                          const float *rstd, int N, int C, cudaStream_t s)
+int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                          const bf16 *w, const float *rstd, int N, int C, cudaStream_t s)
 {
 	int rv = 0;
 	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    dx, dw, dout, x, w, rstd, N, C);
+	    dx, dx16, dw, dout, x, w, rstd, N, C);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -348,8 +407,21 @@ fail:
 
 /* ---- SwiGLU ------------------------------------------------------------- */
 
+// pairs of elements (bf16x2 loads and stores) when N is even; scalar otherwise
 __global__ void k_swiglu_fwd(bf16 *out, const bf16 *gate, const bf16 *up, long N)
 {
+	if (N % 2 == 0) {
+		const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)gate;
+		const __nv_bfloat162 *u2 = (const __nv_bfloat162 *)up;
+		__nv_bfloat162 *o2 = (__nv_bfloat162 *)out;
+		for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N / 2;
+		     i += (long)gridDim.x * blockDim.x) {
+			float2 g = __bfloat1622float2(g2[i]), u = __bfloat1622float2(u2[i]);
+			o2[i] = __floats2bfloat162_rn(g.x / (1.0f + expf(-g.x)) * u.x,
+			                              g.y / (1.0f + expf(-g.y)) * u.y);
+		}
+		return;
+	}
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N;
 	     i += (long)gridDim.x * blockDim.x) {
 		float g = __bfloat162float(gate[i]);
@@ -360,22 +432,45 @@ __global__ void k_swiglu_fwd(bf16 *out, const bf16 *gate, const bf16 *up, long N
 int fl_k_swiglu_forward(bf16 *out, const bf16 *gate, const bf16 *up, long N, cudaStream_t s)
 {
 	int rv = 0;
-	k_swiglu_fwd<<<grid_for(N, 256), 256, 0, s>>>(out, gate, up, N);
+	k_swiglu_fwd<<<grid_for(N % 2 ? N : N / 2, 256), 256, 0, s>>>(out, gate, up, N);
 	CU_LAUNCHED();
 fail:
 	return rv;
 }
 
+static __device__ __forceinline__ void swiglu_grad(float d, float g, float u, float *dg, float *du)
+{
+	float sg = 1.0f / (1.0f + expf(-g));
+	*dg = d * u * sg * (1.0f + g * (1.0f - sg));
+	*du = d * g * sg;
+}
+
 __global__ void k_swiglu_bwd(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate,
                              const bf16 *up, long N)
 {
+	if (N % 2 == 0) {
+		const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)gate;
+		const __nv_bfloat162 *u2 = (const __nv_bfloat162 *)up;
+		const __nv_bfloat162 *d2 = (const __nv_bfloat162 *)dout;
+		for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N / 2;
+		     i += (long)gridDim.x * blockDim.x) {
+			float2 g = __bfloat1622float2(g2[i]), u = __bfloat1622float2(u2[i]);
+			float2 d = __bfloat1622float2(d2[i]);
+			float ga, gb, ua, ub;
+			swiglu_grad(d.x, g.x, u.x, &ga, &ua);
+			swiglu_grad(d.y, g.y, u.y, &gb, &ub);
+			((__nv_bfloat162 *)dgate)[i] = __floats2bfloat162_rn(ga, gb);
+			((__nv_bfloat162 *)dup)[i] = __floats2bfloat162_rn(ua, ub);
+		}
+		return;
+	}
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < N;
 	     i += (long)gridDim.x * blockDim.x) {
-		float g = __bfloat162float(gate[i]), u = __bfloat162float(up[i]);
-		float d = __bfloat162float(dout[i]);
-		float sg = 1.0f / (1.0f + expf(-g));
-		dgate[i] = __float2bfloat16(d * u * sg * (1.0f + g * (1.0f - sg)));
-		dup[i] = __float2bfloat16(d * g * sg);
+		float dg, du;
+		swiglu_grad(__bfloat162float(dout[i]), __bfloat162float(gate[i]),
+		            __bfloat162float(up[i]), &dg, &du);
+		dgate[i] = __float2bfloat16(dg);
+		dup[i] = __float2bfloat16(du);
 	}
 }
 
@@ -383,7 +478,8 @@ int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *g
                          long N, cudaStream_t s)
 {
 	int rv = 0;
-	k_swiglu_bwd<<<grid_for(N, 256), 256, 0, s>>>(dgate, dup, dout, gate, up, N);
+	k_swiglu_bwd<<<grid_for(N % 2 ? N : N / 2, 256), 256, 0, s>>>(dgate, dup, dout, gate, up,
+	                                                              N);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -393,14 +489,45 @@ fail:
 
 #define CE_THREADS 512
 
-// one block per row; reductions through shared memory
+/* Online (max, sum of exp, argmax) state of a part of a row: sum is relative
+ * to max; arg is the lowest index of the maximum. */
+typedef struct ce_acc {
+	float m, s;
+	int a;
+} ce_acc;
+
+static __device__ __forceinline__ void ce_push(ce_acc *c, float v, int i)
+{
+	if (v > c->m) {
+		c->s = c->s * expf(c->m - v) + 1.f; /* expf(-inf) = 0 on the first value */
+		c->m = v;
+		c->a = i;
+	} else {
+		c->s += expf(v - c->m);
+	}
+}
+
+static __device__ __forceinline__ ce_acc ce_merge(ce_acc x, ce_acc y)
+{
+	ce_acc r;
+	r.m = fmaxf(x.m, y.m);
+	if (r.m == -INFINITY) {
+		r.s = x.s + y.s;
+	} else {
+		r.s = (x.m == -INFINITY ? 0.f : x.s * expf(x.m - r.m)) +
+		      (y.m == -INFINITY ? 0.f : y.s * expf(y.m - r.m));
+	}
+	r.a = (y.m > x.m || (y.m == x.m && y.a < x.a)) ? y.a : x.a;
+	return r;
+}
+
+// one block per row: one pass for max, sum of exponentials and argmax
+// (online), a second one for the gradient; 4-wide loads when V % 4 == 0
 __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
                                const int *targets, const float *row_scale, float dscale, int V)
 {
-	__shared__ float s_val[CE_THREADS / WARP];
-	__shared__ int s_idx[CE_THREADS / WARP];
-	__shared__ float s_max, s_sum;
-	__shared__ int s_arg;
+	__shared__ ce_acc s_acc[CE_THREADS / WARP];
+	__shared__ ce_acc s_all;
 	int n = blockIdx.x, tid = threadIdx.x, lane = tid % WARP, wid = tid / WARP;
 	const float *l = logits + (size_t)n * V;
 	int tg = targets[n];
@@ -414,64 +541,63 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		}
 		return;
 	}
-	// max and argmax (lowest index among equal maxima)
-	float m = -INFINITY;
-	int am = V;
-	for (int i = tid; i < V; i += blockDim.x)
-		if (l[i] > m) {
-			m = l[i];
-			am = i;
+	ce_acc c = {-INFINITY, 0.f, V};
+	int vec = V % 4 == 0;
+	if (vec) {
+		const float4 *l4 = (const float4 *)l;
+		for (int i = tid; i < V / 4; i += blockDim.x) {
+			float4 x = l4[i];
+			ce_push(&c, x.x, 4 * i);
+			ce_push(&c, x.y, 4 * i + 1);
+			ce_push(&c, x.z, 4 * i + 2);
+			ce_push(&c, x.w, 4 * i + 3);
 		}
+	} else {
+		for (int i = tid; i < V; i += blockDim.x)
+			ce_push(&c, l[i], i);
+	}
 	for (int o = WARP / 2; o > 0; o >>= 1) {
-		float om = __shfl_xor_sync(0xffffffffu, m, o);
-		int oi = __shfl_xor_sync(0xffffffffu, am, o);
-		if (om > m || (om == m && oi < am)) {
-			m = om;
-			am = oi;
-		}
+		ce_acc y;
+		y.m = __shfl_xor_sync(0xffffffffu, c.m, o);
+		y.s = __shfl_xor_sync(0xffffffffu, c.s, o);
+		y.a = __shfl_xor_sync(0xffffffffu, c.a, o);
+		c = ce_merge(c, y);
 	}
-	if (lane == 0) {
-		s_val[wid] = m;
-		s_idx[wid] = am;
-	}
-	__syncthreads();
-	if (tid == 0) {
-		float bm = s_val[0];
-		int bi = s_idx[0];
-		for (int w = 1; w < (int)blockDim.x / WARP; w++)
-			if (s_val[w] > bm || (s_val[w] == bm && s_idx[w] < bi)) {
-				bm = s_val[w];
-				bi = s_idx[w];
-			}
-		s_max = bm;
-		s_arg = bi;
-	}
-	__syncthreads();
-	m = s_max;
-	float sum = 0.f;
-	for (int i = tid; i < V; i += blockDim.x)
-		sum += expf(l[i] - m);
-	sum = warp_sum(sum);
-	__syncthreads();
 	if (lane == 0)
-		s_val[wid] = sum;
+		s_acc[wid] = c;
 	__syncthreads();
 	if (tid == 0) {
-		float t = 0.f;
-		for (int w = 0; w < (int)blockDim.x / WARP; w++)
-			t += s_val[w];
-		s_sum = t;
-		losses[n] = logf(t) + m - l[tg];
-		correct[n] = s_arg == tg;
+		ce_acc t = s_acc[0];
+		for (int w = 1; w < (int)blockDim.x / WARP; w++)
+			t = ce_merge(t, s_acc[w]);
+		s_all = t;
+		losses[n] = logf(t.s) + t.m - l[tg];
+		correct[n] = t.a == tg;
 	}
 	__syncthreads();
 	if (dlogits) {
 		float sc = row_scale ? row_scale[n] : dscale;
-		float inv = 1.0f / s_sum;
-		for (int i = tid; i < V; i += blockDim.x) {
-			float p = expf(l[i] - m) * inv;
-			dlogits[(size_t)n * V + i] =
-			    __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
+		float m = s_all.m, inv = 1.0f / s_all.s;
+		bf16 *d = dlogits + (size_t)n * V;
+		if (vec) {
+			const float4 *l4 = (const float4 *)l;
+			for (int i = tid; i < V / 4; i += blockDim.x) {
+				float4 x = l4[i];
+				int j = 4 * i;
+				float p0 = expf(x.x - m) * inv - (j == tg ? 1.f : 0.f);
+				float p1 = expf(x.y - m) * inv - (j + 1 == tg ? 1.f : 0.f);
+				float p2 = expf(x.z - m) * inv - (j + 2 == tg ? 1.f : 0.f);
+				float p3 = expf(x.w - m) * inv - (j + 3 == tg ? 1.f : 0.f);
+				((__nv_bfloat162 *)d)[2 * i] =
+				    __floats2bfloat162_rn(p0 * sc, p1 * sc);
+				((__nv_bfloat162 *)d)[2 * i + 1] =
+				    __floats2bfloat162_rn(p2 * sc, p3 * sc);
+			}
+		} else {
+			for (int i = tid; i < V; i += blockDim.x) {
+				float p = expf(l[i] - m) * inv;
+				d[i] = __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
+			}
 		}
 	}
 }

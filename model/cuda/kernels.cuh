@@ -23,9 +23,11 @@ int fl_k_embed_backward(float *dwte, const float *dout, const int *tok, int N, i
 /* model_rmsnorm_forward: x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N) f32. */
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
                          float eps, cudaStream_t s);
-/* model_rmsnorm_backward: dx (N,C) f32 +=, dw (C) f32 += (NULL ok), dout (N,C) f32. */
-int fl_k_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const bf16 *w,
-                          const float *rstd, int N, int C, cudaStream_t s);
+/* model_rmsnorm_backward: dx (N,C) f32 +=, dw (C) f32 += (NULL ok), dout (N,C) f32;
+ * dx16 (NULL ok) receives the updated dx rounded to bf16 (fused conversion
+ * for the GEMM that consumes the residual gradient next). */
+int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                          const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
 
 /* model_rope_forward fused with a permutation: in (B,T,H,D) bf16 -> out
  * (B,H,T,D) bf16, rotated when rotate (cs: (T, D/2) pairs cos, sin), copied
@@ -127,17 +129,16 @@ int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, 
 /* Rotary table (T, D/2) of (cos, sin) pairs, angles in double as model/ops.c. */
 void fl_rope_table(float2 *host, int T, int D, float theta);
 
-/* Fused flash-style attention (flash.cu). Supported when D is a multiple of
- * 16 and the device has the shared memory (fl_flash_supported). Forward:
- * o (B,Hq,T,D) and the row log-sum-exp lse (B,Hq,T) f32. Backward: dq, dk,
- * dv (overwritten) from dO in both layouts (bhtd for the products, bthd with
- * o_bthd for delta = rowsum(dO*O), scratch (B,Hq,T) f32). */
+/* Fused flash-style attention (flash.cu). Supported when D is 16, 32, 64 or
+ * 128 on sm_80+ (fl_flash_supported). Forward: o (B,T,Hq,D) — the layout of
+ * the o_proj input, not q's — and the row log-sum-exp lse (B,Hq,T) f32.
+ * Backward: dq (B,Hq,T,D), dk, dv (B,Hkv,T,D) (overwritten) from dO and o in
+ * (B,T,Hq,D), delta = rowsum(dO*O) scratch (B,Hq,T) f32. */
 int fl_flash_supported(int D);
-int fl_flash_forward(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
-                     int Hq, int Hkv, int D, cudaStream_t s);
-int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bhtd,
-                      const bf16 *dO_bthd, const bf16 *o_bthd, const bf16 *q, const bf16 *k,
-                      const bf16 *v, const float *lse, int B, int T, int Hq, int Hkv, int D,
-                      cudaStream_t s);
+int fl_flash_forward(bf16 *o_bthd, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int B,
+                     int T, int Hq, int Hkv, int D, cudaStream_t s);
+int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO_bthd,
+                      const bf16 *o_bthd, const bf16 *q, const bf16 *k, const bf16 *v,
+                      const float *lse, int B, int T, int Hq, int Hkv, int D, cudaStream_t s);
 
 #endif

@@ -11,8 +11,9 @@
  * sum over the group inside the GEMM. The full T x T scores are computed (the
  * upper triangle is wasted work) and masked by the softmax; scores are f32,
  * probabilities bf16. Examples are processed bc at a time to bound the
- * scratch. Known limit: no fused flash-style kernel yet, so attention costs
- * O(T^2) memory traffic per head.
+ * scratch. This path costs O(T^2) memory traffic per head; the model uses it
+ * only where the fused kernels of flash.cu do not apply (head dims other than
+ * 16/32/64/128, a failed start-up check, or FEDLORA_ATTN=gemm).
  */
 #include <math.h>
 

@@ -21,6 +21,15 @@
  * norms' weight gradients and the embedding's; an attached adapter is then
  * applied but not trained. Every CUDA/cuBLAS call is checked (logged
  * file:line, FL_ECUDA).
+ *
+ * Speed: attention is the fused flash kernels (flash.cu) by default, the
+ * GEMM path where they do not apply; LoRA gradient passes (forward, head,
+ * backward) are replayed from a CUDA graph once a micro-batch shape repeats
+ * (FEDLORA_GRAPH=0 turns that off); frozen weights never get weight
+ * gradients and the backward stops at the lowest adapted layer.
+ * FEDLORA_PROFILE=1 prints each training step's per-phase device times
+ * (forward, its attention, LM head + cross-entropy, backward, its attention,
+ * optimizer) to stderr, without graphs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +43,7 @@ enum { W_EMBED = 0, W_LN1, W_Q, W_K, W_V, W_O, W_LN2, W_GATE, W_UP, W_DOWN, W_NO
 
 #define ATTN_SCRATCH_BYTES (1024L * 1024 * 1024) /* cap of S (f32) per chunk */
 #define LOGITS_CHUNK_BYTES (512L * 1024 * 1024)  /* cap of the f32 logits per chunk */
+#define CUBLAS_WS_BYTES    (32L * 1024 * 1024)   /* cuBLAS workspace (Hopper's recommended size) */
 
 struct model_cuda {
 	model_cuda_config c;
@@ -85,6 +95,17 @@ struct model_cuda {
 	/* host mirrors */
 	float *h_losses;
 	int *h_correct;
+	/* CUDA graph of a LoRA gradient pass (forward + head + backward) for one
+	 * micro-batch shape; FEDLORA_GRAPH=0 disables it */
+	void *ws; /* cuBLAS workspace (set explicitly: nothing is allocated in a capture) */
+	cudaGraphExec_t gexec;
+	int g_off, g_Bm, g_T, g_seen;
+	float g_dscale;
+	/* FEDLORA_PROFILE=1: CUDA events around the phases of a step */
+	int prof, prof_n, prof_cap, prof_steps;
+	cudaEvent_t *prof_ev; /* pairs (begin, end) */
+	int *prof_ph;         /* phase of each pair */
+	double prof_ms[6];
 };
 
 /* ---- device / info ------------------------------------------------------ */
@@ -300,7 +321,7 @@ static int flash_selfcheck(model_cuda *m)
 		bf16 *q = (bf16 *)(mem + off[0]), *k = (bf16 *)(mem + off[1]);
 		bf16 *v = (bf16 *)(mem + off[2]), *dO = (bf16 *)(mem + off[3]);
 		bf16 *o1 = (bf16 *)(mem + off[4]), *o2 = (bf16 *)(mem + off[5]);
-		bf16 *dO_bthd = (bf16 *)(mem + off[6]), *o2_bthd = (bf16 *)(mem + off[7]);
+		bf16 *dO_bthd = (bf16 *)(mem + off[6]), *o1_bthd = (bf16 *)(mem + off[7]);
 		bf16 *dq1 = (bf16 *)(mem + off[8]), *dk1 = (bf16 *)(mem + off[9]);
 		bf16 *dv1 = (bf16 *)(mem + off[10]), *dq2 = (bf16 *)(mem + off[11]);
 		bf16 *dk2 = (bf16 *)(mem + off[12]), *dv2 = (bf16 *)(mem + off[13]);
@@ -319,16 +340,16 @@ static int flash_selfcheck(model_cuda *m)
 		                                D, &sc)) ||
 		    (rv = fl_flash_forward(o2, lse, q, k, v, B, T, Hq, Hkv, D, s)) ||
 		    (rv = fl_k_bhtd_to_bthd(dO_bthd, dO, B, T, Hq, D, s)) ||
-		    (rv = fl_k_bhtd_to_bthd(o2_bthd, o2, B, T, Hq, D, s)) ||
-		    (rv = fl_flash_backward(dq2, dk2, dv2, delta, dO, dO_bthd, o2_bthd, q, k, v,
-		                            lse, B, T, Hq, Hkv, D, s)))
+		    (rv = fl_k_bhtd_to_bthd(o1_bthd, o1, B, T, Hq, D, s)) ||
+		    (rv = fl_flash_backward(dq2, dk2, dv2, delta, dO_bthd, o2, q, k, v, lse, B, T,
+		                            Hq, Hkv, D, s)))
 			goto out;
 		if (cudaStreamSynchronize(s) != cudaSuccess) {
 			fl_log(FL_LOG_WARN, "cuda", "flash attention self-check (rc %d): %s", rv,
 			       cudaGetErrorString(cudaGetLastError()));
 			goto out;
 		}
-		e[0] = dev_rel_l2(o2, o1, nq);
+		e[0] = dev_rel_l2(o2, o1_bthd, nq); /* the flash O is (B,T,Hq,D) */
 		e[1] = dev_rel_l2(dq2, dq1, nq);
 		e[2] = dev_rel_l2(dk2, dk1, nk);
 		e[3] = dev_rel_l2(dv2, dv1, nk);
@@ -377,6 +398,78 @@ extern "C" const char *model_cuda_attention(const model_cuda *m)
 	return m->flash ? "flash" : "gemm";
 }
 
+/* ---- FEDLORA_PROFILE ------------------------------------------------------
+ * With FEDLORA_PROFILE=1 in the environment, each training step records CUDA
+ * events around its phases and prints their device times to stderr (one
+ * line per step). The events sit on the model's stream, so they add no
+ * synchronization of their own; the numbers are device time between the
+ * marks (host launch gaps included). Off by default: no events are made. */
+enum { PH_FWD = 0, PH_ATT_F, PH_HEAD, PH_BWD, PH_ATT_B, PH_OPT, PH_N };
+
+/* Opens an interval of phase ph (slot i: events 2i, 2i+1; intervals may
+ * nest); returns its slot for prof_end, or -1 when profiling is off/full. */
+static int prof_begin(model_cuda *m, int ph)
+{
+	int i = m->prof_n;
+	if (!m->prof || 2 * (i + 1) > m->prof_cap)
+		return -1;
+	m->prof_ph[i] = ph;
+	m->prof_n++;
+	cudaEventRecord(m->prof_ev[2 * i], m->s);
+	return i;
+}
+
+static void prof_end(model_cuda *m, int i)
+{
+	if (i >= 0)
+		cudaEventRecord(m->prof_ev[2 * i + 1], m->s);
+}
+
+/* After a synchronization: adds the recorded intervals' times to prof_ms. */
+static void prof_collect(model_cuda *m)
+{
+	for (int i = 0; i < m->prof_n; i++) {
+		float ms = 0.f;
+		if (cudaEventElapsedTime(&ms, m->prof_ev[2 * i], m->prof_ev[2 * i + 1]) ==
+		    cudaSuccess)
+			m->prof_ms[m->prof_ph[i]] += ms;
+	}
+	cudaGetLastError();
+	m->prof_n = 0;
+}
+
+static void prof_report(model_cuda *m)
+{
+	double *t = m->prof_ms;
+	if (!m->prof)
+		return;
+	prof_collect(m);
+	fprintf(stderr,
+	        "fedlora profile: step %d (%s attention): forward %.2f ms (attention %.2f), "
+	        "head+CE %.2f, backward %.2f (attention %.2f), optimizer %.2f, sum %.2f\n",
+	        ++m->prof_steps, m->flash ? "flash" : "gemm", t[PH_FWD], t[PH_ATT_F], t[PH_HEAD],
+	        t[PH_BWD], t[PH_ATT_B], t[PH_OPT], t[PH_FWD] + t[PH_HEAD] + t[PH_BWD] + t[PH_OPT]);
+	memset(m->prof_ms, 0, sizeof m->prof_ms);
+}
+
+static int prof_init(model_cuda *m)
+{
+	const char *e = getenv("FEDLORA_PROFILE");
+	int rv = 0;
+	if (!e || !*e || !strcmp(e, "0"))
+		return 0;
+	m->prof_cap = 4 * m->L + 16;
+	m->prof_ev = (cudaEvent_t *)calloc((size_t)m->prof_cap, sizeof *m->prof_ev);
+	m->prof_ph = (int *)calloc((size_t)m->prof_cap / 2, sizeof *m->prof_ph);
+	if (!m->prof_ev || !m->prof_ph)
+		return FL_ENOMEM;
+	for (int i = 0; i < m->prof_cap; i++)
+		CU_TRY(cudaEventCreate(&m->prof_ev[i]));
+	m->prof = 1;
+fail:
+	return rv;
+}
+
 extern "C" void model_cuda_free(model_cuda *m)
 {
 	if (!m)
@@ -395,6 +488,9 @@ extern "C" void model_cuda_free(model_cuda *m)
 	cudaFree(m->norms2);
 	cudaFree(m->amem);
 	cudaFree(m->smem);
+	if (m->gexec)
+		cudaGraphExecDestroy(m->gexec);
+	cudaFree(m->ws);
 	if (m->h)
 		cublasDestroy(m->h);
 	if (m->s)
@@ -403,6 +499,12 @@ extern "C" void model_cuda_free(model_cuda *m)
 	free(m->lidx);
 	free(m->h_losses);
 	free(m->h_correct);
+	if (m->prof_ev)
+		for (int i = 0; i < m->prof_cap; i++)
+			if (m->prof_ev[i])
+				cudaEventDestroy(m->prof_ev[i]);
+	free(m->prof_ev);
+	free(m->prof_ph);
 	free(m);
 }
 
@@ -448,6 +550,13 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 	CU_TRY(cudaStreamCreate(&m->s));
 	CUBLAS_TRY(cublasCreate(&m->h));
 	CUBLAS_TRY(cublasSetStream(m->h, m->s));
+	if ((rv = dev_alloc(m, &m->ws, CUBLAS_WS_BYTES)) != 0)
+		goto fail;
+	CUBLAS_TRY(cublasSetWorkspace(m->h, m->ws, CUBLAS_WS_BYTES));
+	{
+		const char *g = getenv("FEDLORA_GRAPH");
+		m->g_off = g && !strcmp(g, "0");
+	}
 
 	/* parameters */
 	{
@@ -568,6 +677,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		rv = FL_ENOMEM;
 		goto fail;
 	}
+	if ((rv = prof_init(m)) != 0)
+		goto fail;
 	CU_TRY(cudaStreamSynchronize(m->s));
 	free(rt);
 	*out = m;
@@ -674,8 +785,12 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 		}
 		lidx[x->layer * MODEL_CUDA_NMODULE + x->module] = i;
 	}
-	/* release a previous attachment */
+	/* release a previous attachment (and the graph that holds its pointers) */
 	cudaStreamSynchronize(m->s);
+	if (m->gexec)
+		cudaGraphExecDestroy(m->gexec);
+	m->gexec = NULL;
+	m->g_seen = 0;
 	m->mem -= m->lora_mem;
 	m->lora_mem = 0;
 	size_t mem0 = m->mem;
@@ -861,6 +976,7 @@ fail:
 static int forward_body(model_cuda *m, int Bm, int T)
 {
 	int rv = 0;
+	int pa = -1; /* FEDLORA_PROFILE interval */
 	int N = Bm * T, C = m->C, I = m->I;
 	size_t NC = (size_t)N * C, NI = (size_t)N * I, Nmax = m->Nmax;
 	cudaStream_t s = m->s;
@@ -890,12 +1006,15 @@ static int forward_body(model_cuda *m, int Bm, int T)
 		        0 ||
 		    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) !=
 		        0 ||
-		    (rv = m->flash ? fl_flash_forward(m->operm, m->lse + l * Nmax * m->Hq, q, k, v,
-		                                      Bm, T, m->Hq, m->Hkv, m->D, s)
+		    ((pa = prof_begin(m, PH_ATT_F)), 0) ||
+		    (rv = m->flash ? fl_flash_forward(ao, m->lse + l * Nmax * m->Hq, q, k, v, Bm, T,
+		                                      m->Hq, m->Hkv, m->D, s)
 		                   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq,
 		                                          m->Hkv, m->D, &m->att)) != 0 ||
-		    (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0)
+		    (!m->flash &&
+		     (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0))
 			goto fail;
+		prof_end(m, pa);
 		CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
 		if ((rv = linear_fwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
 		                     xm, CUDA_R_32F, 1.f, N)) != 0)
@@ -970,11 +1089,12 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 {
 	int lowest;
 	int rv = 0;
+	int pa = -1; /* FEDLORA_PROFILE interval */
 	int N = Bm * T, C = m->C, I = m->I;
 	size_t NC = (size_t)N * C, Nmax = m->Nmax;
 	cudaStream_t s = m->s;
 	CU_TRY(cudaMemsetAsync(m->dres, 0, NC * 4, s));
-	if ((rv = fl_k_rmsnorm_backward(m->dres, m->fmem ? m->fg[W_NORM] : NULL, m->dln,
+	if ((rv = fl_k_rmsnorm_backward(m->dres, m->d16, m->fmem ? m->fg[W_NORM] : NULL, m->dln,
 	                                m->res + (size_t)m->L * Nmax * C, m->w[W_NORM], m->rstdf, N,
 	                                C, s)) != 0)
 		goto fail;
@@ -993,9 +1113,9 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		bf16 *v = m->v + l * Nmax * m->KD, *ao = m->atto + l * Nmax * m->QD;
 		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
 		bf16 *sw = m->swi + l * Nmax * I;
-		// MLP: res_out = xm + down(swiglu(gate(h2), up(h2)))
-		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
-		    (rv = linear_bwd(m, l, MODEL_CUDA_DOWN, sw,
+		// MLP: res_out = xm + down(swiglu(gate(h2), up(h2))); d16 = bf16(dres), written by
+		// the RMSNorm backward above
+		if ((rv = linear_bwd(m, l, MODEL_CUDA_DOWN, sw,
 		                     LAYER(m->w[W_DOWN], l, (size_t)C * I), m->d16, m->dswi,
 		                     CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_swiglu_backward(m->dgate, m->dup, m->dswi, g, u, (long)N * I, s)) !=
@@ -1006,21 +1126,23 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		    (rv = linear_bwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
 		                     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_rmsnorm_backward(
-		         m->dres, m->fmem ? m->fg[W_LN2] + (size_t)l * C : NULL, m->dln, xm,
+		         m->dres, m->d16, m->fmem ? m->fg[W_LN2] + (size_t)l * C : NULL, m->dln, xm,
 		         LAYER(m->w[W_LN2], l, C), m->rstd2 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
-		if ((rv = fl_k_f32_to_bf16(m->d16, m->dres, NC, s)) != 0 ||
-		    (rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
-		                     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0 ||
-		    (rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) != 0 ||
-		    (rv = m->flash
-		              ? fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->operm, m->datto,
-		                                  ao, q, k, v, m->lse + l * Nmax * m->Hq, Bm, T,
-		                                  m->Hq, m->Hkv, m->D, s)
-		              : fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k,
-		                                      v, Bm, T, m->Hq, m->Hkv, m->D, &m->att)) !=
-		        0 ||
+		if ((rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
+		                     m->d16, m->datto, CUDA_R_16BF, 0.f, N, Bm, T, pe)) != 0)
+			goto fail;
+		pa = prof_begin(m, PH_ATT_B);
+		if (m->flash) /* dO straight from the o_proj gradient's (B,T,Hq,D) layout */
+			rv = fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->datto, ao, q, k, v,
+			                       m->lse + l * Nmax * m->Hq, Bm, T, m->Hq, m->Hkv,
+			                       m->D, s);
+		else if ((rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) == 0)
+			rv = fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k, v,
+			                           Bm, T, m->Hq, m->Hkv, m->D, &m->att);
+		prof_end(m, pa);
+		if (rv != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dqr, m->dq, m->rope, Bm, T, m->Hq, m->D, 1,
 		                                     s)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dkr, m->dk, m->rope, Bm, T, m->Hkv, m->D, 1,
@@ -1036,7 +1158,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 			goto fail;
 		if (l > lowest &&
 		    (rv = fl_k_rmsnorm_backward(
-		         m->dres, m->fmem ? m->fg[W_LN1] + (size_t)l * C : NULL, m->dln, x,
+		         m->dres, m->d16, m->fmem ? m->fg[W_LN1] + (size_t)l * C : NULL, m->dln, x,
 		         LAYER(m->w[W_LN1], l, C), m->rstd1 + l * Nmax, N, C, s)) != 0)
 			goto fail;
 	}
@@ -1136,11 +1258,69 @@ extern "C" int model_cuda_logits(model_cuda *m, const int *tok, int B, int T, fl
 	return 0;
 }
 
+/* Forward, LM head + cross-entropy and backward of one micro-batch already
+ * uploaded, LoRA gradients added into m->lg. */
+static int grad_pass(model_cuda *m, int Bm, int T, float dscale)
+{
+	int rv;
+	if ((rv = forward_body(m, Bm, T)) != 0 ||
+	    (rv = head(m, Bm * T, 1, 1, NULL, dscale, NULL)) != 0)
+		return rv;
+	return backward_body(m, Bm, T, NULL);
+}
+
+/* The same through a CUDA graph: about 50 launches per layer become one.
+ * The graph is captured the second time in a row a shape (Bm, T, dscale)
+ * is seen (the first run is eager, so cuBLAS has chosen its kernels), and
+ * replayed while the shape stays; every pointer it holds is fixed for the
+ * model's life except the LoRA buffers, whose re-attachment drops it. A
+ * failed capture logs a warning and turns graphs off for this model. */
+static int grad_pass_graph(model_cuda *m, int Bm, int T, float dscale)
+{
+	int rv = 0;
+	cudaGraph_t g = NULL;
+	cudaError_t e;
+	if (m->gexec && m->g_Bm == Bm && m->g_T == T && m->g_dscale == dscale) {
+		CU_TRY(cudaGraphLaunch(m->gexec, m->s));
+		return 0;
+	}
+	if (!(m->g_seen && m->g_Bm == Bm && m->g_T == T && m->g_dscale == dscale)) {
+		if (m->gexec)
+			cudaGraphExecDestroy(m->gexec);
+		m->gexec = NULL;
+		m->g_seen = 1;
+		m->g_Bm = Bm;
+		m->g_T = T;
+		m->g_dscale = dscale;
+		return grad_pass(m, Bm, T, dscale);
+	}
+	CU_TRY(cudaStreamBeginCapture(m->s, cudaStreamCaptureModeThreadLocal));
+	rv = grad_pass(m, Bm, T, dscale);
+	e = cudaStreamEndCapture(m->s, &g);
+	if (rv == 0 && e == cudaSuccess && g)
+		e = cudaGraphInstantiate(&m->gexec, g, 0);
+	if (g)
+		cudaGraphDestroy(g);
+	if (rv != 0 || e != cudaSuccess) {
+		fl_log(FL_LOG_WARN, "cuda",
+		       "CUDA graph capture failed (%s), running without graphs",
+		       rv != 0 ? fl_strerror(rv) : cudaGetErrorString(e));
+		cudaGetLastError();
+		m->gexec = NULL;
+		m->g_off = 1;
+		return grad_pass(m, Bm, T, dscale);
+	}
+	CU_TRY(cudaGraphLaunch(m->gexec, m->s));
+fail:
+	return rv;
+}
+
 /* Gradient of the mean loss over all targets into m->lg (zeroed first);
  * *loss = that mean. */
 static int grad_into_lg(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss)
 {
 	int rv = 0;
+	int pi = -1; /* FEDLORA_PROFILE interval */
 	long cnt = 0;
 	double ls = 0;
 	if (!m->nlora && !m->fmem) {
@@ -1151,17 +1331,39 @@ static int grad_into_lg(model_cuda *m, const int *tok, const int *tgt, int B, in
 		return rv ? rv : FL_EINVAL;
 	for (long i = 0; i < (long)B * T; i++)
 		cnt += tgt[i] >= 0;
+	m->prof_n = 0; /* marks left by an evaluation are not this step's */
 	if (m->fmem)
 		CU_TRY(cudaMemsetAsync(m->fmem + m->wtot, 0, m->wtot * sizeof(float), m->s));
 	else
 		CU_TRY(cudaMemsetAsync(m->lg, 0, (m->n_a + m->n_b) * sizeof(float), m->s));
 	for (int b0 = 0; b0 < B && cnt > 0; b0 += m->c.max_batch) {
 		int Bm = B - b0 < m->c.max_batch ? B - b0 : m->c.max_batch, N = Bm * T;
-		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0 ||
-		    (rv = forward_body(m, Bm, T)) != 0 ||
-		    (rv = head(m, N, 1, 1, NULL, 1.0f / (float)cnt, NULL)) != 0 ||
-		    (rv = backward_body(m, Bm, T, NULL)) != 0 || (rv = fetch_losses(m, N)) != 0)
+		if ((rv = upload_batch(m, tok, tgt, b0, Bm, T)) != 0)
 			goto fail;
+		if (!m->fmem && !m->prof && !m->g_off) {
+			if ((rv = grad_pass_graph(m, Bm, T, 1.0f / (float)cnt)) != 0 ||
+			    (rv = fetch_losses(m, N)) != 0)
+				goto fail;
+			for (int i = 0; i < N; i++)
+				if (tgt[(size_t)b0 * T + i] >= 0)
+					ls += m->h_losses[i];
+			continue;
+		}
+		pi = prof_begin(m, PH_FWD);
+		if ((rv = forward_body(m, Bm, T)) != 0)
+			goto fail;
+		prof_end(m, pi);
+		pi = prof_begin(m, PH_HEAD);
+		if ((rv = head(m, N, 1, 1, NULL, 1.0f / (float)cnt, NULL)) != 0)
+			goto fail;
+		prof_end(m, pi);
+		pi = prof_begin(m, PH_BWD);
+		if ((rv = backward_body(m, Bm, T, NULL)) != 0)
+			goto fail;
+		prof_end(m, pi);
+		if ((rv = fetch_losses(m, N)) != 0)
+			goto fail;
+		prof_collect(m);
 		for (int i = 0; i < N; i++)
 			if (tgt[(size_t)b0 * T + i] >= 0)
 				ls += m->h_losses[i];
@@ -1245,8 +1447,18 @@ extern "C" int model_cuda_train_step(model_cuda *m, const int *tok, const int *t
 	int rv;
 	if ((rv = grad_into_lg(m, tok, tgt, B, T, loss)) != 0)
 		return rv;
+	int pi = prof_begin(m, PH_OPT);
 	if ((rv = optim_update(m, m->fmem ? NULL : m->lg + (m->train_a ? 0 : m->n_a), lr)) != 0)
 		return rv;
+	prof_end(m, pi);
+	if (m->prof) {
+		if (cudaStreamSynchronize(m->s) != cudaSuccess) {
+			fl_log(FL_LOG_ERROR, "cuda", "train step: %s",
+			       cudaGetErrorString(cudaGetLastError()));
+			return FL_ECUDA;
+		}
+		prof_report(m);
+	}
 	return 0;
 }
 

@@ -203,7 +203,7 @@ extern "C" int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float 
 	STEP(up_f32(&b, &d_x, x, (size_t)N * C));
 	STEP(up_f32(&b, &d_r, rstd, N));
 	STEP(up_bf16(&b, &d_w, w, C));
-	STEP(fl_k_rmsnorm_backward(d_dx, d_dw, d_do, d_x, d_w, d_r, N, C, 0));
+	STEP(fl_k_rmsnorm_backward(d_dx, NULL, d_dw, d_do, d_x, d_w, d_r, N, C, 0));
 	STEP(down_f32(dx, d_dx, (size_t)N * C));
 	if (dw)
 		STEP(down_f32(dw, d_dw, C));
@@ -475,30 +475,26 @@ static int flash_common(float *out, float *dq, float *dk, float *dv, const float
 {
 	int rv = 0;
 	bufs b = {};
-	bf16 *d_q, *d_k, *d_v, *d_o, *d_ot, *d_dot, *d_do, *g_q, *g_k, *g_v, *o_q, *o_k, *o_v;
+	bf16 *d_q, *d_k, *d_v, *d_ot, *d_dot, *g_q, *g_k, *g_v, *o_q, *o_k, *o_v;
 	float *lse, *delta;
 	size_t nq = (size_t)B * T * Hq * D, nk = (size_t)B * T * Hkv * D;
 	if (!fl_flash_supported(D))
 		return FL_ENOTSUP;
 	STEP(up_qkv(&b, &d_q, &d_k, &d_v, q, k, v, B, T, Hq, Hkv, D));
-	STEP(up_bf16(&b, &d_o, NULL, nq));
 	STEP(up_bf16(&b, &d_ot, NULL, nq));
 	STEP(up_f32(&b, &lse, NULL, (size_t)B * Hq * T));
 	STEP(up_f32(&b, &delta, NULL, (size_t)B * Hq * T));
-	STEP(fl_flash_forward(d_o, lse, d_q, d_k, d_v, B, T, Hq, Hkv, D, 0));
-	STEP(fl_k_bhtd_to_bthd(d_ot, d_o, B, T, Hq, D, 0));
+	STEP(fl_flash_forward(d_ot, lse, d_q, d_k, d_v, B, T, Hq, Hkv, D, 0)); /* o (B,T,Hq,D) */
 	if (out) {
 		STEP(down_bf16(out, d_ot, nq, 0));
 		goto fail; /* done */
 	}
 	STEP(up_bf16(&b, &d_dot, dout, nq));
-	STEP(up_bf16(&b, &d_do, NULL, nq));
-	STEP(fl_k_bthd_to_bhtd(d_do, d_dot, B, T, Hq, D, 0));
 	STEP(up_bf16(&b, &g_q, NULL, nq));
 	STEP(up_bf16(&b, &g_k, NULL, nk));
 	STEP(up_bf16(&b, &g_v, NULL, nk));
-	STEP(fl_flash_backward(g_q, g_k, g_v, delta, d_do, d_dot, d_ot, d_q, d_k, d_v, lse, B, T,
-	                       Hq, Hkv, D, 0));
+	STEP(fl_flash_backward(g_q, g_k, g_v, delta, d_dot, d_ot, d_q, d_k, d_v, lse, B, T, Hq, Hkv,
+	                       D, 0));
 	STEP(up_bf16(&b, &o_q, NULL, nq));
 	STEP(up_bf16(&b, &o_k, NULL, nk));
 	STEP(up_bf16(&b, &o_v, NULL, nk));
