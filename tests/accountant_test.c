@@ -252,6 +252,29 @@ static void test_numerically_careful(void)
 	CHECK(isfinite(e1) && e1 > 10);
 }
 
+/* Composition: a history of different phases is the sum of each phase's
+ * per-step RDP times its steps, converted once. */
+static void test_heterogeneous_history(void)
+{
+	const priv_phase ph[3] = {{1.0, 0.01, 100}, {2.0, 0.05, 40}, {0.8, 0.002, 1000}};
+	const double *orders = priv_rdp_orders();
+	double sum[PRIV_RDP_NORDERS] = {0}, one[PRIV_RDP_NORDERS], ref, eps;
+	for (int p = 0; p < 3; p++) {
+		CHECK_RC(priv_rdp_step(ph[p].q, ph[p].sigma, orders, PRIV_RDP_NORDERS, one));
+		for (int k = 0; k < PRIV_RDP_NORDERS; k++)
+			sum[k] += ph[p].steps * one[k];
+	}
+	ref = eps_from_rdp(sum, PRIV_RDP_NORDERS, orders, 1e-6);
+	CHECK_RC(priv_rdp_epsilon(ph, 3, 1e-6, &eps, NULL));
+	CHECK_NEAR(eps, ref, 0, 1e-12);
+	/* and it costs more than any of its phases alone */
+	for (int p = 0; p < 3; p++) {
+		double e1;
+		CHECK_RC(priv_rdp_epsilon(&ph[p], 1, 1e-6, &e1, NULL));
+		CHECK(eps > e1);
+	}
+}
+
 static void test_monotone(void)
 {
 	double prev, e;
