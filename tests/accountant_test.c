@@ -348,6 +348,7 @@ static const test_case cases[] = {
     TEST(test_dpsgd_paper_mnist),
     TEST(test_special_cases),
     TEST(test_numerically_careful),
+    TEST(test_heterogeneous_history),
     TEST(test_monotone),
     TEST(test_sigma_for_eps),
     {0},
