@@ -34,8 +34,12 @@
 
 #define FB       64  /* rows of a query block and of a key block */
 #define FTHREADS 128 /* 4 warps x 16 rows */
-#define LOG2E    1.4426950408889634f
-#define LN2      0.6931471805599453f
+/* pipeline stages of the streamed tiles: double-buffered (the next tiles
+ * load while the current ones are used) where two fit in 48 KiB of static
+ * shared memory, single otherwise */
+#define FSTAGES(D) ((D) <= 64 ? 2 : 1)
+#define LOG2E      1.4426950408889634f
+#define LN2        0.6931471805599453f
 
 /* ---- fragments -------------------------------------------------------------
  * m16n8k16 (row.col) with g = lane / 4, c = lane % 4:
@@ -119,6 +123,34 @@ static __device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, int
 	}
 }
 
+/* The same through cp.async (16 bytes each, zero-filled past T): the copy
+ * runs while the block computes; cp_commit closes a group, cp_wait<n> waits
+ * until at most n groups are pending (then a barrier publishes the tile). */
+template <int D>
+static __device__ __forceinline__ void load_tile_async(bf16 *dst, const bf16 *src, int r0, int T,
+                                                       size_t stride = D)
+{
+	constexpr int VEC = D / 8, LD = D + 8;
+	for (int i = threadIdx.x; i < FB * VEC; i += FTHREADS) {
+		int r = i / VEC, c = (i % VEC) * 8, ok = r0 + r < T;
+		const bf16 *g = ok ? src + (size_t)(r0 + r) * stride + c : src;
+		uint32_t a = (uint32_t)__cvta_generic_to_shared(dst + r * LD + c);
+		asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(g),
+		             "r"(ok ? 16 : 0)
+		             : "memory");
+	}
+}
+
+static __device__ __forceinline__ void cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N> static __device__ __forceinline__ void cp_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
 /* acc (16 x 64 of this warp, 8 C tiles) = A (16 x D, KT A fragments) M^T,
  * M a 64 x D tile: the scores of the warp's rows against the tile's rows. */
 template <int D>
@@ -186,9 +218,9 @@ __global__ void __launch_bounds__(FTHREADS)
     k_flash_fwd(bf16 *o, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int T, int Hq,
                 int Hkv, float sl2)
 {
-	constexpr int LD = D + 8;
-	__shared__ __align__(16) bf16 Ks[FB * LD];
-	__shared__ __align__(16) bf16 Vs[FB * LD];
+	constexpr int LD = D + 8, ST = FSTAGES(D);
+	__shared__ __align__(16) bf16 Ks[ST][FB * LD];
+	__shared__ __align__(16) bf16 Vs[ST][FB * LD];
 	int qb = gridDim.x - 1 - blockIdx.x; /* the longest rows first */
 	int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
 	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
@@ -199,22 +231,38 @@ __global__ void __launch_bounds__(FTHREADS)
 	float oacc[D / 8][4];
 	float ma = -INFINITY, mb = -INFINITY, la = 0.f, lb = 0.f;
 
-	load_tile<D>(Ks, q + (size_t)bh * T * D, q0, T); /* Q staged through Ks */
+	load_tile<D>(Ks[0], q + (size_t)bh * T * D, q0, T); /* Q staged through Ks */
 	__syncthreads();
 #pragma unroll
 	for (int kk = 0; kk < D / 16; kk++)
-		ld_a(qa[kk], Ks, LD, w * 16, kk * 16, lane);
+		ld_a(qa[kk], Ks[0], LD, w * 16, kk * 16, lane);
 #pragma unroll
 	for (int dn = 0; dn < D / 8; dn++)
 		oacc[dn][0] = oacc[dn][1] = oacc[dn][2] = oacc[dn][3] = 0.f;
+	__syncthreads(); /* Q is in registers: Ks[0] is free */
+	if (ST == 2) {
+		load_tile_async<D>(Ks[0], kp, 0, T);
+		load_tile_async<D>(Vs[0], vp, 0, T);
+		cp_commit();
+	}
 	for (int kb = 0; kb <= qb; kb++) {
-		int k0 = kb * FB;
+		int k0 = kb * FB, cur = ST == 2 ? kb & 1 : 0;
 		float s[FB / 8][4];
-		__syncthreads(); /* everyone is done with the previous tiles */
-		load_tile<D>(Ks, kp, k0, T);
-		load_tile<D>(Vs, vp, k0, T);
+		if (ST == 1) {
+			load_tile_async<D>(Ks[0], kp, k0, T);
+			load_tile_async<D>(Vs[0], vp, k0, T);
+			cp_commit();
+			cp_wait<0>();
+		} else if (kb < qb) { /* prefetch the next tiles into the other stage */
+			load_tile_async<D>(Ks[cur ^ 1], kp, k0 + FB, T);
+			load_tile_async<D>(Vs[cur ^ 1], vp, k0 + FB, T);
+			cp_commit();
+			cp_wait<1>();
+		} else {
+			cp_wait<0>();
+		}
 		__syncthreads();
-		warp_abt<D>(s, qa, Ks, lane);
+		warp_abt<D>(s, qa, Ks[cur], lane);
 		/* scale into the exp2 domain, mask, row maxima (a row lives in a quad) */
 		float xa = -INFINITY, xb = -INFINITY;
 		int edge = kb == qb || k0 + FB > T;
@@ -262,7 +310,8 @@ __global__ void __launch_bounds__(FTHREADS)
 			oacc[dn][2] *= ab;
 			oacc[dn][3] *= ab;
 		}
-		warp_pm<D>(oacc, s, Vs, lane);
+		warp_pm<D>(oacc, s, Vs[cur], lane);
+		__syncthreads(); /* everyone is done with stage cur */
 	}
 	la += __shfl_xor_sync(0xffffffffu, la, 1);
 	la += __shfl_xor_sync(0xffffffffu, la, 2);
@@ -319,10 +368,10 @@ __global__ void __launch_bounds__(FTHREADS)
                    const float *lse, const float *delta, int T, int Hq, int Hkv, float scale,
                    float sl2)
 {
-	constexpr int LD = D + 8;
-	__shared__ __align__(16) bf16 Qs[FB * LD];
-	__shared__ __align__(16) bf16 dOs[FB * LD];
-	__shared__ float Ls[FB], Dl[FB];
+	constexpr int LD = D + 8, ST = FSTAGES(D);
+	__shared__ __align__(16) bf16 Qs[ST][FB * LD];
+	__shared__ __align__(16) bf16 dOs[ST][FB * LD];
+	__shared__ float Ls[ST][FB], Dl[ST][FB];
 	int kb = blockIdx.x, bkv = blockIdx.y, b = bkv / Hkv, kvh = bkv % Hkv, G = Hq / Hkv;
 	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
 	int k0 = kb * FB, ja = k0 + w * 16 + (lane >> 2), jb = ja + 8;
@@ -330,58 +379,72 @@ __global__ void __launch_bounds__(FTHREADS)
 	uint32_t ka[D / 16][4], va[D / 16][4];
 	float dka[D / 8][4], dva[D / 8][4];
 
-	load_tile<D>(Qs, k + (size_t)bkv * T * D, k0, T); /* K, V staged through Qs, dOs */
-	load_tile<D>(dOs, v + (size_t)bkv * T * D, k0, T);
+	int nq = nqb - kb, nit = G * nq; /* (query head, query block) items */
+	/* starts the copies of item it's Q, dO, lse and delta into stage buf */
+	auto issue = [&](int it, int buf) {
+		int g = it / nq, q0 = (kb + it % nq) * FB, bh = b * Hq + kvh * G + g;
+		load_tile_async<D>(Qs[buf], q + (size_t)bh * T * D, q0, T);
+		load_tile_async<D>(dOs[buf], dO + ((size_t)b * T * Hq + kvh * G + g) * D, q0, T,
+		                   (size_t)Hq * D);
+		cp_commit();
+		for (int i = threadIdx.x; i < FB; i += FTHREADS) {
+			int t = q0 + i;
+			Ls[buf][i] = t < T ? lse[(size_t)bh * T + t] * LOG2E : 0.f;
+			Dl[buf][i] = t < T ? delta[(size_t)bh * T + t] : 0.f;
+		}
+	};
+
+	load_tile<D>(Qs[0], k + (size_t)bkv * T * D, k0, T); /* K, V staged through Qs, dOs */
+	load_tile<D>(dOs[0], v + (size_t)bkv * T * D, k0, T);
 	__syncthreads();
 #pragma unroll
 	for (int kk = 0; kk < D / 16; kk++) {
-		ld_a(ka[kk], Qs, LD, w * 16, kk * 16, lane);
-		ld_a(va[kk], dOs, LD, w * 16, kk * 16, lane);
+		ld_a(ka[kk], Qs[0], LD, w * 16, kk * 16, lane);
+		ld_a(va[kk], dOs[0], LD, w * 16, kk * 16, lane);
 	}
+	__syncthreads(); /* K, V are in registers: the stages are free */
+	if (ST == 2)
+		issue(0, 0);
 #pragma unroll
 	for (int dn = 0; dn < D / 8; dn++)
 		for (int e = 0; e < 4; e++)
 			dka[dn][e] = dva[dn][e] = 0.f;
-	for (int g = 0; g < G; g++) {
-		int bh = b * Hq + kvh * G + g;
-		for (int qb = kb; qb < nqb; qb++) {
-			int q0 = qb * FB;
-			float p[FB / 8][4], dp[FB / 8][4];
-			__syncthreads(); /* previous users of Qs, dOs are done */
-			load_tile<D>(Qs, q + (size_t)bh * T * D, q0, T);
-			load_tile<D>(dOs, dO + ((size_t)b * T * Hq + kvh * G + g) * D, q0, T,
-			             (size_t)Hq * D);
-			for (int i = threadIdx.x; i < FB; i += FTHREADS) {
-				int t = q0 + i;
-				Ls[i] = t < T ? lse[(size_t)bh * T + t] * LOG2E : 0.f;
-				Dl[i] = t < T ? delta[(size_t)bh * T + t] : 0.f;
-			}
-			__syncthreads();
-			warp_abt<D>(p, ka, Qs, lane); /* S^T: own keys x the block's queries */
-#pragma unroll
-			for (int j = 0; j < FB / 8; j++)
-#pragma unroll
-				for (int e = 0; e < 2; e++) {
-					int cl = j * 8 + c2 + e, col = q0 + cl;
-					float l = Ls[cl];
-					p[j][e] =
-					    col < T && ja <= col ? exp2f(p[j][e] * sl2 - l) : 0.f;
-					p[j][2 + e] = col < T && jb <= col
-					                  ? exp2f(p[j][2 + e] * sl2 - l)
-					                  : 0.f;
-				}
-			warp_pm<D>(dva, p, dOs, lane);  /* dV += P^T dO */
-			warp_abt<D>(dp, va, dOs, lane); /* dP^T = V dO^T */
-#pragma unroll
-			for (int j = 0; j < FB / 8; j++)
-#pragma unroll
-				for (int e = 0; e < 2; e++) {
-					float dl = Dl[j * 8 + c2 + e];
-					p[j][e] = p[j][e] * (dp[j][e] - dl) * scale;
-					p[j][2 + e] = p[j][2 + e] * (dp[j][2 + e] - dl) * scale;
-				}
-			warp_pm<D>(dka, p, Qs, lane); /* dK += dS^T Q */
+	for (int it = 0; it < nit; it++) {
+		int cur = ST == 2 ? it & 1 : 0, q0 = (kb + it % nq) * FB;
+		float p[FB / 8][4], dp[FB / 8][4];
+		if (ST == 1) {
+			issue(it, 0);
+			cp_wait<0>();
+		} else if (it + 1 < nit) { /* prefetch the next item into the other stage */
+			issue(it + 1, cur ^ 1);
+			cp_wait<1>();
+		} else {
+			cp_wait<0>();
 		}
+		__syncthreads();
+		warp_abt<D>(p, ka, Qs[cur], lane); /* S^T: own keys x the block's queries */
+#pragma unroll
+		for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				int cl = j * 8 + c2 + e, col = q0 + cl;
+				float l = Ls[cur][cl];
+				p[j][e] = col < T && ja <= col ? exp2f(p[j][e] * sl2 - l) : 0.f;
+				p[j][2 + e] =
+				    col < T && jb <= col ? exp2f(p[j][2 + e] * sl2 - l) : 0.f;
+			}
+		warp_pm<D>(dva, p, dOs[cur], lane);  /* dV += P^T dO */
+		warp_abt<D>(dp, va, dOs[cur], lane); /* dP^T = V dO^T */
+#pragma unroll
+		for (int j = 0; j < FB / 8; j++)
+#pragma unroll
+			for (int e = 0; e < 2; e++) {
+				float dl = Dl[cur][j * 8 + c2 + e];
+				p[j][e] = p[j][e] * (dp[j][e] - dl) * scale;
+				p[j][2 + e] = p[j][2 + e] * (dp[j][2 + e] - dl) * scale;
+			}
+		warp_pm<D>(dka, p, Qs[cur], lane); /* dK += dS^T Q */
+		__syncthreads();                   /* everyone is done with stage cur */
 	}
 	store_rows<D>(dk + (size_t)bkv * T * D, D, dka, k0 + w * 16, T, 1.f, 1.f, lane);
 	store_rows<D>(dv + (size_t)bkv * T * D, D, dva, k0 + w * 16, T, 1.f, 1.f, lane);
@@ -394,9 +457,9 @@ __global__ void __launch_bounds__(FTHREADS)
                   const float *lse, const float *delta, int T, int Hq, int Hkv, float scale,
                   float sl2)
 {
-	constexpr int LD = D + 8;
-	__shared__ __align__(16) bf16 Ks[FB * LD];
-	__shared__ __align__(16) bf16 Vs[FB * LD];
+	constexpr int LD = D + 8, ST = FSTAGES(D);
+	__shared__ __align__(16) bf16 Ks[ST][FB * LD];
+	__shared__ __align__(16) bf16 Vs[ST][FB * LD];
 	int qb = gridDim.x - 1 - blockIdx.x; /* the longest rows first */
 	int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, kvh = h / (Hq / Hkv);
 	int w = threadIdx.x >> 5, lane = threadIdx.x & 31, c2 = 2 * (lane & 3);
@@ -410,26 +473,42 @@ __global__ void __launch_bounds__(FTHREADS)
 	float dla = ra < T ? delta[(size_t)bh * T + ra] : 0.f;
 	float dlb = rb < T ? delta[(size_t)bh * T + rb] : 0.f;
 
-	load_tile<D>(Ks, q + (size_t)bh * T * D, q0, T); /* Q, dO staged through Ks, Vs */
-	load_tile<D>(Vs, dO + ((size_t)b * T * Hq + h) * D, q0, T, (size_t)Hq * D);
+	load_tile<D>(Ks[0], q + (size_t)bh * T * D, q0, T); /* Q, dO staged through Ks, Vs */
+	load_tile<D>(Vs[0], dO + ((size_t)b * T * Hq + h) * D, q0, T, (size_t)Hq * D);
 	__syncthreads();
 #pragma unroll
 	for (int kk = 0; kk < D / 16; kk++) {
-		ld_a(qa[kk], Ks, LD, w * 16, kk * 16, lane);
-		ld_a(oa[kk], Vs, LD, w * 16, kk * 16, lane);
+		ld_a(qa[kk], Ks[0], LD, w * 16, kk * 16, lane);
+		ld_a(oa[kk], Vs[0], LD, w * 16, kk * 16, lane);
 	}
 #pragma unroll
 	for (int dn = 0; dn < D / 8; dn++)
 		dqa[dn][0] = dqa[dn][1] = dqa[dn][2] = dqa[dn][3] = 0.f;
+	__syncthreads(); /* Q, dO are in registers: the stages are free */
+	if (ST == 2) {
+		load_tile_async<D>(Ks[0], kp, 0, T);
+		load_tile_async<D>(Vs[0], vp, 0, T);
+		cp_commit();
+	}
 	for (int kb = 0; kb <= qb; kb++) {
-		int k0 = kb * FB;
+		int k0 = kb * FB, cur = ST == 2 ? kb & 1 : 0;
 		float p[FB / 8][4], dp[FB / 8][4];
+		if (ST == 1) {
+			load_tile_async<D>(Ks[0], kp, k0, T);
+			load_tile_async<D>(Vs[0], vp, k0, T);
+			cp_commit();
+			cp_wait<0>();
+		} else if (kb < qb) { /* prefetch the next tiles into the other stage */
+			load_tile_async<D>(Ks[cur ^ 1], kp, k0 + FB, T);
+			load_tile_async<D>(Vs[cur ^ 1], vp, k0 + FB, T);
+			cp_commit();
+			cp_wait<1>();
+		} else {
+			cp_wait<0>();
+		}
 		__syncthreads();
-		load_tile<D>(Ks, kp, k0, T);
-		load_tile<D>(Vs, vp, k0, T);
-		__syncthreads();
-		warp_abt<D>(p, qa, Ks, lane);  /* S */
-		warp_abt<D>(dp, oa, Vs, lane); /* dP = dO V^T */
+		warp_abt<D>(p, qa, Ks[cur], lane);  /* S */
+		warp_abt<D>(dp, oa, Vs[cur], lane); /* dP = dO V^T */
 #pragma unroll
 		for (int j = 0; j < FB / 8; j++)
 #pragma unroll
@@ -441,7 +520,8 @@ __global__ void __launch_bounds__(FTHREADS)
 				p[j][e] = pa * (dp[j][e] - dla) * scale;
 				p[j][2 + e] = pb * (dp[j][2 + e] - dlb) * scale;
 			}
-		warp_pm<D>(dqa, p, Ks, lane); /* dQ += dS K */
+		warp_pm<D>(dqa, p, Ks[cur], lane); /* dQ += dS K */
+		__syncthreads();                   /* everyone is done with stage cur */
 	}
 	store_rows<D>(dq + (size_t)bh * T * D, D, dqa, q0 + w * 16, T, 1.f, 1.f, lane);
 }
