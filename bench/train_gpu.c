@@ -28,6 +28,10 @@
  *
  * --attn: auto (default: the fused flash kernels where they pass their
  * start-up self-check), flash, gemm (batched GEMMs + softmax), or both.
+ * Environment (read by model/cuda/llama.cu): FEDLORA_PROFILE=1 prints each
+ * step's per-phase device times (forward and its attention, LM head +
+ * cross-entropy, backward and its attention, optimizer) to stderr and runs
+ * without CUDA graphs; FEDLORA_GRAPH=0 turns the step's CUDA graph off.
  * Without CUDA in the build, or without a GPU, it says so and exits 2.
  */
 #include <math.h>
