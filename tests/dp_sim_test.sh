@@ -5,7 +5,8 @@
 #    (a split history equals the single phase), --target-eps round trip, and
 #    clear refusals of bad values.
 #  - `fedlora sim` on linreg with sample-level DP-SGD at the clients and with
-#    client-level DP at the coordinator: epsilon is in every metrics.jsonl
+#    client-level DP at the coordinator, and on lm (a tiny pretrained byte
+#    model) with sample-level DP: epsilon is in every metrics.jsonl
 #    line, rises every round, equals what `fedlora eps` computes for the
 #    schedule, and the run stops cleanly (state.json done, reason target_eps)
 #    before a round would exceed --target-eps.
@@ -163,7 +164,29 @@ run_sim dp_sim_sample "$TMPROOT/sample" 3 8 "sample 1 0.05 10" \
 run_sim dp_sim_client "$TMPROOT/client" 3.6 8 "client 2" \
 	--clients 3 --clients-per-round 2 --min-clients 1 --strategy fedit --task linreg $SMALL \
 	--seed 4 --lr 0.02 --local-steps 5 --dp client --dp-clip 0.05 --dp-noise 2 \
-	--dp-delta 1e-5 --round-timeout 20
+	--dp-delta 1e-5 --round-timeout 8
+
+# Sample-level DP on the lm task: a tiny byte-level base pretrained for a
+# few steps, two clients (German and Spanish fortunes), sigma 0.8, q 0.01,
+# 4 steps per round: epsilon 1.804 after 3 rounds, 1.839 after 4 -> stops
+# at 3 of 6 with target 1.82.
+F=${FORTUNES:-/usr/share/games/fortunes}
+if ! "$FEDLORA" pretrain --help >/dev/null 2>&1; then
+	skip dp_sim_lm "fedlora pretrain is not in this build"
+elif [ ! -f "$F/fortunes" ] || [ ! -d "$F/de" ] || [ ! -d "$F/es" ]; then
+	skip dp_sim_lm "fortunes packages not installed (make deps)"
+elif ! "$FEDLORA" pretrain --model-config configs/byte-tiny.json --data "$F/fortunes" \
+	--out "$TMPROOT/base" --steps 60 --batch-size 8 --seq-len 32 --lr 1e-2 --eval-seqs 16 \
+	--seed 3 >"$TMPROOT/pretrain.out" 2>&1; then
+	tail -n 3 "$TMPROOT/pretrain.out" >&2
+	notok dp_sim_lm
+else
+	run_sim dp_sim_lm "$TMPROOT/lm" 1.82 6 "sample 0.8 0.01 4" \
+		--clients 2 --strategy ffa --task lm --enroll-any --quiet --timeout 60 \
+		--base "$TMPROOT/base" --data-per-client "$F/de;$F/es" --seq-len 32 --rank 2 \
+		--alpha 4 --lr 0.01 --optimizer adamw --local-steps 4 --seed 5 \
+		--dp sample --dp-clip 1 --dp-noise 0.8 --dp-q 0.01 --dp-delta 1e-5 --round-timeout 60
+fi
 
 # the run's own accountant history (state.json) gives the same epsilon
 if [ -f "$TMPROOT/client/state.json" ]; then
