@@ -472,7 +472,8 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 		size_t tot;
 		if ((rv = tokbuf_reserve(&L.train, L.eval.n)) != 0)
 			goto fail;
-		memcpy(L.train.v + L.train.n, L.eval.v, L.eval.n * sizeof(int32_t));
+		if (L.eval.n)
+			memcpy(L.train.v + L.train.n, L.eval.v, L.eval.n * sizeof(int32_t));
 		L.train.n += L.eval.n;
 		tot = L.train.n / row;
 		if (tot < 2) {
