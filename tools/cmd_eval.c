@@ -223,14 +223,18 @@ static int load_peft(const model_llama *m, const char *dir, lora_adapter **out, 
 		int64_t sa[2] = {r, mt->in}, sb[2] = {mt->out, r};
 		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_A.weight", mt->name);
 		if ((rv = fl_st_load_f32(st, name, 2, sa, mt->A)) != 0) {
-			snprintf(err, errlen, "%s: tensor %s: %s", path, name,
-			         rv == FL_ENOENT ? "missing" : st->err);
+			if (rv == FL_ENOENT)
+				snprintf(err, errlen, "%s: tensor %s is missing", path, name);
+			else
+				snprintf(err, errlen, "%s", st->err);
 			goto fail;
 		}
 		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_B.weight", mt->name);
 		if ((rv = fl_st_load_f32(st, name, 2, sb, mt->B)) != 0) {
-			snprintf(err, errlen, "%s: tensor %s: %s", path, name,
-			         rv == FL_ENOENT ? "missing" : st->err);
+			if (rv == FL_ENOENT)
+				snprintf(err, errlen, "%s: tensor %s is missing", path, name);
+			else
+				snprintf(err, errlen, "%s", st->err);
 			goto fail;
 		}
 		used += 2;
