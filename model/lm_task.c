@@ -175,12 +175,8 @@ static int lm_open(void **impl, const model_task_opts *o)
 			fl_log(FL_LOG_WARN, "lm", "client %d: %ld bad JSONL lines skipped",
 			       t->client, t->d->st.bad_lines);
 	}
-	if (t->cfg.vocab_size < MODEL_TOK_VOCAB) {
-		fl_log(FL_LOG_ERROR, "lm",
-		       "%s: vocab_size %d is below the byte-level tokenizer's %d ids; task lm "
-		       "trains byte-level models only",
-		       o->base_dir, t->cfg.vocab_size, MODEL_TOK_VOCAB);
-		rv = FL_ENOTSUP;
+	if ((rv = model_tok_check_model(o->base_dir, t->cfg.vocab_size, err, sizeof err)) != 0) {
+		fl_log(FL_LOG_ERROR, "lm", "%s: %s", o->base_dir, err);
 		goto fail;
 	}
 	if (t->T > t->cfg.max_position_embeddings) {

@@ -2,6 +2,7 @@
 #include "model/tokenizer.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "core/err.h"
 
@@ -54,4 +55,28 @@ const char *model_tok_name(int32_t id, char buf[8])
 	else
 		snprintf(buf, 8, "\\x%02x", (unsigned)id);
 	return buf;
+}
+
+int model_tok_check_model(const char *base_dir, int vocab_size, char *why, size_t whylen)
+{
+	char path[4096];
+	struct stat sb;
+	if (vocab_size < MODEL_TOK_VOCAB) {
+		snprintf(
+		    why, whylen,
+		    "vocab_size %d is below the byte-level tokenizer's %d ids (256 bytes, BOS, "
+		    "EOS)",
+		    vocab_size, MODEL_TOK_VOCAB);
+		return FL_ENOTSUP;
+	}
+	if (base_dir &&
+	    (size_t)snprintf(path, sizeof path, "%s/tokenizer.json", base_dir) < sizeof path &&
+	    stat(path, &sb) == 0) {
+		snprintf(why, whylen,
+		         "%s: the model brings its own tokenizer; fedlora's text data path is "
+		         "byte-level only (models from fedlora pretrain)",
+		         path);
+		return FL_ENOTSUP;
+	}
+	return 0;
 }

@@ -39,6 +39,11 @@ void model_tok_encode_doc(const void *text, size_t n, int32_t *out);
  * not below vocab (a model's vocab_size; ids in [MODEL_TOK_VOCAB, vocab) are
  * dropped like specials). */
 int model_tok_decode(const int32_t *ids, size_t n, int vocab, char *out, size_t cap, size_t *len);
+/* Whether a model can be fed this tokenizer's ids: its vocab_size must be at
+ * least MODEL_TOK_VOCAB, and its folder base_dir (may be NULL) must not hold
+ * a tokenizer.json (a checkpoint with its own tokenizer, whose ids mean
+ * something else). Returns 0, or FL_ENOTSUP with the reason in why. */
+int model_tok_check_model(const char *base_dir, int vocab_size, char *why, size_t whylen);
 /* Short printable name of an id for diagnostics: "<bos>", "<eos>", "<unk>"
  * for other non-byte ids; a byte id as the character, or "\xNN" when not
  * printable ASCII. buf must hold 8 bytes. Returns buf. */

@@ -88,6 +88,21 @@ static void test_tok_roundtrip(void)
 	CHECK(!strcmp(model_tok_name(0xc3, nb), "\\xc3"));
 }
 
+static void test_tok_check_model(void)
+{
+	char why[256], dir[512];
+	CHECK(model_tok_check_model(NULL, 100, why, sizeof why) == FL_ENOTSUP);
+	CHECK(strstr(why, "vocab_size 100") != NULL);
+	CHECK_RC(model_tok_check_model(NULL, MODEL_TOK_VOCAB, why, sizeof why));
+	mktmp();
+	snprintf(dir, sizeof dir, "%s/bpe-model", tmpdir);
+	mkdir(dir, 0700);
+	CHECK_RC(model_tok_check_model(dir, 32000, why, sizeof why));
+	puts_("bpe-model/tokenizer.json", "{}");
+	CHECK(model_tok_check_model(dir, 32000, why, sizeof why) == FL_ENOTSUP);
+	CHECK(strstr(why, "tokenizer.json") != NULL);
+}
+
 static client_data *load(const char *paths, int T, int *rc, char *err, size_t errlen)
 {
 	client_data_opts o;
@@ -434,6 +449,7 @@ static void cleanup(void)
 
 static const test_case cases[] = {
     TEST(test_tok_roundtrip),
+    TEST(test_tok_check_model),
     TEST(test_fortune_packing),
     TEST(test_fortune_records_exact),
     TEST(test_jsonl_bad_lines),

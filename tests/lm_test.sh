@@ -164,6 +164,8 @@ bad pretrain_usage 2 "$FEDLORA" pretrain --model-config "$CFG" --steps nope
 bad eval_refuses_missing_base 1 "$FEDLORA" eval --base "$T/nonexistent" --data "$PRE"
 printf 'junk' >"$T/junk.safetensors"
 bad eval_refuses_bad_adapter 1 "$FEDLORA" eval --base "$T/base" --data "$PRE" --adapter "$T/junk.safetensors"
+mkdir -p "$T/bpe" && cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe/" && printf '{}' >"$T/bpe/tokenizer.json"
+bad eval_refuses_own_tokenizer_model 1 "$FEDLORA" eval --base "$T/bpe" --data "$PRE"
 printf '1 2 999999\n' >"$T/tok.txt"
 bad eval_refuses_bad_tokens 1 "$FEDLORA" eval --base "$T/base" --tokens "$T/tok.txt" --dump-logits "$T/l.f32"
 exit $t_failed

@@ -447,11 +447,8 @@ int cmd_eval(int argc, char **argv)
 			fprintf(stderr, "fedlora eval: %s\n", err);
 			goto done;
 		}
-		if (m->cfg.vocab_size < MODEL_TOK_VOCAB) {
-			fprintf(stderr,
-			        "fedlora eval: the model's vocab_size %d is below the byte-level "
-			        "tokenizer's %d ids\n",
-			        m->cfg.vocab_size, MODEL_TOK_VOCAB);
+		if (model_tok_check_model(base, m->cfg.vocab_size, err, sizeof err) != 0) {
+			fprintf(stderr, "fedlora eval: %s\n", err);
 			goto done;
 		}
 	}
