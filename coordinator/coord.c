@@ -121,7 +121,8 @@ struct coord {
 	char base_hash[2 * 32 + 1]; /* BLAKE2b-256 of the base weights (lm), hex */
 
 	nng_socket sock;
-	int sock_open;
+	_Atomic int sock_open; /* 0 once teardown began: callbacks stop re-arming */
+	int sock_made;         /* the socket exists (nng_close it) */
 	coord_work *works;
 	int nworks;
 	FILE *logf;
@@ -624,13 +625,17 @@ static void work_cb(void *arg)
 		break;
 	case W_RECV:
 		if ((rv = nng_aio_result(w->aio)) != 0) {
-			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || !c->sock_open)
 				return;
 			nng_ctx_recv(w->ctx, w->aio);
 			break;
 		}
 		req = nng_aio_get_msg(w->aio);
 		nng_aio_set_msg(w->aio, NULL);
+		if (!c->sock_open) {
+			nng_msg_free(req);
+			return;
+		}
 		rep = handle_request(c, w, req, &park);
 		nng_msg_free(req);
 		if (park)
@@ -654,9 +659,9 @@ static void work_cb(void *arg)
 		if ((rv = nng_aio_result(w->aio)) != 0) {
 			nng_msg_free(nng_aio_get_msg(w->aio));
 			nng_aio_set_msg(w->aio, NULL);
-			if (rv == NNG_ECLOSED)
-				return;
 		}
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || !c->sock_open)
+			return;
 		w->state = W_RECV;
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
@@ -940,15 +945,19 @@ void coord_close(coord *c)
 {
 	if (!c)
 		return;
-	if (c->sock_open) {
-		pthread_mutex_lock(&c->mu);
-		c->sock_open = 0;
-		pthread_mutex_unlock(&c->mu);
+	/* Teardown as nng advises: stop every aio first (callbacks see
+	 * sock_open == 0 and re-arm nothing; nng_aio_stop waits for a running
+	 * callback), then close the socket, then free the aios. */
+	pthread_mutex_lock(&c->mu);
+	c->sock_open = 0;
+	pthread_mutex_unlock(&c->mu);
+	for (int i = 0; i < c->nworks; i++)
+		if (c->works[i].aio)
+			nng_aio_stop(c->works[i].aio);
+	if (c->sock_made)
 		nng_close(c->sock);
-	}
 	for (int i = 0; i < c->nworks; i++) {
 		if (c->works[i].aio) {
-			nng_aio_stop(c->works[i].aio);
 			nng_msg *m = nng_aio_get_msg(c->works[i].aio);
 			if (m && c->works[i].state == W_SEND)
 				nng_msg_free(m);
@@ -1001,6 +1010,7 @@ static int start_server(coord *c, char *err, size_t errn)
 		return rv;
 	}
 	c->sock_open = 1;
+	c->sock_made = 1;
 	if (!(c->works = calloc((size_t)c->cfg.contexts, sizeof *c->works)))
 		return FL_ENOMEM;
 	c->nworks = c->cfg.contexts;
