@@ -5,7 +5,9 @@
 #      -dev packages, so a build made elsewhere is used as is);
 #   2. tests/cuda_ops_test (each kernel vs its CPU twin) and
 #      tests/cuda_model_test (the GPU model vs the CPU model, backend);
-#   3. tests/reference/hf_parity.py --device cuda (fedlora vs transformers);
+#   3. tests/reference/hf_parity.py --device cuda (fedlora vs transformers,
+#      CPU and GPU paths) and tests/reference/gpu_fed_parity.sh (a federated
+#      lm run with GPU clients vs the same run with CPU clients);
 #   4. build/bench/train_gpu (fedlora tokens/s, memory, MFU);
 #   5. bench/peft_ref.py eager, then compile (PyTorch + PEFT, same step);
 #   6. the summary table: test results, tokens/s per shape for fedlora /
@@ -80,6 +82,9 @@ else
 	status=1
 fi
 
+# 3b. a short federated lm run with GPU clients against the same run on CPU clients
+step gpu_fed_parity 90 "$LOG/hf_parity.log" sh tests/reference/gpu_fed_parity.sh || status=1
+
 # 4-5. benchmarks
 : >"$LOG/bench.log"
 step train_gpu 150 "$LOG/bench.log" build/bench/train_gpu --attn both \
@@ -126,6 +131,10 @@ hp = open(os.path.join(log, "hf_parity.log"), errors="replace").read() if os.pat
     os.path.join(log, "hf_parity.log")) else ""
 m = re.search(r"== hf_parity: exit (\d+)", hp)
 print("hf_parity --device cuda:", "PASS" if m and m.group(1) == "0" else
+      f"FAIL (exit {m.group(1)})" if m else "not run")
+
+m = re.search(r"== gpu_fed_parity: exit (\d+)", hp)
+print("federated lm, GPU clients vs CPU clients:", "PASS" if m and m.group(1) == "0" else
       f"FAIL (exit {m.group(1)})" if m else "not run")
 
 fed = load("train_gpu.json")
