@@ -500,17 +500,32 @@ out:
 
 void coord_config_usage(FILE *f)
 {
+	coord_config d;
+
+	coord_config_default(&d);
 	for (size_t i = 0; i < NOPTS; i++) {
-		char name[64];
+		const char *p = (const char *)&d + opts[i].off;
+		char name[64], def[64] = "";
 		size_t k;
 
 		for (k = 0; opts[i].name[k] && k < sizeof name - 1; k++)
 			name[k] = opts[i].name[k] == '_' ? '-' : opts[i].name[k];
 		name[k] = 0;
-		fprintf(f, "  --%-20s %s%s\n", name,
-		        opts[i].type == T_FLAG  ? ""
-		        : opts[i].type == T_STR ? "(text) "
-		                                : "(number) ",
-		        opts[i].help);
+		switch (opts[i].type) {
+		case T_STR:
+			if (*p)
+				snprintf(def, sizeof def, " [%s]", p);
+			break;
+		case T_INT:
+			snprintf(def, sizeof def, " [%d]", *(const int *)p);
+			break;
+		case T_LL:
+			snprintf(def, sizeof def, " [%lld]", *(const long long *)p);
+			break;
+		case T_DBL:
+			snprintf(def, sizeof def, " [%g]", *(const double *)p);
+			break;
+		}
+		fprintf(f, "  --%-20s %s%s\n", name, opts[i].help, def);
 	}
 }

@@ -40,8 +40,8 @@ static void usage(FILE *f)
 	           "leading dashes ({\"rounds\": 10, \"clients_per_round\": 4}); the command\n"
 	           "line wins. Options:\n");
 	coord_config_usage(f);
-	fprintf(f, "  --config FILE.json        settings file\n"
-	           "  --help                    this text\n");
+	fprintf(f, "  --config FILE.json     settings file (defaults in brackets)\n"
+	           "  --help                 this text\n");
 }
 
 /* The value of --config, if any (last one wins). */
