@@ -24,12 +24,14 @@ and untied embeddings; a non-default rope_theta) it
      with fedlora's own logits for the run's final global adapter.
 With --device cuda every fedlora step also runs on the GPU (bf16 weights and
 activations, float32 accumulation), compared with a looser tolerance
-(--cuda-tol, default 3e-2).
+(--cuda-tol, default 3e-2; for the large random adapter of step 3,
+at least twice the error of PyTorch's own bf16 run of the same model).
 
 Prints a PASS/FAIL table; the exit status is 1 if any check failed.
 """
 import argparse
 import ast
+import copy
 import json
 import os
 import shutil
@@ -185,9 +187,27 @@ class Table:
         return [r for r in self.rows if not r[4]]
 
 
-def check_logits(table, case, label, fl, fl_loss, ref, ref_loss, tol):
+def hf_bf16_error(model, ids, ref):
+    """max |logits - ref| / max |ref| of the same model run by PyTorch in bf16 on
+    the GPU: the rounding error a bf16 implementation cannot avoid here."""
+    m = copy.deepcopy(model).to("cuda", torch.bfloat16)
+    x = torch.tensor([ids], dtype=torch.long, device="cuda")
+    with torch.no_grad():
+        out = m(input_ids=x).logits[0].float().cpu()
+    del m
+    return compare(out, ref)
+
+
+def check_logits(table, case, label, fl, fl_loss, ref, ref_loss, tol, bf16_err=None):
+    """fedlora's logits against the float32 reference. On the GPU (bf16) the
+    logits may differ by max(tol, 2 x PyTorch's own bf16 error on the same
+    model): large random adapters on every module amplify bf16 rounding."""
     err = compare(fl, ref)
-    table.add(case, label + " logits", err, tol, err < tol)
+    note = ""
+    if bf16_err is not None:
+        note = "torch bf16 error %.3e" % bf16_err
+        tol = max(tol, 2 * bf16_err)
+    table.add(case, label + " logits", err, tol, err < tol, note)
     lerr = abs(fl_loss - ref_loss) / max(abs(ref_loss), 1e-30)
     table.add(case, label + " loss", lerr, tol, lerr < tol, "fedlora %.6f hf %.6f" % (fl_loss, ref_loss))
 
@@ -303,11 +323,13 @@ def main():
             pref, pref_loss = hf_logits(pm, ids)
             diff = compare(pref, ref)
             table.add(name, "adapter changes the logits", diff, None, diff > 1e-3)
+            pbf16 = hf_bf16_error(pm, ids, pref) if "cuda" in devices else None
             for dev in devices:
                 try:
                     fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
                                                  adapter=peft_dir)
-                    check_logits(table, name, "peft-folder[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev])
+                    check_logits(table, name, "peft-folder[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev],
+                                 pbf16 if dev == "cuda" else None)
                 except Exception as e:  # noqa: BLE001
                     table.add(name, "peft-folder[%s]" % dev, None, None, False, str(e).strip().splitlines()[-1])
 
@@ -320,7 +342,8 @@ def main():
                 for dev in devices:
                     fl, fl_loss = fedlora_logits(args.fedlora, base, tokens_file, work, vocab, len(ids), dev,
                                                  adapter=fl_file)
-                    check_logits(table, name, "fedlora-file[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev])
+                    check_logits(table, name, "fedlora-file[%s]" % dev, fl, fl_loss, pref, pref_loss, tols[dev],
+                                 pbf16 if dev == "cuda" else None)
             except Exception as e:  # noqa: BLE001
                 table.add(name, "fedlora-file", None, None, False, str(e).strip().splitlines()[-1])
 
