@@ -203,11 +203,11 @@ def check_logits(table, case, label, fl, fl_loss, ref, ref_loss, tol, bf16_err=N
     logits may differ by max(tol, 2 x PyTorch's own bf16 error on the same
     model): large random adapters on every module amplify bf16 rounding."""
     err = compare(fl, ref)
-    note = ""
+    note, ltol = "", tol
     if bf16_err is not None:
         note = "torch bf16 error %.3e" % bf16_err
-        tol = max(tol, 2 * bf16_err)
-    table.add(case, label + " logits", err, tol, err < tol, note)
+        ltol = max(tol, 2 * bf16_err)
+    table.add(case, label + " logits", err, ltol, err < ltol, note)
     lerr = abs(fl_loss - ref_loss) / max(abs(ref_loss), 1e-30)
     table.add(case, label + " loss", lerr, tol, lerr < tol, "fedlora %.6f hf %.6f" % (fl_loss, ref_loss))
 
