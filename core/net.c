@@ -335,24 +335,36 @@ static void watch_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
 	pthread_mutex_unlock(&tls_mu);
 }
 
+/* Starts watching socket s for removed pipes. Called before the first dial
+ * starts, so a coordinator that drops the connection at once is never missed.
+ * 0 on success. */
+static int tls_watch_begin(nng_socket s)
+{
+	int id = nng_socket_id(s);
+	if (id <= 0)
+		return -1;
+	pthread_mutex_lock(&tls_mu);
+	watch[id % WATCH_SLOTS].sock = id;
+	watch[id % WATCH_SLOTS].removed = 0;
+	pthread_mutex_unlock(&tls_mu);
+	return nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, watch_removed, NULL);
+}
+
 /* After a successful first TLS connection: did the coordinator drop it right
- * away (it refuses our certificate)? Waits up to ms. 1 if dropped. */
+ * away (it refuses our certificate)? Waits up to ms, stops watching. 1 if
+ * dropped. */
 static int tls_dropped_soon(nng_socket s, int ms)
 {
 	int id = nng_socket_id(s), dropped = 0;
 	if (id <= 0)
 		return 0;
-	pthread_mutex_lock(&tls_mu);
-	watch[id % WATCH_SLOTS].sock = id;
-	watch[id % WATCH_SLOTS].removed = 0;
-	pthread_mutex_unlock(&tls_mu);
-	if (nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, watch_removed, NULL) != 0)
-		return 0;
-	for (int t = 0; t < ms && !dropped; t += 20) {
-		nng_msleep(20);
+	for (int t = 0;; t += 20) {
 		pthread_mutex_lock(&tls_mu);
 		dropped = watch[id % WATCH_SLOTS].removed > 0;
 		pthread_mutex_unlock(&tls_mu);
+		if (dropped || t >= ms)
+			break;
+		nng_msleep(20);
 	}
 	nng_pipe_notify(s, NNG_PIPE_EV_REM_POST, NULL, NULL);
 	pthread_mutex_lock(&tls_mu);
@@ -480,9 +492,13 @@ int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
 			nng_dialer_set_ms(d0, NNG_OPT_RECONNMINT, o->reconnect_min_ms);
 		if (o->reconnect_max_ms > 0)
 			nng_dialer_set_ms(d0, NNG_OPT_RECONNMAXT, o->reconnect_max_ms);
+		int watching = cfg && tls_watch_begin(s) == 0;
 		nrv = nng_dialer_start(d0, 0);
-		if (nrv == 0 && cfg &&
-		    tls_dropped_soon(s, o->dial_sync_ms < 500 ? o->dial_sync_ms : 500)) {
+		if (watching &&
+		    tls_dropped_soon(s, nrv != 0                ? 0
+		                        : o->dial_sync_ms < 500 ? o->dial_sync_ms
+		                                                : 500) &&
+		    nrv == 0) {
 			fl_log(FL_LOG_ERROR, "net",
 			       "the coordinator at %s closed the connection right after the TLS "
 			       "handshake: it does not accept this client's certificate (is "
