@@ -18,6 +18,9 @@
  */
 #include "client/session.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +49,7 @@
 #define CLIENT_BACKOFF_MAX_MS 2000
 #define CLIENT_WAIT_MAX_MS    2000 /* cap on a Wait's retry_after */
 #define CLIENT_MAX_PHASES     4096 /* accountant history entries (merged when equal) */
+#define CLIENT_FINAL_GRACE_S  15.0 /* silence after the last round's Ack that means done */
 #define CLIENT_STR_MAX        512
 
 /* Outcomes of one step of the loop besides FL_E* codes. */
@@ -75,6 +79,11 @@ typedef struct session {
 	priv_phase phases[CLIENT_MAX_PHASES];
 	int n_phases;
 	double epsilon, delta;
+	/* history read from state_path, restored when its run is joined */
+	char saved_run[FL_RUN_ID_MAX + 1];
+	priv_phase *saved;
+	int n_saved;
+	double saved_delta;
 
 	client_stats st;
 	double last_reply; /* monotonic seconds */
@@ -176,13 +185,143 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	return rv;
 }
 
-/* Resets everything that belongs to one run. */
+/* Reads the accountant history of state_path (absent: nothing to restore). */
+static int state_load(session *s, const char *path)
+{
+	cJSON *o = NULL, *ph, *it;
+	char *text = NULL;
+	long n;
+	int rv = FL_EFORMAT;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return errno == ENOENT ? 0 : FL_EIO;
+	text = malloc(1 << 20);
+	n = text ? (long)fread(text, 1, (1 << 20) - 1, f) : -1;
+	fclose(f);
+	if (n < 0) {
+		free(text);
+		return FL_ENOMEM;
+	}
+	text[n] = 0;
+	o = cJSON_Parse(text);
+	free(text);
+	if (!o)
+		goto done;
+	it = cJSON_GetObjectItemCaseSensitive(o, "run_id");
+	ph = cJSON_GetObjectItemCaseSensitive(o, "phases");
+	if (!cJSON_IsString(it) || fl_wire_run_id_valid(it->valuestring) != 0 ||
+	    !cJSON_IsArray(ph) || cJSON_GetArraySize(ph) > CLIENT_MAX_PHASES)
+		goto done;
+	snprintf(s->saved_run, sizeof s->saved_run, "%s", it->valuestring);
+	it = cJSON_GetObjectItemCaseSensitive(o, "delta");
+	s->saved_delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	s->saved = calloc(cJSON_GetArraySize(ph) + 1, sizeof *s->saved);
+	if (!s->saved) {
+		rv = FL_ENOMEM;
+		goto done;
+	}
+	cJSON_ArrayForEach(it, ph)
+	{
+		cJSON *sg = cJSON_GetObjectItemCaseSensitive(it, "sigma");
+		cJSON *q = cJSON_GetObjectItemCaseSensitive(it, "q");
+		cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "steps");
+		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(st) ||
+		    !(sg->valuedouble >= 0) || !(q->valuedouble >= 0 && q->valuedouble <= 1) ||
+		    !(st->valuedouble >= 0 && st->valuedouble < 1e15))
+			goto done;
+		s->saved[s->n_saved++] =
+		    (priv_phase){sg->valuedouble, q->valuedouble, (long)st->valuedouble};
+	}
+	rv = 0;
+done:
+	cJSON_Delete(o);
+	if (rv == FL_EFORMAT)
+		fl_log(FL_LOG_ERROR, "client",
+		       "state file %s is malformed; remove it to start a new privacy history",
+		       path);
+	return rv;
+}
+
+/* Writes the accountant history to state_path: temp file (0600), fsync,
+ * rename. */
+static int state_save(session *s)
+{
+	const char *path = s->o->state_path;
+	char tmp[4096];
+	cJSON *o = NULL, *ph;
+	char *text = NULL;
+	int fd = -1, rv = FL_ENOMEM;
+
+	if (!path)
+		return 0;
+	o = cJSON_CreateObject();
+	ph = cJSON_AddArrayToObject(o, "phases");
+	if (!o || !ph || !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
+	    !cJSON_AddNumberToObject(o, "delta", s->delta) ||
+	    !cJSON_AddNumberToObject(o, "epsilon", isfinite(s->epsilon) ? s->epsilon : -1))
+		goto done;
+	for (int i = 0; i < s->n_phases; i++) {
+		cJSON *p = cJSON_CreateObject();
+		if (!p)
+			goto done;
+		cJSON_AddItemToArray(ph, p);
+		if (!cJSON_AddNumberToObject(p, "sigma", s->phases[i].sigma) ||
+		    !cJSON_AddNumberToObject(p, "q", s->phases[i].q) ||
+		    !cJSON_AddNumberToObject(p, "steps", (double)s->phases[i].steps))
+			goto done;
+	}
+	text = cJSON_Print(o);
+	if (!text)
+		goto done;
+	rv = FL_EIO;
+	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+		goto done;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto done;
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) != 0 ||
+	    close(fd) != 0) {
+		fd = -1;
+		unlink(tmp);
+		goto done;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		goto done;
+	}
+	rv = 0;
+done:
+	if (fd >= 0)
+		close(fd);
+	if (rv)
+		fl_log(FL_LOG_WARN, "client", "cannot write state file %s: %s", path,
+		       fl_strerror(rv));
+	free(text);
+	cJSON_Delete(o);
+	return rv;
+}
+
+/* Resets everything that belongs to one run; restores the saved privacy
+ * history when it belongs to this run. */
 static void new_run(session *s, const char *run_id)
 {
 	snprintf(s->run_id, sizeof s->run_id, "%s", run_id);
 	s->acked_round = s->failed_round = 0;
 	s->n_phases = 0;
 	s->epsilon = 0;
+	if (s->n_saved && run_id[0] && !strcmp(run_id, s->saved_run)) {
+		memcpy(s->phases, s->saved, s->n_saved * sizeof *s->phases);
+		s->n_phases = s->n_saved;
+		s->delta = s->saved_delta;
+		if (s->delta > 0 && s->delta < 1 &&
+		    priv_rdp_epsilon(s->phases, s->n_phases, s->delta, &s->epsilon, NULL) != 0)
+			s->epsilon = INFINITY;
+		fl_log(FL_LOG_INFO, "client",
+		       "restored the privacy history of run %s: %d phase(s), epsilon %.4g", run_id,
+		       s->n_phases, s->epsilon);
+	}
 }
 
 /* Opens (or keeps) the task for the run's model spec. */
@@ -350,6 +489,7 @@ static void account(session *s, double sigma, double q, long steps, double delta
 	if (priv_rdp_epsilon(s->phases, s->n_phases, delta, &eps, NULL) != 0)
 		eps = INFINITY;
 	s->epsilon = eps;
+	state_save(s);
 }
 
 /* Sends one sealed Submit, resending the same bytes (same nonce) on
@@ -637,6 +777,8 @@ int client_run(const client_opts *o, client_stats *st)
 		}
 		s->have_pin = 1;
 	}
+	if (o->state_path && (rv = state_load(s, o->state_path)) != 0)
+		goto out;
 	if ((rv = priv_noise_new(&s->noise)) != 0)
 		goto out;
 	fl_net_opts_default(&no);
@@ -654,6 +796,22 @@ int client_run(const client_opts *o, client_stats *st)
 	s->last_reply = mono_s();
 
 	for (;;) {
+		/* The last round was acknowledged and the coordinator is gone: its
+		 * Done was lost on the way (it exits once it has answered every
+		 * client), so the run is over for us. */
+		if (s->total_rounds > 0 && s->acked_round >= s->total_rounds &&
+		    mono_s() - s->last_reply > CLIENT_FINAL_GRACE_S) {
+			fl_log(FL_LOG_INFO, "client",
+			       "last round %llu acknowledged and no reply for %.0f s: run finished",
+			       (unsigned long long)s->acked_round, CLIENT_FINAL_GRACE_S);
+			s->st.final_round = s->acked_round;
+			{
+				client_event ev = {.kind = CLIENT_EV_DONE, .round = s->acked_round};
+				emit(s, &ev);
+			}
+			rv = 0;
+			break;
+		}
 		if (o->give_up_s > 0 && mono_s() - s->last_reply > o->give_up_s) {
 			fl_log(FL_LOG_ERROR, "client", "no reply from %s for %.0f s; giving up",
 			       o->url, o->give_up_s);
@@ -695,6 +853,7 @@ out:
 	priv_noise_free(s->noise);
 	lora_adapter_free(s->ad);
 	model_task_close(s->task);
+	free(s->saved);
 	free(s);
 	return rv;
 }

@@ -24,8 +24,11 @@
  * Privacy: under sample-level DP (Task.dp.mode 1) the client runs DP-SGD and
  * keeps its own accountant history (privacy/accountant.h) over every round it
  * trained in this run; the resulting epsilon at Task.dp.delta travels in the
- * Submit's metrics. The history lives in memory: a restarted client process
- * starts a new history (its earlier spending is not remembered).
+ * Submit's metrics. With state_path the history is also written there after
+ * every DP round (temp file, fsync, rename) and read back at start, so a
+ * restarted client keeps counting its spending in the same run; a state file
+ * that does not parse stops the client (FL_EFORMAT) rather than forgetting
+ * what was spent. Without state_path a restarted client starts a new history.
  *
  * Does not: load data itself (model/task.h does, given opts), print anything
  * (progress goes to on_event; diagnostics to core/log.h), or exit.
@@ -63,6 +66,8 @@ typedef struct client_opts {
 	const char *url;             /* coordinator URL (tcp://, tls+tcp://, ipc://) */
 	const char *key_path;        /* this client's NAME.key */
 	const char *coordinator_pub; /* optional: pin this NAME.pub from the start */
+	const char *state_path;      /* optional: the DP accountant's history, kept across
+	                                restarts of this client (JSON, mode 0600) */
 	const char *task;            /* expected task ("linreg" | "lm") */
 	int client_index;            /* data shard / synthetic client index, >= 0 */
 	int have_seed;               /* 1: data_seed overrides the run's seed for data */
@@ -90,8 +95,9 @@ typedef struct client_stats {
 } client_stats;
 
 /* Runs the session until the coordinator says Done (0), max_rounds rounds
- * were trained (0), or a fatal error: FL_EKEY (our key refused, or the
- * coordinator's key changed), FL_EINVAL (bad options, task mismatch),
+ * were trained (0), the run's last round was acknowledged and the coordinator
+ * stayed silent for 15 s afterwards (0: its Done was lost as it exited), or a fatal error: FL_EKEY
+ * (our key refused, or the coordinator's key changed), FL_EINVAL (bad options, task mismatch),
  * FL_ENOENT/FL_EIO/FL_EFORMAT (key or data files), FL_ETIMEOUT (give_up_s
  * passed without a reply). st may be NULL. */
 int client_run(const client_opts *o, client_stats *st);

@@ -4,7 +4,10 @@
 #     and no round is committed twice (metrics.jsonl: rounds 1..R, once each);
 #  2. a client killed mid-round does not stop the round: the quorum
 #     (--min-clients 2 of 3) commits it at the round timeout and the
-#     remaining clients finish the run.
+#     remaining clients finish the run;
+#  3. a client that stops and starts again under sample-level DP keeps its
+#     privacy history (its state file): the epsilon it reports keeps growing
+#     instead of starting over.
 # Rounds are made slow enough (linreg 192 wide, 60 local steps of 64 examples) that the kills
 # land inside a run, not after it.
 . tests/lib.sh
@@ -136,4 +139,37 @@ for p in $cl; do
 	wait_pid "$p" 20 && [ "$wst" = 0 ] && good=$((good + 1))
 done
 check "quorum: the 2 remaining clients saw Done ($good of 2)" [ $good -eq 2 ]
+
+# ---- 3. a client restart keeps the privacy history ----
+run="$TMPROOT/dpstate"
+mkdir -p "$run/keys"
+"$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
+"$FEDLORA" keygen --out "$run/keys/client-0" >/dev/null 2>&1
+port=$(free_port)
+url="tcp://127.0.0.1:$port"
+"$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
+	--task linreg --strategy ffa --rounds 4 --clients-per-round 1 --min-clients 1 \
+	--round-timeout 30 --enroll-any --linger 5 --dp sample --dp-clip 1 --dp-noise 1 \
+	--dp-q 0.05 >"$TMPROOT/coord4.log" 2>&1 &
+cpid=$!
+pids="$pids $cpid"
+"$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" --task linreg \
+	--client-index 0 --max-rounds 2 >"$run/client-a.log" 2>&1
+check "dpstate: client stops after 2 rounds (status $?)" [ $? -eq 0 ]
+check "dpstate: state file written with mode 0600" \
+	sh -c "[ \"\$(stat -c %a '$run/keys/client-0.state.json')\" = 600 ]"
+"$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" --task linreg \
+	--client-index 0 >"$run/client-b.log" 2>&1 &
+bpid=$!
+pids="$pids $bpid"
+wait_pid $bpid 60
+check "dpstate: restarted client finishes the run (status $wst)" [ "$wst" = 0 ]
+wait_pid $cpid 30
+check "dpstate: coordinator finished (status $wst)" [ "$wst" = 0 ]
+check "dpstate: epsilon keeps growing across the restart" python3 - "$run/metrics.jsonl" <<'PY'
+import json, sys
+eps = [json.loads(l)["epsilon"] for l in open(sys.argv[1]) if l.strip()]
+print("  epsilon per round: %s" % eps, file=sys.stderr)
+sys.exit(0 if len(eps) == 4 and all(a < b for a, b in zip(eps, eps[1:])) else 1)
+PY
 exit $t_failed

@@ -34,6 +34,9 @@ static void client_usage(FILE *f)
 	        "  --device cpu|cuda|auto lm: where to train (default cpu)\n"
 	        "  --recv-max BYTES       receive limit (suffix k, M, G; default 256M)\n"
 	        "  --tls-cert/--tls-key/--tls-ca FILE   PEM files for tls+tcp://\n"
+	        "  --state FILE           where the client keeps its DP accountant history across\n"
+	        "                         restarts (default: NAME.state.json next to NAME.key)\n"
+	        "  --no-state             keep that history in memory only\n"
 	        "  --max-rounds N         stop after training N rounds\n"
 	        "  --poll-timeout SEC     longest wait for one reply to GetTask (default 30)\n"
 	        "  --give-up SEC          exit 1 after SEC without any reply (default: never)\n"
@@ -136,7 +139,8 @@ int cmd_client(int argc, char **argv)
 	client_opts o;
 	client_stats st;
 	progress pg = {0, -1};
-	int rv;
+	static char state_buf[4096];
+	int rv, no_state = 0;
 	long v;
 
 	client_opts_default(&o);
@@ -150,6 +154,9 @@ int cmd_client(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--quiet")) {
 			pg.quiet = 1;
+			takes = 0;
+		} else if (!strcmp(a, "--no-state")) {
+			no_state = 1;
 			takes = 0;
 		} else if (!val) {
 			fprintf(stderr, "fedlora client: %s needs a value (or is unknown)\n", a);
@@ -181,6 +188,8 @@ int cmd_client(int argc, char **argv)
 				return 2;
 			}
 			o.have_seed = 1;
+		} else if (!strcmp(a, "--state")) {
+			o.state_path = val;
 		} else if (!strcmp(a, "--data")) {
 			o.data = val;
 		} else if (!strcmp(a, "--base")) {
@@ -235,6 +244,20 @@ int cmd_client(int argc, char **argv)
 	if (!strcmp(o.task, "lm") && (!o.data || !o.base_dir)) {
 		fprintf(stderr, "fedlora client: --task lm needs --data and --base\n");
 		return 2;
+	}
+	/* default state file: next to the key, NAME.key -> NAME.state.json */
+	if (no_state) {
+		o.state_path = NULL;
+	} else if (!o.state_path) {
+		size_t n = strlen(o.key_path);
+		if (n + 16 > sizeof state_buf) {
+			fprintf(stderr, "fedlora client: --key path too long\n");
+			return 2;
+		}
+		if (n > 4 && !strcmp(o.key_path + n - 4, ".key"))
+			n -= 4;
+		snprintf(state_buf, sizeof state_buf, "%.*s.state.json", (int)n, o.key_path);
+		o.state_path = state_buf;
 	}
 	pg.index = o.client_index;
 	o.on_event = on_event;
