@@ -12,26 +12,26 @@
 
 enum {
 	FL_OK = 0,
-	FL_ENOMEM = -1,   /* allocation failed */
-	FL_EINVAL = -2,   /* invalid argument or setting */
-	FL_EIO = -3,      /* file or OS error (errno kept by the caller's message) */
-	FL_EFORMAT = -4,  /* malformed file or message (does not parse) */
-	FL_ESHAPE = -5,   /* wrong tensor names, shapes or dtypes */
+	FL_ENOMEM = -1,     /* allocation failed */
+	FL_EINVAL = -2,     /* invalid argument or setting */
+	FL_EIO = -3,        /* file or OS error (errno kept by the caller's message) */
+	FL_EFORMAT = -4,    /* malformed file or message (does not parse) */
+	FL_ESHAPE = -5,     /* wrong tensor names, shapes or dtypes */
 	FL_ENONFINITE = -6, /* NaN or Inf where finite values are required */
-	FL_ESIG = -7,     /* signature does not verify */
-	FL_EKEY = -8,     /* unknown or not allowed key */
-	FL_ESTALE = -9,   /* message for another round or run */
-	FL_EREPLAY = -10, /* nonce seen before */
-	FL_ETOOBIG = -11, /* over a size limit */
-	FL_ENET = -12,    /* transport error */
-	FL_ETIMEOUT = -13, /* deadline passed */
-	FL_ENOTSUP = -14, /* not supported in this build or configuration */
-	FL_ECUDA = -15,   /* CUDA / cuBLAS failure or no usable GPU */
-	FL_ECRYPTO = -16, /* libsodium failure */
-	FL_ESTATE = -17,  /* operation not valid in the current state */
-	FL_EDONE = -18,   /* nothing more to do (run finished, budget spent) */
-	FL_ENOENT = -19,  /* file or item not found */
-	FL_EQUORUM = -20, /* too few clients reported */
+	FL_ESIG = -7,       /* signature does not verify */
+	FL_EKEY = -8,       /* unknown or not allowed key */
+	FL_ESTALE = -9,     /* message for another round or run */
+	FL_EREPLAY = -10,   /* nonce seen before */
+	FL_ETOOBIG = -11,   /* over a size limit */
+	FL_ENET = -12,      /* transport error */
+	FL_ETIMEOUT = -13,  /* deadline passed */
+	FL_ENOTSUP = -14,   /* not supported in this build or configuration */
+	FL_ECUDA = -15,     /* CUDA / cuBLAS failure or no usable GPU */
+	FL_ECRYPTO = -16,   /* libsodium failure */
+	FL_ESTATE = -17,    /* operation not valid in the current state */
+	FL_EDONE = -18,     /* nothing more to do (run finished, budget spent) */
+	FL_ENOENT = -19,    /* file or item not found */
+	FL_EQUORUM = -20,   /* too few clients reported */
 	FL_ERR_MIN_ = -21
 };
 

@@ -43,7 +43,7 @@ void fl_log(int level, const char *tag, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %-5s %s: ", tm.tm_hour, tm.tm_min,
-		     tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], tag);
+	             tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], tag);
 	va_start(ap, fmt);
 	if (n > 0 && n < (int)sizeof line)
 		vsnprintf(line + n, sizeof line - n, fmt, ap);

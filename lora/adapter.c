@@ -10,7 +10,7 @@
 #include "core/rng.h"
 
 int lora_adapter_new(lora_adapter **out, int n, const char *const *names, const int *in,
-		     const int *outd, int r, float alpha)
+                     const int *outd, int r, float alpha)
 {
 	lora_adapter *a;
 	size_t na = 0, nb = 0, oa = 0, ob = 0;

@@ -43,7 +43,7 @@ typedef struct lora_adapter {
 
 /* New adapter of n matrices (names[i], in[i], out[i]) with rank r; all zero. */
 int lora_adapter_new(lora_adapter **out, int n, const char *const *names, const int *in,
-		     const int *outd, int r, float alpha);
+                     const int *outd, int r, float alpha);
 void lora_adapter_free(lora_adapter *a);
 /* Deep copy. */
 int lora_adapter_clone(lora_adapter **out, const lora_adapter *src);

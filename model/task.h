@@ -22,12 +22,12 @@
 struct priv_noise;
 
 typedef struct model_task_opts {
-	const char *task;  /* "linreg" | "lm" */
-	uint64_t seed;     /* run seed, the same for every client */
-	int client_index;  /* 0-based; -1 on the coordinator */
-	int num_clients;   /* clients in the run (linreg draws every client's shift) */
-	int rank;          /* LoRA rank r */
-	double alpha;      /* LoRA alpha */
+	const char *task; /* "linreg" | "lm" */
+	uint64_t seed;    /* run seed, the same for every client */
+	int client_index; /* 0-based; -1 on the coordinator */
+	int num_clients;  /* clients in the run (linreg draws every client's shift) */
+	int rank;         /* LoRA rank r */
+	double alpha;     /* LoRA alpha */
 	/* linreg */
 	int linreg_layers, linreg_dim, linreg_samples;
 	/* lm */
@@ -47,13 +47,13 @@ typedef struct model_train_params {
 	int batch_size;
 	double lr;
 	double weight_decay;
-	int optimizer;        /* 0 SGD, 1 AdamW */
-	int train_a;          /* 0: A frozen, only B trained (ffa) */
+	int optimizer; /* 0 SGD, 1 AdamW */
+	int train_a;   /* 0: A frozen, only B trained (ffa) */
 	/* sample-level DP-SGD; off when dp_clip <= 0. Poisson sampling with rate
 	 * dp_q (expected batch dp_q * num_samples), per-example clipping to
 	 * dp_clip, noise N(0, (dp_noise*dp_clip)^2). */
 	double dp_clip, dp_noise, dp_q;
-	uint64_t round_seed;  /* minibatch order of this round */
+	uint64_t round_seed; /* minibatch order of this round */
 } model_train_params;
 
 typedef struct model_train_result {
@@ -75,7 +75,7 @@ void model_task_close(model_task *t);
 int model_task_adapter_new(model_task *t, uint64_t seed, lora_adapter **out);
 /* Trains `ad` in place for p->local_steps. noise is required when p->dp_clip > 0. */
 int model_task_train(model_task *t, lora_adapter *ad, const model_train_params *p,
-		     struct priv_noise *noise, model_train_result *res);
+                     struct priv_noise *noise, model_train_result *res);
 /* Held-out loss (and next-token accuracy for lm; NaN for linreg) of `ad`. */
 int model_task_eval(model_task *t, const lora_adapter *ad, double *loss, double *acc);
 long model_task_num_samples(const model_task *t);

@@ -33,7 +33,10 @@ typedef struct test_case {
 	void (*fn)(void);
 } test_case;
 
-#define TEST(fn) {#fn, fn}
+#define TEST(fn)                                                                                   \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
 
 static int test_cur_failed;
 static int test_cur_skipped;
@@ -51,8 +54,8 @@ static char test_skip_reason[256];
 	do {                                                                                       \
 		int rc_ = (expr);                                                                  \
 		if (rc_ != 0) {                                                                    \
-			fprintf(stderr, "  %s:%d: %s returned %d (%s)\n", __FILE__, __LINE__, #expr, \
-				rc_, fl_strerror(rc_));                                            \
+			fprintf(stderr, "  %s:%d: %s returned %d (%s)\n", __FILE__, __LINE__,      \
+			        #expr, rc_, fl_strerror(rc_));                                     \
 			test_cur_failed = 1;                                                       \
 		}                                                                                  \
 	} while (0)
@@ -62,8 +65,9 @@ static char test_skip_reason[256];
 	do {                                                                                       \
 		double a_ = (double)(a), b_ = (double)(b);                                         \
 		if (!(fabs(a_ - b_) <= (atol) + (rtol)*fabs(b_))) {                                \
-			fprintf(stderr, "  %s:%d: %s = %.9g, expected %s = %.9g (atol %g rtol %g)\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_, (double)(atol), (double)(rtol)); \
+			fprintf(                                                                   \
+			    stderr, "  %s:%d: %s = %.9g, expected %s = %.9g (atol %g rtol %g)\n",  \
+			    __FILE__, __LINE__, #a, a_, #b, b_, (double)(atol), (double)(rtol));   \
 			test_cur_failed = 1;                                                       \
 		}                                                                                  \
 	} while (0)
