@@ -21,22 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "lora/aggregate.h"
 
 #define NMAT 64
 #define DIM  4096
 #define RANK 16
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static lora_adapter *mk_7b(void)
 {
@@ -82,11 +75,11 @@ static double read_bandwidth(void)
 	perturb(x, NULL, n, 1.0, 1);
 	for (int rep = 0; rep < 3; rep++) {
 		float lane[16] = {0};
-		double t0 = now();
+		double t0 = fl_now_s();
 		for (size_t i = 0; i < n; i += 16)
 			for (int j = 0; j < 16; j++)
 				lane[j] += x[i + j];
-		double t = now() - t0;
+		double t = fl_now_s() - t0;
 		for (int j = 0; j < 16; j++)
 			sink += lane[j];
 		double gbs = n * sizeof(float) / t / 1e9;
@@ -110,11 +103,11 @@ static int fold_bench(lora_strategy s, lora_adapter *glob, lora_adapter **cl, in
 	o.compute_bias = 0;
 	if ((rv = lora_agg_new(&g, glob, &o)) != 0)
 		return rv;
-	double t0 = now();
+	double t0 = fl_now_s();
 	for (int k = 0; k < K; k++)
 		if ((rv = lora_agg_add(g, cl[k], 1.0 + k)) != 0)
 			goto done;
-	double t = now() - t0;
+	double t = fl_now_s() - t0;
 	rv = lora_agg_finish(g, out, &st);
 	*sec = t;
 	*gbs = (double)K * (glob->n_a + glob->n_b) * sizeof(float) / t / 1e9;
@@ -134,9 +127,9 @@ static int finish_bench(const lora_agg_opts *o, lora_adapter *glob, lora_adapter
 	for (int k = 0; k < K; k++)
 		if ((rv = lora_agg_add(g, cl[k], 1.0 + k)) != 0)
 			goto done;
-	double t0 = now();
+	double t0 = fl_now_s();
 	rv = lora_agg_finish(g, out, st);
-	*sec = now() - t0;
+	*sec = fl_now_s() - t0;
 done:
 	lora_agg_free(g);
 	return rv;

@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "lora/adapter.h"
 #include "model/task.h"
@@ -47,13 +47,6 @@ typedef struct bench_row {
 	double plain_ms, dp_ms, ratio;
 	char detail[160];
 } bench_row;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -102,19 +95,19 @@ static int bench_linreg(int steps, priv_noise *noise, bench_row *row)
 		double t0;
 		p.round_seed = (uint64_t)(s + 2);
 		p.dp_clip = 0;
-		t0 = now_s();
+		t0 = fl_now_s();
 		if ((rv = model_task_train(t, ad, &p, NULL, &res)) != 0)
 			goto out;
 		if (s >= 0)
-			tp[s] = (now_s() - t0) / inner;
+			tp[s] = (fl_now_s() - t0) / inner;
 		p.dp_clip = 1.0;
 		p.dp_noise = 1.0;
 		p.dp_q = (double)batch / o.linreg_samples;
-		t0 = now_s();
+		t0 = fl_now_s();
 		if ((rv = model_task_train(t, ad, &p, noise, &res)) != 0)
 			goto out;
 		if (s >= 0)
-			td[s] = (now_s() - t0) / inner;
+			td[s] = (fl_now_s() - t0) / inner;
 	}
 	row->workload = "linreg";
 	row->plain_ms = 1e3 * median(tp, steps);
@@ -189,22 +182,22 @@ static int bench_lm(int steps, priv_noise *noise, bench_row *row)
 	for (int i = 0; i < B * T; i++)
 		tgt[i] = (i + 1) % T ? tok[i + 1] : -1;
 	for (int s = -1; s < steps; s++) {
-		double t0 = now_s();
+		double t0 = fl_now_s();
 		model_llama_zero_grad(m);
 		if ((rv = model_llama_forward(m, tok, tgt, B, T, &loss)) != 0 ||
 		    (rv = model_llama_backward(m)) != 0)
 			goto out;
 		sgd(p, g, n, 1e-4f);
 		if (s >= 0)
-			tp[s] = now_s() - t0;
-		t0 = now_s();
+			tp[s] = fl_now_s() - t0;
+		t0 = fl_now_s();
 		if ((rv = model_llama_forward(m, tok, tgt, B, T, &loss)) != 0 ||
 		    (rv = model_llama_backward_per_example(m, pe)) != 0 ||
 		    (rv = priv_dpsgd_reduce(pe, B, n, 1.0, 1.0, (double)B, noise, dpg)) != 0)
 			goto out;
 		sgd(p, dpg, n, 1e-4f);
 		if (s >= 0)
-			td[s] = now_s() - t0;
+			td[s] = fl_now_s() - t0;
 	}
 	row->workload = "lm";
 	row->plain_ms = 1e3 * median(tp, steps);

@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "lora/adapter.h"
 #include "model/llama.h"
@@ -36,13 +36,6 @@
 /* sgemm repetitions (about 10 ms each on 2 cores): many, so that one of them
  * runs while the CPU is otherwise idle */
 #define SGEMM_REPS 30
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -66,10 +59,10 @@ static double sgemm_gflops(int n)
 	}
 	double best = 0;
 	for (int rep = 0; rep < SGEMM_REPS + 1; rep++) {
-		double t0 = now_s();
+		double t0 = fl_now_s();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
 		            0.0f, c, n);
-		double g = 2.0 * n * (double)n * n / (now_s() - t0) / 1e9;
+		double g = 2.0 * n * (double)n * n / (fl_now_s() - t0) / 1e9;
 		if (rep > 0 && g > best) /* rep 0 warms up the threads */
 			best = g;
 	}
@@ -111,17 +104,17 @@ static int run_mode(model_llama *m, model_train_mode mode, int B, int T, int ste
 		goto fail;
 	for (int s = 0; s <= steps; s++) { /* step 0 warms up */
 		float loss;
-		double t0 = now_s();
+		double t0 = fl_now_s();
 		model_llama_zero_grad(m);
 		if ((rv = model_llama_forward(m, tok, tg, B, T, &loss)) != 0)
 			goto fail;
-		double t1 = now_s();
+		double t1 = fl_now_s();
 		if ((rv = model_llama_backward(m)) != 0)
 			goto fail;
-		double t2 = now_s();
+		double t2 = fl_now_s();
 		if ((rv = model_optim_step(opt, p, g, n, 1e-4f)) != 0)
 			goto fail;
-		double t3 = now_s();
+		double t3 = fl_now_s();
 		st[s] = t3 - t0, sf[s] = t1 - t0, sb[s] = t2 - t1;
 		if (s == 0)
 			r->loss_first = loss;

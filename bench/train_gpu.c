@@ -39,9 +39,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/rng.h"
 #ifdef FL_HAVE_CUDA
@@ -69,13 +69,6 @@ static const shape shapes[] = {
     {"smollm-135m", 576, 30, 9, 3, 1536, 49152, 10000.0f},
     {"llama-3.2-1b", 2048, 16, 32, 8, 8192, 128256, 500000.0f},
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -150,10 +143,10 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	if ((rv = model_cuda_optim_set(m, &o)) != 0)
 		goto out;
 	for (int i = 0; i < warmup + steps; i++) {
-		double loss = 0, t0 = now_s();
+		double loss = 0, t0 = fl_now_s();
 		if ((rv = model_cuda_train_step(m, in, tg, B, T, 1e-4f, &loss)) != 0)
 			goto out;
-		double dt = now_s() - t0;
+		double dt = fl_now_s() - t0;
 		if (i == 0)
 			res->loss_first = loss;
 		res->loss_last = loss;

@@ -18,18 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "core/wire.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct shape {
 	const char *name;
@@ -86,10 +79,10 @@ static int run(const shape *s, fl_dtype dt, int reps, const priv_key *k, result 
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		fl_wire_msg m;
-		double t0 = now();
+		double t0 = fl_now_s();
 		if ((rv = fl_wire_tensors_from_adapter(a, FL_WIRE_AB, dt, &ts)) != 0)
 			break;
-		double t1 = now();
+		double t1 = fl_now_s();
 		Fedlora__Submit sub = FEDLORA__SUBMIT__INIT;
 		sub.run_id = "bench";
 		sub.round = 1;
@@ -99,17 +92,17 @@ static int run(const shape *s, fl_dtype dt, int reps, const priv_key *k, result 
 		sub.n_tensors = ts.n;
 		sub.tensors = ts.t;
 		rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, k, &buf, &len);
-		double t2 = now();
+		double t2 = fl_now_s();
 		fl_wire_tensors_fini(&ts);
 		if (rv != 0)
 			break;
 		rv = fl_wire_open(buf, len, len, k->pk, &m);
-		double t3 = now();
+		double t3 = fl_now_s();
 		if (rv == 0) {
 			const Fedlora__Submit *sp = (const Fedlora__Submit *)m.body;
 			rv = fl_wire_tensors_to_adapter(sp->tensors, sp->n_tensors, FL_WIRE_AB, b);
 		}
-		double t4 = now();
+		double t4 = fl_now_s();
 		fl_wire_msg_fini(&m);
 		free(buf);
 		double t[4] = {t1 - t0, t2 - t1, t3 - t2, t4 - t3};

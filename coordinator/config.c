@@ -7,11 +7,13 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 
 enum { T_STR, T_INT, T_LL, T_DBL, T_FLAG };
 
@@ -142,9 +144,7 @@ static const opt_def *opt_find(const char *name)
 static int opt_set_text(coord_config *c, const opt_def *d, const char *v, char *err, size_t errn)
 {
 	char *p = (char *)c + d->off;
-	char *end;
 
-	errno = 0;
 	switch (d->type) {
 	case T_STR:
 		if (strlen(v) >= d->size) {
@@ -155,22 +155,25 @@ static int opt_set_text(coord_config *c, const opt_def *d, const char *v, char *
 		strcpy(p, v);
 		return 0;
 	case T_INT: {
-		long x = strtol(v, &end, 10);
-		if (!*v || *end || errno || x < -2147483647L || x > 2147483647L)
+		long x;
+		if (fl_parse_long(v, -2147483647L, 2147483647L, &x) != 0)
 			goto bad;
 		*(int *)p = (int)x;
 		return 0;
 	}
 	case T_LL: {
-		long long x = strtoll(v, &end, 10);
+		char *end;
+		long long x;
+		errno = 0;
+		x = strtoll(v, &end, 10);
 		if (!*v || *end || errno)
 			goto bad;
 		*(long long *)p = x;
 		return 0;
 	}
 	case T_DBL: {
-		double x = strtod(v, &end);
-		if (!*v || *end || errno || !isfinite(x))
+		double x;
+		if (fl_parse_double(v, -DBL_MAX, DBL_MAX, &x) != 0)
 			goto bad;
 		*(double *)p = x;
 		return 0;

@@ -70,6 +70,7 @@
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/rng.h"
@@ -161,13 +162,6 @@ struct coord {
 
 /* ---------------------------------------------------------------- helpers */
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* A log line to stderr (fl_log) and to RUN/coordinator.log. */
 static void coord_logf(coord *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -216,7 +210,7 @@ static int reason_index(int code)
 static void count_reject_locked(coord *c, int code, const char *who, const char *text)
 {
 	int i = reason_index(code);
-	double t = now_s();
+	double t = fl_now_s();
 
 	c->rejected[i]++;
 	if (c->rej_last_log[i] == 0 || t - c->rej_last_log[i] >= REJECT_LOG_EVERY) {
@@ -688,7 +682,7 @@ static int write_run_json(coord *c)
 		return FL_EINVAL;
 	if ((rv = coord_config_to_json(&c->cfg, &js)) != 0)
 		return rv;
-	rv = coord_write_atomic(path, js, strlen(js));
+	rv = fl_write_atomic(path, js, strlen(js), 0644);
 	free(js);
 	return rv;
 }
@@ -809,7 +803,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		set_err(err, errn, "run directory path too long");
 		goto fail;
 	}
-	if ((rv = coord_mkdirs(path)) != 0) {
+	if ((rv = fl_mkdirs(path)) != 0) {
 		set_err(err, errn, "cannot create %s: %s", path, strerror(errno));
 		goto fail;
 	}
@@ -1037,7 +1031,7 @@ static void wait_until(coord *c, double deadline)
 {
 	struct timespec ts;
 	double t = deadline;
-	double now = now_s();
+	double now = fl_now_s();
 
 	/* wake at least every 200 ms to notice stop requests */
 	if (t > now + 0.2)
@@ -1365,7 +1359,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 			c->st.client_eps_max = c->client_eps_round;
 		eps = c->st.client_eps_max;
 	}
-	seconds = now_s() - t_round_start;
+	seconds = fl_now_s() - t_round_start;
 	coord_global_path(g->run_dir, c->cur_round, path, sizeof path);
 	if ((rv = lora_adapter_save(next, path)) != 0) {
 		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write %s: %s", c->cur_round, path,
@@ -1447,7 +1441,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		 * (after the quorum registered) for a full selection */
 		if (c->st.n_clients >= g->min_clients && c->st.n_clients < g->clients_per_round &&
 		    c->cur_round == 0) {
-			double t = now_s();
+			double t = fl_now_s();
 			if (t_quorum == 0)
 				t_quorum = t;
 			if (t - t_quorum < g->join_wait) {
@@ -1456,7 +1450,7 @@ int coord_run(coord *c, char *err, size_t errn)
 			}
 		}
 		if (c->st.n_clients < g->min_clients) {
-			double t = now_s();
+			double t = fl_now_s();
 			if (t - t_wait_log > 10) {
 				coord_logf(c, FL_LOG_INFO,
 				           "waiting for clients: %d of %d registered",
@@ -1489,7 +1483,7 @@ int coord_run(coord *c, char *err, size_t errn)
 			c->cur_round = c->st.round + 1;
 			c->attempt = 0;
 			fl_nonce_set_clear(c->nonces);
-			t_round = now_s();
+			t_round = fl_now_s();
 		}
 		c->attempt++;
 		if ((rv = open_round_locked(c)) != 0) {
@@ -1498,15 +1492,15 @@ int coord_run(coord *c, char *err, size_t errn)
 			break;
 		}
 		c->phase = PH_OPEN;
-		deadline = now_s() + g->round_timeout;
+		deadline = fl_now_s() + g->round_timeout;
 		coord_logf(c, FL_LOG_DEBUG, "round %d (attempt %d): %d of %d clients selected",
 		           c->cur_round, c->attempt, c->n_selected, c->st.n_clients);
 		wake_parked_locked(c);
-		while (!c->stop && c->n_reported < c->n_selected && now_s() < deadline)
+		while (!c->stop && c->n_reported < c->n_selected && fl_now_s() < deadline)
 			wait_until(c, deadline);
 		c->phase = PH_CLOSED;
 		while (c->folding > 0)
-			wait_until(c, now_s() + 1);
+			wait_until(c, fl_now_s() + 1);
 		if (c->stop) {
 			rv = FL_EDONE;
 			break;
@@ -1522,7 +1516,7 @@ int coord_run(coord *c, char *err, size_t errn)
 			           g->min_clients);
 			c->phase = PH_IDLE;
 			/* a short pause so a lost pool does not spin */
-			wait_until(c, now_s() + 0.2);
+			wait_until(c, fl_now_s() + 0.2);
 			continue;
 		}
 		rv = commit_round_locked(c, t_round);
@@ -1535,7 +1529,7 @@ int coord_run(coord *c, char *err, size_t errn)
 	}
 	/* answer Done (or, when stopping, nothing) for a while, then go */
 	if (rv == 0) {
-		double end = now_s() + g->linger;
+		double end = fl_now_s() + g->linger;
 		/* linger until every registered client was told Done (or the
 		 * linger time passed: some clients may be gone for good) */
 		free(c->done_told);
@@ -1546,7 +1540,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		wake_parked_locked(c);
 		coord_logf(c, FL_LOG_INFO, "run %s done (%s) after round %d", c->st.run_id,
 		           c->st.reason, c->st.round);
-		while (!c->stop && now_s() < end && !(c->n_done > 0 && c->n_told >= c->n_done))
+		while (!c->stop && fl_now_s() < end && !(c->n_done > 0 && c->n_told >= c->n_done))
 			wait_until(c, end);
 	}
 	pthread_mutex_unlock(&c->mu);

@@ -6,84 +6,18 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 
 #define STATE_MAX   (64u << 20) /* state.json: registry of many clients */
 #define METRICS_MAX (256u << 20)
-
-int coord_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY);
-	int rv = 0;
-
-	if (fd < 0)
-		return FL_EIO;
-	if (fsync(fd) != 0)
-		rv = FL_EIO;
-	close(fd);
-	return rv;
-}
-
-/* Directory part of path into buf ("." when there is none). */
-static void dir_of(const char *path, char *buf, size_t n)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		snprintf(buf, n, ".");
-	else if (slash == path)
-		snprintf(buf, n, "/");
-	else
-		snprintf(buf, n, "%.*s", (int)(slash - path), path);
-}
-
-int coord_write_atomic(const char *path, const void *data, size_t len)
-{
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	const char *p = data;
-	int fd;
-
-	if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-		return FL_EINVAL;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return FL_EIO;
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		p += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto fail;
-	dir_of(path, dir, sizeof dir);
-	return coord_fsync_dir(dir);
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return FL_EIO;
-}
 
 int coord_read_file(const char *path, size_t max, char **out, size_t *len)
 {
@@ -137,26 +71,6 @@ out:
 	*out = buf;
 	if (len)
 		*len = n;
-	return 0;
-}
-
-int coord_mkdirs(const char *dir)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof buf)
-		return FL_EINVAL;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] == '/' || buf[i] == 0) {
-			char c = buf[i];
-			buf[i] = 0;
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return FL_EIO;
-			buf[i] = c;
-		}
-	}
 	return 0;
 }
 
@@ -292,7 +206,7 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 	}
 	if (!(text = cJSON_Print(o)))
 		goto out;
-	rv = coord_write_atomic(path, text, strlen(text));
+	rv = fl_write_atomic(path, text, strlen(text), 0644);
 out:
 	free(text);
 	cJSON_Delete(o);
@@ -469,7 +383,7 @@ static int metrics_rewrite(const char *run_dir, int keep_max, const char *extra)
 	}
 	rv = 0;
 	if (extra || dropped)
-		rv = coord_write_atomic(path, out, olen);
+		rv = fl_write_atomic(path, out, olen, 0644);
 	if (dropped && !rv)
 		fl_log(FL_LOG_INFO, "coord",
 		       "metrics.jsonl: dropped %d line(s) of uncommitted rounds", dropped);

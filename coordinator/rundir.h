@@ -1,6 +1,6 @@
 /*
- * coordinator/rundir.h — the run directory on disk: atomic file writes,
- * run.json, state.json and metrics.jsonl.
+ * coordinator/rundir.h — the run directory on disk: run.json, state.json and
+ * metrics.jsonl, each rewritten whole through fl_write_atomic.
  *
  * Layout (see DESIGN section 3):
  *   RUN/run.json                  settings of the run (coordinator/config.h)
@@ -12,11 +12,12 @@
  *
  * Commit protocol of a round R: (1) write global/round-R, (2) rewrite
  * metrics.jsonl with the line of R appended, (3) rewrite state.json with
- * round = R. Each step is temp file + fsync + rename + fsync of the directory.
- * Step (3) is the commit: a crash before it leaves round R uncommitted (the
- * restart re-runs it, overwriting the adapter file and dropping the metrics
- * lines of rounds after the committed one with coord_metrics_trim), a crash
- * after it leaves R committed exactly once.
+ * round = R. Each step is one fl_write_atomic (core/fsutil.h): temp file +
+ * fsync + rename + fsync of the directory. Step (3) is the commit: a crash
+ * before it leaves round R uncommitted (the restart re-runs it, overwriting
+ * the adapter file and dropping the metrics lines of rounds after the
+ * committed one with coord_metrics_trim), a crash after it leaves R committed
+ * exactly once.
  *
  * Does not know about the network or aggregation.
  *
@@ -32,16 +33,9 @@
 #define COORD_KEY_HEX_MAX 160 /* public key as hex, NUL included */
 #define COORD_REASON_MAX  32
 
-/* Writes data to path atomically: PATH.tmp.PID, fsync, rename, fsync of the
- * directory. FL_EIO on any failure (the temp file is removed). */
-int coord_write_atomic(const char *path, const void *data, size_t len);
-/* fsync of a directory. */
-int coord_fsync_dir(const char *dir);
 /* Reads a whole file of at most max bytes into a malloc'd NUL-terminated
  * buffer. FL_ENOENT when missing, FL_ETOOBIG over max, FL_EIO otherwise. */
 int coord_read_file(const char *path, size_t max, char **out, size_t *len);
-/* mkdir -p of dir (mode 0755); 0 when it exists. */
-int coord_mkdirs(const char *dir);
 
 typedef struct coord_client {
 	char key[COORD_KEY_HEX_MAX]; /* public key, hex */

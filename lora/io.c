@@ -6,7 +6,6 @@
  */
 #include "lora/io.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 
@@ -82,17 +82,6 @@ static int has_suffix(const char *s, const char *suf)
 	return n > m && !strcmp(s + n - m, suf);
 }
 
-/* Parses a whole decimal integer in [lo, hi]. */
-static int parse_int(const char *s, long lo, long hi, long *v)
-{
-	char *end;
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	*v = strtol(s, &end, 10);
-	return (errno || *end || *v < lo || *v > hi) ? -1 : 0;
-}
-
 int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_t errlen)
 {
 	fl_st_file *f = NULL;
@@ -115,7 +104,7 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 		       s ? "\"" : "", s ? s : "missing", s ? "\"" : "", LORA_FILE_FORMAT);
 		goto fail;
 	}
-	if (parse_int(fl_st_meta(f, "r"), 1, 4096, &r) != 0) {
+	if (fl_parse_long(fl_st_meta(f, "r"), 1, 4096, &r) != 0) {
 		seterr(err, errlen, "%s: __metadata__ r is missing or not an integer in 1..4096",
 		       path);
 		goto fail;

@@ -6,15 +6,13 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/safetensors.h"
 
 static void seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -26,66 +24,6 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, n, fmt, ap);
 	va_end(ap);
-}
-
-/* mkdir -p */
-static int mkdirs(const char *dir)
-{
-	char p[4096];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof p)
-		return -1;
-	memcpy(p, dir, n + 1);
-	for (size_t i = 1; i <= n; i++)
-		if (p[i] == '/' || p[i] == 0) {
-			char c = p[i];
-			p[i] = 0;
-			if (mkdir(p, 0755) != 0 && errno != EEXIST)
-				return -1;
-			p[i] = c;
-		}
-	struct stat sb;
-	return (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) ? 0 : -1;
-}
-
-/* temp + fsync + rename + fsync of the folder */
-static int write_atomic(const char *dir, const char *path, const char *data, size_t len)
-{
-	char tmp[4200];
-	int fd, dfd;
-	snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		return -1;
-	size_t off = 0;
-	while (off < len) {
-		ssize_t k = write(fd, data + off, len - off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			goto fail;
-		off += (size_t)k;
-	}
-	if (fchmod(fd, 0644) != 0 || fsync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto fail;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return -1;
 }
 
 /* Last dot-separated component of a matrix name ("...self_attn.q_proj" -> "q_proj"). */
@@ -143,7 +81,7 @@ int lora_peft_export(const lora_adapter *a, const char *dir, const char *base_mo
 	char path[4096], name[LORA_NAME_MAX + 64], *cfg = NULL;
 	int rv;
 
-	if (mkdirs(dir) != 0) {
+	if (fl_mkdirs(dir) != 0) {
 		seterr(err, errlen, "%s: cannot create the folder: %s", dir, strerror(errno));
 		return FL_EIO;
 	}
@@ -168,7 +106,7 @@ int lora_peft_export(const lora_adapter *a, const char *dir, const char *base_mo
 		goto nomem;
 	}
 	snprintf(path, sizeof path, "%s/%s", dir, LORA_PEFT_CONFIG_FILE);
-	if (write_atomic(dir, path, cfg, strlen(cfg)) != 0) {
+	if (fl_write_atomic(path, cfg, strlen(cfg), 0644) != 0) {
 		rv = FL_EIO;
 		seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
 		goto done;

@@ -10,16 +10,14 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 
 /* Upper bounds that keep every tensor size and index within int / size_t. */
@@ -317,53 +315,6 @@ static double short_float(float v)
 	return strtod(s, NULL);
 }
 
-/* Writes len bytes to path atomically: temp file in the same folder, fsync,
- * rename, fsync of the folder. */
-static int write_atomic(const char *path, const char *data, size_t len)
-{
-	char tmp[4200], dir[4096];
-	if (strlen(path) >= sizeof dir)
-		return FL_EINVAL;
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		goto fail;
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			close(fd);
-			goto fail_unlink;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		close(fd);
-		goto fail_unlink;
-	}
-	if (close(fd) != 0 || rename(tmp, path) != 0)
-		goto fail_unlink;
-	strcpy(dir, path);
-	char *slash = strrchr(dir, '/');
-	if (slash)
-		*(slash == dir ? slash + 1 : slash) = 0;
-	else
-		strcpy(dir, ".");
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
-fail_unlink:
-	unlink(tmp);
-fail:
-	fl_log(FL_LOG_ERROR, "model", "%s: cannot write: %s", path, strerror(errno));
-	return FL_EIO;
-}
-
 int model_config_save(const model_config *c, const char *path)
 {
 	int rv;
@@ -413,16 +364,10 @@ int model_config_save(const model_config *c, const char *path)
 		rv = FL_ENOMEM;
 		goto fail;
 	}
-	size_t n = strlen(text);
-	char *full = malloc(n + 2);
-	if (!full) {
-		rv = FL_ENOMEM;
-		goto fail;
-	}
-	memcpy(full, text, n);
-	full[n] = '\n';
-	rv = write_atomic(path, full, n + 1);
-	free(full);
+	/* the JSON text, then a final newline */
+	struct iovec v[2] = {{text, strlen(text)}, {"\n", 1}};
+	if ((rv = fl_write_atomicv(path, v, 2, 0644)) != 0)
+		fl_log(FL_LOG_ERROR, "model", "%s: cannot write: %s", path, strerror(errno));
 fail:
 	cJSON_free(text);
 	cJSON_Delete(o);

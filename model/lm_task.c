@@ -34,10 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "client/data.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/backend.h"
@@ -76,13 +76,6 @@ typedef struct lm_task {
 	long perm_pos;
 	long *idx; /* Poisson sample, room for n_train */
 } lm_task;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static char *dupstr(const char *s)
 {
@@ -379,7 +372,7 @@ static int lm_train(void *impl, lora_adapter *ad, const model_train_params *p, p
 		t->perm[i] = i;
 	t->perm_pos = N;
 
-	t0 = now_s();
+	t0 = fl_now_s();
 	for (int s = 0; s < p->local_steps; s++) {
 		double loss = NAN;
 		if (!dp) {
@@ -414,7 +407,7 @@ static int lm_train(void *impl, lora_adapter *ad, const model_train_params *p, p
 		}
 		res->steps++;
 	}
-	secs = now_s() - t0;
+	secs = fl_now_s() - t0;
 	if ((rv = model_backend_sync_lora(t->be)) != 0)
 		return rv;
 	res->train_loss = loss_n ? loss_sum / loss_n : NAN;

@@ -20,6 +20,7 @@
 
 #include "coordinator/config.h"
 #include "coordinator/coord.h"
+#include "core/fsutil.h"
 #include "core/net.h"
 #include "core/wire.h"
 #include "lora/adapter.h"
@@ -230,8 +231,8 @@ static void test_atomic_write(void)
 	if (!d)
 		return;
 	snprintf(path, sizeof path, "%s/f.json", d);
-	CHECK_RC(coord_write_atomic(path, "first", 5));
-	CHECK_RC(coord_write_atomic(path, "second!", 7));
+	CHECK_RC(fl_write_atomic(path, "first", 5, 0644));
+	CHECK_RC(fl_write_atomic(path, "second!", 7, 0644));
 	CHECK_RC(coord_read_file(path, 1024, &txt, &len));
 	CHECK(len == 7 && txt && !strcmp(txt, "second!"));
 	free(txt);
@@ -248,7 +249,7 @@ static void test_atomic_write(void)
 	CHECK(coord_read_file(path, 1024, &txt, &len) == FL_ENOENT);
 	/* writing into a missing directory fails cleanly */
 	snprintf(path, sizeof path, "%s/nodir/f", d);
-	CHECK(coord_write_atomic(path, "x", 1) == FL_EIO);
+	CHECK(fl_write_atomic(path, "x", 1, 0644) == FL_EIO);
 	rmtree(d);
 }
 
@@ -318,7 +319,7 @@ static void test_state_rejects_bad_files(void)
 	CHECK(coord_state_load(&t, d) == FL_ENOENT);
 	snprintf(path, sizeof path, "%s/state.json", d);
 	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		CHECK_RC(coord_write_atomic(path, bad[i], strlen(bad[i])));
+		CHECK_RC(fl_write_atomic(path, bad[i], strlen(bad[i]), 0644));
 		CHECK(coord_state_load(&t, d) == FL_EFORMAT);
 	}
 	rmtree(d);

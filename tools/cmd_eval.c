@@ -33,6 +33,7 @@
 
 #include "client/data.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/safetensors.h"
 #include "lora/adapter.h"
 #include "lora/io.h"
@@ -67,18 +68,6 @@ static void usage(FILE *f)
 	        "  --tokens FILE      token ids: whitespace-separated integers or raw int32 LE\n"
 	        "  --dump-logits OUT  write the logits of --tokens, (n, vocab) float32: .npy when\n"
 	        "                     OUT ends in .npy, raw little-endian float32 otherwise\n");
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *e;
-	long v;
-	errno = 0;
-	v = strtol(s, &e, 10);
-	if (errno || e == s || *e || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -275,51 +264,36 @@ fail:
 	return rv;
 }
 
+/* Writes the (n, V) float32 logits to path atomically: a .npy file (version
+ * 1.0 header, padded to 64 bytes) when path ends in .npy, raw little-endian
+ * float32 otherwise. 0 or an FL_E* code with a message in err. */
 static int write_logits(const char *path, const float *x, size_t n, size_t V, char *err,
                         size_t errlen)
 {
-	char tmp[4300];
-	FILE *f;
-	int ok = 1;
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return FL_EINVAL;
-	}
-	f = fopen(tmp, "wb");
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return FL_EIO;
-	}
+	char hdr[256 + 64]; /* the dict, then up to 63 spaces of padding and '\n' */
+	unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+	struct iovec v[3];
+	int nv = 0, rv;
+
 	if (ends_with(path, ".npy")) {
-		char hdr[256];
-		int hl = snprintf(hdr, sizeof hdr,
+		int hl = snprintf(hdr, 256,
 		                  "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
 		                  n, V);
 		int total = 10 + hl + 1, pad = (64 - total % 64) % 64;
 		unsigned short hlen = (unsigned short)(hl + pad + 1);
-		unsigned char pre[10] = {0x93,
-		                         'N',
-		                         'U',
-		                         'M',
-		                         'P',
-		                         'Y',
-		                         1,
-		                         0,
-		                         (unsigned char)(hlen & 0xff),
-		                         (unsigned char)(hlen >> 8)};
-		ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)hl, f) == (size_t)hl;
-		for (int i = 0; i < pad && ok; i++)
-			ok = fputc(' ', f) != EOF;
-		ok = ok && fputc('\n', f) != EOF;
+		memset(hdr + hl, ' ', (size_t)pad);
+		hdr[hl + pad] = '\n';
+		pre[8] = (unsigned char)(hlen & 0xff);
+		pre[9] = (unsigned char)(hlen >> 8);
+		v[nv++] = (struct iovec){pre, sizeof pre};
+		v[nv++] = (struct iovec){hdr, (size_t)hlen};
 	}
-	ok = ok && fwrite(x, sizeof(float), n * V, f) == n * V;
-	ok = (fclose(f) == 0) && ok;
-	if (!ok || rename(tmp, path) != 0) {
+	v[nv++] = (struct iovec){(void *)x, n * V * sizeof(float)};
+	if ((rv = fl_write_atomicv(path, v, nv, 0644)) == FL_EINVAL)
+		snprintf(err, errlen, "%s: path too long", path);
+	else if (rv != 0)
 		snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-		remove(tmp);
-		return FL_EIO;
-	}
-	return 0;
+	return rv;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -372,12 +346,12 @@ int cmd_eval(int argc, char **argv)
 		else if (!strcmp(a, "--dump-logits"))
 			dump = v;
 		else if (!strcmp(a, "--seq-len")) {
-			bad = parse_long(v, 1, 1 << 20, &T);
+			bad = fl_parse_long(v, 1, 1 << 20, &T);
 			T_set = 1;
 		} else if (!strcmp(a, "--max-seqs"))
-			bad = parse_long(v, 1, 1L << 30, &max_seqs);
+			bad = fl_parse_long(v, 1, 1L << 30, &max_seqs);
 		else if (!strcmp(a, "--batch-size"))
-			bad = parse_long(v, 1, 4096, &batch);
+			bad = fl_parse_long(v, 1, 4096, &batch);
 		else {
 			fprintf(stderr, "fedlora eval: unknown option '%s'\n", a);
 			usage(stderr);

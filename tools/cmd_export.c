@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "lora/io.h"
 #include "lora/peft.h"
 #include "tools/cmds.h"
@@ -155,10 +156,7 @@ int cmd_export(int argc, char **argv)
 		return 2;
 	}
 	if (round_s) {
-		char *end;
-		errno = 0;
-		round = strtol(round_s, &end, 10);
-		if (errno || end == round_s || *end || round < 0 || round > 999999999) {
+		if (fl_parse_long(round_s, 0, 999999999, &round) != 0) {
 			fprintf(stderr, "fedlora export: --round: '%s' is not a round number\n",
 			        round_s);
 			return 2;

@@ -19,11 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 
 #include "client/data.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/rng.h"
 #include "model/backend.h"
 #include "model/config.h"
@@ -72,56 +71,6 @@ static void usage(FILE *f)
 	        MODEL_TOK_VOCAB);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *e;
-	long v;
-	errno = 0;
-	v = strtol(s, &e, 10);
-	if (errno || e == s || *e || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *e;
-	double v;
-	errno = 0;
-	v = strtod(s, &e);
-	if (errno || e == s || *e || !(v >= lo && v <= hi))
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int mkdir_p(const char *dir)
-{
-	char buf[4096];
-	size_t n = strlen(dir);
-	if (n == 0 || n >= sizeof buf)
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (buf[i] == '/' || buf[i] == 0) {
-			char c = buf[i];
-			buf[i] = 0;
-			if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-				return -1;
-			buf[i] = c;
-		}
-	}
-	return 0;
-}
-
 static void fmt_dur(double s, char *buf, size_t n)
 {
 	long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
@@ -156,29 +105,19 @@ static int eval_heldout(model_backend *be, const client_data *d, int *tok, int *
 	return 0;
 }
 
+/* Writes j as indented JSON and a newline to path, atomically; 0 or an FL_E*
+ * code. */
 static int write_summary(const char *path, cJSON *j)
 {
-	char tmp[4300];
-	char *s;
-	FILE *f;
-	int ok;
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-		return -1;
-	if (!(s = cJSON_Print(j)))
-		return -1;
-	f = fopen(tmp, "w");
-	if (!f) {
-		free(s);
-		return -1;
-	}
-	ok = fputs(s, f) >= 0 && fputc('\n', f) != EOF;
-	ok = fclose(f) == 0 && ok;
+	char *s = cJSON_Print(j);
+	int rv;
+
+	if (!s)
+		return FL_ENOMEM;
+	struct iovec v[2] = {{s, strlen(s)}, {"\n", 1}};
+	rv = fl_write_atomicv(path, v, 2, 0644);
 	free(s);
-	if (!ok || rename(tmp, path) != 0) {
-		remove(tmp);
-		return -1;
-	}
-	return 0;
+	return rv;
 }
 
 int cmd_pretrain(int argc, char **argv)
@@ -227,26 +166,26 @@ int cmd_pretrain(int argc, char **argv)
 		else if (!strcmp(a, "--schedule"))
 			schedule = v;
 		else if (!strcmp(a, "--steps"))
-			bad = parse_long(v, 0, PT_MAX_STEPS, &steps);
+			bad = fl_parse_long(v, 0, PT_MAX_STEPS, &steps);
 		else if (!strcmp(a, "--batch-size"))
-			bad = parse_long(v, 1, 4096, &batch);
+			bad = fl_parse_long(v, 1, 4096, &batch);
 		else if (!strcmp(a, "--seq-len")) {
-			bad = parse_long(v, 1, 1 << 20, &T);
+			bad = fl_parse_long(v, 1, 1 << 20, &T);
 			T_set = 1;
 		} else if (!strcmp(a, "--warmup"))
-			bad = parse_long(v, 0, PT_MAX_STEPS, &warmup);
+			bad = fl_parse_long(v, 0, PT_MAX_STEPS, &warmup);
 		else if (!strcmp(a, "--seed"))
-			bad = parse_long(v, 0, 0x7fffffffffffffffL, &seed);
+			bad = fl_parse_long(v, 0, 0x7fffffffffffffffL, &seed);
 		else if (!strcmp(a, "--eval-seqs"))
-			bad = parse_long(v, 1, 1 << 24, &eval_seqs);
+			bad = fl_parse_long(v, 1, 1 << 24, &eval_seqs);
 		else if (!strcmp(a, "--log-every"))
-			bad = parse_long(v, 1, PT_MAX_STEPS, &log_every);
+			bad = fl_parse_long(v, 1, PT_MAX_STEPS, &log_every);
 		else if (!strcmp(a, "--lr"))
-			bad = parse_double(v, 0, 10, &lr);
+			bad = fl_parse_double(v, 0, 10, &lr);
 		else if (!strcmp(a, "--min-lr"))
-			bad = parse_double(v, 0, 10, &min_lr);
+			bad = fl_parse_double(v, 0, 10, &min_lr);
 		else if (!strcmp(a, "--weight-decay"))
-			bad = parse_double(v, 0, 10, &wd);
+			bad = fl_parse_double(v, 0, 10, &wd);
 		else {
 			fprintf(stderr, "fedlora pretrain: unknown option '%s'\n", a);
 			usage(stderr);
@@ -355,7 +294,7 @@ int cmd_pretrain(int argc, char **argv)
 	for (long i = 0; i < d->n_train; i++)
 		perm[i] = i;
 	perm_pos = d->n_train;
-	t0 = last_print = now_s();
+	t0 = last_print = fl_now_s();
 	for (long s = 0; s < steps; s++) {
 		double loss = NAN, now;
 		float cur =
@@ -390,7 +329,7 @@ int cmd_pretrain(int argc, char **argv)
 		}
 		train_loss = loss;
 		ema = isnan(ema) ? loss : 0.9 * ema + 0.1 * loss;
-		now = now_s();
+		now = fl_now_s();
 		if ((s + 1) % log_every == 0 || s + 1 == steps || now - last_print >= 10) {
 			double el = now - t0, tps = (double)(s + 1) * batch * T / el;
 			char eta[32], elb[32];
@@ -410,7 +349,7 @@ int cmd_pretrain(int argc, char **argv)
 	       used);
 	if ((rv = model_backend_sync_model(be)) != 0)
 		goto fail_rv;
-	if (mkdir_p(out) != 0) {
+	if (fl_mkdirs(out) != 0) {
 		fprintf(stderr, "fedlora pretrain: cannot create %s: %s\n", out, strerror(errno));
 		goto done;
 	}
@@ -440,7 +379,7 @@ int cmd_pretrain(int argc, char **argv)
 	cJSON_AddNumberToObject(sum, "final_eval_loss", loss1);
 	cJSON_AddNumberToObject(sum, "final_eval_acc", acc1);
 	cJSON_AddNumberToObject(sum, "final_train_loss", train_loss);
-	cJSON_AddNumberToObject(sum, "seconds", now_s() - t0);
+	cJSON_AddNumberToObject(sum, "seconds", fl_now_s() - t0);
 	snprintf(path, sizeof path, "%s/pretrain.json", out);
 	if (write_summary(path, sum) != 0) {
 		fprintf(stderr, "fedlora pretrain: cannot write %s\n", path);
