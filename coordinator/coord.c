@@ -187,18 +187,6 @@ static void coord_logf(coord *c, int level, const char *fmt, ...)
 	}
 }
 
-static void set_err(char *err, size_t errn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errn, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !errn)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errn, fmt, ap);
-	va_end(ap);
-}
-
 static int reason_index(int code)
 {
 	int i = -code;
@@ -751,7 +739,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	if ((rv = coord_config_validate(cfg, err, errn)) != 0)
 		return rv;
 	if (priv_sodium_init() != 0) {
-		set_err(err, errn, "libsodium failed to initialize");
+		fl_seterr(err, errn, "libsodium failed to initialize");
 		return FL_ECRYPTO;
 	}
 	if (!(c = calloc(1, sizeof *c)))
@@ -769,23 +757,23 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	}
 	coord_state_init(&c->st);
 	if ((rv = lora_strategy_parse(cfg->strategy, &c->strat)) != 0) {
-		set_err(err, errn, "unknown strategy '%s'", cfg->strategy);
+		fl_seterr(err, errn, "unknown strategy '%s'", cfg->strategy);
 		goto fail;
 	}
 
 	/* keys */
 	rv = priv_key_load(&c->key, cfg->key);
 	if (rv) {
-		set_err(err, errn, "cannot load key %s: %s%s", cfg->key, fl_strerror(rv),
-		        rv == FL_EKEY ? " (the file must not be readable by other users)" : "");
+		fl_seterr(err, errn, "cannot load key %s: %s%s", cfg->key, fl_strerror(rv),
+		          rv == FL_EKEY ? " (the file must not be readable by other users)" : "");
 		goto fail;
 	}
 	priv_pk_to_hex(c->key.pk, c->pk_hex);
 	if (cfg->allow[0]) {
 		rv = priv_allow_load(&c->allow, cfg->allow);
 		if (rv) {
-			set_err(err, errn, "cannot load allow list %s: %s", cfg->allow,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot load allow list %s: %s", cfg->allow,
+			          fl_strerror(rv));
 			goto fail;
 		}
 	}
@@ -800,11 +788,11 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		goto fail;
 	if (snprintf(path, sizeof path, "%s/global", cfg->run_dir) >= (int)sizeof path) {
 		rv = FL_EINVAL;
-		set_err(err, errn, "run directory path too long");
+		fl_seterr(err, errn, "run directory path too long");
 		goto fail;
 	}
 	if ((rv = fl_mkdirs(path)) != 0) {
-		set_err(err, errn, "cannot create %s: %s", path, strerror(errno));
+		fl_seterr(err, errn, "cannot create %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (snprintf(path, sizeof path, "%s/coordinator.log", cfg->run_dir) < (int)sizeof path)
@@ -826,7 +814,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	to.lora_targets = cfg->lora_targets;
 	to.seq_len = cfg->seq_len;
 	if ((rv = model_task_open(&c->task, &to)) != 0) {
-		set_err(err, errn, "cannot open task %s: %s", cfg->task, fl_strerror(rv));
+		fl_seterr(err, errn, "cannot open task %s: %s", cfg->task, fl_strerror(rv));
 		goto fail;
 	}
 	if (!strcmp(cfg->task, "lm")) {
@@ -834,8 +822,8 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		snprintf(c->base_name, sizeof c->base_name, "%s",
 		         b && b[1] ? b + 1 : cfg->base_dir);
 		if ((rv = hash_base(cfg->base_dir, c->base_hash)) != 0) {
-			set_err(err, errn, "cannot read %s/model.safetensors: %s", cfg->base_dir,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot read %s/model.safetensors: %s", cfg->base_dir,
+			          fl_strerror(rv));
 			goto fail;
 		}
 		if (c->base_hash[0])
@@ -849,36 +837,37 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		coord_state_init(&c->st);
 		run_id_new(c->st.run_id);
 		if ((rv = model_task_adapter_new(c->task, (uint64_t)cfg->seed, &c->global)) != 0) {
-			set_err(err, errn, "cannot create the initial adapter: %s",
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot create the initial adapter: %s",
+			          fl_strerror(rv));
 			goto fail;
 		}
 		coord_global_path(cfg->run_dir, 0, path, sizeof path);
 		if ((rv = lora_adapter_save(c->global, path)) != 0) {
-			set_err(err, errn, "cannot write %s: %s", path, fl_strerror(rv));
+			fl_seterr(err, errn, "cannot write %s: %s", path, fl_strerror(rv));
 			goto fail;
 		}
 		if ((rv = write_run_json(c)) != 0 || (rv = coord_metrics_trim(cfg->run_dir, 0)) ||
 		    (rv = coord_state_save(&c->st, cfg->run_dir)) != 0) {
-			set_err(err, errn, "cannot write the run directory %s: %s", cfg->run_dir,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot write the run directory %s: %s", cfg->run_dir,
+			          fl_strerror(rv));
 			goto fail;
 		}
 		coord_logf(c, FL_LOG_INFO, "new run %s in %s", c->st.run_id, cfg->run_dir);
 	} else if (rv) {
-		set_err(err, errn, "cannot read %s/state.json: %s", cfg->run_dir, fl_strerror(rv));
+		fl_seterr(err, errn, "cannot read %s/state.json: %s", cfg->run_dir,
+		          fl_strerror(rv));
 		goto fail;
 	} else {
 		lora_adapter *shape = NULL;
 		if (!have_run) {
 			rv = FL_EFORMAT;
-			set_err(err, errn, "%s has state.json but no run.json", cfg->run_dir);
+			fl_seterr(err, errn, "%s has state.json but no run.json", cfg->run_dir);
 			goto fail;
 		}
 		coord_global_path(cfg->run_dir, c->st.round, path, sizeof path);
 		if ((rv = lora_adapter_load(&c->global, path)) != 0) {
-			set_err(err, errn, "cannot load the committed adapter %s: %s", path,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot load the committed adapter %s: %s", path,
+			          fl_strerror(rv));
 			goto fail;
 		}
 		rv = model_task_adapter_new(c->task, (uint64_t)cfg->seed, &shape);
@@ -886,12 +875,12 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 			rv = FL_ESHAPE;
 		lora_adapter_free(shape);
 		if (rv) {
-			set_err(err, errn, "%s does not have the task's adapter shape: %s", path,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "%s does not have the task's adapter shape: %s", path,
+			          fl_strerror(rv));
 			goto fail;
 		}
 		if ((rv = coord_metrics_trim(cfg->run_dir, c->st.round)) != 0) {
-			set_err(err, errn, "cannot trim metrics.jsonl: %s", fl_strerror(rv));
+			fl_seterr(err, errn, "cannot trim metrics.jsonl: %s", fl_strerror(rv));
 			goto fail;
 		}
 		/* more rounds asked for than a finished run had: continue it */
@@ -901,7 +890,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		}
 		if ((rv = write_run_json(c)) != 0 ||
 		    (rv = coord_state_save(&c->st, cfg->run_dir))) {
-			set_err(err, errn, "cannot write the run directory: %s", fl_strerror(rv));
+			fl_seterr(err, errn, "cannot write the run directory: %s", fl_strerror(rv));
 			goto fail;
 		}
 		coord_logf(
@@ -922,7 +911,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		    c->recv_max, adapter_bytes);
 	}
 	if (c->dp == COORD_DP_CLIENT && (rv = priv_noise_new(&c->noise)) != 0) {
-		set_err(err, errn, "cannot create the noise generator: %s", fl_strerror(rv));
+		fl_seterr(err, errn, "cannot create the noise generator: %s", fl_strerror(rv));
 		goto fail;
 	}
 	fl_rng_init(&c->rng, (uint64_t)cfg->seed, 0x636f6f7264ULL);
@@ -1000,7 +989,7 @@ static int start_server(coord *c, char *err, size_t errn)
 	o.tls_key = c->cfg.tls_key[0] ? c->cfg.tls_key : NULL;
 	o.tls_ca = c->cfg.tls_ca[0] ? c->cfg.tls_ca : NULL;
 	if ((rv = fl_net_listen(&c->sock, c->cfg.listen, &o, &port)) != 0) {
-		set_err(err, errn, "cannot listen on %s: %s", c->cfg.listen, fl_strerror(rv));
+		fl_seterr(err, errn, "cannot listen on %s: %s", c->cfg.listen, fl_strerror(rv));
 		return rv;
 	}
 	c->sock_open = 1;
@@ -1013,7 +1002,7 @@ static int start_server(coord *c, char *err, size_t errn)
 		w->c = c;
 		if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
 		    (rv = nng_ctx_open(&w->ctx, c->sock)) != 0) {
-			set_err(err, errn, "nng: %s", nng_strerror(rv));
+			fl_seterr(err, errn, "nng: %s", nng_strerror(rv));
 			return FL_ENET;
 		}
 	}
@@ -1463,7 +1452,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		if (g->target_eps > 0 && c->dp != COORD_DP_NONE) {
 			double eps;
 			if ((rv = run_epsilon_locked(c, 1, &eps)) != 0) {
-				set_err(err, errn, "accountant failed: %s", fl_strerror(rv));
+				fl_seterr(err, errn, "accountant failed: %s", fl_strerror(rv));
 				break;
 			}
 			if (!(eps <= g->target_eps)) {
@@ -1473,8 +1462,8 @@ int coord_run(coord *c, char *err, size_t errn)
 				    "%.4g",
 				    c->st.round + 1, eps, g->target_eps);
 				if ((rv = finish_run_locked(c, "target_eps")) != 0)
-					set_err(err, errn, "cannot write state.json: %s",
-					        fl_strerror(rv));
+					fl_seterr(err, errn, "cannot write state.json: %s",
+					          fl_strerror(rv));
 				break;
 			}
 		}
@@ -1487,8 +1476,8 @@ int coord_run(coord *c, char *err, size_t errn)
 		}
 		c->attempt++;
 		if ((rv = open_round_locked(c)) != 0) {
-			set_err(err, errn, "cannot open round %d: %s", c->cur_round,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot open round %d: %s", c->cur_round,
+			          fl_strerror(rv));
 			break;
 		}
 		c->phase = PH_OPEN;
@@ -1522,8 +1511,8 @@ int coord_run(coord *c, char *err, size_t errn)
 		rv = commit_round_locked(c, t_round);
 		c->phase = PH_IDLE;
 		if (rv) {
-			set_err(err, errn, "cannot commit round %d: %s", c->cur_round,
-			        fl_strerror(rv));
+			fl_seterr(err, errn, "cannot commit round %d: %s", c->cur_round,
+			          fl_strerror(rv));
 			break;
 		}
 	}

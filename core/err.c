@@ -1,5 +1,9 @@
-/* core/err.c — text for the project error codes of core/err.h. */
+/* core/err.c — text for the project error codes of core/err.h, and fl_seterr. */
 #include "core/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 
 static const struct {
 	int code;
@@ -43,4 +47,17 @@ const char *fl_reason_name(int code)
 		if (fl_errs[i].code == code)
 			return fl_errs[i].name;
 	return "unknown";
+}
+
+void fl_seterr(char *err, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int e = errno;
+
+	if (!err || n == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+	errno = e;
 }

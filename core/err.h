@@ -10,6 +10,8 @@
 #ifndef FL_CORE_ERR_H
 #define FL_CORE_ERR_H
 
+#include <stddef.h>
+
 enum {
 	FL_OK = 0,
 	FL_ENOMEM = -1,     /* allocation failed */
@@ -39,5 +41,10 @@ enum {
 const char *fl_strerror(int code);
 /* Stable snake_case name of an error code ("bad_signature", ...); never NULL. */
 const char *fl_reason_name(int code);
+
+/* printf-style message into err, the `char *err, size_t errlen` out-parameter
+ * of loaders and writers: at most n bytes, NUL-terminated, truncated when
+ * longer; does nothing when err is NULL or n is 0. Leaves errno alone. */
+void fl_seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -52,17 +52,6 @@ size_t fl_st_dtype_size(fl_st_dtype d)
 
 /* ---- reader ---- */
 
-static void seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || n == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
-
 static int cmp_name_idx(const void *a, const void *b, void *ctx)
 {
 	const fl_st_file *f = ctx;
@@ -128,34 +117,35 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 	const char *end = NULL;
 	root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
 	if (!root) {
-		seterr(f->err, sizeof f->err, "%s: header is not valid JSON", P);
+		fl_seterr(f->err, sizeof f->err, "%s: header is not valid JSON", P);
 		return FL_EFORMAT;
 	}
 	f->json_ = root;
 	/* only padding may follow the object */
 	for (; end && end < hdr + hlen; end++)
 		if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end != 0) {
-			seterr(f->err, sizeof f->err, "%s: bytes after the header's JSON object",
-			       P);
+			fl_seterr(f->err, sizeof f->err, "%s: bytes after the header's JSON object",
+			          P);
 			return FL_EFORMAT;
 		}
 	if (!cJSON_IsObject(root)) {
-		seterr(f->err, sizeof f->err, "%s: header is not a JSON object", P);
+		fl_seterr(f->err, sizeof f->err, "%s: header is not a JSON object", P);
 		return FL_EFORMAT;
 	}
 	for (it = root->child; it; it = it->next) {
 		if (!it->string) {
-			seterr(f->err, sizeof f->err, "%s: header entry without a name", P);
+			fl_seterr(f->err, sizeof f->err, "%s: header entry without a name", P);
 			return FL_EFORMAT;
 		}
 		if (!strcmp(it->string, "__metadata__")) {
 			if (!cJSON_IsObject(it)) {
-				seterr(f->err, sizeof f->err, "%s: __metadata__ is not an object",
-				       P);
+				fl_seterr(f->err, sizeof f->err,
+				          "%s: __metadata__ is not an object", P);
 				return FL_EFORMAT;
 			}
 			if (nm) {
-				seterr(f->err, sizeof f->err, "%s: __metadata__ appears twice", P);
+				fl_seterr(f->err, sizeof f->err, "%s: __metadata__ appears twice",
+				          P);
 				return FL_EFORMAT;
 			}
 			nm = 1;
@@ -189,16 +179,16 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 			}
 			for (e = it->child; e; e = e->next, k++) {
 				if (!cJSON_IsString(e) || !e->string) {
-					seterr(f->err, sizeof f->err,
-					       "%s: __metadata__ value of '%s' is not a string", P,
-					       e->string ? e->string : "?");
+					fl_seterr(f->err, sizeof f->err,
+					          "%s: __metadata__ value of '%s' is not a string",
+					          P, e->string ? e->string : "?");
 					goto fail;
 				}
 				for (int j = 0; j < k; j++)
 					if (!strcmp(f->meta_keys[j], e->string)) {
-						seterr(f->err, sizeof f->err,
-						       "%s: __metadata__ key '%s' appears twice", P,
-						       e->string);
+						fl_seterr(f->err, sizeof f->err,
+						          "%s: __metadata__ key '%s' appears twice",
+						          P, e->string);
 						goto fail;
 					}
 				f->meta_keys[k] = e->string;
@@ -209,73 +199,74 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 		t = &f->tensors[nt];
 		t->name = it->string;
 		if (!cJSON_IsObject(it)) {
-			seterr(f->err, sizeof f->err, "%s: tensor '%s' is not an object", P,
-			       t->name);
+			fl_seterr(f->err, sizeof f->err, "%s: tensor '%s' is not an object", P,
+			          t->name);
 			goto fail;
 		}
 		jd = cJSON_GetObjectItemCaseSensitive(it, "dtype");
 		js = cJSON_GetObjectItemCaseSensitive(it, "shape");
 		jo = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
 		if (!cJSON_IsString(jd) || !cJSON_IsArray(js) || !cJSON_IsArray(jo)) {
-			seterr(f->err, sizeof f->err,
-			       "%s: tensor '%s' lacks dtype, shape or data_offsets", P, t->name);
+			fl_seterr(f->err, sizeof f->err,
+			          "%s: tensor '%s' lacks dtype, shape or data_offsets", P, t->name);
 			goto fail;
 		}
 		if (parse_dtype(jd->valuestring, &t->dtype) != 0) {
-			seterr(f->err, sizeof f->err, "%s: tensor '%s' has unknown dtype '%.32s'",
-			       P, t->name, jd->valuestring);
+			fl_seterr(f->err, sizeof f->err,
+			          "%s: tensor '%s' has unknown dtype '%.32s'", P, t->name,
+			          jd->valuestring);
 			rv = FL_ENOTSUP;
 			goto fail;
 		}
 		t->ndim = cJSON_GetArraySize(js);
 		if (t->ndim > FL_ST_MAX_DIMS) {
-			seterr(f->err, sizeof f->err, "%s: tensor '%s' has %d dims (max %d)", P,
-			       t->name, t->ndim, FL_ST_MAX_DIMS);
+			fl_seterr(f->err, sizeof f->err, "%s: tensor '%s' has %d dims (max %d)", P,
+			          t->name, t->ndim, FL_ST_MAX_DIMS);
 			goto fail;
 		}
 		int d = 0;
 		for (e = js->child; e; e = e->next, d++) {
 			if (json_uint(e, &v) != 0 || v > (uint64_t)INT64_MAX) {
-				seterr(f->err, sizeof f->err,
-				       "%s: tensor '%s' shape has a bad dimension", P, t->name);
+				fl_seterr(f->err, sizeof f->err,
+				          "%s: tensor '%s' shape has a bad dimension", P, t->name);
 				goto fail;
 			}
 			t->shape[d] = (int64_t)v;
 			if (v != 0 && nel > SIZE_MAX / v) {
-				seterr(f->err, sizeof f->err,
-				       "%s: tensor '%s' shape product overflows", P, t->name);
+				fl_seterr(f->err, sizeof f->err,
+				          "%s: tensor '%s' shape product overflows", P, t->name);
 				goto fail;
 			}
 			nel *= (size_t)v;
 		}
 		dsz = st_dtypes[t->dtype].size;
 		if (nel > SIZE_MAX / dsz) {
-			seterr(f->err, sizeof f->err, "%s: tensor '%s' byte size overflows", P,
-			       t->name);
+			fl_seterr(f->err, sizeof f->err, "%s: tensor '%s' byte size overflows", P,
+			          t->name);
 			goto fail;
 		}
 		if (cJSON_GetArraySize(jo) != 2 || json_uint(jo->child, &b) != 0 ||
 		    json_uint(jo->child->next, &en) != 0 || en < b) {
-			seterr(f->err, sizeof f->err, "%s: tensor '%s' has bad data_offsets", P,
-			       t->name);
+			fl_seterr(f->err, sizeof f->err, "%s: tensor '%s' has bad data_offsets", P,
+			          t->name);
 			goto fail;
 		}
 		if (en > f->data_len_) {
-			seterr(f->err, sizeof f->err,
-			       "%s: tensor '%s' data_offsets [%llu, %llu) out of range (data "
-			       "region is %zu bytes)",
-			       P, t->name, (unsigned long long)b, (unsigned long long)en,
-			       f->data_len_);
+			fl_seterr(f->err, sizeof f->err,
+			          "%s: tensor '%s' data_offsets [%llu, %llu) out of range (data "
+			          "region is %zu bytes)",
+			          P, t->name, (unsigned long long)b, (unsigned long long)en,
+			          f->data_len_);
 			goto fail;
 		}
 		t->nelem = nel;
 		t->nbytes = nel * dsz;
 		t->offset = (size_t)b;
 		if ((uint64_t)t->nbytes != en - b) {
-			seterr(f->err, sizeof f->err,
-			       "%s: tensor '%s' spans %llu bytes but shape x %s needs %zu", P,
-			       t->name, (unsigned long long)(en - b), st_dtypes[t->dtype].name,
-			       t->nbytes);
+			fl_seterr(f->err, sizeof f->err,
+			          "%s: tensor '%s' spans %llu bytes but shape x %s needs %zu", P,
+			          t->name, (unsigned long long)(en - b), st_dtypes[t->dtype].name,
+			          t->nbytes);
 			goto fail;
 		}
 		f->sorted_[nt] = nt;
@@ -286,8 +277,8 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 	qsort_r(f->sorted_, nt, sizeof(int), cmp_name_idx, f);
 	for (int i = 1; i < nt; i++)
 		if (!strcmp(f->tensors[f->sorted_[i]].name, f->tensors[f->sorted_[i - 1]].name)) {
-			seterr(f->err, sizeof f->err, "%s: tensor name '%s' appears twice", P,
-			       f->tensors[f->sorted_[i]].name);
+			fl_seterr(f->err, sizeof f->err, "%s: tensor name '%s' appears twice", P,
+			          f->tensors[f->sorted_[i]].name);
 			goto fail;
 		}
 	/* tensors tile the data region: contiguous, no overlap, no hole */
@@ -296,18 +287,18 @@ static int st_parse_header(fl_st_file *f, const char *hdr, size_t hlen)
 	for (int i = 0; i < nt; i++) {
 		const fl_st_tensor *t = &f->tensors[byoff[i]];
 		if (t->offset != pos) {
-			seterr(f->err, sizeof f->err,
-			       "%s: tensor '%s' at offset %zu %s (expected %zu)", P, t->name,
-			       t->offset, t->offset < pos ? "overlaps another" : "leaves a hole",
-			       pos);
+			fl_seterr(f->err, sizeof f->err,
+			          "%s: tensor '%s' at offset %zu %s (expected %zu)", P, t->name,
+			          t->offset, t->offset < pos ? "overlaps another" : "leaves a hole",
+			          pos);
 			goto fail;
 		}
 		pos += t->nbytes;
 	}
 	if (pos != f->data_len_) {
-		seterr(f->err, sizeof f->err,
-		       "%s: tensors cover %zu bytes but the data region has %zu", P, pos,
-		       f->data_len_);
+		fl_seterr(f->err, sizeof f->err,
+		          "%s: tensors cover %zu bytes but the data region has %zu", P, pos,
+		          f->data_len_);
 		goto fail;
 	}
 	free(byoff);
@@ -327,25 +318,25 @@ int fl_st_open(fl_st_file **out, const char *path, char *err, size_t errlen)
 	*out = NULL;
 	f = calloc(1, sizeof *f);
 	if (!f) {
-		seterr(err, errlen, "%s: out of memory", path);
+		fl_seterr(err, errlen, "%s: out of memory", path);
 		return FL_ENOMEM;
 	}
 	snprintf(f->path, sizeof f->path, "%s", path);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rv = errno == ENOENT ? FL_ENOENT : FL_EIO;
-		seterr(f->err, sizeof f->err, "%s: cannot open: %s", path, strerror(errno));
+		fl_seterr(f->err, sizeof f->err, "%s: cannot open: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
 		rv = FL_EIO;
-		seterr(f->err, sizeof f->err, "%s: not a regular file", path);
+		fl_seterr(f->err, sizeof f->err, "%s: not a regular file", path);
 		goto fail;
 	}
 	if (sb.st_size < 8) {
 		rv = FL_EFORMAT;
-		seterr(f->err, sizeof f->err, "%s: file too short (%lld bytes) for a header", path,
-		       (long long)sb.st_size);
+		fl_seterr(f->err, sizeof f->err, "%s: file too short (%lld bytes) for a header",
+		          path, (long long)sb.st_size);
 		goto fail;
 	}
 	f->map_len_ = (size_t)sb.st_size;
@@ -353,7 +344,7 @@ int fl_st_open(fl_st_file **out, const char *path, char *err, size_t errlen)
 	if (f->map_ == MAP_FAILED) {
 		f->map_ = NULL;
 		rv = FL_EIO;
-		seterr(f->err, sizeof f->err, "%s: mmap failed: %s", path, strerror(errno));
+		fl_seterr(f->err, sizeof f->err, "%s: mmap failed: %s", path, strerror(errno));
 		goto fail;
 	}
 	close(fd);
@@ -361,22 +352,22 @@ int fl_st_open(fl_st_file **out, const char *path, char *err, size_t errlen)
 	memcpy(&hlen, f->map_, 8);
 	if (hlen > FL_ST_HEADER_MAX) {
 		rv = FL_ETOOBIG;
-		seterr(f->err, sizeof f->err, "%s: header length %llu over the %u-byte limit", path,
-		       (unsigned long long)hlen, FL_ST_HEADER_MAX);
+		fl_seterr(f->err, sizeof f->err, "%s: header length %llu over the %u-byte limit",
+		          path, (unsigned long long)hlen, FL_ST_HEADER_MAX);
 		goto fail;
 	}
 	if (hlen < 2 || hlen > f->map_len_ - 8) {
 		rv = FL_EFORMAT;
-		seterr(f->err, sizeof f->err,
-		       "%s: header length %llu does not fit the file (%zu bytes); truncated?", path,
-		       (unsigned long long)hlen, f->map_len_);
+		fl_seterr(f->err, sizeof f->err,
+		          "%s: header length %llu does not fit the file (%zu bytes); truncated?",
+		          path, (unsigned long long)hlen, f->map_len_);
 		goto fail;
 	}
 	f->data_ = (const uint8_t *)f->map_ + 8 + hlen;
 	f->data_len_ = f->map_len_ - 8 - (size_t)hlen;
 	if (((const char *)f->map_)[8] != '{') {
 		rv = FL_EFORMAT;
-		seterr(f->err, sizeof f->err, "%s: header does not start with '{'", path);
+		fl_seterr(f->err, sizeof f->err, "%s: header does not start with '{'", path);
 		goto fail;
 	}
 	rv = st_parse_header(f, (const char *)f->map_ + 8, (size_t)hlen);
@@ -388,7 +379,7 @@ int fl_st_open(fl_st_file **out, const char *path, char *err, size_t errlen)
 fail:
 	if (fd >= 0)
 		close(fd);
-	seterr(err, errlen, "%s", f->err);
+	fl_seterr(err, errlen, "%s", f->err);
 	fl_st_close(f);
 	return rv;
 }
@@ -427,9 +418,9 @@ int fl_st_read_f32(fl_st_file *f, const fl_st_tensor *t, float *dst, size_t coun
 {
 	const uint8_t *p = f->data_ + t->offset;
 	if (count != t->nelem) {
-		seterr(f->err, sizeof f->err,
-		       "%s: tensor '%s' has %zu elements, caller expects %zu", f->path, t->name,
-		       t->nelem, count);
+		fl_seterr(f->err, sizeof f->err,
+		          "%s: tensor '%s' has %zu elements, caller expects %zu", f->path, t->name,
+		          t->nelem, count);
 		return FL_ESHAPE;
 	}
 	switch (t->dtype) {
@@ -451,9 +442,9 @@ int fl_st_read_f32(fl_st_file *f, const fl_st_tensor *t, float *dst, size_t coun
 		}
 		return 0;
 	default:
-		seterr(f->err, sizeof f->err,
-		       "%s: tensor '%s' has dtype %s, not convertible to F32", f->path, t->name,
-		       st_dtypes[t->dtype].name);
+		fl_seterr(f->err, sizeof f->err,
+		          "%s: tensor '%s' has dtype %s, not convertible to F32", f->path, t->name,
+		          st_dtypes[t->dtype].name);
 		return FL_ENOTSUP;
 	}
 }
@@ -462,7 +453,7 @@ int fl_st_load_f32(fl_st_file *f, const char *name, int ndim, const int64_t *sha
 {
 	const fl_st_tensor *t = fl_st_find(f, name);
 	if (!t) {
-		seterr(f->err, sizeof f->err, "%s: no tensor '%s'", f->path, name);
+		fl_seterr(f->err, sizeof f->err, "%s: no tensor '%s'", f->path, name);
 		return FL_ENOENT;
 	}
 	if (t->ndim != ndim)
@@ -481,8 +472,8 @@ bad : {
 	for (int i = 0; i < ndim && w < (int)sizeof want - 24; i++)
 		w += snprintf(want + w, sizeof want - w, "%s%lld", i ? "," : "",
 		              (long long)shape[i]);
-	seterr(f->err, sizeof f->err, "%s: tensor '%s' has shape [%s], expected [%s]", f->path,
-	       name, got, want);
+	fl_seterr(f->err, sizeof f->err, "%s: tensor '%s' has shape [%s], expected [%s]", f->path,
+	          name, got, want);
 	return FL_ESHAPE;
 }
 }
@@ -738,12 +729,12 @@ int fl_st_writer_write(fl_st_writer *w, const char *path, char *err, size_t errl
 		sb_put(&h, " ", 1);
 	if (h.oom) {
 		rv = FL_ENOMEM;
-		seterr(err, errlen, "%s: out of memory building the header", path);
+		fl_seterr(err, errlen, "%s: out of memory building the header", path);
 		goto fail;
 	}
 	if (h.len > FL_ST_HEADER_MAX) {
 		rv = FL_ETOOBIG;
-		seterr(err, errlen, "%s: header of %zu bytes over the limit", path, h.len);
+		fl_seterr(err, errlen, "%s: header of %zu bytes over the limit", path, h.len);
 		goto fail;
 	}
 	hlen = h.len;
@@ -752,14 +743,14 @@ int fl_st_writer_write(fl_st_writer *w, const char *path, char *err, size_t errl
 	chunk = malloc(CH * sizeof *chunk);
 	if (!tmp || !dir || !chunk) {
 		rv = FL_ENOMEM;
-		seterr(err, errlen, "%s: out of memory", path);
+		fl_seterr(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 	sprintf(tmp, "%s.tmp.XXXXXX", path);
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: cannot create a temporary file: %s", path,
-		       strerror(errno));
+		fl_seterr(err, errlen, "%s: cannot create a temporary file: %s", path,
+		          strerror(errno));
 		free(tmp);
 		tmp = NULL;
 		goto fail;
@@ -801,7 +792,7 @@ int fl_st_writer_write(fl_st_writer *w, const char *path, char *err, size_t errl
 	free(chunk);
 	return 0;
 werr:
-	seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
+	fl_seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
 fail:
 	if (fd >= 0)
 		close(fd);

@@ -8,7 +8,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,17 +20,6 @@
 #define SUF_A ".lora_A.weight"
 #define SUF_B ".lora_B.weight"
 
-static void seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || n == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
-
 int lora_adapter_save_err(const lora_adapter *a, const char *path, char *err, size_t errlen)
 {
 	fl_st_writer *w = NULL;
@@ -39,7 +27,7 @@ int lora_adapter_save_err(const lora_adapter *a, const char *path, char *err, si
 	int rv;
 
 	if ((rv = fl_st_writer_new(&w)) != 0) {
-		seterr(err, errlen, "%s: out of memory", path);
+		fl_seterr(err, errlen, "%s: out of memory", path);
 		return rv;
 	}
 	snprintf(buf, sizeof buf, "%d", a->r);
@@ -62,7 +50,7 @@ int lora_adapter_save_err(const lora_adapter *a, const char *path, char *err, si
 	fl_st_writer_free(w);
 	return rv;
 fail:
-	seterr(err, errlen, "%s: cannot build adapter file: %s", path, fl_strerror(rv));
+	fl_seterr(err, errlen, "%s: cannot build adapter file: %s", path, fl_strerror(rv));
 	fl_st_writer_free(w);
 	return rv;
 }
@@ -100,13 +88,13 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 	rv = FL_EFORMAT;
 	s = fl_st_meta(f, "format");
 	if (!s || strcmp(s, LORA_FILE_FORMAT)) {
-		seterr(err, errlen, "%s: __metadata__ format is %s%s%s, not \"%s\"", path,
-		       s ? "\"" : "", s ? s : "missing", s ? "\"" : "", LORA_FILE_FORMAT);
+		fl_seterr(err, errlen, "%s: __metadata__ format is %s%s%s, not \"%s\"", path,
+		          s ? "\"" : "", s ? s : "missing", s ? "\"" : "", LORA_FILE_FORMAT);
 		goto fail;
 	}
 	if (fl_parse_long(fl_st_meta(f, "r"), 1, 4096, &r) != 0) {
-		seterr(err, errlen, "%s: __metadata__ r is missing or not an integer in 1..4096",
-		       path);
+		fl_seterr(err, errlen, "%s: __metadata__ r is missing or not an integer in 1..4096",
+		          path);
 		goto fail;
 	}
 	s = fl_st_meta(f, "alpha");
@@ -114,14 +102,14 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 		char *end;
 		alpha = s ? strtod(s, &end) : NAN;
 		if (!s || !*s || *end || !isfinite(alpha) || fabs(alpha) > 1e30) {
-			seterr(err, errlen, "%s: __metadata__ alpha is missing or not a number",
-			       path);
+			fl_seterr(err, errlen, "%s: __metadata__ alpha is missing or not a number",
+			          path);
 			goto fail;
 		}
 	}
 	rv = FL_ESHAPE;
 	if (f->n == 0 || f->n % 2) {
-		seterr(err, errlen, "%s: %d tensors; an adapter has (A, B) pairs", path, f->n);
+		fl_seterr(err, errlen, "%s: %d tensors; an adapter has (A, B) pairs", path, f->n);
 		goto fail;
 	}
 	ta = calloc(f->n / 2, sizeof *ta);
@@ -131,7 +119,7 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 	od = calloc(f->n / 2, sizeof *od);
 	if (!ta || !tb || !names || !in || !od) {
 		rv = FL_ENOMEM;
-		seterr(err, errlen, "%s: out of memory", path);
+		fl_seterr(err, errlen, "%s: out of memory", path);
 		goto fail;
 	}
 	for (int i = 0; i < f->n; i++) {
@@ -142,31 +130,34 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 			continue;
 		}
 		if (!has_suffix(t->name, SUF_A)) {
-			seterr(err, errlen, "%s: tensor '%s' is neither NAME%s nor NAME%s", path,
-			       t->name, SUF_A, SUF_B);
+			fl_seterr(err, errlen, "%s: tensor '%s' is neither NAME%s nor NAME%s", path,
+			          t->name, SUF_A, SUF_B);
 			goto fail;
 		}
 		base = strlen(t->name) - strlen(SUF_A);
 		if (base >= LORA_NAME_MAX || np >= f->n / 2) {
-			seterr(err, errlen, "%s: tensor '%s': name too long or too many A tensors",
-			       path, t->name);
+			fl_seterr(err, errlen,
+			          "%s: tensor '%s': name too long or too many A tensors", path,
+			          t->name);
 			goto fail;
 		}
 		snprintf(bname, sizeof bname, "%.*s%s", (int)base, t->name, SUF_B);
 		b = fl_st_find(f, bname);
 		if (!b) {
-			seterr(err, errlen, "%s: '%s' has no matching '%s'", path, t->name, bname);
+			fl_seterr(err, errlen, "%s: '%s' has no matching '%s'", path, t->name,
+			          bname);
 			goto fail;
 		}
 		if (t->ndim != 2 || b->ndim != 2 || t->shape[0] != r || b->shape[1] != r ||
 		    t->shape[1] < 1 || t->shape[1] > INT_MAX || b->shape[0] < 1 ||
 		    b->shape[0] > INT_MAX) {
-			seterr(err, errlen,
-			       "%s: matrix '%.*s': A must be (r=%ld x in) and B (out x r=%ld), got "
-			       "A %d-D [%lld,%lld], B %d-D [%lld,%lld]",
-			       path, (int)base, t->name, r, r, t->ndim, (long long)t->shape[0],
-			       (long long)(t->ndim > 1 ? t->shape[1] : 0), b->ndim,
-			       (long long)b->shape[0], (long long)(b->ndim > 1 ? b->shape[1] : 0));
+			fl_seterr(
+			    err, errlen,
+			    "%s: matrix '%.*s': A must be (r=%ld x in) and B (out x r=%ld), got "
+			    "A %d-D [%lld,%lld], B %d-D [%lld,%lld]",
+			    path, (int)base, t->name, r, r, t->ndim, (long long)t->shape[0],
+			    (long long)(t->ndim > 1 ? t->shape[1] : 0), b->ndim,
+			    (long long)b->shape[0], (long long)(b->ndim > 1 ? b->shape[1] : 0));
 			goto fail;
 		}
 		names[np] = strndup(t->name, base);
@@ -181,26 +172,27 @@ int lora_adapter_load_err(lora_adapter **out, const char *path, char *err, size_
 		np++;
 	}
 	if (np * 2 != f->n) {
-		seterr(err, errlen, "%s: %d tensors but %d (A, B) pairs: a B without its A", path,
-		       f->n, np);
+		fl_seterr(err, errlen, "%s: %d tensors but %d (A, B) pairs: a B without its A",
+		          path, f->n, np);
 		goto fail;
 	}
 	if ((rv = lora_adapter_new(&a, np, (const char *const *)names, in, od, (int)r,
 	                           (float)alpha)) != 0) {
-		seterr(err, errlen, "%s: cannot allocate the adapter: %s", path, fl_strerror(rv));
+		fl_seterr(err, errlen, "%s: cannot allocate the adapter: %s", path,
+		          fl_strerror(rv));
 		goto fail;
 	}
 	for (int i = 0; i < np; i++) {
 		if ((rv = fl_st_read_f32(f, ta[i], a->mats[i].A, ta[i]->nelem)) != 0 ||
 		    (rv = fl_st_read_f32(f, tb[i], a->mats[i].B, tb[i]->nelem)) != 0) {
-			seterr(err, errlen, "%s", f->err);
+			fl_seterr(err, errlen, "%s", f->err);
 			goto fail;
 		}
 	}
 	for (size_t i = 0; i < a->n_a + a->n_b; i++)
 		if (!isfinite(a->params[i])) {
 			rv = FL_ENONFINITE;
-			seterr(err, errlen, "%s: non-finite value in the adapter", path);
+			fl_seterr(err, errlen, "%s: non-finite value in the adapter", path);
 			goto fail;
 		}
 	rv = 0;

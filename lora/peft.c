@@ -6,7 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +13,6 @@
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/safetensors.h"
-
-static void seterr(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || n == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, n, fmt, ap);
-	va_end(ap);
-}
 
 /* Last dot-separated component of a matrix name ("...self_attn.q_proj" -> "q_proj"). */
 static const char *last_component(const char *name)
@@ -82,7 +70,7 @@ int lora_peft_export(const lora_adapter *a, const char *dir, const char *base_mo
 	int rv;
 
 	if (fl_mkdirs(dir) != 0) {
-		seterr(err, errlen, "%s: cannot create the folder: %s", dir, strerror(errno));
+		fl_seterr(err, errlen, "%s: cannot create the folder: %s", dir, strerror(errno));
 		return FL_EIO;
 	}
 	if ((rv = fl_st_writer_new(&w)) != 0 || (rv = fl_st_writer_meta(w, "format", "pt")) != 0)
@@ -108,16 +96,16 @@ int lora_peft_export(const lora_adapter *a, const char *dir, const char *base_mo
 	snprintf(path, sizeof path, "%s/%s", dir, LORA_PEFT_CONFIG_FILE);
 	if (fl_write_atomic(path, cfg, strlen(cfg), 0644) != 0) {
 		rv = FL_EIO;
-		seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
+		fl_seterr(err, errlen, "%s: write failed: %s", path, strerror(errno));
 		goto done;
 	}
 	rv = 0;
 	goto done;
 bad:
-	seterr(err, errlen, "%s: cannot add tensor '%s': %s", dir, name, fl_strerror(rv));
+	fl_seterr(err, errlen, "%s: cannot add tensor '%s': %s", dir, name, fl_strerror(rv));
 	goto done;
 nomem:
-	seterr(err, errlen, "%s: out of memory", dir);
+	fl_seterr(err, errlen, "%s: out of memory", dir);
 done:
 	free(cfg);
 	fl_st_writer_free(w);
