@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 
 _Static_assert(PRIV_PK_BYTES == crypto_sign_PUBLICKEYBYTES, "public key size");
@@ -121,25 +122,18 @@ static void sync_dir_of(const char *path)
 	}
 }
 
-/* Writes buf to path: exclusively, or (force) through a temporary + rename. */
+/* Writes buf to path: exclusively, or (force) replacing it atomically. The
+ * temp file of fl_write_atomic is created 0600, so a secret is never readable
+ * by others even before its mode is set. */
 static int put_file(const char *path, const void *buf, size_t len, mode_t mode, int force)
 {
+	int rv;
+
 	if (!force)
 		return write_new_file(path, buf, len, mode);
-	char tmp[4096 + 32];
-	uint32_t r = randombytes_random();
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%08x", path, (unsigned)r) >= sizeof tmp)
-		return FL_EINVAL;
-	int rv = write_new_file(tmp, buf, len, mode);
-	if (rv != 0)
-		return rv;
-	if (rename(tmp, path) != 0) {
-		fl_log(FL_LOG_ERROR, "keys", "cannot rename %s to %s: %s", tmp, path,
-		       strerror(errno));
-		unlink(tmp);
-		return FL_EIO;
-	}
-	return 0;
+	if ((rv = fl_write_atomic(path, buf, len, mode)) != 0)
+		fl_log(FL_LOG_ERROR, "keys", "cannot write %s: %s", path, strerror(errno));
+	return rv;
 }
 
 int priv_keygen(const char *prefix, int force, uint8_t pk_out[PRIV_PK_BYTES])
