@@ -263,25 +263,17 @@ out:
 int coord_config_apply_file(coord_config *c, const char *path, char *err, size_t errn)
 {
 	enum { MAX = 1 << 20 };
-	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	size_t n;
 	int rv;
 
-	if (!f) {
-		snprintf(err, errn, "cannot open %s: %s", path, strerror(errno));
-		return FL_EIO;
-	}
-	if (!(buf = malloc(MAX + 1))) {
-		fclose(f);
-		return FL_ENOMEM;
-	}
-	n = fread(buf, 1, MAX + 1, f);
-	fclose(f);
-	if (n > MAX) {
-		snprintf(err, errn, "%s: larger than %d bytes", path, MAX);
-		free(buf);
-		return FL_ETOOBIG;
+	if ((rv = fl_read_file(path, MAX, &buf, &n)) != 0) {
+		if (rv == FL_ETOOBIG)
+			snprintf(err, errn, "%s: larger than %d bytes", path, MAX);
+		else if (rv != FL_ENOMEM)
+			snprintf(err, errn, "cannot open %s: %s", path, strerror(errno));
+		/* a missing file is an I/O error here, as it always was */
+		return rv == FL_ENOENT ? FL_EIO : rv;
 	}
 	rv = coord_config_apply_json(c, buf, n, err, errn);
 	if (rv) {

@@ -5,7 +5,6 @@
 #include "coordinator/rundir.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,61 +17,6 @@
 
 #define STATE_MAX   (64u << 20) /* state.json: registry of many clients */
 #define METRICS_MAX (256u << 20)
-
-int coord_read_file(const char *path, size_t max, char **out, size_t *len)
-{
-	FILE *f;
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-	int rv = 0;
-
-	*out = NULL;
-	if (len)
-		*len = 0;
-	if (!(f = fopen(path, "rb")))
-		return errno == ENOENT ? FL_ENOENT : FL_EIO;
-	for (;;) {
-		size_t got;
-		if (n + 4096 + 1 > cap) {
-			size_t nc = cap ? cap * 2 : 8192;
-			char *nb;
-			if (nc > max + 4097)
-				nc = max + 4097;
-			if (nc <= cap) {
-				rv = FL_ETOOBIG;
-				goto out;
-			}
-			if (!(nb = realloc(buf, nc))) {
-				rv = FL_ENOMEM;
-				goto out;
-			}
-			buf = nb;
-			cap = nc;
-		}
-		got = fread(buf + n, 1, cap - n - 1, f);
-		n += got;
-		if (n > max) {
-			rv = FL_ETOOBIG;
-			goto out;
-		}
-		if (got == 0) {
-			if (ferror(f))
-				rv = FL_EIO;
-			break;
-		}
-	}
-	buf[n] = 0;
-out:
-	fclose(f);
-	if (rv) {
-		free(buf);
-		return rv;
-	}
-	*out = buf;
-	if (len)
-		*len = n;
-	return 0;
-}
 
 void coord_state_init(coord_state *s)
 {
@@ -247,7 +191,7 @@ int coord_state_load(coord_state *s, const char *run_dir)
 	coord_state_init(s);
 	if ((rv = join_path(path, sizeof path, run_dir, "state.json")) != 0)
 		return rv;
-	if ((rv = coord_read_file(path, STATE_MAX, &text, &len)) != 0)
+	if ((rv = fl_read_file(path, STATE_MAX, &text, &len)) != 0)
 		return rv;
 	rv = FL_EFORMAT;
 	if (!(o = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(o))
@@ -348,7 +292,7 @@ static int metrics_rewrite(const char *run_dir, int keep_max, const char *extra)
 
 	if ((rv = join_path(path, sizeof path, run_dir, "metrics.jsonl")) != 0)
 		return rv;
-	rv = coord_read_file(path, METRICS_MAX, &text, &len);
+	rv = fl_read_file(path, METRICS_MAX, &text, &len);
 	if (rv == FL_ENOENT) {
 		text = NULL;
 		len = 0;
@@ -415,7 +359,7 @@ int coord_metrics_count(const char *run_dir, int *lines, int *last_round)
 	*last_round = -1;
 	if ((rv = join_path(path, sizeof path, run_dir, "metrics.jsonl")) != 0)
 		return rv;
-	if ((rv = coord_read_file(path, METRICS_MAX, &text, &len)) != 0)
+	if ((rv = fl_read_file(path, METRICS_MAX, &text, &len)) != 0)
 		return rv;
 	for (size_t i = 0; i < len;) {
 		size_t j = i;

@@ -22,7 +22,7 @@
  * Does not know about the network or aggregation.
  *
  * Ownership: coord_state owns its clients and phases arrays (coord_state_fini
- * frees them); coord_read_file returns a malloc'd buffer the caller frees.
+ * frees them).
  */
 #ifndef FL_COORDINATOR_RUNDIR_H
 #define FL_COORDINATOR_RUNDIR_H
@@ -32,10 +32,6 @@
 #define COORD_RUN_ID_HEX  32  /* 16 random bytes as hex */
 #define COORD_KEY_HEX_MAX 160 /* public key as hex, NUL included */
 #define COORD_REASON_MAX  32
-
-/* Reads a whole file of at most max bytes into a malloc'd NUL-terminated
- * buffer. FL_ENOENT when missing, FL_ETOOBIG over max, FL_EIO otherwise. */
-int coord_read_file(const char *path, size_t max, char **out, size_t *len);
 
 typedef struct coord_client {
 	char key[COORD_KEY_HEX_MAX]; /* public key, hex */

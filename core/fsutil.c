@@ -1,6 +1,6 @@
 /*
- * core/fsutil.c — see core/fsutil.h. Plain POSIX; no allocation, paths are
- * built in PATH_MAX buffers on the stack.
+ * core/fsutil.c — see core/fsutil.h. Plain POSIX and stdio; paths are built
+ * in PATH_MAX buffers on the stack.
  */
 #include "core/fsutil.h"
 
@@ -101,6 +101,64 @@ int fl_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	struct iovec v = {(void *)data, len};
 
 	return fl_write_atomicv(path, &v, 1, mode);
+}
+
+int fl_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+	FILE *f;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int rv = 0, e;
+
+	*out = NULL;
+	if (len)
+		*len = 0;
+	if (!(f = fopen(path, "rbe")))
+		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+	for (;;) {
+		size_t got;
+		if (n + 4096 + 1 > cap) {
+			size_t nc = cap ? cap * 2 : 8192;
+			char *nb;
+			if (nc > max + 4097)
+				nc = max + 4097;
+			if (nc <= cap) {
+				rv = FL_ETOOBIG;
+				goto out;
+			}
+			if (!(nb = realloc(buf, nc))) {
+				rv = FL_ENOMEM;
+				goto out;
+			}
+			buf = nb;
+			cap = nc;
+		}
+		got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (n > max) {
+			rv = FL_ETOOBIG;
+			goto out;
+		}
+		if (got == 0) {
+			if (ferror(f))
+				rv = FL_EIO;
+			break;
+		}
+	}
+	buf[n] = 0;
+out:
+	e = errno;
+	fclose(f);
+	if (rv) {
+		free(buf);
+		/* errno for the caller's strerror(): EFBIG, ENOMEM or the read's */
+		errno = rv == FL_ETOOBIG ? EFBIG : rv == FL_ENOMEM ? ENOMEM : e;
+		return rv;
+	}
+	*out = buf;
+	if (len)
+		*len = n;
+	return 0;
 }
 
 int fl_mkdirs(const char *dir)

@@ -1,6 +1,6 @@
 /*
  * core/fsutil.h — small OS helpers that several modules need the same way:
- * atomic file replacement, mkdir -p, a monotonic clock, and strict parsing of
+ * atomic file replacement, whole-file reads, mkdir -p, a monotonic clock, and strict parsing of
  * numbers from the command line or configuration text.
  *
  * fl_write_atomic is the one way the project replaces a file: a unique temp
@@ -13,7 +13,8 @@
  * numbers in any base but 10. Errors are project codes (core/err.h); on FL_EIO
  * errno still says why, for the caller's message.
  *
- * Ownership: nothing here allocates; callers own every buffer they pass.
+ * Ownership: only fl_read_file allocates (its *out, freed by the caller);
+ * callers own every buffer they pass.
  */
 #ifndef FL_CORE_FSUTIL_H
 #define FL_CORE_FSUTIL_H
@@ -31,6 +32,14 @@
 int fl_write_atomicv(const char *path, const struct iovec *iov, int iovcnt, mode_t mode);
 /* fl_write_atomicv of one buffer of len bytes. */
 int fl_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Reads the whole file at path, at most max bytes, into a malloc'd buffer
+ * with a NUL after the last byte (*out, which the caller frees; NULL on
+ * failure); *len (may be NULL) gets the length without the NUL. Returns 0,
+ * FL_ENOENT when path does not exist, FL_ETOOBIG over max (errno EFBIG),
+ * FL_ENOMEM, or FL_EIO (errno says why). Memory grows with the file, not
+ * with max. */
+int fl_read_file(const char *path, size_t max, char **out, size_t *len);
 
 /* mkdir -p of dir: creates each missing component with mode 0755 (less the
  * umask). Returns 0 when dir is a directory afterwards (also when it already

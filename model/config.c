@@ -272,33 +272,17 @@ fail:
 
 int model_config_load(model_config *c, const char *path)
 {
-	int rv = 0;
 	char *buf = NULL;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	size_t n;
+	int rv = fl_read_file(path, CFG_FILE_MAX, &buf, &n);
+
+	if (rv == FL_ENOENT || rv == FL_EIO)
 		fl_log(FL_LOG_ERROR, "model", "%s: %s", path, strerror(errno));
-		return errno == ENOENT ? FL_ENOENT : FL_EIO;
-	}
-	buf = malloc(CFG_FILE_MAX + 1);
-	if (!buf) {
-		rv = FL_ENOMEM;
-		goto fail;
-	}
-	size_t n = fread(buf, 1, CFG_FILE_MAX + 1, f);
-	if (ferror(f)) {
-		fl_log(FL_LOG_ERROR, "model", "%s: read error", path);
-		rv = FL_EIO;
-		goto fail;
-	}
-	if (n > CFG_FILE_MAX) {
+	else if (rv == FL_ETOOBIG)
 		fl_log(FL_LOG_ERROR, "model", "%s: larger than %d bytes", path, CFG_FILE_MAX);
-		rv = FL_ETOOBIG;
-		goto fail;
-	}
-	rv = model_config_parse(c, buf, n, path);
-fail:
+	if (rv == 0)
+		rv = model_config_parse(c, buf, n, path);
 	free(buf);
-	fclose(f);
 	return rv;
 }
 

@@ -233,7 +233,7 @@ static void test_atomic_write(void)
 	snprintf(path, sizeof path, "%s/f.json", d);
 	CHECK_RC(fl_write_atomic(path, "first", 5, 0644));
 	CHECK_RC(fl_write_atomic(path, "second!", 7, 0644));
-	CHECK_RC(coord_read_file(path, 1024, &txt, &len));
+	CHECK_RC(fl_read_file(path, 1024, &txt, &len));
 	CHECK(len == 7 && txt && !strcmp(txt, "second!"));
 	free(txt);
 	/* no temporary file is left behind */
@@ -244,9 +244,9 @@ static void test_atomic_write(void)
 	if (dir)
 		closedir(dir);
 	CHECK(n == 1);
-	CHECK(coord_read_file(path, 3, &txt, &len) == FL_ETOOBIG);
+	CHECK(fl_read_file(path, 3, &txt, &len) == FL_ETOOBIG);
 	snprintf(path, sizeof path, "%s/missing", d);
-	CHECK(coord_read_file(path, 1024, &txt, &len) == FL_ENOENT);
+	CHECK(fl_read_file(path, 1024, &txt, &len) == FL_ENOENT);
 	/* writing into a missing directory fails cleanly */
 	snprintf(path, sizeof path, "%s/nodir/f", d);
 	CHECK(fl_write_atomic(path, "x", 1, 0644) == FL_EIO);
@@ -665,7 +665,7 @@ static cJSON *metrics_line(const char *run_dir, int r)
 	cJSON *found = NULL;
 
 	snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-	if (coord_read_file(path, 1 << 20, &text, &len) != 0)
+	if (fl_read_file(path, 1 << 20, &text, &len) != 0)
 		return NULL;
 	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
 		cJSON *o = cJSON_Parse(l);

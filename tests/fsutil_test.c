@@ -1,7 +1,8 @@
 /*
  * tests/fsutil_test.c — core/fsutil: atomic replacement of a file (content,
- * exact mode, clean failure without a leftover temp file), mkdir -p, the
- * monotonic clock and the strict number parsers.
+ * exact mode, clean failure without a leftover temp file), whole-file reads
+ * (size limit, growth), mkdir -p, the monotonic clock and the strict number
+ * parsers.
  *
  * Works in a fresh folder under $TMPDIR (default /tmp), removed at the end of
  * each case. Does not test crash durability (that would need a power cut).
@@ -144,6 +145,45 @@ static void test_write_fails_clean(void)
 	rmtree(d);
 }
 
+static void test_read_file(void)
+{
+	const char *d = mktmp();
+	char path[512], *txt = (char *)1;
+	size_t len = 99;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	snprintf(path, sizeof path, "%s/f", d);
+	CHECK(fl_read_file(path, 100, &txt, &len) == FL_ENOENT);
+	CHECK(txt == NULL && len == 0);
+	CHECK_RC(fl_write_atomic(path, "", 0, 0644));
+	CHECK_RC(fl_read_file(path, 100, &txt, &len));
+	CHECK(txt && len == 0 && txt[0] == 0);
+	free(txt);
+	/* exactly max bytes is fine, one more is not (errno EFBIG) */
+	CHECK_RC(fl_write_atomic(path, "12345", 5, 0644));
+	CHECK_RC(fl_read_file(path, 5, &txt, NULL));
+	CHECK(txt && !strcmp(txt, "12345"));
+	free(txt);
+	errno = 0;
+	CHECK(fl_read_file(path, 4, &txt, &len) == FL_ETOOBIG);
+	CHECK(errno == EFBIG && txt == NULL);
+	/* larger than the first buffer (8 KiB): the buffer grows */
+	{
+		static char big[100000];
+		for (size_t i = 0; i < sizeof big; i++)
+			big[i] = (char)('a' + i % 26);
+		CHECK_RC(fl_write_atomic(path, big, sizeof big, 0644));
+		CHECK_RC(fl_read_file(path, sizeof big, &txt, &len));
+		CHECK(txt && len == sizeof big && !memcmp(txt, big, len) && txt[len] == 0);
+		free(txt);
+	}
+	/* a folder is not a file */
+	CHECK(fl_read_file(d, 100, &txt, &len) == FL_EIO);
+	rmtree(d);
+}
+
 static void test_mkdirs(void)
 {
 	const char *d = mktmp();
@@ -245,14 +285,9 @@ static void test_parse_double(void)
 }
 
 static const test_case cases[] = {
-    TEST(test_write_replaces),
-    TEST(test_write_mode),
-    TEST(test_write_fails_clean),
-    TEST(test_mkdirs),
-    TEST(test_now),
-    TEST(test_parse_long),
-    TEST(test_parse_double),
-    {0},
+    TEST(test_write_replaces), TEST(test_write_mode),   TEST(test_write_fails_clean),
+    TEST(test_read_file),      TEST(test_mkdirs),       TEST(test_now),
+    TEST(test_parse_long),     TEST(test_parse_double), {0},
 };
 
 int main(int argc, char **argv)

@@ -76,30 +76,6 @@ static int ends_with(const char *s, const char *suf)
 	return a >= b && !strcmp(s + a - b, suf);
 }
 
-static char *read_small_file(const char *path, size_t max, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	size_t n;
-	if (!f)
-		return NULL;
-	buf = malloc(max + 1);
-	if (!buf) {
-		fclose(f);
-		return NULL;
-	}
-	n = fread(buf, 1, max + 1, f);
-	fclose(f);
-	if (n > max) {
-		free(buf);
-		errno = EFBIG;
-		return NULL;
-	}
-	buf[n] = 0;
-	*len = n;
-	return buf;
-}
-
 /* Loads a PEFT folder for model m into a new adapter (see the file comment).
  * Returns 0 or an FL_E* code with a message in err. */
 static int load_peft(const model_llama *m, const char *dir, lora_adapter **out, char *err,
@@ -116,9 +92,9 @@ static int load_peft(const model_llama *m, const char *dir, lora_adapter **out, 
 
 	*out = NULL;
 	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	if (!(json = read_small_file(path, EVAL_MAX_CONFIG, &len))) {
+	if ((rv = fl_read_file(path, EVAL_MAX_CONFIG, &json, &len)) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+		return rv;
 	}
 	c = cJSON_ParseWithLength(json, len);
 	if (!cJSON_IsObject(c)) {

@@ -43,38 +43,12 @@ static void export_usage(FILE *f)
 	           "  --help          this text\n");
 }
 
-/* Whole file into a malloc'd NUL-terminated buffer; NULL (errno set) on failure. */
-static char *slurp(const char *path, long max)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-	if (!f)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > max ||
-	    fseek(f, 0, SEEK_SET) != 0) {
-		errno = EFBIG;
-		goto done;
-	}
-	buf = malloc((size_t)n + 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-		errno = EIO;
-	}
-	if (buf)
-		buf[n] = 0;
-done:
-	fclose(f);
-	return buf;
-}
-
 static cJSON *read_json(const char *path)
 {
-	char *txt = slurp(path, EXPORT_JSON_MAX);
+	char *txt;
 	cJSON *j;
-	if (!txt)
-		return NULL;
+	if (fl_read_file(path, EXPORT_JSON_MAX, &txt, NULL) != 0)
+		return NULL; /* errno says why */
 	j = cJSON_Parse(txt);
 	free(txt);
 	if (j && !cJSON_IsObject(j)) {
