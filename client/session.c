@@ -701,13 +701,14 @@ static int do_get_task(session *s)
 			break;
 		}
 		/* The last committed round is below the round we were acknowledged
-		 * for: that round is being retried (no quorum) or re-run after a
-		 * coordinator restart. Asking again with the committed round gets
-		 * us its task if we are selected. */
+		 * for: that round is still open, or being retried (no quorum), or
+		 * re-run after a coordinator restart. Asking with the committed
+		 * round gets us its task again only in the last two cases (the
+		 * coordinator hands out one attempt once per client). */
 		if (w->round < s->acked_round) {
-			fl_log(FL_LOG_INFO, "client",
-			       "round %llu was not committed (last committed %llu); ready to "
-			       "train it again",
+			fl_log(FL_LOG_DEBUG, "client",
+			       "round %llu not committed yet (last committed %llu); asking as of "
+			       "the committed round",
 			       (unsigned long long)s->acked_round, (unsigned long long)w->round);
 			s->acked_round = w->round;
 			s->failed_round = 0;
