@@ -29,18 +29,6 @@ void client_data_opts_default(client_data_opts *o)
 	o->max_bytes = CLIENT_DATA_MAX_BYTES;
 }
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* A growable int32 stream. */
 typedef struct tokbuf {
 	int32_t *v;
@@ -272,8 +260,8 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 		int cap = L->capseen ? 2 * L->capseen : 64;
 		void *ns;
 		if (cap > CLIENT_DATA_MAX_FILES) {
-			seterr(L->err, L->errlen, "%s: more than %d input files", path,
-			       CLIENT_DATA_MAX_FILES);
+			fl_seterr(L->err, L->errlen, "%s: more than %d input files", path,
+			          CLIENT_DATA_MAX_FILES);
 			return FL_ETOOBIG;
 		}
 		ns = realloc(L->seen, (size_t)cap * sizeof *L->seen);
@@ -287,8 +275,8 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 	L->nseen++;
 
 	if (n > L->max_bytes || L->st.bytes + n > L->max_bytes) {
-		seterr(L->err, L->errlen, "%s: input over the limit of %zu bytes", path,
-		       L->max_bytes);
+		fl_seterr(L->err, L->errlen, "%s: input over the limit of %zu bytes", path,
+		          L->max_bytes);
 		return FL_ETOOBIG;
 	}
 	if (n == 0) {
@@ -296,12 +284,12 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 			L->st.skipped_files++;
 			return 0;
 		}
-		seterr(L->err, L->errlen, "%s: file is empty", path);
+		fl_seterr(L->err, L->errlen, "%s: file is empty", path);
 		return FL_EFORMAT;
 	}
 	f = fopen(path, "rb");
 	if (!f) {
-		seterr(L->err, L->errlen, "%s: cannot open: %s", path, strerror(errno));
+		fl_seterr(L->err, L->errlen, "%s: cannot open: %s", path, strerror(errno));
 		return errno == ENOENT ? FL_ENOENT : FL_EIO;
 	}
 	buf = malloc(n);
@@ -311,8 +299,8 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 	}
 	got = fread(buf, 1, n, f);
 	if (ferror(f) || got == 0) {
-		seterr(L->err, L->errlen, "%s: read error: %s", path,
-		       ferror(f) ? strerror(errno) : "no data");
+		fl_seterr(L->err, L->errlen, "%s: read error: %s", path,
+		          ferror(f) ? strerror(errno) : "no data");
 		rv = FL_EIO;
 		goto done;
 	}
@@ -322,7 +310,8 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 			L->st.skipped_files++;
 			goto done;
 		}
-		seterr(L->err, L->errlen, "%s: binary file (contains NUL bytes), not text", path);
+		fl_seterr(L->err, L->errlen, "%s: binary file (contains NUL bytes), not text",
+		          path);
 		rv = FL_EFORMAT;
 		goto done;
 	}
@@ -350,7 +339,7 @@ static int load_folder(loader *L, const char *dir)
 	int n = 0, cap = 0, rv = 0;
 
 	if (!d) {
-		seterr(L->err, L->errlen, "%s: cannot open folder: %s", dir, strerror(errno));
+		fl_seterr(L->err, L->errlen, "%s: cannot open folder: %s", dir, strerror(errno));
 		return FL_EIO;
 	}
 	while ((e = readdir(d)) != NULL) {
@@ -360,7 +349,7 @@ static int load_folder(loader *L, const char *dir)
 			int nc = cap ? 2 * cap : 64;
 			void *nn;
 			if (nc > 2 * CLIENT_DATA_MAX_FILES) {
-				seterr(L->err, L->errlen, "%s: too many entries", dir);
+				fl_seterr(L->err, L->errlen, "%s: too many entries", dir);
 				rv = FL_ETOOBIG;
 				goto done;
 			}
@@ -405,13 +394,13 @@ static int load_path(loader *L, const char *path)
 {
 	struct stat sb;
 	if (stat(path, &sb) != 0) {
-		seterr(L->err, L->errlen, "%s: %s", path, strerror(errno));
+		fl_seterr(L->err, L->errlen, "%s: %s", path, strerror(errno));
 		return errno == ENOENT ? FL_ENOENT : FL_EIO;
 	}
 	if (S_ISDIR(sb.st_mode))
 		return load_folder(L, path);
 	if (!S_ISREG(sb.st_mode)) {
-		seterr(L->err, L->errlen, "%s: not a regular file or folder", path);
+		fl_seterr(L->err, L->errlen, "%s: not a regular file or folder", path);
 		return FL_EIO;
 	}
 	return load_file(L, path, &sb, 0);
@@ -430,11 +419,11 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 	memset(&L, 0, sizeof L);
 	L.err = err;
 	L.errlen = errlen;
-	seterr(err, errlen, "ok");
+	fl_seterr(err, errlen, "ok");
 	if (!paths || !o || o->seq_len < 1 || o->seq_len > (1 << 20) || o->eval_mod < 2 ||
 	    o->max_bytes == 0) {
-		seterr(err, errlen, "invalid data options (seq_len %d, eval_mod %d)",
-		       o ? o->seq_len : 0, o ? o->eval_mod : 0);
+		fl_seterr(err, errlen, "invalid data options (seq_len %d, eval_mod %d)",
+		          o ? o->seq_len : 0, o ? o->eval_mod : 0);
 		return FL_EINVAL;
 	}
 	T = o->seq_len;
@@ -451,15 +440,15 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 	}
 	if (L.st.files == 0 && L.st.skipped_files == 0) {
 		/* an empty list, or only empty folders */
-		seterr(err, errlen, "'%s': no input files", paths);
+		fl_seterr(err, errlen, "'%s': no input files", paths);
 		rv = paths[strspn(paths, ",")] ? FL_EFORMAT : FL_EINVAL;
 		goto fail;
 	}
 	if (L.st.docs == 0) {
-		seterr(err, errlen,
-		       "'%s': no documents (%d files read, %d empty or binary skipped, %ld bad "
-		       "JSONL lines)",
-		       paths, L.st.files, L.st.skipped_files, L.st.bad_lines);
+		fl_seterr(err, errlen,
+		          "'%s': no documents (%d files read, %d empty or binary skipped, %ld bad "
+		          "JSONL lines)",
+		          paths, L.st.files, L.st.skipped_files, L.st.bad_lines);
 		rv = FL_EFORMAT;
 		goto fail;
 	}
@@ -477,10 +466,10 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 		L.train.n += L.eval.n;
 		tot = L.train.n / row;
 		if (tot < 2) {
-			seterr(err, errlen,
-			       "'%s': too little data: %zu tokens, need at least %zu for one "
-			       "training and one held-out sequence of length %d",
-			       paths, L.train.n, 2 * row, T);
+			fl_seterr(err, errlen,
+			          "'%s': too little data: %zu tokens, need at least %zu for one "
+			          "training and one held-out sequence of length %d",
+			          paths, L.train.n, 2 * row, T);
 			rv = FL_EFORMAT;
 			goto fail;
 		}
@@ -557,30 +546,30 @@ int client_data_read_tokens(const char *path, int vocab, size_t max_tokens, int3
 	*n = 0;
 	f = fopen(path, "rb");
 	if (!f) {
-		seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		fl_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return errno == ENOENT ? FL_ENOENT : FL_EIO;
 	}
 	if (fseek(f, 0, SEEK_END) != 0 || (sz = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-		seterr(err, errlen, "%s: cannot determine size", path);
+		fl_seterr(err, errlen, "%s: cannot determine size", path);
 		fclose(f);
 		return FL_EIO;
 	}
 	len = (size_t)sz;
 	if (len == 0) {
-		seterr(err, errlen, "%s: empty token file", path);
+		fl_seterr(err, errlen, "%s: empty token file", path);
 		fclose(f);
 		return FL_EFORMAT;
 	}
 	if (len > max_tokens * 12 + 64) {
-		seterr(err, errlen, "%s: token file too large (limit %zu tokens)", path,
-		       max_tokens);
+		fl_seterr(err, errlen, "%s: token file too large (limit %zu tokens)", path,
+		          max_tokens);
 		fclose(f);
 		return FL_ETOOBIG;
 	}
 	buf = malloc(len + 1);
 	if (!buf || fread(buf, 1, len, f) != len) {
 		rv = buf ? FL_EIO : FL_ENOMEM;
-		seterr(err, errlen, "%s: read error", path);
+		fl_seterr(err, errlen, "%s: read error", path);
 		goto done;
 	}
 	fclose(f);
@@ -608,19 +597,20 @@ int client_data_read_tokens(const char *path, int vocab, size_t max_tokens, int3
 			errno = 0;
 			x = strtol(p, &e, 10);
 			if (e == p || errno) {
-				seterr(err, errlen, "%s: malformed integer at byte %zu", path,
-				       (size_t)(p - (const char *)buf));
+				fl_seterr(err, errlen, "%s: malformed integer at byte %zu", path,
+				          (size_t)(p - (const char *)buf));
 				rv = FL_EFORMAT;
 				goto done;
 			}
 			if (x < 0 || x >= vocab) {
-				seterr(err, errlen, "%s: token %ld out of range [0, %d)", path, x,
-				       vocab);
+				fl_seterr(err, errlen, "%s: token %ld out of range [0, %d)", path,
+				          x, vocab);
 				rv = FL_EINVAL;
 				goto done;
 			}
 			if (k >= max_tokens) {
-				seterr(err, errlen, "%s: more than %zu tokens", path, max_tokens);
+				fl_seterr(err, errlen, "%s: more than %zu tokens", path,
+				          max_tokens);
 				rv = FL_ETOOBIG;
 				goto done;
 			}
@@ -629,14 +619,14 @@ int client_data_read_tokens(const char *path, int vocab, size_t max_tokens, int3
 		}
 	} else {
 		if (len % 4) {
-			seterr(err, errlen,
-			       "%s: raw int32 token file size %zu is not a multiple of 4", path,
-			       len);
+			fl_seterr(err, errlen,
+			          "%s: raw int32 token file size %zu is not a multiple of 4", path,
+			          len);
 			rv = FL_EFORMAT;
 			goto done;
 		}
 		if (len / 4 > max_tokens) {
-			seterr(err, errlen, "%s: more than %zu tokens", path, max_tokens);
+			fl_seterr(err, errlen, "%s: more than %zu tokens", path, max_tokens);
 			rv = FL_ETOOBIG;
 			goto done;
 		}
@@ -651,8 +641,8 @@ int client_data_read_tokens(const char *path, int vocab, size_t max_tokens, int3
 			             (uint32_t)buf[4 * k + 3] << 24;
 			int32_t x = (int32_t)u;
 			if (x < 0 || x >= vocab) {
-				seterr(err, errlen, "%s: token %d at %zu out of range [0, %d)",
-				       path, (int)x, k, vocab);
+				fl_seterr(err, errlen, "%s: token %d at %zu out of range [0, %d)",
+				          path, (int)x, k, vocab);
 				rv = FL_EINVAL;
 				goto done;
 			}
@@ -660,7 +650,7 @@ int client_data_read_tokens(const char *path, int vocab, size_t max_tokens, int3
 		}
 	}
 	if (k == 0) {
-		seterr(err, errlen, "%s: no tokens", path);
+		fl_seterr(err, errlen, "%s: no tokens", path);
 		rv = FL_EFORMAT;
 		goto done;
 	}

@@ -32,6 +32,7 @@
 #include <nng/nng.h>
 
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
@@ -243,15 +244,13 @@ done:
 	return rv;
 }
 
-/* Writes the accountant history to state_path: temp file (0600), fsync,
- * rename. */
+/* Writes the accountant history to state_path atomically, mode 0600. */
 static int state_save(session *s)
 {
 	const char *path = s->o->state_path;
-	char tmp[4096];
 	cJSON *o = NULL, *ph;
 	char *text = NULL;
-	int fd = -1, rv = FL_ENOMEM;
+	int rv = FL_ENOMEM;
 
 	if (!path)
 		return 0;
@@ -274,27 +273,8 @@ static int state_save(session *s)
 	text = cJSON_Print(o);
 	if (!text)
 		goto done;
-	rv = FL_EIO;
-	if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-		goto done;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto done;
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text) || fsync(fd) != 0 ||
-	    close(fd) != 0) {
-		fd = -1;
-		unlink(tmp);
-		goto done;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		unlink(tmp);
-		goto done;
-	}
-	rv = 0;
+	rv = fl_write_atomic(path, text, strlen(text), 0600);
 done:
-	if (fd >= 0)
-		close(fd);
 	if (rv)
 		fl_log(FL_LOG_WARN, "client", "cannot write state file %s: %s", path,
 		       fl_strerror(rv));

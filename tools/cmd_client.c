@@ -11,6 +11,7 @@
 
 #include "client/session.h"
 #include "core/err.h"
+#include "core/fsutil.h"
 #include "core/log.h"
 #include "tools/cmds.h"
 
@@ -44,30 +45,6 @@ static void client_usage(FILE *f)
 	        "  --help                 this text\n\n"
 	        "Exit status: 0 when the run is done (or N rounds were trained), 1 on failure,\n"
 	        "2 on a usage error.\n");
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end;
-	long v;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	double v;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 static int parse_bytes(const char *s, size_t *out)
@@ -174,7 +151,7 @@ int cmd_client(int argc, char **argv)
 			}
 			o.task = val;
 		} else if (!strcmp(a, "--client-index")) {
-			if (parse_long(val, 0, 1000000, &v)) {
+			if (fl_parse_long(val, 0, 1000000, &v)) {
 				fprintf(stderr, "fedlora client: bad --client-index '%s'\n", val);
 				return 2;
 			}
@@ -213,20 +190,20 @@ int cmd_client(int argc, char **argv)
 		} else if (!strcmp(a, "--tls-ca")) {
 			o.tls_ca = val;
 		} else if (!strcmp(a, "--max-rounds")) {
-			if (parse_long(val, 1, 100000000, &v)) {
+			if (fl_parse_long(val, 1, 100000000, &v)) {
 				fprintf(stderr, "fedlora client: bad --max-rounds '%s'\n", val);
 				return 2;
 			}
 			o.max_rounds = (int)v;
 		} else if (!strcmp(a, "--poll-timeout")) {
 			double d;
-			if (parse_double(val, 0.1, 3600, &d)) {
+			if (fl_parse_double(val, 0.1, 3600, &d)) {
 				fprintf(stderr, "fedlora client: bad --poll-timeout '%s'\n", val);
 				return 2;
 			}
 			o.poll_timeout_ms = (int)(d * 1000);
 		} else if (!strcmp(a, "--give-up")) {
-			if (parse_double(val, 0.1, 1e7, &o.give_up_s)) {
+			if (fl_parse_double(val, 0.1, 1e7, &o.give_up_s)) {
 				fprintf(stderr, "fedlora client: bad --give-up '%s'\n", val);
 				return 2;
 			}
