@@ -3,16 +3,19 @@
 # integration tests tests/*_test.sh, and ends with the summary line
 # "N passed, M failed, K skipped". A binary or script that exits non-zero
 # without reporting a failed case counts as one failure (a crash, say).
-# TESTS="name ..." limits the run to those test programs.
+# TESTS="name ..." limits the run to those test programs. Each program is
+# stopped after TEST_TIMEOUT seconds (default 600), which counts as a failure.
 TEST_BIN_DIR=${TEST_BIN_DIR:-build/tests}
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 export FEDLORA=${FEDLORA:-build/fedlora}
 log=$(mktemp)
 pass=0 fail=0 skipn=0
 run_one() {
 	name=$1; shift
 	start=$(date +%s)
-	"$@" >"$log" 2>&1
+	timeout -k 10 "$TEST_TIMEOUT" "$@" >"$log" 2>&1
 	rc=$?
+	[ "$rc" -eq 124 ] && echo "not ok - $name: killed after $TEST_TIMEOUT s (hung?)" >>"$log"
 	cat "$log"
 	p=$(grep -c '^ok - ' "$log"); f=$(grep -c '^not ok - ' "$log"); s=$(grep -c '^skip - ' "$log")
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then

@@ -15,6 +15,7 @@
 
 #include "core/net.h"
 #include "core/wire.h"
+#include "tests/rawsp.h"
 #include "tests/test.h"
 
 static priv_key server_key, client_key;
@@ -185,18 +186,12 @@ static void test_oversized_refused(void)
 	client_opts(&co);
 	co.recv_timeout_ms = 1000;
 	nng_socket c;
-	CHECK_RC(fl_net_dial(&c, url, &co));
-	/* 1 MiB of payload: the server drops it (and the connection) unread */
-	size_t big = 1 << 20;
-	uint8_t *junk = calloc(1, big);
-	nng_msg *rep = NULL;
-	CHECK(junk != NULL);
-	if (junk)
-		CHECK(fl_net_call(c, junk, big, &rep) == FL_ETIMEOUT);
-	free(junk);
-	CHECK(rep == NULL);
+	/* 1 MiB of payload from a peer that ignores the limit: the server drops it
+	 * (and the connection) unread, never answers, and goes on serving */
+	size_t big = 1 << 20, sent = raw_oversized(port, big);
+	fprintf(stderr, "  %zu of %zu bytes accepted before the server stopped reading\n", sent,
+	        big);
 	CHECK(sv.received == 0);
-	nng_close(c);
 	/* a message under the limit is still served */
 	CHECK_RC(fl_net_dial(&c, url, &co));
 	CHECK_RC(exchange(c, 1));
