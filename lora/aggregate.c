@@ -3,11 +3,15 @@
  * fair), client-level DP, and the aggregation-bias metric. See
  * lora/aggregate.h for the contract and lora/fair.h for the factored algebra.
  *
- * Layout: the running sum is one float array shaped like the adapter's
+ * Layout: the running sum is one double array shaped like the adapter's
  * params (all A, then all B), so folding a client is two flat passes over its
  * params: a read-only scan (finite check and the L2 norm of its delta from
  * the global, in double) and the fold itself. Nothing is folded before the
- * scan passed, so a bad update leaves the sum untouched.
+ * scan passed, so a bad update leaves the sum untouched. The sum is kept in
+ * double: each w * c is exact there (w an integer sample count), so the order
+ * in which updates arrive changes the sum only at double rounding and the
+ * float result practically never; two runs with the same seed then produce
+ * the same global adapter whatever the arrival order.
  *
  * Per-matrix work at finish (fair's correction, agg_bias) reads the kept
  * client copies through r x r Gram products in double; it never builds an
@@ -30,7 +34,7 @@
 struct lora_agg {
 	lora_agg_opts o;
 	lora_adapter *global; /* copy of the round's global */
-	float *sum;           /* like params: weighted sum (or clipped delta sum under DP) */
+	double *sum;          /* like params: weighted sum (or clipped delta sum under DP) */
 	size_t off0;          /* first param that is aggregated: 0, or n_a under ffa */
 	lora_adapter **keep;  /* client copies, when bias or fair needs them */
 	double *wkeep;        /* their weights */
@@ -124,14 +128,14 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 	g->o = *o;
 	if ((rv = lora_adapter_clone(&g->global, global)) != 0)
 		goto fail;
-	g->sum = malloc((global->n_a + global->n_b) * sizeof(float));
+	g->sum = malloc((global->n_a + global->n_b) * sizeof(double));
 	if (!g->sum) {
 		rv = FL_ENOMEM;
 		goto fail;
 	}
 	/* explicit zeroing touches every page now, at round start, instead of
 	 * page-faulting inside the first client's fold */
-	memset(g->sum, 0, (global->n_a + global->n_b) * sizeof(float));
+	memset(g->sum, 0, (global->n_a + global->n_b) * sizeof(double));
 	g->off0 = o->strategy == LORA_FFA ? global->n_a : 0;
 	*out = g;
 	return 0;
@@ -197,7 +201,7 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 {
 	const size_t n = g->global->n_a + g->global->n_b, off0 = g->off0;
 	const float *c = client->params, *gl = g->global->params;
-	float *s = g->sum;
+	double *s = g->sum;
 	double norm2, norm;
 	int rv;
 
@@ -230,17 +234,16 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 	if (dp_on(g)) {
 		/* DP-FedAvg: clip the delta to dp_clip, weight 1. The scale is shrunk
 		 * by a few float ulps so the folded float delta's norm stays <= clip. */
-		float sc = 1.0f;
+		double sc = 1.0;
 		if (norm > g->o.dp_clip) {
-			sc = (float)(g->o.dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON));
+			sc = g->o.dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON);
 			g->nclipped++;
 		}
 		for (size_t i = off0; i < n; i++)
-			s[i] += sc * (c[i] - gl[i]);
+			s[i] += sc * ((double)c[i] - gl[i]);
 	} else {
-		const float wf = (float)w;
 		for (size_t i = off0; i < n; i++)
-			s[i] += wf * c[i];
+			s[i] += w * c[i];
 	}
 	g->clients++;
 	g->wsum += w;
@@ -374,9 +377,15 @@ int lora_agg_finish(lora_agg *g, lora_adapter *out, lora_agg_stats *st)
 	memcpy(out->params, gl->params, off0 * sizeof(float)); /* ffa: A frozen */
 	if (dp_on(g)) {
 		const double E = g->o.dp_expected_clients;
-		priv_noise_add(g->o.noise, g->sum + off0, n - off0, g->o.dp_noise * g->o.dp_clip);
-		for (size_t i = off0; i < n; i++)
-			out->params[i] = gl->params[i] + (float)(g->sum[i] / E);
+		const double sd = g->o.dp_noise * g->o.dp_clip;
+		double z[1024];
+		for (size_t i = off0; i < n; i += sizeof z / sizeof z[0]) {
+			size_t m = n - i < sizeof z / sizeof z[0] ? n - i : sizeof z / sizeof z[0];
+			priv_noise_normal(g->o.noise, z, m);
+			for (size_t j = 0; j < m; j++)
+				out->params[i + j] =
+				    gl->params[i + j] + (float)((g->sum[i + j] + sd * z[j]) / E);
+		}
 	} else {
 		const double inv = 1.0 / g->wsum;
 		for (size_t i = off0; i < n; i++)

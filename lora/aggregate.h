@@ -7,7 +7,8 @@
  * verified client adapter (the client's trained A and B, not a difference) as
  * it arrives, lora_agg_finish() to get the new global and the round's stats.
  *
- * Memory: the weighted sums of A and B are folded in as updates arrive
+ * Memory: the weighted sums of A and B are folded in, in double precision
+ * (order-independent in the float result), as updates arrive
  * (O(adapter)). The aggregation-bias metric and `fair` need the individual
  * client factors, so when opts.compute_bias is set or the strategy is fair the
  * aggregator also keeps a copy of each client's adapter (O(clients x adapter));
