@@ -21,7 +21,13 @@ rounds=${COMPOSE_TEST_ROUNDS:-3}
 nclients=${COMPOSE_TEST_CLIENTS:-4}
 tls=${COMPOSE_TEST_TLS:-0}
 limit=${COMPOSE_TEST_TIMEOUT:-300}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# the Debian mirror apt is configured with (deb822 .sources or sources.list)
+apt_mirror() {
+	sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		head -n 1 | grep . ||
+		awk '$1 == "deb" { print ($2 ~ /^\[/) ? $3 : $2; exit }' /etc/apt/sources.list 2>/dev/null
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
 project=fedlora-test-$$
 work=$(mktemp -d "${TMPDIR:-/tmp}/compose-test.XXXXXX")
 dockerd_pid=""
