@@ -494,11 +494,7 @@ int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
 			nng_dialer_set_ms(d0, NNG_OPT_RECONNMAXT, o->reconnect_max_ms);
 		int watching = cfg && tls_watch_begin(s) == 0;
 		nrv = nng_dialer_start(d0, 0);
-		if (watching &&
-		    tls_dropped_soon(s, nrv != 0                ? 0
-		                        : o->dial_sync_ms < 500 ? o->dial_sync_ms
-		                                                : 500) &&
-		    nrv == 0) {
+		if (watching && tls_dropped_soon(s, nrv != 0 ? 0 : o->dial_sync_ms) && nrv == 0) {
 			fl_log(FL_LOG_ERROR, "net",
 			       "the coordinator at %s closed the connection right after the TLS "
 			       "handshake: it does not accept this client's certificate (is "

@@ -49,7 +49,8 @@ typedef struct fl_net_opts {
 	int reconnect_max_ms; /* NNG_OPT_RECONNMAXT */
 	/* dialer: > 0 makes the first connection attempt synchronous so TLS and
 	 * authentication errors surface as an error; over TLS a connection the
-	 * coordinator drops within min(dial_sync_ms, 500) ms counts as refused.
+	 * coordinator drops within dial_sync_ms counts as refused (so a TLS client
+	 * waits that long once at start: long enough for a loaded coordinator).
 	 * 0: no synchronous attempt. */
 	int dial_sync_ms;
 	const char *tls_cert;        /* PEM certificate (chain) of this side */
