@@ -20,3 +20,16 @@ check() {
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+# stop_pids PID...: SIGTERM, then SIGKILL to whatever still runs after 3 s,
+# then reaps them, so a test's cleanup never waits on a stuck process.
+stop_pids() {
+	for p_ in "$@"; do kill "$p_" 2>/dev/null; done
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
+		alive_=""
+		for p_ in "$@"; do kill -0 "$p_" 2>/dev/null && alive_=1; done
+		[ -z "$alive_" ] && break
+		sleep 0.2
+	done
+	for p_ in "$@"; do kill -9 "$p_" 2>/dev/null; done
+	wait 2>/dev/null
+}

@@ -31,7 +31,7 @@ url="tls+tcp://127.0.0.1:$port"
 	--tls-ca "$d/pki/ca.pem" >"$d/coord.out" 2>&1 &
 cpid=$!
 pids="$cpid"
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; cleanup_tmp; }
+cleanup() { stop_pids $pids; cleanup_tmp; }
 trap cleanup EXIT
 
 # wait until the listener is up (a TLS client with the right files connects)
@@ -82,6 +82,7 @@ for i in 0 1; do
 done
 rc=0
 timeout 90 sh -c "while kill -0 $cpid 2>/dev/null; do sleep 0.2; done" || rc=124
+[ "$rc" = 0 ] || stop_pids "$cpid"
 wait "$cpid"
 crc=$?
 [ "$rc" = 0 ] || crc=124

@@ -16,9 +16,11 @@
 
 static coord *volatile running;
 
+/* The first SIGINT/SIGTERM asks for a clean stop; a second one ends the
+ * process at once (the default action), whatever the shutdown waits on. */
 static void on_signal(int sig)
 {
-	(void)sig;
+	signal(sig, SIG_DFL);
 	if (running)
 		coord_request_stop(running);
 }
