@@ -328,7 +328,7 @@ static void test_setup(void)
 		                "--recv-max",
 		                rmax,
 		                "--linger",
-		                "3",
+		                "10",
 		                NULL};
 		T.coord = spawn(argv, T.coord_log);
 	}
@@ -649,7 +649,7 @@ static void test_good_client_finished(void)
 		show_tail(T.coord_log);
 	else
 		T.coord = 0;
-	st = wait_exit(T.good, 30);
+	st = wait_exit(T.good, 60);
 	CHECK(st == 0);
 	if (st == 0)
 		T.good = 0;

@@ -52,7 +52,7 @@ port=$(free_port)
 url="tcp://127.0.0.1:$port"
 COORD="$FEDLORA coordinator --listen $url --run-dir $run --key $run/keys/coordinator.key
 	--task linreg --strategy fedit --rounds 6 --clients-per-round 3 --min-clients 3
-	--round-timeout 30 --enroll-any --linger 5 $SLOW"
+	--round-timeout 30 --enroll-any --linger 15 $SLOW"
 $COORD >"$TMPROOT/coord1.log" 2>&1 &
 cpid=$!
 pids="$cpid"
@@ -149,7 +149,7 @@ port=$(free_port)
 url="tcp://127.0.0.1:$port"
 "$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
 	--task linreg --strategy ffa --rounds 4 --clients-per-round 1 --min-clients 1 \
-	--round-timeout 30 --enroll-any --linger 5 --dp sample --dp-clip 1 --dp-noise 1 \
+	--round-timeout 30 --enroll-any --linger 15 --dp sample --dp-clip 1 --dp-noise 1 \
 	--dp-q 0.05 >"$TMPROOT/coord4.log" 2>&1 &
 cpid=$!
 pids="$pids $cpid"

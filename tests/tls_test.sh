@@ -26,7 +26,7 @@ port=$(free_port)
 url="tls+tcp://127.0.0.1:$port"
 "$FEDLORA" coordinator --listen "$url" --run-dir "$d/run" --key "$d/keys/coordinator.key" \
 	--allow "$d/allow.txt" --task linreg --strategy fedit --rounds 2 --clients-per-round 2 \
-	--min-clients 2 --round-timeout 20 --linger 3 \
+	--min-clients 2 --round-timeout 20 --linger 10 \
 	--tls-cert "$d/pki/coordinator.pem" --tls-key "$d/pki/coordinator.key" \
 	--tls-ca "$d/pki/ca.pem" >"$d/coord.out" 2>&1 &
 cpid=$!
