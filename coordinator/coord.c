@@ -1533,5 +1533,9 @@ int coord_run(coord *c, char *err, size_t errn)
 			wait_until(c, end);
 	}
 	pthread_mutex_unlock(&c->mu);
+	/* a client counts as told when its Done is built: give the last replies
+	 * time to leave before the socket closes */
+	if (rv == 0)
+		nng_msleep(500);
 	return rv;
 }

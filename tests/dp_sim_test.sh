@@ -70,7 +70,7 @@ fi
 # noise S and rate Q, so after r rounds the history is one phase (S, Q, r*STEPS).
 # MODE "client S": one step per round at noise S and the round's client
 # sampling rate, read from the metrics' dp_q and checked to equal
-# min(1, clients_per_round / registered).
+# 1 - (1 - q)^attempts with q = min(1, clients_per_round / registered).
 # Each round's epsilon must equal `fedlora eps --history` of that schedule.
 check_run() {
 	name=$1 dir=$2 target=$3 rounds=$4 mode=$5
@@ -100,7 +100,10 @@ elif lines:
     if mode[0] == 'client':
         k = run.get('clients_per_round')
         for l in lines:
-            want = min(1.0, k / l['registered'])
+            # a round that needed retries (Poisson sampling picked fewer than
+            # the quorum) is charged as one step at 1 - (1 - q)^attempts
+            q0 = min(1.0, k / l['registered'])
+            want = 1.0 - (1.0 - q0) ** l.get('attempts', 1)
             if abs(l['dp_q'] - want) > 1e-12: fail.append('round %d: dp_q %g, want %g' % (l['round'], l['dp_q'], want))
     for i, e in enumerate(eps):
         ref = eps_of(sched(i + 1))

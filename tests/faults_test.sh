@@ -72,7 +72,7 @@ if wait_lines "$run/metrics.jsonl" 2 120; then
 		[ "$before" -lt 6 ]
 else
 	notok "crash: round 2 committed within 120 s"
-	tail -5 "$TMPROOT/coord1.log" | sed 's/^/  /' >&2
+	tail -n 5 "$TMPROOT/coord1.log" | sed 's/^/  /' >&2
 	kill -9 $cpid 2>/dev/null
 	wait $cpid 2>/dev/null
 fi
@@ -82,16 +82,16 @@ cpid=$!
 pids="$pids $cpid"
 wait_pid $cpid 90
 check "crash: restarted coordinator finishes the run (status $wst)" [ "$wst" = 0 ]
-[ "$wst" = 0 ] || tail -8 "$TMPROOT/coord2.log" | sed 's/^/  /' >&2
+[ "$wst" = 0 ] || tail -n 8 "$TMPROOT/coord2.log" | sed 's/^/  /' >&2
 check "crash: every round committed exactly once" metrics_once "$run/metrics.jsonl" 6
 check "crash: the restart resumed from the last committed round" \
 	grep -q "resuming run .* last committed round [2-5]," "$TMPROOT/coord2.log"
 check "crash: global adapter of the last round written" \
 	[ -f "$run/global/round-000006.safetensors" ]
 good=0
-for p in $cl; do wait_pid "$p" 20 && [ "$wst" = 0 ] && good=$((good + 1)); done
+for p in $cl; do wait_pid "$p" 40 && [ "$wst" = 0 ] && good=$((good + 1)); done
 check "crash: all 3 clients reconnected on their own and saw Done ($good of 3)" [ $good -eq 3 ]
-[ $good -eq 3 ] || tail -5 "$run"/client-*.log | sed 's/^/  /' >&2
+[ $good -eq 3 ] || tail -n 5 "$run"/client-*.log | sed 's/^/  /' >&2
 
 # ---- 2. a client killed mid-round ----
 run="$TMPROOT/quorum"
@@ -124,7 +124,7 @@ else
 fi
 wait_pid $cpid 90
 check "quorum: the run finishes without the killed client (status $wst)" [ "$wst" = 0 ]
-[ "$wst" = 0 ] || tail -8 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
+[ "$wst" = 0 ] || tail -n 8 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
 check "quorum: every round committed once" metrics_once "$run/metrics.jsonl" 4
 check "quorum: rounds after the kill committed with the 2 remaining clients" python3 - \
 	"$run/metrics.jsonl" <<'PY'

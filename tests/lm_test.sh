@@ -72,7 +72,7 @@ if sim "$T/run1"; then
 	done
 	if [ "$good" = 1 ]; then ok sim_lowers_every_client_loss; else notok sim_lowers_every_client_loss; fi
 else
-	tail -5 "$T/run1.out"; tail -5 "$T/run1/client-0.log" 2>/dev/null
+	tail -n 5 "$T/run1.out"; tail -n 5 "$T/run1/client-0.log" 2>/dev/null
 	notok sim_lowers_every_client_loss
 fi
 
@@ -148,7 +148,7 @@ for r in m:
 assert m[1]["epsilon"] > m[0]["epsilon"]
 print("# dp-sgd: epsilon %.3f after 2 rounds" % m[1]["epsilon"])
 PY
-then ok sim_lm_dp_sgd; else tail -3 "$T/rundp.out"; notok sim_lm_dp_sgd; fi
+then ok sim_lm_dp_sgd; else tail -n 3 "$T/rundp.out"; notok sim_lm_dp_sgd; fi
 
 # 5. bad inputs are refused with a message, no crash
 bad() { # NAME EXPECTED_RC COMMAND...

@@ -45,8 +45,8 @@ for s in fedit ffa fair; do
 		ok "sim_$s: exits 0"
 	else
 		notok "sim_$s: exits 0"
-		sed 's/^/  /' "$TMPROOT/$s.out" | tail -20 >&2
-		tail -5 "$run/coordinator-stderr.log" "$run"/client-*.log 2>/dev/null | sed 's/^/  /' >&2
+		sed 's/^/  /' "$TMPROOT/$s.out" | tail -n 20 >&2
+		tail -n 5 "$run/coordinator-stderr.log" "$run"/client-*.log 2>/dev/null | sed 's/^/  /' >&2
 		continue
 	fi
 	check "sim_$s: metrics has every key, one line per round, held-out loss falls" \
@@ -88,7 +88,7 @@ sys.exit(0 if len(eps) == 3 and all(isinstance(e, (int, float)) and math.isfinit
 PY
 else
 	notok "sim_dp: exits 0"
-	tail -20 "$TMPROOT/dp.out" | sed 's/^/  /' >&2
+	tail -n 20 "$TMPROOT/dp.out" | sed 's/^/  /' >&2
 fi
 
 # usage errors are reported, not crashed on

@@ -53,14 +53,14 @@ if [ "$rc" = 1 ] && grep -q "does not accept this client's certificate" "$d/othe
 	ok "tls: client with a certificate from another CA exits 1 with a clear error"
 else
 	notok "tls: client with a certificate from another CA exits 1 with a clear error (rc $rc)"
-	sed 's/^/  /' "$d/otherca.out" | tail -5 >&2
+	sed 's/^/  /' "$d/otherca.out" | tail -n 5 >&2
 fi
 rc=$(bad_client nocert --tls-ca "$d/pki/ca.pem")
 if [ "$rc" = 1 ] && grep -q "does not accept this client's certificate" "$d/nocert.out"; then
 	ok "tls: client without a certificate exits 1 with a clear error"
 else
 	notok "tls: client without a certificate exits 1 with a clear error (rc $rc)"
-	sed 's/^/  /' "$d/nocert.out" | tail -5 >&2
+	sed 's/^/  /' "$d/nocert.out" | tail -n 5 >&2
 fi
 rc=$(bad_client untrusting --tls-cert "$d/pki/client-0.pem" --tls-key "$d/pki/client-0.key" \
 	--tls-ca "$d/other/ca.pem")
@@ -68,7 +68,7 @@ if [ "$rc" = 1 ] && grep -q "certificate does not chain to --tls-ca" "$d/untrust
 	ok "tls: client that does not trust the coordinator's CA refuses it"
 else
 	notok "tls: client that does not trust the coordinator's CA refuses it (rc $rc)"
-	sed 's/^/  /' "$d/untrusting.out" | tail -5 >&2
+	sed 's/^/  /' "$d/untrusting.out" | tail -n 5 >&2
 fi
 n=$(grep -c "refused TLS peer 127.0.0.1" "$d/coord.out")
 check "tls: coordinator logs each refused peer ($n lines)" [ "$n" -ge 2 ]
@@ -90,7 +90,7 @@ if [ "$crc" = 0 ] && [ "$(grep -c '"round"' "$d/run/metrics.jsonl" 2>/dev/null)"
 	ok "tls: a 2-round run over tls+tcp:// with mutual authentication completes"
 else
 	notok "tls: a 2-round run over tls+tcp:// with mutual authentication completes (coordinator rc $crc)"
-	tail -15 "$d/coord.out" "$d/client-0.out" "$d/client-1.out" 2>/dev/null | sed 's/^/  /' >&2
+	tail -n 15 "$d/coord.out" "$d/client-0.out" "$d/client-1.out" 2>/dev/null | sed 's/^/  /' >&2
 fi
 n=$(python3 -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; print(min(m["reported"] for m in L))' "$d/run/metrics.jsonl" 2>/dev/null)
 check "tls: both clients reported in every round" [ "${n:-0}" -ge 2 ]
