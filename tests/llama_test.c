@@ -24,6 +24,7 @@
 #include "model/ops.h"
 #include "model/optim.h"
 #include "tests/test.h"
+#include "tests/gradcheck.h"
 
 static model_config tiny_config(int tied)
 {
@@ -247,27 +248,14 @@ static double ref_loss(void *p)
 	return cnt ? L / cnt : 0;
 }
 
+static double ref_loss_of(void *c)
+{
+	return ref_loss(c);
+}
+
 static int gradcheck(const char *what, ref_ctx *c, double *x, const float *g, size_t n, size_t maxn)
 {
-	int bad = 0;
-	size_t step = n > maxn ? n / maxn : 1;
-	for (size_t i = 0; i < n; i += step) {
-		double keep = x[i], h = 1e-5;
-		x[i] = keep + h;
-		double lp = ref_loss(c);
-		x[i] = keep - h;
-		double lm = ref_loss(c);
-		x[i] = keep;
-		double num = (lp - lm) / (2 * h);
-		if (!(fabs(g[i] - num) <= 1e-4 + 2e-3 * fabs(num))) {
-			if (bad < 5)
-				fprintf(stderr, "  %s[%zu]: analytic %.8g numeric %.8g\n", what, i,
-				        (double)g[i], num);
-			bad++;
-		}
-	}
-	CHECK(bad == 0);
-	return bad;
+	return test_gradcheck(what, ref_loss_of, c, x, g, n, maxn, 1e-4, 2e-3);
 }
 
 static double *dcopy(const float *f, size_t n)

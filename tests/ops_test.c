@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "tests/test.h"
+#include "tests/gradcheck.h"
 
 static fl_rng rng;
 
@@ -36,34 +37,12 @@ static float *fzeros(size_t n)
 }
 
 /* A double-precision reference loss over the context's double arrays. */
-typedef double (*loss_fn)(void *ctx);
+typedef test_loss_fn loss_fn;
 
-/* Compares analytic gradient g (float, n) with central differences of f with
- * respect to the double array x (n). Checks at most `maxn` entries spread over
- * the array. Returns the number of mismatches (also reported via CHECK). */
 static int gradcheck(const char *what, loss_fn f, void *ctx, double *x, const float *g, size_t n,
                      size_t maxn)
 {
-	int bad = 0;
-	size_t step = n > maxn ? n / maxn : 1;
-	for (size_t i = 0; i < n; i += step) {
-		double keep = x[i];
-		double h = 1e-5 * (fabs(keep) > 1 ? fabs(keep) : 1);
-		x[i] = keep + h;
-		double lp = f(ctx);
-		x[i] = keep - h;
-		double lm = f(ctx);
-		x[i] = keep;
-		double num = (lp - lm) / (2 * h);
-		if (!(fabs(g[i] - num) <= 2e-4 + 2e-3 * fabs(num))) {
-			if (bad < 5)
-				fprintf(stderr, "  %s[%zu]: analytic %.8g numeric %.8g\n", what, i,
-				        (double)g[i], num);
-			bad++;
-		}
-	}
-	CHECK(bad == 0);
-	return bad;
+	return test_gradcheck(what, f, ctx, x, g, n, maxn, 2e-4, 2e-3);
 }
 
 static void check_close(const char *what, const float *a, const double *ref, size_t n, double atol,
