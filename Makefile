@@ -28,7 +28,7 @@ LDLIBS := -lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson 
 LDFLAGS ?=
 LDFLAGS += $(SAN)
 
-LIB_DIRS := core lora privacy model coordinator client tools
+LIB_DIRS := core lora privacy model tokenizer coordinator client tools
 LIB_SRC  := $(filter-out tools/main.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 PROTO_C  := $(BUILD)/gen/fedlora.pb-c.c
 PROTO_H  := $(BUILD)/gen/fedlora.pb-c.h
