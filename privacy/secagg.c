@@ -1,0 +1,761 @@
+/*
+ * privacy/secagg.c — SecAgg+-style masking, Shamir sharing over GF(2^8),
+ * share boxes and unmasking (see secagg.h for the protocol and its bounds).
+ */
+#include "privacy/secagg.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "privacy/sign.h"
+
+#define SA_HDR_BYTES 32 /* run 16, round 8, from 4, to 4 */
+#define SA_PLAIN     (SA_HDR_BYTES + 2 * PRIV_SA_SHARE_BYTES)
+
+/* ---- parameters and graph ---- */
+
+int priv_sa_default_degree(int n)
+{
+	if (n <= 17)
+		return n - 1;
+	int lg = 0;
+	while ((1 << lg) < n)
+		lg++;
+	int d = 2 * lg + 4;
+	d += d & 1;
+	return d < n - 1 ? d : n - 1;
+}
+
+int priv_sa_check_params(priv_sa_params *p, char *why, size_t whylen)
+{
+	if (p->n < 2 || p->n > 1000000) {
+		snprintf(why, whylen, "secure aggregation needs 2..1000000 clients (got %d)", p->n);
+		return FL_EINVAL;
+	}
+	if (!p->degree)
+		p->degree = priv_sa_default_degree(p->n);
+	if (p->degree >= p->n)
+		p->degree = p->n - 1;
+	if (p->degree < 1 || p->degree > 254 || (p->degree < p->n - 1 && (p->degree & 1))) {
+		snprintf(
+		    why, whylen,
+		    "degree %d: must be 1..254 and even unless the graph is complete (n-1 = %d)",
+		    p->degree, p->n - 1);
+		return FL_EINVAL;
+	}
+	if (!p->threshold)
+		p->threshold = p->degree / 2 + 1;
+	if (p->threshold < 1 || p->threshold > p->degree) {
+		snprintf(why, whylen, "threshold %d outside 1..degree (%d)", p->threshold,
+		         p->degree);
+		return FL_EINVAL;
+	}
+	if (!p->min_survivors) {
+		int m = p->n / 2 + 1;
+		p->min_survivors = m > p->threshold ? m : p->threshold;
+		if (p->min_survivors > p->n)
+			p->min_survivors = p->n;
+	}
+	if (p->min_survivors < 1 || p->min_survivors > p->n) {
+		snprintf(why, whylen, "min_survivors %d outside 1..n", p->min_survivors);
+		return FL_EINVAL;
+	}
+	if (!(p->clip > 0) || !isfinite(p->clip) || p->frac_bits < 0 || p->frac_bits > 30) {
+		snprintf(why, whylen, "clip must be > 0 and frac_bits 0..30");
+		return FL_EINVAL;
+	}
+	/* the sum of n values of magnitude clip must stay inside int32 */
+	double bound = (double)p->n * (ldexp(p->clip, p->frac_bits) + 0.5);
+	if (bound >= 2147483647.0) {
+		snprintf(why, whylen,
+		         "fixed point would overflow: n %d x clip %g x 2^%d = %.4g >= 2^31; lower "
+		         "frac_bits or clip",
+		         p->n, p->clip, p->frac_bits, bound);
+		return FL_EINVAL;
+	}
+	return 0;
+}
+
+/* The ring order: a Fisher-Yates permutation from a ChaCha20 stream. */
+static int sa_ring(const priv_sa_params *p, int *pos_of, int *at)
+{
+	uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {'g', 'r', 'a', 'p', 'h'};
+	size_t nb = (size_t)p->n * 8;
+	uint8_t *r = malloc(nb);
+	if (!r)
+		return FL_ENOMEM;
+	crypto_stream_chacha20_ietf(r, nb, nonce, p->graph_seed);
+	for (int i = 0; i < p->n; i++)
+		at[i] = i;
+	for (int i = p->n - 1; i > 0; i--) {
+		uint64_t v;
+		memcpy(&v, r + 8 * (size_t)i, 8);
+		int j = (int)(v % (uint64_t)(i + 1));
+		int t = at[i];
+		at[i] = at[j];
+		at[j] = t;
+	}
+	for (int i = 0; i < p->n; i++)
+		pos_of[at[i]] = i;
+	free(r);
+	return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+/* neighbours from a ring already computed */
+static void sa_nb_ring(const priv_sa_params *p, const int *pos_of, const int *at, int i, int *nb,
+                       int *k)
+{
+	int c = 0;
+	if (p->degree >= p->n - 1) {
+		for (int j = 0; j < p->n; j++)
+			if (j != i)
+				nb[c++] = j;
+	} else {
+		int pi = pos_of[i];
+		for (int d = 1; d <= p->degree / 2; d++) {
+			nb[c++] = at[(pi + d) % p->n];
+			nb[c++] = at[(pi - d + p->n) % p->n];
+		}
+		qsort(nb, (size_t)c, sizeof *nb, cmp_int);
+	}
+	*k = c;
+}
+
+int priv_sa_neighbours(const priv_sa_params *p, int i, int *nb, int *k)
+{
+	int *pos = malloc(2 * (size_t)p->n * sizeof *pos);
+	if (!pos)
+		return FL_ENOMEM;
+	int rv = sa_ring(p, pos, pos + p->n);
+	if (rv == 0)
+		sa_nb_ring(p, pos, pos + p->n, i, nb, k);
+	free(pos);
+	return rv;
+}
+
+/* ---- fixed point ---- */
+
+uint32_t priv_sa_encode(double x, double clip, int frac_bits)
+{
+	if (!(x == x))
+		x = 0;
+	if (x > clip)
+		x = clip;
+	if (x < -clip)
+		x = -clip;
+	return (uint32_t)(int32_t)lrint(ldexp(x, frac_bits));
+}
+
+double priv_sa_decode(uint32_t v, int frac_bits)
+{
+	return ldexp((double)(int32_t)v, -frac_bits);
+}
+
+/* ---- GF(2^8) Shamir (AES polynomial), constant-time multiply ---- */
+
+static uint8_t gf_mul(uint8_t a, uint8_t b)
+{
+	uint8_t r = 0;
+	for (int i = 0; i < 8; i++) {
+		r ^= (uint8_t)(-(b & 1) & a);
+		a = (uint8_t)((a << 1) ^ (-(a >> 7) & 0x1b));
+		b >>= 1;
+	}
+	return r;
+}
+
+static uint8_t gf_inv(uint8_t a)
+{
+	/* a^254 */
+	uint8_t r = 1, x = a;
+	for (int e = 254; e; e >>= 1) {
+		if (e & 1)
+			r = gf_mul(r, x);
+		x = gf_mul(x, x);
+	}
+	return r;
+}
+
+/* Shares a 32-byte secret with threshold t at x = 1..m into shares[m]. */
+static void shamir_split(const uint8_t secret[32], int t, int m,
+                         uint8_t (*shares)[PRIV_SA_SHARE_BYTES])
+{
+	uint8_t coef[254][32];
+	randombytes_buf(coef, (size_t)(t - 1) * 32);
+	for (int s = 0; s < m; s++) {
+		uint8_t x = (uint8_t)(s + 1);
+		shares[s][0] = x;
+		for (int b = 0; b < 32; b++) {
+			uint8_t y = 0; /* Horner, highest coefficient first */
+			for (int c = t - 2; c >= 0; c--)
+				y = gf_mul((uint8_t)(y ^ coef[c][b]), x);
+			/* y = sum_c coef[c] x^(c+1); the constant term is the secret */
+			shares[s][1 + b] = (uint8_t)(y ^ secret[b]);
+		}
+	}
+	sodium_memzero(coef, sizeof coef);
+}
+
+/* Rebuilds the secret from t shares with distinct nonzero x. */
+static int shamir_join(uint8_t (*sh)[PRIV_SA_SHARE_BYTES], int t, uint8_t out[32])
+{
+	memset(out, 0, 32);
+	for (int i = 0; i < t; i++) {
+		uint8_t num = 1, den = 1;
+		if (!sh[i][0])
+			return FL_EFORMAT;
+		for (int j = 0; j < t; j++) {
+			if (j == i)
+				continue;
+			if (sh[j][0] == sh[i][0])
+				return FL_EFORMAT;
+			num = gf_mul(num, sh[j][0]);
+			den = gf_mul(den, (uint8_t)(sh[j][0] ^ sh[i][0]));
+		}
+		uint8_t l = gf_mul(num, gf_inv(den));
+		for (int b = 0; b < 32; b++)
+			out[b] ^= gf_mul(l, sh[i][1 + b]);
+	}
+	return 0;
+}
+
+/* ---- masks ---- */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* y += sign * PRG(key) over len words */
+static void prg_add(uint32_t *y, size_t len, const uint8_t key[32], uint64_t round, int sign)
+{
+	uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {0};
+	uint32_t buf[4096];
+	put_u64(nonce, round);
+	nonce[8] = 'm';
+	uint64_t ic = 0;
+	for (size_t off = 0; off < len; off += 4096) {
+		size_t m = len - off < 4096 ? len - off : 4096;
+		/* the keystream itself: xor over zeros; 64-byte blocks, 256 per 4096 words */
+		memset(buf, 0, m * 4);
+		crypto_stream_chacha20_ietf_xor_ic((uint8_t *)buf, (const uint8_t *)buf, m * 4, nonce,
+		                                   (uint32_t)ic, key);
+		ic += (m * 4 + 63) / 64;
+		if (sign > 0)
+			for (size_t i = 0; i < m; i++)
+				y[off + i] += buf[i];
+		else
+			for (size_t i = 0; i < m; i++)
+				y[off + i] -= buf[i];
+	}
+	sodium_memzero(buf, sizeof buf);
+}
+
+static int pair_key(const priv_sa_params *p, const uint8_t sk[32], const uint8_t pk[32], int i,
+                    int j, uint8_t key[32])
+{
+	uint8_t dh[32], info[32];
+	if (crypto_scalarmult(dh, sk, pk) != 0)
+		return FL_ECRYPTO;
+	int lo = i < j ? i : j, hi = i < j ? j : i;
+	memcpy(info, p->run_id, 16);
+	put_u64(info + 16, p->round);
+	put_u32(info + 24, (uint32_t)lo);
+	put_u32(info + 28, (uint32_t)hi);
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, (const uint8_t *)"fedlora-secagg-pair-v1", 22, 32);
+	crypto_generichash_update(&st, dh, 32);
+	crypto_generichash_update(&st, info, 32);
+	crypto_generichash_final(&st, key, 32);
+	sodium_memzero(dh, sizeof dh);
+	return 0;
+}
+
+static void survivors_digest(const priv_sa_params *p, const uint8_t *surv, uint8_t d[32])
+{
+	uint8_t hdr[28];
+	memcpy(hdr, p->run_id, 16);
+	put_u64(hdr + 16, p->round);
+	put_u32(hdr + 24, (uint32_t)p->n);
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, (const uint8_t *)"fedlora-secagg-survivors-v1", 27, 32);
+	crypto_generichash_update(&st, hdr, sizeof hdr);
+	crypto_generichash_update(&st, surv, (size_t)p->n);
+	crypto_generichash_final(&st, d, 32);
+}
+
+/* ---- client ---- */
+
+struct priv_sa_client {
+	priv_sa_params p;
+	int index, k;
+	int *nb;                            /* k neighbours */
+	uint8_t c_sk[32], c_pk[32];         /* share encryption */
+	uint8_t s_sk[32], s_pk[32];         /* mask agreement */
+	uint8_t b[32];                      /* self-mask seed */
+	uint8_t (*nc_pk)[32], (*ns_pk)[32]; /* neighbours' keys (k) */
+	uint8_t *got;                       /* k: share from neighbour received */
+	uint8_t (*sh_b)[PRIV_SA_SHARE_BYTES], (*sh_s)[PRIV_SA_SHARE_BYTES]; /* k received */
+	int keys_set, masked, signed_once, answered;
+	uint8_t signed_digest[32], answered_digest[32];
+	int n_keyed; /* clients with keys (the key-sharing set) */
+};
+
+static int nb_slot(const priv_sa_client *c, int j)
+{
+	const int *f = bsearch(&j, c->nb, (size_t)c->k, sizeof *c->nb, cmp_int);
+	return f ? (int)(f - c->nb) : -1;
+}
+
+int priv_sa_client_new(const priv_sa_params *p, int index, priv_sa_client **out)
+{
+	char why[160];
+	priv_sa_client *c;
+	int rv = FL_ENOMEM;
+	*out = NULL;
+	if ((rv = priv_sodium_init()) != 0)
+		return rv;
+	if (!(c = calloc(1, sizeof *c)))
+		return FL_ENOMEM;
+	c->p = *p;
+	if ((rv = priv_sa_check_params(&c->p, why, sizeof why)) != 0 || index < 0 ||
+	    index >= c->p.n) {
+		rv = FL_EINVAL;
+		goto fail;
+	}
+	c->index = index;
+	rv = FL_ENOMEM;
+	c->nb = malloc((size_t)c->p.degree * sizeof *c->nb);
+	c->nc_pk = calloc((size_t)c->p.degree, 32);
+	c->ns_pk = calloc((size_t)c->p.degree, 32);
+	c->got = calloc((size_t)c->p.degree, 1);
+	c->sh_b = calloc((size_t)c->p.degree, PRIV_SA_SHARE_BYTES);
+	c->sh_s = calloc((size_t)c->p.degree, PRIV_SA_SHARE_BYTES);
+	if (!c->nb || !c->nc_pk || !c->ns_pk || !c->got || !c->sh_b || !c->sh_s)
+		goto fail;
+	if ((rv = priv_sa_neighbours(&c->p, index, c->nb, &c->k)) != 0)
+		goto fail;
+	crypto_box_keypair(c->c_pk, c->c_sk);
+	randombytes_buf(c->s_sk, 32);
+	crypto_scalarmult_base(c->s_pk, c->s_sk);
+	randombytes_buf(c->b, 32);
+	*out = c;
+	return 0;
+fail:
+	priv_sa_client_free(c);
+	return rv;
+}
+
+void priv_sa_client_free(priv_sa_client *c)
+{
+	if (!c)
+		return;
+	if (c->sh_b)
+		sodium_memzero(c->sh_b, (size_t)c->p.degree * PRIV_SA_SHARE_BYTES);
+	if (c->sh_s)
+		sodium_memzero(c->sh_s, (size_t)c->p.degree * PRIV_SA_SHARE_BYTES);
+	free(c->nb);
+	free(c->nc_pk);
+	free(c->ns_pk);
+	free(c->got);
+	free(c->sh_b);
+	free(c->sh_s);
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+void priv_sa_client_pubkeys(const priv_sa_client *c, uint8_t c_pk[32], uint8_t s_pk[32])
+{
+	memcpy(c_pk, c->c_pk, 32);
+	memcpy(s_pk, c->s_pk, 32);
+}
+
+static int is_zero32(const uint8_t *k)
+{
+	return sodium_is_zero(k, 32);
+}
+
+int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32])
+{
+	if (c->keys_set)
+		return FL_ESTATE;
+	c->n_keyed = 0;
+	for (int j = 0; j < c->p.n; j++)
+		c->n_keyed += !is_zero32(c_pk[j]) && !is_zero32(s_pk[j]);
+	for (int s = 0; s < c->k; s++) {
+		memcpy(c->nc_pk[s], c_pk[c->nb[s]], 32);
+		memcpy(c->ns_pk[s], s_pk[c->nb[s]], 32);
+	}
+	c->keys_set = 1;
+	return 0;
+}
+
+static void box_header(const priv_sa_params *p, int from, int to, uint8_t h[SA_HDR_BYTES])
+{
+	memcpy(h, p->run_id, 16);
+	put_u64(h + 16, p->round);
+	put_u32(h + 24, (uint32_t)from);
+	put_u32(h + 28, (uint32_t)to);
+}
+
+int priv_sa_client_make_shares(priv_sa_client *c, uint8_t *boxes, int *to, int *count)
+{
+	uint8_t(*sb)[PRIV_SA_SHARE_BYTES], (*ss)[PRIV_SA_SHARE_BYTES];
+	uint8_t plain[SA_PLAIN];
+	int m = 0, rv = 0;
+	if (!c->keys_set)
+		return FL_ESTATE;
+	sb = malloc((size_t)c->k * PRIV_SA_SHARE_BYTES);
+	ss = malloc((size_t)c->k * PRIV_SA_SHARE_BYTES);
+	if (!sb || !ss) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	/* share x = slot + 1 among all k neighbours (those without keys get none) */
+	shamir_split(c->b, c->p.threshold, c->k, sb);
+	shamir_split(c->s_sk, c->p.threshold, c->k, ss);
+	for (int s = 0; s < c->k; s++) {
+		if (is_zero32(c->nc_pk[s]))
+			continue;
+		uint8_t *bx = boxes + (size_t)m * PRIV_SA_BOX_BYTES;
+		box_header(&c->p, c->index, c->nb[s], plain);
+		memcpy(plain + SA_HDR_BYTES, sb[s], PRIV_SA_SHARE_BYTES);
+		memcpy(plain + SA_HDR_BYTES + PRIV_SA_SHARE_BYTES, ss[s], PRIV_SA_SHARE_BYTES);
+		randombytes_buf(bx, crypto_box_NONCEBYTES);
+		if (crypto_box_easy(bx + crypto_box_NONCEBYTES, plain, SA_PLAIN, bx, c->nc_pk[s],
+		                    c->c_sk) != 0) {
+			rv = FL_ECRYPTO;
+			goto out;
+		}
+		to[m++] = c->nb[s];
+	}
+	*count = m;
+out:
+	sodium_memzero(plain, sizeof plain);
+	if (sb)
+		sodium_memzero(sb, (size_t)c->k * PRIV_SA_SHARE_BYTES);
+	if (ss)
+		sodium_memzero(ss, (size_t)c->k * PRIV_SA_SHARE_BYTES);
+	free(sb);
+	free(ss);
+	return rv;
+}
+
+int priv_sa_client_recv_share(priv_sa_client *c, int from, const uint8_t box[PRIV_SA_BOX_BYTES])
+{
+	uint8_t plain[SA_PLAIN], want[SA_HDR_BYTES];
+	int s, rv = 0;
+	if (!c->keys_set || c->masked)
+		return FL_ESTATE;
+	if (from < 0 || from >= c->p.n || (s = nb_slot(c, from)) < 0 || is_zero32(c->nc_pk[s]))
+		return FL_EKEY;
+	if (crypto_box_open_easy(plain, box + crypto_box_NONCEBYTES,
+	                         PRIV_SA_BOX_BYTES - crypto_box_NONCEBYTES, box, c->nc_pk[s],
+	                         c->c_sk) != 0)
+		return FL_ESIG;
+	box_header(&c->p, from, c->index, want);
+	if (sodium_memcmp(plain, want, SA_HDR_BYTES) != 0) {
+		rv = FL_ESTALE;
+		goto out;
+	}
+	if (c->got[s]) {
+		rv = FL_EREPLAY;
+		goto out;
+	}
+	memcpy(c->sh_b[s], plain + SA_HDR_BYTES, PRIV_SA_SHARE_BYTES);
+	memcpy(c->sh_s[s], plain + SA_HDR_BYTES + PRIV_SA_SHARE_BYTES, PRIV_SA_SHARE_BYTES);
+	c->got[s] = 1;
+out:
+	sodium_memzero(plain, sizeof plain);
+	return rv;
+}
+
+int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t *y)
+{
+	uint8_t key[32];
+	int rv;
+	if (!c->keys_set || c->masked)
+		return FL_ESTATE;
+	for (size_t i = 0; i < len; i++)
+		y[i] = priv_sa_encode(x[i], c->p.clip, c->p.frac_bits);
+	prg_add(y, len, c->b, c->p.round, +1);
+	for (int s = 0; s < c->k; s++) {
+		if (!c->got[s])
+			continue;
+		if ((rv = pair_key(&c->p, c->s_sk, c->ns_pk[s], c->index, c->nb[s], key)) != 0)
+			return rv;
+		prg_add(y, len, key, c->p.round, c->nb[s] > c->index ? +1 : -1);
+	}
+	sodium_memzero(key, sizeof key);
+	c->masked = 1;
+	return 0;
+}
+
+int priv_sa_client_sign_survivors(priv_sa_client *c, const uint8_t *survivors,
+                                  const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES])
+{
+	uint8_t d[32];
+	survivors_digest(&c->p, survivors, d);
+	if (c->signed_once && sodium_memcmp(d, c->signed_digest, 32) != 0)
+		return FL_ESTATE;
+	crypto_sign_detached(sig, NULL, d, 32, id_sk);
+	memcpy(c->signed_digest, d, 32);
+	c->signed_once = 1;
+	return 0;
+}
+
+int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int *signer,
+                          const uint8_t (*sigs)[PRIV_SA_SIG_BYTES], int nsig,
+                          const uint8_t (*id_pk)[32], priv_sa_reveal *out, int *count)
+{
+	uint8_t d[32];
+	int nsurv = 0, good = 0, m = 0;
+	uint8_t *seen;
+	if (!c->masked)
+		return FL_ESTATE;
+	for (int j = 0; j < c->p.n; j++)
+		nsurv += survivors[j] != 0;
+	if (!survivors[c->index])
+		return FL_ESTATE;
+	if (nsurv < c->p.min_survivors)
+		return FL_EQUORUM;
+	survivors_digest(&c->p, survivors, d);
+	if (c->answered && sodium_memcmp(d, c->answered_digest, 32) != 0)
+		return FL_ESTATE;
+	if (!(seen = calloc((size_t)c->p.n, 1)))
+		return FL_ENOMEM;
+	for (int k = 0; k < nsig; k++) {
+		int j = signer[k];
+		if (j < 0 || j >= c->p.n || seen[j])
+			continue;
+		if (crypto_sign_verify_detached(sigs[k], d, 32, id_pk[j]) == 0) {
+			seen[j] = 1;
+			good++;
+		}
+	}
+	free(seen);
+	if (2 * good <= c->n_keyed)
+		return FL_ESIG;
+	for (int s = 0; s < c->k; s++) {
+		if (!c->got[s])
+			continue;
+		int j = c->nb[s];
+		out[m].owner = j;
+		out[m].kind = survivors[j] ? 0 : 1;
+		memcpy(out[m].share, survivors[j] ? c->sh_b[s] : c->sh_s[s], PRIV_SA_SHARE_BYTES);
+		m++;
+	}
+	memcpy(c->answered_digest, d, 32);
+	c->answered = 1;
+	*count = m;
+	return 0;
+}
+
+/* ---- server ---- */
+
+struct priv_sa_server {
+	priv_sa_params p;
+	size_t len;
+	uint32_t *sum;
+	uint8_t *surv, *keyed, *shared; /* n, n, n*n */
+	uint8_t (*c_pk)[32], (*s_pk)[32];
+	int *pos, *at;
+};
+
+int priv_sa_server_new(const priv_sa_params *p, size_t len, priv_sa_server **out)
+{
+	char why[160];
+	priv_sa_server *s = calloc(1, sizeof *s);
+	int rv = FL_ENOMEM;
+	*out = NULL;
+	if (!s)
+		return FL_ENOMEM;
+	s->p = *p;
+	s->len = len;
+	if ((rv = priv_sa_check_params(&s->p, why, sizeof why)) != 0)
+		goto fail;
+	rv = FL_ENOMEM;
+	size_t n = (size_t)s->p.n;
+	s->sum = calloc(len ? len : 1, sizeof *s->sum);
+	s->surv = calloc(n, 1);
+	s->keyed = calloc(n, 1);
+	s->shared = calloc(n * n, 1);
+	s->c_pk = calloc(n, 32);
+	s->s_pk = calloc(n, 32);
+	s->pos = malloc(2 * n * sizeof *s->pos);
+	if (!s->sum || !s->surv || !s->keyed || !s->shared || !s->c_pk || !s->s_pk || !s->pos)
+		goto fail;
+	s->at = s->pos + n;
+	if ((rv = sa_ring(&s->p, s->pos, s->at)) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	priv_sa_server_free(s);
+	return rv;
+}
+
+void priv_sa_server_free(priv_sa_server *s)
+{
+	if (!s)
+		return;
+	free(s->sum);
+	free(s->surv);
+	free(s->keyed);
+	free(s->shared);
+	free(s->c_pk);
+	free(s->s_pk);
+	free(s->pos);
+	free(s);
+}
+
+int priv_sa_server_set_keys(priv_sa_server *s, int i, const uint8_t c_pk[32],
+                            const uint8_t s_pk[32])
+{
+	if (i < 0 || i >= s->p.n)
+		return FL_EINVAL;
+	if (s->keyed[i])
+		return FL_EREPLAY;
+	if (is_zero32(c_pk) || is_zero32(s_pk))
+		return FL_EFORMAT;
+	memcpy(s->c_pk[i], c_pk, 32);
+	memcpy(s->s_pk[i], s_pk, 32);
+	s->keyed[i] = 1;
+	return 0;
+}
+
+int priv_sa_server_note_share(priv_sa_server *s, int from, int to)
+{
+	if (from < 0 || from >= s->p.n || to < 0 || to >= s->p.n || from == to)
+		return FL_EINVAL;
+	s->shared[(size_t)to * (size_t)s->p.n + (size_t)from] = 1;
+	return 0;
+}
+
+int priv_sa_server_add(priv_sa_server *s, int i, const uint32_t *y)
+{
+	if (i < 0 || i >= s->p.n || !s->keyed[i])
+		return FL_EINVAL;
+	if (s->surv[i])
+		return FL_EREPLAY;
+	for (size_t k = 0; k < s->len; k++)
+		s->sum[k] += y[k];
+	s->surv[i] = 1;
+	return 0;
+}
+
+const uint8_t *priv_sa_server_survivors(const priv_sa_server *s)
+{
+	return s->surv;
+}
+
+/* Gathers the first `threshold` distinct shares of (owner, kind) and joins them. */
+static int rebuild(const priv_sa_server *s, const priv_sa_reveal *rev, size_t nrev, int owner,
+                   int kind, uint8_t out[32])
+{
+	uint8_t sh[254][PRIV_SA_SHARE_BYTES];
+	uint8_t used[256] = {0};
+	int t = 0;
+	for (size_t r = 0; r < nrev && t < s->p.threshold; r++) {
+		if (rev[r].owner != owner || rev[r].kind != kind)
+			continue;
+		uint8_t x = rev[r].share[0];
+		if (!x || x > s->p.degree || used[x])
+			continue;
+		used[x] = 1;
+		memcpy(sh[t++], rev[r].share, PRIV_SA_SHARE_BYTES);
+	}
+	int rv = t < s->p.threshold ? FL_EQUORUM : shamir_join(sh, t, out);
+	sodium_memzero(sh, sizeof sh);
+	return rv;
+}
+
+int priv_sa_server_finish(priv_sa_server *s, const priv_sa_reveal *rev, size_t nrev, double *sum,
+                          int *nsurv, char *why, size_t whylen)
+{
+	int n = s->p.n, ns = 0, rv = 0, k;
+	int nb[254];
+	uint8_t sec[32], pk[32], key[32];
+	for (int i = 0; i < n; i++)
+		ns += s->surv[i];
+	*nsurv = ns;
+	if (ns < s->p.min_survivors) {
+		snprintf(why, whylen, "%d masked updates, fewer than the %d needed: round aborted",
+		         ns, s->p.min_survivors);
+		return FL_EQUORUM;
+	}
+	for (int i = 0; i < n && rv == 0; i++) {
+		if (!s->keyed[i])
+			continue;
+		sa_nb_ring(&s->p, s->pos, s->at, i, nb, &k);
+		if (s->surv[i]) {
+			/* survivor: remove its self mask; pairs with survivors must be symmetric */
+			for (int q = 0; q < k; q++) {
+				int j = nb[q];
+				if (s->surv[j] &&
+				    s->shared[(size_t)i * n + j] != s->shared[(size_t)j * n + i]) {
+					snprintf(why, whylen,
+					         "clients %d and %d masked asymmetrically", i, j);
+					return FL_ESTATE;
+				}
+			}
+			if ((rv = rebuild(s, rev, nrev, i, 0, sec)) != 0) {
+				snprintf(why, whylen, "too few shares of client %d's self mask", i);
+				break;
+			}
+			prg_add(s->sum, s->len, sec, s->p.round, -1);
+		} else {
+			/* dropped after sharing: remove the masks its survivor neighbours added */
+			int any = 0;
+			for (int q = 0; q < k; q++)
+				any |= s->surv[nb[q]] && s->shared[(size_t)nb[q] * n + i];
+			if (!any)
+				continue;
+			if ((rv = rebuild(s, rev, nrev, i, 1, sec)) != 0) {
+				snprintf(why, whylen,
+				         "too few shares of dropped client %d's mask key", i);
+				break;
+			}
+			crypto_scalarmult_base(pk, sec);
+			if (sodium_memcmp(pk, s->s_pk[i], 32) != 0) {
+				snprintf(why, whylen,
+				         "rebuilt mask key of client %d does not match its key", i);
+				rv = FL_ESIG;
+				break;
+			}
+			for (int q = 0; q < k && rv == 0; q++) {
+				int j = nb[q];
+				if (!s->surv[j] || !s->shared[(size_t)j * n + i])
+					continue;
+				if ((rv = pair_key(&s->p, sec, s->s_pk[j], i, j, key)) != 0)
+					break;
+				/* j added +PRG when i > j, -PRG when i < j: undo it */
+				prg_add(s->sum, s->len, key, s->p.round, i > j ? -1 : +1);
+			}
+		}
+	}
+	sodium_memzero(sec, sizeof sec);
+	sodium_memzero(key, sizeof key);
+	if (rv != 0)
+		return rv;
+	for (size_t q = 0; q < s->len; q++)
+		sum[q] = priv_sa_decode(s->sum[q], s->p.frac_bits);
+	return 0;
+}
