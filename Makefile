@@ -51,6 +51,15 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all test demo asan bench clean deps format tests-build test-compose gpu-check
+
+# A fresh machine without the build dependencies stops here with one line
+# naming `make deps` (goals that install them, or need none, skip the check).
+ifeq ($(wildcard $(PROTO_H)),)
+ifeq ($(filter deps test demo asan clean format test-compose gpu-check,$(MAKECMDGOALS)),)
+DEPS_MISSING := $(shell CC="$(CC)" sh scripts/check-deps.sh 2>&1)
+$(if $(DEPS_MISSING),$(error $(DEPS_MISSING)))
+endif
+endif
 all: $(BUILD)/fedlora
 
 deps:

@@ -21,9 +21,11 @@
 
 #include "core/err.h"
 #include "model/tokenizer.h"
+#include "tokenizer/chat.h"
 
 void client_data_opts_default(client_data_opts *o)
 {
+	memset(o, 0, sizeof *o);
 	o->seq_len = 64;
 	o->eval_mod = CLIENT_DATA_EVAL_MOD;
 	o->max_bytes = CLIENT_DATA_MAX_BYTES;
@@ -56,9 +58,19 @@ static int tokbuf_reserve(tokbuf *b, size_t extra)
 	return 0;
 }
 
+/* Supervised rows (T+1 tokens each) and their loss masks. */
+typedef struct rowbuf {
+	tokbuf t;
+	uint8_t *m; /* t.cap bytes */
+} rowbuf;
+
 /* State shared by every file of one load. */
 typedef struct loader {
-	tokbuf train, eval; /* eval unused (all in train) until the split is known */
+	tokbuf train, eval;   /* eval unused (all in train) until the split is known */
+	rowbuf strain, seval; /* chat and prompt/completion rows */
+	const client_data_opts *o;
+	const fl_tokenizer *tok;  /* NULL: model/tokenizer.h byte path for text */
+	const fl_tokenizer *stok; /* tokenizer of chat and prompt/completion samples */
 	client_data_stats st;
 	int eval_mod;
 	size_t max_bytes;
@@ -141,10 +153,24 @@ static int add_doc(loader *L, const char *text, size_t n)
 	} else {
 		b = &L->train;
 	}
-	if ((rv = tokbuf_reserve(b, model_tok_doc_len(n))) != 0)
-		return rv;
-	model_tok_encode_doc(text, n, b->v + b->n);
-	b->n += model_tok_doc_len(n);
+	if (L->tok) {
+		fl_tok_ids ids = {.v = b->v, .n = b->n, .cap = b->cap};
+		char e[256];
+		rv = fl_tok_encode(L->tok, text, n, FL_TOK_ADD_BOS | FL_TOK_ADD_EOS, &ids, e,
+		                   sizeof e);
+		b->v = ids.v;
+		b->n = ids.n;
+		b->cap = ids.cap;
+		if (rv) {
+			fl_seterr(L->err, L->errlen, "tokenizer: %s", e);
+			return rv;
+		}
+	} else {
+		if ((rv = tokbuf_reserve(b, model_tok_doc_len(n))) != 0)
+			return rv;
+		model_tok_encode_doc(text, n, b->v + b->n);
+		b->n += model_tok_doc_len(n);
+	}
 	L->st.docs++;
 	L->st.bytes += n;
 	if (!utf8_valid((const unsigned char *)text, n))
@@ -208,13 +234,183 @@ static int split_records(loader *L, const char *buf, size_t n, int fortune)
 	return 0;
 }
 
-static int split_jsonl(loader *L, const char *buf, size_t n)
+/* Appends ids/mask (n tokens) as one padded row to the split the hash of
+ * the line (key, klen bytes) selects. */
+static int add_sample(loader *L, const int32_t *ids, const uint8_t *mask, size_t n, const char *key,
+                      size_t klen)
 {
+	size_t row = (size_t)L->o->seq_len + 1, k = n < row ? n : row;
+	int loss = 0, rv;
+	for (size_t i = 1; i < k; i++)
+		loss |= mask[i];
+	if (!loss) {
+		L->st.no_loss++;
+		return 0;
+	}
+	rowbuf *b = doc_hash((const unsigned char *)key, klen) % (uint64_t)L->eval_mod == 0
+	                ? &L->seval
+	                : &L->strain;
+	size_t cap0 = b->t.cap;
+	if ((rv = tokbuf_reserve(&b->t, row)) != 0)
+		return rv;
+	if (b->t.cap != cap0 || !b->m) {
+		uint8_t *nm = realloc(b->m, b->t.cap);
+		if (!nm)
+			return FL_ENOMEM;
+		b->m = nm;
+	}
+	int32_t pad = fl_tok_pad(L->stok) >= 0 ? fl_tok_pad(L->stok) : fl_tok_eos(L->stok);
+	for (size_t i = 0; i < row; i++) {
+		b->t.v[b->t.n + i] = i < k ? ids[i] : (pad >= 0 ? pad : 0);
+		b->m[b->t.n + i] = i < k ? mask[i] : 0;
+	}
+	b->t.n += row;
+	L->st.samples++;
+	L->st.truncated += n > row;
+	return 0;
+}
+
+/* Tokenizes text with a per-byte mask into ids with a per-token mask: each
+ * run of bytes with one mask value is encoded on its own (special tokens
+ * recognised), so a token never straddles an assistant boundary. */
+static int encode_masked(loader *L, const char *text, const uint8_t *bm, size_t n, fl_tok_ids *ids,
+                         uint8_t **tm, size_t *tcap, char *e, size_t elen)
+{
+	int rv;
+	for (size_t a = 0; a < n;) {
+		size_t b = a, n0 = ids->n;
+		while (b < n && bm[b] == bm[a])
+			b++;
+		if ((rv = fl_tok_encode(L->stok, text + a, b - a, FL_TOK_SPECIAL, ids, e, elen)) !=
+		    0)
+			return rv;
+		if (ids->n > *tcap) {
+			size_t nc = ids->cap;
+			uint8_t *nm = realloc(*tm, nc);
+			if (!nm)
+				return FL_ENOMEM;
+			*tm = nm;
+			*tcap = nc;
+		}
+		memset(*tm + n0, bm[a], ids->n - n0);
+		a = b;
+	}
+	return 0;
+}
+
+static const char *json_str(const cJSON *o, const char *key)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+	return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+/* One "messages" or "prompt"/"completion" line (j); errors name path:line. */
+static int add_supervised(loader *L, const cJSON *j, const char *path, long line, const char *p,
+                          size_t c)
+{
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages"), *m;
+	fl_tok_ids ids = {0};
+	uint8_t *tm = NULL;
+	size_t tcap = 0;
+	fl_chat_out out = {0};
+	char e[512];
+	int rv = 0, k = 0;
+	if (msgs) {
+		if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
+			fl_seterr(L->err, L->errlen, "%s:%ld: \"messages\" is not a non-empty list",
+			          path, line);
+			return FL_EFORMAT;
+		}
+		cJSON_ArrayForEach(m, msgs)
+		{
+			if (!cJSON_IsObject(m) || !json_str(m, "role") || !json_str(m, "content")) {
+				fl_seterr(L->err, L->errlen,
+				          "%s:%ld: messages[%d] is not an object with string "
+				          "\"role\" and "
+				          "\"content\" fields",
+				          path, line, k);
+				return FL_EFORMAT;
+			}
+			k++;
+		}
+		if (!L->o->chat_template) {
+			fl_seterr(
+			    L->err, L->errlen,
+			    "%s:%ld: chat data (\"messages\") needs the model's chat template, and "
+			    "the model has none (no chat_template in tokenizer_config.json)",
+			    path, line);
+			return FL_ENOTSUP;
+		}
+		if ((rv = fl_chat_render(L->o->chat_template, msgs, L->o->bos_text, L->o->eos_text,
+		                         0, &out, e, sizeof e)) != 0) {
+			fl_seterr(L->err, L->errlen, "%s:%ld: %s", path, line, e);
+			return rv;
+		}
+		rv = encode_masked(L, out.text, out.mask, out.n, &ids, &tm, &tcap, e, sizeof e);
+	} else {
+		const char *pr = json_str(j, "prompt"), *co = json_str(j, "completion");
+		if (!pr || !co) {
+			fl_seterr(L->err, L->errlen,
+			          "%s:%ld: a prompt/completion line needs string \"prompt\" and "
+			          "\"completion\" fields (%s is %s)",
+			          path, line, pr ? "completion" : "prompt",
+			          cJSON_GetObjectItemCaseSensitive(j, pr ? "completion" : "prompt")
+			              ? "not a string"
+			              : "missing");
+			return FL_EFORMAT;
+		}
+		size_t lp = strlen(pr), lc = strlen(co), nb = lp + lc;
+		uint8_t *bm = malloc(nb ? nb : 1);
+		char *txt = malloc(nb ? nb : 1);
+		int32_t bos = fl_tok_bos(L->stok), eos = fl_tok_eos(L->stok);
+		if (!bm || !txt) {
+			free(bm);
+			free(txt);
+			return FL_ENOMEM;
+		}
+		memcpy(txt, pr, lp);
+		memcpy(txt + lp, co, lc);
+		memset(bm, 0, lp);
+		memset(bm + lp, 1, lc);
+		/* BOS (no loss), prompt (no loss), completion, EOS (loss) */
+		if (bos >= 0 && (rv = fl_tok_ids_push(&ids, bos)) == 0 &&
+		    !(tm = calloc(1, ids.cap)))
+			rv = FL_ENOMEM;
+		tcap = tm ? ids.cap : 0;
+		if (!rv)
+			rv = encode_masked(L, txt, bm, nb, &ids, &tm, &tcap, e, sizeof e);
+		if (!rv && eos >= 0 && (rv = fl_tok_ids_push(&ids, eos)) == 0) {
+			uint8_t *nm = ids.n > tcap ? realloc(tm, ids.cap) : tm;
+			if (!nm) {
+				rv = FL_ENOMEM;
+			} else {
+				tm = nm;
+				tcap = ids.cap > tcap ? ids.cap : tcap;
+				tm[ids.n - 1] = 1;
+			}
+		}
+		free(bm);
+		free(txt);
+	}
+	if (rv && rv != FL_ENOMEM)
+		fl_seterr(L->err, L->errlen, "%s:%ld: tokenizer: %s", path, line, e);
+	if (!rv)
+		rv = add_sample(L, ids.v, tm, ids.n, p, c);
+	fl_chat_out_free(&out);
+	fl_tok_ids_free(&ids);
+	free(tm);
+	return rv;
+}
+
+static int split_jsonl(loader *L, const char *path, const char *buf, size_t n)
+{
+	long line = 0;
 	const char *p = buf, *end = buf + n;
 	int rv;
 	while (p < end) {
 		size_t c, len = line_len(p, end, &c);
 		int blank = 1;
+		line++;
 		for (size_t i = 0; i < c; i++)
 			if (p[i] != ' ' && p[i] != '\t') {
 				blank = 0;
@@ -223,7 +419,15 @@ static int split_jsonl(loader *L, const char *buf, size_t n)
 		if (!blank) {
 			cJSON *j = cJSON_ParseWithLength(p, c);
 			cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "text") : NULL;
-			if (cJSON_IsString(t) && t->valuestring) {
+			if (cJSON_IsObject(j) &&
+			    (cJSON_GetObjectItemCaseSensitive(j, "messages") ||
+			     cJSON_GetObjectItemCaseSensitive(j, "prompt") ||
+			     cJSON_GetObjectItemCaseSensitive(j, "completion"))) {
+				rv = add_supervised(L, j, path, line, p, c);
+				cJSON_Delete(j);
+				if (rv)
+					return rv;
+			} else if (cJSON_IsString(t) && t->valuestring) {
 				rv = add_doc(L, t->valuestring, strlen(t->valuestring));
 				cJSON_Delete(j);
 				if (rv)
@@ -317,7 +521,7 @@ static int load_file(loader *L, const char *path, const struct stat *sb, int in_
 	}
 	L->st.files++;
 	if (ends_with(path, ".jsonl"))
-		rv = split_jsonl(L, buf, n);
+		rv = split_jsonl(L, path, buf, n);
 	else
 		rv = split_records(L, buf, n, is_fortune(buf, n));
 done:
@@ -412,7 +616,8 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 	loader L;
 	client_data *d = NULL;
 	char *list = NULL, *save = NULL, *tok;
-	size_t row, ntr, nev;
+	size_t row, ntr, nev, nsup_tr, nsup_ev, sup_held = 0, all;
+	fl_tokenizer *own = NULL;
 	int rv = 0, T;
 
 	*out = NULL;
@@ -430,6 +635,12 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 	row = (size_t)T + 1;
 	L.eval_mod = o->eval_mod;
 	L.max_bytes = o->max_bytes;
+	L.o = o;
+	L.tok = o->tok && fl_tok_get_kind(o->tok) != FL_TOK_BYTES ? o->tok : NULL;
+	if (!(L.stok = o->tok) && (rv = fl_tok_load(NULL, &own, err, errlen)) != 0)
+		return rv;
+	if (!L.stok)
+		L.stok = own;
 	if (!(list = strdup(paths)))
 		return FL_ENOMEM;
 	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -444,18 +655,20 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 		rv = paths[strspn(paths, ",")] ? FL_EFORMAT : FL_EINVAL;
 		goto fail;
 	}
-	if (L.st.docs == 0) {
+	nsup_tr = L.strain.t.n / row;
+	nsup_ev = L.seval.t.n / row;
+	if (L.st.docs == 0 && nsup_tr + nsup_ev == 0) {
 		fl_seterr(err, errlen,
 		          "'%s': no documents (%d files read, %d empty or binary skipped, %ld bad "
-		          "JSONL lines)",
-		          paths, L.st.files, L.st.skipped_files, L.st.bad_lines);
+		          "JSONL lines, %ld samples without a loss token)",
+		          paths, L.st.files, L.st.skipped_files, L.st.bad_lines, L.st.no_loss);
 		rv = FL_EFORMAT;
 		goto fail;
 	}
 	L.st.tokens = L.train.n + L.eval.n;
 	ntr = L.train.n / row;
 	nev = L.eval.n / row;
-	if (ntr == 0 || nev == 0) {
+	if (L.st.docs > 0 && (ntr == 0 || nev == 0)) {
 		/* Too small for a document split: one stream, every eval_mod-th row
 		 * held out (the last row of each group of eval_mod). */
 		size_t tot;
@@ -465,7 +678,7 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 			memcpy(L.train.v + L.train.n, L.eval.v, L.eval.n * sizeof(int32_t));
 		L.train.n += L.eval.n;
 		tot = L.train.n / row;
-		if (tot < 2) {
+		if (tot < 2 && nsup_tr + nsup_ev == 0) {
 			fl_seterr(err, errlen,
 			          "'%s': too little data: %zu tokens, need at least %zu for one "
 			          "training and one held-out sequence of length %d",
@@ -475,10 +688,24 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 		}
 		L.st.split = 1;
 		L.st.eval_docs = 0;
-		nev = tot / (size_t)o->eval_mod;
-		if (nev == 0)
+		nev = tot < 2 ? 0 : tot / (size_t)o->eval_mod;
+		if (nev == 0 && tot >= 2)
 			nev = 1;
 		ntr = tot - nev;
+	}
+	if (nsup_ev == 0 && nsup_tr > 0) {
+		/* no sample hashed to eval: hold out every eval_mod-th row */
+		sup_held = nsup_tr / (size_t)o->eval_mod;
+		if (sup_held == 0 && nsup_tr >= 2)
+			sup_held = 1;
+	}
+	if (ntr + nsup_tr - sup_held == 0 || nev + nsup_ev + sup_held == 0) {
+		fl_seterr(err, errlen,
+		          "'%s': too little data for one training and one held-out sequence "
+		          "(%zu text sequences, %zu samples)",
+		          paths, ntr + nev, nsup_tr + nsup_ev);
+		rv = FL_EFORMAT;
+		goto fail;
 	}
 	d = calloc(1, sizeof *d);
 	if (!d) {
@@ -486,17 +713,29 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 		goto fail;
 	}
 	d->T = T;
-	d->train = malloc((ntr + nev) * row * sizeof(int32_t));
+	all = ntr + nev + nsup_tr + nsup_ev;
+	d->train = malloc(all * row * sizeof(int32_t));
 	if (!d->train) {
 		rv = FL_ENOMEM;
 		goto fail;
 	}
-	d->eval = d->train + ntr * row;
-	d->n_train = (long)ntr;
-	d->n_eval = (long)nev;
+	d->eval = d->train + (ntr + nsup_tr - sup_held) * row;
+	d->n_train = (long)(ntr + nsup_tr - sup_held);
+	d->n_eval = (long)(nev + nsup_ev + sup_held);
+	if (nsup_tr + nsup_ev) {
+		if (!(d->train_mask = malloc(all * row))) {
+			rv = FL_ENOMEM;
+			goto fail;
+		}
+		d->eval_mask = d->train_mask + (size_t)d->n_train * row;
+		memset(d->train_mask, 1, ntr * row);
+		memset(d->eval_mask, 1, nev * row);
+	}
 	if (L.st.split == 0) {
-		memcpy(d->train, L.train.v, ntr * row * sizeof(int32_t));
-		memcpy(d->eval, L.eval.v, nev * row * sizeof(int32_t));
+		if (ntr)
+			memcpy(d->train, L.train.v, ntr * row * sizeof(int32_t));
+		if (nev)
+			memcpy(d->eval, L.eval.v, nev * row * sizeof(int32_t));
 	} else {
 		size_t tot = ntr + nev, it = 0, ie = 0;
 		for (size_t i = 0; i < tot; i++) {
@@ -508,10 +747,28 @@ int client_data_load(client_data **out, const char *paths, const client_data_opt
 			memcpy(dst, L.train.v + i * row, row * sizeof(int32_t));
 		}
 	}
+	for (size_t i = 0, it = ntr, ie = nev, h = 0; i < nsup_tr; i++) {
+		int held = h < sup_held && ((i + 1) % (size_t)o->eval_mod == 0 || i + 1 == nsup_tr);
+		size_t r = held ? ie++ : it++;
+		h += held;
+		memcpy((held ? d->eval : d->train) + r * row, L.strain.t.v + i * row,
+		       row * sizeof(int32_t));
+		memcpy((held ? d->eval_mask : d->train_mask) + r * row, L.strain.m + i * row, row);
+	}
+	if (nsup_ev) {
+		memcpy(d->eval + (nev + sup_held) * row, L.seval.t.v,
+		       nsup_ev * row * sizeof(int32_t));
+		memcpy(d->eval_mask + (nev + sup_held) * row, L.seval.m, nsup_ev * row);
+	}
 	d->st = L.st;
 	*out = d;
 	free(L.train.v);
 	free(L.eval.v);
+	free(L.strain.t.v);
+	free(L.strain.m);
+	free(L.seval.t.v);
+	free(L.seval.m);
+	fl_tok_free(own);
 	free(L.seen);
 	free(list);
 	return 0;
@@ -519,6 +776,11 @@ fail:
 	client_data_free(d);
 	free(L.train.v);
 	free(L.eval.v);
+	free(L.strain.t.v);
+	free(L.strain.m);
+	free(L.seval.t.v);
+	free(L.seval.m);
+	fl_tok_free(own);
 	free(L.seen);
 	free(list);
 	return rv;
@@ -529,6 +791,7 @@ void client_data_free(client_data *d)
 	if (!d)
 		return;
 	free(d->train);
+	free(d->train_mask);
 	free(d);
 }
 

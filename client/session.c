@@ -41,6 +41,7 @@
 #include "privacy/accountant.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
+#include "tokenizer/model_tok.h"
 
 #define CLIENT_VERSION        "fedlora-0.1.0"
 #define CLIENT_HELLO_MS       15000 /* Hello reply timeout */
@@ -74,7 +75,8 @@ typedef struct session {
 	model_task *task;
 	model_task_opts topts;
 	char spec_task[32], spec_targets[CLIENT_STR_MAX];
-	lora_adapter *ad; /* receives the global, trained in place */
+	char tok_hash[2 * 32 + 1]; /* lm: hex fl_tok_hash of the base tokenizer, for Hello */
+	lora_adapter *ad;          /* receives the global, trained in place */
 	priv_noise *noise;
 
 	priv_phase phases[CLIENT_MAX_PHASES];
@@ -378,6 +380,14 @@ static int do_hello(session *s, int *fatal)
 	h.caps = &caps;
 	h.num_samples = s->task ? model_task_num_samples(s->task) : 0;
 	h.client_index = s->o->client_index;
+	if (!s->tok_hash[0] && s->o->base_dir && !strcmp(s->o->task, "lm")) {
+		fl_tokenizer *tk = NULL;
+		char e[256];
+		if (fl_tok_load(s->o->base_dir, &tk, e, sizeof e) == 0)
+			fl_tok_hash_hex(tk, s->tok_hash);
+		fl_tok_free(tk);
+	}
+	h.tokenizer_hash = s->tok_hash;
 
 	rv = call(s, &h.base, FL_MSG_HELLO, CLIENT_HELLO_MS, &rep, NULL);
 	if (rv == FL_EKEY && s->have_pin) {
@@ -400,6 +410,10 @@ static int do_hello(session *s, int *fatal)
 			*fatal = 1;
 		} else if (rv == FL_ESTALE) {
 			new_run(s, ""); /* our run is gone: join the current one */
+		} else if (rv == FL_ESHAPE && rj->text && strstr(rj->text, "tokenizer mismatch")) {
+			fl_log(FL_LOG_ERROR, "client", "%s (%s/tokenizer.json)", rj->text,
+			       s->o->base_dir ? s->o->base_dir : "");
+			*fatal = 1;
 		}
 		goto done;
 	}

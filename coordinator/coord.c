@@ -81,6 +81,7 @@
 #include "privacy/accountant.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
+#include "tokenizer/model_tok.h"
 
 #define TAG               "coord"
 #define SOFTWARE_VERSION  "fedlora-0.1.0"
@@ -120,6 +121,7 @@ struct coord {
 	size_t recv_max;      /* logical limit; the socket allows a bit more */
 	char base_name[COORD_STR_MAX];
 	char base_hash[2 * 32 + 1]; /* BLAKE2b-256 of the base weights (lm), hex */
+	char tok_hash[2 * 32 + 1];  /* fl_tok_hash of the base tokenizer (lm), hex; pinned */
 
 	nng_socket sock;
 	_Atomic int sock_open; /* 0 once teardown began: callbacks stop re-arming */
@@ -306,6 +308,11 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	if (h->num_samples < 0 || h->num_samples > (int64_t)1 << 40)
 		return reject(c, FL_EFORMAT, who, "hello: num_samples %lld out of range",
 		              (long long)h->num_samples);
+	if (c->tok_hash[0] && strcmp(h->tokenizer_hash ? h->tokenizer_hash : "", c->tok_hash))
+		return reject(c, FL_ESHAPE, who,
+		              "tokenizer mismatch: coordinator pins %.8s, client has %.8s",
+		              c->tok_hash,
+		              h->tokenizer_hash && *h->tokenizer_hash ? h->tokenizer_hash : "none");
 	priv_pk_to_hex(m->signer, hex);
 	pthread_mutex_lock(&c->mu);
 	is_new = coord_state_find_client(&c->st, hex) < 0;
@@ -333,6 +340,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	spec.task = c->cfg.task;
 	spec.base_model = c->base_name;
 	spec.base_hash = c->base_hash;
+	spec.tokenizer_hash = c->tok_hash;
 	spec.rank = (uint32_t)c->cfg.rank;
 	spec.alpha = c->cfg.alpha;
 	spec.lora_targets = c->cfg.lora_targets;
@@ -693,6 +701,21 @@ static int read_run_json(const char *run_dir, coord_config *stored, char *err, s
 
 /* BLAKE2b-256 (hex) of DIR/model.safetensors, streamed, so clients can check
  * that they load the same base weights. Empty when the file is missing. */
+/* Pins the tokenizer of the base model folder: clients whose Hello carries
+ * another fl_tok_hash are refused (tokenizer mismatch). */
+static int pin_tokenizer(coord *c, const char *dir, char *err, size_t errn)
+{
+	fl_tokenizer *t = NULL;
+	int rv = fl_tok_load(dir, &t, err, errn);
+	if (rv)
+		return rv;
+	fl_tok_hash_hex(t, c->tok_hash);
+	coord_logf(c, FL_LOG_INFO, "tokenizer %s pinned, blake2b-256 %.16s...", fl_tok_kind_name(t),
+	           c->tok_hash);
+	fl_tok_free(t);
+	return 0;
+}
+
 static int hash_base(const char *dir, char out[2 * 32 + 1])
 {
 	char path[PATH_MAX];
@@ -829,6 +852,8 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		if (c->base_hash[0])
 			coord_logf(c, FL_LOG_INFO, "base model %s, weights blake2b-256 %.16s...",
 			           c->base_name, c->base_hash);
+		if ((rv = pin_tokenizer(c, cfg->base_dir, err, errn)) != 0)
+			goto fail;
 	}
 
 	rv = coord_state_load(&c->st, cfg->run_dir);

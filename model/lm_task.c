@@ -46,6 +46,7 @@
 #include "model/task_impl.h"
 #include "model/tokenizer.h"
 #include "privacy/dp.h"
+#include "tokenizer/model_tok.h"
 
 #define LM_EVAL_MAX_SEQS 64
 #define LM_MICRO_BATCH   8
@@ -104,6 +105,8 @@ static int lm_open(void **impl, const model_task_opts *o)
 {
 	lm_task *t;
 	char path[4096], err[512];
+	fl_tokenizer *tok = NULL;
+	fl_chat_config chat = {0};
 	int rv;
 
 	*impl = NULL;
@@ -140,6 +143,11 @@ static int lm_open(void **impl, const model_task_opts *o)
 			goto fail;
 		if ((rv = model_config_validate(&t->cfg, path)) != 0)
 			goto fail;
+		if ((rv = fl_tok_load_model(o->base_dir, t->cfg.vocab_size, &tok, NULL, err,
+		                            sizeof err)) != 0) {
+			fl_log(FL_LOG_ERROR, "lm", "%s", err);
+			goto fail;
+		}
 	} else {
 		client_data_opts dop;
 		if ((rv = model_llama_load(&t->m, o->base_dir)) != 0) {
@@ -153,8 +161,17 @@ static int lm_open(void **impl, const model_task_opts *o)
 			rv = FL_EINVAL;
 			goto fail;
 		}
+		if ((rv = fl_tok_load_model(o->base_dir, t->cfg.vocab_size, &tok, &chat, err,
+		                            sizeof err)) != 0) {
+			fl_log(FL_LOG_ERROR, "lm", "%s", err);
+			goto fail;
+		}
 		client_data_opts_default(&dop);
 		dop.seq_len = t->T;
+		dop.tok = tok;
+		dop.chat_template = chat.chat_template;
+		dop.bos_text = chat.bos_token;
+		dop.eos_text = chat.eos_token;
 		if ((rv = client_data_load(&t->d, o->data, &dop, err, sizeof err)) != 0) {
 			fl_log(FL_LOG_ERROR, "lm", "client %d: %s", t->client, err);
 			goto fail;
@@ -167,11 +184,18 @@ static int lm_open(void **impl, const model_task_opts *o)
 		if (t->d->st.bad_lines)
 			fl_log(FL_LOG_WARN, "lm", "client %d: %ld bad JSONL lines skipped",
 			       t->client, t->d->st.bad_lines);
+		if (t->d->st.samples)
+			fl_log(
+			    FL_LOG_INFO, "lm",
+			    "client %d: %ld chat/prompt-completion samples (one padded row each, "
+			    "loss on assistant/completion tokens), %ld truncated to %d tokens, %ld "
+			    "without a loss token dropped",
+			    t->client, t->d->st.samples, t->d->st.truncated, t->T + 1,
+			    t->d->st.no_loss);
 	}
-	if ((rv = model_tok_check_model(o->base_dir, t->cfg.vocab_size, err, sizeof err)) != 0) {
-		fl_log(FL_LOG_ERROR, "lm", "%s: %s", o->base_dir, err);
-		goto fail;
-	}
+	fl_tok_free(tok);
+	tok = NULL;
+	fl_chat_config_free(&chat);
 	if (t->T > t->cfg.max_position_embeddings) {
 		fl_log(FL_LOG_ERROR, "lm",
 		       "seq_len %d exceeds the model's max_position_embeddings %d", t->T,
@@ -186,6 +210,8 @@ static int lm_open(void **impl, const model_task_opts *o)
 	*impl = t;
 	return 0;
 fail:
+	fl_tok_free(tok);
+	fl_chat_config_free(&chat);
 	lm_close(t);
 	return rv;
 }
@@ -258,12 +284,18 @@ static int grow_rows(lm_task *t, long rows)
 }
 
 /* Copies data row `src` (T+1 tokens) into batch slot `slot` as inputs
- * [0, T) and targets [1, T]. */
-static void put_row(lm_task *t, long slot, const int32_t *src)
+ * [0, T) and targets [1, T]; targets whose mask byte is 0 become -1 (no
+ * loss, no gradient). mask NULL: every target counts. */
+static void put_row(lm_task *t, long slot, const int32_t *src, const uint8_t *mask)
 {
 	int T = t->T;
+	int *tg = t->tgt + (size_t)slot * T;
 	memcpy(t->tok + (size_t)slot * T, src, (size_t)T * sizeof(int));
-	memcpy(t->tgt + (size_t)slot * T, src + 1, (size_t)T * sizeof(int));
+	memcpy(tg, src + 1, (size_t)T * sizeof(int));
+	if (mask)
+		for (int j = 0; j < T; j++)
+			if (!mask[j + 1])
+				tg[j] = -1;
 }
 
 static int eval_attached(lm_task *t, double *loss, double *acc)
@@ -277,7 +309,8 @@ static int eval_attached(lm_task *t, double *loss, double *acc)
 	for (long i = 0; i < use; i += LM_MICRO_BATCH) {
 		int B = (int)(use - i < LM_MICRO_BATCH ? use - i : LM_MICRO_BATCH);
 		for (int b = 0; b < B; b++) /* evenly spread over the split */
-			put_row(t, b, client_data_eval_seq(t->d, (i + b) * n / use));
+			put_row(t, b, client_data_eval_seq(t->d, (i + b) * n / use),
+			        client_data_eval_mask(t->d, (i + b) * n / use));
 		if ((rv = model_backend_eval(t->be, t->tok, t->tgt, B, t->T, &sum, &count,
 		                             &correct)) != 0)
 			return rv;
@@ -322,7 +355,9 @@ static int fill_minibatch(lm_task *t, fl_rng *g, int B)
 			}
 			t->perm_pos = 0;
 		}
-		put_row(t, b, client_data_train_seq(t->d, t->perm[t->perm_pos++]));
+		put_row(t, b, client_data_train_seq(t->d, t->perm[t->perm_pos]),
+		        client_data_train_mask(t->d, t->perm[t->perm_pos]));
+		t->perm_pos++;
 	}
 	return 0;
 }
@@ -389,7 +424,8 @@ static int lm_train(void *impl, lora_adapter *ad, const model_train_params *p, p
 			if ((rv = grow_rows(t, cnt > 0 ? cnt : 1)) != 0)
 				return rv;
 			for (long i = 0; i < cnt; i++)
-				put_row(t, i, client_data_train_seq(t->d, t->idx[i]));
+				put_row(t, i, client_data_train_seq(t->d, t->idx[i]),
+				        client_data_train_mask(t->d, t->idx[i]));
 			rv = model_backend_dp_step(t->be, t->tok, t->tgt, (int)cnt, t->T,
 			                           p->dp_clip, p->dp_noise, p->dp_q * (double)N,
 			                           noise, (float)p->lr, &loss, &nclipped);

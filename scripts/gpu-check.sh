@@ -82,6 +82,9 @@ else
 	status=1
 fi
 
+# 3a. chat templates: fedlora's interpreter vs Jinja2 as transformers sets it up
+step chat_parity 30 "$LOG/hf_parity.log" $PY tests/reference/chat_parity.py || status=1
+
 # 3b. a short federated lm run with GPU clients against the same run on CPU clients
 step gpu_fed_parity 90 "$LOG/hf_parity.log" sh tests/reference/gpu_fed_parity.sh || status=1
 

@@ -29,7 +29,10 @@
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
 #include "core/rng.h"
+#include "model/llama.h"
+#include "model/task_impl.h"
 #include "tests/test.h"
+#include "tokenizer/model_tok.h"
 
 static char tmpdir[256];
 
@@ -1034,6 +1037,94 @@ static void test_live_allow_list(void)
 	rmtree(d);
 }
 
+/* Hello carrying tokenizer hash `th`; 0 and the Welcome's pinned hash in
+ * pinned, or the Reject code. */
+static int tclient_hello_tok(tclient *tc, const char *th, char pinned[65])
+{
+	Fedlora__Hello h = FEDLORA__HELLO__INIT;
+	fl_wire_msg m;
+	int rv;
+
+	h.client_key.data = tc->key.pk;
+	h.client_key.len = PRIV_PK_BYTES;
+	h.software_version = "test";
+	h.num_samples = 100;
+	h.tokenizer_hash = (char *)th;
+	if ((rv = call(tc, &h.base, FL_MSG_HELLO, &m)) != 0)
+		return rv;
+	if (m.type != FL_MSG_WELCOME) {
+		rv = reject_code(&m);
+	} else {
+		const Fedlora__Welcome *w = (const Fedlora__Welcome *)m.body;
+		snprintf(pinned, 65, "%s",
+		         w->spec && w->spec->tokenizer_hash ? w->spec->tokenizer_hash : "");
+		rv = 0;
+	}
+	fl_wire_msg_fini(&m);
+	return rv;
+}
+
+/* An lm coordinator pins its base model's tokenizer: a Hello with another
+ * tokenizer hash (or none) is refused, the same hash is welcomed and the
+ * Welcome's ModelSpec carries it. */
+static void test_live_tokenizer_pin(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	model_config mc;
+	model_llama *m = NULL;
+	fl_tokenizer *tk = NULL;
+	live l = {0};
+	tclient a;
+	char base[400], want[65], pinned[65] = "", err[256];
+
+	CHECK(d != NULL && model_lm_ops.name != NULL); /* links the lm task in */
+	if (!d)
+		return;
+	memset(&mc, 0, sizeof mc);
+	mc.hidden_size = 8;
+	mc.intermediate_size = 12;
+	mc.num_layers = 1;
+	mc.num_heads = 2;
+	mc.num_kv_heads = 1;
+	mc.head_dim = 4;
+	mc.vocab_size = 258;
+	mc.max_position_embeddings = 32;
+	mc.bos_token_id = 256;
+	mc.eos_token_id = 257;
+	mc.rms_norm_eps = 1e-5f;
+	mc.rope_theta = 10000.0f;
+	snprintf(base, sizeof base, "%s/base", d);
+	CHECK_RC(model_llama_new(&m, &mc, 1));
+	CHECK_RC(model_llama_save(m, base));
+	model_llama_free(m);
+	CHECK_RC(fl_tok_load_model(base, 258, &tk, NULL, err, sizeof err));
+	if (!tk)
+		return;
+	fl_tok_hash_hex(tk, want);
+	fl_tok_free(tk);
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-tokpin"));
+	strcpy(cfg.task, "lm");
+	snprintf(cfg.base_dir, sizeof cfg.base_dir, "%s", base);
+	cfg.seq_len = 8;
+	cfg.min_clients = 1;
+	cfg.clients_per_round = 1;
+	CHECK_RC(live_start(&l, &cfg));
+	if (!l.c)
+		return;
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK(tclient_hello_tok(&a,
+	                        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+	                        pinned) == FL_ESHAPE);
+	CHECK(tclient_hello_tok(&a, "", pinned) == FL_ESHAPE);
+	CHECK_RC(tclient_hello_tok(&a, want, pinned));
+	CHECK(!strcmp(pinned, want));
+	coord_request_stop(l.c);
+	live_join(&l);
+	tclient_close(&a);
+	rmtree(d);
+}
+
 static const test_case cases[] = {
     TEST(test_config_argv),
     TEST(test_config_argv_errors),
@@ -1052,6 +1143,7 @@ static const test_case cases[] = {
     TEST(test_live_dp_target_eps),
     TEST(test_live_quorum_retry),
     TEST(test_live_allow_list),
+    TEST(test_live_tokenizer_pin),
     {0},
 };
 

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "client/data.h"
+#include "core/fsutil.h"
+#include "model/llama.h"
 #include "model/tokenizer.h"
 #include "tests/test.h"
 
@@ -447,6 +449,262 @@ static void cleanup(void)
 		fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
+/* ---- chat and prompt/completion samples ---- */
+
+static client_data *load_sup(const char *paths, int T, const char *tmpl, int *rc, char *err,
+                             size_t errlen)
+{
+	client_data_opts o;
+	client_data *d = NULL;
+	client_data_opts_default(&o);
+	o.seq_len = T;
+	o.chat_template = tmpl;
+	o.bos_text = "<s>";
+	o.eos_text = "</s>";
+	*rc = client_data_load(&d, paths, &o, err, errlen);
+	return d;
+}
+
+/* Row r of all rows (train then eval) and its mask. */
+static const int32_t *row_at(const client_data *d, long r, const uint8_t **m)
+{
+	if (r < d->n_train) {
+		*m = client_data_train_mask(d, r);
+		return client_data_train_seq(d, r);
+	}
+	*m = client_data_eval_mask(d, r - d->n_train);
+	return client_data_eval_seq(d, r - d->n_train);
+}
+
+/* The bytes of the tokens of a row whose mask is `want` (specials as '#'). */
+static void pick(const int32_t *row, const uint8_t *m, int T, int want, char *out, size_t cap)
+{
+	size_t k = 0;
+	for (int j = 0; j <= T && k + 1 < cap; j++)
+		if (m[j] == want)
+			out[k++] = row[j] < 256 ? (char)row[j] : '#';
+	out[k] = 0;
+}
+
+static void test_prompt_completion_rows(void)
+{
+	char buf[4096], err[512], got[256], want[256];
+	size_t k = 0;
+	int rc;
+	mktmp();
+	for (int i = 0; i < 12; i++)
+		k += (size_t)snprintf(buf + k, sizeof buf - k,
+		                      "{\"prompt\": \"Q%d: \", \"completion\": \"A%d\"}\n", i, i);
+	client_data *d = load_sup(puts_("pc.jsonl", buf), 16, NULL, &rc, err, sizeof err);
+	CHECK_RC(rc);
+	if (!d)
+		return;
+	CHECK(d->n_train + d->n_eval == 12 && d->n_eval >= 1 && d->st.samples == 12);
+	CHECK(d->train_mask && d->eval_mask && d->st.truncated == 0);
+	int seen = 0;
+	for (long r = 0; r < d->n_train + d->n_eval; r++) {
+		const uint8_t *m;
+		const int32_t *row = row_at(d, r, &m);
+		int i = 0;
+		for (int j = 2; row[j] >= '0' && row[j] <= '9'; j++)
+			i = 10 * i + (row[j] - '0');
+		/* every row starts at its sample: BOS, then the prompt */
+		CHECK(row[0] == MODEL_TOK_BOS && row[1] == 'Q' && m[0] == 0);
+		pick(row, m, 16, 1, got, sizeof got);
+		snprintf(want, sizeof want, "A%d#", i);
+		if (strcmp(got, want))
+			fprintf(stderr, "  got [%s] want [%s]\n", got, want);
+		CHECK(!strcmp(got, want)); /* completion + EOS */
+		pick(row, m, 16, 0, got, sizeof got);
+		snprintf(want, sizeof want, "#Q%d: ", i);
+		CHECK(!strncmp(got, want, strlen(want))); /* BOS + prompt, then padding */
+		/* padding: EOS ids without loss up to the end of the row */
+		size_t used = strlen(want) + (i < 10 ? 3 : 4);
+		for (int j = (int)used; j <= 16; j++)
+			CHECK(row[j] == MODEL_TOK_EOS && m[j] == 0);
+		seen |= 1 << i;
+	}
+	CHECK(seen == (1 << 12) - 1);
+	client_data_free(d);
+}
+
+static char *smollm2_template(void)
+{
+	char *t = NULL;
+	size_t n;
+	CHECK_RC(fl_read_file("tests/chat/smollm2.jinja", 1 << 20, &t, &n));
+	return t;
+}
+
+static void test_chat_assistant_only(void)
+{
+	char buf[8192], err[512], got[512], want[512];
+	size_t k = 0;
+	int rc;
+	char *tmpl = smollm2_template();
+	mktmp();
+	for (int i = 0; i < 10; i++)
+		k += (size_t)snprintf(buf + k, sizeof buf - k,
+		                      "{\"messages\": [{\"role\": \"user\", \"content\": \"u%d\"}, "
+		                      "{\"role\": \"assistant\", \"content\": \"a%d\"}]}\n",
+		                      i, i);
+	/* a plain text line in the same file is still packed */
+	k += (size_t)snprintf(buf + k, sizeof buf - k, "{\"text\": \"%0200d\"}\n", 7);
+	client_data *d = load_sup(puts_("chat.jsonl", buf), 200, tmpl, &rc, err, sizeof err);
+	CHECK_RC(rc);
+	if (!d) {
+		free(tmpl);
+		return;
+	}
+	CHECK(d->st.samples == 10 && d->st.docs == 1);
+	int rows_chat = 0;
+	for (long r = 0; r < d->n_train + d->n_eval; r++) {
+		const uint8_t *m;
+		const int32_t *row = row_at(d, r, &m);
+		if (row[0] == MODEL_TOK_BOS) {
+			for (int j = 0; j <= 200; j++)
+				CHECK(m[j] == 1); /* text rows: every target counts */
+			continue;
+		}
+		rows_chat++;
+		/* the template's own text first: a row starts at its sample */
+		CHECK(!memcmp((const char[]){(char)row[0], (char)row[1], (char)row[2]}, "<|i", 3));
+		pick(row, m, 200, 1, got, sizeof got);
+		int i = got[1] - '0';
+		snprintf(want, sizeof want, "a%d<|im_end|>", i);
+		if (strcmp(got, want))
+			fprintf(stderr, "  got [%s] want [%s]\n", got, want);
+		CHECK(!strcmp(got, want));
+		pick(row, m, 200, 0, got, sizeof got);
+		snprintf(want, sizeof want, "user\nu%d<|im_end|>", i);
+		CHECK(strstr(got, want) != NULL);
+		CHECK(strstr(got, "SmolLM") != NULL); /* default system prompt, no loss */
+	}
+	CHECK(rows_chat == 10);
+	client_data_free(d);
+	free(tmpl);
+}
+
+static void test_chat_truncation(void)
+{
+	char buf[4096], err[512];
+	int rc;
+	const char *tmpl = "{% for m in messages %}{{ m.role[0] }}:{{ m.content }};{% endfor %}";
+	mktmp();
+	snprintf(buf, sizeof buf,
+	         "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
+	         "\"assistant\", \"content\": \"a long answer that does not fit\"}]}\n"
+	         "{\"messages\": [{\"role\": \"user\", \"content\": \"a question too long for "
+	         "one row\"}, {\"role\": \"assistant\", \"content\": \"x\"}]}\n"
+	         "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": "
+	         "\"assistant\", \"content\": \"y\"}]}\n");
+	client_data *d = load_sup(puts_("trunc.jsonl", buf), 12, tmpl, &rc, err, sizeof err);
+	CHECK_RC(rc);
+	if (!d)
+		return;
+	CHECK(d->st.samples == 2 && d->st.truncated == 1 && d->st.no_loss == 1);
+	CHECK(d->n_train == 1 && d->n_eval == 1);
+	client_data_free(d);
+}
+
+static void test_supervised_bad_lines(void)
+{
+	static const struct {
+		const char *line, *what;
+		int rc;
+	} cases[] = {
+	    {"{\"messages\": [{\"role\": \"user\"}]}", "messages[0]", FL_EFORMAT},
+	    {"{\"messages\": [{\"role\": \"user\", \"content\": 5}]}", "content", FL_EFORMAT},
+	    {"{\"messages\": \"hi\"}", "\"messages\" is not", FL_EFORMAT},
+	    {"{\"messages\": []}", "non-empty", FL_EFORMAT},
+	    {"{\"messages\": [7]}", "messages[0]", FL_EFORMAT},
+	    {"{\"prompt\": \"x\"}", "completion is missing", FL_EFORMAT},
+	    {"{\"prompt\": 1, \"completion\": \"y\"}", "prompt is not a string", FL_EFORMAT},
+	    {"{\"completion\": \"y\"}", "prompt is missing", FL_EFORMAT},
+	};
+	char buf[1024], err[512], want[64];
+	int rc;
+	char *tmpl = smollm2_template();
+	mktmp();
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		snprintf(buf, sizeof buf, "{\"text\": \"fine\"}\n\n%s\n{\"text\": \"more\"}\n",
+		         cases[k].line);
+		client_data *d = load_sup(puts_("bad.jsonl", buf), 8, tmpl, &rc, err, sizeof err);
+		snprintf(want, sizeof want, "bad.jsonl:3:");
+		if (rc != cases[k].rc || !strstr(err, want) || !strstr(err, cases[k].what))
+			fprintf(stderr, "  line '%s': rc %d, '%s'\n", cases[k].line, rc, err);
+		CHECK(d == NULL && rc == cases[k].rc && strstr(err, want) &&
+		      strstr(err, cases[k].what));
+	}
+	/* chat data for a model without a chat template */
+	snprintf(buf, sizeof buf,
+	         "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": "
+	         "\"assistant\", \"content\": \"a\"}]}\n");
+	client_data *d = load_sup(puts_("notmpl.jsonl", buf), 8, NULL, &rc, err, sizeof err);
+	CHECK(d == NULL && rc == FL_ENOTSUP && strstr(err, "notmpl.jsonl:1:") &&
+	      strstr(err, "chat template"));
+	/* a template that raises names the line too */
+	d = load_sup(puts_("raise.jsonl", buf), 8, "{{ raise_exception('no') }}", &rc, err,
+	             sizeof err);
+	CHECK(d == NULL && rc == FL_EINVAL && strstr(err, "raise.jsonl:1:") && strstr(err, "no"));
+	free(tmpl);
+}
+
+/* Masked targets (-1, as the lm task writes them where the mask is 0)
+ * contribute no loss and no gradient: a batch whose non-assistant targets
+ * are changed gives the same loss and gradients once they are masked, and
+ * a different one when they are not. */
+static void test_masked_targets_no_effect(void)
+{
+	model_config c;
+	model_llama *m = NULL;
+	memset(&c, 0, sizeof c);
+	c.hidden_size = 8;
+	c.intermediate_size = 12;
+	c.num_layers = 1;
+	c.num_heads = 2;
+	c.num_kv_heads = 1;
+	c.head_dim = 4;
+	c.vocab_size = MODEL_TOK_VOCAB;
+	c.max_position_embeddings = 16;
+	c.rms_norm_eps = 1e-5f;
+	c.rope_theta = 10000.0f;
+	CHECK_RC(model_llama_new(&m, &c, 3));
+	if (!m)
+		return;
+	CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
+	enum { T = 8 };
+	int tok[T] = {256, 'u', 's', 'e', 'r', 'a', 'n', 's'};
+	int mask[T] = {0, 0, 0, 0, 1, 1, 1, 1};
+	int t1[T] = {'u', 's', 'e', 'r', 'a', 'n', 's', 257};
+	int t2[T] = {'x', 'y', 'z', 'w', 'a', 'n', 's', 257};
+	float loss[3];
+	float *g[3] = {0};
+	size_t n = 0;
+	for (int v = 0; v < 3; v++) {
+		int tg[T];
+		float *p, *gr;
+		for (int j = 0; j < T; j++)
+			tg[j] = v < 2 && !mask[j] ? -1 : (v == 1 ? t2[j] : t1[j]);
+		if (v == 2)
+			memcpy(tg, t2, sizeof tg); /* unmasked, different user targets */
+		model_llama_zero_grad(m);
+		CHECK_RC(model_llama_forward(m, tok, tg, 1, T, &loss[v]));
+		CHECK_RC(model_llama_backward(m));
+		CHECK_RC(model_llama_trainable(m, &p, &gr, &n));
+		g[v] = malloc(n * sizeof(float));
+		if (g[v])
+			memcpy(g[v], gr, n * sizeof(float));
+	}
+	CHECK(loss[0] == loss[1]);
+	CHECK(g[0] && g[1] && !memcmp(g[0], g[1], n * sizeof(float)));
+	CHECK(loss[2] != loss[0]);
+	CHECK(g[0] && g[2] && memcmp(g[0], g[2], n * sizeof(float)) != 0);
+	for (int v = 0; v < 3; v++)
+		free(g[v]);
+	model_llama_free(m);
+}
+
 static const test_case cases[] = {
     TEST(test_tok_roundtrip),
     TEST(test_tok_check_model),
@@ -460,6 +718,11 @@ static const test_case cases[] = {
     TEST(test_errors),
     TEST(test_read_tokens),
     TEST(test_fortunes_package),
+    TEST(test_prompt_completion_rows),
+    TEST(test_chat_assistant_only),
+    TEST(test_chat_truncation),
+    TEST(test_supervised_bad_lines),
+    TEST(test_masked_targets_no_effect),
     {0},
 };
 

@@ -40,6 +40,7 @@
 #include "model/backend.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
+#include "tokenizer/model_tok.h"
 #include "tools/cmds.h"
 
 #define EVAL_PEFT_PREFIX   "base_model.model."
@@ -391,13 +392,22 @@ int cmd_eval(int argc, char **argv)
 		}
 	} else {
 		client_data_opts dop;
-		client_data_opts_default(&dop);
-		dop.seq_len = (int)T;
-		if ((rv = client_data_load(&d, data, &dop, err, sizeof err)) != 0) {
+		fl_tokenizer *tk = NULL;
+		fl_chat_config chat;
+		if (fl_tok_load_model(base, m->cfg.vocab_size, &tk, &chat, err, sizeof err) != 0) {
 			fprintf(stderr, "fedlora eval: %s\n", err);
 			goto done;
 		}
-		if (model_tok_check_model(base, m->cfg.vocab_size, err, sizeof err) != 0) {
+		client_data_opts_default(&dop);
+		dop.seq_len = (int)T;
+		dop.tok = tk;
+		dop.chat_template = chat.chat_template;
+		dop.bos_text = chat.bos_token;
+		dop.eos_text = chat.eos_token;
+		rv = client_data_load(&d, data, &dop, err, sizeof err);
+		fl_tok_free(tk);
+		fl_chat_config_free(&chat);
+		if (rv != 0) {
 			fprintf(stderr, "fedlora eval: %s\n", err);
 			goto done;
 		}
@@ -464,8 +474,12 @@ int cmd_eval(int argc, char **argv)
 			int B = (int)(use - i < batch ? use - i : batch);
 			for (int b = 0; b < B; b++) {
 				const int32_t *row = client_data_eval_seq(d, (i + b) * n / use);
+				const uint8_t *mk = client_data_eval_mask(d, (i + b) * n / use);
 				memcpy(tok + (size_t)b * T, row, (size_t)T * sizeof(int));
 				memcpy(tgt + (size_t)b * T, row + 1, (size_t)T * sizeof(int));
+				for (long j = 0; mk && j < (long)T; j++)
+					if (!mk[j + 1])
+						tgt[(size_t)b * T + j] = -1; /* no loss here */
 			}
 			if ((rv = model_backend_eval(be, tok, tgt, B, (int)T, &sum, &count,
 			                             &correct)) != 0) {

@@ -1,0 +1,46 @@
+/*
+ * tokenizer/model_tok.c — loading a model folder's tokenizer and chat
+ * configuration together, with the vocabulary check; see model_tok.h.
+ */
+#include "tokenizer/model_tok.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/err.h"
+
+int fl_tok_load_model(const char *dir, int vocab_size, fl_tokenizer **tok, fl_chat_config *chat,
+                      char *err, size_t errlen)
+{
+	int rv;
+	*tok = NULL;
+	if (chat)
+		memset(chat, 0, sizeof *chat);
+	if ((rv = fl_tok_load(dir, tok, err, errlen)) != 0)
+		return rv;
+	if (fl_tok_vocab(*tok) > vocab_size) {
+		snprintf(err, errlen,
+		         "%s: the model's vocab_size %d is smaller than the %d ids of its %s "
+		         "tokenizer",
+		         dir ? dir : "(bytes)", vocab_size, fl_tok_vocab(*tok),
+		         fl_tok_kind_name(*tok));
+		rv = FL_ESHAPE;
+		goto fail;
+	}
+	if (chat && dir && (rv = fl_chat_config_load(dir, chat, err, errlen)) != 0)
+		goto fail;
+	return 0;
+fail:
+	fl_tok_free(*tok);
+	*tok = NULL;
+	return rv;
+}
+
+void fl_tok_hash_hex(const fl_tokenizer *t, char out[65])
+{
+	uint8_t h[32];
+	fl_tok_hash(t, h);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}

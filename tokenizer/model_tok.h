@@ -1,0 +1,31 @@
+/*
+ * tokenizer/model_tok.h — the tokenizer and chat configuration of a model
+ * folder, checked against the model: what the lm task, `fedlora eval`,
+ * `pretrain`, `export`, `client` and `sim` load before reading data.
+ *
+ * fl_tok_load_model(dir, vocab_size, ...) = fl_tok_load(dir) (tokenizer.json,
+ * or the byte-level tokenizer) + fl_chat_config_load(dir)
+ * (tokenizer_config.json's chat_template, bos/eos token texts) + the check
+ * that the model's vocab_size covers every id the tokenizer can produce.
+ *
+ * Errors: 0 or a negative FL_E* code with a one-line reason naming the folder
+ * in err; FL_ESHAPE when vocab_size < fl_tok_vocab. On failure *tok is NULL
+ * and chat is empty.
+ * Ownership: *tok is freed with fl_tok_free, chat with fl_chat_config_free.
+ * chat may be NULL when the caller needs no template.
+ */
+#ifndef FL_TOKENIZER_MODEL_TOK_H
+#define FL_TOKENIZER_MODEL_TOK_H
+
+#include <stddef.h>
+
+#include "tokenizer/chat.h"
+#include "tokenizer/tokenizer.h"
+
+int fl_tok_load_model(const char *dir, int vocab_size, fl_tokenizer **tok, fl_chat_config *chat,
+                      char *err, size_t errlen);
+
+/* Lowercase hex of fl_tok_hash (64 characters + NUL). */
+void fl_tok_hash_hex(const fl_tokenizer *t, char out[65]);
+
+#endif
