@@ -23,7 +23,12 @@ train_gpu: 4 * N_mm + 12 * L * T * Hq * D per token, N_mm the weights of
 every matrix product (LM head counted once), peak 989 TFLOP/s.
 
   python3 bench/peft_ref.py [--shape smollm|llama1b|all] [--modes eager,compile]
-                            [--steps N] [--warmup W] [--json FILE]
+                            [--steps N] [--warmup W] [--batch B] [--seq T]
+                            [--seqs T1,T2,...] [--grad-checkpoint off|on|both]
+                            [--json FILE]
+--seqs runs every listed sequence length (instead of --seq); --grad-checkpoint
+on runs with model.gradient_checkpointing_enable() (non-reentrant), both runs
+each configuration without and then with it.
 Prints a table and writes JSON. Needs torch, transformers and peft, and a GPU.
 """
 import argparse
@@ -69,7 +74,7 @@ def make_model(s, T, torch, transformers):
     return model.to(torch.bfloat16)
 
 
-def run(shape_key, mode, B, T, steps, warmup):
+def run(shape_key, mode, B, T, steps, warmup, ckpt=False):
     import torch
     import transformers
     from peft import LoraConfig, get_peft_model
@@ -78,6 +83,9 @@ def run(shape_key, mode, B, T, steps, warmup):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = make_model(s, T, torch, transformers)
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     attn_impl = getattr(model.config, "_attn_implementation", None)
     lcfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                       target_modules=["q_proj", "v_proj"], bias="none", task_type="CAUSAL_LM")
@@ -111,7 +119,8 @@ def run(shape_key, mode, B, T, steps, warmup):
     med = statistics.median(times)
     fpt, nmm = flops_per_token(s, T)
     tps = B * T / med
-    res = dict(shape=s["name"], mode=mode, ok=True, step_ms=med * 1e3, tokens_per_s=tps,
+    res = dict(shape=s["name"], mode=mode, ok=True, batch=B, seq=T, grad_checkpoint=ckpt,
+               step_ms=med * 1e3, tokens_per_s=tps,
                peak_mem_bytes=int(torch.cuda.max_memory_allocated()),
                mfu=fpt * tps / PEAK_FLOPS, flops_per_token=fpt, matmul_params=nmm,
                warmup_s=warm_s, loss_first=first, loss_last=loss,
@@ -129,6 +138,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--seqs", default="")
+    ap.add_argument("--grad-checkpoint", default="off", choices=["off", "on", "both"])
     ap.add_argument("--json", default="build/bench/peft_ref.json")
     a = ap.parse_args()
     import torch
@@ -140,6 +151,8 @@ def main():
     dev = torch.cuda.get_device_name(0)
     shapes = ["smollm", "llama1b"] if a.shape == "all" else [a.shape]
     modes = [m for m in a.modes.split(",") if m]
+    seqs = [int(t) for t in a.seqs.split(",") if t] or [a.seq]
+    ckpts = {"off": [False], "on": [True], "both": [False, True]}[a.grad_checkpoint]
     results = []
 
     def save():  # after every configuration: a timeout later keeps what finished
@@ -149,28 +162,33 @@ def main():
                            batch=a.batch, seq=a.seq, peak_flops=PEAK_FLOPS, results=results),
                       f, indent=1)
 
-    for sk in shapes:
-        for mode in modes:
-            try:
-                # compile needs more warm-up steps: the first ones compile
-                w = max(a.warmup, 3) if mode == "compile" else a.warmup
-                r = run(sk, mode, a.batch, a.seq, a.steps, w)
-            except Exception as e:  # report and go on with the next configuration
-                traceback.print_exc()
-                r = dict(shape=SHAPES[sk]["name"], mode=mode, ok=False, error=repr(e)[:300])
-            results.append(r)
-            save()
-            print(json.dumps(r), flush=True)
+    configs = [(sk, mode, T, ck) for sk in shapes for T in seqs for ck in ckpts for mode in modes]
+    for sk, mode, T, ck in configs:
+        try:
+            # compile needs more warm-up steps: the first ones compile
+            w = max(a.warmup, 3) if mode == "compile" else a.warmup
+            r = run(sk, mode, a.batch, T, a.steps, w, ck)
+        except Exception as e:  # report and go on with the next configuration
+            traceback.print_exc()
+            r = dict(shape=SHAPES[sk]["name"], mode=mode, ok=False, batch=a.batch, seq=T,
+                     grad_checkpoint=ck, error=repr(e)[:300])
+            import torch as _t
+            _t.cuda.empty_cache()
+        results.append(r)
+        save()
+        print(json.dumps(r), flush=True)
     print(f"PEFT LoRA step (r 16 q_proj,v_proj, bf16, batch {a.batch} x seq {a.seq}) on {dev}; "
           f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}")
-    print(f"{'shape':14s} {'mode':8s} {'step ms':>10s} {'tokens/s':>12s} {'peak MiB':>10s} "
-          f"{'MFU':>7s}")
+    print(f"{'shape':14s} {'mode':8s} {'seq':>6s} {'ckpt':>5s} {'step ms':>10s} "
+          f"{'tokens/s':>12s} {'peak MiB':>10s} {'MFU':>7s}")
     for r in results:
+        head = (f"{r['shape']:14s} {r['mode']:8s} {r['seq']:6d} "
+                f"{'on' if r['grad_checkpoint'] else 'off':>5s}")
         if not r.get("ok"):
-            print(f"{r['shape']:14s} {r['mode']:8s} failed: {r.get('error', '')}")
+            print(f"{head} failed: {r.get('error', '')}")
             continue
-        print(f"{r['shape']:14s} {r['mode']:8s} {r['step_ms']:10.2f} {r['tokens_per_s']:12.0f} "
+        print(f"{head} {r['step_ms']:10.2f} {r['tokens_per_s']:12.0f} "
               f"{r['peak_mem_bytes'] / 2**20:10.0f} {100 * r['mfu']:6.1f}%")
     save()
     print(f"wrote {a.json}")

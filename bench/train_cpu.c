@@ -3,19 +3,24 @@
  * (model/llama.h) next to OpenBLAS sgemm measured in the same run.
  *
  *   build/bench/train_cpu [--steps N] [--batch B] [--seq T] [--layers L]
- *                         [--full] [--out FILE.json]
+ *                         [--full] [--grad-checkpoint] [--out FILE.json]
  *
  * Model: L layers (8), hidden 512, 8 heads (8 kv heads), MLP 1376, vocab
  * 258, random weights; LoRA r 16, alpha 32 on q_proj,v_proj; batch 4 of 256
  * tokens. A step is forward + backward (LoRA gradients only) + AdamW update.
  * With --full the same model is also timed in full-parameter mode
- * (pretraining step). Reported per mode: median and fastest step time over N
+ * (pretraining step). --grad-checkpoint turns on activation checkpointing
+ * (model_llama_set_grad_checkpoint). Reported per mode: median and fastest step time over N
  * steps after one warm-up step, tokens/s, and achieved GFLOP/s counted by
  * model_llama_flops (2 per multiply-add of the products, causal attention
  * counted as half the square, elementwise work not counted). The reference
  * is the best of 30 sgemm 1024 x 1024 x 1024 products, measured before and
- * after the training steps (the higher of the two is used). Prints a table and
- * writes a JSON object (default build/bench/train_cpu.json).
+ * after the training steps (the higher of the two is used). Also reported:
+ * the model's activation bytes and the process's peak resident memory
+ * (VmHWM of /proc/self/status, whole process: weights, optimizer, BLAS
+ * buffers included). Prints a table and writes a JSON object (default
+ * build/bench/train_cpu.json). bench/long_seq.sh runs it over sequence
+ * lengths with and without checkpointing, one process each.
  *
  * OpenBLAS threads itself; set OPENBLAS_NUM_THREADS to pin the thread count
  * (the figure that matters is the ratio at the same thread count).
@@ -33,6 +38,7 @@
 #include "model/optim.h"
 
 #define MAX_STEPS 100
+#define MAX_SEQ   8192
 /* sgemm repetitions (about 10 ms each on 2 cores): many, so that one of them
  * runs while the CPU is otherwise idle */
 #define SGEMM_REPS 30
@@ -70,10 +76,28 @@ static double sgemm_gflops(int n)
 	return best;
 }
 
+/* Peak resident set of this process in KiB (VmHWM), or -1. */
+static long peak_rss_kib(void)
+{
+	char line[256];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmHWM:", 6)) {
+			kib = atol(line + 6);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
 typedef struct result {
 	const char *mode;
 	double step_ms, best_ms, fwd_ms, bwd_ms, tokens_per_s, gflops, best_gflops, flops_per_step;
 	float loss_first, loss_last;
+	size_t acts_bytes;
 } result;
 
 static int run_mode(model_llama *m, model_train_mode mode, int B, int T, int steps, result *r)
@@ -132,6 +156,7 @@ static int run_mode(model_llama *m, model_train_mode mode, int B, int T, int ste
 	r->gflops = r->flops_per_step / med / 1e9;
 	r->best_ms = 1e3 * st[1];
 	r->best_gflops = r->flops_per_step / st[1] / 1e9;
+	r->acts_bytes = model_llama_acts_bytes(m);
 fail:
 	model_optim_free(opt);
 	free(tok), free(tg), free(st), free(sf), free(sb);
@@ -140,7 +165,7 @@ fail:
 
 int main(int argc, char **argv)
 {
-	int steps = 3, B = 4, T = 256, L = 8, full = 0;
+	int steps = 3, B = 4, T = 256, L = 8, full = 0, ckpt = 0;
 	const char *out = "build/bench/train_cpu.json";
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--steps") && i + 1 < argc)
@@ -153,17 +178,19 @@ int main(int argc, char **argv)
 			L = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--full"))
 			full = 1;
+		else if (!strcmp(argv[i], "--grad-checkpoint"))
+			ckpt = 1;
 		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
 			out = argv[++i];
 		else {
 			fprintf(stderr,
-			        "usage: %s [--steps N (1..%d)] [--batch B] [--seq T (<= 2048)] "
-			        "[--layers L] [--full] [--out FILE.json]\n",
-			        argv[0], MAX_STEPS);
+			        "usage: %s [--steps N (1..%d)] [--batch B] [--seq T (<= %d)] "
+			        "[--layers L] [--full] [--grad-checkpoint] [--out FILE.json]\n",
+			        argv[0], MAX_STEPS, MAX_SEQ);
 			return strcmp(argv[i], "--help") ? 2 : 0;
 		}
 	}
-	if (steps < 1 || steps > MAX_STEPS || B < 1 || B > 64 || T < 2 || T > 2048 || L < 1 ||
+	if (steps < 1 || steps > MAX_STEPS || B < 1 || B > 64 || T < 2 || T > MAX_SEQ || L < 1 ||
 	    L > 64) {
 		fprintf(stderr, "train_cpu: a setting is out of range (see --help)\n");
 		return 2;
@@ -175,7 +202,7 @@ int main(int argc, char **argv)
 	                  .num_kv_heads = 8,
 	                  .head_dim = 64,
 	                  .vocab_size = 258,
-	                  .max_position_embeddings = 2048,
+	                  .max_position_embeddings = MAX_SEQ,
 	                  .tie_word_embeddings = 0,
 	                  .bos_token_id = 256,
 	                  .eos_token_id = 257,
@@ -197,6 +224,7 @@ int main(int argc, char **argv)
 	lora_adapter_init(ad, 7);
 	if ((rv = model_llama_attach_lora(m, ad)) != 0)
 		goto fail;
+	model_llama_set_grad_checkpoint(m, ckpt);
 	res[0].mode = "lora";
 	if ((rv = run_mode(m, MODEL_TRAIN_LORA, B, T, steps, &res[0])) != 0)
 		goto fail;
@@ -211,17 +239,20 @@ int main(int argc, char **argv)
 	sg_after = sgemm_gflops(1024);
 	sg = sg_after > sg_before ? sg_after : sg_before;
 	printf("model: %d layers, hidden %d, heads %d, mlp %d, vocab %d; batch %d x %d tokens; "
-	       "LoRA r 16 on q_proj,v_proj\n",
-	       L, c.hidden_size, c.num_heads, c.intermediate_size, c.vocab_size, B, T);
+	       "LoRA r 16 on q_proj,v_proj; checkpointing %s\n",
+	       L, c.hidden_size, c.num_heads, c.intermediate_size, c.vocab_size, B, T,
+	       ckpt ? "on" : "off");
+	long hwm = peak_rss_kib();
 	printf("sgemm 1024^3: %.1f GFLOP/s (best of %d; before the steps %.1f, after %.1f)\n", sg,
 	       SGEMM_REPS, sg_before, sg_after);
-	printf("%-5s %10s %9s %9s %9s %10s %10s %9s %9s\n", "mode", "step ms", "best ms", "fwd ms",
-	       "bwd ms", "tokens/s", "GFLOP/s", "vs sgemm", "best vs");
+	printf("%-5s %10s %9s %9s %9s %10s %10s %9s %9s %9s\n", "mode", "step ms", "best ms",
+	       "fwd ms", "bwd ms", "tokens/s", "GFLOP/s", "vs sgemm", "best vs", "acts MiB");
 	for (int i = 0; i < nres; i++)
-		printf("%-5s %10.1f %9.1f %9.1f %9.1f %10.0f %10.1f %8.0f%% %8.0f%%\n", res[i].mode,
-		       res[i].step_ms, res[i].best_ms, res[i].fwd_ms, res[i].bwd_ms,
+		printf("%-5s %10.1f %9.1f %9.1f %9.1f %10.0f %10.1f %8.0f%% %8.0f%% %9.1f\n",
+		       res[i].mode, res[i].step_ms, res[i].best_ms, res[i].fwd_ms, res[i].bwd_ms,
 		       res[i].tokens_per_s, res[i].gflops, 100.0 * res[i].gflops / sg,
-		       100.0 * res[i].best_gflops / sg);
+		       100.0 * res[i].best_gflops / sg, res[i].acts_bytes / 1048576.0);
+	printf("peak RSS (VmHWM): %.1f MiB\n", hwm / 1024.0);
 	printf("(median step; \"best\" is the fastest step, less exposed to other processes)\n");
 	FILE *f = fopen(out, "w");
 	if (!f) {
@@ -234,19 +265,21 @@ int main(int argc, char **argv)
 	        "{\"bench\":\"train_cpu\",\"layers\":%d,\"hidden\":%d,\"heads\":%d,\"mlp\":%d,"
 	        "\"vocab\":%d,\"batch\":%d,\"seq\":%d,\"lora_r\":16,\"lora_targets\":\"q_proj,v_"
 	        "proj\",\"steps\":%d,\"openblas_threads\":\"%s\",\"sgemm_gflops\":%.2f,"
-	        "\"sgemm_gflops_before\":%.2f,\"sgemm_gflops_after\":%.2f,\"modes\":[",
+	        "\"sgemm_gflops_before\":%.2f,\"sgemm_gflops_after\":%.2f,\"grad_checkpoint\":%s,"
+	        "\"peak_rss_kib\":%ld,\"modes\":[",
 	        L, c.hidden_size, c.num_heads, c.intermediate_size, c.vocab_size, B, T, steps,
-	        thr ? thr : "default", sg, sg_before, sg_after);
+	        thr ? thr : "default", sg, sg_before, sg_after, ckpt ? "true" : "false", hwm);
 	for (int i = 0; i < nres; i++)
 		fprintf(f,
 		        "%s{\"mode\":\"%s\",\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%."
 		        "2f,\"tokens_per_s\":%.1f,\"gflop_per_step\":%.3f,\"gflops\":%.2f,"
 		        "\"fraction_of_sgemm\":%.3f,\"best_step_ms\":%.2f,"
-		        "\"best_fraction_of_sgemm\":%.3f,\"loss_first\":%.4f,\"loss_last\":%.4f}",
+		        "\"best_fraction_of_sgemm\":%.3f,\"loss_first\":%.4f,\"loss_last\":%.4f,"
+		        "\"acts_bytes\":%zu}",
 		        i ? "," : "", res[i].mode, res[i].step_ms, res[i].fwd_ms, res[i].bwd_ms,
 		        res[i].tokens_per_s, res[i].flops_per_step / 1e9, res[i].gflops,
 		        res[i].gflops / sg, res[i].best_ms, res[i].best_gflops / sg,
-		        res[i].loss_first, res[i].loss_last);
+		        res[i].loss_first, res[i].loss_last, res[i].acts_bytes);
 	fprintf(f, "]}\n");
 	if (fclose(f) != 0) {
 		rv = FL_EIO;

@@ -4,7 +4,7 @@
  *
  *   build/bench/train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]
  *                         [--batch B] [--seq T] [--rank R] [--json FILE]
- *                         [--attn auto|flash|gemm|both]
+ *                         [--attn auto|flash|gemm|both] [--grad-checkpoint]
  *
  * Shapes: SmolLM-135M (hidden 576, 30 layers, 9 heads, 3 KV heads, MLP 1536,
  * vocab 49152, tied) and Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8
@@ -32,6 +32,8 @@
  * step's per-phase device times (forward and its attention, LM head +
  * cross-entropy, backward and its attention, optimizer) to stderr and runs
  * without CUDA graphs; FEDLORA_GRAPH=0 turns the step's CUDA graph off.
+ * --grad-checkpoint: activation checkpointing (model_cuda_config.grad_checkpoint:
+ * layer inputs kept, each layer recomputed in the backward).
  * Without CUDA in the build, or without a GPU, it says so and exits 2.
  */
 #include <math.h>
@@ -55,7 +57,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
 	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n"
-	           "                 [--attn auto|flash|gemm|both]\n");
+	           "                 [--attn auto|flash|gemm|both] [--grad-checkpoint]\n");
 }
 
 #ifdef FL_HAVE_CUDA
@@ -94,11 +96,12 @@ typedef struct result {
 	int ok;
 } result;
 
-static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup, result *res)
+static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup, int ckpt,
+                     result *res)
 {
 	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D, L = s->layers;
-	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D, 1,
-	                       1e-5f,    s->theta,  B,        T, 0};
+	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D,
+	                       1,        1e-5f,     s->theta, B, T,        0,           ckpt};
 	model_cuda *m = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)2 * L, sizeof *mats);
 	size_t na = (size_t)L * 2 * r * s->hidden, nb = (size_t)L * r * (QD + KD);
@@ -184,12 +187,16 @@ out:
 int main(int argc, char **argv)
 {
 	const char *which = "all", *json = "build/bench/train_gpu.json", *attn = "auto";
-	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16;
+	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16, ckpt = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
+		}
+		if (!strcmp(a, "--grad-checkpoint")) {
+			ckpt = 1;
+			continue;
 		}
 		if (!v) {
 			usage(stderr);
@@ -252,12 +259,13 @@ int main(int argc, char **argv)
 				unsetenv("FEDLORA_ATTN");
 			else
 				setenv("FEDLORA_ATTN", modes[j], 1);
-			failed |= run_shape(&shapes[k], B, T, r, steps, warmup, &res[n]) != 0;
+			failed |= run_shape(&shapes[k], B, T, r, steps, warmup, ckpt, &res[n]) != 0;
 			n++;
 		}
 	}
-	printf("fedlora CUDA LoRA step (r %d q_proj,v_proj, bf16, batch %d x seq %d) on %s\n", r, B,
-	       T, dev);
+	printf("fedlora CUDA LoRA step (r %d q_proj,v_proj, bf16, batch %d x seq %d, "
+	       "checkpointing %s) on %s\n",
+	       r, B, T, ckpt ? "on" : "off", dev);
 	printf("%-14s %10s %12s %12s %12s %8s %10s\n", "shape", "step ms", "tokens/s", "model MiB",
 	       "device MiB", "MFU", "loss");
 	for (int i = 0; i < n; i++) {
@@ -278,8 +286,8 @@ int main(int argc, char **argv)
 	fprintf(f,
 	        "{\"bench\": \"train_gpu\", \"impl\": \"fedlora\", \"device\": \"%s\", "
 	        "\"batch\": %d, \"seq\": %d, \"rank\": %d, \"steps\": %d, \"peak_flops\": %g, "
-	        "\"results\": [",
-	        dev, B, T, r, steps, PEAK_FLOPS);
+	        "\"grad_checkpoint\": %s, \"results\": [",
+	        dev, B, T, r, steps, PEAK_FLOPS, ckpt ? "true" : "false");
 	char b1[32], b2[32];
 	for (int i = 0; i < n; i++)
 		fprintf(f,

@@ -335,6 +335,7 @@ static int open_task(session *s, const Fedlora__ModelSpec *sp)
 	t.data = o->data;
 	t.lora_targets = s->spec_targets;
 	t.device = o->device ? o->device : "cpu";
+	t.grad_checkpoint = o->grad_checkpoint;
 	if (sp->rank < 1 || sp->rank > 4096 || !(sp->alpha > 0) || !isfinite(sp->alpha))
 		return FL_EFORMAT;
 

@@ -73,6 +73,7 @@ typedef struct client_opts {
 	int have_seed;               /* 1: data_seed overrides the run's seed for data */
 	uint64_t data_seed;
 	const char *data, *base_dir, *device; /* lm task */
+	int grad_checkpoint;                  /* lm task: activation checkpointing */
 	size_t recv_max;                      /* 0: FL_NET_RECV_MAX_DEFAULT */
 	const char *tls_cert, *tls_key, *tls_ca;
 	int max_rounds;      /* stop (success) after training this many rounds; 0 = no limit */

@@ -181,6 +181,7 @@ static int cuda_open(model_backend *b)
 	    .max_batch = b->o.max_batch,
 	    .max_seq = b->o.max_seq,
 	    .full = b->o.mode == MODEL_TRAIN_FULL,
+	    .grad_checkpoint = b->o.grad_checkpoint,
 	};
 	model_cuda_weights w = {
 	    .embed = m->param[MODEL_P_EMBED],
@@ -235,6 +236,7 @@ int model_backend_open(model_backend **out, model_llama *m, const model_backend_
 	if (why[0])
 		fl_log(FL_LOG_INFO, "backend", "%s", why);
 	if (b->dev == MODEL_DEVICE_CPU) {
+		model_llama_set_grad_checkpoint(m, o->grad_checkpoint);
 		if (o->mode == MODEL_TRAIN_FULL) {
 			if ((rv = model_llama_set_mode(m, MODEL_TRAIN_FULL)) != 0 ||
 			    (rv = cpu_train_setup(b)) != 0)

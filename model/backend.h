@@ -57,9 +57,12 @@ typedef struct model_backend_opts {
 	int max_seq;            /* longest sequence T */
 	model_train_mode mode;  /* model/llama.h: NONE, FULL, LORA (A+B), LORA_B */
 	model_optim_opts optim; /* optimizer of the trainable tensors */
+	int grad_checkpoint;    /* --grad-checkpoint: keep each layer's input only and
+	                         * recompute the layer in the backward */
 } model_backend_opts;
 
-/* Defaults: device "cpu", max_batch 8, max_seq 256, mode NONE, optim defaults. */
+/* Defaults: device "cpu", max_batch 8, max_seq 256, mode NONE, optim defaults,
+ * no checkpointing. */
 void model_backend_opts_default(model_backend_opts *o);
 
 typedef struct model_backend model_backend;

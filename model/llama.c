@@ -9,9 +9,16 @@
  * backward reuses one set of per-layer gradient buffers (acts.d*) from the
  * top layer down.
  *
+ * Attention is the flash-style pair of model/ops.h: per layer only the
+ * output and the rows' logsumexp are kept, never the (T,T) probabilities.
+ * With gradient checkpointing (model_llama_set_grad_checkpoint) the forward
+ * keeps only each layer's input (the residual stream entering it) and one
+ * layer's worth of everything else; the backward recomputes each layer's
+ * forward with the same ops on the same inputs, so the gradients are the
+ * same bit for bit.
+ *
  * Not here: threading beyond what OpenBLAS does inside each product; KV
- * caching for generation; gradient checkpointing (activations of every layer
- * are kept, which is what CPU-sized models afford).
+ * caching for generation.
  */
 #include "model/llama.h"
 
@@ -529,6 +536,17 @@ int model_llama_set_mode(model_llama *m, model_train_mode mode)
 	return 0;
 }
 
+void model_llama_set_grad_checkpoint(model_llama *m, int on)
+{
+	m->grad_checkpoint = on != 0;
+	m->have_targets = 0; /* the next acts_reserve lays the activations out anew */
+}
+
+size_t model_llama_acts_bytes(const model_llama *m)
+{
+	return m->acts_mem ? m->nacts * sizeof(float) : 0;
+}
+
 void model_llama_zero_grad(model_llama *m)
 {
 	if (m->grads)
@@ -567,7 +585,10 @@ static size_t acts_layout(const model_llama *m, int B, int T, int train, float *
 {
 	const model_config *c = &m->cfg;
 	/* inference keeps one layer's activations, reused by every layer */
-	size_t N = (size_t)B * T, L = train ? (size_t)c->num_layers : 1, C = (size_t)c->hidden_size;
+	size_t N = (size_t)B * T, C = (size_t)c->hidden_size;
+	/* L slots of the layer inputs (res3 of the layer below) when training,
+	 * and of everything else unless it is recomputed (checkpointing) */
+	size_t LR = train ? (size_t)c->num_layers : 1, L = train && !m->grad_checkpoint ? LR : 1;
 	size_t I = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
 	size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
 	size_t R = m->lora ? (size_t)m->lora->r : 0;
@@ -581,7 +602,7 @@ static size_t acts_layout(const model_llama *m, int B, int T, int train, float *
 	    {&a->q, L * N * QD},
 	    {&a->k, L * N * KD},
 	    {&a->v, L * N * KD},
-	    {&a->att, L * B * (size_t)c->num_heads * T * T},
+	    {&a->lse, L * B * (size_t)c->num_heads * T},
 	    {&a->atty, L * N * QD},
 	    {&a->res2, L * N * C},
 	    {&a->ln2, L * N * C},
@@ -589,7 +610,7 @@ static size_t acts_layout(const model_llama *m, int B, int T, int train, float *
 	    {&a->gate, L * N * I},
 	    {&a->up, L * N * I},
 	    {&a->swi, L * N * I},
-	    {&a->res3, L * N * C},
+	    {&a->res3, LR * N * C},
 	    {&a->lnf, N * C},
 	    {&a->lnf_rstd, N},
 	    {&a->logits, N * V},
@@ -618,7 +639,8 @@ static size_t acts_layout(const model_llama *m, int B, int T, int train, float *
 static int acts_reserve(model_llama *m, int B, int T)
 {
 	int train = m->mode != MODEL_TRAIN_NONE;
-	if (!m->acts_mem || B > m->max_B || T > m->max_T || (train && !m->acts_train)) {
+	if (!m->acts_mem || B > m->max_B || T > m->max_T || (train && !m->acts_train) ||
+	    m->acts_ckpt != m->grad_checkpoint) {
 		int nb = B > m->max_B ? B : m->max_B, nt = T > m->max_T ? T : m->max_T;
 		model_acts tmp;
 		size_t n = acts_layout(m, nb, nt, train, NULL, &tmp);
@@ -636,6 +658,7 @@ static int acts_reserve(model_llama *m, int B, int T)
 		m->nacts = n;
 		m->max_B = nb, m->max_T = nt;
 		m->acts_train = train;
+		m->acts_ckpt = m->grad_checkpoint;
 	}
 	acts_layout(m, B, T, m->acts_train, m->acts_mem, &m->acts);
 	return 0;
@@ -657,6 +680,44 @@ static void linear_forward(model_llama *m, int l, int mod, float *out, const flo
 		model_lora_forward(out, m->acts.lora_xa + (size_t)li * N * r, x, lm->A, lm->B, N,
 		                   in, od, r, m->lora_scale);
 	}
+}
+
+/* Forward of layer l for the current (B,T): reads resid (N,C), writes the
+ * layer's activations into slot sl and the residual leaving it into res3
+ * (N,C). The backward calls it again to recompute a checkpointed layer. */
+static void layer_forward(model_llama *m, int l, size_t sl, const float *resid, float *res3)
+{
+	const model_config *c = &m->cfg;
+	model_acts *a = &m->acts;
+	int B = m->B, T = m->T, N = B * T;
+	int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+	int Hq = c->num_heads, Hkv = c->num_kv_heads, QD = Hq * D, KD = Hkv * D;
+	size_t nC = (size_t)N * C, nI = (size_t)N * I;
+	float *ln1 = a->ln1 + sl * nC, *q = a->q + sl * N * QD;
+	float *k = a->k + sl * N * KD, *v = a->v + sl * N * KD;
+	float *lse = a->lse + sl * B * Hq * T, *atty = a->atty + sl * N * QD;
+	float *res2 = a->res2 + sl * nC, *ln2 = a->ln2 + sl * nC;
+	float *gate = a->gate + sl * nI, *up = a->up + sl * nI, *swi = a->swi + sl * nI;
+
+	model_rmsnorm_forward(ln1, a->ln1_rstd + sl * N, resid,
+	                      m->param[MODEL_P_LN1] + (size_t)l * C, N, C, c->rms_norm_eps);
+	linear_forward(m, l, MODEL_M_Q, q, ln1, N);
+	linear_forward(m, l, MODEL_M_K, k, ln1, N);
+	linear_forward(m, l, MODEL_M_V, v, ln1, N);
+	model_rope_forward(q, B, T, Hq, D, c->rope_theta);
+	model_rope_forward(k, B, T, Hkv, D, c->rope_theta);
+	model_flash_attention_forward(atty, lse, q, k, v, B, T, Hq, Hkv, D);
+	linear_forward(m, l, MODEL_M_O, res2, atty, N);
+	for (size_t i = 0; i < nC; i++)
+		res2[i] += resid[i];
+	model_rmsnorm_forward(ln2, a->ln2_rstd + sl * N, res2,
+	                      m->param[MODEL_P_LN2] + (size_t)l * C, N, C, c->rms_norm_eps);
+	linear_forward(m, l, MODEL_M_GATE, gate, ln2, N);
+	linear_forward(m, l, MODEL_M_UP, up, ln2, N);
+	model_swiglu_forward(swi, gate, up, (int)nI);
+	linear_forward(m, l, MODEL_M_DOWN, res3, swi, N);
+	for (size_t i = 0; i < nC; i++)
+		res3[i] += res2[i];
 }
 
 int model_llama_forward(model_llama *m, const int *tokens, const int *targets, int B, int T,
@@ -693,43 +754,19 @@ int model_llama_forward(model_llama *m, const int *tokens, const int *targets, i
 	m->B = B, m->T = T;
 	memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
 	model_acts *a = &m->acts;
-	int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
-	int Hq = c->num_heads, Hkv = c->num_kv_heads, QD = Hq * D, KD = Hkv * D;
-	size_t nC = (size_t)N * C, nI = (size_t)N * I;
+	int C = c->hidden_size;
+	size_t nC = (size_t)N * C;
 
 	model_embed_forward(a->x0, tokens, m->param[MODEL_P_EMBED], N, C);
 	for (int l = 0; l < c->num_layers; l++) {
-		/* slot of this layer's activations: its own when training, the one
-		 * shared slot otherwise (res3 of the layer below is read before
-		 * res3 of this layer overwrites it) */
-		size_t sl = m->acts_train ? (size_t)l : 0, sp = m->acts_train ? (size_t)l - 1 : 0;
-		const float *resid = l == 0 ? a->x0 : a->res3 + sp * nC;
-		float *ln1 = a->ln1 + sl * nC, *q = a->q + sl * N * QD;
-		float *k = a->k + sl * N * KD, *v = a->v + sl * N * KD;
-		float *att = a->att + sl * B * Hq * T * T, *atty = a->atty + sl * N * QD;
-		float *res2 = a->res2 + sl * nC, *ln2 = a->ln2 + sl * nC;
-		float *gate = a->gate + sl * nI, *up = a->up + sl * nI, *swi = a->swi + sl * nI;
-		float *res3 = a->res3 + sl * nC;
-
-		model_rmsnorm_forward(ln1, a->ln1_rstd + sl * N, resid,
-		                      m->param[MODEL_P_LN1] + (size_t)l * C, N, C, c->rms_norm_eps);
-		linear_forward(m, l, MODEL_M_Q, q, ln1, N);
-		linear_forward(m, l, MODEL_M_K, k, ln1, N);
-		linear_forward(m, l, MODEL_M_V, v, ln1, N);
-		model_rope_forward(q, B, T, Hq, D, c->rope_theta);
-		model_rope_forward(k, B, T, Hkv, D, c->rope_theta);
-		model_attention_forward(atty, att, q, k, v, B, T, Hq, Hkv, D);
-		linear_forward(m, l, MODEL_M_O, res2, atty, N);
-		for (size_t i = 0; i < nC; i++)
-			res2[i] += resid[i];
-		model_rmsnorm_forward(ln2, a->ln2_rstd + sl * N, res2,
-		                      m->param[MODEL_P_LN2] + (size_t)l * C, N, C, c->rms_norm_eps);
-		linear_forward(m, l, MODEL_M_GATE, gate, ln2, N);
-		linear_forward(m, l, MODEL_M_UP, up, ln2, N);
-		model_swiglu_forward(swi, gate, up, (int)nI);
-		linear_forward(m, l, MODEL_M_DOWN, res3, swi, N);
-		for (size_t i = 0; i < nC; i++)
-			res3[i] += res2[i];
+		/* the layer's own slot when training, the one shared slot
+		 * otherwise (res3 of the layer below is read before res3 of this
+		 * layer overwrites it); with checkpointing only res3 has a slot
+		 * per layer */
+		size_t r3 = m->acts_train ? (size_t)l : 0;
+		const float *resid = l == 0 ? a->x0 : a->res3 + (m->acts_train ? r3 - 1 : 0) * nC;
+		layer_forward(m, l, m->acts_train && !m->acts_ckpt ? (size_t)l : 0, resid,
+		              a->res3 + r3 * nC);
 	}
 	size_t top = m->acts_train ? (size_t)c->num_layers - 1 : 0;
 	model_rmsnorm_forward(a->lnf, a->lnf_rstd, a->res3 + top * nC, m->param[MODEL_P_NORM], N, C,
@@ -851,12 +888,16 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 
 	for (int l = c->num_layers - 1; l >= lmin; l--) {
 		const float *resid = l == 0 ? a->x0 : a->res3 + (l - 1) * nC;
-		const float *ln1 = a->ln1 + l * nC, *q = a->q + (size_t)l * N * QD;
-		const float *k = a->k + (size_t)l * N * KD, *v = a->v + (size_t)l * N * KD;
-		const float *att = a->att + (size_t)l * B * Hq * T * T;
-		const float *atty = a->atty + (size_t)l * N * QD;
-		const float *res2 = a->res2 + l * nC, *ln2 = a->ln2 + l * nC;
-		const float *gate = a->gate + l * nI, *up = a->up + l * nI, *swi = a->swi + l * nI;
+		size_t sl = m->acts_ckpt ? 0 : (size_t)l;
+		if (m->acts_ckpt) /* recompute the layer into the one slot */
+			layer_forward(m, l, 0, resid, a->res3 + l * nC);
+		const float *ln1 = a->ln1 + sl * nC, *q = a->q + sl * N * QD;
+		const float *k = a->k + sl * N * KD, *v = a->v + sl * N * KD;
+		const float *lse = a->lse + sl * B * Hq * T;
+		const float *atty = a->atty + sl * N * QD;
+		const float *res2 = a->res2 + sl * nC, *ln2 = a->ln2 + sl * nC;
+		const float *gate = a->gate + sl * nI, *up = a->up + sl * nI,
+		            *swi = a->swi + sl * nI;
 		float *dln1w = full ? m->grad[MODEL_P_LN1] + (size_t)l * C : NULL;
 		float *dln2w = full ? m->grad[MODEL_P_LN2] + (size_t)l * C : NULL;
 
@@ -870,8 +911,8 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 		linear_backward(m, l, MODEL_M_GATE, a->dln, a->dgate, ln2, sink);
 		linear_backward(m, l, MODEL_M_UP, a->dln, a->dup, ln2, sink);
 		model_rmsnorm_backward(a->dres, dln2w, a->dln, res2,
-		                       m->param[MODEL_P_LN2] + (size_t)l * C,
-		                       a->ln2_rstd + (size_t)l * N, N, C);
+		                       m->param[MODEL_P_LN2] + (size_t)l * C, a->ln2_rstd + sl * N,
+		                       N, C);
 
 		/* res2 = resid + o(atty): dres is now d res2 */
 		memset(a->datty, 0, (size_t)N * QD * sizeof(float));
@@ -879,8 +920,8 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 		memset(a->dq, 0, (size_t)N * QD * sizeof(float));
 		memset(a->dk, 0, (size_t)N * KD * sizeof(float));
 		memset(a->dv, 0, (size_t)N * KD * sizeof(float));
-		model_attention_backward(a->dq, a->dk, a->dv, a->datty, q, k, v, att, B, T, Hq, Hkv,
-		                         D);
+		model_flash_attention_backward(a->dq, a->dk, a->dv, a->datty, q, k, v, atty, lse, B,
+		                               T, Hq, Hkv, D);
 		model_rope_backward(a->dq, B, T, Hq, D, c->rope_theta);
 		model_rope_backward(a->dk, B, T, Hkv, D, c->rope_theta);
 		/* below the lowest trained layer nothing needs d ln1 or d resid */
@@ -894,7 +935,7 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 		if (need_dx)
 			model_rmsnorm_backward(a->dres, dln1w, a->dln, resid,
 			                       m->param[MODEL_P_LN1] + (size_t)l * C,
-			                       a->ln1_rstd + (size_t)l * N, N, C);
+			                       a->ln1_rstd + sl * N, N, C);
 	}
 	if (full)
 		model_embed_backward(m->grad[MODEL_P_EMBED], a->dres, m->tokens, N, C);

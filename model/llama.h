@@ -76,7 +76,9 @@ typedef enum {
 /* Activations for a batch of B sequences of T tokens (N = B*T), per layer
  * stacked as (L, ...), saved by forward for backward. In MODEL_TRAIN_NONE
  * (inference) only one layer slot exists (L = 1 below) and every layer reuses
- * it, so evaluating a large checkpoint needs one layer's activations. */
+ * it, so evaluating a large checkpoint needs one layer's activations. With
+ * gradient checkpointing only res3 (the layer inputs) has L slots; the other
+ * per-layer tensors have one, refilled by the backward's recomputation. */
 typedef struct model_acts {
 	float *x0;       /* (N,C) embeddings = residual entering layer 0 */
 	float *ln1;      /* (L,N,C) */
@@ -84,7 +86,7 @@ typedef struct model_acts {
 	float *q;        /* (L,N,Hq*D) after rope */
 	float *k;        /* (L,N,Hkv*D) after rope */
 	float *v;        /* (L,N,Hkv*D) */
-	float *att;      /* (L,B,Hq,T,T) softmax probabilities */
+	float *lse;      /* (L,B,Hq,T) logsumexp of each row's attention scores */
 	float *atty;     /* (L,N,Hq*D) attention output, input of o_proj */
 	float *res2;     /* (L,N,C) residual after attention */
 	float *ln2;      /* (L,N,C) */
@@ -120,7 +122,9 @@ typedef struct model_llama {
 	size_t nacts;
 	model_acts acts;
 	int max_B, max_T;
-	int acts_train; /* the activations include the backward scratch */
+	int acts_train;      /* the activations include the backward scratch */
+	int acts_ckpt;       /* they are laid out for gradient checkpointing */
+	int grad_checkpoint; /* keep layer inputs only; recompute in the backward */
 	/* the last forward */
 	int B, T;
 	int have_targets; /* the last forward had targets: logits hold dlogits */
@@ -201,6 +205,15 @@ int model_llama_backward(model_llama *m);
  * trainable slice: adapter->params in LORA mode, the B part only in LORA_B
  * mode. m->lora_grad is not touched. */
 int model_llama_backward_per_example(model_llama *m, float *pe);
+/* Gradient checkpointing on (1) or off (0, the default): in the training
+ * modes the forward keeps only each layer's input and the backward recomputes
+ * the layer's activations (one more forward's work, the same gradients bit
+ * for bit), so activation memory is (L+1) x the residual stream plus one
+ * layer's worth instead of L layers' worth. Takes effect at the next forward
+ * (which lays the activations out anew); a pending backward is dropped. */
+void model_llama_set_grad_checkpoint(model_llama *m, int on);
+/* Bytes of the activation allocation now held (0 before the first forward). */
+size_t model_llama_acts_bytes(const model_llama *m);
 /* Zeroes m->grads or m->lora_grad. */
 void model_llama_zero_grad(model_llama *m);
 /* The flat trainable slice and its gradient: full: params/grads; LORA:

@@ -60,6 +60,7 @@ typedef struct lm_task {
 	int T;
 	char *targets; /* LoRA targets, owned copy */
 	char *device;  /* owned copy */
+	int grad_checkpoint;
 	int rank;
 	float alpha;
 	model_config cfg;
@@ -129,6 +130,7 @@ static int lm_open(void **impl, const model_task_opts *o)
 	t->targets =
 	    dupstr(o->lora_targets && *o->lora_targets ? o->lora_targets : "q_proj,v_proj");
 	t->device = dupstr(o->device && *o->device ? o->device : "cpu");
+	t->grad_checkpoint = o->grad_checkpoint;
 	if (!t->targets || !t->device) {
 		rv = FL_ENOMEM;
 		goto fail;
@@ -252,6 +254,7 @@ static int ensure_backend(lm_task *t, model_train_mode mode, model_opt_kind opt,
 		bo.max_batch = LM_MICRO_BATCH;
 		bo.max_seq = t->T;
 		bo.mode = mode;
+		bo.grad_checkpoint = t->grad_checkpoint;
 		bo.optim.kind = opt;
 		bo.optim.weight_decay = wd;
 		if ((rv = model_backend_open(&t->be, t->m, &bo)) != 0) {

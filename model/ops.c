@@ -301,6 +301,161 @@ void model_attention_backward(float *dq, float *dk, float *dv, const float *dout
 	}
 }
 
+/* ---- attention without the (T,T) probabilities ---- */
+
+/* Query rows per block and keys per tile of the flash attention. */
+#define OPS_FLASH_BR 64
+#define OPS_FLASH_BC 64
+
+/* S (nr, nc) ld OPS_FLASH_BC = scale * Q[t0..] K[s0..]^T, with -INF where key
+ * s0+j lies after query t0+i (causal mask). */
+static void flash_scores(float *S, const float *qb, const float *kb, int ldq, int ldk, int t0,
+                         int nr, int s0, int nc, int D, float scale)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc, D, scale,
+	            qb + (size_t)t0 * ldq, ldq, kb + (size_t)s0 * ldk, ldk, 0.0f, S, OPS_FLASH_BC);
+	if (s0 + nc - 1 <= t0)
+		return; /* the tile lies wholly below the diagonal */
+	for (int i = 0; i < nr; i++)
+		for (int j = 0; j < nc; j++)
+			if (s0 + j > t0 + i)
+				S[i * OPS_FLASH_BC + j] = -INFINITY;
+}
+
+/* Per (b, h), query block [t0,t1), key tiles [s0,s0+nc) up to the diagonal,
+ * with the online softmax: m_i = running row max, l_i = running sum of
+ * exp(s - m_i), O_i rescaled by exp(m_old - m_new) before P V is added.
+ * O is accumulated in out itself; lse_i = m_i + log l_i. */
+void model_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                   const float *v, int B, int T, int Hq, int Hkv, int D)
+{
+	float S[OPS_FLASH_BR * OPS_FLASH_BC], mx[OPS_FLASH_BR], l[OPS_FLASH_BR];
+	assert(Hkv >= 1 && Hq % Hkv == 0);
+	int group = Hq / Hkv;
+	int ldq = Hq * D, ldk = Hkv * D;
+	float scale = (float)(1.0 / sqrt((double)D));
+	for (int b = 0; b < B; b++) {
+		for (int h = 0; h < Hq; h++) {
+			int hk = h / group;
+			const float *qb = q + (size_t)b * T * ldq + (size_t)h * D;
+			const float *kb = k + (size_t)b * T * ldk + (size_t)hk * D;
+			const float *vb = v + (size_t)b * T * ldk + (size_t)hk * D;
+			float *ob = out + (size_t)b * T * ldq + (size_t)h * D;
+			float *lb = lse + ((size_t)b * Hq + h) * (size_t)T;
+			for (int t0 = 0; t0 < T; t0 += OPS_FLASH_BR) {
+				int nr = T - t0 < OPS_FLASH_BR ? T - t0 : OPS_FLASH_BR;
+				for (int i = 0; i < nr; i++) {
+					mx[i] = -INFINITY;
+					l[i] = 0.0f;
+					memset(ob + (size_t)(t0 + i) * ldq, 0,
+					       (size_t)D * sizeof(float));
+				}
+				for (int s0 = 0; s0 < t0 + nr; s0 += OPS_FLASH_BC) {
+					int nc = t0 + nr - s0 < OPS_FLASH_BC ? t0 + nr - s0
+					                                     : OPS_FLASH_BC;
+					flash_scores(S, qb, kb, ldq, ldk, t0, nr, s0, nc, D, scale);
+					for (int i = 0; i < nr; i++) {
+						float *s = S + i * OPS_FLASH_BC, m1 = mx[i];
+						for (int j = 0; j < nc; j++)
+							m1 = s[j] > m1 ? s[j] : m1;
+						/* every row sees key s0 <= t0 + i in its
+						 * first tile, so m1 is finite */
+						float corr = expf(mx[i] - m1), sum = 0.0f;
+						for (int j = 0; j < nc; j++) {
+							s[j] = expf(s[j] - m1);
+							sum += s[j];
+						}
+						l[i] = l[i] * corr + sum;
+						mx[i] = m1;
+						if (corr != 1.0f) {
+							float *o = ob + (size_t)(t0 + i) * ldq;
+							for (int d = 0; d < D; d++)
+								o[d] *= corr;
+						}
+					}
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr,
+					            D, nc, 1.0f, S, OPS_FLASH_BC,
+					            vb + (size_t)s0 * ldk, ldk, 1.0f,
+					            ob + (size_t)t0 * ldq, ldq);
+				}
+				for (int i = 0; i < nr; i++) {
+					float *o = ob + (size_t)(t0 + i) * ldq, inv = 1.0f / l[i];
+					for (int d = 0; d < D; d++)
+						o[d] *= inv;
+					lb[t0 + i] = mx[i] + logf(l[i]);
+				}
+			}
+		}
+	}
+}
+
+/* FlashAttention-2 backward: per (b, h) and query block i, Di = rowsum(dO_i *
+ * O_i); per key tile j up to the diagonal, P = exp(S - lse_i) recomputed,
+ * dV_j += P^T dO_i, dP = dO_i V_j^T, dS = P * (dP - Di),
+ * dQ_i += scale dS K_j, dK_j += scale dS^T Q_i. */
+void model_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, int B, int T, int Hq,
+                                    int Hkv, int D)
+{
+	float P[OPS_FLASH_BR * OPS_FLASH_BC], dP[OPS_FLASH_BR * OPS_FLASH_BC], Di[OPS_FLASH_BR];
+	assert(Hkv >= 1 && Hq % Hkv == 0);
+	int group = Hq / Hkv;
+	int ldq = Hq * D, ldk = Hkv * D;
+	float scale = (float)(1.0 / sqrt((double)D));
+	for (int b = 0; b < B; b++) {
+		for (int h = 0; h < Hq; h++) {
+			int hk = h / group;
+			size_t qoff = (size_t)b * T * ldq + (size_t)h * D;
+			size_t koff = (size_t)b * T * ldk + (size_t)hk * D;
+			const float *lb = lse + ((size_t)b * Hq + h) * (size_t)T;
+			for (int t0 = 0; t0 < T; t0 += OPS_FLASH_BR) {
+				int nr = T - t0 < OPS_FLASH_BR ? T - t0 : OPS_FLASH_BR;
+				const float *dO = dout + qoff + (size_t)t0 * ldq;
+				for (int i = 0; i < nr; i++) {
+					const float *o = out + qoff + (size_t)(t0 + i) * ldq;
+					const float *g = dO + (size_t)i * ldq;
+					double dot = 0;
+					for (int d = 0; d < D; d++)
+						dot += (double)o[d] * g[d];
+					Di[i] = (float)dot;
+				}
+				for (int s0 = 0; s0 < t0 + nr; s0 += OPS_FLASH_BC) {
+					int nc = t0 + nr - s0 < OPS_FLASH_BC ? t0 + nr - s0
+					                                     : OPS_FLASH_BC;
+					flash_scores(P, q + qoff, k + koff, ldq, ldk, t0, nr, s0,
+					             nc, D, scale);
+					for (int i = 0; i < nr; i++) {
+						float *p = P + i * OPS_FLASH_BC, li = lb[t0 + i];
+						for (int j = 0; j < nc; j++)
+							p[j] = expf(p[j] - li); /* exp(-inf) = 0 */
+					}
+					cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, D,
+					            nr, 1.0f, P, OPS_FLASH_BC, dO, ldq, 1.0f,
+					            dv + koff + (size_t)s0 * ldk, ldk);
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nc,
+					            D, 1.0f, dO, ldq, v + koff + (size_t)s0 * ldk,
+					            ldk, 0.0f, dP, OPS_FLASH_BC);
+					for (int i = 0; i < nr; i++) {
+						float *d = dP + i * OPS_FLASH_BC;
+						const float *p = P + i * OPS_FLASH_BC;
+						for (int j = 0; j < nc; j++)
+							d[j] = p[j] * (d[j] - Di[i]);
+					}
+					cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr,
+					            D, nc, scale, dP, OPS_FLASH_BC,
+					            k + koff + (size_t)s0 * ldk, ldk, 1.0f,
+					            dq + qoff + (size_t)t0 * ldq, ldq);
+					cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, D,
+					            nr, scale, dP, OPS_FLASH_BC,
+					            q + qoff + (size_t)t0 * ldq, ldq, 1.0f,
+					            dk + koff + (size_t)s0 * ldk, ldk);
+				}
+			}
+		}
+	}
+}
+
 void model_swiglu_forward(float *out, const float *gate, const float *up, int N)
 {
 	for (int i = 0; i < N; i++) {

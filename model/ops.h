@@ -85,6 +85,19 @@ void model_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               const float *k, const float *v, const float *att, int B, int T,
                               int Hq, int Hkv, int D);
 
+/* The same attention without the (T,T) probabilities, flash-style: keys are
+ * visited in tiles with an online softmax, and only the output and each
+ * row's logsumexp lse (B,Hq,T) of the scaled scores are stored. Any T; the
+ * scratch is a fixed 16 KiB (backward 32 KiB) on the stack. */
+void model_flash_attention_forward(float *out, float *lse, const float *q, const float *k,
+                                   const float *v, int B, int T, int Hq, int Hkv, int D);
+/* dq (B,T,Hq,D) +=, dk and dv (B,T,Hkv,D) +=, recomputing the probabilities
+ * tile by tile from q, k and lse; out is the forward's output. */
+void model_flash_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                                    const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, int B, int T, int Hq,
+                                    int Hkv, int D);
+
 /* out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
 void model_swiglu_forward(float *out, const float *gate, const float *up, int N);
 /* dgate (N) +=, dup (N) +=. */

@@ -36,6 +36,7 @@ typedef struct model_task_opts {
 	const char *lora_targets; /* comma-separated module names, default "q_proj,v_proj" */
 	int seq_len;              /* training sequence length */
 	const char *device;       /* "cpu" | "cuda" | "auto" */
+	int grad_checkpoint;      /* --grad-checkpoint: recompute layers in the backward */
 } model_task_opts;
 
 /* Defaults: linreg, seed 1, client -1, 4 clients, r 4, alpha 8, 4 layers of

@@ -9,9 +9,12 @@
 #      CPU and GPU paths) and tests/reference/gpu_fed_parity.sh (a federated
 #      lm run with GPU clients vs the same run with CPU clients);
 #   4. build/bench/train_gpu (fedlora tokens/s, memory, MFU);
-#   5. bench/peft_ref.py eager, then compile (PyTorch + PEFT, same step);
+#   5. bench/peft_ref.py eager, bench/long_seq_gpu.sh (fedlora and PEFT at
+#      seq 512/2048/4096 without and with activation checkpointing), then
+#      peft_ref.py compile (PyTorch + PEFT, same step);
 #   6. the summary table: test results, tokens/s per shape for fedlora /
-#      PEFT eager / PEFT compile with ratios, memory, MFU.
+#      PEFT eager / PEFT compile with ratios, memory, MFU; then the
+#      long-sequence table.
 # Every step runs under `timeout`, and the whole script keeps to a budget
 # (GPU_CHECK_BUDGET seconds, default 450) so it ends in under ~8 minutes even
 # when a step hangs. Logs and JSON go to $OUT when set (at most 8 files), else to a
@@ -94,6 +97,7 @@ step train_gpu 150 "$LOG/bench.log" build/bench/train_gpu --attn both \
 	--json "$LOG/train_gpu.json" || status=1
 step peft_eager 120 "$LOG/bench.log" $PY bench/peft_ref.py --modes eager \
 	--json "$LOG/peft_eager.json" || status=1
+step long_seq_gpu 150 "$LOG/bench.log" sh bench/long_seq_gpu.sh || status=1
 step peft_compile 240 "$LOG/bench.log" $PY bench/peft_ref.py --modes compile \
 	--json "$LOG/peft_compile.json" || status=1
 
@@ -170,5 +174,6 @@ for shape in ("smollm-135m", "llama-3.2-1b"):
               f"{r['peak_mem_bytes'] / 2**30:8.2f} {100 * r['mfu']:6.1f}%")
 print("mem: fedlora = device memory its model holds; PEFT = torch max_memory_allocated")
 EOF
+sed -n '/^== long sequences/,/^== end long sequences/p' "$LOG/bench.log" | tee -a "$LOG/summary.txt"
 echo "gpu-check: finished in $(( $(date +%s) - START ))s, status $status (logs in $LOG)"
 exit $status

@@ -10,7 +10,8 @@
  * clipping equals a plain SGD step.
  *
  * GPU cases (skipped without a usable GPU): logits, loss, LoRA gradients (A+B
- * and B only), per-example gradients, a few AdamW steps tracking the CPU's
+ * and B only), gradients with checkpointing (equal to those without), per-example
+ * gradients, a few AdamW steps tracking the CPU's
  * losses, micro-batching, DP-SGD (noise-free equivalence and the noise's
  * scale), and the backend's cuda path. The CPU model's weights and adapter are
  * rounded to bf16 first, so differences come only from the GPU's bf16
@@ -297,6 +298,9 @@ static double cosine(const float *a, const float *b, size_t n)
 			TEST_SKIP("no CUDA device (%s)", gpu_why);                                 \
 	} while (0)
 
+/* Gradient checkpointing in the GPU models gpu_from builds. */
+static int gpu_ckpt;
+
 /* The GPU twin of m with the adapter attached (train_a as given). */
 static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int train_a, int sgd)
 {
@@ -313,6 +317,7 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 	                        c->rope_theta,
 	                        max_batch,
 	                        TT,
+	                        0,
 	                        0};
 	model_cuda_weights w = {
 	    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
@@ -321,6 +326,7 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 	    m->param[MODEL_P_LN2],   m->param[MODEL_P_WGATE],
 	    m->param[MODEL_P_WUP],   m->param[MODEL_P_WDOWN],
 	    m->param[MODEL_P_NORM],  c->tie_word_embeddings ? NULL : m->param[MODEL_P_HEAD]};
+	cc.grad_checkpoint = gpu_ckpt;
 	model_cuda *g = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)ad->n, sizeof *mats);
 	int n = 0, rc;
@@ -463,6 +469,55 @@ static void test_gpu_grads(void)
 	setenv("FEDLORA_ATTN", "gemm", 1);
 	grads_case(0, 1);
 	unsetenv("FEDLORA_ATTN");
+}
+
+/* Gradient checkpointing: the same kernels recompute the same activations,
+ * so the gradients equal those without it (and, like them, the CPU's), on
+ * the first pass and on the passes replayed from the CUDA graph; the model
+ * holds less memory. */
+static void test_gpu_grad_checkpoint(void)
+{
+	NEED_GPU();
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	int tok[TB * TT], tg[TB * TT];
+	CHECK_RC(make_model(0, &m, &ad));
+	model_cuda *g0 = gpu_from(m, ad, TB, 1, 0);
+	gpu_ckpt = 1;
+	model_cuda *g1 = gpu_from(m, ad, TB, 1, 0);
+	gpu_ckpt = 0;
+	CHECK(g0 != NULL && g1 != NULL);
+	if (!g0 || !g1)
+		goto out;
+	size_t P = ad->n_a + ad->n_b;
+	float *a = calloc(P, sizeof *a), *b = calloc(P, sizeof *b);
+	double l0 = 0, l1 = 0;
+	float lc;
+	make_batch(TB, TT, m->cfg.vocab_size, tok, tg, 4);
+	CHECK_RC(model_cuda_grad(g0, tok, tg, TB, TT, &l0, a));
+	for (int pass = 0; pass < 3; pass++) { /* pass 1 captures the graph, 2 replays it */
+		CHECK_RC(model_cuda_grad(g1, tok, tg, TB, TT, &l1, b));
+		double e = rel_l2(b, a, P);
+		fprintf(stderr, "  pass %d: loss %.6f vs %.6f, grads rel L2 %.3g (%s)\n", pass, l1,
+		        l0, e, memcmp(a, b, P * sizeof *a) ? "not bit-identical" : "bit-identical");
+		CHECK(e <= 1e-6);
+		CHECK_NEAR(l1, l0, 1e-6, 1e-6);
+	}
+	CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_LORA));
+	CHECK_RC(model_llama_forward(m, tok, tg, TB, TT, &lc));
+	CHECK_RC(model_llama_backward(m));
+	double ec = rel_l2(b, m->lora_grad, P), cs = cosine(b, m->lora_grad, P);
+	size_t m0 = model_cuda_mem_bytes(g0), m1 = model_cuda_mem_bytes(g1);
+	fprintf(stderr, "  vs cpu: rel L2 %.3g, cosine %.6f; device memory %zu -> %zu bytes\n", ec,
+	        cs, m0, m1);
+	CHECK(ec < 5e-2 && cs > 0.998);
+	CHECK(m1 < m0);
+	free(a), free(b);
+out:
+	model_cuda_free(g0);
+	model_cuda_free(g1);
+	lora_adapter_free(ad);
+	model_llama_free(m);
 }
 
 static void test_gpu_per_example(void)
@@ -678,7 +733,8 @@ static void test_gpu_full(void)
 		                        c->rope_theta,
 		                        TB,
 		                        TT,
-		                        1};
+		                        1,
+		                        0};
 		model_cuda_weights w = {
 		    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
 		    m->param[MODEL_P_WQ],    m->param[MODEL_P_WK],
@@ -797,6 +853,7 @@ static void test_gpu_skip(void)
 #define test_gpu_dp                  test_gpu_skip
 #define test_gpu_backend             test_gpu_skip
 #define test_gpu_full                test_gpu_skip
+#define test_gpu_grad_checkpoint     test_gpu_skip
 #endif
 
 static const test_case cases[] = {
@@ -806,6 +863,7 @@ static const test_case cases[] = {
     {"backend_cpu_dp_equals_sgd", test_backend_cpu_dp_equals_sgd},
     {"gpu_logits_loss", test_gpu_logits},
     {"gpu_lora_grads", test_gpu_grads},
+    {"gpu_grad_checkpoint", test_gpu_grad_checkpoint},
     {"gpu_per_example_grads", test_gpu_per_example},
     {"gpu_microbatch", test_gpu_microbatch},
     {"gpu_training_tracks_cpu", test_gpu_training_tracks_cpu},

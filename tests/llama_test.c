@@ -548,6 +548,69 @@ static void test_training_lowers_loss(void)
 	lora_adapter_free(ad);
 }
 
+/* Gradients of one step in `mode` (per example when per_example) with
+ * checkpointing off or on, into out; *acts gets the activation bytes. */
+static void ckpt_grads(model_llama *m, model_train_mode mode, int ckpt, int per_example,
+                       const int *tok, const int *tg, int B, int T, float *out, size_t *acts)
+{
+	float *p, *g;
+	size_t n;
+	float loss;
+	model_llama_set_grad_checkpoint(m, ckpt);
+	CHECK_RC(model_llama_set_mode(m, mode));
+	CHECK_RC(model_llama_trainable(m, &p, &g, &n));
+	CHECK_RC(model_llama_forward(m, tok, tg, B, T, &loss));
+	if (per_example) {
+		CHECK_RC(model_llama_backward_per_example(m, out));
+	} else {
+		CHECK_RC(model_llama_backward(m));
+		memcpy(out, g, n * sizeof(float));
+	}
+	*acts = model_llama_acts_bytes(m);
+}
+
+/* Gradient checkpointing recomputes the same values with the same ops, so
+ * the gradients (full, LoRA, LoRA B, per example) are identical bit for bit,
+ * while the activations take less memory. T = 70 spans two attention tiles. */
+static void test_grad_checkpoint(void)
+{
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	tiny_with_lora(0, "q_proj,v_proj,down_proj", &m, &ad);
+	m->cfg.max_position_embeddings = 128;
+	int B = 2, T = 70, V = m->cfg.vocab_size;
+	int *tok = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
+	batch(B, T, V, tok, tg, 8);
+	const model_train_mode modes[] = {MODEL_TRAIN_FULL, MODEL_TRAIN_LORA, MODEL_TRAIN_LORA_B,
+	                                  MODEL_TRAIN_LORA};
+	size_t cap = (size_t)B * (ad->n_a + ad->n_b);
+	if (cap < m->nparams)
+		cap = m->nparams;
+	float *g0 = malloc(cap * sizeof(float)), *g1 = malloc(cap * sizeof(float));
+	for (int i = 0; i < 4; i++) {
+		int pe = i == 3;
+		size_t a0, a1, nt;
+		float *p, *g;
+		ckpt_grads(m, modes[i], 0, pe, tok, tg, B, T, g0, &a0);
+		ckpt_grads(m, modes[i], 1, pe, tok, tg, B, T, g1, &a1);
+		CHECK_RC(model_llama_trainable(m, &p, &g, &nt));
+		if (pe)
+			nt *= (size_t)B;
+		double norm = 0;
+		for (size_t j = 0; j < nt; j++)
+			norm += (double)g0[j] * g0[j];
+		CHECK(norm > 0);
+		CHECK(memcmp(g0, g1, nt * sizeof(float)) == 0);
+		CHECK(a1 < a0);
+		if (i == 0)
+			fprintf(stderr, "  activations: %zu bytes, %zu with checkpointing\n", a0,
+			        a1);
+	}
+	free(g0), free(g1), free(tok), free(tg);
+	model_llama_free(m);
+	lora_adapter_free(ad);
+}
+
 static char tmpdir[256];
 
 static void make_tmpdir(void)
@@ -898,6 +961,7 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_full_grad_tied),
                                   TEST(test_full_grad_with_lora),
                                   TEST(test_training_lowers_loss),
+                                  TEST(test_grad_checkpoint),
                                   TEST(test_save_load_untied),
                                   TEST(test_save_load_tied),
                                   TEST(test_load_bf16),

@@ -2,7 +2,7 @@
 # tests/lm_test.sh — the language-model path end to end, fast (well under a
 # minute on two cores): a short `fedlora pretrain` of a tiny byte-level model
 # lowers the held-out loss and `fedlora eval` reproduces it from the saved
-# files; a 3-client, 3-round `fedlora sim --task lm` lowers every client's
+# files; --grad-checkpoint gives the same weights; a 3-client, 3-round `fedlora sim --task lm` lowers every client's
 # held-out loss; the same seed gives the same run twice; bad inputs are
 # refused with a message. Uses the fortunes packages (installed by make deps).
 . tests/lib.sh
@@ -32,6 +32,20 @@ if "$FEDLORA" pretrain --model-config "$CFG" --data "$PRE" --out "$T/base" --ste
 else
 	cat "$T/pt.err"
 	notok pretrain_lowers_loss
+fi
+
+# 1b. activation checkpointing recomputes the same values: a short pretrain
+# with --grad-checkpoint writes the same weights, byte for byte
+if "$FEDLORA" pretrain --model-config "$CFG" --data "$PRE" --out "$T/ck0" --steps 10 \
+	--batch-size 8 --seq-len 64 --lr 1e-2 --eval-seqs 8 --seed 3 >/dev/null 2>"$T/ck0.err" &&
+	"$FEDLORA" pretrain --model-config "$CFG" --data "$PRE" --out "$T/ck1" --steps 10 \
+		--batch-size 8 --seq-len 64 --lr 1e-2 --eval-seqs 8 --seed 3 --grad-checkpoint \
+		>/dev/null 2>"$T/ck1.err" &&
+	cmp -s "$T/ck0/model.safetensors" "$T/ck1/model.safetensors"; then
+	ok pretrain_grad_checkpoint_same_weights
+else
+	cat "$T/ck0.err" "$T/ck1.err"
+	notok pretrain_grad_checkpoint_same_weights
 fi
 
 # 2. eval of the saved model reproduces pretrain's final held-out loss

@@ -60,6 +60,15 @@ static void check_close(const char *what, const float *a, const double *ref, siz
 	CHECK(bad == 0);
 }
 
+/* check_close against a float32 result of another implementation. */
+static void check_close_f(const char *what, const float *a, const float *ref, size_t n, double atol,
+                          double rtol)
+{
+	double *r = todouble(ref, n);
+	check_close(what, a, r, n, atol, rtol);
+	free(r);
+}
+
 /* ---- matmul ---- */
 
 typedef struct {
@@ -434,6 +443,22 @@ static void attention_case(int B, int T, int Hq, int Hkv, int D, size_t maxn)
 	gradcheck("attention dq", att_loss, &c, c.q, dq, nq, maxn);
 	gradcheck("attention dk", att_loss, &c, c.k, dk, nk, maxn);
 	gradcheck("attention dv", att_loss, &c, c.v, dv, nk, maxn);
+
+	/* the flash attention: same output and gradients without the (T,T)
+	 * probabilities */
+	float *fout = fzeros(nq), *lse = fzeros((size_t)B * Hq * T);
+	float *fdq = fzeros(nq), *fdk = fzeros(nk), *fdv = fzeros(nk);
+	model_flash_attention_forward(fout, lse, q, k, v, B, T, Hq, Hkv, D);
+	check_close("flash attention out", fout, ref, nq, 1e-5, 1e-4);
+	check_close_f("flash out vs attention out", fout, out, nq, 1e-6, 1e-5);
+	model_flash_attention_backward(fdq, fdk, fdv, dout, q, k, v, fout, lse, B, T, Hq, Hkv, D);
+	check_close_f("flash dq vs attention dq", fdq, dq, nq, 1e-6, 1e-5);
+	check_close_f("flash dk vs attention dk", fdk, dk, nk, 1e-6, 1e-5);
+	check_close_f("flash dv vs attention dv", fdv, dv, nk, 1e-6, 1e-5);
+	gradcheck("flash attention dq", att_loss, &c, c.q, fdq, nq, maxn);
+	gradcheck("flash attention dk", att_loss, &c, c.k, fdk, nk, maxn);
+	gradcheck("flash attention dv", att_loss, &c, c.v, fdv, nk, maxn);
+	free(fout), free(lse), free(fdq), free(fdk), free(fdv);
 	free(q), free(k), free(v), free(dout), free(out), free(att), free(dq), free(dk), free(dv);
 	free(ref), free(c.q), free(c.k), free(c.v), free(c.wout);
 }

@@ -33,6 +33,7 @@ static void client_usage(FILE *f)
 	        "  --data PATHS           lm: comma-separated text/JSONL files or folders\n"
 	        "  --base DIR             lm: base model folder (Hugging Face layout)\n"
 	        "  --device cpu|cuda|auto lm: where to train (default cpu)\n"
+	        "  --grad-checkpoint      lm: keep layer inputs only, recompute in the backward\n"
 	        "  --recv-max BYTES       receive limit (suffix k, M, G; default 256M)\n"
 	        "  --tls-cert/--tls-key/--tls-ca FILE   PEM files for tls+tcp://\n"
 	        "  --state FILE           where the client keeps its DP accountant history across\n"
@@ -131,6 +132,9 @@ int cmd_client(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--quiet")) {
 			pg.quiet = 1;
+			takes = 0;
+		} else if (!strcmp(a, "--grad-checkpoint")) {
+			o.grad_checkpoint = 1;
 			takes = 0;
 		} else if (!strcmp(a, "--no-state")) {
 			no_state = 1;

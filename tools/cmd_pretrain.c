@@ -65,6 +65,7 @@ static void usage(FILE *f)
 	        "  --weight-decay X     AdamW decoupled weight decay (default 0.01)\n"
 	        "  --seed S             initialization and batch order (default 1)\n"
 	        "  --device D           cpu | cuda | auto (default cpu)\n"
+	        "  --grad-checkpoint    keep layer inputs only, recompute in the backward\n"
 	        "  --eval-seqs N        held-out sequences scored at start and end "
 	        "(default 128)\n"
 	        "  --log-every N        progress line every N steps (default steps/20)\n",
@@ -126,6 +127,7 @@ int cmd_pretrain(int argc, char **argv)
 	           *schedule = "cosine";
 	long steps = -1, batch = 16, T = 128, warmup = -1, seed = 1, eval_seqs = 128, log_every = 0;
 	double lr = 3e-3, min_lr = -1, wd = 0.01;
+	int grad_ckpt = 0;
 	model_config cfg;
 	model_llama *m = NULL;
 	model_backend *be = NULL;
@@ -146,6 +148,10 @@ int cmd_pretrain(int argc, char **argv)
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
+		}
+		if (!strcmp(a, "--grad-checkpoint")) {
+			grad_ckpt = 1;
+			continue;
 		}
 		if (strncmp(a, "--", 2) || !v) {
 			fprintf(stderr, "fedlora pretrain: %s '%s'\n",
@@ -264,6 +270,7 @@ int cmd_pretrain(int argc, char **argv)
 	        cfg.num_kv_heads, cfg.vocab_size);
 	model_backend_opts_default(&bo);
 	bo.device = device;
+	bo.grad_checkpoint = grad_ckpt;
 	mb = batch < 8 ? (int)batch : 8;
 	bo.max_batch = mb;
 	bo.max_seq = (int)T;

@@ -74,6 +74,7 @@ static void sim_usage(FILE *f)
 	    "                           (each entry: comma-separated files or folders)\n"
 	    "  --base DIR               lm: base model folder (coordinator and clients)\n"
 	    "  --device cpu|cuda|auto   lm: clients' device (default cpu)\n"
+	    "  --grad-checkpoint        lm: clients recompute layers in the backward\n"
 	    "  --timeout SEC            give up after SEC seconds (default 3600; 0 = never)\n"
 	    "  --quiet                  no progress lines\n"
 	    "  --help                   this text\n\n"
@@ -300,6 +301,7 @@ int cmd_sim(int argc, char **argv)
 	int nclients = 0, rounds = 0, per_round = 0, min_clients = 0, quiet = 0, enroll_any = 0;
 	const char *strategy = NULL, *task = NULL, *run_dir = NULL, *seed = NULL;
 	const char *data_pc = NULL, *base = NULL, *device = "cpu";
+	int grad_ckpt = 0;
 	double timeout = 3600;
 	const char *pass[SIM_MAX_ARGS];
 	int npass = 0, port, rv = 1, printed = 0, coord_ok = 0;
@@ -325,6 +327,10 @@ int cmd_sim(int argc, char **argv)
 		}
 		if (!strcmp(a, "--enroll-any")) {
 			enroll_any = 1;
+			continue;
+		}
+		if (!strcmp(a, "--grad-checkpoint")) {
+			grad_ckpt = 1;
 			continue;
 		}
 		if (strncmp(a, "--", 2)) {
@@ -580,6 +586,8 @@ int cmd_sim(int argc, char **argv)
 			a[n++] = base;
 			a[n++] = "--device";
 			a[n++] = device;
+			if (grad_ckpt)
+				a[n++] = "--grad-checkpoint";
 		}
 		a[n] = NULL;
 		procs[i + 1].pid = sim_spawn((char *const *)a, procs[i + 1].log);

@@ -44,9 +44,11 @@ typedef struct model_cuda_config {
 	int tied; /* lm_head shares the embedding */
 	float eps, rope_theta;
 	int max_batch, max_seq; /* activation sizing (sequences per micro-batch, T) */
-	int full; /* full-parameter training: f32 masters, gradients and moments of every
-	           * base tensor (16 bytes per parameter more); LoRA is then applied, not
-	           * trained */
+	int full;            /* full-parameter training: f32 masters, gradients and moments of every
+	                      * base tensor (16 bytes per parameter more); LoRA is then applied, not
+	                      * trained */
+	int grad_checkpoint; /* keep each layer's input (the f32 residual) only; the
+	                      * backward recomputes the layer's forward into one slot */
 } model_cuda_config;
 
 /* Host float32 weights stacked over layers as model/llama.h stores them:

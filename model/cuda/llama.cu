@@ -201,10 +201,14 @@ static void *carve(carver *cv, size_t bytes)
 	return cv->base ? cv->base + o : NULL;
 }
 
+/* With gradient checkpointing only the residual stream entering each layer
+ * (res) keeps a slot per layer; the rest has one slot, which the backward
+ * refills layer by layer (layer_fwd). */
 static void layout_acts(model_cuda *m, carver *cv)
 {
-	size_t N = m->Nmax, L = m->L, C = m->C, I = m->I;
-	m->res = (float *)carve(cv, (L + 1) * N * C * 4);
+	size_t N = m->Nmax, LR = m->L, C = m->C, I = m->I;
+	size_t L = m->c.grad_checkpoint ? 1 : LR;
+	m->res = (float *)carve(cv, (LR + 1) * N * C * 4);
 	m->resmid = (float *)carve(cv, L * N * C * 4);
 	m->rstd1 = (float *)carve(cv, L * N * 4);
 	m->rstd2 = (float *)carve(cv, L * N * 4);
@@ -971,9 +975,11 @@ fail:
 
 #define LAYER(p, l, per) ((p) + (size_t)(l) * (per))
 
-/* Forward of Bm sequences of T tokens already in m->tok. Leaves the final
- * normalized hidden states in m->hf. */
-static int forward_body(model_cuda *m, int Bm, int T)
+/* Forward of layer l for Bm sequences of T tokens: reads the residual
+ * m->res[l], writes res[l+1] and the layer's activations into slot sl (l, or
+ * 0 under gradient checkpointing, where backward_body calls it again to
+ * recompute the layer with the same kernels on the same input). */
+static int layer_fwd(model_cuda *m, int l, size_t sl, int Bm, int T)
 {
 	int rv = 0;
 	int pa = -1; /* FEDLORA_PROFILE interval */
@@ -981,62 +987,68 @@ static int forward_body(model_cuda *m, int Bm, int T)
 	size_t NC = (size_t)N * C, NI = (size_t)N * I, Nmax = m->Nmax;
 	cudaStream_t s = m->s;
 	bf16 *qraw = m->raw, *kraw = m->raw + (size_t)N * m->QD, *vraw = kraw + (size_t)N * m->KD;
-	if ((rv = fl_k_embed_forward(m->res, m->tok, m->w[W_EMBED], N, C, s)) != 0)
+	float *x = m->res + l * Nmax * C, *xm = m->resmid + sl * Nmax * C;
+	float *xo = m->res + (l + 1) * Nmax * C;
+	bf16 *h1 = m->h1 + sl * Nmax * C, *h2 = m->h2 + sl * Nmax * C;
+	bf16 *q = m->q + sl * Nmax * m->QD, *k = m->k + sl * Nmax * m->KD;
+	bf16 *v = m->v + sl * Nmax * m->KD, *ao = m->atto + sl * Nmax * m->QD;
+	bf16 *g = m->gate + sl * Nmax * I, *u = m->up + sl * Nmax * I;
+	bf16 *sw = m->swi + sl * Nmax * I;
+	// attention block
+	if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + sl * Nmax, x, LAYER(m->w[W_LN1], l, C), N, C,
+	                               m->c.eps, s)) != 0 ||
+	    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C), qraw,
+	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C), kraw,
+	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (rv = linear_fwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C), vraw,
+	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (rv = fl_k_rope_permute_forward(q, qraw, m->rope, Bm, T, m->Hq, m->D, 1, s)) != 0 ||
+	    (rv = fl_k_rope_permute_forward(k, kraw, m->rope, Bm, T, m->Hkv, m->D, 1, s)) != 0 ||
+	    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) != 0 ||
+	    ((pa = prof_begin(m, PH_ATT_F)), 0) ||
+	    (rv = m->flash ? fl_flash_forward(ao, m->lse + sl * Nmax * m->Hq, q, k, v, Bm, T, m->Hq,
+	                                      m->Hkv, m->D, s)
+	                   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq, m->Hkv,
+	                                          m->D, &m->att)) != 0 ||
+	    (!m->flash && (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0))
 		goto fail;
-	for (int l = 0; l < m->L; l++) {
-		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
-		float *xo = m->res + (l + 1) * Nmax * C;
-		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
-		bf16 *q = m->q + l * Nmax * m->QD, *k = m->k + l * Nmax * m->KD;
-		bf16 *v = m->v + l * Nmax * m->KD, *ao = m->atto + l * Nmax * m->QD;
-		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
-		bf16 *sw = m->swi + l * Nmax * I;
-		// attention block
-		if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + l * Nmax, x, LAYER(m->w[W_LN1], l, C),
-		                               N, C, m->c.eps, s)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
-		                     qraw, CUDA_R_16BF, 0.f, N)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),
-		                     kraw, CUDA_R_16BF, 0.f, N)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C),
-		                     vraw, CUDA_R_16BF, 0.f, N)) != 0 ||
-		    (rv = fl_k_rope_permute_forward(q, qraw, m->rope, Bm, T, m->Hq, m->D, 1, s)) !=
-		        0 ||
-		    (rv = fl_k_rope_permute_forward(k, kraw, m->rope, Bm, T, m->Hkv, m->D, 1, s)) !=
-		        0 ||
-		    (rv = fl_k_rope_permute_forward(v, vraw, m->rope, Bm, T, m->Hkv, m->D, 0, s)) !=
-		        0 ||
-		    ((pa = prof_begin(m, PH_ATT_F)), 0) ||
-		    (rv = m->flash ? fl_flash_forward(ao, m->lse + l * Nmax * m->Hq, q, k, v, Bm, T,
-		                                      m->Hq, m->Hkv, m->D, s)
-		                   : fl_attention_forward(m->h, s, m->operm, q, k, v, Bm, T, m->Hq,
-		                                          m->Hkv, m->D, &m->att)) != 0 ||
-		    (!m->flash &&
-		     (rv = fl_k_bhtd_to_bthd(ao, m->operm, Bm, T, m->Hq, m->D, s)) != 0))
+	prof_end(m, pa);
+	CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
+	if ((rv = linear_fwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD), xm,
+	                     CUDA_R_32F, 1.f, N)) != 0)
+		goto fail;
+	// MLP block
+	if ((rv = fl_k_rmsnorm_forward(h2, m->rstd2 + sl * Nmax, xm, LAYER(m->w[W_LN2], l, C), N, C,
+	                               m->c.eps, s)) != 0 ||
+	    (rv = linear_fwd(m, l, MODEL_CUDA_GATE, h2, LAYER(m->w[W_GATE], l, (size_t)I * C), g,
+	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (rv = linear_fwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C), u,
+	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (rv = fl_k_swiglu_forward(sw, g, u, (long)NI, s)) != 0)
+		goto fail;
+	CU_TRY(cudaMemcpyAsync(xo, xm, NC * 4, cudaMemcpyDeviceToDevice, s));
+	if ((rv = linear_fwd(m, l, MODEL_CUDA_DOWN, sw, LAYER(m->w[W_DOWN], l, (size_t)C * I), xo,
+	                     CUDA_R_32F, 1.f, N)) != 0)
+		goto fail;
+fail:
+	return rv;
+}
+
+/* Forward of Bm sequences of T tokens already in m->tok. Leaves the final
+ * normalized hidden states in m->hf. */
+static int forward_body(model_cuda *m, int Bm, int T)
+{
+	int rv = 0;
+	int N = Bm * T, C = m->C;
+	size_t Nmax = m->Nmax;
+	if ((rv = fl_k_embed_forward(m->res, m->tok, m->w[W_EMBED], N, C, m->s)) != 0)
+		goto fail;
+	for (int l = 0; l < m->L; l++)
+		if ((rv = layer_fwd(m, l, m->c.grad_checkpoint ? 0 : (size_t)l, Bm, T)) != 0)
 			goto fail;
-		prof_end(m, pa);
-		CU_TRY(cudaMemcpyAsync(xm, x, NC * 4, cudaMemcpyDeviceToDevice, s));
-		if ((rv = linear_fwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
-		                     xm, CUDA_R_32F, 1.f, N)) != 0)
-			goto fail;
-		// MLP block
-		if ((rv = fl_k_rmsnorm_forward(h2, m->rstd2 + l * Nmax, xm,
-		                               LAYER(m->w[W_LN2], l, C), N, C, m->c.eps, s)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_GATE, h2,
-		                     LAYER(m->w[W_GATE], l, (size_t)I * C), g, CUDA_R_16BF, 0.f,
-		                     N)) != 0 ||
-		    (rv = linear_fwd(m, l, MODEL_CUDA_UP, h2, LAYER(m->w[W_UP], l, (size_t)I * C),
-		                     u, CUDA_R_16BF, 0.f, N)) != 0 ||
-		    (rv = fl_k_swiglu_forward(sw, g, u, (long)NI, s)) != 0)
-			goto fail;
-		CU_TRY(cudaMemcpyAsync(xo, xm, NC * 4, cudaMemcpyDeviceToDevice, s));
-		if ((rv = linear_fwd(m, l, MODEL_CUDA_DOWN, sw,
-		                     LAYER(m->w[W_DOWN], l, (size_t)C * I), xo, CUDA_R_32F, 1.f,
-		                     N)) != 0)
-			goto fail;
-	}
 	rv = fl_k_rmsnorm_forward(m->hf, m->rstdf, m->res + (size_t)m->L * Nmax * C, m->w[W_NORM],
-	                          N, C, m->c.eps, s);
+	                          N, C, m->c.eps, m->s);
 fail:
 	return rv;
 }
@@ -1107,12 +1119,18 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		lowest = -1; /* full mode: every layer, then the embedding */
 	for (int l = m->L - 1; l >= 0 && l >= lowest; l--) {
 		float *dln_qkv = l == lowest ? NULL : m->dln;
-		float *x = m->res + l * Nmax * C, *xm = m->resmid + l * Nmax * C;
-		bf16 *h1 = m->h1 + l * Nmax * C, *h2 = m->h2 + l * Nmax * C;
-		bf16 *q = m->q + l * Nmax * m->QD, *k = m->k + l * Nmax * m->KD;
-		bf16 *v = m->v + l * Nmax * m->KD, *ao = m->atto + l * Nmax * m->QD;
-		bf16 *g = m->gate + l * Nmax * I, *u = m->up + l * Nmax * I;
-		bf16 *sw = m->swi + l * Nmax * I;
+		/* checkpointed: recompute the layer into the one slot (it reads
+		 * res[l], rewrites res[l+1] with the same values, and touches none
+		 * of the gradient buffers dres / d16 / dln live here) */
+		size_t sl = m->c.grad_checkpoint ? 0 : (size_t)l;
+		if (m->c.grad_checkpoint && (rv = layer_fwd(m, l, 0, Bm, T)) != 0)
+			goto fail;
+		float *x = m->res + l * Nmax * C, *xm = m->resmid + sl * Nmax * C;
+		bf16 *h1 = m->h1 + sl * Nmax * C, *h2 = m->h2 + sl * Nmax * C;
+		bf16 *q = m->q + sl * Nmax * m->QD, *k = m->k + sl * Nmax * m->KD;
+		bf16 *v = m->v + sl * Nmax * m->KD, *ao = m->atto + sl * Nmax * m->QD;
+		bf16 *g = m->gate + sl * Nmax * I, *u = m->up + sl * Nmax * I;
+		bf16 *sw = m->swi + sl * Nmax * I;
 		// MLP: res_out = xm + down(swiglu(gate(h2), up(h2))); d16 = bf16(dres), written by
 		// the RMSNorm backward above
 		if ((rv = linear_bwd(m, l, MODEL_CUDA_DOWN, sw,
@@ -1127,7 +1145,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                     m->dup, m->dln, CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0 ||
 		    (rv = fl_k_rmsnorm_backward(
 		         m->dres, m->d16, m->fmem ? m->fg[W_LN2] + (size_t)l * C : NULL, m->dln, xm,
-		         LAYER(m->w[W_LN2], l, C), m->rstd2 + l * Nmax, N, C, s)) != 0)
+		         LAYER(m->w[W_LN2], l, C), m->rstd2 + sl * Nmax, N, C, s)) != 0)
 			goto fail;
 		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
 		if ((rv = linear_bwd(m, l, MODEL_CUDA_O, ao, LAYER(m->w[W_O], l, (size_t)C * m->QD),
@@ -1136,7 +1154,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		pa = prof_begin(m, PH_ATT_B);
 		if (m->flash) /* dO straight from the o_proj gradient's (B,T,Hq,D) layout */
 			rv = fl_flash_backward(m->dq, m->dk, m->dv, m->delta, m->datto, ao, q, k, v,
-			                       m->lse + l * Nmax * m->Hq, Bm, T, m->Hq, m->Hkv,
+			                       m->lse + sl * Nmax * m->Hq, Bm, T, m->Hq, m->Hkv,
 			                       m->D, s);
 		else if ((rv = fl_k_bthd_to_bhtd(m->operm, m->datto, Bm, T, m->Hq, m->D, s)) == 0)
 			rv = fl_attention_backward(m->h, s, m->dq, m->dk, m->dv, m->operm, q, k, v,
@@ -1159,7 +1177,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		if (l > lowest &&
 		    (rv = fl_k_rmsnorm_backward(
 		         m->dres, m->d16, m->fmem ? m->fg[W_LN1] + (size_t)l * C : NULL, m->dln, x,
-		         LAYER(m->w[W_LN1], l, C), m->rstd1 + l * Nmax, N, C, s)) != 0)
+		         LAYER(m->w[W_LN1], l, C), m->rstd1 + sl * Nmax, N, C, s)) != 0)
 			goto fail;
 	}
 	if (m->fmem) /* the residual stream entering layer 0 is the embedding */
