@@ -2,8 +2,9 @@
  * bench/load.c — load generator: many real client sessions against a real
  * coordinator process on loopback, measuring the coordinator.
  *
- *   build/bench/load [--clients N] [--per-round K] [--rounds R] [--contexts C] [--port P]
- *                    [--fedlora PATH] [--dir DIR] [--json PATH]
+ *   build/bench/load [--clients N] [--per-round K] [--rounds R] [--contexts C]
+ *                    [--poll-timeout S] [--port P] [--fedlora PATH] [--dir DIR]
+ *                    [--json PATH]
  *
  * Defaults: 1000 clients, 100 per round, 10 rounds. Each client is
  * client_run() (client/session.c, the code of `fedlora client`) on its own
@@ -13,7 +14,8 @@
  * process with an allow list of the N public keys, the linreg task at a tiny
  * size (1 layer of width 4, 1 local step) so that training is negligible and
  * the coordinator's request handling is what is measured. --contexts is the
- * coordinator's --contexts (default 64, as the coordinator's own default).
+ * coordinator's --contexts and --poll-timeout (defaults 64 and 2 s, as the
+ * coordinator's own).
  *
  * Measured:
  *   - per-request latency, client side, from send to the verified reply, by
@@ -28,11 +30,15 @@
  *   - coordinator memory: VmHWM and the last VmRSS of /proc/PID/status.
  * Prints a table and writes JSON (default: load.json next to the binary).
  *
+ * With --dir, key files already there are reused (their run folder is
+ * replaced), so repeated runs skip key generation.
+ *
  * Limits of one process: N threads (stack 256 KiB each) and N sockets (one
  * fd each here and one in the coordinator); the soft fd limit is raised to
  * the hard limit, and N is refused when it would not fit.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -68,6 +74,7 @@ typedef struct lat {
 
 typedef struct bench {
 	int clients, per_round, rounds, contexts;
+	double poll_timeout;
 	char url[64], dir[512];
 	lat L;
 	atomic_int welcomed, finished, failed;
@@ -135,7 +142,7 @@ static void *client_thread(void *arg)
 	o.key_path = a->key;
 	o.task = "linreg";
 	o.client_index = a->index;
-	o.give_up_s = 120;
+	o.give_up_s = 60;
 	o.on_event = on_event;
 	o.on_request = on_request;
 	o.arg = a;
@@ -215,12 +222,21 @@ static int metrics_lines(const char *dir, double *secs, int max)
 	return n;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
 static pid_t start_coordinator(const bench *b, const char *fedlora)
 {
-	char rounds[16], per[16], ctxs[16], rundir[600], allow[600], key[600];
+	char rounds[16], per[16], ctxs[16], poll[32], rundir[600], allow[600], key[600];
 	snprintf(rounds, sizeof rounds, "%d", b->rounds);
 	snprintf(per, sizeof per, "%d", b->per_round);
 	snprintf(ctxs, sizeof ctxs, "%d", b->contexts);
+	snprintf(poll, sizeof poll, "%g", b->poll_timeout);
 	snprintf(rundir, sizeof rundir, "%s/run", b->dir);
 	snprintf(allow, sizeof allow, "%s/allow.txt", b->dir);
 	snprintf(key, sizeof key, "%s/coordinator.key", b->dir);
@@ -243,7 +259,8 @@ static pid_t start_coordinator(const bench *b, const char *fedlora)
 
 int main(int argc, char **argv)
 {
-	bench b = {.clients = 1000, .per_round = 100, .rounds = 10, .contexts = 64};
+	bench b = {
+	    .clients = 1000, .per_round = 100, .rounds = 10, .contexts = 64, .poll_timeout = 2};
 	const char *fedlora = NULL, *json = NULL, *dir = NULL;
 	char fl_default[1024], json_default[1024];
 	int port = 20000 + (int)(getpid() % 20000);
@@ -256,6 +273,8 @@ int main(int argc, char **argv)
 			b.rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--contexts") && i + 1 < argc)
 			b.contexts = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--poll-timeout") && i + 1 < argc)
+			b.poll_timeout = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--port") && i + 1 < argc)
 			port = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--fedlora") && i + 1 < argc)
@@ -265,16 +284,17 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
 			json = argv[++i];
 		else {
-			fprintf(stderr,
-			        "usage: %s [--clients N] [--per-round K] [--rounds R] [--contexts "
-			        "C] [--port P]\n"
-			        "          [--fedlora PATH] [--dir DIR] [--json PATH]\n",
-			        argv[0]);
+			fprintf(
+			    stderr,
+			    "usage: %s [--clients N] [--per-round K] [--rounds R] [--contexts C]\n"
+			    "          [--poll-timeout S] [--port P] [--fedlora PATH] [--dir DIR]\n"
+			    "          [--json PATH]\n",
+			    argv[0]);
 			return 2;
 		}
 	}
-	if (b.clients < 1 || b.per_round < 1 || b.per_round > b.clients || b.rounds < 1 ||
-	    b.rounds > MAX_ROUNDS || port < 1 || port > 65535) {
+	if (!(b.poll_timeout > 0) || b.clients < 1 || b.per_round < 1 || b.per_round > b.clients ||
+	    b.rounds < 1 || b.rounds > MAX_ROUNDS || port < 1 || port > 65535) {
 		fprintf(stderr, "bench: need 1 <= per-round <= clients, 1 <= rounds <= %d\n",
 		        MAX_ROUNDS);
 		return 2;
@@ -328,7 +348,9 @@ int main(int argc, char **argv)
 	if (!args || !th)
 		return 1;
 	snprintf(path, sizeof path, "%s/coordinator", b.dir);
-	if (priv_keygen(path, 1, NULL) != 0) {
+	char ckey[720];
+	snprintf(ckey, sizeof ckey, "%s.key", path);
+	if (access(ckey, F_OK) != 0 && priv_keygen(path, 1, NULL) != 0) {
 		fprintf(stderr, "bench: cannot write %s.key\n", path);
 		return 1;
 	}
@@ -345,7 +367,12 @@ int main(int argc, char **argv)
 		args[i].index = i;
 		snprintf(prefix, sizeof prefix, "%s/client-%05d", b.dir, i);
 		snprintf(args[i].key, sizeof args[i].key, "%s.key", prefix);
-		if (priv_keygen(prefix, 1, pk) != 0) {
+		char pub[640];
+		snprintf(pub, sizeof pub, "%s.pub", prefix);
+		/* a --dir of an earlier run keeps its keys */
+		if (access(args[i].key, F_OK) == 0 && priv_pub_load(pk, pub) == 0)
+			;
+		else if (priv_keygen(prefix, 1, pk) != 0) {
 			fprintf(stderr, "bench: cannot write %s\n", args[i].key);
 			return 1;
 		}
@@ -356,6 +383,11 @@ int main(int argc, char **argv)
 		return 1;
 	t_keys = fl_now_s() - t_keys;
 
+	snprintf(path, sizeof path, "%s/run", b.dir);
+	if (access(path, F_OK) == 0 && nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+		fprintf(stderr, "bench: cannot remove the old run folder %s\n", path);
+		return 1;
+	}
 	pthread_mutex_init(&b.L.mu, NULL);
 	double t0 = fl_now_s();
 	pid_t cpid = start_coordinator(&b, fedlora);
@@ -383,7 +415,8 @@ int main(int argc, char **argv)
 	/* watch the coordinator */
 	double commit_t[MAX_ROUNDS + 1], commit_cpu[MAX_ROUNDS + 1], secs[MAX_ROUNDS];
 	double hwm = 0, rss = 0, rss_max = 0, t_all_welcomed = -1;
-	int seen = 0, status = 0, exited = 0;
+	int seen = 0, status = 0, exited = 0, reg[MAX_ROUNDS + 1];
+	const char *stuck = NULL;
 	commit_t[0] = 0;
 	commit_cpu[0] = proc_cpu(cpid);
 	while (!exited) {
@@ -402,14 +435,18 @@ int main(int argc, char **argv)
 			for (int k = seen + 1; k <= n; k++) {
 				commit_t[k] = t;
 				commit_cpu[k] = c;
+				reg[k] = atomic_load(&b.welcomed);
 			}
 			seen = n;
 		}
 		if (waitpid(cpid, &status, WNOHANG) == cpid)
 			exited = 1;
-		else if (fl_now_s() - t0 > 600 + 30.0 * b.rounds) {
-			fprintf(stderr, "bench: the coordinator did not finish; stopping it\n");
-			kill(cpid, SIGTERM);
+		else if ((seen == b.rounds && fl_now_s() - t0 > commit_t[seen] + 60) ||
+		         fl_now_s() - t0 > 600 + 30.0 * b.rounds) {
+			stuck = seen == b.rounds ? "did not exit within 60 s of its last commit"
+			                         : "did not finish its rounds in time";
+			fprintf(stderr, "bench: the coordinator %s; killing it\n", stuck);
+			kill(cpid, SIGKILL);
 			waitpid(cpid, &status, 0);
 			exited = 1;
 		} else
@@ -421,8 +458,8 @@ int main(int argc, char **argv)
 
 	int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && seen == b.rounds;
 	printf("load benchmark: %d clients (%d sessions ran), %d per round, %d rounds, "
-	       "coordinator --contexts %d, %s\n",
-	       b.clients, started, b.per_round, b.rounds, b.contexts, b.url);
+	       "coordinator --contexts %d --poll-timeout %g, %s\n",
+	       b.clients, started, b.per_round, b.rounds, b.contexts, b.poll_timeout, b.url);
 	printf("coordinator: %s; clients: %d finished, %d failed; all welcomed after %.2f s; "
 	       "keys written in %.2f s\n",
 	       ok ? "exit 0" : "FAILED", atomic_load(&b.finished), atomic_load(&b.failed),
@@ -435,11 +472,14 @@ int main(int argc, char **argv)
 		       1e3 * pct(b.L.v[k], b.L.n[k], 0.5), 1e3 * pct(b.L.v[k], b.L.n[k], 0.99),
 		       1e3 * pct(b.L.v[k], b.L.n[k], 1.0));
 	}
-	printf("%-6s %12s %16s %12s\n", "round", "wall s", "coordinator s", "CPU s");
+	if (stuck)
+		printf("coordinator %s (killed)\n", stuck);
+	printf("%-6s %12s %16s %12s %12s\n", "round", "wall s", "coordinator s", "CPU s",
+	       "registered");
 	double wall_sum = 0, cpu_sum = 0;
 	for (int k = 1; k <= seen; k++) {
 		double w = commit_t[k] - commit_t[k - 1], c = commit_cpu[k] - commit_cpu[k - 1];
-		printf("%-6d %12.3f %16.3f %12.3f\n", k, w, secs[k - 1], c);
+		printf("%-6d %12.3f %16.3f %12.3f %12d\n", k, w, secs[k - 1], c, reg[k]);
 		if (k > 1) {
 			wall_sum += w;
 			cpu_sum += c;
@@ -448,7 +488,8 @@ int main(int argc, char **argv)
 	if (seen > 1)
 		printf("rounds 2..%d: mean wall %.3f s, mean coordinator CPU %.3f s per round\n",
 		       seen, wall_sum / (seen - 1), cpu_sum / (seen - 1));
-	printf("(round 1 includes the coordinator's start and registration)\n");
+	printf("(round 1 includes the coordinator's start; registered: Welcomes received by the\n"
+	       " sessions when the round was seen committed)\n");
 
 	FILE *f = fopen(json, "w");
 	if (!f) {
@@ -456,24 +497,27 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(f,
-	        "{\"clients\":%d,\"contexts\":%d,\"sessions\":%d,\"per_round\":%d,\"rounds\":%d,"
+	        "{\"clients\":%d,\"contexts\":%d,\"poll_timeout_s\":%g,\"sessions\":%d,\"per_"
+	        "round\":%d,\"rounds\":%d,"
 	        "\"ok\":%s,"
 	        "\"clients_finished\":%d,\"clients_failed\":%d,\"all_welcomed_s\":%.3f,"
 	        "\"run_s\":%.3f,\n \"coordinator_vmhwm_mib\":%.2f,\"coordinator_vmrss_mib\":%.2f,"
 	        "\"coordinator_vmrss_max_mib\":%.2f,\n \"latency_ms\":{",
-	        b.clients, b.contexts, started, b.per_round, b.rounds, ok ? "true" : "false",
-	        atomic_load(&b.finished), atomic_load(&b.failed), t_all_welcomed, t_run, hwm, rss,
-	        rss_max);
+	        b.clients, b.contexts, b.poll_timeout, started, b.per_round, b.rounds,
+	        ok ? "true" : "false", atomic_load(&b.finished), atomic_load(&b.failed),
+	        t_all_welcomed, t_run, hwm, rss, rss_max);
 	for (int k = 0; k < NKIND; k++)
 		fprintf(f, "%s\"%s\":{\"count\":%zu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
 		        k ? "," : "", kind_names[k], b.L.n[k], 1e3 * pct(b.L.v[k], b.L.n[k], 0.5),
 		        1e3 * pct(b.L.v[k], b.L.n[k], 0.99), 1e3 * pct(b.L.v[k], b.L.n[k], 1.0));
 	fprintf(f, "},\n \"round\":[");
 	for (int k = 1; k <= seen; k++)
-		fprintf(f, "%s{\"round\":%d,\"wall_s\":%.4f,\"coordinator_s\":%.4f,\"cpu_s\":%.4f}",
+		fprintf(f,
+		        "%s{\"round\":%d,\"wall_s\":%.4f,\"coordinator_s\":%.4f,\"cpu_s\":%.4f,"
+		        "\"registered\":%d}",
 		        k > 1 ? "," : "", k, commit_t[k] - commit_t[k - 1], secs[k - 1],
-		        commit_cpu[k] - commit_cpu[k - 1]);
-	fprintf(f, "]}\n");
+		        commit_cpu[k] - commit_cpu[k - 1], reg[k]);
+	fprintf(f, "],\n \"coordinator_stuck\":\"%s\"}\n", stuck ? stuck : "");
 	fclose(f);
 	printf("wrote %s (run folder %s)\n", json, b.dir);
 	return ok ? 0 : 1;
