@@ -156,6 +156,12 @@ static int clamp_timeout(const session *s, int ms)
 	return left * 1000 < ms ? (int)(left * 1000) : ms;
 }
 
+static void report_request(session *s, uint32_t type, uint32_t reply, double sec, int rc)
+{
+	if (s->o->on_request)
+		s->o->on_request(type, reply, sec, rc, s->o->arg);
+}
+
 /* Seals body, sends it, waits up to timeout_ms, opens and verifies the reply
  * (against the pinned coordinator key once there is one). *sent gets the
  * envelope's size. */
@@ -175,13 +181,17 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, clamp_timeout(s, timeout_ms));
 	/* a REQ send waits for a connection: bounded the same way */
 	nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, clamp_timeout(s, timeout_ms));
+	double t0 = mono_s();
 	rv = fl_net_call(s->sock, buf, len, &r);
 	free(buf);
-	if (rv != 0)
+	if (rv != 0) {
+		report_request(s, type, 0, mono_s() - t0, rv);
 		return rv;
+	}
 	s->last_reply = mono_s();
 	rv = fl_wire_open_msg(r, s->recv_max, s->have_pin ? s->coord_pk : NULL, rep);
 	nng_msg_free(r);
+	report_request(s, type, rep->type, mono_s() - t0, rv);
 	if (rv != 0)
 		fl_log(FL_LOG_WARN, "client", "reply from the coordinator refused: %s",
 		       fl_strerror(rv));
@@ -497,13 +507,16 @@ static int send_submit(session *s, const uint8_t *buf, size_t len, fl_wire_msg *
 		memset(rep, 0, sizeof *rep);
 		nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, clamp_timeout(s, CLIENT_SUBMIT_MS));
 		nng_socket_set_ms(s->sock, NNG_OPT_SENDTIMEO, clamp_timeout(s, CLIENT_SUBMIT_MS));
+		double t0 = mono_s();
 		rv = fl_net_call(s->sock, buf, len, &r);
 		if (rv == 0) {
 			s->last_reply = mono_s();
 			rv = fl_wire_open_msg(r, s->recv_max, s->coord_pk, rep);
 			nng_msg_free(r);
+			report_request(s, FL_MSG_SUBMIT, rep->type, mono_s() - t0, rv);
 			return rv;
 		}
+		report_request(s, FL_MSG_SUBMIT, 0, mono_s() - t0, rv);
 		fl_log(FL_LOG_WARN, "client", "submit: %s; resending", fl_strerror(rv));
 		emit_retry(s, rv, "submit");
 		backoff(s);

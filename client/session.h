@@ -81,6 +81,11 @@ typedef struct client_opts {
 	double give_up_s;    /* fail with FL_ETIMEOUT after this long without any reply;
 	                        0 = keep trying */
 	void (*on_event)(const client_event *ev, void *arg);
+	/* optional: called after every request/reply exchange with the request's
+	 * and the reply's fl_msg_type (0: no reply), the wall time from send to
+	 * the verified reply, and the outcome (0 or FL_E*); from the session's
+	 * thread, with arg */
+	void (*on_request)(uint32_t type, uint32_t reply, double seconds, int rc, void *arg);
 	void *arg;
 } client_opts;
 

@@ -388,7 +388,7 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->linreg_dim >= 1 && c->linreg_dim <= 65536, "--linreg-dim out of range");
 	REQUIRE(c->linreg_samples >= 4, "--linreg-samples must be >= 4");
 	REQUIRE(c->recv_max >= 0, "--recv-max must be >= 0");
-	REQUIRE(c->contexts >= 1 && c->contexts <= 1024, "--contexts must be in 1..1024");
+	REQUIRE(c->contexts >= 1 && c->contexts <= 65536, "--contexts must be in 1..65536");
 	REQUIRE(c->poll_timeout > 0 && c->poll_timeout <= 600,
 	        "--poll-timeout must be in (0, 600]");
 	REQUIRE(c->linger >= 0 && c->linger <= 3600, "--linger must be in [0, 3600]");

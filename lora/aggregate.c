@@ -7,7 +7,9 @@
  * params (all A, then all B), so folding a client is two flat passes over its
  * params: a read-only scan (finite check and the L2 norm of its delta from
  * the global, in double) and the fold itself. Nothing is folded before the
- * scan passed, so a bad update leaves the sum untouched. The sum is kept in
+ * scan passed, so a bad update leaves the sum untouched. Both passes are
+ * split into chunks over a few threads for large adapters (see "Parallel
+ * fold" below); the result does not depend on the thread count. The sum is kept in
  * double: each w * c is exact there (w an integer sample count), so the order
  * in which updates arrive changes the sum only at double rounding and the
  * float result practically never; two runs with the same seed then produce
@@ -24,12 +26,17 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/err.h"
 #include "lora/fair.h"
 #include "privacy/noise.h"
+
+enum { SCAN_BLK = 2048, SCAN_LANES = 8 }; /* see "Parallel fold" */
 
 struct lora_agg {
 	lora_agg_opts o;
@@ -41,6 +48,8 @@ struct lora_agg {
 	int nkeep, capkeep;
 	int clients, nclipped;
 	double wsum, norm_sum;
+	double *blk;  /* per-block partial norms of the update being scanned */
+	int nthreads; /* fold threads for this adapter size */
 	int finished;
 };
 
@@ -85,6 +94,25 @@ void lora_agg_opts_default(lora_agg_opts *o)
 	o->dp_noise = 0;
 	o->dp_expected_clients = 0;
 	o->noise = NULL;
+	o->threads = 0;
+}
+
+/* Threads for folding n params: opts.threads when set (capped), else one per
+ * online CPU (capped) for adapters of at least LORA_AGG_PAR_MIN params, where
+ * the work per update outweighs starting threads. */
+static int fold_threads(const lora_agg_opts *o, size_t n)
+{
+	long cpus;
+	int t;
+	if (o->threads > 0)
+		t = o->threads;
+	else if (n < LORA_AGG_PAR_MIN)
+		t = 1;
+	else {
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		t = cpus > 0 ? (int)cpus : 1;
+	}
+	return t < LORA_AGG_MAX_THREADS ? t : LORA_AGG_MAX_THREADS;
 }
 
 static int dp_on(const lora_agg *g)
@@ -112,6 +140,8 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 	    (o->fair_steps < 0 || !(o->fair_lr > 0) || !(o->fair_lambda >= 0) ||
 	     !isfinite(o->fair_lambda) || (o->fair_ridge && !(o->fair_lambda > 0))))
 		return FL_EINVAL;
+	if (o->threads < 0)
+		return FL_EINVAL;
 	if (o->dp_clip > 0) {
 		if (o->strategy == LORA_FAIR)
 			return FL_ENOTSUP; /* its correction reads individual updates */
@@ -137,6 +167,12 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 	 * page-faulting inside the first client's fold */
 	memset(g->sum, 0, (global->n_a + global->n_b) * sizeof(double));
 	g->off0 = o->strategy == LORA_FFA ? global->n_a : 0;
+	g->nthreads = fold_threads(o, global->n_a + global->n_b);
+	g->blk = malloc(((global->n_a + global->n_b - g->off0) / SCAN_BLK + 1) * sizeof(double));
+	if (!g->blk) {
+		rv = FL_ENOMEM;
+		goto fail;
+	}
 	*out = g;
 	return 0;
 fail:
@@ -153,57 +189,146 @@ void lora_agg_free(lora_agg *g)
 	free(g->keep);
 	free(g->wkeep);
 	free(g->sum);
+	free(g->blk);
 	lora_adapter_free(g->global);
 	free(g);
 }
 
-/* Read-only scan of a client's params: 0 when every value is finite (and the
- * squared L2 norm of (c - gl) over [off0, n) in *norm2), -1 otherwise. The
- * finite test is on the exponent bits so that it vectorizes. */
-static int scan_client(const float *c, const float *gl, size_t off0, size_t n, double *norm2)
-{
-	enum { L = 8, BLK = 2048 };
-	uint32_t bad = 0;
-	double acc = 0;
+/* Parallel fold. An update is handled in two phases, each split into
+ * contiguous chunks over g->nthreads threads (the caller's thread takes chunk
+ * 0): (1) a read-only scan, the finite check over [0, n) and the squared L2
+ * norm of (c - gl) over [off0, n) as one partial sum per block of SCAN_BLK
+ * values, written to g->blk; (2) only when every chunk passed, the fold of
+ * [off0, n) into the double sum. The block sums are added in block order by
+ * the caller, and each sum element sees the same single operation, so the
+ * result is bit-identical for any thread count. */
+typedef struct fold_job {
+	const float *c, *gl;
+	double *s, *blk;
+	size_t off0, lo, hi; /* this chunk: [lo, hi) of the params */
+	double w, sc;        /* fold: s += w * c, or s += sc * (c - gl) under DP */
+	int dp, phase;       /* phase 0: scan, 1: fold */
+	int bad;             /* scan result: 1 when a value is NaN/Inf */
+} fold_job;
 
-	for (size_t i = 0; i < off0; i++) {
+static uint32_t nonfinite_bits(const float *x, size_t lo, size_t hi)
+{
+	uint32_t bad = 0;
+	for (size_t i = lo; i < hi; i++) {
 		uint32_t u;
-		memcpy(&u, &c[i], 4);
+		memcpy(&u, &x[i], 4);
 		bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
 	}
-	for (size_t i0 = off0; i0 < n; i0 += BLK) {
-		size_t i1 = i0 + BLK < n ? i0 + BLK : n;
-		double lane[L] = {0};
+	return bad;
+}
+
+/* The finite test is on the exponent bits so that it vectorizes. Chunk
+ * boundaries inside [off0, n) fall on block boundaries (chunk_bound). */
+static void scan_chunk(fold_job *j)
+{
+	const float *c = j->c, *gl = j->gl;
+	const size_t n = j->hi;
+	uint32_t bad = 0;
+	size_t i0 = j->lo;
+
+	if (i0 < j->off0) {
+		size_t e = j->off0 < n ? j->off0 : n;
+		bad |= nonfinite_bits(c, i0, e);
+		i0 = e;
+	}
+	for (; i0 < n; i0 += SCAN_BLK) {
+		size_t i1 = i0 + SCAN_BLK < n ? i0 + SCAN_BLK : n;
+		double lane[SCAN_LANES] = {0}, bs = 0;
 		size_t i = i0;
-		for (; i + L <= i1; i += L)
-			for (int j = 0; j < L; j++) {
+		for (; i + SCAN_LANES <= i1; i += SCAN_LANES)
+			for (int l = 0; l < SCAN_LANES; l++) {
 				uint32_t u;
-				memcpy(&u, &c[i + j], 4);
+				memcpy(&u, &c[i + l], 4);
 				bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-				double d = (double)c[i + j] - (double)gl[i + j];
-				lane[j] += d * d;
+				double d = (double)c[i + l] - (double)gl[i + l];
+				lane[l] += d * d;
 			}
+		bad |= nonfinite_bits(c, i, i1);
 		for (; i < i1; i++) {
-			uint32_t u;
-			memcpy(&u, &c[i], 4);
-			bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
 			double d = (double)c[i] - (double)gl[i];
 			lane[0] += d * d;
 		}
-		for (int j = 0; j < L; j++)
-			acc += lane[j];
+		for (int l = 0; l < SCAN_LANES; l++)
+			bs += lane[l];
+		j->blk[(i0 - j->off0) / SCAN_BLK] = bs;
 	}
-	*norm2 = acc;
-	return bad ? -1 : 0;
+	j->bad = bad != 0;
+}
+
+static void fold_chunk(fold_job *j)
+{
+	const float *c = j->c, *gl = j->gl;
+	double *s = j->s;
+	const size_t lo = j->lo > j->off0 ? j->lo : j->off0;
+	if (j->dp) {
+		const double sc = j->sc;
+		for (size_t i = lo; i < j->hi; i++)
+			s[i] += sc * ((double)c[i] - gl[i]);
+	} else {
+		const double w = j->w;
+		for (size_t i = lo; i < j->hi; i++)
+			s[i] += w * c[i];
+	}
+}
+
+static void *fold_thread(void *arg)
+{
+	fold_job *j = arg;
+	if (j->phase == 0)
+		scan_chunk(j);
+	else
+		fold_chunk(j);
+	return NULL;
+}
+
+/* Boundary t of T chunks over [0, n): inside [off0, n) rounded up to a scan
+ * block boundary. */
+static size_t chunk_bound(size_t n, size_t off0, int t, int T)
+{
+	size_t b = (size_t)((double)n * t / T);
+	if (t >= T)
+		return n;
+	if (b > off0) {
+		b = off0 + (b - off0 + SCAN_BLK - 1) / SCAN_BLK * SCAN_BLK;
+		if (b > n)
+			b = n;
+	}
+	return b;
+}
+
+/* Runs phase `phase` of jobs[0..T) on T threads (jobs[0] here). A thread
+ * that cannot start has its chunk run here instead, so the result is the
+ * same. */
+static void run_phase(fold_job *jobs, int T, int phase)
+{
+	pthread_t th[LORA_AGG_MAX_THREADS];
+	int started[LORA_AGG_MAX_THREADS] = {0};
+	for (int t = 0; t < T; t++)
+		jobs[t].phase = phase;
+	for (int t = 1; t < T; t++)
+		started[t] = pthread_create(&th[t], NULL, fold_thread, &jobs[t]) == 0;
+	fold_thread(&jobs[0]);
+	for (int t = 1; t < T; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else
+			fold_thread(&jobs[t]);
+	}
 }
 
 int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 {
 	const size_t n = g->global->n_a + g->global->n_b, off0 = g->off0;
-	const float *c = client->params, *gl = g->global->params;
-	double *s = g->sum;
-	double norm2, norm;
-	int rv;
+	const size_t nblk = (n - off0 + SCAN_BLK - 1) / SCAN_BLK;
+	fold_job jobs[LORA_AGG_MAX_THREADS];
+	const int T = g->nthreads;
+	double norm2 = 0, norm, sc = 1.0;
+	int rv, bad = 0;
 
 	if (g->finished)
 		return FL_ESTATE;
@@ -211,8 +336,24 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 		return FL_ESHAPE;
 	if (!(w > 0) || !isfinite(w))
 		return FL_EINVAL;
-	if (scan_client(c, gl, off0, n, &norm2) != 0)
+	for (int t = 0; t < T; t++) {
+		jobs[t] = (fold_job){.c = client->params,
+		                     .gl = g->global->params,
+		                     .s = g->sum,
+		                     .blk = g->blk,
+		                     .off0 = off0,
+		                     .lo = chunk_bound(n, off0, t, T),
+		                     .hi = chunk_bound(n, off0, t + 1, T),
+		                     .w = w,
+		                     .dp = dp_on(g)};
+	}
+	run_phase(jobs, T, 0);
+	for (int t = 0; t < T; t++)
+		bad |= jobs[t].bad;
+	if (bad)
 		return FL_ENONFINITE;
+	for (size_t b = 0; b < nblk; b++)
+		norm2 += g->blk[b];
 	norm = sqrt(norm2);
 	if (keeps_clients(&g->o)) {
 		if (g->nkeep == g->capkeep) {
@@ -231,20 +372,15 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 			return rv;
 		g->wkeep[g->nkeep++] = w;
 	}
-	if (dp_on(g)) {
+	if (dp_on(g) && norm > g->o.dp_clip) {
 		/* DP-FedAvg: clip the delta to dp_clip, weight 1. The scale is shrunk
 		 * by a few float ulps so the folded float delta's norm stays <= clip. */
-		double sc = 1.0;
-		if (norm > g->o.dp_clip) {
-			sc = g->o.dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON);
-			g->nclipped++;
-		}
-		for (size_t i = off0; i < n; i++)
-			s[i] += sc * ((double)c[i] - gl[i]);
-	} else {
-		for (size_t i = off0; i < n; i++)
-			s[i] += w * c[i];
+		sc = g->o.dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON);
+		g->nclipped++;
 	}
+	for (int t = 0; t < T; t++)
+		jobs[t].sc = sc;
+	run_phase(jobs, T, 1);
 	g->clients++;
 	g->wsum += w;
 	g->norm_sum += norm;

@@ -64,9 +64,17 @@ typedef struct lora_agg_opts {
 	/* client-level DP; off when dp_clip <= 0 */
 	double dp_clip, dp_noise, dp_expected_clients;
 	struct priv_noise *noise; /* required when dp_clip > 0 */
+	/* threads that scan and fold each update: 0 = one per online CPU for
+	 * adapters of at least LORA_AGG_PAR_MIN params (1 below); at most
+	 * LORA_AGG_MAX_THREADS. The result is bit-identical for any count. */
+	int threads;
 } lora_agg_opts;
 
-/* Defaults: fedit, compute_bias 1, lambda 0.01, 300 steps, lr 0.01, DP off. */
+#define LORA_AGG_MAX_THREADS 16
+#define LORA_AGG_PAR_MIN     ((size_t)1 << 18)
+
+/* Defaults: fedit, compute_bias 1, lambda 0.01, 300 steps, lr 0.01, DP off,
+ * threads 0 (automatic). */
 void lora_agg_opts_default(lora_agg_opts *o);
 
 typedef struct lora_agg_stats {

@@ -681,6 +681,90 @@ static void test_dp_clip_and_noise(void)
 	free_all(glob, cl, K);
 }
 
+/* An adapter large enough that the scan has several blocks per chunk. */
+static void mk_big_round(lora_adapter **glob, lora_adapter **cl, int K, uint64_t seed)
+{
+	const char *names[4] = {"layers.0", "layers.1", "layers.2", "layers.3"};
+	int in[4] = {200, 333, 128, 517}, out[4] = {300, 64, 251, 96};
+	fl_rng g;
+	fl_rng_init(&g, seed, 1);
+	if (lora_adapter_new(glob, 4, names, in, out, 16, 32.0f) != 0)
+		abort();
+	fill((*glob)->params, (*glob)->n_a + (*glob)->n_b, &g, 0.2);
+	for (int k = 0; k < K; k++) {
+		if (lora_adapter_clone(&cl[k], *glob) != 0)
+			abort();
+		for (size_t i = 0; i < cl[k]->n_a + cl[k]->n_b; i++)
+			cl[k]->params[i] += (float)(0.05 * fl_rng_normal(&g));
+	}
+}
+
+/* The threaded scan + fold gives bit-identical globals and norms for any
+ * thread count, and a bad update in any chunk folds nothing. */
+static void test_threads_bit_identical(void)
+{
+	enum { K = 5 };
+	lora_adapter *glob, *cl[K], *ref = NULL, *out = NULL, *bad = NULL;
+	const double w[K] = {3, 1, 7, 2, 5};
+	const lora_strategy strat[2] = {LORA_FEDIT, LORA_FFA};
+	lora_agg_opts o;
+	lora_agg_stats st0, st;
+
+	mk_big_round(&glob, cl, K, 91);
+	CHECK((glob->n_a + glob->n_b) / 2048 >= 8);
+	for (int si = 0; si < 2; si++) {
+		lora_agg_opts_default(&o);
+		o.strategy = strat[si];
+		o.compute_bias = 0;
+		o.threads = 1;
+		CHECK_RC(run_agg(&o, glob, cl, w, K, &ref, &st0));
+		for (int T = 2; T <= 7; T++) {
+			o.threads = T;
+			CHECK_RC(run_agg(&o, glob, cl, w, K, &out, &st));
+			CHECK(ref && out &&
+			      !memcmp(ref->params, out->params,
+			              (glob->n_a + glob->n_b) * sizeof(float)));
+			CHECK(!memcmp(&st0.update_norm_mean, &st.update_norm_mean, sizeof(double)));
+			lora_adapter_free(out);
+			out = NULL;
+		}
+		/* NaN / Inf in the last chunk, the first chunk, and (ffa) the frozen
+		 * A: rejected, and the sum is the good clients' alone */
+		const size_t n = glob->n_a + glob->n_b;
+		const size_t where[3] = {n - 1, glob->n_a, 3};
+		for (int wi = 0; wi < 3; wi++) {
+			lora_agg *g = NULL;
+			o.threads = 4;
+			CHECK_RC(lora_agg_new(&g, glob, &o));
+			if (!g)
+				break;
+			for (int k = 0; k < K; k++) {
+				CHECK_RC(lora_agg_add(g, cl[k], w[k]));
+				if (k == 2) {
+					CHECK_RC(lora_adapter_clone(&bad, cl[k]));
+					bad->params[where[wi]] = wi == 1 ? INFINITY : NAN;
+					CHECK(lora_agg_add(g, bad, 4) == FL_ENONFINITE);
+					lora_adapter_free(bad);
+					bad = NULL;
+				}
+			}
+			CHECK_RC(lora_adapter_clone(&out, glob));
+			CHECK_RC(lora_agg_finish(g, out, &st));
+			CHECK(st.clients == K);
+			CHECK(ref && out && !memcmp(ref->params, out->params, n * sizeof(float)));
+			lora_agg_free(g);
+			lora_adapter_free(out);
+			out = NULL;
+		}
+		lora_adapter_free(ref);
+		ref = NULL;
+	}
+	o.threads = -1;
+	lora_agg *g = NULL;
+	CHECK(lora_agg_new(&g, glob, &o) == FL_EINVAL);
+	free_all(glob, cl, K);
+}
+
 static const test_case cases[] = {
     TEST(test_strategy_names),
     TEST(test_ffa_bias_zero),
@@ -691,6 +775,7 @@ static const test_case cases[] = {
     TEST(test_weights),
     TEST(test_bad_input),
     TEST(test_dp_clip_and_noise),
+    TEST(test_threads_bit_identical),
     {0},
 };
 
