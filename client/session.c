@@ -532,6 +532,7 @@ static int do_task(session *s, const Fedlora__Task *t)
 	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
 	model_train_params p;
 	model_train_result res;
+	lora_adapter *honest_global = NULL; /* --attack only */
 	fl_wire_tensors ts = {0};
 	fl_wire_msg rep = {0};
 	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
@@ -586,8 +587,15 @@ static int do_task(session *s, const Fedlora__Task *t)
 			return FL_EFORMAT;
 		}
 	}
+	if (o->attack.kind != CLIENT_ATTACK_NONE &&
+	    (rv = lora_adapter_clone(&honest_global, s->ad)) != 0)
+		return rv;
 	t0 = mono_s();
 	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
+	if (rv == 0 && honest_global)
+		rv = client_attack_apply(&o->attack, s->ad, honest_global, p.train_a,
+		                         p.round_seed ^ ((uint64_t)o->client_index << 32));
+	lora_adapter_free(honest_global);
 	ev.seconds = mono_s() - t0;
 	if (dp_mode == 1)
 		account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);

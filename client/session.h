@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/attack.h"
+
 typedef enum client_event_kind {
 	CLIENT_EV_WELCOME = 1, /* registered: run_id, total_rounds, committed_round */
 	CLIENT_EV_ROUND = 2,   /* trained and submitted a round (accepted or not) */
@@ -76,10 +78,11 @@ typedef struct client_opts {
 	int grad_checkpoint;                  /* lm task: activation checkpointing */
 	size_t recv_max;                      /* 0: FL_NET_RECV_MAX_DEFAULT */
 	const char *tls_cert, *tls_key, *tls_ca;
-	int max_rounds;      /* stop (success) after training this many rounds; 0 = no limit */
-	int poll_timeout_ms; /* how long one GetTask may take (long poll), default 30000 */
-	double give_up_s;    /* fail with FL_ETIMEOUT after this long without any reply;
-	                        0 = keep trying */
+	int max_rounds;       /* stop (success) after training this many rounds; 0 = no limit */
+	int poll_timeout_ms;  /* how long one GetTask may take (long poll), default 30000 */
+	double give_up_s;     /* fail with FL_ETIMEOUT after this long without any reply;
+	                         0 = keep trying */
+	client_attack attack; /* tests/experiments only: corrupt the update (client/attack.h) */
 	void (*on_event)(const client_event *ev, void *arg);
 	/* optional: called after every request/reply exchange with the request's
 	 * and the reply's fl_msg_type (0: no reply), the wall time from send to

@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "core/fsutil.h"
+#include "lora/robust.h"
 
 enum { T_STR, T_INT, T_LL, T_DBL, T_FLAG };
 
@@ -83,6 +84,14 @@ static const opt_def opts[] = {
     O("fair_lambda", T_DBL, fair_lambda, 0, "fair: regularizer lambda"),
     O("fair_steps", T_INT, fair_steps, 0, "fair: gradient steps of the correction"),
     O("fair_lr", T_DBL, fair_lr, 0, "fair: step size of the correction"),
+    O("aggregator", T_STR, aggregator, 1,
+      "mean | norm-bound | median | trimmed-mean | krum (robust rules: fedit/ffa, no client "
+      "DP; keep every update of a round)"),
+    O("norm_bound", T_DBL, norm_bound, 1, "norm-bound: bound S on update norms (0: auto)"),
+    O("norm_factor", T_DBL, norm_factor, 1, "norm-bound auto: S = factor x median update norm"),
+    O("trim_frac", T_DBL, trim_frac, 1, "trimmed-mean: fraction cut at each end, [0, 0.5)"),
+    O("krum_f", T_INT, krum_f, 1, "krum: assumed hostile clients (-1: largest with K >= 2f+3)"),
+    O("krum_m", T_INT, krum_m, 1, "krum: updates averaged (0: K - f)"),
     O("compute_bias", T_INT, compute_bias, 0, "1: report agg_bias (keeps client factors)"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -119,6 +128,10 @@ void coord_config_default(coord_config *c)
 	c->fair_steps = 300;
 	c->fair_lr = 0.01;
 	c->compute_bias = 1;
+	strcpy(c->aggregator, "mean");
+	c->norm_factor = 1.0;
+	c->trim_frac = 0.2;
+	c->krum_f = -1;
 }
 
 /* Option by name; dashes and underscores are the same. */
@@ -419,6 +432,28 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->fair_lambda >= 0, "--fair-lambda must be >= 0");
 	REQUIRE(c->fair_steps >= 0, "--fair-steps must be >= 0");
 	REQUIRE(c->fair_lr > 0, "--fair-lr must be > 0");
+	{
+		lora_robust_rule r;
+		REQUIRE(lora_robust_parse(c->aggregator, &r) == 0,
+		        "--aggregator must be mean, norm-bound, median, trimmed-mean or krum, not "
+		        "'%s'",
+		        c->aggregator);
+		REQUIRE(
+		    r == LORA_ROBUST_MEAN || strcmp(c->strategy, "fair"),
+		    "--aggregator %s cannot be combined with --strategy fair: fair's correction "
+		    "reads every client's product B_k A_k, which a robust rule on the factors "
+		    "would not screen; use fedit or ffa",
+		    c->aggregator);
+		REQUIRE(r == LORA_ROBUST_MEAN || coord_config_dp_mode(c) != COORD_DP_CLIENT,
+		        "--aggregator %s cannot be combined with --dp client: DP-FedAvg's noise is "
+		        "calibrated to a clipped weighted sum",
+		        c->aggregator);
+	}
+	REQUIRE(c->norm_bound >= 0 && isfinite(c->norm_bound), "--norm-bound must be >= 0");
+	REQUIRE(c->norm_factor > 0 && isfinite(c->norm_factor), "--norm-factor must be > 0");
+	REQUIRE(c->trim_frac >= 0 && c->trim_frac < 0.5, "--trim-frac must be in [0, 0.5)");
+	REQUIRE(c->krum_f >= -1, "--krum-f must be >= -1");
+	REQUIRE(c->krum_m >= 0, "--krum-m must be >= 0");
 	return 0;
 }
 

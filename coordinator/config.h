@@ -71,6 +71,10 @@ typedef struct coord_config {
 	double fair_lambda;
 	int fair_steps;
 	double fair_lr;
+	/* robust aggregation (lora/robust.h) */
+	char aggregator[COORD_NAME_MAX]; /* mean | norm-bound | median | trimmed-mean | krum */
+	double norm_bound, norm_factor, trim_frac;
+	int krum_f, krum_m;
 	/* metrics */
 	int compute_bias; /* keep client factors to report agg_bias (default 1) */
 } coord_config;

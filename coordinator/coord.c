@@ -67,6 +67,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
 #include "core/err.h"
@@ -1191,6 +1192,8 @@ static int open_round_locked(coord *c)
 	ao.fair_steps = g->fair_steps;
 	ao.fair_lr = g->fair_lr;
 	ao.fair_ridge = g->fair_ridge;
+	if ((rv = coord_robust_opts(g, &ao.robust)) != 0)
+		goto fail;
 	if (c->dp == COORD_DP_CLIENT) {
 		ao.dp_clip = g->dp_clip;
 		ao.dp_noise = g->dp_noise;
@@ -1318,6 +1321,8 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 		rv |= add(o, "fair_cos_before", num_or_null(s->fair_cos_before));
 		rv |= add(o, "fair_cos_after", num_or_null(s->fair_cos_after));
 	}
+	rv |= add(o, "aggregator", cJSON_CreateString(g->aggregator));
+	rv |= add(o, "robust", coord_robust_json(&s->robust));
 	rv |= add(o, "dp", cJSON_CreateString(g->dp));
 	if (c->dp != COORD_DP_NONE) {
 		rv |= add(o, "dp_clip", cJSON_CreateNumber(g->dp_clip));

@@ -74,6 +74,7 @@ coordinator)
 		--key "$KEYS/coordinator.key" --allow "$KEYS/allow.txt" \
 		${FEDLORA_CONFIG:+--config "$FEDLORA_CONFIG"} \
 		--task "${FEDLORA_TASK:-linreg}" --strategy "${FEDLORA_STRATEGY:-ffa}" \
+		--aggregator "${FEDLORA_AGGREGATOR:-mean}" \
 		--rounds "${FEDLORA_ROUNDS:-5}" --clients-per-round "${FEDLORA_CLIENTS_PER_ROUND:-4}" \
 		--min-clients "${FEDLORA_MIN_CLIENTS:-4}" --round-timeout "${FEDLORA_ROUND_TIMEOUT:-60}" \
 		$(tls_args coordinator) ${FEDLORA_COORDINATOR_ARGS:-} "$@"

@@ -94,6 +94,7 @@ void lora_agg_opts_default(lora_agg_opts *o)
 	o->dp_noise = 0;
 	o->dp_expected_clients = 0;
 	o->noise = NULL;
+	lora_robust_opts_default(&o->robust);
 	o->threads = 0;
 }
 
@@ -122,7 +123,7 @@ static int dp_on(const lora_agg *g)
 
 static int keeps_clients(const lora_agg_opts *o)
 {
-	return o->compute_bias || o->strategy == LORA_FAIR;
+	return o->compute_bias || o->strategy == LORA_FAIR || o->robust.rule != LORA_ROBUST_MEAN;
 }
 
 int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts *opts)
@@ -142,6 +143,10 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 		return FL_EINVAL;
 	if (o->threads < 0)
 		return FL_EINVAL;
+	if (lora_robust_opts_check(&o->robust) != 0)
+		return FL_EINVAL;
+	if (o->robust.rule != LORA_ROBUST_MEAN && (o->strategy == LORA_FAIR || o->dp_clip > 0))
+		return FL_ENOTSUP; /* see lora/robust.h */
 	if (o->dp_clip > 0) {
 		if (o->strategy == LORA_FAIR)
 			return FL_ENOTSUP; /* its correction reads individual updates */
@@ -522,6 +527,17 @@ int lora_agg_finish(lora_agg *g, lora_adapter *out, lora_agg_stats *st)
 				out->params[i + j] =
 				    gl->params[i + j] + (float)((g->sum[i + j] + sd * z[j]) / E);
 		}
+	} else if (g->o.robust.rule != LORA_ROBUST_MEAN) {
+		const float **x = malloc(g->nkeep * sizeof *x);
+		if (!x)
+			return FL_ENOMEM;
+		for (int k = 0; k < g->nkeep; k++)
+			x[k] = g->keep[k]->params + off0;
+		rv = lora_robust_combine(x, g->wkeep, g->nkeep, gl->params + off0, n - off0,
+		                         &g->o.robust, out->params + off0, &st->robust);
+		free(x);
+		if (rv != 0)
+			return rv;
 	} else {
 		const double inv = 1.0 / g->wsum;
 		for (size_t i = off0; i < n; i++)
@@ -549,6 +565,12 @@ int lora_agg_finish(lora_agg *g, lora_adapter *out, lora_agg_stats *st)
 			if (acc.q1 > 0)
 				st->fair_cos_after = acc.s1 / sqrt(acc.dw2 * acc.q1);
 		}
+	}
+	if (g->o.robust.rule == LORA_ROBUST_MEAN) {
+		st->robust.rule = LORA_ROBUST_MEAN;
+		st->robust.clients = st->robust.selected = g->clients;
+		st->robust.krum_f = -1;
+		st->robust.bound = NAN;
 	}
 	st->clients = g->clients;
 	st->weight_sum = g->wsum;

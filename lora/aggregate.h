@@ -44,6 +44,7 @@
 #define FL_LORA_AGGREGATE_H
 
 #include "lora/adapter.h"
+#include "lora/robust.h"
 
 struct priv_noise;
 
@@ -64,6 +65,10 @@ typedef struct lora_agg_opts {
 	/* client-level DP; off when dp_clip <= 0 */
 	double dp_clip, dp_noise, dp_expected_clients;
 	struct priv_noise *noise; /* required when dp_clip > 0 */
+	/* robust rule replacing the weighted mean (lora/robust.h); any rule but
+	 * mean keeps every client's copy and is refused (FL_ENOTSUP) with fair
+	 * or client-level DP */
+	lora_robust_opts robust;
 	/* threads that scan and fold each update: 0 = one per online CPU for
 	 * adapters of at least LORA_AGG_PAR_MIN params (1 below); at most
 	 * LORA_AGG_MAX_THREADS. The result is bit-identical for any count. */
@@ -74,7 +79,7 @@ typedef struct lora_agg_opts {
 #define LORA_AGG_PAR_MIN     ((size_t)1 << 18)
 
 /* Defaults: fedit, compute_bias 1, lambda 0.01, 300 steps, lr 0.01, DP off,
- * threads 0 (automatic). */
+ * threads 0 (automatic), robust rule mean. */
 void lora_agg_opts_default(lora_agg_opts *o);
 
 typedef struct lora_agg_stats {
@@ -84,6 +89,7 @@ typedef struct lora_agg_stats {
 	double fair_cos_before, fair_cos_after; /* cos(dW, B A_avg) before/after correction */
 	double dp_clipped_frac;                 /* fraction of updates that clipping shrank */
 	double update_norm_mean;                /* mean L2 norm of client deltas before clipping */
+	lora_robust_stats robust;               /* what the robust rule did (rule mean: all kept) */
 } lora_agg_stats;
 
 typedef struct lora_agg lora_agg;

@@ -15,6 +15,7 @@
 #   --loss L           netem loss on every link end (default 1%)
 #   --transport T      tcp | tls | both (default both)
 #   --strategy S       fedit | ffa | fair (default ffa)
+#   --aggregator R     mean | norm-bound | median | trimmed-mean | krum (default mean)
 #   --fedlora PATH     binary (default build/fedlora)
 #   --timeout SEC      limit per run (default 100)
 #   --keep DIR         keep logs and run directories in DIR
@@ -25,7 +26,7 @@
 # (python3); the script says so. Exit 0 when
 # every run committed all its rounds, 1 otherwise.
 set -u
-clients=3 rounds=3 delay=50ms loss=1% transport=both strategy=ffa timeout=100 keep=""
+clients=3 rounds=3 delay=50ms loss=1% transport=both strategy=ffa aggregator=mean timeout=100 keep=""
 fedlora=${FEDLORA:-build/fedlora}
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
 	--loss) loss=$2; shift 2 ;;
 	--transport) transport=$2; shift 2 ;;
 	--strategy) strategy=$2; shift 2 ;;
+	--aggregator) aggregator=$2; shift 2 ;;
 	--fedlora) fedlora=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
@@ -227,7 +229,7 @@ run_one() {
 	# shellcheck disable=SC2086
 	ip netns exec "$tag-co" "$fedlora" coordinator --listen "$url" --run-dir "$run" \
 		--key "$work/keys/coordinator.key" --allow "$work/allow.txt" --task linreg \
-		--strategy "$strategy" --rounds "$rounds" --clients-per-round "$clients" \
+		--strategy "$strategy" --aggregator "$aggregator" --rounds "$rounds" --clients-per-round "$clients" \
 		--min-clients "$clients" --round-timeout 30 --linger 5 $tlsc \
 		>"$work/coordinator-$mode.log" 2>&1 &
 	cpid=$!

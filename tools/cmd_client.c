@@ -42,6 +42,9 @@ static void client_usage(FILE *f)
 	        "  --max-rounds N         stop after training N rounds\n"
 	        "  --poll-timeout SEC     longest wait for one reply to GetTask (default 30)\n"
 	        "  --give-up SEC          exit 1 after SEC without any reply (default: never)\n"
+	        "  --attack SPEC          TESTING ONLY: after honest training corrupt the update\n"
+	        "                         (delta d from the global): scale:S (S d), flip (-d),\n"
+	        "                         flip:S (-S d), noise:S (d + N(0, S^2)); still signed\n"
 	        "  --quiet                no progress lines (errors still go to stderr)\n"
 	        "  --help                 this text\n\n"
 	        "Exit status: 0 when the run is done (or N rounds were trained), 1 on failure,\n"
@@ -211,6 +214,19 @@ int cmd_client(int argc, char **argv)
 				fprintf(stderr, "fedlora client: bad --give-up '%s'\n", val);
 				return 2;
 			}
+		} else if (!strcmp(a, "--attack")) {
+			if (client_attack_parse(val, &o.attack)) {
+				fprintf(
+				    stderr,
+				    "fedlora client: bad --attack '%s' (scale:S, flip, flip:S or "
+				    "noise:S)\n",
+				    val);
+				return 2;
+			}
+			fprintf(stderr,
+			        "fedlora client: --attack %s: this client sends corrupted "
+			        "updates (testing robust aggregation)\n",
+			        val);
 		} else {
 			fprintf(stderr, "fedlora client: unknown option '%s' (see --help)\n", a);
 			return 2;

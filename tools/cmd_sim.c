@@ -75,6 +75,8 @@ static void sim_usage(FILE *f)
 	    "  --base DIR               lm: base model folder (coordinator and clients)\n"
 	    "  --device cpu|cuda|auto   lm: clients' device (default cpu)\n"
 	    "  --grad-checkpoint        lm: clients recompute layers in the backward\n"
+	    "  --hostile N --attack SPEC  TESTING ONLY: the last N clients corrupt their\n"
+	    "                           updates (see `fedlora client --help`, --attack)\n"
 	    "  --timeout SEC            give up after SEC seconds (default 3600; 0 = never)\n"
 	    "  --quiet                  no progress lines\n"
 	    "  --help                   this text\n\n"
@@ -302,6 +304,8 @@ int cmd_sim(int argc, char **argv)
 	const char *strategy = NULL, *task = NULL, *run_dir = NULL, *seed = NULL;
 	const char *data_pc = NULL, *base = NULL, *device = "cpu";
 	int grad_ckpt = 0;
+	const char *attack = NULL; /* --hostile/--attack: tests and experiments only */
+	int hostile = 0;
 	double timeout = 3600;
 	const char *pass[SIM_MAX_ARGS];
 	int npass = 0, port, rv = 1, printed = 0, coord_ok = 0;
@@ -382,6 +386,15 @@ int cmd_sim(int argc, char **argv)
 		} else if (!strcmp(a, "--seed")) {
 			SIM_NEED_VALUE;
 			seed = v;
+		} else if (!strcmp(a, "--hostile")) {
+			SIM_NEED_VALUE;
+			if (sim_parse_int(v, 0, SIM_MAX_CLIENTS, &hostile)) {
+				fprintf(stderr, "fedlora sim: bad --hostile '%s'\n", v);
+				return 2;
+			}
+		} else if (!strcmp(a, "--attack")) {
+			SIM_NEED_VALUE;
+			attack = v;
 		} else if (!strcmp(a, "--data-per-client")) {
 			SIM_NEED_VALUE;
 			data_pc = v;
@@ -434,6 +447,11 @@ int cmd_sim(int argc, char **argv)
 	if (per_round > nclients) {
 		fprintf(stderr, "fedlora sim: --clients-per-round (%d) exceeds --clients (%d)\n",
 		        per_round, nclients);
+		return 2;
+	}
+	if (!!attack != !!hostile || hostile > nclients) {
+		fprintf(stderr, "fedlora sim: --hostile N (1..--clients) and --attack SPEC go "
+		                "together\n");
 		return 2;
 	}
 	if (!min_clients)
@@ -579,6 +597,10 @@ int cmd_sim(int argc, char **argv)
 		a[n++] = task;
 		a[n++] = "--client-index";
 		a[n++] = idx;
+		if (attack && i >= nclients - hostile) { /* the last `hostile` clients */
+			a[n++] = "--attack";
+			a[n++] = attack;
+		}
 		if (ndata) {
 			a[n++] = "--data";
 			a[n++] = data_parts[i % ndata];
