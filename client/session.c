@@ -15,6 +15,12 @@
  * round is being retried (no quorum) or re-run after a restart: the client
  * lowers its counter to the committed round and trains the round again if it
  * is selected; the coordinator never hands the same attempt out twice.
+ *
+ * Test hook: with FEDLORA_CAPTURE_SUBMIT=PATH in the environment, every sealed
+ * Submit (the signed envelope, exactly the bytes sent) is also written to PATH
+ * (mode 0600, replaced each round), so tests can replay it
+ * (tests/replay_restart_test.sh). It carries no secret: the envelope is what
+ * any eavesdropper on a plain tcp:// link sees.
  */
 #include "client/session.h"
 
@@ -524,6 +530,18 @@ static int send_submit(session *s, const uint8_t *buf, size_t len, fl_wire_msg *
 	return rv;
 }
 
+/* FEDLORA_CAPTURE_SUBMIT test hook (see the top of this file). */
+static void capture_submit(const uint8_t *buf, size_t len)
+{
+	const char *path = getenv("FEDLORA_CAPTURE_SUBMIT");
+	int rv;
+	if (!path || !*path)
+		return;
+	if ((rv = fl_write_atomic(path, buf, len, 0600)) != 0)
+		fl_log(FL_LOG_WARN, "client", "FEDLORA_CAPTURE_SUBMIT: cannot write %s: %s", path,
+		       fl_strerror(rv));
+}
+
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
 {
@@ -639,6 +657,7 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if ((rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, &s->key, &buf, &len)) != 0)
 		goto done;
 	fl_wire_tensors_fini(&ts);
+	capture_submit(buf, len);
 
 	ev.train_loss = res.train_loss;
 	ev.eval_before = res.eval_before;

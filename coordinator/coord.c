@@ -25,9 +25,7 @@
  * clients that went away are simply absent from the rounds that select them.
  *
  * Known limits: the Task's deadline_ms is the full round timeout even for a
- * client that fetches it late; nonces are kept in memory only (a Submit made
- * before a crash for the round being re-run would be accepted once after the
- * restart: it is that client's update of the same global); with
+ * client that fetches it late; with
  * compute_bias = 1 (default) the aggregator keeps every client's factors.
  *
  * Locking. `mu` protects the round state and coord_state (registry, counters).
@@ -40,6 +38,9 @@
  * Durability. The commit of round R is: global/round-R.safetensors, then the
  * metrics line, then state.json with round = R (coordinator/rundir.h). A
  * restart trims metrics lines of uncommitted rounds and re-runs round R+1.
+ * Accepted nonces go to RUN/nonces.log (fdatasync) before the fold and Ack,
+ * are reloaded when the round opens and are dropped after its commit, so a
+ * replay stays a replay across a kill -9.
  *
  * Not here: the wire format (core/wire.h), socket setup and TLS (core/net.h),
  * the arithmetic of aggregation and DP noise (lora/aggregate.h), accounting
@@ -92,6 +93,7 @@
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
+_Static_assert(FL_NONCE_BYTES == COORD_NONCE_BYTES, "nonces.log record size");
 
 enum { PH_IDLE = 0, PH_OPEN = 1, PH_CLOSED = 2, PH_DONE = 3 };
 enum { W_INIT = 0, W_RECV, W_PARK, W_SEND };
@@ -149,6 +151,7 @@ struct coord {
 	unsigned char *done_told; /* after the run: client was answered Done */
 	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
+	int nonce_fd;         /* RUN/nonces.log: the accepted ones, persisted */
 	lora_agg *agg;
 	uint8_t *task_buf; /* signed Task envelope of the open round */
 	size_t task_len;
@@ -506,9 +509,14 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 	c->folding++;
 	pthread_mutex_unlock(&c->mu);
 
-	/* Outside mu: the global cannot change while folding > 0. */
+	/* Outside mu: the global cannot change while folding > 0. The nonce is
+	 * on disk before the update is folded and acknowledged, so this Submit
+	 * stays a replay after a kill -9 and restart (the round cannot commit,
+	 * and so reset the log, while folding > 0). */
 	w = c->dp == COORD_DP_CLIENT ? 1.0 : (double)s->num_samples;
-	rv = lora_adapter_clone(&ad, c->global);
+	rv = coord_nonce_log_append(c->nonce_fd, round, s->nonce.data);
+	if (!rv)
+		rv = lora_adapter_clone(&ad, c->global);
 	if (!rv)
 		rv = fl_wire_tensors_to_adapter(s->tensors, s->n_tensors,
 		                                c->strat == LORA_FFA ? FL_WIRE_B : FL_WIRE_AB, ad);
@@ -769,6 +777,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	if (!(c = calloc(1, sizeof *c)))
 		return FL_ENOMEM;
 	c->cfg = *cfg;
+	c->nonce_fd = -1;
 	c->dp = coord_config_dp_mode(cfg);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->agg_mu, NULL);
@@ -943,6 +952,11 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	fl_rng_init(&c->rng, (uint64_t)cfg->seed, 0x636f6f7264ULL);
 	if ((rv = fl_nonce_set_new(&c->nonces)) != 0)
 		goto fail;
+	if ((rv = coord_nonce_log_open(cfg->run_dir, &c->nonce_fd)) != 0) {
+		fl_seterr(err, errn, "cannot open %s/nonces.log: %s", cfg->run_dir,
+		          fl_strerror(rv));
+		goto fail;
+	}
 	*out = c;
 	return 0;
 fail:
@@ -976,6 +990,8 @@ void coord_close(coord *c)
 	free(c->works);
 	lora_agg_free(c->agg);
 	fl_nonce_set_free(c->nonces);
+	if (c->nonce_fd >= 0)
+		close(c->nonce_fd);
 	free(c->task_buf);
 	free(c->done_told);
 	free(c->sel);
@@ -1406,6 +1422,11 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	/* committed: the round's nonces are no longer needed (a Submit of it is
+	 * stale now); a failure leaves records that loading skips */
+	if (coord_nonce_log_reset(c->nonce_fd) != 0)
+		coord_logf(c, FL_LOG_WARN, "round %d: cannot empty nonces.log: %s", c->cur_round,
+		           strerror(errno));
 	lora_adapter_copy(c->global, next);
 	{
 		char eps_s[48] = "";
@@ -1424,6 +1445,14 @@ out:
 	free(line);
 	lora_adapter_free(next);
 	return rv;
+}
+
+/* coord_nonce_log_load callback: back into the round's nonce set. */
+static int nonce_restore(void *arg, const unsigned char *nonce)
+{
+	coord *c = arg;
+	int rv = fl_nonce_set_add(c->nonces, nonce, FL_NONCE_BYTES);
+	return rv == FL_EREPLAY ? 0 : rv;
 }
 
 /* Marks the run done for `reason` and persists it. */
@@ -1503,6 +1532,19 @@ int coord_run(coord *c, char *err, size_t errn)
 			c->attempt = 0;
 			fl_nonce_set_clear(c->nonces);
 			t_round = fl_now_s();
+			/* after a restart: the Submits this round accepted before */
+			int nn = 0;
+			if ((rv = coord_nonce_log_load(c->nonce_fd, c->cur_round, nonce_restore, c,
+			                               &nn)) != 0) {
+				fl_seterr(err, errn, "cannot read nonces.log: %s", fl_strerror(rv));
+				break;
+			}
+			if (nn)
+				coord_logf(
+				    c, FL_LOG_INFO,
+				    "round %d: %d nonce(s) of Submits accepted before the restart "
+				    "restored from nonces.log",
+				    c->cur_round, nn);
 		}
 		c->attempt++;
 		if ((rv = open_round_locked(c)) != 0) {

@@ -5,11 +5,16 @@
 #include "coordinator/rundir.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/err.h"
 #include "core/fsutil.h"
@@ -372,5 +377,82 @@ int coord_metrics_count(const char *run_dir, int *lines, int *last_round)
 		i = j + 1;
 	}
 	free(text);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- nonce log */
+
+int coord_nonce_log_open(const char *run_dir, int *fd)
+{
+	char path[4096];
+	int rv;
+
+	*fd = -1;
+	if ((rv = join_path(path, sizeof path, run_dir, "nonces.log")) != 0)
+		return rv;
+	*fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		fl_log(FL_LOG_ERROR, "rundir", "cannot open %s: %s", path, strerror(errno));
+		return FL_EIO;
+	}
+	return 0;
+}
+
+int coord_nonce_log_append(int fd, int round, const unsigned char nonce[COORD_NONCE_BYTES])
+{
+	unsigned char rec[COORD_NONCE_RECORD];
+	uint32_t r = (uint32_t)round;
+	ssize_t k;
+
+	for (int i = 0; i < 4; i++)
+		rec[i] = (unsigned char)(r >> (8 * i));
+	memcpy(rec + 4, nonce, COORD_NONCE_BYTES);
+	/* one write of O_APPEND: records of concurrent Submits do not interleave */
+	do
+		k = write(fd, rec, sizeof rec);
+	while (k < 0 && errno == EINTR);
+	if (k != (ssize_t)sizeof rec)
+		return FL_EIO;
+	return fdatasync(fd) == 0 ? 0 : FL_EIO;
+}
+
+int coord_nonce_log_load(int fd, int round, int (*fn)(void *arg, const unsigned char *nonce),
+                         void *arg, int *n)
+{
+	unsigned char buf[COORD_NONCE_RECORD * 256];
+	off_t off = 0;
+	int count = 0, rv = 0;
+
+	for (;;) {
+		ssize_t k = pread(fd, buf, sizeof buf, off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			rv = FL_EIO;
+			break;
+		}
+		size_t whole = (size_t)k / COORD_NONCE_RECORD * COORD_NONCE_RECORD;
+		for (size_t p = 0; p < whole && !rv; p += COORD_NONCE_RECORD) {
+			uint32_t r = 0;
+			for (int i = 0; i < 4; i++)
+				r |= (uint32_t)buf[p + i] << (8 * i);
+			if (r != (uint32_t)round)
+				continue;
+			if ((rv = fn(arg, buf + p + 4)) == 0)
+				count++;
+		}
+		if (rv || whole < sizeof buf) /* end of file (a torn record is ignored) */
+			break;
+		off += (off_t)whole;
+	}
+	if (n)
+		*n = count;
+	return rv;
+}
+
+int coord_nonce_log_reset(int fd)
+{
+	if (ftruncate(fd, 0) != 0 || fsync(fd) != 0)
+		return FL_EIO;
 	return 0;
 }

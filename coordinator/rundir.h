@@ -9,6 +9,8 @@
  *   RUN/metrics.jsonl             one JSON object per committed round
  *   RUN/global/round-%06d.safetensors  global adapter after each round
  *   RUN/coordinator.log           one line per round (written by the server)
+ *   RUN/nonces.log                nonces of accepted Submits of the round being
+ *                                 run (append-only, fsynced; see below)
  *
  * Commit protocol of a round R: (1) write global/round-R, (2) rewrite
  * metrics.jsonl with the line of R appended, (3) rewrite state.json with
@@ -87,5 +89,26 @@ int coord_metrics_trim(const char *run_dir, int last_committed);
 /* Number of lines in metrics.jsonl and the round of its last line (for tests
  * and the restart check); FL_ENOENT when absent. */
 int coord_metrics_count(const char *run_dir, int *lines, int *last_round);
+
+/* The nonce log: fixed records of COORD_NONCE_RECORD bytes (round as 4 bytes
+ * little-endian, then the COORD_NONCE_BYTES nonce), appended with one write
+ * and fdatasync'ed before the Submit is folded and acknowledged, so a Submit
+ * captured before a kill -9 is still a replay after the restart. Only the
+ * records of the round being run matter (a Submit of any other round is
+ * stale); the log is emptied after each commit, so it holds at most one
+ * round's Submits (plus, after a crash between commit and reset, the previous
+ * round's, which loading skips). A torn last record is ignored. */
+#define COORD_NONCE_BYTES  24
+#define COORD_NONCE_RECORD (4 + COORD_NONCE_BYTES)
+/* Opens (creates, mode 0600) RUN/nonces.log for appending; the fd in *fd. */
+int coord_nonce_log_open(const char *run_dir, int *fd);
+/* Appends one record and fdatasyncs it. Safe from several threads. */
+int coord_nonce_log_append(int fd, int round, const unsigned char nonce[COORD_NONCE_BYTES]);
+/* Calls fn(arg, nonce) for every record of `round`; stops at fn's first
+ * nonzero return and returns it. *n (may be NULL) counts the calls. */
+int coord_nonce_log_load(int fd, int round, int (*fn)(void *arg, const unsigned char *nonce),
+                         void *arg, int *n);
+/* Empties the log (ftruncate + fsync), after a commit. */
+int coord_nonce_log_reset(int fd);
 
 #endif
