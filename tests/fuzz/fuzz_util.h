@@ -47,8 +47,8 @@ static const char *fz_init(void)
 
 /* path = scratch/name (sub may add a subdirectory, created); writes data there
  * with mode `mode`. 0 on success. */
-__attribute__((unused)) static int fz_write(char *path, size_t n, const char *name, const uint8_t *data, size_t size,
-                    mode_t mode)
+__attribute__((unused)) static int fz_write(char *path, size_t n, const char *name,
+                                            const uint8_t *data, size_t size, mode_t mode)
 {
 	const char *d = fz_init();
 	int fd;
