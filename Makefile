@@ -4,6 +4,8 @@
 #   make demo       install missing Debian packages, build, run the main job
 #   make asan       build into build-asan/ with AddressSanitizer + UBSan and run the tests
 #   make bench      build the benchmarks in build/bench/
+#   make fuzz-build clang ASan+UBSan+libFuzzer targets tests/fuzz/*_fuzz.c in build-fuzz/fuzz/
+#   make fuzz       run each fuzz target FUZZ_S seconds (default 600); prints a table
 #   make CUDA=0     force the CPU-only build
 # Every variable below can be overridden on the command line.
 
@@ -17,6 +19,7 @@ CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_87,code=
 	      -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90 \
 	      -gencode arch=compute_90,code=compute_90
 SAN       ?=
+FUZZ_S    ?= 600
 
 WARN   := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla \
 	  -Wno-unused-parameter
@@ -50,12 +53,13 @@ TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test demo asan bench clean deps format tests-build test-compose gpu-check
+.PHONY: all test demo asan bench clean deps format tests-build test-compose gpu-check \
+	fuzz fuzz-build
 
 # A fresh machine without the build dependencies stops here with one line
 # naming `make deps` (goals that install them, or need none, skip the check).
 ifeq ($(wildcard $(PROTO_H)),)
-ifeq ($(filter deps test demo asan clean format test-compose gpu-check,$(MAKECMDGOALS)),)
+ifeq ($(filter deps test demo asan clean format test-compose gpu-check fuzz fuzz-build,$(MAKECMDGOALS)),)
 DEPS_MISSING := $(shell CC="$(CC)" sh scripts/check-deps.sh 2>&1)
 $(if $(DEPS_MISSING),$(error $(DEPS_MISSING)))
 endif
@@ -119,6 +123,12 @@ gpu-check:
 	@$(MAKE) --no-print-directory bench tests-build
 	@sh scripts/gpu-check.sh
 
+fuzz-build:
+	@sh scripts/fuzz.sh build
+
+fuzz:
+	@FUZZ_S=$(FUZZ_S) sh scripts/fuzz.sh run
+
 test-compose:
 	@sh scripts/compose-test.sh
 
@@ -126,6 +136,6 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -617,7 +617,7 @@ static void work_cb(void *arg)
 	nng_msg *req, *rep;
 	int rv, park;
 
-	switch (w->state) {
+	switch (atomic_load(&w->state)) {
 	case W_INIT:
 		w->state = W_RECV;
 		nng_ctx_recv(w->ctx, w->aio);

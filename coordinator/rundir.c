@@ -173,6 +173,15 @@ static int get_num(const cJSON *o, const char *k, double *x)
 	return 0;
 }
 
+/* A whole number in [0, hi) (hi at most 2^62, so the cast to long or int is
+ * defined): counts and rounds in state.json. */
+static int get_count(const cJSON *o, const char *k, double hi, double *x)
+{
+	if (get_num(o, k, x) || *x < 0 || *x >= hi || *x != floor(*x))
+		return FL_EFORMAT;
+	return 0;
+}
+
 static int get_str(const cJSON *o, const char *k, char *buf, size_t n)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -212,7 +221,7 @@ int coord_state_load(coord_state *s, const char *run_dir)
 	s->done = cJSON_IsTrue(done);
 	if (get_str(o, "reason", s->reason, sizeof s->reason))
 		goto fail;
-	if (get_num(o, "retries", &x) || x < 0)
+	if (get_count(o, "retries", 0x1p62, &x))
 		goto fail;
 	s->retries = (long)x;
 	if (get_num(o, "client_eps_max", &s->client_eps_max))
@@ -224,7 +233,7 @@ int coord_state_load(coord_state *s, const char *run_dir)
 	{
 		double sigma, q, steps;
 		if (get_num(it, "sigma", &sigma) || get_num(it, "q", &q) ||
-		    get_num(it, "steps", &steps) || sigma < 0 || q < 0 || q > 1 || steps < 0)
+		    get_count(it, "steps", 0x1p62, &steps) || sigma < 0 || q < 0 || q > 1)
 			goto fail;
 		/* appended without merging: the history is kept as it was saved */
 		if (s->n_phases == s->cap_phases) {
@@ -247,8 +256,10 @@ int coord_state_load(coord_state *s, const char *run_dir)
 		char key[COORD_KEY_HEX_MAX];
 		double ns, jr, lr;
 		int idx;
-		if (get_str(it, "key", key, sizeof key) || get_num(it, "num_samples", &ns) ||
-		    get_num(it, "joined_round", &jr) || get_num(it, "last_round", &lr))
+		if (get_str(it, "key", key, sizeof key) ||
+		    get_count(it, "num_samples", 0x1p62, &ns) ||
+		    get_count(it, "joined_round", (double)INT_MAX + 1, &jr) ||
+		    get_count(it, "last_round", (double)INT_MAX + 1, &lr))
 			goto fail;
 		if ((rv = coord_state_add_client(s, key, (long)ns, (int)jr, &idx)) != 0)
 			goto fail;

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages fedlora needs to build, test and run its demo.
 # Only missing packages are installed; apt-get runs as root, or through sudo.
-# It never touches anything but Debian packages.
+# It never touches anything but Debian packages. clang + libclang-rt-14-dev
+# are only for tests/fuzz_test.sh and make fuzz (libFuzzer); the build and
+# runtime never need them, so check-deps and the Dockerfile leave them out.
 set -e
 PKGS="build-essential pkg-config libsodium-dev libnng-dev libmbedtls-dev \
 libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcjson-dev \
 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
-gnuplot-nox iproute2 nftables openssl procps python3"
+gnuplot-nox iproute2 nftables openssl procps python3 clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -89,6 +89,8 @@ typedef struct P {
 enum { T_EOF, T_NAME, T_STR, T_INT, T_OP };
 
 static void fail(ctx *c, int rc, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(ctx *c, int rc, size_t off, const char *fmt, ...)
 {
 	va_list ap;
 	if (c->rc)
