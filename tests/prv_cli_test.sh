@@ -2,8 +2,9 @@
 # tests/prv_cli_test.sh — `fedlora eps --accountant prv`: the JSON bounds are
 # ordered (lower <= estimate <= upper), the upper bound is below RDP's
 # epsilon on a DP-SGD schedule, a split --history equals the single phase,
-# the default stays rdp, and bad --accountant / --eps-error values and
-# --target-eps with prv are refused with a message (exit 2).
+# the default stays rdp, --target-eps with prv meets the target with less
+# noise than RDP needs, and bad --accountant / --eps-error / --target-eps
+# values are refused with a message (exit 2).
 . tests/lib.sh
 
 py() { python3 -c "$@"; }
@@ -31,7 +32,7 @@ bad_ok=1
 for args in "--accountant foo --sigma 1 --q 0.1 --steps 10" \
 	"--accountant prv --eps-error 0 --sigma 1 --q 0.1 --steps 10" \
 	"--accountant prv --eps-error x --sigma 1 --q 0.1 --steps 10" \
-	"--accountant prv --target-eps 1 --q 0.1 --steps 10"; do
+	"--accountant prv --target-eps 0 --q 0.1 --steps 10"; do
 	# shellcheck disable=SC2086
 	"$FEDLORA" eps $args >"$TMPROOT/o" 2>"$TMPROOT/e"
 	rc=$?
@@ -41,5 +42,10 @@ for args in "--accountant foo --sigma 1 --q 0.1 --steps 10" \
 	fi
 done
 if [ $bad_ok -eq 1 ]; then ok prv_cli_rejects_bad; else notok prv_cli_rejects_bad; fi
+tp=$("$FEDLORA" eps --accountant prv --target-eps 2 --q 0.1 --steps 20 --json 2>&1)
+tr=$("$FEDLORA" eps --target-eps 2 --q 0.1 --steps 20 --json 2>&1)
+check prv_cli_target_eps py "
+import json,sys; p=json.loads('''$tp'''); r=json.loads('''$tr''')
+sys.exit(0 if p['eps_upper'] <= 2 and p['eps_upper'] > 1.9 and p['sigma'] < r['sigma'] else 1)"
 "$FEDLORA" eps --help | grep -q -- "--accountant" && ok prv_cli_help || notok prv_cli_help
 exit $t_failed

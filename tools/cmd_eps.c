@@ -37,7 +37,7 @@ static void eps_usage(FILE *f)
 	        "usage: fedlora eps --sigma S --q Q --steps T [--delta D] [--json]\n"
 	        "       fedlora eps --history FILE.json [--delta D] [--json]\n"
 	        "       fedlora eps --target-eps E --q Q --steps T [--delta D] [--json]\n"
-	        "       (any form: [--accountant rdp|prv] [--eps-error E]; --target-eps: rdp)\n"
+	        "       (any form: [--accountant rdp|prv] [--eps-error E])\n"
 	        "\n"
 	        "Accountant of the Poisson-subsampled Gaussian mechanism (DP-SGD,\n"
 	        "DP-FedAvg): RDP with the orders and (epsilon, delta) conversion of Opacus\n"
@@ -302,10 +302,6 @@ int cmd_eps(int argc, char **argv)
 		}
 	}
 
-	if (!isnan(target) && prv) {
-		fprintf(stderr, "fedlora eps: --target-eps supports --accountant rdp only\n");
-		return 2;
-	}
 	if (!isnan(target)) {
 		double s, eps, order;
 		rv = priv_rdp_sigma_for_eps(target, q, steps, delta, &s);
@@ -321,6 +317,32 @@ int cmd_eps(int argc, char **argv)
 			return 1;
 		}
 		priv_phase one = {s, q, steps};
+		priv_prv_eps pe = {0};
+		if (prv && s > 0) {
+			/* PRV's upper bound is below RDP's epsilon, so RDP's sigma meets the
+			 * target; bisect down to a relative 1e-3 on PRV's upper bound (a grid
+			 * too large to build counts as not meeting it: conservative). */
+			double hi = s, lo = s / 4;
+			for (int it = 0; it < 12 && hi - lo > 1e-3 * hi; it++) {
+				double mid = 0.5 * (lo + hi);
+				priv_phase m = {mid, q, steps};
+				rv = priv_prv_epsilon(&m, 1, delta, eps_error, delta / 1000, &pe);
+				if (rv && rv != FL_ETOOBIG) {
+					fprintf(stderr, "fedlora eps: prv: %s\n", fl_strerror(rv));
+					return 1;
+				}
+				if (!rv && pe.upper <= target)
+					hi = mid;
+				else
+					lo = mid;
+			}
+			s = one.sigma = hi;
+			if ((rv = priv_prv_epsilon(&one, 1, delta, eps_error, delta / 1000, &pe)) !=
+			    0) {
+				fprintf(stderr, "fedlora eps: prv: %s\n", fl_strerror(rv));
+				return 1;
+			}
+		}
 		if (s > 0) {
 			if ((rv = priv_rdp_epsilon(&one, 1, delta, &eps, &order)) != 0) {
 				fprintf(stderr, "fedlora eps: %s\n", fl_strerror(rv));
@@ -331,14 +353,24 @@ int cmd_eps(int argc, char **argv)
 			order = NAN;
 		}
 		if (json) {
-			printf("{");
+			printf("{\"accountant\":\"%s\",", prv ? "prv" : "rdp");
 			json_num("sigma", s, 0);
 			json_num("target_eps", target, 0);
-			json_num("epsilon", eps, 0);
+			json_num("epsilon", prv ? pe.upper : eps, 0);
 			json_num("delta", delta, 0);
+			if (prv) {
+				json_num("eps_lower", pe.lower, 0);
+				json_num("eps_estimate", pe.estimate, 0);
+				json_num("eps_upper", pe.upper, 0);
+				json_num("rdp_epsilon", eps, 0);
+			}
 			json_num("order", order, 0);
 			json_num("q", q, 0);
 			printf("\"steps\":%ld}\n", steps);
+		} else if (prv) {
+			printf("sigma %.6g  (prv epsilon upper %.6g <= %g, estimate %.6g, at delta "
+			       "%g, q %g, %ld steps; rdp epsilon %.6g)\n",
+			       s, pe.upper, target, pe.estimate, delta, q, steps, eps);
 		} else {
 			printf("sigma %.6g  (epsilon %.6g <= %g at delta %g, q %g, %ld steps, best "
 			       "order %g)\n",
