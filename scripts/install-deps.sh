@@ -6,7 +6,7 @@
 # runtime never need them, so check-deps and the Dockerfile leave them out.
 set -e
 PKGS="build-essential pkg-config libsodium-dev libnng-dev libmbedtls-dev \
-libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcjson-dev \
+libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcjson-dev libfftw3-dev \
 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
 gnuplot-nox iproute2 nftables openssl procps python3 clang libclang-rt-14-dev"
 missing=""

@@ -4,6 +4,7 @@
  *   fedlora eps --sigma S --q Q --steps T [--delta D] [--json]
  *   fedlora eps --history FILE.json [--delta D] [--json]
  *   fedlora eps --target-eps E --q Q --steps T [--delta D] [--json]
+ *   add --accountant prv [--eps-error E] for the PRV accountant (privacy/prv.h)
  *
  * Prints epsilon and the best RDP order of a DP-SGD schedule (one phase, or a
  * history of phases read from a JSON file: a list of {"sigma","q","steps"}, or
@@ -23,6 +24,7 @@
 
 #include "core/err.h"
 #include "privacy/accountant.h"
+#include "privacy/prv.h"
 #include "tools/cmds.h"
 
 #define EPS_HISTORY_MAX_BYTES  (16L << 20)
@@ -35,10 +37,17 @@ static void eps_usage(FILE *f)
 	        "usage: fedlora eps --sigma S --q Q --steps T [--delta D] [--json]\n"
 	        "       fedlora eps --history FILE.json [--delta D] [--json]\n"
 	        "       fedlora eps --target-eps E --q Q --steps T [--delta D] [--json]\n"
+	        "       (any form: [--accountant rdp|prv] [--eps-error E])\n"
 	        "\n"
-	        "RDP accountant of the Poisson-subsampled Gaussian mechanism (DP-SGD,\n"
-	        "DP-FedAvg), with the orders and (epsilon, delta) conversion of Opacus.\n"
+	        "Accountant of the Poisson-subsampled Gaussian mechanism (DP-SGD,\n"
+	        "DP-FedAvg): RDP with the orders and (epsilon, delta) conversion of Opacus\n"
+	        "(default), or PRV (Gopi et al. 2021: numerical composition of the privacy\n"
+	        "loss distribution by FFT), which prints lower <= estimate <= upper bounds\n"
+	        "on epsilon; the upper bound is the reported epsilon.\n"
 	        "\n"
+	        "  --accountant A   rdp (default) or prv\n"
+	        "  --eps-error E    prv only: epsilon error of the bounds, > 0 (default 0.01;\n"
+	        "                   delta error is delta/1000)\n"
 	        "  --sigma S        noise multiplier (noise std / clipping norm), > 0\n"
 	        "  --q Q            Poisson sampling rate, in [0, 1]\n"
 	        "  --steps T        number of steps (integer >= 0)\n"
@@ -191,7 +200,8 @@ int cmd_eps(int argc, char **argv)
 	double sigma = NAN, q = NAN, delta = EPS_DEFAULT_DELTA, target = NAN;
 	long steps = -1;
 	const char *history = NULL;
-	int json = 0, rv, status = 1;
+	int json = 0, rv, status = 1, prv = 0;
+	double eps_error = 0.01;
 	priv_phase *ph = NULL;
 	int nph = 0;
 
@@ -228,6 +238,26 @@ int cmd_eps(int argc, char **argv)
 				return 2;
 		} else if (!strcmp(a, "--history")) {
 			history = v;
+		} else if (!strcmp(a, "--accountant")) {
+			if (!strcmp(v, "prv")) {
+				prv = 1;
+			} else if (!strcmp(v, "rdp")) {
+				prv = 0;
+			} else {
+				fprintf(stderr,
+				        "fedlora eps: --accountant must be rdp or prv (got '%s')\n",
+				        v);
+				return 2;
+			}
+		} else if (!strcmp(a, "--eps-error")) {
+			if (parse_double(a, v, &eps_error))
+				return 2;
+			if (!(eps_error > 0 && eps_error <= 1)) {
+				fprintf(stderr,
+				        "fedlora eps: --eps-error must be in (0, 1] (got %g)\n",
+				        eps_error);
+				return 2;
+			}
 		} else {
 			fprintf(stderr, "fedlora eps: unknown option %s\n", a);
 			eps_usage(stderr);
@@ -287,6 +317,32 @@ int cmd_eps(int argc, char **argv)
 			return 1;
 		}
 		priv_phase one = {s, q, steps};
+		priv_prv_eps pe = {0};
+		if (prv && s > 0) {
+			/* PRV's upper bound is below RDP's epsilon, so RDP's sigma meets the
+			 * target; bisect down to a relative 1e-3 on PRV's upper bound (a grid
+			 * too large to build counts as not meeting it: conservative). */
+			double hi = s, lo = s / 4;
+			for (int it = 0; it < 12 && hi - lo > 1e-3 * hi; it++) {
+				double mid = 0.5 * (lo + hi);
+				priv_phase m = {mid, q, steps};
+				rv = priv_prv_epsilon(&m, 1, delta, eps_error, delta / 1000, &pe);
+				if (rv && rv != FL_ETOOBIG) {
+					fprintf(stderr, "fedlora eps: prv: %s\n", fl_strerror(rv));
+					return 1;
+				}
+				if (!rv && pe.upper <= target)
+					hi = mid;
+				else
+					lo = mid;
+			}
+			s = one.sigma = hi;
+			if ((rv = priv_prv_epsilon(&one, 1, delta, eps_error, delta / 1000, &pe)) !=
+			    0) {
+				fprintf(stderr, "fedlora eps: prv: %s\n", fl_strerror(rv));
+				return 1;
+			}
+		}
 		if (s > 0) {
 			if ((rv = priv_rdp_epsilon(&one, 1, delta, &eps, &order)) != 0) {
 				fprintf(stderr, "fedlora eps: %s\n", fl_strerror(rv));
@@ -297,14 +353,24 @@ int cmd_eps(int argc, char **argv)
 			order = NAN;
 		}
 		if (json) {
-			printf("{");
+			printf("{\"accountant\":\"%s\",", prv ? "prv" : "rdp");
 			json_num("sigma", s, 0);
 			json_num("target_eps", target, 0);
-			json_num("epsilon", eps, 0);
+			json_num("epsilon", prv ? pe.upper : eps, 0);
 			json_num("delta", delta, 0);
+			if (prv) {
+				json_num("eps_lower", pe.lower, 0);
+				json_num("eps_estimate", pe.estimate, 0);
+				json_num("eps_upper", pe.upper, 0);
+				json_num("rdp_epsilon", eps, 0);
+			}
 			json_num("order", order, 0);
 			json_num("q", q, 0);
 			printf("\"steps\":%ld}\n", steps);
+		} else if (prv) {
+			printf("sigma %.6g  (prv epsilon upper %.6g <= %g, estimate %.6g, at delta "
+			       "%g, q %g, %ld steps; rdp epsilon %.6g)\n",
+			       s, pe.upper, target, pe.estimate, delta, q, steps, eps);
 		} else {
 			printf("sigma %.6g  (epsilon %.6g <= %g at delta %g, q %g, %ld steps, best "
 			       "order %g)\n",
@@ -329,14 +395,31 @@ int cmd_eps(int argc, char **argv)
 		fprintf(stderr, "fedlora eps: %s\n", fl_strerror(rv));
 		goto out;
 	}
+	priv_prv_eps pe = {0};
+	if (prv && (rv = priv_prv_epsilon(ph, nph, delta, eps_error, delta / 1000, &pe)) != 0) {
+		fprintf(stderr, "fedlora eps: prv: %s%s\n", fl_strerror(rv),
+		        rv == FL_ETOOBIG ? " (grid too large: raise --eps-error)" : "");
+		goto out;
+	}
 	double total = 0; /* a double: 10^6 phases of 10^15 steps would overflow a long */
 	for (int i = 0; i < nph; i++)
 		total += (double)ph[i].steps;
 	if (json) {
-		printf("{");
-		json_num("epsilon", eps, 0);
+		printf("{\"accountant\":\"%s\",", prv ? "prv" : "rdp");
+		json_num("epsilon", prv ? pe.upper : eps, 0);
 		json_num("delta", delta, 0);
-		json_num("order", order, 0);
+		if (prv) {
+			json_num("eps_lower", pe.lower, 0);
+			json_num("eps_estimate", pe.estimate, 0);
+			json_num("eps_upper", pe.upper, 0);
+			json_num("eps_error", eps_error, 0);
+			json_num("delta_error", delta / 1000, 0);
+			json_num("mesh", pe.mesh, 0);
+			printf("\"grid\":%ld,", pe.grid);
+			json_num("rdp_epsilon", eps, 0);
+		} else {
+			json_num("order", order, 0);
+		}
 		if (!history) {
 			json_num("sigma", sigma, 0);
 			json_num("q", q, 0);
@@ -346,6 +429,14 @@ int cmd_eps(int argc, char **argv)
 		printf("\"steps\":%.0f}\n", total);
 	} else if (isinf(eps)) {
 		printf("epsilon inf  (no noise in some phase: no privacy)\n");
+	} else if (prv) {
+		printf("epsilon %.6g  (prv: lower %.6g, estimate %.6g, upper %.6g; delta %g, "
+		       "rdp %.6g",
+		       pe.upper, pe.lower, pe.estimate, pe.upper, delta, eps);
+		if (history)
+			printf(", %d phases, %.0f steps)\n", nph, total);
+		else
+			printf(", sigma %g, q %g, %ld steps)\n", sigma, q, steps);
 	} else {
 		printf("epsilon %.6g  (delta %g, best order %g", eps, delta, order);
 		if (history)
