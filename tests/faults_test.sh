@@ -27,14 +27,6 @@ wait_lines() {
 	done
 	return 1
 }
-# wait_pid PID SECONDS: until PID exits; its status in $wst
-wait_pid() {
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-	if kill -0 "$1" 2>/dev/null; then wst=timeout; return 1; fi
-	wait "$1"; wst=$?
-	return 0
-}
 metrics_once() { # FILE ROUNDS: rounds 1..ROUNDS, each once, in order
 	python3 - "$1" "$2" <<'PY'
 import json, sys

@@ -33,3 +33,28 @@ stop_pids() {
 	for p_ in "$@"; do kill -9 "$p_" 2>/dev/null; done
 	wait 2>/dev/null
 }
+# wait_pid PID SECONDS: until PID exits; its status in $wst
+wait_pid() {
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
+	if kill -0 "$1" 2>/dev/null; then wst=timeout; return 1; fi
+	wait "$1"; wst=$?
+	return 0
+}
+# all_refused NAME ARGS...: every ARGS string (split on blanks) given to
+# `fedlora eps` must exit 2 with a message on stderr and nothing on stdout;
+# one ok/not ok line NAME for the lot.
+all_refused() {
+	name_=$1; shift
+	bad_ok=1
+	for args in "$@"; do
+		# shellcheck disable=SC2086
+		"$FEDLORA" eps $args >"$TMPROOT/o" 2>"$TMPROOT/e"
+		rc=$?
+		if [ "$rc" -ne 2 ] || ! [ -s "$TMPROOT/e" ] || [ -s "$TMPROOT/o" ]; then
+			echo "  eps $args: rc $rc (want 2 with a message)" >&2
+			bad_ok=0
+		fi
+	done
+	if [ $bad_ok -eq 1 ]; then ok "$name_"; else notok "$name_"; fi
+}

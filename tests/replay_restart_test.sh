@@ -18,14 +18,6 @@ pids=""
 stop_all() { stop_pids $pids; }
 trap 'stop_all; cleanup_tmp' EXIT
 
-# wait_pid PID SECONDS: until PID exits; its status in $wst
-wait_pid() {
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-	if kill -0 "$1" 2>/dev/null; then wst=timeout; return 1; fi
-	wait "$1"; wst=$?
-	return 0
-}
 # wait_grep PATTERN FILE SECONDS
 wait_grep() {
 	i=0
