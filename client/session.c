@@ -690,6 +690,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 		/* our own resend of an update that already arrived */
 		if (ev.code == FL_EREPLAY)
 			ev.accepted = 1;
+		if (ev.code == FL_ECLOSED)
+			fl_log(FL_LOG_WARN, "client", "round %llu closed before our update arrived",
+			       (unsigned long long)t->round);
 	} else {
 		ev.code = FL_EFORMAT;
 		ev.text = "unexpected reply to a submission";

@@ -32,7 +32,7 @@
  * Verifying a Submit's signature, unpacking it and converting its tensors run
  * outside the lock; the fold into the aggregator runs under `agg_mu` only.
  * The engine closes a round by setting the phase to CLOSED (later Submits are
- * stale) and then waits until no fold is in flight (`folding` == 0) before it
+ * refused as round_closed) and then waits until no fold is in flight (`folding` == 0) before it
  * finishes the aggregation.
  *
  * Durability. The commit of round R is: global/round-R.safetensors, then the
@@ -448,6 +448,21 @@ static int check_metrics(const Fedlora__TrainMetrics *tm)
 	return 0;
 }
 
+/* Is a Submit (of this run) for a round that is not open? Under mu. 0: it is
+ * for the open attempt; FL_ECLOSED: its round was committed, or it is the
+ * current round and the attempt it was handed out in has closed (it timed out;
+ * a retry may open a new attempt, which hands the Task out again); FL_ESTALE:
+ * a round this coordinator never opened (a future one, or one not reopened
+ * yet after a restart). */
+static int submit_closed_locked(const coord *c, const Fedlora__Submit *s)
+{
+	if (s->round > 0 && s->round <= (uint64_t)c->st.round)
+		return FL_ECLOSED;
+	if (c->cur_round > 0 && s->round == (uint64_t)c->cur_round)
+		return c->phase == PH_OPEN ? 0 : FL_ECLOSED;
+	return FL_ESTALE;
+}
+
 static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 {
 	const Fedlora__Submit *s = (const Fedlora__Submit *)m->body;
@@ -470,13 +485,17 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "submit: not registered (send Hello first)");
 	}
-	if (c->phase != PH_OPEN ||
-	    (rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round)) == FL_ESTALE) {
+	if ((rv = submit_closed_locked(c, s)) != 0) {
 		unsigned long long r = (unsigned long long)s->round;
 		pthread_mutex_unlock(&c->mu);
-		return reject(c, FL_ESTALE, who, "submit: round %llu is not open (%s)", r,
+		if (rv == FL_ECLOSED)
+			return reject(c, rv, who, "submit: round %llu closed (%s)", r,
+			              s->round <= (uint64_t)c->st.round ? "committed"
+			                                                : "its attempt timed out");
+		return reject(c, rv, who, "submit: round %llu is not open (%s)", r,
 		              c->phase == PH_OPEN ? "another round" : "no round open");
 	}
+	rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round);
 	if (rv) {
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, rv, who, "submit: %s", fl_strerror(rv));
