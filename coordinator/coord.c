@@ -22,7 +22,9 @@
  * (they were trained on the same global) and the selection is topped up from
  * the clients that have not reported; the retry is logged and counted
  * (metrics "attempts", state.json "retries"). The registry only grows;
- * clients that went away are simply absent from the rounds that select them.
+ * clients that missed an attempt's deadline or whose connection dropped are
+ * "gone" (coordinator/gone.h) and left out of top-ups and selections until
+ * they are back (metrics "gone_excluded", "gone").
  *
  * Known limits: the Task's deadline_ms is the full round timeout even for a
  * client that fetches it late; with
@@ -68,6 +70,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "coordinator/gone.h"
 #include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
@@ -161,6 +164,8 @@ struct coord {
 	double w_sum, train_sum, eval_after_sum, eval_before_sum;
 	double client_eps_round;
 	int retries_round;
+	coord_gone gone;    /* clients left out of selections (coordinator/gone.h) */
+	long gone_excluded; /* this round: clients left out of selections as gone */
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
 	long rej_suppressed[NREASONS];
@@ -296,7 +301,7 @@ static int key_admitted(coord *c, const uint8_t pk[PRIV_PK_BYTES])
 
 /* ------------------------------------------------------------- handlers */
 
-static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
+static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Hello *h = (const Fedlora__Hello *)m->body;
 	Fedlora__Welcome w = FEDLORA__WELCOME__INIT;
@@ -326,6 +331,8 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 		              COORD_MAX_CLIENTS);
 	}
 	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
+	if (!rv)
+		coord_gone_seen(&c->gone, idx, pipe, 1);
 	if (!rv && is_new) {
 		/* persisted by the engine (wait_until) within 200 ms, so a burst
 		 * of registrations costs one write; a crash before that only costs
@@ -405,7 +412,7 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 }
 
 static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
-                               int *park)
+                               uint32_t pipe, int *park)
 {
 	const Fedlora__GetTask *g = (const Fedlora__GetTask *)m->body;
 	char hex[PRIV_PK_HEX];
@@ -424,6 +431,7 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "get_task: not registered (send Hello first)");
 	}
+	coord_gone_seen(&c->gone, idx, pipe, 0);
 	rep = gettask_reply_locked(c, idx, g->last_round_seen, 0, park);
 	if (*park) {
 		c->n_parked++;
@@ -463,7 +471,7 @@ static int submit_closed_locked(const coord *c, const Fedlora__Submit *s)
 	return FL_ESTALE;
 }
 
-static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
+static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Submit *s = (const Fedlora__Submit *)m->body;
 	Fedlora__Ack ack = FEDLORA__ACK__INIT;
@@ -485,6 +493,7 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "submit: not registered (send Hello first)");
 	}
+	coord_gone_seen(&c->gone, idx, pipe, 0);
 	if ((rv = submit_closed_locked(c, s)) != 0) {
 		unsigned long long r = (unsigned long long)s->round;
 		pthread_mutex_unlock(&c->mu);
@@ -587,6 +596,9 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	fl_wire_msg m;
 	char who[16];
 	nng_msg *rep = NULL;
+	uint32_t pipe = nng_pipe_id(nng_msg_get_pipe(req)) > 0
+	                    ? (uint32_t)nng_pipe_id(nng_msg_get_pipe(req))
+	                    : 0;
 	int rv;
 
 	*park = 0;
@@ -599,13 +611,13 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	short_id(m.signer, who);
 	switch (m.type) {
 	case FL_MSG_HELLO:
-		rep = handle_hello(c, &m, who);
+		rep = handle_hello(c, &m, who, pipe);
 		break;
 	case FL_MSG_GET_TASK:
-		rep = handle_gettask(c, w, &m, who, park);
+		rep = handle_gettask(c, w, &m, who, pipe, park);
 		break;
 	case FL_MSG_SUBMIT:
-		rep = handle_submit(c, &m, who);
+		rep = handle_submit(c, &m, who, pipe);
 		break;
 	default:
 		rep = reject(c, FL_EFORMAT, who, "unexpected message type %s",
@@ -684,6 +696,24 @@ static void work_cb(void *arg)
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
 	}
+}
+
+/* nng pipe removal (a connection dropped): the clients that last spoke on
+ * it are gone (coordinator/gone.h). On an nng thread. */
+static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	coord *c = arg;
+	int id = nng_pipe_id(p), n;
+	(void)ev;
+	if (id <= 0)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->sock_open && c->phase != PH_DONE) {
+		n = coord_gone_pipe_dropped(&c->gone, (uint32_t)id, c->st.round + 1);
+		if (n > 0)
+			coord_logf(c, FL_LOG_DEBUG, "connection dropped: %d client(s) gone", n);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Wakes every parked GetTask (under mu). */
@@ -1020,6 +1050,7 @@ void coord_close(coord *c)
 	priv_allow_free(c->allow);
 	priv_key_wipe(&c->key);
 	coord_state_fini(&c->st);
+	coord_gone_fini(&c->gone);
 	if (c->logf)
 		fclose(c->logf);
 	pthread_cond_destroy(&c->cv);
@@ -1055,6 +1086,7 @@ static int start_server(coord *c, char *err, size_t errn)
 	}
 	c->sock_open = 1;
 	c->sock_made = 1;
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, c);
 	if (!(c->works = calloc((size_t)c->cfg.contexts, sizeof *c->works)))
 		return FL_ENOMEM;
 	c->nworks = c->cfg.contexts;
@@ -1142,6 +1174,7 @@ static void reset_round_metrics_locked(coord *c)
 	memset(c->rejected, 0, sizeof c->rejected);
 	c->bytes_up = c->bytes_down = 0;
 	c->retries_round = 0;
+	c->gone_excluded = 0;
 }
 
 static void reset_attempt_locked(coord *c)
@@ -1169,7 +1202,7 @@ static int open_round_locked(coord *c)
 	 * where the accountant then charges the round the inclusion probability
 	 * of all its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
 	int keep = c->attempt > 1 && c->agg && c->n_reported > 0;
-	int kept = 0, ncand = 0;
+	int kept = 0, ncand = 0, excluded = 0;
 	unsigned char *nsel = calloc((size_t)n, 1);
 	int *cand = calloc((size_t)n, sizeof *cand);
 
@@ -1184,10 +1217,16 @@ static int open_round_locked(coord *c)
 		if (keep && i < c->n_sel && c->sel[i] == SEL_DONE) {
 			nsel[i] = SEL_DONE;
 			kept++;
+		} else if (coord_gone_exclude(&c->gone, i, c->cur_round)) {
+			excluded++; /* gone: not picked again until it is back */
 		} else {
 			cand[ncand++] = i;
 		}
 	}
+	c->gone_excluded += excluded;
+	if (excluded)
+		coord_logf(c, FL_LOG_INFO, "round %d attempt %d: %d gone client(s) left out",
+		           c->cur_round, c->attempt, excluded);
 	free(c->sel);
 	c->sel = nsel;
 	c->n_sel = n;
@@ -1350,6 +1389,8 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "seconds", cJSON_CreateNumber(seconds));
 	rv |= add(o, "registered", cJSON_CreateNumber(c->st.n_clients));
 	rv |= add(o, "attempts", cJSON_CreateNumber(c->retries_round + 1));
+	rv |= add(o, "gone_excluded", cJSON_CreateNumber((double)c->gone_excluded));
+	rv |= add(o, "gone", cJSON_CreateNumber(c->gone.n_gone));
 	rv |= add(o, "weight_sum", cJSON_CreateNumber(c->w_sum));
 	rv |= add(o, "update_norm_mean", num_or_null(s->update_norm_mean));
 	if (c->strat == LORA_FAIR) {
@@ -1581,6 +1622,9 @@ int coord_run(coord *c, char *err, size_t errn)
 		c->phase = PH_CLOSED;
 		while (c->folding > 0)
 			wait_until(c, fl_now_s() + 1);
+		for (int i = 0; i < c->n_sel; i++) /* missed the deadline: gone */
+			if (c->sel[i] == SEL_PENDING)
+				coord_gone_mark_missed(&c->gone, i, c->cur_round);
 		if (c->stop) {
 			rv = FL_EDONE;
 			break;

@@ -1023,7 +1023,8 @@ static void test_live_round_closed(void)
 	CHECK_RC(send_submit(&a, buf, len));
 	free(buf);
 	CHECK_RC(tclient_round(&b, ad, 50));
-	/* after the last commit: round 2 is closed too */
+	/* after the last commit (GetTask says Done): round 2 is closed too */
+	CHECK(tclient_task(&b, ad, &round, 50) == FL_EDONE);
 	CHECK_RC(make_submit(&b, b.run_id, 2, ad, 1.0, &buf, &len));
 	CHECK(send_submit(&b, buf, len) == FL_ECLOSED);
 	free(buf);
