@@ -70,6 +70,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "coordinator/crash.h"
 #include "coordinator/gone.h"
 #include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
@@ -347,6 +348,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, ui
 	pthread_mutex_unlock(&c->mu);
 	if (rv)
 		return reject(c, rv, who, "hello: cannot register: %s", fl_strerror(rv));
+	coord_crash_hit(COORD_CRASH_REGISTRATION);
 
 	spec.task = c->cfg.task;
 	spec.base_model = c->base_name;
@@ -543,6 +545,8 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, u
 	 * and so reset the log, while folding > 0). */
 	w = c->dp == COORD_DP_CLIENT ? 1.0 : (double)s->num_samples;
 	rv = coord_nonce_log_append(c->nonce_fd, round, s->nonce.data);
+	if (!rv)
+		coord_crash_hit(COORD_CRASH_MID_FOLD);
 	if (!rv)
 		rv = lora_adapter_clone(&ad, c->global);
 	if (!rv)
@@ -813,11 +817,13 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	model_task_opts to;
 	coord_config stored;
 	char path[PATH_MAX];
-	int rv, have_run;
+	int rv, have_run, crash_armed = 0;
 	size_t adapter_bytes;
 
 	*out = NULL;
 	if ((rv = coord_config_validate(cfg, err, errn)) != 0)
+		return rv;
+	if ((rv = coord_crash_init(&crash_armed, err, errn)) != 0)
 		return rv;
 	if (priv_sodium_init() != 0) {
 		fl_seterr(err, errn, "libsodium failed to initialize");
@@ -879,6 +885,9 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	}
 	if (snprintf(path, sizeof path, "%s/coordinator.log", cfg->run_dir) < (int)sizeof path)
 		c->logf = fopen(path, "a");
+	if (crash_armed)
+		coord_logf(c, FL_LOG_WARN, "FEDLORA_CRASH_AT=%s: test-only crash hook armed",
+		           getenv("FEDLORA_CRASH_AT"));
 
 	/* task: adapter shape only */
 	model_task_opts_default(&to);
@@ -1461,6 +1470,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_ADAPTER_WRITE);
 	if (!(line = metrics_line_locked(c, &s, seconds, eps))) {
 		rv = FL_ENOMEM;
 		goto out;
@@ -1470,6 +1480,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           c->cur_round, fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_BEFORE_STATE_SAVE);
 	c->st.round = c->cur_round;
 	if (c->st.round >= g->rounds) {
 		c->st.done = 1;
@@ -1482,6 +1493,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_COMMIT);
 	/* committed: the round's nonces are no longer needed (a Submit of it is
 	 * stale now); a failure leaves records that loading skips */
 	if (coord_nonce_log_reset(c->nonce_fd) != 0)
@@ -1653,7 +1665,9 @@ int coord_run(coord *c, char *err, size_t errn)
 	}
 	/* answer Done (or, when stopping, nothing) for a while, then go */
 	if (rv == 0) {
-		double end = fl_now_s() + g->linger;
+		double end;
+		coord_crash_hit(COORD_CRASH_DONE);
+		end = fl_now_s() + g->linger;
 		/* linger until every registered client was told Done (or the
 		 * linger time passed: some clients may be gone for good) */
 		free(c->done_told);
