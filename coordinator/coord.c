@@ -94,6 +94,7 @@
 #define NREASONS          32     /* indexes -code of core/err.h codes */
 #define COORD_MAX_CLIENTS 100000 /* registry bound: enrollment cannot grow memory without end */
 #define REJECT_LOG_EVERY  10.0   /* seconds between log lines of one reason */
+#define STATE_SAVE_EVERY  0.2    /* seconds between state.json writes for registrations */
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
@@ -152,6 +153,7 @@ struct coord {
 	int folding;
 	int n_parked;             /* GetTasks held (long poll) */
 	int st_dirty;             /* registry changed since state.json was written */
+	double st_saved_at;       /* when wait_until last wrote it (monotonic s) */
 	unsigned char *done_told; /* after the run: client was answered Done */
 	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
@@ -406,6 +408,8 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 	 * that says it trained the open round already (for a coordinator that
 	 * crashed before committing it) gets a Wait whose round names the last
 	 * committed one, so it knows to retrain. */
+	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING)
+		return make_wait(c, 10); /* selected, but says it trained: retrain now */
 	if (!held && c->n_parked < c->nworks / 2) {
 		*park = 1;
 		return NULL;
@@ -1117,6 +1121,41 @@ static int start_server(coord *c, char *err, size_t errn)
 	return 0;
 }
 
+/* Writes state.json after registrations (group commit: at most once every
+ * STATE_SAVE_EVERY seconds, however many Hellos came): the registry is
+ * copied under mu and written with mu released, so Hellos, GetTasks and
+ * Submits are not held up by the JSON and the fsyncs. Only the engine thread
+ * writes state.json (here and in commit_round_locked), so writes never race.
+ * Called and returns with mu held; mu is released in between. */
+static void save_registry_locked(coord *c)
+{
+	coord_state snap = c->st;
+	int rv = FL_ENOMEM;
+
+	snap.key_index = NULL;
+	snap.key_cap = 0;
+	snap.clients =
+	    malloc((size_t)(c->st.n_clients > 0 ? c->st.n_clients : 1) * sizeof *snap.clients);
+	snap.phases =
+	    malloc((size_t)(c->st.n_phases > 0 ? c->st.n_phases : 1) * sizeof *snap.phases);
+	if (snap.clients && snap.phases) {
+		memcpy(snap.clients, c->st.clients, (size_t)c->st.n_clients * sizeof *snap.clients);
+		memcpy(snap.phases, c->st.phases, (size_t)c->st.n_phases * sizeof *snap.phases);
+		c->st_dirty = 0;
+		pthread_mutex_unlock(&c->mu);
+		rv = coord_state_save(&snap, c->cfg.run_dir);
+		pthread_mutex_lock(&c->mu);
+	}
+	free(snap.clients);
+	free(snap.phases);
+	c->st_saved_at = fl_now_s();
+	if (rv) {
+		c->st_dirty = 1; /* try again at the next wake */
+		coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
+		           fl_strerror(rv));
+	}
+}
+
 /* Waits on cv until deadline (monotonic seconds) or a broadcast. */
 static void wait_until(coord *c, double deadline)
 {
@@ -1130,13 +1169,8 @@ static void wait_until(coord *c, double deadline)
 	ts.tv_sec = (time_t)t;
 	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
 	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-	if (c->st_dirty) {
-		int rv = coord_state_save(&c->st, c->cfg.run_dir);
-		if (rv)
-			coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
-			           fl_strerror(rv));
-		c->st_dirty = 0;
-	}
+	if (c->st_dirty && fl_now_s() - c->st_saved_at >= STATE_SAVE_EVERY)
+		save_registry_locked(c);
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after

@@ -22,7 +22,7 @@
 
 pids=""
 stop_all() { stop_pids $pids; }
-trap 'stop_all; cleanup_tmp' EXIT
+trap 'stop_all; [ -n "$KEEP" ] || cleanup_tmp' EXIT
 
 ROUNDS=40
 TASK="--task linreg --strategy fedit --rounds $ROUNDS --clients-per-round 3 --min-clients 3

@@ -301,6 +301,46 @@ static void test_state_roundtrip(void)
 	rmtree(d);
 }
 
+/* The registry's key index: thousands of keys are found at their own
+ * index, a re-registration updates in place, unknown keys are not found, and
+ * a loaded state.json is indexed too. */
+static void test_state_key_index(void)
+{
+	const char *d = mktmp();
+	coord_state s, t;
+	char key[80];
+	int idx = -1, bad = 0;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	coord_state_init(&s);
+	CHECK(coord_state_find_client(&s, "00") == -1);
+	snprintf(s.run_id, sizeof s.run_id, "run-x");
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof key, "%064x", (unsigned)i * 2654435761u);
+		if (coord_state_add_client(&s, key, i, 1, &idx) != 0 || idx != i)
+			bad++;
+	}
+	CHECK(bad == 0 && s.n_clients == 5000);
+	snprintf(key, sizeof key, "%064x", 77u * 2654435761u);
+	CHECK_RC(coord_state_add_client(&s, key, 9, 4, &idx));
+	CHECK(idx == 77 && s.n_clients == 5000 && s.clients[77].num_samples == 9);
+	CHECK(coord_state_find_client(&s, "not-a-key") == -1);
+	CHECK_RC(coord_state_save(&s, d));
+	CHECK_RC(coord_state_load(&t, d));
+	bad = 0;
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof key, "%064x", (unsigned)i * 2654435761u);
+		if (coord_state_find_client(&s, key) != i || coord_state_find_client(&t, key) != i)
+			bad++;
+	}
+	CHECK(bad == 0);
+	coord_state_fini(&s);
+	coord_state_fini(&t);
+	rmtree(d);
+}
+
 static void test_state_rejects_bad_files(void)
 {
 	const char *d = mktmp();
@@ -1196,6 +1236,7 @@ static const test_case cases[] = {
     TEST(test_atomic_write),
     TEST(test_state_roundtrip),
     TEST(test_state_rejects_bad_files),
+    TEST(test_state_key_index),
     TEST(test_metrics_append_and_trim),
     TEST(test_sample_uniform),
     TEST(test_sample_deterministic),

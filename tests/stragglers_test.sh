@@ -16,7 +16,7 @@
 
 pids=""
 stop_all() { stop_pids $pids; }
-trap "stop_all; [ -n \"$KEEP\" ] || cleanup_tmp" EXIT
+trap 'stop_all; [ -n "$KEEP" ] || cleanup_tmp' EXIT
 
 # wait_grep PATTERN FILE SECONDS
 wait_grep() {
