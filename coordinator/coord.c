@@ -154,6 +154,7 @@ struct coord {
 	int n_parked;             /* GetTasks held (long poll) */
 	int st_dirty;             /* registry changed since state.json was written */
 	double st_saved_at;       /* when wait_until last wrote it (monotonic s) */
+	double st_save_s;         /* how long that write took */
 	unsigned char *done_told; /* after the run: client was answered Done */
 	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
@@ -337,9 +338,10 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, ui
 	if (!rv)
 		coord_gone_seen(&c->gone, idx, pipe, 1);
 	if (!rv && is_new) {
-		/* persisted by the engine (wait_until) within 200 ms, so a burst
-		 * of registrations costs one write; a crash before that only costs
-		 * the client a new Hello after the restart */
+		/* persisted by the engine: at most every 200 ms in wait_until
+		 * (a burst of registrations costs one write) and before any
+		 * selection; a crash before that only costs the client a new
+		 * Hello after the restart */
 		c->st_dirty = 1;
 		coord_logf(c, FL_LOG_INFO,
 		           "client %s registered (%lld samples, index %d; %d registered)", who,
@@ -522,6 +524,12 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, u
 		              rv != FL_EREPLAY ? fl_strerror(rv)
 		              : already        ? "replayed nonce (this update was already accepted)"
 		                               : "replayed nonce");
+	}
+	if ((idx >= c->n_sel || c->sel[idx] == SEL_NO) && coord_gone_missed(&c->gone, idx, round)) {
+		pthread_mutex_unlock(&c->mu);
+		return reject(c, FL_ECLOSED, who,
+		              "submit: round %d closed (its attempt timed out; not reselected)",
+		              round);
 	}
 	if (idx >= c->n_sel || c->sel[idx] == SEL_NO) {
 		pthread_mutex_unlock(&c->mu);
@@ -1130,6 +1138,7 @@ static int start_server(coord *c, char *err, size_t errn)
 static void save_registry_locked(coord *c)
 {
 	coord_state snap = c->st;
+	double t0 = fl_now_s();
 	int rv = FL_ENOMEM;
 
 	snap.key_index = NULL;
@@ -1149,6 +1158,7 @@ static void save_registry_locked(coord *c)
 	free(snap.clients);
 	free(snap.phases);
 	c->st_saved_at = fl_now_s();
+	c->st_save_s = c->st_saved_at - t0;
 	if (rv) {
 		c->st_dirty = 1; /* try again at the next wake */
 		coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
@@ -1169,7 +1179,9 @@ static void wait_until(coord *c, double deadline)
 	ts.tv_sec = (time_t)t;
 	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
 	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-	if (c->st_dirty && fl_now_s() - c->st_saved_at >= STATE_SAVE_EVERY)
+	/* at most every STATE_SAVE_EVERY s, and never more than a fifth of the
+	 * time (a registry of 10,000 clients takes tens of ms to write) */
+	if (c->st_dirty && fl_now_s() - c->st_saved_at >= fmax(STATE_SAVE_EVERY, 4 * c->st_save_s))
 		save_registry_locked(c);
 }
 
@@ -1653,6 +1665,12 @@ int coord_run(coord *c, char *err, size_t errn)
 				    c->cur_round, nn);
 		}
 		c->attempt++;
+		/* every client a selection can pick is in state.json first */
+		if (c->st_dirty && (rv = coord_state_save(&c->st, g->run_dir)) != 0) {
+			fl_seterr(err, errn, "cannot write state.json: %s", fl_strerror(rv));
+			break;
+		}
+		c->st_dirty = 0;
 		if ((rv = open_round_locked(c)) != 0) {
 			fl_seterr(err, errn, "cannot open round %d: %s", c->cur_round,
 			          fl_strerror(rv));

@@ -97,6 +97,12 @@ int coord_gone_pipe_dropped(coord_gone *g, uint32_t pipe, int round)
 	return n;
 }
 
+int coord_gone_missed(const coord_gone *g, int idx, int round)
+{
+	return idx >= 0 && idx < g->cap && g->e[idx].kind == COORD_GONE_MISSED &&
+	       g->e[idx].round == round;
+}
+
 int coord_gone_exclude(coord_gone *g, int idx, int round)
 {
 	coord_gone_entry *e;

@@ -54,6 +54,9 @@ void coord_gone_mark_missed(coord_gone *g, int idx, int round);
 /* The pipe was dropped during round `round`: every client whose last pipe it
  * was is gone. Returns how many were marked. O(tracked clients). */
 int coord_gone_pipe_dropped(coord_gone *g, uint32_t pipe, int round);
+/* 1 when idx missed the deadline of an attempt of `round` and is still
+ * marked so (a late Submit of it is round_closed, not "not selected"). */
+int coord_gone_missed(const coord_gone *g, int idx, int round);
 /* 1 when idx must be left out of a selection for round `round`. A gone client
  * that is selectable again is cleared (0). */
 int coord_gone_exclude(coord_gone *g, int idx, int round);

@@ -11,8 +11,10 @@ static void test_missed_deadline(void)
 	coord_gone_init(&g);
 	CHECK_RC(coord_gone_seen(&g, 3, 7, 1));
 	CHECK(!coord_gone_exclude(&g, 3, 1));
+	CHECK(!coord_gone_missed(&g, 3, 1));
 	coord_gone_mark_missed(&g, 3, 1);
 	CHECK(g.n_gone == 1);
+	CHECK(coord_gone_missed(&g, 3, 1) && !coord_gone_missed(&g, 3, 2));
 	CHECK(coord_gone_exclude(&g, 3, 1));
 	/* no request since the mark: still out in round 2 */
 	CHECK(coord_gone_exclude(&g, 3, 2));
