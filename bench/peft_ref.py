@@ -26,7 +26,7 @@ every matrix product (LM head counted once), peak 989 TFLOP/s.
                             [--steps N] [--warmup W] [--batch B] [--seq T]
                             [--seqs T1,T2,...] [--grad-checkpoint off|on|both]
                             [--modules qv|all] [--dp [--dp-only]]
-                            [--dp-impl auto|opacus|func]
+                            [--dp-impl auto|opacus|func|hooks]
                             [--json FILE]
 --seqs runs every listed sequence length (instead of --seq); --grad-checkpoint
 on runs with model.gradient_checkpointing_enable() (non-reentrant), both runs
@@ -35,17 +35,22 @@ seven matrices of every layer (q,k,v,o,gate,up,down_proj) instead of q,v.
 
 --dp: each configuration runs the plain step and then a DP-SGD step of the
 same model (each in its own fresh model), and the DP row gets the ratio of
-its median step time to the plain one's (--dp-only: the DP step alone). The DP step: per-example gradients
-of the LoRA parameters only (each example's own mean token loss), each
-clipped to L2 norm C = 1.0 over all LoRA parameters together, summed,
-Gaussian noise of std sigma * C (sigma 1.0) added, divided by the batch size,
-AdamW step. Per-example gradients come from Opacus' GradSampleModule (hooks)
-when opacus is importable and --dp-impl is auto or opacus, else from
-torch.func: functional_call of the PEFT model with the LoRA parameters as
-inputs, vmap(grad_and_value(per-example loss)) over the examples, the frozen
-base in bf16 as in the plain step; "compile" mode compiles that function.
-The row's "dp_impl" says which ran. A configuration that fails (out of
-memory included, recorded as error "oom") is reported and the next one runs.
+its median step time to the plain one's (--dp-only: the DP step alone). The
+DP step: per-example gradients of the LoRA parameters only (each example's
+own mean token loss), each clipped to L2 norm C = 1.0 over all LoRA
+parameters together, summed, Gaussian noise of std sigma * C (sigma 1.0)
+added, divided by the batch size, AdamW step. Per-example gradients come
+from Opacus' GradSampleModule when opacus is importable and --dp-impl is
+auto or opacus, else from torch.func: functional_call of the PEFT model with
+the LoRA parameters as inputs, vmap(grad_and_value(per-example loss)) over
+the examples, the frozen base in bf16 as in the plain step; "compile" mode
+compiles that function. With --dp-impl auto, a configuration whose Opacus or
+torch.func DP step fails (not out of memory) is recorded and run again (eager
+mode only) with "hooks": per-example gradients of the LoRA Linear weights from forward hooks
+(inputs) and tensor hooks (output gradients), einsum over the tokens, as
+Opacus computes them. The row's "dp_impl" says which ran. A configuration
+that fails (out of memory included, recorded as error "oom") is reported and
+the next one runs.
 Prints a table and writes JSON (after every configuration, so a timeout
 keeps what finished). Needs torch, transformers and peft, and a GPU.
 """
@@ -157,6 +162,42 @@ def run(shape_key, mode, B, T, steps, warmup, ckpt=False, modules="qv", dp=None)
             opt.step()
             opt.zero_grad(set_to_none=True)
             return out.loss.item()
+    elif dp == "hooks":
+        if mode == "compile":
+            raise ValueError("--dp-impl hooks runs eager only")
+        # hand-written per-example gradients of the LoRA Linear weights (as
+        # Opacus computes them): each lora_A / lora_B module's input (B,T,in)
+        # saved in the forward, its output gradient (B,T,out) from a tensor
+        # hook, gradient per example = sum over t of out_grad x input^T
+        saved = {}
+
+        def fwd_hook(mod, inp, out):
+            x = inp[0].detach()
+
+            def on_grad(g, mod=mod, x=x):
+                # HF's loss is the mean over all B*(T-1) targets: times B
+                # gives each example's gradient of its own mean loss
+                saved[id(mod.weight)] = torch.einsum("bto,bti->boi", g.float(),
+                                                     x.float()) * B
+            out.register_hook(on_grad)
+
+        handles = []
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and mod.weight.requires_grad:
+                handles.append(mod.register_forward_hook(fwd_hook))
+        if len(handles) != len(params):
+            raise RuntimeError(f"hooks: {len(handles)} LoRA Linear modules for "
+                               f"{len(params)} trainable tensors")
+        fwd = model
+
+        def step():
+            saved.clear()
+            out = model(input_ids=ids, labels=ids, use_cache=False)
+            out.loss.backward()
+            for p in params:
+                p.grad = None
+            nclipped[0] = dp_apply(torch, params, [saved[id(p)] for p in params], B, opt)
+            return out.loss.item()
     elif dp == "opacus":
         from opacus import GradSampleModule
         gsm = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=False)
@@ -240,8 +281,9 @@ def main():
                     help="also run the DP-SGD step (clip 1.0, sigma 1.0) of each configuration")
     ap.add_argument("--dp-only", action="store_true",
                     help="with --dp: the DP step alone (its ratio then comes from another run)")
-    ap.add_argument("--dp-impl", default="auto", choices=["auto", "opacus", "func"],
-                    help="per-example gradients: Opacus if importable (auto), or torch.func")
+    ap.add_argument("--dp-impl", default="auto", choices=["auto", "opacus", "func", "hooks"],
+                    help="per-example gradients: Opacus if importable (auto), else torch.func; "
+                         "hooks: hand-written Linear hooks (auto falls back to them)")
     ap.add_argument("--json", default="build/bench/peft_ref.json")
     a = ap.parse_args()
     import torch
@@ -292,6 +334,26 @@ def main():
                      error="oom" if oom else repr(e)[:300])
         gc.collect()
         torch.cuda.empty_cache()
+        if d in ("func", "opacus") and not r.get("ok") and r["error"] != "oom" and \
+                a.dp_impl == "auto" and mode == "eager":
+            # vmap (or Opacus) could not go through this model: keep the failure
+            # and measure the hand-written per-example hooks instead
+            results.append(r)
+            save()
+            print(json.dumps(r), flush=True)
+            print(f"peft_ref: DP through {d} failed; trying per-example hooks", flush=True)
+            d = "hooks"
+            try:
+                w = max(a.warmup, 3) if mode == "compile" else a.warmup
+                r = run(sk, mode, a.batch, T, a.steps, w, ck, a.modules, d)
+            except Exception as e:
+                traceback.print_exc()
+                oom = isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e)
+                r = dict(shape=SHAPES[sk]["name"], mode=mode, ok=False, batch=a.batch, seq=T,
+                         grad_checkpoint=ck, modules=a.modules, dp=True, dp_impl=d,
+                         error="oom" if oom else repr(e)[:300])
+            gc.collect()
+            torch.cuda.empty_cache()
         if d is not None and r.get("ok"):  # the ratio to the plain step just before
             p = next((x for x in reversed(results) if x.get("ok") and not x.get("dp") and
                       x["shape"] == r["shape"] and x["mode"] == mode and x["seq"] == T and
