@@ -16,8 +16,10 @@
 #   GPU_SPEED_EAGER=1     also PEFT eager rows (when time is left)
 #   GPU_SPEED_BUILD=DIR   where the binaries are (default build)
 #
-# Rows run most important first (llama1b q,v and all at 1024 with DP, then
-# smollm, then seq 4096, then the compiled PyTorch DP step), each under
+# Rows run most important first (fedlora: llama1b q,v and all at 1024 with DP
+# and a FEDLORA_PROFILE=1 run of each for the per-phase times, smollm, seq
+# 4096; then PyTorch: llama1b compile, the eager DP step, smollm, seq 4096, the
+# compiled DP step), each under
 # `timeout` within what is left of the budget; a row that does not fit is
 # skipped and shown as n/a. Every run's JSON is merged into gpu-speed.json
 # after each step, so a timeout keeps what finished. Output in $OUT when set
@@ -28,6 +30,7 @@ cd "$(dirname "$0")/.." || exit 1
 LOG=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-speed.XXXXXX")}
 mkdir -p "$LOG"
 J=$(mktemp -d "${TMPDIR:-/tmp}/gpu-speed-json.XXXXXX") # per-run JSON (not in $OUT: 8 files max)
+P=$(mktemp -d "${TMPDIR:-/tmp}/gpu-speed-prof.XXXXXX") # profile runs' JSON (not tabled)
 BUDGET=${GPU_SPEED_BUDGET:-540}
 STEPS=${GPU_SPEED_STEPS:-5}
 WARM=${GPU_SPEED_WARMUP:-2}
@@ -83,6 +86,14 @@ peft() { # peft NAME MODES SHAPE MODULES SEQ BATCH LIMIT [EXTRA...]
 # 1. fedlora, every configuration (cheap: seconds each), plain + DP
 fed llama1b qv 1024 8
 fed llama1b all 1024 8
+# per-phase device times of the plain step (FEDLORA_PROFILE=1: no CUDA graph,
+# so a little slower than the rows above; not in the tables, printed after them)
+prof() { # prof SHAPE MODULES SEQ BATCH
+	step "profile_$1_$2_$3" 45 env FEDLORA_PROFILE=1 "$TG" --shape "$1" --modules "$2" \
+		--seq "$3" --batch "$4" --steps 2 --warmup 1 --json "$P/profile_$1_$2_$3.json"
+}
+prof llama1b qv 1024 8
+prof llama1b all 1024 8
 fed smollm qv 1024 8
 fed smollm all 1024 8
 fed llama1b qv 4096 2
@@ -111,6 +122,12 @@ fi
 
 # 3. the tables
 $PY bench/gpu_speed_table.py "$LOG/gpu-speed.json" | tee "$LOG/summary.txt"
+{
+	echo
+	echo "== fedlora per-phase device times (FEDLORA_PROFILE=1, last step of each profile run)"
+	awk '/^== profile_.*limit/ { name = $2 } /^fedlora profile:/ { last[name] = $0 }
+		END { for (n in last) print n ": " last[n] }' "$LOG/bench.log" | sort
+} | tee -a "$LOG/summary.txt"
 echo "gpu-speed: finished in $(($(date +%s) - START))s, status $status (output in $LOG)"
-rm -rf "$J"
+rm -rf "$J" "$P"
 exit $status
