@@ -77,3 +77,60 @@ for t in range(10):
     put("wire", "type%d_empty" % t, bytes([2 * t + 1]))
 put("wire", "raw_empty", b"\x00")
 put("wire", "raw_version", b"\x00\x08\x01\x10\x01")
+
+# peft: 4-byte LE length of adapter_config.json, the config, then
+# adapter_model.safetensors; shapes for peft_fuzz.c's model (hidden 16,
+# intermediate 24, 2 layers, 2 heads of 8, 1 KV head)
+DIMS = {"q_proj": ("self_attn", 16, 16), "k_proj": ("self_attn", 16, 8),
+        "v_proj": ("self_attn", 16, 8), "o_proj": ("self_attn", 16, 16),
+        "gate_proj": ("mlp", 16, 24), "up_proj": ("mlp", 16, 24), "down_proj": ("mlp", 24, 16)}
+
+
+def peft_cfg(r, alpha, targets, **extra):
+    c = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha,
+         "target_modules": targets, "base_model_name_or_path": None, "lora_dropout": 0,
+         "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+         "init_lora_weights": True, "modules_to_save": None, "use_rslora": False,
+         "layers_to_transform": None, "revision": None}
+    c.update(extra)
+    return json.dumps(c, indent=2)
+
+
+def peft_st(r, mods, dtype="F32", drop=0, extra=False):
+    hdr, body = {"__metadata__": {"format": "pt"}}, b""
+    for l in range(2):
+        for m in mods:
+            blk, i, o = DIMS[m]
+            for w, shape in (("lora_A", [r, i]), ("lora_B", [o, r])):
+                n = shape[0] * shape[1]
+                if dtype == "F32":
+                    raw = struct.pack("<%df" % n, *[0.01 * (k % 7) for k in range(n)])
+                else:  # BF16: the high halves of the F32 values
+                    raw = b"".join(struct.pack("<f", 0.01 * (k % 7))[2:] for k in range(n))
+                hdr["base_model.model.model.layers.%d.%s.%s.%s.weight" % (l, blk, m, w)] = {
+                    "dtype": dtype, "shape": shape, "data_offsets": [len(body), len(body) + len(raw)]}
+                body += raw
+    keys = [k for k in hdr if k != "__metadata__"]
+    for k in keys[:drop]:
+        del hdr[k]
+    if extra:
+        hdr["base_model.model.lm_head.weight"] = {"dtype": "F32", "shape": [1],
+                                                   "data_offsets": [len(body), len(body) + 4]}
+        body += b"\0" * 4
+    return st(hdr, body)
+
+
+def peft(name, cfg, weights):
+    c = cfg.encode()
+    put("peft", name, struct.pack("<I", len(c)) + c + weights)
+
+
+peft("qv_f32", peft_cfg(2, 4, ["q_proj", "v_proj"]), peft_st(2, ["q_proj", "v_proj"]))
+peft("down_bf16", peft_cfg(1, 2.5, "down_proj"), peft_st(1, ["down_proj"], "BF16"))
+peft("all", peft_cfg(1, 1, "all"), peft_st(1, list(DIMS)))
+peft("missing", peft_cfg(2, 4, ["q_proj", "v_proj"]), peft_st(2, ["q_proj", "v_proj"], drop=1))
+peft("extra", peft_cfg(2, 4, ["q_proj"]), peft_st(2, ["q_proj"], extra=True))
+peft("rslora", peft_cfg(2, 4, ["q_proj"], use_rslora=True), peft_st(2, ["q_proj"]))
+peft("pattern", peft_cfg(2, 4, ["q_proj"], rank_pattern={"q_proj": 4}), peft_st(2, ["q_proj"]))
+peft("regex", peft_cfg(2, 4, ".*q_proj"), b"")
+peft("bad_r", peft_cfg(2.5, 4, ["q_proj"]), b"")
