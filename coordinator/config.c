@@ -95,6 +95,9 @@ static const opt_def opts[] = {
     O("compute_bias", T_INT, compute_bias, 0, "1: report agg_bias (keeps client factors)"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* Integers up to this magnitude are exact JSON numbers (doubles); larger
+ * 64-bit settings (a seed) travel as decimal strings. */
+#define COORD_JSON_EXACT 9000000000000000LL
 
 void coord_config_default(coord_config *c)
 {
@@ -249,7 +252,7 @@ int coord_config_apply_json(coord_config *c, const char *text, size_t len, char 
 				*(double *)p = x;
 			} else {
 				/* integers must be integral and in range */
-				if (x != floor(x) || fabs(x) > 9.0e15)
+				if (x != floor(x) || fabs(x) > (double)COORD_JSON_EXACT)
 					goto bad;
 				snprintf(num, sizeof num, "%.0f", x);
 				if ((rv = opt_set_text(c, d, num, err, errn)) != 0)
@@ -506,9 +509,20 @@ int coord_config_to_json(const coord_config *c, char **out)
 		case T_INT:
 			v = cJSON_CreateNumber(*(const int *)p);
 			break;
-		case T_LL:
-			v = cJSON_CreateNumber((double)*(const long long *)p);
+		case T_LL: {
+			/* beyond 2^53 a double loses digits and apply_json refuses
+			 * the number (|x| > 9e15): such values go as decimal strings,
+			 * which apply_json parses exactly */
+			long long x = *(const long long *)p;
+			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT) {
+				v = cJSON_CreateNumber((double)x);
+			} else {
+				char num[32];
+				snprintf(num, sizeof num, "%lld", x);
+				v = cJSON_CreateString(num);
+			}
 			break;
+		}
 		case T_DBL:
 			v = cJSON_CreateNumber(*(const double *)p);
 			break;

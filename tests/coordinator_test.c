@@ -213,6 +213,19 @@ static void test_config_json_roundtrip_and_resume(void)
 	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
 	CHECK(!memcmp(&a, &b, sizeof a));
 	free(js);
+	/* a 64-bit seed beyond 2^53 (fuzz: run.json did not re-apply) */
+	a.seed = 9223372036854775807LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(b.seed == a.seed);
+	free(js);
+	a.seed = -9000000000000001LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(!memcmp(&a, &b, sizeof a));
+	free(js);
 	/* more rounds on a restart are fine, another rank is not */
 	b.rounds = 30;
 	CHECK_RC(coord_config_check_resume(&a, &b, err, sizeof err));
