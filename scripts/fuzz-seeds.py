@@ -134,3 +134,23 @@ peft("rslora", peft_cfg(2, 4, ["q_proj"], use_rslora=True), peft_st(2, ["q_proj"
 peft("pattern", peft_cfg(2, 4, ["q_proj"], rank_pattern={"q_proj": 4}), peft_st(2, ["q_proj"]))
 peft("regex", peft_cfg(2, 4, ".*q_proj"), b"")
 peft("bad_r", peft_cfg(2.5, 4, ["q_proj"]), b"")
+
+# runcfg: coordinator --config JSON / run.json (coordinator/config.c names)
+put("runcfg", "lm", json.dumps({"task": "lm", "strategy": "ffa", "rounds": 5, "clients_per_round": 4,
+                                "min_clients": 2, "rank": 8, "alpha": 16, "lr": 1e-3,
+                                "optimizer": "adamw", "lora_targets": "q_proj,v_proj",
+                                "base_dir": "/models/tiny", "seq_len": 128,
+                                "listen": "tcp://0.0.0.0:7700", "enroll_any": True}, indent=1))
+put("runcfg", "dp_client", json.dumps({"task": "linreg", "strategy": "fedit", "dp": "client",
+                                       "dp_clip": 1.0, "dp_noise": 1.1, "dp_delta": 1e-5,
+                                       "target_eps": 8, "expected_clients": 10,
+                                       "aggregator": "mean", "seed": 42}))
+put("runcfg", "robust", json.dumps({"aggregator": "krum", "krum_f": -1, "krum_m": 0,
+                                    "trim_frac": 0.1, "norm_bound": 0, "norm_factor": 2,
+                                    "fair_ridge": 1, "fair_lambda": 0.01, "compute_bias": 0}))
+put("runcfg", "strings", json.dumps({"dp-q": "1e-2", "round-timeout": "30", "recv_max": "1048576",
+                                     "seed": "-12", "linger": 0.5, "enroll-any": 0}))
+put("runcfg", "big_seed", json.dumps({"seed": "9223372036854775807", "recv_max": 4e15}))
+put("runcfg", "unknown", json.dumps({"ranks": 4}))
+put("runcfg", "wrong_type", json.dumps({"rounds": 1.5, "task": 3}))
+put("runcfg", "empty", "{}")
