@@ -154,3 +154,20 @@ put("runcfg", "big_seed", json.dumps({"seed": "9223372036854775807", "recv_max":
 put("runcfg", "unknown", json.dumps({"ranks": 4}))
 put("runcfg", "wrong_type", json.dumps({"rounds": 1.5, "task": 3}))
 put("runcfg", "empty", "{}")
+
+# history: first byte even -> client state file (as state_save writes it),
+# odd -> `fedlora eps --history` file
+cst = {"phases": [{"sigma": 1.1, "q": 0.01, "steps": 120}, {"sigma": 0.8, "q": 0.02, "steps": 40}],
+       "run_id": "0123456789abcdef0123456789abcdef", "delta": 1e-5, "epsilon": 2.5}
+put("history", "client_state", b"\x00" + json.dumps(cst, indent="\t").encode())
+put("history", "client_no_noise", b"\x00" + json.dumps(dict(cst, phases=[{"sigma": 0, "q": 1, "steps": 1}],
+                                                            delta=0.5)).encode())
+put("history", "client_empty", b"\x00" + json.dumps(dict(cst, phases=[], delta=None)).encode())
+put("history", "client_bad_run", b"\x00" + json.dumps(dict(cst, run_id="has space")).encode())
+put("history", "eps_list", b"\x01" + json.dumps([{"sigma": 1.0, "q": 0.1, "steps": 1000},
+                                                 {"sigma": 4.0, "q": 1, "steps": 3}]).encode())
+put("history", "eps_state", b"\x01" + json.dumps({"round": 3, "accountant": [
+    {"sigma": 1.1, "q": 0.25, "steps": 3}]}).encode())
+put("history", "eps_history_key", b"\x01" + json.dumps({"history": [
+    {"sigma": 1e-3, "q": 1e-9, "steps": 1e15}, {"sigma": 1e300, "q": 0.5, "steps": 0}]}).encode())
+put("history", "eps_trailing", b"\x01[] []")
