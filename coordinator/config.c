@@ -96,7 +96,7 @@ static const opt_def opts[] = {
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 /* Integers up to this magnitude are exact JSON numbers (doubles); larger
- * 64-bit settings (a seed) travel as decimal strings. */
+ * 64-bit settings (a seed) travel in run.json as decimal strings. */
 #define COORD_JSON_EXACT 9000000000000000LL
 
 void coord_config_default(coord_config *c)
@@ -501,6 +501,7 @@ int coord_config_to_json(const coord_config *c, char **out)
 		const opt_def *d = &opts[i];
 		const char *p = (const char *)c + d->off;
 		cJSON *v = NULL;
+		char num[40];
 
 		switch (d->type) {
 		case T_STR:
@@ -510,22 +511,30 @@ int coord_config_to_json(const coord_config *c, char **out)
 			v = cJSON_CreateNumber(*(const int *)p);
 			break;
 		case T_LL: {
-			/* beyond 2^53 a double loses digits and apply_json refuses
-			 * the number (|x| > 9e15): such values go as decimal strings,
-			 * which apply_json parses exactly */
+			/* cJSON prints numbers with 15 significant digits (or 17 when
+			 * those do not come back within an epsilon), so both kinds are
+			 * written as exact raw text. Beyond 9e15 apply_json refuses a
+			 * number: such values (a seed) go as decimal strings, which
+			 * apply_json parses exactly. */
 			long long x = *(const long long *)p;
-			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT) {
-				v = cJSON_CreateNumber((double)x);
-			} else {
-				char num[32];
-				snprintf(num, sizeof num, "%lld", x);
+			snprintf(num, sizeof num, "%lld", x);
+			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT)
+				v = cJSON_CreateRaw(num);
+			else
 				v = cJSON_CreateString(num);
-			}
 			break;
 		}
-		case T_DBL:
-			v = cJSON_CreateNumber(*(const double *)p);
+		case T_DBL: {
+			/* the shortest of %.15g, %.16g, %.17g that reads back exactly */
+			double x = *(const double *)p;
+			for (int prec = 15; prec <= 17; prec++) {
+				snprintf(num, sizeof num, "%.*g", prec, x);
+				if (strtod(num, NULL) == x)
+					break;
+			}
+			v = isfinite(x) ? cJSON_CreateRaw(num) : cJSON_CreateNull();
 			break;
+		}
 		case T_FLAG:
 			v = cJSON_CreateBool(*(const int *)p);
 			break;
