@@ -171,3 +171,34 @@ put("history", "eps_state", b"\x01" + json.dumps({"round": 3, "accountant": [
 put("history", "eps_history_key", b"\x01" + json.dumps({"history": [
     {"sigma": 1e-3, "q": 1e-9, "steps": 1e15}, {"sigma": 1e300, "q": 0.5, "steps": 0}]}).encode())
 put("history", "eps_trailing", b"\x01[] []")
+
+# data: first byte b: mode b % 4 (0 jsonl, 1 text, 2 chat template,
+# 3 tokenizer_config.json), T = 4 + (b / 4) % 32
+jl = "\n".join(json.dumps(x) for x in [
+    {"text": "a document of plain text"},
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                  {"role": "assistant", "content": "4"}]},
+    {"prompt": "Q: capital of France?\nA:", "completion": " Paris"},
+    {"other": 1}]) + "\n\nnot json\n"
+put("data", "jsonl", bytes([0 + 4 * 12]) + jl.encode())
+put("data", "jsonl_T4", bytes([0]) + jl.encode())
+put("data", "jsonl_bad_messages", bytes([4]) + b'{"messages": [{"role": "user"}]}\n')
+put("data", "text", bytes([1 + 4 * 8]) + ("first paragraph\nstill first\n\nsecond paragraph "
+                                          "with \xc3\xa9 bytes\n\n\n" + "x" * 200).encode())
+put("data", "fortune", bytes([1 + 4 * 3]) + b"one fortune\n%\ntwo\nlines\n%\n%\nlast\n")
+chat_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "chat")
+for f in sorted(os.listdir(chat_dir)):
+    if f.endswith(".jinja"):
+        with open(os.path.join(chat_dir, f), "rb") as fh:
+            put("data", "tmpl_" + f[:-6], b"\x02" + fh.read())
+put("data", "tmpl_edge", b"\x02{%- set ns = namespace(n=0) -%}{% for m in messages[1:] %}"
+    b"{% set ns.n = ns.n + 1 %}{{ m.content|trim|upper ~ loop.index0 }}{% endfor %}"
+    b"{{ messages[-1]['content'][1:3] if messages else raise_exception('none') }}{{ ns.n }}")
+put("data", "tokcfg_string", b"\x03" + json.dumps({
+    "bos_token": "<s>", "eos_token": {"content": "</s>"},
+    "chat_template": "{% for m in messages %}{{ bos_token + m.role + ': ' + m.content + eos_token }}"
+                     "{% endfor %}"}).encode())
+put("data", "tokcfg_list", b"\x03" + json.dumps({"chat_template": [
+    {"name": "tool_use", "template": "{{ tools }}"},
+    {"name": "default", "template": "{{ messages|length }}"}]}).encode())
