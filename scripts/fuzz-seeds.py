@@ -202,3 +202,86 @@ put("data", "tokcfg_string", b"\x03" + json.dumps({
 put("data", "tokcfg_list", b"\x03" + json.dumps({"chat_template": [
     {"name": "tool_use", "template": "{{ tools }}"},
     {"name": "default", "template": "{{ messages|length }}"}]}).encode())
+
+
+# wire: valid bodies of every type for wire_fuzz.c's run ("run") and adapter
+# (layers.0: in 8, out 4; layers.1: in 4, out 8; r 2), protobuf by hand
+def varint(v):
+    out = b""
+    v &= (1 << 64) - 1
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def fv(num, v):  # varint field
+    return varint(num << 3) + varint(v)
+
+
+def fb(num, data):  # length-delimited field
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def fd(num, x):  # double field
+    return varint(num << 3 | 1) + struct.pack("<d", x)
+
+
+def tensor(name, shape, dtype=1, chunks=1):
+    n = shape[0] * shape[1]
+    if dtype == 1:
+        raw = struct.pack("<%df" % n, *[0.01 * (k % 5) for k in range(n)])
+    else:  # BF16 / F16 zeros and ones
+        raw = b"".join(b"\x80\x3f" if dtype == 2 else b"\x00\x3c" for _ in range(n))
+    step = -(-len(raw) // chunks)
+    step += (-step) % (4 if dtype == 1 else 2)
+    t = fb(1, name) + fb(2, b"".join(varint(s) for s in shape)) + fv(3, dtype)
+    for i in range(0, len(raw), step):
+        t += fb(4, raw[i:i + step])
+    return t
+
+
+def tensors(num, which="AB", dtype=1, chunks=1):
+    out = b""
+    for name, i, o in (("layers.0", 8, 4), ("layers.1", 4, 8)):
+        if "A" in which:
+            out += fb(num, tensor(name + ".lora_A.weight", [2, i], dtype, chunks))
+        out += fb(num, tensor(name + ".lora_B.weight", [o, 2], dtype, chunks))
+    return out
+
+
+# Ed25519 public key of wire_fuzz.c's signing seed (32 bytes of 7), which a
+# Hello's client_key and a Welcome's coordinator_key must equal
+FZ_PK = bytes.fromhex("ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c")
+
+
+def wire(name, t, body):
+    put("wire", name, bytes([2 * t + 1]) + body)
+
+
+spec = fb(1, "lm") + fb(2, "tiny") + fv(4, 2) + fd(5, 4.0) + fb(6, "q_proj,v_proj") + \
+    fb(7, "ffa") + fv(8, 7) + fv(13, 64) + fb(14, "ab" * 32)
+wire("hello", 1, fb(1, "run") + fb(2, FZ_PK) + fb(3, "fedlora-0.1.0") +
+     fb(4, fb(1, "cpu") + fv(2, 1 << 30)) + fv(5, 100) + fv(6, 3) + fb(7, "cd" * 32))
+wire("welcome", 2, fb(1, "run") + fb(2, FZ_PK) + fb(3, spec) + fv(4, 10) + fv(5, 2) +
+     fb(6, "fedlora-0.1.0"))
+wire("reject", 3, fv(1, -5) + fb(2, "tokenizer mismatch"))
+wire("get_task", 4, fb(1, "run") + fv(2, 3))
+train = fb(4, fv(1, 2) + fv(2, 4) + fd(3, 0.01) + fd(4, 0.0) + fv(5, 1) + fv(6, 1) + fv(7, 99))
+dp = fb(5, fv(1, 1) + fd(2, 1.0) + fd(3, 1.1) + fd(4, 0.1) + fd(5, 1e-5))
+wire("task", 5, fb(1, "run") + fv(2, 4) + tensors(3) + train + dp + fv(6, 60000) + fv(7, 2))
+wire("task_bf16_chunks", 5, fb(1, "run") + fv(2, 4) + tensors(3, dtype=2, chunks=3) + train +
+     fb(5, fv(1, 0)))
+wire("wait", 6, fv(1, 500) + fb(2, "run") + fv(3, 2))
+wire("done", 7, fb(1, "run") + fv(2, 10))
+metrics = fb(6, fd(1, 2.5) + fd(2, 2.6) + fd(3, 2.4) + fv(4, 2) + fv(5, 2) + fd(6, 0.5) +
+             fd(7, 1e-5) + fd(8, 1000) + fd(9, 1.5))
+wire("submit", 8, fb(1, "run") + fv(2, 1) + fb(3, b"\x01" * 24) + fv(4, 50) + tensors(5) + metrics)
+wire("submit_b_f16", 8, fb(1, "run") + fv(2, 1) + fb(3, b"\x02" * 24) + fv(4, 50) +
+     tensors(5, "B", dtype=3, chunks=2))
+wire("ack", 9, fb(1, "run") + fv(2, 1) + fb(3, b"\x01" * 24))
