@@ -320,6 +320,16 @@ static void test_state_roundtrip(void)
 	CHECK_RC(coord_state_load(&t, d));
 	CHECK(t.done && !strcmp(t.reason, "target_eps"));
 	coord_state_fini(&t);
+	/* values that need 16-17 digits come back exactly (fuzz: cJSON printed
+	 * 15, so a resumed run's sigma and epsilon drifted by an ulp) */
+	s.client_eps_max = 0.1 + 1.3877787807814457e-17;
+	s.phases[0].sigma = 1.0 / 3.0;
+	s.phases[0].steps = 4674406161451799L;
+	CHECK_RC(coord_state_save(&s, d));
+	CHECK_RC(coord_state_load(&t, d));
+	CHECK(t.client_eps_max == s.client_eps_max && t.phases[0].sigma == s.phases[0].sigma &&
+	      t.phases[0].steps == s.phases[0].steps);
+	coord_state_fini(&t);
 	coord_state_fini(&s);
 	rmtree(d);
 }
