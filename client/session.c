@@ -56,7 +56,6 @@
 #define CLIENT_BACKOFF_MIN_MS 100
 #define CLIENT_BACKOFF_MAX_MS 2000
 #define CLIENT_WAIT_MAX_MS    2000 /* cap on a Wait's retry_after */
-#define CLIENT_MAX_PHASES     4096 /* accountant history entries (merged when equal) */
 #define CLIENT_FINAL_GRACE_S  15.0 /* silence after the last round's Ack that means done */
 #define CLIENT_STR_MAX        512
 
@@ -204,8 +203,10 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	return rv;
 }
 
-/* Reads the accountant history of state_path (absent: nothing to restore). */
-static int state_load(session *s, const char *path)
+_Static_assert(sizeof(((client_dp_state *)0)->run_id) == FL_RUN_ID_MAX + 1,
+               "client_dp_state.run_id holds a run id");
+
+int client_dp_state_read(const char *path, client_dp_state *st)
 {
 	cJSON *o = NULL, *ph, *it;
 	char *text = NULL;
@@ -213,10 +214,11 @@ static int state_load(session *s, const char *path)
 	int rv = FL_EFORMAT;
 	FILE *f = fopen(path, "r");
 
+	memset(st, 0, sizeof *st);
 	if (!f)
 		return errno == ENOENT ? 0 : FL_EIO;
-	text = malloc(1 << 20);
-	n = text ? (long)fread(text, 1, (1 << 20) - 1, f) : -1;
+	text = malloc(CLIENT_STATE_MAX_BYTES);
+	n = text ? (long)fread(text, 1, CLIENT_STATE_MAX_BYTES - 1, f) : -1;
 	fclose(f);
 	if (n < 0) {
 		free(text);
@@ -232,11 +234,11 @@ static int state_load(session *s, const char *path)
 	if (!cJSON_IsString(it) || fl_wire_run_id_valid(it->valuestring) != 0 ||
 	    !cJSON_IsArray(ph) || cJSON_GetArraySize(ph) > CLIENT_MAX_PHASES)
 		goto done;
-	snprintf(s->saved_run, sizeof s->saved_run, "%s", it->valuestring);
+	snprintf(st->run_id, sizeof st->run_id, "%s", it->valuestring);
 	it = cJSON_GetObjectItemCaseSensitive(o, "delta");
-	s->saved_delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
-	s->saved = calloc(cJSON_GetArraySize(ph) + 1, sizeof *s->saved);
-	if (!s->saved) {
+	st->delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	st->phases = calloc(cJSON_GetArraySize(ph) + 1, sizeof *st->phases);
+	if (!st->phases) {
 		rv = FL_ENOMEM;
 		goto done;
 	}
@@ -244,22 +246,46 @@ static int state_load(session *s, const char *path)
 	{
 		cJSON *sg = cJSON_GetObjectItemCaseSensitive(it, "sigma");
 		cJSON *q = cJSON_GetObjectItemCaseSensitive(it, "q");
-		cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "steps");
-		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(st) ||
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "steps");
+		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(t) ||
 		    !(sg->valuedouble >= 0) || !(q->valuedouble >= 0 && q->valuedouble <= 1) ||
-		    !(st->valuedouble >= 0 && st->valuedouble < 1e15))
+		    !(t->valuedouble >= 0 && t->valuedouble < 1e15))
 			goto done;
-		s->saved[s->n_saved++] =
-		    (priv_phase){sg->valuedouble, q->valuedouble, (long)st->valuedouble};
+		st->phases[st->n++] =
+		    (priv_phase){sg->valuedouble, q->valuedouble, (long)t->valuedouble};
 	}
 	rv = 0;
 done:
 	cJSON_Delete(o);
-	if (rv == FL_EFORMAT)
-		fl_log(FL_LOG_ERROR, "client",
-		       "state file %s is malformed; remove it to start a new privacy history",
-		       path);
+	if (rv) {
+		client_dp_state_fini(st);
+		if (rv == FL_EFORMAT)
+			fl_log(FL_LOG_ERROR, "client",
+			       "state file %s is malformed; remove it to start a new privacy "
+			       "history",
+			       path);
+	}
 	return rv;
+}
+
+void client_dp_state_fini(client_dp_state *st)
+{
+	free(st->phases);
+	memset(st, 0, sizeof *st);
+}
+
+/* Reads the accountant history of state_path (absent: nothing to restore). */
+static int state_load(session *s, const char *path)
+{
+	client_dp_state st;
+	int rv = client_dp_state_read(path, &st);
+	if (rv)
+		return rv;
+	snprintf(s->saved_run, sizeof s->saved_run, "%s", st.run_id);
+	s->saved_delta = st.delta;
+	s->saved = st.phases;
+	s->n_saved = st.n;
+	return 0;
 }
 
 /* Writes the accountant history to state_path atomically, mode 0600. */

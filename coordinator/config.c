@@ -95,6 +95,9 @@ static const opt_def opts[] = {
     O("compute_bias", T_INT, compute_bias, 0, "1: report agg_bias (keeps client factors)"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* Integers up to this magnitude are exact JSON numbers (doubles); larger
+ * 64-bit settings (a seed) travel in run.json as decimal strings. */
+#define COORD_JSON_EXACT 9000000000000000LL
 
 void coord_config_default(coord_config *c)
 {
@@ -249,7 +252,7 @@ int coord_config_apply_json(coord_config *c, const char *text, size_t len, char 
 				*(double *)p = x;
 			} else {
 				/* integers must be integral and in range */
-				if (x != floor(x) || fabs(x) > 9.0e15)
+				if (x != floor(x) || fabs(x) > (double)COORD_JSON_EXACT)
 					goto bad;
 				snprintf(num, sizeof num, "%.0f", x);
 				if ((rv = opt_set_text(c, d, num, err, errn)) != 0)
@@ -498,6 +501,7 @@ int coord_config_to_json(const coord_config *c, char **out)
 		const opt_def *d = &opts[i];
 		const char *p = (const char *)c + d->off;
 		cJSON *v = NULL;
+		char num[40];
 
 		switch (d->type) {
 		case T_STR:
@@ -506,12 +510,31 @@ int coord_config_to_json(const coord_config *c, char **out)
 		case T_INT:
 			v = cJSON_CreateNumber(*(const int *)p);
 			break;
-		case T_LL:
-			v = cJSON_CreateNumber((double)*(const long long *)p);
+		case T_LL: {
+			/* cJSON prints numbers with 15 significant digits (or 17 when
+			 * those do not come back within an epsilon), so both kinds are
+			 * written as exact raw text. Beyond 9e15 apply_json refuses a
+			 * number: such values (a seed) go as decimal strings, which
+			 * apply_json parses exactly. */
+			long long x = *(const long long *)p;
+			snprintf(num, sizeof num, "%lld", x);
+			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT)
+				v = cJSON_CreateRaw(num);
+			else
+				v = cJSON_CreateString(num);
 			break;
-		case T_DBL:
-			v = cJSON_CreateNumber(*(const double *)p);
+		}
+		case T_DBL: {
+			/* the shortest of %.15g, %.16g, %.17g that reads back exactly */
+			double x = *(const double *)p;
+			for (int prec = 15; prec <= 17; prec++) {
+				snprintf(num, sizeof num, "%.*g", prec, x);
+				if (strtod(num, NULL) == x)
+					break;
+			}
+			v = isfinite(x) ? cJSON_CreateRaw(num) : cJSON_CreateNull();
 			break;
+		}
 		case T_FLAG:
 			v = cJSON_CreateBool(*(const int *)p);
 			break;
