@@ -57,11 +57,13 @@ typedef struct client_event {
 	uint64_t round, total_rounds, committed_round;
 	double train_loss, eval_before, eval_after;
 	double epsilon, delta; /* cumulative, sample-level DP; 0 without */
-	double seconds;        /* local training wall time */
-	size_t bytes_up;       /* bytes of the Submit envelope */
-	int accepted;          /* 1: Ack, 0: Reject (code) */
-	int code;              /* FL_E* reason of a Reject or failure */
-	const char *text;      /* Reject text or failure detail */
+	/* "rdp" | "prv": what computed epsilon (static string) */
+	const char *accountant;
+	double seconds;   /* local training wall time */
+	size_t bytes_up;  /* bytes of the Submit envelope */
+	int accepted;     /* 1: Ack, 0: Reject (code) */
+	int code;         /* FL_E* reason of a Reject or failure */
+	const char *text; /* Reject text or failure detail */
 } client_event;
 
 typedef struct client_opts {
@@ -71,6 +73,8 @@ typedef struct client_opts {
 	const char *state_path;      /* optional: the DP accountant's history, kept across
 	                                restarts of this client (JSON, mode 0600) */
 	const char *task;            /* expected task ("linreg" | "lm") */
+	const char *accountant;      /* NULL: the run's (Task DpParams); "rdp" | "prv":
+	                                this client's own choice for its epsilon */
 	int client_index;            /* data shard / synthetic client index, >= 0 */
 	int have_seed;               /* 1: data_seed overrides the run's seed for data */
 	uint64_t data_seed;
