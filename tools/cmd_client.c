@@ -47,7 +47,9 @@ static void client_usage(FILE *f)
 	        "  --give-up SEC          exit 1 after SEC without any reply (default: never)\n"
 	        "  --attack SPEC          TESTING ONLY: after honest training corrupt the update\n"
 	        "                         (delta d from the global): scale:S (S d), flip (-d),\n"
-	        "                         flip:S (-S d), noise:S (d + N(0, S^2)); still signed\n"
+	        "                         flip:S (-S d), noise:S (d + N(0, S^2)), canary:M\n"
+	        "                         (M at the first B coordinate, 0 elsewhere: DP\n"
+	        "                         audits); still signed\n"
 	        "  --quiet                no progress lines (errors still go to stderr)\n"
 	        "  --help                 this text\n\n"
 	        "Exit status: 0 when the run is done (or N rounds were trained), 1 on failure,\n"
@@ -229,11 +231,10 @@ int cmd_client(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--attack")) {
 			if (client_attack_parse(val, &o.attack)) {
-				fprintf(
-				    stderr,
-				    "fedlora client: bad --attack '%s' (scale:S, flip, flip:S or "
-				    "noise:S)\n",
-				    val);
+				fprintf(stderr,
+				        "fedlora client: bad --attack '%s' (scale:S, flip, flip:S, "
+				        "noise:S or canary:M)\n",
+				        val);
 				return 2;
 			}
 			fprintf(stderr,
