@@ -86,13 +86,16 @@ def gauss_eps(mu, delta):
         return 0.0
 
     def d(e):
-        return phi(-e / mu + mu / 2) - math.exp(e) * phi(-e / mu - mu / 2)
+        b = phi(-e / mu - mu / 2)  # e^e b in log space: e can pass 709
+        return phi(-e / mu + mu / 2) - (math.exp(e + math.log(b)) if b > 0 else 0.0)
 
     if d(0) <= delta:
         return 0.0
     lo, hi = 0.0, 1.0
     while d(hi) > delta:
         hi *= 2
+        if hi > 1e6:
+            return math.inf
     for _ in range(100):
         mid = (lo + hi) / 2
         if d(mid) > delta:
