@@ -45,6 +45,7 @@
 #include "lora/adapter.h"
 #include "model/task.h"
 #include "privacy/accountant.h"
+#include "privacy/acct.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 #include "tokenizer/model_tok.h"
@@ -87,11 +88,14 @@ typedef struct session {
 	priv_phase phases[CLIENT_MAX_PHASES];
 	int n_phases;
 	double epsilon, delta;
+	priv_acct acct; /* the accountant of epsilon (the run's, or --accountant) */
 	/* history read from state_path, restored when its run is joined */
 	char saved_run[FL_RUN_ID_MAX + 1];
 	priv_phase *saved;
 	int n_saved;
 	double saved_delta;
+	priv_acct_kind saved_kind;
+	double saved_eps_error;
 
 	client_stats st;
 	double last_reply; /* monotonic seconds */
@@ -237,6 +241,13 @@ int client_dp_state_read(const char *path, client_dp_state *st)
 	snprintf(st->run_id, sizeof st->run_id, "%s", it->valuestring);
 	it = cJSON_GetObjectItemCaseSensitive(o, "delta");
 	st->delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	/* absent in files of older clients: rdp */
+	it = cJSON_GetObjectItemCaseSensitive(o, "accountant");
+	st->kind = PRIV_ACCT_RDP;
+	if (it && (!cJSON_IsString(it) || priv_acct_parse(it->valuestring, &st->kind) != 0))
+		goto done;
+	it = cJSON_GetObjectItemCaseSensitive(o, "eps_error");
+	st->eps_error = cJSON_IsNumber(it) ? it->valuedouble : 0;
 	st->phases = calloc(cJSON_GetArraySize(ph) + 1, sizeof *st->phases);
 	if (!st->phases) {
 		rv = FL_ENOMEM;
@@ -283,6 +294,8 @@ static int state_load(session *s, const char *path)
 		return rv;
 	snprintf(s->saved_run, sizeof s->saved_run, "%s", st.run_id);
 	s->saved_delta = st.delta;
+	s->saved_kind = st.kind;
+	s->saved_eps_error = st.eps_error;
 	s->saved = st.phases;
 	s->n_saved = st.n;
 	return 0;
@@ -302,6 +315,8 @@ static int state_save(session *s)
 	ph = cJSON_AddArrayToObject(o, "phases");
 	if (!o || !ph || !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
 	    !cJSON_AddNumberToObject(o, "delta", s->delta) ||
+	    !cJSON_AddStringToObject(o, "accountant", priv_acct_name(s->acct.kind)) ||
+	    !cJSON_AddNumberToObject(o, "eps_error", s->acct.eps_error) ||
 	    !cJSON_AddNumberToObject(o, "epsilon", isfinite(s->epsilon) ? s->epsilon : -1))
 		goto done;
 	for (int i = 0; i < s->n_phases; i++) {
@@ -339,12 +354,21 @@ static void new_run(session *s, const char *run_id)
 		memcpy(s->phases, s->saved, s->n_saved * sizeof *s->phases);
 		s->n_phases = s->n_saved;
 		s->delta = s->saved_delta;
-		if (s->delta > 0 && s->delta < 1 &&
-		    priv_rdp_epsilon(s->phases, s->n_phases, s->delta, &s->epsilon, NULL) != 0)
-			s->epsilon = INFINITY;
+		priv_acct_kind k = s->saved_kind;
+		if (s->o->accountant)
+			priv_acct_parse(s->o->accountant, &k); /* checked in client_run */
+		priv_acct_fini(&s->acct);
+		priv_acct_init(&s->acct, k, s->saved_eps_error);
+		if (s->delta > 0 && s->delta < 1) {
+			priv_acct_eps r;
+			s->epsilon =
+			    priv_acct_epsilon(&s->acct, s->phases, s->n_phases, s->delta, &r) == 0
+			        ? r.epsilon
+			        : INFINITY;
+		}
 		fl_log(FL_LOG_INFO, "client",
-		       "restored the privacy history of run %s: %d phase(s), epsilon %.4g", run_id,
-		       s->n_phases, s->epsilon);
+		       "restored the privacy history of run %s: %d phase(s), epsilon %.4g (%s)",
+		       run_id, s->n_phases, s->epsilon, priv_acct_name(s->acct.kind));
 	}
 }
 
@@ -513,6 +537,7 @@ done:
 static void account(session *s, double sigma, double q, long steps, double delta)
 {
 	priv_phase *last = s->n_phases ? &s->phases[s->n_phases - 1] : NULL;
+	priv_acct_eps r = {0};
 	double eps = INFINITY;
 	if (steps <= 0)
 		return;
@@ -523,8 +548,10 @@ static void account(session *s, double sigma, double q, long steps, double delta
 	else
 		s->phases[s->n_phases - 1].steps += steps; /* bounded; conservative enough */
 	s->delta = delta;
-	if (priv_rdp_epsilon(s->phases, s->n_phases, delta, &eps, NULL) != 0)
-		eps = INFINITY;
+	if (priv_acct_epsilon(&s->acct, s->phases, s->n_phases, delta, &r) == 0)
+		eps = r.epsilon;
+	if (r.fallback)
+		fl_log(FL_LOG_WARN, "client", "prv grid too large; epsilon is the rdp bound");
 	s->epsilon = eps;
 	state_save(s);
 }
@@ -568,6 +595,33 @@ static void capture_submit(const uint8_t *buf, size_t len)
 		       fl_strerror(rv));
 }
 
+/* The accountant of this client's epsilon: --accountant, else the run's
+ * (DpParams.accountant, 0 rdp / 1 prv; a coordinator without the field
+ * sends 0). Switching resets only the memo: the history is the same.
+ * FL_EFORMAT on an unknown accountant or a bad eps_error. */
+static int choose_accountant(session *s, const Fedlora__DpParams *dp)
+{
+	priv_acct_kind k;
+	double e = dp->eps_error;
+	if (s->o->accountant) {
+		if (priv_acct_parse(s->o->accountant, &k) != 0)
+			return FL_EINVAL;
+	} else if (dp->accountant == 0 || dp->accountant == 1) {
+		k = dp->accountant ? PRIV_ACCT_PRV : PRIV_ACCT_RDP;
+	} else {
+		return FL_EFORMAT;
+	}
+	if (!(e >= 0 && e <= 1)) /* NaN too; 0: the default */
+		return FL_EFORMAT;
+	if (e == 0)
+		e = PRIV_ACCT_EPS_ERROR_DEFAULT;
+	if (k != s->acct.kind || e != s->acct.eps_error) {
+		priv_acct_fini(&s->acct);
+		priv_acct_init(&s->acct, k, e);
+	}
+	return 0;
+}
+
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
 {
@@ -607,6 +661,11 @@ static int do_task(session *s, const Fedlora__Task *t)
 		fl_log(FL_LOG_WARN, "client", "task of round %llu: unknown dp mode or optimizer",
 		       (unsigned long long)t->round);
 		return FL_EFORMAT;
+	}
+	if (dp_mode == 1 && (rv = choose_accountant(s, t->dp)) != 0) {
+		fl_log(FL_LOG_WARN, "client", "task of round %llu: unknown accountant",
+		       (unsigned long long)t->round);
+		return rv;
 	}
 	if ((rv = fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, s->ad)) != 0) {
 		fl_log(FL_LOG_WARN, "client", "global adapter of round %llu refused: %s",
@@ -690,6 +749,7 @@ static int do_task(session *s, const Fedlora__Task *t)
 	ev.eval_after = res.eval_after;
 	ev.epsilon = met.epsilon;
 	ev.delta = met.delta;
+	ev.accountant = priv_acct_name(s->acct.kind);
 	ev.bytes_up = len;
 	ev.total_rounds = s->total_rounds;
 	s->st.rounds_trained++;
@@ -824,6 +884,11 @@ int client_run(const client_opts *o, client_stats *st)
 		return FL_ENOMEM;
 	s->o = o;
 	s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+	priv_acct_init(&s->acct, PRIV_ACCT_RDP, 0);
+	if (o->accountant && priv_acct_parse(o->accountant, &s->acct.kind) != 0) {
+		free(s);
+		return FL_EINVAL;
+	}
 	s->recv_max = o->recv_max ? o->recv_max : FL_NET_RECV_MAX_DEFAULT;
 	atomic_init(&s->disconnects, 0);
 	if ((rv = priv_key_load(&s->key, o->key_path)) != 0) {
@@ -913,6 +978,7 @@ out:
 		nng_close(s->sock);
 	priv_key_wipe(&s->key);
 	priv_noise_free(s->noise);
+	priv_acct_fini(&s->acct);
 	lora_adapter_free(s->ad);
 	model_task_close(s->task);
 	free(s->saved);

@@ -78,6 +78,9 @@ static const opt_def opts[] = {
     O("dp_q", T_DBL, dp_q, 1, "sample: Poisson sampling rate of examples"),
     O("dp_delta", T_DBL, dp_delta, 0, "delta of the reported (epsilon, delta)"),
     O("target_eps", T_DBL, target_eps, 0, "stop before a round would exceed this epsilon"),
+    O("accountant", T_STR, accountant, 1,
+      "rdp | prv: accountant of the reported epsilon (prv: PRV upper bound, tighter)"),
+    O("eps_error", T_DBL, eps_error, 1, "prv: epsilon error of the PRV bounds, (0, 1]"),
     O("expected_clients", T_DBL, expected_clients, 1,
       "client DP: divisor of the noisy sum (default clients_per_round)"),
     O("fair_ridge", T_FLAG, fair_ridge, 0, "fair: closed-form ridge correction"),
@@ -127,6 +130,8 @@ void coord_config_default(coord_config *c)
 	c->join_wait = 2;
 	strcpy(c->dp, "none");
 	c->dp_delta = 1e-5;
+	strcpy(c->accountant, "rdp");
+	c->eps_error = 0.01;
 	c->fair_lambda = 0.01;
 	c->fair_steps = 300;
 	c->fair_lr = 0.01;
@@ -417,6 +422,9 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	        "--dp must be none, sample or client");
 	REQUIRE(c->dp_delta > 0 && c->dp_delta < 1, "--dp-delta must be in (0, 1)");
 	REQUIRE(c->target_eps >= 0, "--target-eps must be >= 0");
+	REQUIRE(!strcmp(c->accountant, "rdp") || !strcmp(c->accountant, "prv"),
+	        "--accountant must be rdp or prv");
+	REQUIRE(c->eps_error > 0 && c->eps_error <= 1, "--eps-error must be in (0, 1]");
 	if (coord_config_dp_mode(c) != COORD_DP_NONE) {
 		REQUIRE(c->dp_clip > 0, "--dp %s needs --dp-clip > 0", c->dp);
 		REQUIRE(c->dp_noise >= 0, "--dp-noise must be >= 0");

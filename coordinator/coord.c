@@ -81,6 +81,7 @@
 #include "lora/io.h"
 #include "model/task.h"
 #include "privacy/accountant.h"
+#include "privacy/acct.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 #include "tokenizer/model_tok.h"
@@ -160,6 +161,9 @@ struct coord {
 	uint64_t bytes_up, bytes_down;
 	double w_sum, train_sum, eval_after_sum, eval_before_sum;
 	double client_eps_round;
+	priv_acct acct;         /* --accountant, with its memo (under mu) */
+	priv_acct_eps acct_eps; /* client DP: the last committed round's accounting */
+	double acct_s_round;    /* seconds in the accountant since the last commit */
 	int retries_round;
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
@@ -779,6 +783,11 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	c->cfg = *cfg;
 	c->nonce_fd = -1;
 	c->dp = coord_config_dp_mode(cfg);
+	{
+		priv_acct_kind k = PRIV_ACCT_RDP;
+		priv_acct_parse(cfg->accountant, &k); /* validated above */
+		priv_acct_init(&c->acct, k, cfg->eps_error);
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->agg_mu, NULL);
 	{
@@ -998,6 +1007,7 @@ void coord_close(coord *c)
 	lora_adapter_free(c->global);
 	model_task_close(c->task);
 	priv_noise_free(c->noise);
+	priv_acct_fini(&c->acct);
 	priv_allow_free(c->allow);
 	priv_key_wipe(&c->key);
 	coord_state_fini(&c->st);
@@ -1080,21 +1090,32 @@ static void wait_until(coord *c, double deadline)
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
- * the rounds committed so far (more = 0). NAN without DP. */
-static int run_epsilon_locked(coord *c, int more, double *eps)
+ * the rounds committed so far (more = 0), with the run's accountant; res
+ * (may be NULL) gets the details. NAN without DP. The accountant memoises
+ * its last answer, so the commit of a round after its look-ahead with the
+ * same history costs nothing more. */
+static int run_epsilon_locked(coord *c, int more, double *eps, priv_acct_eps *res)
 {
 	const coord_config *g = &c->cfg;
 	priv_phase *ph = NULL;
+	priv_acct_eps r;
 	int n = 0, rv = 0;
 
 	*eps = NAN;
+	memset(&r, 0, sizeof r);
 	if (c->dp == COORD_DP_SAMPLE) {
 		/* worst-case client: it joined every round with local_steps steps */
 		priv_phase one = {g->dp_noise, g->dp_q,
 		                  (long)(c->st.round + more) * g->local_steps};
 		if (!more)
 			return 0; /* reported from the clients instead */
-		return priv_rdp_epsilon(&one, 1, g->dp_delta, eps, NULL);
+		if ((rv = priv_acct_epsilon(&c->acct, &one, 1, g->dp_delta, &r)) != 0)
+			return rv;
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+		return 0;
 	}
 	if (c->dp != COORD_DP_CLIENT)
 		return 0;
@@ -1108,13 +1129,25 @@ static int run_epsilon_locked(coord *c, int more, double *eps)
 	}
 	if (more) {
 		double q = c->st.n_clients > 0 ? (double)g->clients_per_round / c->st.n_clients : 1;
-		ph[n].sigma = g->dp_noise;
-		ph[n].q = q > 1 ? 1 : q;
-		ph[n].steps = 1;
-		n++;
+		q = q > 1 ? 1 : q;
+		/* merged as coord_state_add_phase will, so the memo matches the commit */
+		if (n > 0 && ph[n - 1].sigma == g->dp_noise && ph[n - 1].q == q) {
+			ph[n - 1].steps++;
+		} else {
+			ph[n].sigma = g->dp_noise;
+			ph[n].q = q;
+			ph[n].steps = 1;
+			n++;
+		}
 	}
-	rv = priv_rdp_epsilon(ph, n, g->dp_delta, eps, NULL);
+	rv = priv_acct_epsilon(&c->acct, ph, n, g->dp_delta, &r);
 	free(ph);
+	if (rv == 0) {
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+	}
 	return rv;
 }
 
@@ -1123,6 +1156,7 @@ static void reset_round_metrics_locked(coord *c)
 	memset(c->rejected, 0, sizeof c->rejected);
 	c->bytes_up = c->bytes_down = 0;
 	c->retries_round = 0;
+	c->acct_s_round = 0;
 }
 
 static void reset_attempt_locked(coord *c)
@@ -1246,6 +1280,8 @@ task:
 	else if (c->dp == COORD_DP_CLIENT)
 		dp.q = (double)g->clients_per_round / n > 1 ? 1 : (double)g->clients_per_round / n;
 	dp.delta = g->dp_delta;
+	dp.accountant = (uint32_t)c->acct.kind;
+	dp.eps_error = c->acct.eps_error;
 	t.run_id = c->st.run_id;
 	t.round = (uint64_t)c->cur_round;
 	t.n_tensors = ts.n;
@@ -1341,6 +1377,27 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "robust", coord_robust_json(&s->robust));
 	rv |= add(o, "dp", cJSON_CreateString(g->dp));
 	if (c->dp != COORD_DP_NONE) {
+		rv |= add(o, "accountant", cJSON_CreateString(priv_acct_name(c->acct.kind)));
+		if (c->acct.kind == PRIV_ACCT_PRV) {
+			/* epsilon is the PRV upper bound: a guarantee */
+			rv |= add(o, "eps_upper", num_or_null(eps));
+			rv |= add(o, "eps_error", cJSON_CreateNumber(c->acct.eps_error));
+		}
+		if (c->dp == COORD_DP_CLIENT) {
+			const priv_acct_eps *a = &c->acct_eps;
+			if (c->acct.kind == PRIV_ACCT_PRV) {
+				rv |= add(o, "eps_lower", num_or_null(a->lower));
+				rv |= add(o, "eps_estimate", num_or_null(a->estimate));
+				rv |= add(o, "rdp_epsilon", num_or_null(a->rdp_epsilon));
+				if (a->fallback)
+					rv |= add(o, "accountant_fallback", cJSON_CreateTrue());
+			}
+		}
+		/* the coordinator's own accounting this round (target look-ahead
+		 * and commit; a memoised answer costs 0) */
+		rv |= add(o, "accountant_s", cJSON_CreateNumber(c->acct_s_round));
+	}
+	if (c->dp != COORD_DP_NONE) {
 		rv |= add(o, "dp_clip", cJSON_CreateNumber(g->dp_clip));
 		rv |= add(o, "dp_noise", cJSON_CreateNumber(g->dp_noise));
 	}
@@ -1387,7 +1444,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 	if (c->dp == COORD_DP_CLIENT) {
 		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, round_q_locked(c), 1)) != 0)
 			goto out;
-		if ((rv = run_epsilon_locked(c, 0, &eps)) != 0)
+		if ((rv = run_epsilon_locked(c, 0, &eps, &c->acct_eps)) != 0)
 			goto out;
 	} else if (c->dp == COORD_DP_SAMPLE) {
 		if (c->client_eps_round > c->st.client_eps_max)
@@ -1431,7 +1488,8 @@ static int commit_round_locked(coord *c, double t_round_start)
 	{
 		char eps_s[48] = "";
 		if (c->dp != COORD_DP_NONE)
-			snprintf(eps_s, sizeof eps_s, " eps %.4g", eps);
+			snprintf(eps_s, sizeof eps_s, " eps %.4g (%s)", eps,
+			         priv_acct_name(c->acct.kind));
 		coord_logf(
 		    c, FL_LOG_INFO,
 		    "round %d committed: %d/%d reported, train %.6g eval %.6g (before %.6g), bias "
@@ -1510,7 +1568,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		}
 		if (g->target_eps > 0 && c->dp != COORD_DP_NONE) {
 			double eps;
-			if ((rv = run_epsilon_locked(c, 1, &eps)) != 0) {
+			if ((rv = run_epsilon_locked(c, 1, &eps, NULL)) != 0) {
 				fl_seterr(err, errn, "accountant failed: %s", fl_strerror(rv));
 				break;
 			}
