@@ -23,6 +23,7 @@
  * any eavesdropper on a plain tcp:// link sees.
  */
 #include "client/session.h"
+#include "client/deadline.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -98,6 +99,11 @@ typedef struct session {
 	double saved_eps_error;
 
 	client_stats st;
+	double last_submit_s; /* how long the last Submit took to be answered */
+	/* a round skipped for its deadline: that attempt (round, round_seed) is
+	 * not trained again when handed out once more before skip_until */
+	uint64_t skip_round, skip_seed;
+	double skip_until;
 	double last_reply; /* monotonic seconds */
 	int backoff_ms;
 } session;
@@ -622,6 +628,28 @@ static int choose_accountant(session *s, const Fedlora__DpParams *dp)
 	return 0;
 }
 
+/* A round whose deadline would pass before our Submit is out: nothing is
+ * sent. A partial update (fewer local steps) is not sent either: FedAvg
+ * weights updates by num_samples assuming equal local work, so a truncated
+ * one would be silently under-weighted in effect; the round's quorum and
+ * top-up selection already cope with a missing client. Returns 0. */
+static int skip_round(session *s, const Fedlora__Task *t, const client_deadline *dl,
+                      client_event *ev, int steps)
+{
+	fl_log(FL_LOG_WARN, "client",
+	       "deadline passed, skipping round %llu (%d of %u steps, %llu ms)",
+	       (unsigned long long)t->round, steps, t->train->local_steps,
+	       (unsigned long long)t->deadline_ms);
+	s->skip_round = t->round;
+	s->skip_seed = t->train->round_seed;
+	s->skip_until = dl->t_end;
+	ev->accepted = 0;
+	ev->code = FL_ETIMEOUT;
+	ev->text = "deadline passed, round skipped";
+	emit(s, ev);
+	return 0;
+}
+
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
 {
@@ -635,8 +663,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 	fl_wire_msg rep = {0};
 	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
 	size_t len = 0;
-	int rv, dp_mode, which;
-	double t0;
+	int rv, dp_mode, which, delay_ms;
+	double t0, t_task = s->last_reply;
+	client_deadline dl;
 	client_event ev = {.kind = CLIENT_EV_ROUND, .round = t->round};
 
 	if ((rv = fl_wire_check_task(t, s->run_id, s->acked_round)) != 0) {
@@ -654,6 +683,12 @@ static int do_task(session *s, const Fedlora__Task *t)
 	}
 	if (t->round == s->failed_round) {
 		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
+		return 0;
+	}
+	if (t->round == s->skip_round && t->train && t->train->round_seed == s->skip_seed) {
+		/* the attempt we skipped for its deadline: wait for it to close */
+		double left = s->skip_until - mono_s();
+		sleep_ms(left > 2.0 ? 2000 : left > 0.01 ? (int)(left * 1000) : 10);
 		return 0;
 	}
 	dp_mode = (int)t->dp->mode;
@@ -693,6 +728,11 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if (o->attack.kind != CLIENT_ATTACK_NONE &&
 	    (rv = lora_adapter_clone(&honest_global, s->ad)) != 0)
 		return rv;
+	/* Task.deadline_ms, counted from the Task's arrival; the reserve covers
+	 * sealing and sending (the last Submit's round trip) */
+	client_deadline_init(&dl, t_task, t->deadline_ms, 0.1 + s->last_submit_s);
+	p.before_step = client_deadline_step;
+	p.step_arg = &dl;
 	t0 = mono_s();
 	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
 	if (rv == 0 && honest_global)
@@ -700,8 +740,10 @@ static int do_task(session *s, const Fedlora__Task *t)
 		                         p.round_seed ^ ((uint64_t)o->client_index << 32));
 	lora_adapter_free(honest_global);
 	ev.seconds = mono_s() - t0;
-	if (dp_mode == 1)
+	if (dp_mode == 1) /* the steps taken count, even when nothing is sent */
 		account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+	if ((rv == FL_ETIMEOUT && dl.stopped) || (rv == 0 && client_deadline_passed(&dl, mono_s())))
+		return skip_round(s, t, &dl, &ev, res.steps);
 	if (rv != 0) {
 		fl_log(FL_LOG_ERROR, "client", "training round %llu failed: %s",
 		       (unsigned long long)t->round, fl_strerror(rv));
@@ -742,7 +784,13 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if ((rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, &s->key, &buf, &len)) != 0)
 		goto done;
 	fl_wire_tensors_fini(&ts);
+	if (client_deadline_passed(&dl, mono_s())) {
+		rv = skip_round(s, t, &dl, &ev, res.steps);
+		goto done;
+	}
 	capture_submit(buf, len);
+	if ((delay_ms = client_deadline_test_submit_delay_ms()) > 0)
+		sleep_ms(delay_ms); /* FEDLORA_DELAY_SUBMIT_MS: test-only slow uplink */
 
 	ev.train_loss = res.train_loss;
 	ev.eval_before = res.eval_before;
@@ -754,7 +802,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 	ev.total_rounds = s->total_rounds;
 	s->st.rounds_trained++;
 
+	t0 = mono_s();
 	rv = send_submit(s, buf, len, &rep);
+	s->last_submit_s = mono_s() - t0;
 	if (rv != 0) {
 		ev.code = rv;
 		ev.text = "no reply to the submission";
@@ -776,6 +826,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 		/* our own resend of an update that already arrived */
 		if (ev.code == FL_EREPLAY)
 			ev.accepted = 1;
+		if (ev.code == FL_ECLOSED)
+			fl_log(FL_LOG_WARN, "client", "round %llu closed before our update arrived",
+			       (unsigned long long)t->round);
 	} else {
 		ev.code = FL_EFORMAT;
 		ev.text = "unexpected reply to a submission";
