@@ -48,7 +48,9 @@ async function main() {
 	}
 	const t1 = process.hrtime.bigint();
 	void special; // the reference always recognises added tokens (fedlora --special)
-	fs.writeFileSync(out, res.map((r, i) => (texts[i] === null ? '!' : r.join(' '))).join('\n') + '\n');
+	const outl = [];
+	for (let i = 0; i < texts.length; i++) outl.push(texts[i] === null ? '!' : res[i].join(' '));
+	fs.writeFileSync(out, outl.join('\n') + '\n');
 	const s = Number(t1 - t0) / 1e9;
 	console.log(JSON.stringify({ bytes: raw.length, lines: lines.length, seconds: s, mb_s: raw.length / 1e6 / s }));
 }
