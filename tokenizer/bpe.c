@@ -370,6 +370,8 @@ typedef struct work {
 	hent *h;
 	size_t hn, hcap;
 	pcre2_match_data *md;
+	pcre2_match_context *mc; /* with a larger JIT stack, made when one match needs it */
+	pcre2_jit_stack *js;
 } work;
 
 static void work_free(work *w)
@@ -383,6 +385,10 @@ static void work_free(work *w)
 	free(w->h);
 	if (w->md)
 		pcre2_match_data_free(w->md);
+	if (w->mc)
+		pcre2_match_context_free(w->mc);
+	if (w->js)
+		pcre2_jit_stack_free(w->js);
 }
 
 static inline int hent_less(const hent *x, const hent *y)
@@ -657,7 +663,15 @@ static int re_next(const pcre2_code *re, work *w, const char *s, size_t n, size_
                    size_t *me)
 {
 	for (;;) {
-		int r = pcre2_match(re, (PCRE2_SPTR)s, n, from, 0, w->md, NULL);
+		int r = pcre2_match(re, (PCRE2_SPTR)s, n, from, 0, w->md, w->mc);
+		if (r == PCRE2_ERROR_JIT_STACKLIMIT && !w->js) {
+			/* the default 32 KiB machine stack was not enough: 64 MiB at most */
+			if (!(w->mc = pcre2_match_context_create(NULL)) ||
+			    !(w->js = pcre2_jit_stack_create(1 << 15, 1 << 26, NULL)))
+				return FL_ENOMEM;
+			pcre2_jit_stack_assign(w->mc, NULL, w->js);
+			continue;
+		}
 		if (r == PCRE2_ERROR_NOMATCH)
 			return 0;
 		if (r < 0)
@@ -991,12 +1005,12 @@ static int decode_step(const fl_bpe *b, const dec *d, work *w)
 			break;
 		}
 		case D_METASPACE:
-			rv = replace_into(&w->b, s, n, d->a, d->alen, " ", 1);
-			if (rv == 0 && i == 0 && d->prepend != PS_NEVER && w->b.n > off &&
-			    w->b.p[off] == ' ') {
-				memmove(w->b.p + off, w->b.p + off + 1, w->b.n - off - 1);
-				w->b.n--;
-			}
+			/* the reference drops every replacement character of the
+			 * first token (not only a leading one) unless prepend_scheme
+			 * is "never" */
+			rv = replace_into(&w->b, s, n, d->a, d->alen,
+			                  i == 0 && d->prepend != PS_NEVER ? "" : " ",
+			                  i == 0 && d->prepend != PS_NEVER ? 0 : 1);
 			break;
 		default: { /* D_BYTELEVEL: all chars through the inverse map, else raw */
 			size_t j = 0;
