@@ -1,0 +1,118 @@
+#!/bin/sh
+# tests/hf_tok_test.sh — a model folder with a Hugging Face tokenizer.json
+# end to end (tests/fixtures/tok/bytebpe, a byte-level BPE of 3005 ids): a
+# tiny Llama of vocab_size 3072 from `fedlora pretrain` with the tokenizer
+# files dropped in; `fedlora tokenize` encodes, decodes and reports the hash;
+# `fedlora eval` scores text through the tokenizer; a 2-client, 2-round lm
+# sim on the folder runs to the end with the coordinator pinning the
+# tokenizer's hash; `fedlora export` copies the tokenizer files next to the
+# adapter; a client whose base has another tokenizer is refused by the
+# coordinator and stops.
+. tests/lib.sh
+T=$TMPROOT
+FIX=tests/fixtures/tok
+mkdir -p "$T/data"
+python3 - "$T/data" <<'PY'
+import random, sys
+r = random.Random(5)
+w = "the federated model learns from private data on many clients while the server only sees adapters".split()
+for k in range(2):
+    with open(f"{sys.argv[1]}/c{k}.txt", "w") as f:
+        for _ in range(300):
+            f.write(" ".join(r.choice(w) for _ in range(r.randint(5, 15))) + ".\n\n")
+PY
+sed 's/"vocab_size": 264/"vocab_size": 3072/' configs/byte-tiny.json >"$T/cfg.json"
+
+# 1. a BPE model folder: pretrained weights of vocab 3072 + the tokenizer files
+if "$FEDLORA" pretrain --model-config "$T/cfg.json" --data "$T/data/c0.txt" --out "$T/base" \
+	--steps 2 --batch-size 2 --seq-len 32 --seed 1 >"$T/pt.out" 2>&1; then
+	mkdir -p "$T/bpe" "$T/bpe2"
+	cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe/"
+	cp "$FIX/bytebpe/tokenizer.json" "$FIX/bytebpe/tokenizer_config.json" "$T/bpe/"
+	cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe2/"
+	cp "$FIX/spbpe/tokenizer.json" "$FIX/spbpe/tokenizer_config.json" "$T/bpe2/"
+	ok pretrain_makes_bpe_base
+else
+	tail -n 5 "$T/pt.out"
+	notok pretrain_makes_bpe_base
+fi
+
+# 2. fedlora tokenize: ids, decode back, info with the hash
+info=$("$FEDLORA" tokenize --model "$T/bpe" --info)
+hash=$(echo "$info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+printf 'Hello world\n<|im_start|>hi<|im_end|>\n' >"$T/in.txt"
+"$FEDLORA" tokenize --model "$T/bpe" --special "$T/in.txt" >"$T/ids.txt"
+"$FEDLORA" tokenize --model "$T/bpe" --decode "$T/ids.txt" >"$T/back.txt"
+if [ "$(head -n 1 "$T/ids.txt")" = "39 301 385 1879" ] && cmp -s "$T/in.txt" "$T/back.txt" &&
+	[ "$(sed -n 2p "$T/ids.txt" | cut -d' ' -f1)" = 3001 ] &&
+	echo "$info" | grep -q '"kind":"bpe-byte","vocab":3005'; then
+	ok tokenize_encodes_decodes_bpe
+else
+	echo "# $info"; cat "$T/ids.txt" "$T/back.txt"
+	notok tokenize_encodes_decodes_bpe
+fi
+if "$FEDLORA" tokenize --help | grep -q -- '--decode'; then ok tokenize_help; else notok tokenize_help; fi
+
+# 3. eval reads text through the tokenizer
+if "$FEDLORA" eval --base "$T/bpe" --data "$T/data/c1.txt" --seq-len 32 --max-seqs 8 --json \
+	>"$T/ev.json" 2>"$T/ev.err" &&
+	python3 -c 'import json,sys,math; r=json.load(open(sys.argv[1])); sys.exit(0 if math.isfinite(r["loss"]) and r["loss"] > 5 else 1)' "$T/ev.json"; then
+	ok eval_scores_bpe_model
+else
+	cat "$T/ev.err"; notok eval_scores_bpe_model
+fi
+
+# 4. a 2-client lm sim on the BPE folder; the coordinator pins the hash
+if "$FEDLORA" sim --task lm --clients 2 --rounds 2 --strategy ffa --run-dir "$T/run" \
+	--base "$T/bpe" --data-per-client "$T/data/c0.txt;$T/data/c1.txt" --seq-len 32 --rank 2 \
+	--alpha 4 --lora-targets q_proj,v_proj --lr 0.005 --local-steps 2 --batch-size 4 \
+	--seed 3 --round-timeout 120 --quiet >"$T/sim.out" 2>&1 &&
+	[ "$(wc -l <"$T/run/metrics.jsonl")" = 2 ]; then
+	ok sim_lm_on_bpe_model
+else
+	tail -n 5 "$T/sim.out"; tail -n 5 "$T/run/client-0.log" 2>/dev/null
+	notok sim_lm_on_bpe_model
+fi
+h16=$(echo "$hash" | cut -c1-16)
+if grep -q "tokenizer bpe-byte pinned, blake2b-256 $h16" "$T/run/coordinator-stderr.log" 2>/dev/null ||
+	grep -rq "tokenizer bpe-byte pinned, blake2b-256 $h16" "$T/run" 2>/dev/null; then
+	ok coordinator_pins_bpe_tokenizer_hash
+else
+	grep -r "tokenizer" "$T/run"/*.log | head -n 3
+	notok coordinator_pins_bpe_tokenizer_hash
+fi
+
+# 5. export copies the tokenizer files next to the PEFT adapter
+if "$FEDLORA" export --run-dir "$T/run" --out "$T/peft" >"$T/ex.out" 2>&1 &&
+	cmp -s "$T/peft/tokenizer.json" "$T/bpe/tokenizer.json" &&
+	cmp -s "$T/peft/tokenizer_config.json" "$T/bpe/tokenizer_config.json" &&
+	[ -f "$T/peft/adapter_model.safetensors" ] && [ ! -f "$T/peft/special_tokens_map.json" ]; then
+	ok export_copies_tokenizer_files
+else
+	cat "$T/ex.out"; ls "$T/peft"
+	notok export_copies_tokenizer_files
+fi
+
+# 6. a client whose base folder has another tokenizer is refused and stops
+run="$T/mis"
+mkdir -p "$run/keys"
+"$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
+"$FEDLORA" keygen --out "$run/keys/client-0" >/dev/null 2>&1
+url="tcp://127.0.0.1:$(free_port)"
+"$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
+	--task lm --base-dir "$T/bpe" --strategy ffa --rounds 1 --clients-per-round 1 \
+	--min-clients 1 --round-timeout 30 --enroll-any --rank 2 --alpha 4 \
+	--lora-targets q_proj,v_proj >"$run/coord.log" 2>&1 &
+cpid=$!
+"$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" --task lm --client-index 0 \
+	--data "$T/data/c0.txt" --base "$T/bpe2" >"$run/client.log" 2>&1 &
+clpid=$!
+if wait_pid "$clpid" 60 && [ "$wst" != 0 ] &&
+	grep -q "tokenizer mismatch: coordinator pins $(echo "$hash" | cut -c1-8), client has" "$run/client.log"; then
+	ok coordinator_refuses_other_tokenizer
+else
+	echo "# client status $wst"; tail -n 3 "$run/client.log"; tail -n 3 "$run/coord.log"
+	notok coordinator_refuses_other_tokenizer
+fi
+stop_pids "$cpid" "$clpid"
+exit $t_failed
