@@ -3,7 +3,8 @@
 # end to end (tests/fixtures/tok/bytebpe, a byte-level BPE of 3005 ids): a
 # tiny Llama of vocab_size 3072 from `fedlora pretrain` with the tokenizer
 # files dropped in; `fedlora tokenize` encodes, decodes and reports the hash;
-# `fedlora eval` scores text through the tokenizer; a 2-client, 2-round lm
+# `fedlora eval` scores text and chat samples (Qwen2.5 template, assistant
+# tokens only) through the tokenizer; a 2-client, 2-round lm
 # sim on the folder runs to the end with the coordinator pinning the
 # tokenizer's hash; `fedlora export` copies the tokenizer files next to the
 # adapter; a client whose base has another tokenizer is refused by the
@@ -60,6 +61,28 @@ if "$FEDLORA" eval --base "$T/bpe" --data "$T/data/c1.txt" --seq-len 32 --max-se
 	ok eval_scores_bpe_model
 else
 	cat "$T/ev.err"; notok eval_scores_bpe_model
+fi
+
+# 3b. chat data through the BPE tokenizer and a chat template (Qwen2.5's):
+#     loss only on the assistant tokens (about 8 a sample here, of about 30)
+mkdir -p "$T/chat"
+cp "$T/bpe/config.json" "$T/bpe/model.safetensors" "$T/bpe/tokenizer.json" "$T/chat/"
+python3 - "$T" <<'PY'
+import json, sys
+t = sys.argv[1]
+c = json.load(open("tests/fixtures/tok/bytebpe/tokenizer_config.json"))
+c["chat_template"] = open("tests/chat/qwen2_5.jinja").read()
+json.dump(c, open(f"{t}/chat/tokenizer_config.json", "w"))
+with open(f"{t}/chat.jsonl", "w") as f:
+    for i in range(40):
+        f.write(json.dumps({"messages": [{"role": "user", "content": "hello the model %d" % i},
+                                         {"role": "assistant", "content": "private data stays %d" % i}]}) + "\n")
+PY
+if "$FEDLORA" eval --base "$T/chat" --data "$T/chat.jsonl" --seq-len 64 --json >"$T/ch.json" 2>"$T/ch.err" &&
+	python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); k=r["tokens"]/r["seqs"]; print("# chat: %d seqs, %.1f loss tokens each" % (r["seqs"], k)); sys.exit(0 if r["seqs"] > 0 and 4 <= k <= 12 else 1)' "$T/ch.json"; then
+	ok eval_chat_masks_on_bpe_model
+else
+	cat "$T/ch.err" "$T/ch.json"; notok eval_chat_masks_on_bpe_model
 fi
 
 # 4. a 2-client lm sim on the BPE folder; the coordinator pins the hash

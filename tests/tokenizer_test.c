@@ -506,6 +506,9 @@ static void test_bad_vocab_and_merges_refused(void)
 	               FL_EFORMAT, "appears twice");
 	expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":2000000000},\"merges\":[]}}",
 	               FL_EFORMAT, "not an integer in [0, 16777216)");
+	expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":16000000},"
+	               "\"merges\":[]}}",
+	               FL_EFORMAT, "largest id 16000000 for 2 tokens");
 	expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}",
 	               FL_EFORMAT, "model.vocab[\"a\"]");
 	expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1.5},\"merges\":[]}}",

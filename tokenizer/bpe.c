@@ -962,6 +962,9 @@ static int decode_step(const fl_bpe *b, const dec *d, work *w)
 	int rv;
 	w->b.n = 0;
 	w->s2.n = 0;
+	/* tokens may be empty: keep both buffers allocated so offsets stay valid */
+	if ((rv = buf_reserve(&w->a, 1)) != 0 || (rv = buf_reserve(&w->b, 1)) != 0)
+		return rv;
 	if (d->type == D_FUSE) {
 		if ((rv = buf_add(&w->b, w->a.p, w->a.n)) != 0)
 			return rv;
@@ -1076,7 +1079,7 @@ int fl_bpe_decode(const fl_bpe *b, const int32_t *ids, size_t n, int skip_specia
 		if ((rv = decode_step(b, &b->decs[k], &w)) != 0)
 			goto done;
 	*len = w.a.n;
-	if (cap)
+	if (cap && w.a.n) /* w.a.p is NULL when nothing was decoded */
 		memcpy(out, w.a.p, w.a.n < cap ? w.a.n : cap);
 done:
 	work_free(&w);
@@ -1538,6 +1541,12 @@ static int load_vocab(fl_bpe *b, ld *L, const cJSON *model, const cJSON *addl)
 	}
 	if (maxid < 0)
 		LERR(L, FL_EFORMAT, "model.vocab: empty");
+	/* tables are indexed by id: a few ids spread over a huge range would
+	 * make a small file allocate without bound */
+	if ((size_t)maxid > 2 * (nv + i) + 1024)
+		LERR(L, FL_EFORMAT,
+		     "model.vocab: largest id %d for %zu tokens (ids must be nearly contiguous)",
+		     (int)maxid, nv + i);
 	b->nid = maxid + 1;
 	if (!(b->toff = malloc((size_t)b->nid * sizeof *b->toff)) ||
 	    !(b->tlen = calloc((size_t)b->nid, sizeof *b->tlen)) ||
