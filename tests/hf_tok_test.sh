@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/hf_tok_test.sh — a model folder with a Hugging Face tokenizer.json
 # end to end (tests/fixtures/tok/bytebpe, a byte-level BPE of 3005 ids): a
-# tiny Llama of vocab_size 3072 from `fedlora pretrain` with the tokenizer
-# files dropped in; `fedlora tokenize` encodes, decodes and reports the hash;
+# tiny Llama of vocab_size 3072 from `fedlora pretrain --tokenizer`, trained
+# on the tokenizer's ids, with its files copied in; `fedlora tokenize` encodes, decodes and reports the hash;
 # `fedlora eval` scores text and chat samples (Qwen2.5 template, assistant
 # tokens only) through the tokenizer; a 2-client, 2-round lm
 # sim on the folder runs to the end with the coordinator pinning the
@@ -24,18 +24,36 @@ for k in range(2):
 PY
 sed 's/"vocab_size": 264/"vocab_size": 3072/' configs/byte-tiny.json >"$T/cfg.json"
 
-# 1. a BPE model folder: pretrained weights of vocab 3072 + the tokenizer files
-if "$FEDLORA" pretrain --model-config "$T/cfg.json" --data "$T/data/c0.txt" --out "$T/base" \
-	--steps 2 --batch-size 2 --seq-len 32 --seed 1 >"$T/pt.out" 2>&1; then
-	mkdir -p "$T/bpe" "$T/bpe2"
-	cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe/"
-	cp "$FIX/bytebpe/tokenizer.json" "$FIX/bytebpe/tokenizer_config.json" "$T/bpe/"
-	cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe2/"
-	cp "$FIX/spbpe/tokenizer.json" "$FIX/spbpe/tokenizer_config.json" "$T/bpe2/"
-	ok pretrain_makes_bpe_base
+# 1. a BPE model folder: `fedlora pretrain --tokenizer` trains on the
+#    tokenizer's ids (vocab_size 3072 >= 3005) and copies its files in
+if "$FEDLORA" pretrain --model-config "$T/cfg.json" --data "$T/data/c0.txt" --out "$T/bpe" \
+	--tokenizer "$FIX/bytebpe" --steps 40 --batch-size 4 --seq-len 32 --lr 1e-2 --seed 1 \
+	>"$T/pt.out" 2>&1 &&
+	cmp -s "$T/bpe/tokenizer.json" "$FIX/bytebpe/tokenizer.json" &&
+	python3 - "$T/bpe" <<'PY'
+import json, sys
+d = sys.argv[1]
+p = json.load(open(f"{d}/pretrain.json"))
+c = json.load(open(f"{d}/config.json"))
+print("# pretrain on bpe ids: held-out loss %.3f -> %.3f" % (p["initial_eval_loss"], p["final_eval_loss"]))
+sys.exit(0 if p["tokenizer"] == "bpe-byte" and p["final_eval_loss"] < p["initial_eval_loss"] - 1
+         and c["eos_token_id"] == 3002 and c["vocab_size"] == 3072 else 1)
+PY
+then
+	ok pretrain_with_bpe_tokenizer
 else
 	tail -n 5 "$T/pt.out"
-	notok pretrain_makes_bpe_base
+	notok pretrain_with_bpe_tokenizer
+fi
+mkdir -p "$T/bpe2"
+cp "$T/bpe/config.json" "$T/bpe/model.safetensors" "$T/bpe2/"
+cp "$FIX/spbpe/tokenizer.json" "$FIX/spbpe/tokenizer_config.json" "$T/bpe2/"
+if ! "$FEDLORA" pretrain --model-config configs/byte-tiny.json --data "$T/data/c0.txt" \
+	--out "$T/x" --tokenizer "$FIX/bytebpe" --steps 1 >/dev/null 2>"$T/ptv.err" &&
+	grep -q "vocab_size 264 is below the 3005 ids of the bpe-byte tokenizer" "$T/ptv.err"; then
+	ok pretrain_refuses_vocab_below_tokenizer
+else
+	cat "$T/ptv.err"; notok pretrain_refuses_vocab_below_tokenizer
 fi
 
 # 2. fedlora tokenize: ids, decode back, info with the hash
@@ -54,13 +72,14 @@ else
 fi
 if "$FEDLORA" tokenize --help | grep -q -- '--decode'; then ok tokenize_help; else notok tokenize_help; fi
 
-# 3. eval reads text through the tokenizer
-if "$FEDLORA" eval --base "$T/bpe" --data "$T/data/c1.txt" --seq-len 32 --max-seqs 8 --json \
+# 3. eval reads text through the tokenizer: it reproduces pretrain's final
+#    held-out loss on the same data (default --eval-seqs 64)
+if "$FEDLORA" eval --base "$T/bpe" --data "$T/data/c0.txt" --seq-len 32 --max-seqs 64 --json \
 	>"$T/ev.json" 2>"$T/ev.err" &&
-	python3 -c 'import json,sys,math; r=json.load(open(sys.argv[1])); sys.exit(0 if math.isfinite(r["loss"]) and r["loss"] > 5 else 1)' "$T/ev.json"; then
-	ok eval_scores_bpe_model
+	python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["loss"]; b=json.load(open(sys.argv[2]))["final_eval_loss"]; print("# eval %.6f, pretrain %.6f" % (a, b)); sys.exit(0 if abs(a-b) <= 1e-5*abs(b) else 1)' "$T/ev.json" "$T/bpe/pretrain.json"; then
+	ok eval_matches_pretrain_on_bpe_model
 else
-	cat "$T/ev.err"; notok eval_scores_bpe_model
+	cat "$T/ev.err"; notok eval_matches_pretrain_on_bpe_model
 fi
 
 # 3b. chat data through the BPE tokenizer and a chat template (Qwen2.5's):

@@ -28,41 +28,10 @@
 #include "core/fsutil.h"
 #include "lora/io.h"
 #include "lora/peft.h"
+#include "tokenizer/model_tok.h"
 #include "tools/cmds.h"
 
 #define EXPORT_JSON_MAX (16L << 20)
-#define EXPORT_TOK_MAX  ((size_t)512 << 20)
-
-/* Copies the tokenizer files that folder dir has into out; prints what it
- * copied. Returns 0 or 1 after a message. */
-static int copy_tokenizer_files(const char *dir, const char *out)
-{
-	static const char *names[] = {"tokenizer.json", "tokenizer_config.json",
-	                              "special_tokens_map.json"};
-	char src[PATH_MAX], dst[PATH_MAX];
-	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
-		char *buf = NULL;
-		size_t len = 0;
-		int rv;
-		if ((size_t)snprintf(src, sizeof src, "%s/%s", dir, names[i]) >= sizeof src ||
-		    (size_t)snprintf(dst, sizeof dst, "%s/%s", out, names[i]) >= sizeof dst) {
-			fprintf(stderr, "fedlora export: %s: path too long\n", dir);
-			return 1;
-		}
-		if ((rv = fl_read_file(src, EXPORT_TOK_MAX, &buf, &len)) == FL_ENOENT)
-			continue;
-		if (rv != 0 || fl_write_atomic(dst, buf, len, 0644) != 0) {
-			fprintf(stderr, "fedlora export: copying %s to %s: %s\n", src, out,
-			        strerror(errno));
-			free(buf);
-			return 1;
-		}
-		free(buf);
-		printf("copied %s\n", src);
-	}
-	return 0;
-}
-
 static void export_usage(FILE *f)
 {
 	fprintf(f,
@@ -227,8 +196,16 @@ int cmd_export(int argc, char **argv)
 	printf("exported round %ld of %s (%d matrices, r=%d, alpha=%g) to %s/%s and %s\n", round,
 	       run, a->n, a->r, (double)a->alpha, out, LORA_PEFT_WEIGHTS_FILE,
 	       LORA_PEFT_CONFIG_FILE);
-	if (tokdir && copy_tokenizer_files(tokdir, out) != 0)
-		goto done;
+	if (tokdir) {
+		int ncopied;
+		if ((rv = fl_tok_copy_files(tokdir, out, &ncopied, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora export: %s\n", err);
+			goto done;
+		}
+		if (ncopied)
+			printf("copied %d tokenizer file%s from %s\n", ncopied,
+			       ncopied > 1 ? "s" : "", tokdir);
+	}
 	rc = 0;
 done:
 	lora_adapter_free(a);
