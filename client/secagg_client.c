@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "privacy/secagg.h"
 
-#define SA_CALL_MS   60000
+#define SA_CALL_MS    60000
 #define SA_SEND_TRIES 3
 
 struct sa_client {
@@ -75,8 +75,8 @@ int sa_client_n(const sa_client *c)
 	return c->n;
 }
 
-int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id,
-                  const priv_key *key, char *why, size_t whylen)
+int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, const priv_key *key,
+                  char *why, size_t whylen)
 {
 	const Fedlora__SecAggParams *sp = t ? t->secagg : NULL;
 	sa_client *c;
@@ -85,8 +85,9 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id,
 	*out = NULL;
 	if (!sp || sp->n < 2 || sp->n > 100000 || sp->n_members != sp->n ||
 	    sp->graph_seed.len != 32 || sp->session.len != 16 || !(sp->clip > 0) ||
-	    !isfinite(sp->clip) || sp->frac_bits > 30 || !(sp->dp_clip >= 0) || !isfinite(sp->dp_clip) ||
-	    sp->degree == 0 || sp->threshold == 0 || sp->min_survivors == 0) {
+	    !isfinite(sp->clip) || sp->frac_bits > 30 || !(sp->dp_clip >= 0) ||
+	    !isfinite(sp->dp_clip) || sp->degree == 0 || sp->threshold == 0 ||
+	    sp->min_survivors == 0) {
 		snprintf(why, whylen, "secure aggregation params malformed");
 		return FL_EFORMAT;
 	}
@@ -135,8 +136,8 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id,
 	c->rev = calloc((size_t)c->p.degree, sizeof *c->rev);
 	c->rv_msg = calloc((size_t)c->p.degree, sizeof *c->rv_msg);
 	c->rv_ptr = calloc((size_t)c->p.degree, sizeof *c->rv_ptr);
-	if (!c->id_pk || !c->boxes || !c->to_i || !c->to || !c->box_ref || !c->rev ||
-	    !c->rv_msg || !c->rv_ptr)
+	if (!c->id_pk || !c->boxes || !c->to_i || !c->to || !c->box_ref || !c->rev || !c->rv_msg ||
+	    !c->rv_ptr)
 		goto fail;
 	for (int i = 0; i < c->n; i++) {
 		memcpy(c->id_pk[i], sp->members[i].data, 32);
@@ -273,8 +274,7 @@ int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d)
 	return 0;
 }
 
-int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up,
-                   uint64_t *clipped)
+int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, uint64_t *clipped)
 {
 	int rv;
 	uint64_t k = 0;
@@ -381,7 +381,8 @@ int sa_client_vector(const lora_adapter *global, const lora_adapter *trained, in
 		weight = 1;
 	}
 	for (size_t i = 0; i < n; i++)
-		x[i] = (float)(sc * ((double)trained->params[off + i] - (double)global->params[off + i]));
+		x[i] = (float)(sc * ((double)trained->params[off + i] -
+		                     (double)global->params[off + i]));
 	x[n] = (float)weight;
 	*out = x;
 	*len = n + 1;
@@ -439,14 +440,16 @@ static int send_up(const sa_client_io *io, const Fedlora__SaUp *up, sa_client_ou
 			         ? 0
 			         : FL_ESTALE;
 			if (rv)
-				set_out(o, rv, "acknowledgement of another message (phase %u)", up->phase);
+				set_out(o, rv, "acknowledgement of another message (phase %u)",
+				        up->phase);
 		} else if (rep.type == FL_MSG_REJECT) {
 			const Fedlora__Reject *rj = (const Fedlora__Reject *)rep.body;
 			rv = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
 			if (rv == FL_EREPLAY)
 				rv = 0; /* our own resend arrived twice */
 			else
-				set_out(o, rv, "phase %u refused: %s", up->phase, rj->text ? rj->text : "");
+				set_out(o, rv, "phase %u refused: %s", up->phase,
+				        rj->text ? rj->text : "");
 		} else {
 			rv = FL_EFORMAT;
 			set_out(o, rv, "unexpected reply to phase %u", up->phase);
@@ -490,7 +493,8 @@ static int poll_down(const sa_client_io *io, const sa_client *c, uint32_t want, 
 			set_out(o, rv, "waiting for phase %u: %s", want, rj->text ? rj->text : "");
 		} else {
 			rv = FL_ESTATE;
-			set_out(o, rv, "waiting for phase %u: got %s", want, fl_msg_type_name(rep->type));
+			set_out(o, rv, "waiting for phase %u: got %s", want,
+			        fl_msg_type_name(rep->type));
 		}
 		fl_wire_msg_fini(rep);
 		return rv;
@@ -533,8 +537,8 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 		set_out(out, rv, "secure round refused: %s", why);
 		return 0;
 	}
-	deadline = sa_now() + (double)t->deadline_ms / 1000 +
-	           5.0 * (double)c->phase_timeout_ms / 1000 + 5;
+	deadline =
+	    sa_now() + (double)t->deadline_ms / 1000 + 5.0 * (double)c->phase_timeout_ms / 1000 + 5;
 	/* 1 keys */
 	if (sa_client_keys(c, num_samples, &up) != 0) {
 		set_out(out, FL_EINVAL, "no training examples");
@@ -575,7 +579,8 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 	up.metrics = (Fedlora__TrainMetrics *)met;
 	if (out->clipped)
 		fl_log(FL_LOG_WARN, "client",
-		       "round %llu: %llu coordinate(s) beyond the secure aggregation clip %.4g clipped",
+		       "round %llu: %llu coordinate(s) beyond the secure aggregation clip %.4g "
+		       "clipped",
 		       (unsigned long long)t->round, (unsigned long long)out->clipped, c->p.clip);
 	if (send_up(io, &up, out) != 0)
 		goto done;

@@ -39,8 +39,8 @@ typedef struct sa_client sa_client;
 
 /* From the Task: checks the params (FL_EFORMAT with why) and finds this
  * client's index by its key among the members (FL_EKEY when absent). */
-int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id,
-                  const priv_key *key, char *why, size_t whylen);
+int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, const priv_key *key,
+                  char *why, size_t whylen);
 void sa_client_free(sa_client *c);
 int sa_client_index(const sa_client *c);
 int sa_client_n(const sa_client *c);
@@ -56,8 +56,7 @@ int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *
 int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d);
 /* Phase 3 up: the masked vector of x (len values; the weight is the last)
  * plus its metrics; *clipped gets the count of |x| > clip. */
-int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up,
-                   uint64_t *clipped);
+int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, uint64_t *clipped);
 /* SaDown 3 (survivor set) -> phase 4 up: this client's signature. */
 int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 /* SaDown 4 (unmask request) -> phase 5 up: the reveals. FL_ESIG / FL_EQUORUM /
@@ -83,8 +82,8 @@ typedef struct sa_client_io {
 } sa_client_io;
 
 typedef struct sa_client_outcome {
-	int accepted;     /* 1: the reveals were acknowledged (the round can finish) */
-	int code;         /* FL_E* of a refusal or failure */
+	int accepted; /* 1: the reveals were acknowledged (the round can finish) */
+	int code;     /* FL_E* of a refusal or failure */
 	char text[256];
 	size_t bytes_up;  /* every SaUp envelope */
 	uint64_t clipped; /* coordinates clipped */

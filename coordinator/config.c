@@ -474,10 +474,11 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->sa_frac_bits >= 0 && c->sa_frac_bits <= 30, "--sa-frac-bits must be in 0..30");
 	REQUIRE(c->sa_max_aborts >= 1, "--sa-max-aborts must be >= 1");
 	if (c->secure_agg) {
-		REQUIRE(strcmp(c->strategy, "fair"),
-		        "--secure-agg cannot be combined with --strategy fair: its correction needs "
-		        "every client's own factors, which secure aggregation hides; use fedit or "
-		        "ffa");
+		REQUIRE(
+		    strcmp(c->strategy, "fair"),
+		    "--secure-agg cannot be combined with --strategy fair: its correction needs "
+		    "every client's own factors, which secure aggregation hides; use fedit or "
+		    "ffa");
 		REQUIRE(!strcmp(c->aggregator, "mean"),
 		        "--secure-agg cannot be combined with --aggregator %s: a robust rule reads "
 		        "individual updates, which secure aggregation hides; use mean",

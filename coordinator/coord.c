@@ -1280,7 +1280,8 @@ static int sa_open_locked(coord *c, const int *idx, int count)
 	if (c->dp == COORD_DP_CLIENT) {
 		o.dp_clip = g->dp_clip;
 		o.dp_noise = g->dp_noise;
-		o.dp_expected = g->expected_clients > 0 ? g->expected_clients : g->clients_per_round;
+		o.dp_expected =
+		    g->expected_clients > 0 ? g->expected_clients : g->clients_per_round;
 	}
 	o.key = &c->key;
 	rv = sa_round_new(&c->sa, &o, fl_now_s(), c->sa_why, sizeof c->sa_why);
@@ -1521,8 +1522,8 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	if (c->sa) {
 		rv |= sa_round_metrics_json(c->sa, o);
 		rv |= add(o, "sa_clipped", cJSON_CreateNumber((double)c->sa_clipped));
-		rv |= add(o, "sa_aborts", c->sa_aborts ? cJSON_Duplicate(c->sa_aborts, 1)
-		                                       : cJSON_CreateArray());
+		rv |= add(o, "sa_aborts",
+		          c->sa_aborts ? cJSON_Duplicate(c->sa_aborts, 1) : cJSON_CreateArray());
 	}
 	rv |= add(o, "time", cJSON_CreateNumber((double)time(NULL)));
 	if (!rv)
@@ -1733,14 +1734,15 @@ static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn)
 			line = cJSON_PrintUnformatted(o);
 		cJSON_Delete(o);
 		if (!line || coord_metrics_append(c->cfg.run_dir, c->cur_round, line) != 0)
-			coord_logf(c, FL_LOG_ERROR, "round %d: cannot write the abort to metrics.jsonl",
+			coord_logf(c, FL_LOG_ERROR,
+			           "round %d: cannot write the abort to metrics.jsonl",
 			           c->cur_round);
 		free(line);
 	}
 	finish_run_locked(c, "secagg_abort");
 	fl_seterr(err, errn,
-	          "secure aggregation: round %d aborted %d time(s) (last: %s); run stopped", c->cur_round,
-	          n, why);
+	          "secure aggregation: round %d aborted %d time(s) (last: %s); run stopped",
+	          c->cur_round, n, why);
 	return FL_EQUORUM;
 }
 

@@ -158,10 +158,11 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 		int fb = (int)floor(31 - log2((double)o->n * r->p.clip)) - 1;
 		r->p.frac_bits = fb > 24 ? 24 : fb;
 		if (r->p.frac_bits < 4) {
-			snprintf(why, whylen,
-			         "secure aggregation: clip %.4g x %d clients leaves %d fraction bits "
-			         "(< 4); lower --sa-clip",
-			         r->p.clip, o->n, r->p.frac_bits);
+			snprintf(
+			    why, whylen,
+			    "secure aggregation: clip %.4g x %d clients leaves %d fraction bits "
+			    "(< 4); lower --sa-clip",
+			    r->p.clip, o->n, r->p.frac_bits);
 			rv = FL_EINVAL;
 			goto fail;
 		}
@@ -259,7 +260,8 @@ static int seal_down(sa_round *r, Fedlora__SaDown *d, uint8_t **buf, size_t *len
 static int build_keys(sa_round *r)
 {
 	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	ProtobufCBinaryData *c = calloc((size_t)r->n, sizeof *c), *s = calloc((size_t)r->n, sizeof *s);
+	ProtobufCBinaryData *c = calloc((size_t)r->n, sizeof *c),
+	                    *s = calloc((size_t)r->n, sizeof *s);
 	uint8_t(*ck)[32] = calloc((size_t)r->n, 32), (*sk)[32] = calloc((size_t)r->n, 32);
 	int rv = FL_ENOMEM;
 	if (!c || !s || !ck || !sk)
@@ -379,7 +381,8 @@ int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *le
 	*buf = NULL;
 	*len = 0;
 	if (i < 0 || want < 1 || want > 4) {
-		snprintf(why, whylen, "not a member of this secure round (or phase %u unknown)", want);
+		snprintf(why, whylen, "not a member of this secure round (or phase %u unknown)",
+		         want);
 		return FL_ESTALE;
 	}
 	if (r->result == SA_ABORTED) {
@@ -605,8 +608,9 @@ int sa_round_tick(sa_round *r, double now)
 	switch (r->phase) {
 	case P_KEYS:
 		if (got < r->p.min_survivors)
-			return abort_round(r, "keys from %d of %d clients, fewer than min_survivors %d",
-			                   got, r->n, r->p.min_survivors);
+			return abort_round(
+			    r, "keys from %d of %d clients, fewer than min_survivors %d", got, r->n,
+			    r->p.min_survivors);
 		if ((rv = build_keys(r)) != 0)
 			return abort_round(r, "cannot build the key list: %s", fl_strerror(rv));
 		break;
@@ -641,10 +645,11 @@ int sa_round_tick(sa_round *r, double now)
 		/* clients refuse to unmask unless more than half of the key
 		 * senders signed the same set */
 		if (2 * got <= r->nkeys)
-			return abort_round(r,
-			                   "survivor set signed by %d of %d key-sharing clients, not "
-			                   "a majority",
-			                   got, r->nkeys);
+			return abort_round(
+			    r,
+			    "survivor set signed by %d of %d key-sharing clients, not "
+			    "a majority",
+			    got, r->nkeys);
 		if ((rv = build_unmask(r)) != 0)
 			return abort_round(r, "cannot build the unmask request: %s",
 			                   fl_strerror(rv));
@@ -652,7 +657,8 @@ int sa_round_tick(sa_round *r, double now)
 	case P_UNMASK: {
 		int nsurv = 0;
 		char why[200] = "";
-		rv = priv_sa_server_finish(r->srv, r->rev, r->nrev, r->sum, &nsurv, why, sizeof why);
+		rv =
+		    priv_sa_server_finish(r->srv, r->rev, r->nrev, r->sum, &nsurv, why, sizeof why);
 		if (rv)
 			return abort_round(r, "unmasking failed (%s, reveals from %d clients): %s",
 			                   fl_reason_name(rv), got, why);

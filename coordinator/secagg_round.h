@@ -47,14 +47,14 @@ typedef struct sa_round sa_round;
 typedef struct sa_round_opts {
 	const char *run_id;
 	int round, attempt;
-	int n;                     /* selected clients */
-	const int *reg;            /* their registry indices, selection order */
+	int n;                      /* selected clients */
+	const int *reg;             /* their registry indices, selection order */
 	const uint8_t (*id_pk)[32]; /* their Ed25519 keys */
-	lora_strategy strat;       /* fedit or ffa */
+	lora_strategy strat;        /* fedit or ffa */
 	const lora_adapter *global;
-	double clip;   /* 0: from the adapter scale */
-	int frac_bits; /* 0: the largest that cannot overflow */
-	double keys_timeout, phase_timeout; /* seconds */
+	double clip;                           /* 0: from the adapter scale */
+	int frac_bits;                         /* 0: the largest that cannot overflow */
+	double keys_timeout, phase_timeout;    /* seconds */
 	double dp_clip, dp_noise, dp_expected; /* dp_clip > 0: client-level DP */
 	const priv_key *key;                   /* seals the SaDown messages */
 } sa_round_opts;
@@ -98,8 +98,7 @@ typedef struct sa_round_result {
 
 /* After SA_FINISHED: next = global + (decoded sum [+ noise]) / weight (or
  * / dp_expected under DP), on the factors the strategy trains. */
-int sa_round_apply(sa_round *r, lora_adapter *next, struct priv_noise *noise,
-                   sa_round_result *res);
+int sa_round_apply(sa_round *r, lora_adapter *next, struct priv_noise *noise, sa_round_result *res);
 /* Survivor/dropped lists and parameters for metrics.jsonl (registry
  * short ids via ids[reg], 12 hex characters). */
 int sa_round_metrics_json(const sa_round *r, cJSON *o);
