@@ -504,10 +504,13 @@ static int poll_down(const sa_client_io *io, const sa_client *c, uint32_t want, 
 }
 
 /* FEDLORA_SA_DROP_AFTER_MASK test hook (see the header). */
-static int drop_after_mask(int index)
+static int drop_after_mask(int index, uint64_t round)
 {
 	const char *e = getenv("FEDLORA_SA_DROP_AFTER_MASK");
+	const char *r = getenv("FEDLORA_SA_DROP_ROUND");
 	char *end;
+	if (r && *r && strtoull(r, NULL, 10) != round)
+		return 0;
 	while (e && *e) {
 		long v = strtol(e, &end, 10);
 		if (end == e)
@@ -584,7 +587,7 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 		       (unsigned long long)t->round, (unsigned long long)out->clipped, c->p.clip);
 	if (send_up(io, &up, out) != 0)
 		goto done;
-	if (drop_after_mask(io->client_index)) {
+	if (drop_after_mask(io->client_index, t->round)) {
 		fl_log(FL_LOG_WARN, "client",
 		       "FEDLORA_SA_DROP_AFTER_MASK: exiting after the masked vector (test hook)");
 		_exit(3);

@@ -18,7 +18,8 @@
  *
  * Test hook: FEDLORA_SA_DROP_AFTER_MASK="I[,J...]" makes the clients with
  * these --client-index values exit (status 3) right after their masked
- * vector was acknowledged, i.e. drop out before unmasking (tests only).
+ * vector was acknowledged, i.e. drop out before unmasking (tests only);
+ * with FEDLORA_SA_DROP_ROUND=R only in round R.
  *
  * Ownership: sa_client_free frees (NULL is a no-op) and wipes the secrets.
  * The SaUp filled by a handler points into the sa_client and is valid until

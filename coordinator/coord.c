@@ -1556,8 +1556,8 @@ static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s)
 		           c->cur_round, (unsigned long long)res.clipped);
 	if (res.dropped)
 		coord_logf(c, FL_LOG_INFO,
-		           "round %d: %d client(s) dropped after sharing; their masks were removed "
-		           "from the sum",
+		           "round %d: %d client(s) dropped out after sending keys; their masks were "
+		           "removed from the sum",
 		           c->cur_round, res.dropped);
 	return 0;
 }

@@ -706,10 +706,11 @@ int sa_round_apply(sa_round *r, lora_adapter *next, priv_noise *noise, sa_round_
 	for (int i = 0; i < r->n; i++) {
 		const sa_member *m = &r->m[i];
 		if (!r->surv[i]) {
-			res->dropped += m->done >= P_SHARES;
+			res->dropped += m->done >= P_KEYS;
 			continue;
 		}
 		res->survivors++;
+		res->dropped += m->done < P_UNMASK;
 		res->w_sum += m->num_samples;
 		res->train_sum += m->num_samples * m->train_loss;
 		res->eval_after_sum += m->num_samples * m->eval_after;
@@ -735,13 +736,18 @@ int sa_round_metrics_json(const sa_round *r, cJSON *o)
 {
 	cJSON *surv = cJSON_CreateArray(), *drop = cJSON_CreateArray(), *p = cJSON_CreateObject();
 	int ok = surv && drop && p;
+	/* survivors: masked vector in the sum; dropped: joined (sent keys) but
+	 * did not send its reveals, with the last phase it did send */
 	for (int i = 0; ok && i < r->n; i++) {
 		char id[13];
 		short_hex(r->id_pk[i], id);
 		if (r->surv[i])
 			ok = cJSON_AddItemToArray(surv, cJSON_CreateString(id));
-		else if (r->m[i].done >= P_SHARES)
-			ok = cJSON_AddItemToArray(drop, cJSON_CreateString(id));
+		if (r->m[i].done >= P_KEYS && r->m[i].done < P_UNMASK) {
+			cJSON *d = cJSON_CreateObject();
+			ok = d && cJSON_AddItemToArray(drop, d) && cJSON_AddStringToObject(d, "id", id) &&
+			     cJSON_AddStringToObject(d, "after", phase_names[r->m[i].done]);
+		}
 	}
 	if (ok) {
 		ok = cJSON_AddNumberToObject(p, "n", r->p.n) &&

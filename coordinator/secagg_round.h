@@ -89,7 +89,7 @@ const char *sa_round_why(const sa_round *r);
 double sa_round_deadline(const sa_round *r);
 
 typedef struct sa_round_result {
-	int survivors, dropped; /* masked vectors in; share senders whose vector is missing */
+	int survivors, dropped; /* masked vectors in; key senders without reveals */
 	double w_sum, train_sum, eval_after_sum, eval_before_sum; /* survivors', weighted */
 	double client_eps_max;
 	uint64_t clipped; /* coordinates clipped by the survivors */

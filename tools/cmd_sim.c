@@ -80,8 +80,8 @@ static void sim_usage(FILE *f)
 	    "  --timeout SEC            give up after SEC seconds (default 3600; 0 = never)\n"
 	    "  --quiet                  no progress lines\n"
 	    "  --help                   this text\n\n"
-	    "Any other option (e.g. --lr 0.1, --local-steps 20, --dp sample, --round-timeout 5)\n"
-	    "is passed to `fedlora coordinator`; see `fedlora coordinator --help`.\n",
+	    "Any other option (e.g. --lr 0.1, --local-steps 20, --dp sample, --round-timeout 5,\n"
+	    "--secure-agg) is passed to `fedlora coordinator`; see `fedlora coordinator --help`.\n",
 	    SIM_MAX_CLIENTS);
 }
 
@@ -234,6 +234,14 @@ static int sim_progress(const char *metrics, int rounds, int *printed, int quiet
 		if (!o)
 			continue;
 		r = (int)jnum(o, "round");
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "aborted"))) {
+			/* secure aggregation stopped the run in round r: not committed */
+			if (!quiet && r > *printed)
+				printf("round %d/%d  aborted (secure aggregation; reasons in %s)\n", r,
+				       rounds, metrics);
+			cJSON_Delete(o);
+			continue;
+		}
 		if (r > *printed) {
 			const cJSON *rej = cJSON_GetObjectItemCaseSensitive(o, "rejected"), *it;
 			double nrej = 0;
