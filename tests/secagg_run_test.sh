@@ -7,7 +7,9 @@
 # dropped, and equals the plaintext run (their vectors arrived; their masks
 # are rebuilt from the others' shares); with 60% killed the round aborts
 # cleanly (reasons in metrics.jsonl, state.json reason secagg_abort, nothing
-# committed); fair or a robust aggregator with --secure-agg is refused.
+# committed); client-level DP (clients clip, the coordinator adds noise) with
+# noise 0 equals plaintext DP-FedAvg; fair or a robust aggregator with
+# --secure-agg is refused.
 . tests/lib.sh
 
 # maxdiff A.safetensors B.safetensors: largest |a - b| over every tensor.
@@ -68,6 +70,22 @@ for s in fedit ffa; do
 	check "secagg_$s: run.json records secure_agg" \
 		grep -q '"secure_agg":[[:space:]]*true' "$TMPROOT/sec-$s/run.json"
 done
+
+# client-level DP: the clients clip their deltas (the clip is active here:
+# every delta is longer than 0.05) and the coordinator adds the noise to the
+# unmasked sum; with noise 0 the result is plaintext DP-FedAvg's
+if sim dp-plain --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 &&
+	sim dp-sec --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 \
+		--secure-agg; then
+	d=$(maxdiff "$TMPROOT/dp-plain/global/round-000002.safetensors" \
+		"$TMPROOT/dp-sec/global/round-000002.safetensors")
+	check "secagg_dp: client-side clipping equals plaintext DP-FedAvg (max diff $d)" below "$d" $TOL
+	check "secagg_dp: the plaintext run did clip (dp_clipped_frac 1)" \
+		[ "$(lastfield "$TMPROOT/dp-plain/metrics.jsonl" 'm["dp_clipped_frac"]')" = "1" ]
+else
+	notok "secagg_dp: client-level DP runs complete"
+	show dp-sec
+fi
 
 # dropouts after masking in round 2 of 2: 1 of 10 (10%) and 3 of 10 (30%)
 if sim plain-10 --clients 10 --rounds 2 --strategy fedit; then
