@@ -1269,6 +1269,7 @@ static int sa_open_locked(coord *c, const int *idx, int count)
 	o.round = c->cur_round;
 	o.attempt = c->attempt;
 	o.n = count;
+	o.min_clients = g->min_clients;
 	o.reg = reg;
 	o.id_pk = (const uint8_t(*)[32])pk;
 	o.strat = c->strat;

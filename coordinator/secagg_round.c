@@ -169,6 +169,12 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 	}
 	if ((rv = priv_sa_check_params(&r->p, why, whylen)) != 0)
 		goto fail;
+	/* the run's quorum: at least min_clients vectors in the sum */
+	if (r->p.min_survivors < o->min_clients) {
+		r->p.min_survivors = o->min_clients < r->n ? o->min_clients : r->n;
+		if ((rv = priv_sa_check_params(&r->p, why, whylen)) != 0)
+			goto fail;
+	}
 	if ((rv = priv_sa_server_new(&r->p, r->len + 1, &r->srv)) != 0)
 		goto fail;
 	fedlora__sec_agg_params__init(&r->tp);

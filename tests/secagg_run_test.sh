@@ -43,7 +43,8 @@ sim() {
 		--round-timeout 5 --sa-phase-timeout 2 "$@" >"$TMPROOT/$sim_run.out" 2>&1
 }
 show() {
-	tail -n 5 "$TMPROOT/$1.out" "$TMPROOT/$1/coordinator-stderr.log" | sed 's/^/  /' >&2
+	tail -n 8 "$TMPROOT/$1.out" "$TMPROOT/$1/coordinator-stderr.log" "$TMPROOT/$1/state.json" |
+		sed 's/^/  /' >&2
 }
 
 # The fixed-point error of one round is at most n * 2^-(frac_bits+1) per
