@@ -36,11 +36,13 @@ lastfield() {
 # below X LIMIT: X < LIMIT (floats)
 below() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
 
-# sim NAME ARGS...: a linreg run into $TMPROOT/NAME; 0 when it exits 0
+# sim NAME ARGS...: a linreg run into $TMPROOT/NAME; 0 when it exits 0. The
+# keys phase waits up to --round-timeout (training included): 20 s is far
+# above what a round needs, so a loaded machine does not abort a round.
 sim() {
 	sim_run=$1; shift
-	nice "$FEDLORA" sim --task linreg --run-dir "$TMPROOT/$sim_run" --timeout 60 --linger 1 \
-		--round-timeout 5 --sa-phase-timeout 2 "$@" >"$TMPROOT/$sim_run.out" 2>&1
+	nice "$FEDLORA" sim --task linreg --run-dir "$TMPROOT/$sim_run" --timeout 120 --linger 1 \
+		--sa-phase-timeout 2 "$@" >"$TMPROOT/$sim_run.out" 2>&1
 }
 show() {
 	tail -n 8 "$TMPROOT/$1.out" "$TMPROOT/$1/coordinator-stderr.log" "$TMPROOT/$1/state.json" |
@@ -53,7 +55,7 @@ show() {
 # client (differences ~1e-2) fails.
 TOL=1e-5
 for s in fedit ffa; do
-	if sim plain-$s --clients 4 --rounds 3 --strategy $s && sim sec-$s --clients 4 --rounds 3 \
+	if sim plain-$s --round-timeout 20 --clients 4 --rounds 3 --strategy $s && sim sec-$s --round-timeout 20 --clients 4 --rounds 3 \
 		--strategy $s --secure-agg; then
 		ok "secagg_$s: plaintext and secure runs complete"
 	else
@@ -75,8 +77,8 @@ done
 # client-level DP: the clients clip their deltas (the clip is active here:
 # every delta is longer than 0.05) and the coordinator adds the noise to the
 # unmasked sum; with noise 0 the result is plaintext DP-FedAvg's
-if sim dp-plain --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 &&
-	sim dp-sec --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 \
+if sim dp-plain --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 &&
+	sim dp-sec --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 \
 		--secure-agg; then
 	d=$(maxdiff "$TMPROOT/dp-plain/global/round-000002.safetensors" \
 		"$TMPROOT/dp-sec/global/round-000002.safetensors")
@@ -89,11 +91,11 @@ else
 fi
 
 # dropouts after masking in round 2 of 2: 1 of 10 (10%) and 3 of 10 (30%)
-if sim plain-10 --clients 10 --rounds 2 --strategy fedit; then
+if sim plain-10 --round-timeout 20 --clients 10 --rounds 2 --strategy fedit; then
 	for drop in 4 2,5,8; do
 		nd=$(echo "$drop" | tr ',' '\n' | wc -l)
 		dr=drop-$nd
-		if FEDLORA_SA_DROP_AFTER_MASK=$drop FEDLORA_SA_DROP_ROUND=2 sim $dr --clients 10 \
+		if FEDLORA_SA_DROP_AFTER_MASK=$drop FEDLORA_SA_DROP_ROUND=2 sim $dr --round-timeout 20 --clients 10 \
 			--rounds 2 --strategy fedit --secure-agg; then
 			ok "secagg_drop_$nd: run with $nd of 10 clients killed after masking completes"
 		else
@@ -119,7 +121,7 @@ fi
 # too many dropouts: 6 of 10 killed after masking -> no majority signs the
 # survivor set; the retry has only 4 clients -> below min_survivors; stop
 if FEDLORA_SA_DROP_AFTER_MASK=0,1,2,3,4,5 sim abort --clients 10 --rounds 2 --strategy fedit \
-	--secure-agg --sa-max-aborts 2; then
+	--secure-agg --sa-max-aborts 2 --round-timeout 4; then
 	notok "secagg_abort: the run fails when too many clients drop out"
 else
 	ok "secagg_abort: the run fails when too many clients drop out"
