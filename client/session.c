@@ -543,62 +543,10 @@ static void capture_submit(const uint8_t *buf, size_t len)
 		       fl_strerror(rv));
 }
 
-/* sa_client_io.call: the session's signed request/reply. */
-static int sa_call(void *arg, const ProtobufCMessage *body, uint32_t type, int timeout_ms,
-                   fl_wire_msg *rep, size_t *sent)
-{
-	return call((session *)arg, body, type, timeout_ms, rep, sent);
-}
-
-/* Secure aggregation (Task.secagg): the phases of client/secagg_client.h
- * instead of a Submit; global is the Task's adapter, s->ad the trained one. */
+/* Secure aggregation (Task.secagg): defined at the end of this file. */
 static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
                         const model_train_params *p, const model_train_result *res,
-                        client_event *ev)
-{
-	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
-	sa_client_outcome out;
-	sa_client_io io = {.arg = s,
-	                   .call = sa_call,
-	                   .run_id = s->run_id,
-	                   .key = &s->key,
-	                   .client_index = s->o->client_index,
-	                   .poll_timeout_ms = s->o->poll_timeout_ms};
-
-	met.train_loss = res->train_loss;
-	met.eval_before = res->eval_before;
-	met.eval_after = res->eval_after;
-	met.steps = (uint32_t)res->steps;
-	met.dp_steps = (uint32_t)res->dp_steps;
-	met.epsilon = t->dp->mode == 1 ? s->epsilon : 0;
-	met.delta = t->dp->mode == 1 ? s->delta : 0;
-	met.tokens_per_s = res->tokens_per_s;
-	met.seconds = ev->seconds;
-	sa_client_round(&io, t, global, s->ad, p->train_a, res->num_samples, &met, &out);
-	s->st.rounds_trained++;
-	ev->train_loss = res->train_loss;
-	ev->eval_before = res->eval_before;
-	ev->eval_after = res->eval_after;
-	ev->epsilon = met.epsilon;
-	ev->delta = met.delta;
-	ev->bytes_up = out.bytes_up;
-	ev->total_rounds = s->total_rounds;
-	ev->accepted = out.accepted;
-	ev->code = out.code;
-	ev->text = out.text;
-	if (out.accepted) {
-		s->acked_round = t->round;
-		s->st.rounds_accepted++;
-	} else {
-		s->st.rejects++;
-		fl_log(FL_LOG_WARN, "client", "secure round %llu: %s (%s)",
-		       (unsigned long long)t->round, out.text, fl_reason_name(out.code));
-	}
-	emit(s, ev);
-	if (s->o->max_rounds > 0 && s->st.rounds_trained >= s->o->max_rounds)
-		return STEP_ENOUGH;
-	return 0;
-}
+                        client_event *ev);
 
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
@@ -958,4 +906,63 @@ out:
 	free(s->saved);
 	free(s);
 	return rv;
+}
+
+/* ------------------------------------------------ secure aggregation */
+
+/* sa_client_io.call: the session's signed request/reply. */
+static int sa_call(void *arg, const ProtobufCMessage *body, uint32_t type, int timeout_ms,
+                   fl_wire_msg *rep, size_t *sent)
+{
+	return call((session *)arg, body, type, timeout_ms, rep, sent);
+}
+
+/* Secure aggregation (Task.secagg): the phases of client/secagg_client.h
+ * instead of a Submit; global is the Task's adapter, s->ad the trained one. */
+static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
+                        const model_train_params *p, const model_train_result *res,
+                        client_event *ev)
+{
+	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
+	sa_client_outcome out;
+	sa_client_io io = {.arg = s,
+	                   .call = sa_call,
+	                   .run_id = s->run_id,
+	                   .key = &s->key,
+	                   .client_index = s->o->client_index,
+	                   .poll_timeout_ms = s->o->poll_timeout_ms};
+
+	met.train_loss = res->train_loss;
+	met.eval_before = res->eval_before;
+	met.eval_after = res->eval_after;
+	met.steps = (uint32_t)res->steps;
+	met.dp_steps = (uint32_t)res->dp_steps;
+	met.epsilon = t->dp->mode == 1 ? s->epsilon : 0;
+	met.delta = t->dp->mode == 1 ? s->delta : 0;
+	met.tokens_per_s = res->tokens_per_s;
+	met.seconds = ev->seconds;
+	sa_client_round(&io, t, global, s->ad, p->train_a, res->num_samples, &met, &out);
+	s->st.rounds_trained++;
+	ev->train_loss = res->train_loss;
+	ev->eval_before = res->eval_before;
+	ev->eval_after = res->eval_after;
+	ev->epsilon = met.epsilon;
+	ev->delta = met.delta;
+	ev->bytes_up = out.bytes_up;
+	ev->total_rounds = s->total_rounds;
+	ev->accepted = out.accepted;
+	ev->code = out.code;
+	ev->text = out.text;
+	if (out.accepted) {
+		s->acked_round = t->round;
+		s->st.rounds_accepted++;
+	} else {
+		s->st.rejects++;
+		fl_log(FL_LOG_WARN, "client", "secure round %llu: %s (%s)",
+		       (unsigned long long)t->round, out.text, fl_reason_name(out.code));
+	}
+	emit(s, ev);
+	if (s->o->max_rounds > 0 && s->st.rounds_trained >= s->o->max_rounds)
+		return STEP_ENOUGH;
+	return 0;
 }

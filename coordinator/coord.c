@@ -42,6 +42,11 @@
  * are reloaded when the round opens and are dropped after its commit, so a
  * replay stays a replay across a kill -9.
  *
+ * Secure aggregation (--secure-agg): an attempt's phases run in
+ * coordinator/secagg_round.h; the hooks (at the end of this file) hand it the
+ * selection, answer SaUp and phase GetTasks, drive it from the engine and
+ * commit its unmasked sum.
+ *
  * Not here: the wire format (core/wire.h), socket setup and TLS (core/net.h),
  * the arithmetic of aggregation and DP noise (lora/aggregate.h), accounting
  * (privacy/accountant.h).
