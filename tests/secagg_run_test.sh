@@ -8,7 +8,8 @@
 # are rebuilt from the others' shares); with 60% killed the round aborts
 # cleanly (reasons in metrics.jsonl, state.json reason secagg_abort, nothing
 # committed); client-level DP (clients clip, the coordinator adds noise) with
-# noise 0 equals plaintext DP-FedAvg; fair or a robust aggregator with
+# noise 0 equals plaintext DP-FedAvg; sample-level DP-SGD runs unchanged;
+# fair or a robust aggregator with
 # --secure-agg is refused.
 . tests/lib.sh
 
@@ -88,6 +89,17 @@ if sim dp-plain --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp cl
 else
 	notok "secagg_dp: client-level DP runs complete"
 	show dp-sec
+fi
+
+# sample-level DP-SGD at the clients works unchanged under secure aggregation
+if sim dps --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp sample --dp-clip 1 \
+	--dp-noise 1 --dp-q 0.1 --secure-agg; then
+	check "secagg_dp_sample: DP-SGD clients under secure aggregation report a finite epsilon" \
+		python3 -c 'import json,sys,math; L=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if len(L)==2 and all(m["secure_agg"] and math.isfinite(m["epsilon"]) and m["epsilon"]>0 for m in L) else 1)' \
+		"$TMPROOT/dps/metrics.jsonl"
+else
+	notok "secagg_dp_sample: DP-SGD clients under secure aggregation complete"
+	show dps
 fi
 
 # dropouts after masking in round 2 of 2: 1 of 10 (10%) and 3 of 10 (30%)
