@@ -24,6 +24,7 @@
  */
 #include "client/session.h"
 #include "client/deadline.h"
+#include "client/secagg_client.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -650,6 +651,11 @@ static int skip_round(session *s, const Fedlora__Task *t, const client_deadline 
 	return 0;
 }
 
+/* Secure aggregation (Task.secagg): defined at the end of this file. */
+static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
+                        const model_train_params *p, const model_train_result *res,
+                        client_event *ev);
+
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
 {
@@ -725,7 +731,7 @@ static int do_task(session *s, const Fedlora__Task *t)
 			return FL_EFORMAT;
 		}
 	}
-	if (o->attack.kind != CLIENT_ATTACK_NONE &&
+	if ((o->attack.kind != CLIENT_ATTACK_NONE || t->secagg) &&
 	    (rv = lora_adapter_clone(&honest_global, s->ad)) != 0)
 		return rv;
 	/* Task.deadline_ms, counted from the Task's arrival; the reserve covers
@@ -735,9 +741,17 @@ static int do_task(session *s, const Fedlora__Task *t)
 	p.step_arg = &dl;
 	t0 = mono_s();
 	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
-	if (rv == 0 && honest_global)
+	if (rv == 0 && honest_global && o->attack.kind != CLIENT_ATTACK_NONE)
 		rv = client_attack_apply(&o->attack, s->ad, honest_global, p.train_a,
 		                         p.round_seed ^ ((uint64_t)o->client_index << 32));
+	if (rv == 0 && t->secagg) {
+		ev.seconds = mono_s() - t0;
+		if (dp_mode == 1)
+			account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+		rv = secure_round(s, t, honest_global, &p, &res, &ev);
+		lora_adapter_free(honest_global);
+		return rv;
+	}
 	lora_adapter_free(honest_global);
 	ev.seconds = mono_s() - t0;
 	if (dp_mode == 1) /* the steps taken count, even when nothing is sent */
@@ -1037,4 +1051,63 @@ out:
 	free(s->saved);
 	free(s);
 	return rv;
+}
+
+/* ------------------------------------------------ secure aggregation */
+
+/* sa_client_io.call: the session's signed request/reply. */
+static int sa_call(void *arg, const ProtobufCMessage *body, uint32_t type, int timeout_ms,
+                   fl_wire_msg *rep, size_t *sent)
+{
+	return call((session *)arg, body, type, timeout_ms, rep, sent);
+}
+
+/* Secure aggregation (Task.secagg): the phases of client/secagg_client.h
+ * instead of a Submit; global is the Task's adapter, s->ad the trained one. */
+static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
+                        const model_train_params *p, const model_train_result *res,
+                        client_event *ev)
+{
+	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
+	sa_client_outcome out;
+	sa_client_io io = {.arg = s,
+	                   .call = sa_call,
+	                   .run_id = s->run_id,
+	                   .key = &s->key,
+	                   .client_index = s->o->client_index,
+	                   .poll_timeout_ms = s->o->poll_timeout_ms};
+
+	met.train_loss = res->train_loss;
+	met.eval_before = res->eval_before;
+	met.eval_after = res->eval_after;
+	met.steps = (uint32_t)res->steps;
+	met.dp_steps = (uint32_t)res->dp_steps;
+	met.epsilon = t->dp->mode == 1 ? s->epsilon : 0;
+	met.delta = t->dp->mode == 1 ? s->delta : 0;
+	met.tokens_per_s = res->tokens_per_s;
+	met.seconds = ev->seconds;
+	sa_client_round(&io, t, global, s->ad, p->train_a, res->num_samples, &met, &out);
+	s->st.rounds_trained++;
+	ev->train_loss = res->train_loss;
+	ev->eval_before = res->eval_before;
+	ev->eval_after = res->eval_after;
+	ev->epsilon = met.epsilon;
+	ev->delta = met.delta;
+	ev->bytes_up = out.bytes_up;
+	ev->total_rounds = s->total_rounds;
+	ev->accepted = out.accepted;
+	ev->code = out.code;
+	ev->text = out.text;
+	if (out.accepted) {
+		s->acked_round = t->round;
+		s->st.rounds_accepted++;
+	} else {
+		s->st.rejects++;
+		fl_log(FL_LOG_WARN, "client", "secure round %llu: %s (%s)",
+		       (unsigned long long)t->round, out.text, fl_reason_name(out.code));
+	}
+	emit(s, ev);
+	if (s->o->max_rounds > 0 && s->st.rounds_trained >= s->o->max_rounds)
+		return STEP_ENOUGH;
+	return 0;
 }

@@ -9,7 +9,9 @@
  * key ends the session with FL_EKEY. A Task is verified (signature, run id,
  * round, parameters, tensor names/shapes/values) before training starts.
  * The update sent back is the trained adapter itself: A and B, or B only when
- * the task freezes A (ffa). Every Submit carries a fresh random nonce.
+ * the task freezes A (ffa). Every Submit carries a fresh random nonce. A Task
+ * with secure aggregation params is answered after training through the
+ * phases of client/secagg_client.h instead of a Submit.
  *
  * Resilience: the REQ socket redials on its own, so a coordinator that goes
  * away and comes back is reached again; timeouts and transport errors are
