@@ -44,6 +44,11 @@
  * are reloaded when the round opens and are dropped after its commit, so a
  * replay stays a replay across a kill -9.
  *
+ * Secure aggregation (--secure-agg): an attempt's phases run in
+ * coordinator/secagg_round.h; the hooks (at the end of this file) hand it the
+ * selection, answer SaUp and phase GetTasks, drive it from the engine and
+ * commit its unmasked sum.
+ *
  * Not here: the wire format (core/wire.h), socket setup and TLS (core/net.h),
  * the arithmetic of aggregation and DP noise (lora/aggregate.h), accounting
  * (privacy/accountant.h).
@@ -75,6 +80,7 @@
 #include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
+#include "coordinator/secagg_round.h"
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -85,6 +91,7 @@
 #include "lora/io.h"
 #include "model/task.h"
 #include "privacy/accountant.h"
+#include "privacy/acct.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 #include "tokenizer/model_tok.h"
@@ -113,6 +120,7 @@ typedef struct coord_work {
 	/* the parked GetTask */
 	int client; /* registry index */
 	uint64_t last_seen;
+	uint32_t sa_phase; /* secure aggregation: the SaDown phase it waits for */
 } coord_work;
 
 struct coord {
@@ -167,13 +175,31 @@ struct coord {
 	uint64_t bytes_up, bytes_down;
 	double w_sum, train_sum, eval_after_sum, eval_before_sum;
 	double client_eps_round;
+	priv_acct acct;         /* --accountant, with its memo (under mu) */
+	priv_acct_eps acct_eps; /* client DP: the last committed round's accounting */
+	double acct_s_round;    /* seconds in the accountant since the last commit */
 	int retries_round;
 	coord_gone gone;    /* clients left out of selections (coordinator/gone.h) */
 	long gone_excluded; /* this round: clients left out of selections as gone */
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
 	long rej_suppressed[NREASONS];
+	/* secure aggregation (coordinator/secagg_round.h): the open attempt,
+	 * why it could not open, aborted attempts of cur_round (JSON array) */
+	sa_round *sa;
+	char sa_why[256];
+	cJSON *sa_aborts;
+	uint64_t sa_clipped;
 };
+
+/* Secure aggregation (--secure-agg): the hooks into coordinator/secagg_round.h,
+ * defined at the end of this file. All run under mu except handle_sa_up. */
+static nng_msg *sa_gettask_locked(coord *c, int idx, uint32_t want, int held, int *park);
+static nng_msg *handle_sa_up(coord *c, const fl_wire_msg *m, const char *who);
+static int sa_open_locked(coord *c, const int *idx, int count);
+static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s);
+static int sa_run_locked(coord *c, char *why, size_t whylen);
+static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -380,7 +406,8 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, ui
 /* Reply to a GetTask of registered client `idx` under mu: a Task, Done, or
  * NULL with *park = 1 when the request should be held (long poll) or a Wait
  * when it was held already (`held`). */
-static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int held, int *park)
+static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, uint32_t sa_phase,
+                                     int held, int *park)
 {
 	nng_msg *m;
 
@@ -393,8 +420,10 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 		}
 		return make_done(c);
 	}
+	if (c->cfg.secure_agg && sa_phase > 0)
+		return sa_gettask_locked(c, idx, sa_phase, held, park);
 	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING &&
-	    last_seen < (uint64_t)c->cur_round) {
+	    last_seen < (uint64_t)c->cur_round && (!c->sa || sa_round_wants_task(c->sa, idx))) {
 		if (nng_msg_alloc(&m, 0) != 0)
 			return NULL;
 		if (nng_msg_append(m, c->task_buf, c->task_len) != 0) {
@@ -440,11 +469,12 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 		return reject(c, FL_EKEY, who, "get_task: not registered (send Hello first)");
 	}
 	coord_gone_seen(&c->gone, idx, pipe, 0);
-	rep = gettask_reply_locked(c, idx, g->last_round_seen, 0, park);
+	rep = gettask_reply_locked(c, idx, g->last_round_seen, g->sa_phase, 0, park);
 	if (*park) {
 		c->n_parked++;
 		w->client = idx;
 		w->last_seen = g->last_round_seen;
+		w->sa_phase = g->sa_phase;
 		w->state = W_PARK;
 		nng_sleep_aio((nng_duration)(c->cfg.poll_timeout * 1000), w->aio);
 	}
@@ -490,6 +520,9 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, u
 
 	if ((rv = fl_wire_check_run(s->run_id, c->st.run_id)) != 0)
 		return reject(c, rv, who, "submit: run id of another run");
+	if (c->cfg.secure_agg)
+		return reject(c, FL_ESTATE, who,
+		              "submit: this run uses secure aggregation (masked SaUp only)");
 	if (!key_admitted(c, m->signer))
 		return reject(c, FL_EKEY, who, "submit: key not on the allow list");
 	priv_pk_to_hex(m->signer, hex);
@@ -635,6 +668,9 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	case FL_MSG_SUBMIT:
 		rep = handle_submit(c, &m, who, pipe);
 		break;
+	case FL_MSG_SA_UP:
+		rep = handle_sa_up(c, &m, who);
+		break;
 	default:
 		rep = reject(c, FL_EFORMAT, who, "unexpected message type %s",
 		             fl_msg_type_name(m.type));
@@ -696,7 +732,7 @@ static void work_cb(void *arg)
 			return;
 		}
 		c->n_parked--;
-		rep = gettask_reply_locked(c, w->client, w->last_seen, 1, &park);
+		rep = gettask_reply_locked(c, w->client, w->last_seen, w->sa_phase, 1, &park);
 		w->state = W_SEND;
 		pthread_mutex_unlock(&c->mu);
 		work_send(w, rep);
@@ -846,6 +882,11 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	c->cfg = *cfg;
 	c->nonce_fd = -1;
 	c->dp = coord_config_dp_mode(cfg);
+	{
+		priv_acct_kind k = PRIV_ACCT_RDP;
+		priv_acct_parse(cfg->accountant, &k); /* validated above */
+		priv_acct_init(&c->acct, k, cfg->eps_error);
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->agg_mu, NULL);
 	{
@@ -1058,6 +1099,8 @@ void coord_close(coord *c)
 		}
 	}
 	free(c->works);
+	sa_round_free(c->sa);
+	cJSON_Delete(c->sa_aborts);
 	lora_agg_free(c->agg);
 	fl_nonce_set_free(c->nonces);
 	if (c->nonce_fd >= 0)
@@ -1068,6 +1111,7 @@ void coord_close(coord *c)
 	lora_adapter_free(c->global);
 	model_task_close(c->task);
 	priv_noise_free(c->noise);
+	priv_acct_fini(&c->acct);
 	priv_allow_free(c->allow);
 	priv_key_wipe(&c->key);
 	coord_state_fini(&c->st);
@@ -1186,21 +1230,32 @@ static void wait_until(coord *c, double deadline)
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
- * the rounds committed so far (more = 0). NAN without DP. */
-static int run_epsilon_locked(coord *c, int more, double *eps)
+ * the rounds committed so far (more = 0), with the run's accountant; res
+ * (may be NULL) gets the details. NAN without DP. The accountant memoises
+ * its last answer, so the commit of a round after its look-ahead with the
+ * same history costs nothing more. */
+static int run_epsilon_locked(coord *c, int more, double *eps, priv_acct_eps *res)
 {
 	const coord_config *g = &c->cfg;
 	priv_phase *ph = NULL;
+	priv_acct_eps r;
 	int n = 0, rv = 0;
 
 	*eps = NAN;
+	memset(&r, 0, sizeof r);
 	if (c->dp == COORD_DP_SAMPLE) {
 		/* worst-case client: it joined every round with local_steps steps */
 		priv_phase one = {g->dp_noise, g->dp_q,
 		                  (long)(c->st.round + more) * g->local_steps};
 		if (!more)
 			return 0; /* reported from the clients instead */
-		return priv_rdp_epsilon(&one, 1, g->dp_delta, eps, NULL);
+		if ((rv = priv_acct_epsilon(&c->acct, &one, 1, g->dp_delta, &r)) != 0)
+			return rv;
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+		return 0;
 	}
 	if (c->dp != COORD_DP_CLIENT)
 		return 0;
@@ -1214,21 +1269,36 @@ static int run_epsilon_locked(coord *c, int more, double *eps)
 	}
 	if (more) {
 		double q = c->st.n_clients > 0 ? (double)g->clients_per_round / c->st.n_clients : 1;
-		ph[n].sigma = g->dp_noise;
-		ph[n].q = q > 1 ? 1 : q;
-		ph[n].steps = 1;
-		n++;
+		q = q > 1 ? 1 : q;
+		/* merged as coord_state_add_phase will, so the memo matches the commit */
+		if (n > 0 && ph[n - 1].sigma == g->dp_noise && ph[n - 1].q == q) {
+			ph[n - 1].steps++;
+		} else {
+			ph[n].sigma = g->dp_noise;
+			ph[n].q = q;
+			ph[n].steps = 1;
+			n++;
+		}
 	}
-	rv = priv_rdp_epsilon(ph, n, g->dp_delta, eps, NULL);
+	rv = priv_acct_epsilon(&c->acct, ph, n, g->dp_delta, &r);
 	free(ph);
+	if (rv == 0) {
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+	}
 	return rv;
 }
 
 static void reset_round_metrics_locked(coord *c)
 {
+	cJSON_Delete(c->sa_aborts);
+	c->sa_aborts = NULL;
 	memset(c->rejected, 0, sizeof c->rejected);
 	c->bytes_up = c->bytes_down = 0;
 	c->retries_round = 0;
+	c->acct_s_round = 0;
 	c->gone_excluded = 0;
 }
 
@@ -1359,6 +1429,8 @@ task:
 	else if (c->dp == COORD_DP_CLIENT)
 		dp.q = (double)g->clients_per_round / n > 1 ? 1 : (double)g->clients_per_round / n;
 	dp.delta = g->dp_delta;
+	dp.accountant = (uint32_t)c->acct.kind;
+	dp.eps_error = c->acct.eps_error;
 	t.run_id = c->st.run_id;
 	t.round = (uint64_t)c->cur_round;
 	t.n_tensors = ts.n;
@@ -1367,6 +1439,11 @@ task:
 	t.dp = &dp;
 	t.deadline_ms = (uint64_t)(g->round_timeout * 1000);
 	t.dtype_up = FL_DTYPE_F32;
+	if (g->secure_agg) {
+		if ((rv = sa_open_locked(c, idx, count)) != 0)
+			goto fail;
+		t.secagg = c->sa ? sa_round_task_params(c->sa) : NULL;
+	}
 	free(c->task_buf);
 	c->task_buf = NULL;
 	rv = fl_wire_seal(&t.base, FL_MSG_TASK, &c->key, &c->task_buf, &c->task_len);
@@ -1456,6 +1533,27 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "robust", coord_robust_json(&s->robust));
 	rv |= add(o, "dp", cJSON_CreateString(g->dp));
 	if (c->dp != COORD_DP_NONE) {
+		rv |= add(o, "accountant", cJSON_CreateString(priv_acct_name(c->acct.kind)));
+		if (c->acct.kind == PRIV_ACCT_PRV) {
+			/* epsilon is the PRV upper bound: a guarantee */
+			rv |= add(o, "eps_upper", num_or_null(eps));
+			rv |= add(o, "eps_error", cJSON_CreateNumber(c->acct.eps_error));
+		}
+		if (c->dp == COORD_DP_CLIENT) {
+			const priv_acct_eps *a = &c->acct_eps;
+			if (c->acct.kind == PRIV_ACCT_PRV) {
+				rv |= add(o, "eps_lower", num_or_null(a->lower));
+				rv |= add(o, "eps_estimate", num_or_null(a->estimate));
+				rv |= add(o, "rdp_epsilon", num_or_null(a->rdp_epsilon));
+				if (a->fallback)
+					rv |= add(o, "accountant_fallback", cJSON_CreateTrue());
+			}
+		}
+		/* the coordinator's own accounting this round (target look-ahead
+		 * and commit; a memoised answer costs 0) */
+		rv |= add(o, "accountant_s", cJSON_CreateNumber(c->acct_s_round));
+	}
+	if (c->dp != COORD_DP_NONE) {
 		rv |= add(o, "dp_clip", cJSON_CreateNumber(g->dp_clip));
 		rv |= add(o, "dp_noise", cJSON_CreateNumber(g->dp_noise));
 	}
@@ -1466,6 +1564,13 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	if (c->dp == COORD_DP_CLIENT) {
 		rv |= add(o, "dp_q", cJSON_CreateNumber(round_q_locked(c)));
 		rv |= add(o, "dp_clipped_frac", num_or_null(s->dp_clipped_frac));
+	}
+	rv |= add(o, "secure_agg", cJSON_CreateBool(g->secure_agg));
+	if (c->sa) {
+		rv |= sa_round_metrics_json(c->sa, o);
+		rv |= add(o, "sa_clipped", cJSON_CreateNumber((double)c->sa_clipped));
+		rv |= add(o, "sa_aborts",
+		          c->sa_aborts ? cJSON_Duplicate(c->sa_aborts, 1) : cJSON_CreateArray());
 	}
 	rv |= add(o, "time", cJSON_CreateNumber((double)time(NULL)));
 	if (!rv)
@@ -1490,9 +1595,13 @@ static int commit_round_locked(coord *c, double t_round_start)
 		return rv;
 	/* the round is closed and no fold is in flight: nothing else touches
 	 * the aggregator, so the (for fair, longer) finish runs unlocked */
-	pthread_mutex_unlock(&c->mu);
-	rv = lora_agg_finish(c->agg, next, &s);
-	pthread_mutex_lock(&c->mu);
+	if (c->sa) {
+		rv = sa_commit_locked(c, next, &s);
+	} else {
+		pthread_mutex_unlock(&c->mu);
+		rv = lora_agg_finish(c->agg, next, &s);
+		pthread_mutex_lock(&c->mu);
+	}
 	if (rv) {
 		coord_logf(c, FL_LOG_ERROR, "round %d: aggregation failed: %s", c->cur_round,
 		           fl_strerror(rv));
@@ -1502,7 +1611,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 	if (c->dp == COORD_DP_CLIENT) {
 		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, round_q_locked(c), 1)) != 0)
 			goto out;
-		if ((rv = run_epsilon_locked(c, 0, &eps)) != 0)
+		if ((rv = run_epsilon_locked(c, 0, &eps, &c->acct_eps)) != 0)
 			goto out;
 	} else if (c->dp == COORD_DP_SAMPLE) {
 		if (c->client_eps_round > c->st.client_eps_max)
@@ -1549,7 +1658,8 @@ static int commit_round_locked(coord *c, double t_round_start)
 	{
 		char eps_s[48] = "";
 		if (c->dp != COORD_DP_NONE)
-			snprintf(eps_s, sizeof eps_s, " eps %.4g", eps);
+			snprintf(eps_s, sizeof eps_s, " eps %.4g (%s)", eps,
+			         priv_acct_name(c->acct.kind));
 		coord_logf(
 		    c, FL_LOG_INFO,
 		    "round %d committed: %d/%d reported, train %.6g eval %.6g (before %.6g), bias "
@@ -1628,7 +1738,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		}
 		if (g->target_eps > 0 && c->dp != COORD_DP_NONE) {
 			double eps;
-			if ((rv = run_epsilon_locked(c, 1, &eps)) != 0) {
+			if ((rv = run_epsilon_locked(c, 1, &eps, NULL)) != 0) {
 				fl_seterr(err, errn, "accountant failed: %s", fl_strerror(rv));
 				break;
 			}
@@ -1681,6 +1791,42 @@ int coord_run(coord *c, char *err, size_t errn)
 		coord_logf(c, FL_LOG_DEBUG, "round %d (attempt %d): %d of %d clients selected",
 		           c->cur_round, c->attempt, c->n_selected, c->st.n_clients);
 		wake_parked_locked(c);
+		if (g->secure_agg) {
+			char why[300];
+			if (c->n_selected < g->min_clients) {
+				/* gone clients left out: fewer than the quorum, which the
+				 * secure round would cap at its n and so not enforce */
+				snprintf(why, sizeof why,
+				         "%d selected (gone clients left out), fewer than "
+				         "min_survivors %d (the quorum)",
+				         c->n_selected, g->min_clients);
+				sa_round_free(c->sa);
+				c->sa = NULL;
+				rv = FL_EQUORUM;
+			} else {
+				rv = sa_run_locked(c, why, sizeof why);
+			}
+			c->phase = PH_CLOSED;
+			if (rv == FL_EDONE)
+				break;
+			if (rv == FL_EQUORUM) {
+				c->phase = PH_IDLE;
+				if ((rv = sa_abort_locked(c, why, err, errn)) != 0)
+					break;
+				wait_until(c, fl_now_s() + 0.2);
+				continue;
+			}
+			rv = commit_round_locked(c, t_round);
+			c->phase = PH_IDLE;
+			sa_round_free(c->sa);
+			c->sa = NULL;
+			if (rv) {
+				fl_seterr(err, errn, "cannot commit round %d: %s", c->cur_round,
+				          fl_strerror(rv));
+				break;
+			}
+			continue;
+		}
 		while (!c->stop && c->n_reported < c->n_selected && fl_now_s() < deadline)
 			wait_until(c, deadline);
 		c->phase = PH_CLOSED;
@@ -1739,4 +1885,250 @@ int coord_run(coord *c, char *err, size_t errn)
 	if (rv == 0)
 		nng_msleep(500);
 	return rv;
+}
+
+/* ------------------------------------------------ secure aggregation */
+
+/* GetTask of a client waiting for SaDown phase `want` (under mu). */
+static nng_msg *sa_gettask_locked(coord *c, int idx, uint32_t want, int held, int *park)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char why[300], who[32];
+	nng_msg *m = NULL;
+	int rv = FL_ESTALE;
+
+	snprintf(why, sizeof why, "no secure round open");
+	if (c->sa && c->phase == PH_OPEN)
+		rv = sa_round_down(c->sa, idx, want, &buf, &len, why, sizeof why);
+	if (rv == 1) { /* that phase is not reached yet: hold the poll */
+		if (!held && c->n_parked < c->nworks / 2) {
+			*park = 1;
+			return NULL;
+		}
+		return make_wait(c, 100);
+	}
+	if (rv < 0) {
+		snprintf(who, sizeof who, "client #%d", idx);
+		count_reject_locked(c, rv, who, why);
+		return make_reject(c, rv, why);
+	}
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
+		nng_msg_free(m);
+		m = NULL;
+	}
+	c->bytes_down += len;
+	free(buf);
+	return m;
+}
+
+/* A client's message of one secure aggregation phase. */
+static nng_msg *handle_sa_up(coord *c, const fl_wire_msg *m, const char *who)
+{
+	const Fedlora__SaUp *u = (const Fedlora__SaUp *)m->body;
+	Fedlora__Ack ack = FEDLORA__ACK__INIT;
+	char hex[PRIV_PK_HEX], why[300];
+	int idx, rv;
+
+	if ((rv = fl_wire_check_run(u->run_id, c->st.run_id)) != 0)
+		return reject(c, rv, who, "sa_up: run id of another run");
+	if (!key_admitted(c, m->signer))
+		return reject(c, FL_EKEY, who, "sa_up: key not on the allow list");
+	if (u->nonce.len != FL_NONCE_BYTES)
+		return reject(c, FL_EFORMAT, who, "sa_up: nonce must be %d bytes", FL_NONCE_BYTES);
+	priv_pk_to_hex(m->signer, hex);
+	pthread_mutex_lock(&c->mu);
+	idx = coord_state_find_client(&c->st, hex);
+	if (idx < 0) {
+		rv = FL_EKEY;
+		snprintf(why, sizeof why, "sa_up: not registered (send Hello first)");
+	} else if (!c->sa || c->phase != PH_OPEN || u->round != (uint64_t)c->cur_round) {
+		rv = FL_ESTALE;
+		snprintf(why, sizeof why, "sa_up: round %llu has no secure round open",
+		         (unsigned long long)u->round);
+	} else if ((rv = fl_nonce_set_add(c->nonces, u->nonce.data, u->nonce.len)) != 0) {
+		snprintf(why, sizeof why, "sa_up: %s",
+		         rv == FL_EREPLAY ? "replayed nonce" : fl_strerror(rv));
+	} else {
+		char r2[256];
+		rv = sa_round_up(c->sa, idx, u, r2, sizeof r2);
+		snprintf(why, sizeof why, "sa_up phase %u: %s", u->phase, r2);
+	}
+	if (rv == 0) {
+		sa_round_count_bytes(c->sa, m->wire_len, 0);
+		c->bytes_up += m->wire_len;
+		pthread_cond_broadcast(&c->cv);
+	} else {
+		count_reject_locked(c, rv, who, why);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (rv)
+		return make_reject(c, rv, why);
+	ack.run_id = c->st.run_id;
+	ack.round = u->round;
+	ack.nonce = u->nonce;
+	return seal(c, &ack.base, FL_MSG_ACK);
+}
+
+/* Secure aggregation: the attempt's state for the selected clients idx[0..count)
+ * (selection order). A selection it cannot run (fewer than 2 clients, params
+ * that overflow) leaves c->sa NULL with the reason in c->sa_why: the engine
+ * aborts the attempt. Only FL_ENOMEM fails. */
+static int sa_open_locked(coord *c, const int *idx, int count)
+{
+	const coord_config *g = &c->cfg;
+	sa_round_opts o;
+	int *reg = calloc((size_t)count + 1, sizeof *reg), rv = 0;
+	uint8_t(*pk)[32] = calloc((size_t)count + 1, 32);
+
+	sa_round_free(c->sa);
+	c->sa = NULL;
+	c->sa_why[0] = 0;
+	if (!reg || !pk) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < count; i++) {
+		const coord_client *cl = &c->st.clients[idx[i]];
+		reg[i] = idx[i];
+		if (priv_pk_from_hex(cl->key, strlen(cl->key), pk[i]) != 0) {
+			snprintf(c->sa_why, sizeof c->sa_why, "registry key %d unreadable", idx[i]);
+			goto out;
+		}
+	}
+	memset(&o, 0, sizeof o);
+	o.run_id = c->st.run_id;
+	o.round = c->cur_round;
+	o.attempt = c->attempt;
+	o.n = count;
+	o.min_clients = g->min_clients;
+	o.reg = reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = c->strat;
+	o.global = c->global;
+	o.clip = g->sa_clip;
+	o.frac_bits = g->sa_frac_bits;
+	o.keys_timeout = g->round_timeout;
+	o.phase_timeout = g->sa_phase_timeout;
+	if (c->dp == COORD_DP_CLIENT) {
+		o.dp_clip = g->dp_clip;
+		o.dp_noise = g->dp_noise;
+		o.dp_expected =
+		    g->expected_clients > 0 ? g->expected_clients : g->clients_per_round;
+	}
+	o.key = &c->key;
+	rv = sa_round_new(&c->sa, &o, fl_now_s(), c->sa_why, sizeof c->sa_why);
+	if (rv == FL_EINVAL)
+		rv = 0; /* reason in sa_why; the engine aborts the attempt */
+out:
+	free(reg);
+	free(pk);
+	return rv;
+}
+
+/* Secure aggregation: the unmasked sum into next; the round's metrics from
+ * the survivors (under mu; the round is closed, so the attempt is idle). */
+static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s)
+{
+	sa_round_result res;
+	int rv = sa_round_apply(c->sa, next, c->noise, &res);
+	if (rv)
+		return rv;
+	c->n_reported = res.survivors;
+	c->w_sum = res.w_sum;
+	c->train_sum = res.train_sum;
+	c->eval_after_sum = res.eval_after_sum;
+	c->eval_before_sum = res.eval_before_sum;
+	c->client_eps_round = res.client_eps_max;
+	c->sa_clipped = res.clipped;
+	/* the individual updates are hidden: no bias or norm statistics */
+	s->agg_bias = s->update_norm_mean = s->dp_clipped_frac = NAN;
+	if (res.clipped)
+		coord_logf(c, FL_LOG_WARN,
+		           "round %d: %llu coordinate(s) beyond the secure aggregation clip were "
+		           "clipped (raise --sa-clip)",
+		           c->cur_round, (unsigned long long)res.clipped);
+	if (res.dropped)
+		coord_logf(
+		    c, FL_LOG_INFO,
+		    "round %d: %d client(s) dropped out after sending keys; their masks were "
+		    "removed from the sum",
+		    c->cur_round, res.dropped);
+	return 0;
+}
+
+/* Secure aggregation: drives the open attempt's phases (under mu). 0: the
+ * sum is unmasked; FL_EQUORUM: aborted (reason in why); FL_EDONE: stop. */
+static int sa_run_locked(coord *c, char *why, size_t whylen)
+{
+	int st = c->sa ? SA_RUNNING : SA_ABORTED;
+
+	if (!c->sa)
+		snprintf(why, whylen, "%s", c->sa_why);
+	while (st == SA_RUNNING || st == SA_ADVANCED) {
+		if (c->stop)
+			return FL_EDONE;
+		st = sa_round_tick(c->sa, fl_now_s());
+		if (st == SA_ADVANCED)
+			wake_parked_locked(c); /* held polls get the new phase's message */
+		else if (st == SA_RUNNING)
+			wait_until(c, sa_round_deadline(c->sa));
+	}
+	if (st == SA_FINISHED)
+		return 0;
+	if (c->sa)
+		snprintf(why, whylen, "%s", sa_round_why(c->sa));
+	wake_parked_locked(c); /* held polls learn of the abort */
+	return FL_EQUORUM;
+}
+
+/* Secure aggregation: an aborted attempt. Nothing was decoded. Logged and
+ * kept for the round's metrics line; after sa_max_aborts attempts of one
+ * round the run stops (state.json reason "secagg_abort", a metrics line
+ * with "aborted": true). 0: retry. */
+static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn)
+{
+	cJSON *a = cJSON_CreateObject();
+	int n;
+
+	if (!c->sa_aborts)
+		c->sa_aborts = cJSON_CreateArray();
+	if (a && c->sa_aborts) {
+		cJSON_AddNumberToObject(a, "attempt", c->attempt);
+		cJSON_AddStringToObject(a, "reason", why);
+		cJSON_AddItemToArray(c->sa_aborts, a);
+	} else {
+		cJSON_Delete(a);
+	}
+	n = c->sa_aborts ? cJSON_GetArraySize(c->sa_aborts) : c->attempt;
+	c->st.retries++;
+	c->retries_round++;
+	coord_logf(c, FL_LOG_WARN,
+	           "round %d attempt %d: secure aggregation aborted, nothing revealed: %s%s",
+	           c->cur_round, c->attempt, why,
+	           n < c->cfg.sa_max_aborts ? "; retrying with a new selection" : "");
+	sa_round_free(c->sa);
+	c->sa = NULL;
+	if (n < c->cfg.sa_max_aborts)
+		return 0;
+	{
+		cJSON *o = cJSON_CreateObject();
+		char *line = NULL;
+		if (o && cJSON_AddNumberToObject(o, "round", c->cur_round) &&
+		    cJSON_AddTrueToObject(o, "aborted") && cJSON_AddTrueToObject(o, "secure_agg") &&
+		    cJSON_AddItemToObject(o, "sa_aborts", cJSON_Duplicate(c->sa_aborts, 1)) &&
+		    cJSON_AddNumberToObject(o, "time", (double)time(NULL)))
+			line = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		if (!line || coord_metrics_append(c->cfg.run_dir, c->cur_round, line) != 0)
+			coord_logf(c, FL_LOG_ERROR,
+			           "round %d: cannot write the abort to metrics.jsonl",
+			           c->cur_round);
+		free(line);
+	}
+	finish_run_locked(c, "secagg_abort");
+	fl_seterr(err, errn,
+	          "secure aggregation: round %d aborted %d time(s) (last: %s); run stopped",
+	          c->cur_round, n, why);
+	return FL_EQUORUM;
 }

@@ -148,6 +148,30 @@ static int join_path(char *buf, size_t n, const char *dir, const char *name)
 	return 0;
 }
 
+/* Adds key: x as the shortest of %.15g, %.16g, %.17g that reads back exactly
+ * (cJSON's own printing keeps 15 digits where those come back within an
+ * epsilon, so a restart would see a sigma or a 16-digit count off by one
+ * unit in the last place). Non-finite values are written as null. Returns the
+ * item or NULL when out of memory. */
+static cJSON *add_num(cJSON *o, const char *key, double x)
+{
+	char num[40];
+	cJSON *v;
+	if (!isfinite(x))
+		return cJSON_AddNullToObject(o, key);
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(num, sizeof num, "%.*g", prec, x);
+		if (strtod(num, NULL) == x)
+			break;
+	}
+	v = cJSON_CreateRaw(num);
+	if (!v || !cJSON_AddItemToObject(o, key, v)) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
 int coord_state_save(const coord_state *s, const char *run_dir)
 {
 	char path[PATH_MAX];
@@ -160,13 +184,11 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 	rv = FL_ENOMEM;
 	if (!(o = cJSON_CreateObject()))
 		return FL_ENOMEM;
-	if (!cJSON_AddNumberToObject(o, "version", 1) ||
-	    !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
-	    !cJSON_AddNumberToObject(o, "round", s->round) ||
-	    !cJSON_AddBoolToObject(o, "done", s->done) ||
+	if (!add_num(o, "version", 1) || !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
+	    !add_num(o, "round", s->round) || !cJSON_AddBoolToObject(o, "done", s->done) ||
 	    !cJSON_AddStringToObject(o, "reason", s->reason) ||
-	    !cJSON_AddNumberToObject(o, "retries", (double)s->retries) ||
-	    !cJSON_AddNumberToObject(o, "client_eps_max", s->client_eps_max))
+	    !add_num(o, "retries", (double)s->retries) ||
+	    !add_num(o, "client_eps_max", s->client_eps_max))
 		goto out;
 	if (!(arr = cJSON_AddArrayToObject(o, "accountant")))
 		goto out;
@@ -176,9 +198,8 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 			cJSON_Delete(p);
 			goto out;
 		}
-		if (!cJSON_AddNumberToObject(p, "sigma", s->phases[i].sigma) ||
-		    !cJSON_AddNumberToObject(p, "q", s->phases[i].q) ||
-		    !cJSON_AddNumberToObject(p, "steps", (double)s->phases[i].steps))
+		if (!add_num(p, "sigma", s->phases[i].sigma) || !add_num(p, "q", s->phases[i].q) ||
+		    !add_num(p, "steps", (double)s->phases[i].steps))
 			goto out;
 	}
 	if (!(arr = cJSON_AddArrayToObject(o, "clients")))
@@ -191,9 +212,9 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 			goto out;
 		}
 		if (!cJSON_AddStringToObject(p, "key", c->key) ||
-		    !cJSON_AddNumberToObject(p, "num_samples", (double)c->num_samples) ||
-		    !cJSON_AddNumberToObject(p, "joined_round", c->joined_round) ||
-		    !cJSON_AddNumberToObject(p, "last_round", c->last_round))
+		    !add_num(p, "num_samples", (double)c->num_samples) ||
+		    !add_num(p, "joined_round", c->joined_round) ||
+		    !add_num(p, "last_round", c->last_round))
 			goto out;
 	}
 	if (!(text = cJSON_Print(o)))

@@ -213,6 +213,29 @@ static void test_config_json_roundtrip_and_resume(void)
 	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
 	CHECK(!memcmp(&a, &b, sizeof a));
 	free(js);
+	/* a 64-bit seed beyond 2^53 (fuzz: run.json did not re-apply) */
+	a.seed = 9223372036854775807LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(b.seed == a.seed);
+	free(js);
+	/* cJSON's own printing keeps 15 digits: 16-digit integers and doubles
+	 * that need 17 digits must still come back exactly (fuzz) */
+	a.seed = 4674406161451799LL;
+	a.alpha = 0.1 + 1.3877787807814457e-17;
+	a.lr = 1.0 / 3.0;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(!memcmp(&a, &b, sizeof a));
+	free(js);
+	a.seed = -9000000000000001LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(!memcmp(&a, &b, sizeof a));
+	free(js);
 	/* more rounds on a restart are fine, another rank is not */
 	b.rounds = 30;
 	CHECK_RC(coord_config_check_resume(&a, &b, err, sizeof err));
@@ -296,6 +319,16 @@ static void test_state_roundtrip(void)
 	CHECK_RC(coord_state_save(&s, d));
 	CHECK_RC(coord_state_load(&t, d));
 	CHECK(t.done && !strcmp(t.reason, "target_eps"));
+	coord_state_fini(&t);
+	/* values that need 16-17 digits come back exactly (fuzz: cJSON printed
+	 * 15, so a resumed run's sigma and epsilon drifted by an ulp) */
+	s.client_eps_max = 0.1 + 1.3877787807814457e-17;
+	s.phases[0].sigma = 1.0 / 3.0;
+	s.phases[0].steps = 4674406161451799L;
+	CHECK_RC(coord_state_save(&s, d));
+	CHECK_RC(coord_state_load(&t, d));
+	CHECK(t.client_eps_max == s.client_eps_max && t.phases[0].sigma == s.phases[0].sigma &&
+	      t.phases[0].steps == s.phases[0].steps);
 	coord_state_fini(&t);
 	coord_state_fini(&s);
 	rmtree(d);
