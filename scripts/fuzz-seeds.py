@@ -285,3 +285,55 @@ wire("submit", 8, fb(1, "run") + fv(2, 1) + fb(3, b"\x01" * 24) + fv(4, 50) + te
 wire("submit_b_f16", 8, fb(1, "run") + fv(2, 1) + fb(3, b"\x02" * 24) + fv(4, 50) +
      tensors(5, "B", dtype=3, chunks=2))
 wire("ack", 9, fb(1, "run") + fv(2, 1) + fb(3, b"\x01" * 24))
+
+# tokenizer: tokenizer.json files of the three supported layouts (tiny vocabularies):
+# byte-level with a Split regex (Llama-3/Qwen), SentencePiece-style with byte fallback
+# (Llama-2), Metaspace (Mistral)
+_bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+_cs = _bs[:]
+for _b in range(256):
+    if _b not in _bs:
+        _bs.append(_b)
+        _cs.append(256 + len(_cs) - 188)
+_vocab = {chr(c): i for i, (b, c) in enumerate(sorted(zip(_bs, _cs)))}
+for _t in ["Ġt", "he", "Ġthe", "in", "Ġa"]:
+    _vocab[_t] = len(_vocab)
+_tj = lambda o: json.dumps(o, ensure_ascii=False)
+put("tokenizer", "bytelevel.json", _tj({
+    "version": "1.0",
+    "added_tokens": [{"id": len(_vocab), "content": "<|im_end|>", "special": True, "single_word": False,
+                      "lstrip": False, "rstrip": False, "normalized": False}],
+    "normalizer": {"type": "NFC"},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "(?i:'s|'t|'re)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|"
+                                               " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+         "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+    "post_processor": {"type": "ByteLevel"}, "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "dropout": None, "unk_token": None, "fuse_unk": False, "byte_fallback": False,
+              "ignore_merges": True, "vocab": _vocab,
+              "merges": [["Ġ", "t"], "h e", "Ġt he", "i n", ["Ġ", "a"]]}}))
+_spv = {"<unk>": 0, "<s>": 1, "</s>": 2}
+for _b in range(256):
+    _spv["<0x%02X>" % _b] = 3 + _b
+for _t in ["▁", "t", "h", "e", "▁t", "he", "▁the", "x", "▁x"]:
+    _spv[_t] = len(_spv)
+_sp = {"added_tokens": [{"id": 0, "content": "<unk>", "special": True},
+                        {"id": 1, "content": "<s>", "special": True},
+                        {"id": 2, "content": "</s>", "special": True}],
+       "normalizer": {"type": "Sequence", "normalizers": [
+           {"type": "Prepend", "prepend": "▁"},
+           {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+       "pre_tokenizer": None,
+       "post_processor": {"type": "TemplateProcessing", "single": [
+           {"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]},
+       "decoder": {"type": "Sequence", "decoders": [
+           {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+           {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+       "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": True, "byte_fallback": True,
+                 "vocab": _spv, "merges": ["▁ t", "h e", "▁t he", "▁ x"]}}
+put("tokenizer", "sentencepiece.json", _tj(_sp))
+put("tokenizer", "metaspace.json", _tj(dict(
+    _sp, normalizer=None,
+    pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True},
+    decoder={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True})))

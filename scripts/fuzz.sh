@@ -27,7 +27,7 @@ FUZZ_JOBS=${FUZZ_JOBS:-2}
 B=build-fuzz
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
 LINK_SAN="-fsanitize=fuzzer,address,undefined"
-LDLIBS="-lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson -lopenblas -lfftw3 -lm -lpthread"
+LDLIBS="-lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson -lopenblas -lfftw3 -lpcre2-8 -lutf8proc -lm -lpthread"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 

@@ -16,6 +16,7 @@ int cmd_eps(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 struct priv_phase;
 /* `fedlora eps --history FILE`: reads and checks the phases of FILE (a JSON
