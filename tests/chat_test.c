@@ -271,6 +271,32 @@ static void test_deep_nesting_refused(void)
 	cJSON_Delete(m);
 }
 
+/* Work and size are bounded (fuzz: eight nested loops over the messages ran
+ * for tens of seconds; a string doubled 40 times would need 2 TiB). */
+static void test_work_bounded(void)
+{
+	static const char *const big[] = {
+	    "{% for a in messages %}{% for b in messages %}{% for c in messages %}"
+	    "{% for d in messages %}{% for e in messages %}{% for f in messages %}"
+	    "{% for g in messages %}{% for h in messages %}{% for i in messages %}"
+	    "{{ a.content ~ i.content }}{% endfor %}{% endfor %}{% endfor %}{% endfor %}"
+	    "{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+	    "{% set ns = namespace(x='ab') %}{% for m in messages %}{% for n in messages %}"
+	    "{% set ns.x = ns.x ~ ns.x %}{% endfor %}{% endfor %}{{ ns.x | length }}",
+	};
+	cJSON *m = cJSON_Parse(CONV);
+	for (size_t k = 0; k < sizeof big / sizeof big[0]; k++) {
+		fl_chat_out o;
+		char err[256] = "";
+		int rv = fl_chat_render(big[k], m, NULL, NULL, 0, &o, err, sizeof err);
+		if (rv != FL_ETOOBIG)
+			fprintf(stderr, "  case %zu: rv %d, '%s'\n", k, rv, err);
+		CHECK(rv == FL_ETOOBIG && err[0]);
+		CHECK(o.text == NULL);
+	}
+	cJSON_Delete(m);
+}
+
 static void test_config_load(void)
 {
 	char dir[] = "/tmp/fedlora-chat-XXXXXX", path[300];
@@ -318,6 +344,7 @@ static const test_case cases[] = {
     TEST(test_unsupported_named),
     TEST(test_malformed_rejected),
     TEST(test_deep_nesting_refused),
+    TEST(test_work_bounded),
     TEST(test_config_load),
     {0},
 };

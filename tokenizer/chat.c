@@ -15,7 +15,10 @@
  * Not done: macros, call/filter blocks, floats, dict literals, loop.cycle,
  * for-loop filters and else, tuple unpacking; lengths count bytes, not code
  * points (equal for ASCII). Blocks and expressions nest at most
- * CHAT_MAX_DEPTH deep (the interpreter recurses; deeper is FL_ENOTSUP).
+ * CHAT_MAX_DEPTH deep (the interpreter recurses; deeper is FL_ENOTSUP); one
+ * rendering executes at most CHAT_MAX_STEPS segments, builds no string (nor
+ * output) over CHAT_MAX_STR bytes and no more than CHAT_MAX_ARENA bytes of
+ * values (FL_ETOOBIG), so a hostile template cannot hang or exhaust a client.
  */
 #include "tokenizer/chat.h"
 
@@ -29,7 +32,10 @@
 
 #define CHAT_MAX_CONFIG ((size_t)64 << 20)
 #define CHAT_NS_MAX     32
-#define CHAT_MAX_DEPTH  64 /* nesting of blocks and expressions (the recursion) */
+#define CHAT_MAX_DEPTH  64                 /* nesting of blocks and expressions (the recursion) */
+#define CHAT_MAX_STEPS  (1L << 20)         /* segments executed by one rendering */
+#define CHAT_MAX_STR    ((size_t)16 << 20) /* bytes of the output or of one string */
+#define CHAT_MAX_ARENA  ((size_t)64 << 20) /* bytes of all values of one rendering */
 
 enum { SEG_TEXT, SEG_EXPR, SEG_STMT };
 typedef struct seg {
@@ -75,7 +81,9 @@ typedef struct ctx {
 	unsigned char *om;
 	size_t on, ocap;
 	int gen;
-	int depth; /* current nesting of exec_range and expr calls */
+	int depth;     /* current nesting of exec_range and expr calls */
+	long steps;    /* segments executed so far */
+	size_t abytes; /* bytes allocated in the arena */
 	const char *eos;
 	int rc;
 	char *err;
@@ -142,6 +150,11 @@ static void leave(ctx *c)
 static void *amalloc(ctx *c, size_t n)
 {
 	void *p;
+	if (n > CHAT_MAX_ARENA - c->abytes) {
+		fail(c, FL_ETOOBIG, 0, "values larger than %zu bytes in all", CHAT_MAX_ARENA);
+		return NULL;
+	}
+	c->abytes += n;
 	if (c->narena == c->caparena) {
 		size_t nc = c->caparena ? 2 * c->caparena : 256;
 		void **na = realloc(c->arena, nc * sizeof *na);
@@ -285,6 +298,10 @@ static void out_put(ctx *c, const char *s, const unsigned char *m, size_t n)
 {
 	if (c->rc)
 		return;
+	if (n > CHAT_MAX_STR - c->on) {
+		fail(c, FL_ETOOBIG, 0, "output larger than %zu bytes", CHAT_MAX_STR);
+		return;
+	}
 	if (c->on + n + 1 > c->ocap) {
 		size_t nc = c->ocap ? c->ocap : 1024;
 		while (nc < c->on + n + 1)
@@ -435,6 +452,10 @@ static val to_str(ctx *c, val v, size_t off)
 
 static val concat(ctx *c, val a, val b)
 {
+	if (a.n > CHAT_MAX_STR || b.n > CHAT_MAX_STR - a.n) {
+		fail(c, FL_ETOOBIG, 0, "a string longer than %zu bytes", CHAT_MAX_STR);
+		return mkstr("", NULL, 0);
+	}
 	char *s = amalloc(c, a.n + b.n + 1);
 	unsigned char *m = NULL;
 	if (!s)
@@ -1548,6 +1569,11 @@ static void exec_range_(ctx *c, int i, int end)
 {
 	for (; i < end && !c->rc; i++) {
 		seg *s = &c->segs[i];
+		if (++c->steps > CHAT_MAX_STEPS) {
+			fail(c, FL_ETOOBIG, s->off, "more than %ld steps (nested loops?)",
+			     CHAT_MAX_STEPS);
+			return;
+		}
 		if (s->kind == SEG_TEXT) {
 			out_put(c, c->t + s->a, NULL, s->b - s->a);
 		} else if (s->kind == SEG_EXPR) {

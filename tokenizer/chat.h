@@ -33,7 +33,10 @@
  * and to stop, never to predict the user's text or the template's role
  * headers.
  *
- * Errors: 0 or a negative FL_E* code with a one-line reason in err.
+ * Errors: 0 or a negative FL_E* code with a one-line reason in err. Limits
+ * (FL_ETOOBIG): 2^20 executed template segments per rendering (loop bodies
+ * count once per pass), 16 MiB of output and per string, 64 MiB of values
+ * in all.
  * Ownership: fl_chat_out buffers and fl_chat_config strings are malloc'd and
  * freed with fl_chat_out_free / fl_chat_config_free (NULL-safe).
  */
