@@ -131,6 +131,18 @@ static void test_metaspace_exact_ids(void)
 	check_exact("metabpe", FL_TOK_BPE_SP);
 }
 
+static void test_gpt2_pretokenizer_exact_ids(void)
+{
+	check_exact("gpt2bpe", FL_TOK_BPE_BYTE);
+}
+
+/* String/Regex Splits with each behaviour, invert, lstrip/rstrip over
+ * Unicode whitespace */
+static void test_split_behaviours_exact_ids(void)
+{
+	check_exact("splitbpe", FL_TOK_BPE_BYTE);
+}
+
 static fl_tokenizer *load(const char *name)
 {
 	char dir[256], err[512];
@@ -161,10 +173,10 @@ static int round_trip(const fl_tokenizer *t, const char *s, size_t n, unsigned f
 /* Reference decode of the expected ids, and decode(encode(text)) == text. */
 static void test_decode_round_trip(void)
 {
-	const char *names[] = {"bytebpe", "spbpe", "metabpe"};
+	const char *names[] = {"bytebpe", "spbpe", "metabpe", "gpt2bpe", "splitbpe"};
 	cJSON *e = expected(), *c;
 	CHECK(e != NULL);
-	for (int m = 0; m < 3 && e; m++) {
+	for (int m = 0; m < 5 && e; m++) {
 		fl_tokenizer *t = load(names[m]);
 		CHECK(t != NULL);
 		if (!t)
@@ -188,12 +200,12 @@ static void test_decode_round_trip(void)
 			}
 			/* the byte-level fixture normalizes to NFC; Metaspace drops a
 			 * leading space (both as the reference does) */
-			if ((m == 0 && strstr(s, "\xcc\x81")) || (m == 2 && s[0] == ' '))
-				continue;
+			if ((m == 0 && strstr(s, "\xcc\x81")) || (m == 2 && s[0] == ' ') || m > 2)
+				continue; /* gpt2bpe adds a space, splitbpe removes them */
 			CHECK(round_trip(t, s, strlen(s), 0));
 			checked++;
 		}
-		CHECK(checked >= 20);
+		CHECK(m > 2 || checked >= 20);
 		fl_tok_free(t);
 	}
 }
@@ -557,6 +569,8 @@ static const test_case cases[] = {
     TEST(test_bytebpe_exact_ids),
     TEST(test_spbpe_exact_ids),
     TEST(test_metaspace_exact_ids),
+    TEST(test_gpt2_pretokenizer_exact_ids),
+    TEST(test_split_behaviours_exact_ids),
     TEST(test_decode_round_trip),
     TEST(test_invalid_utf8),
     TEST(test_special_tokens),

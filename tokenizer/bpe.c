@@ -862,9 +862,29 @@ static int encode_segment(const fl_bpe *b, work *w, const char *s, size_t n, int
 	return 0;
 }
 
-static int is_ws(char c)
+/* Unicode White_Space (Rust's char::is_whitespace, which the reference's
+ * lstrip/rstrip use). */
+static int is_ws_cp(uint32_t c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+	return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+	       (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+	       c == 0x205F || c == 0x3000;
+}
+
+/* Byte length of the whitespace character starting at s (n bytes left), or 0. */
+static size_t ws_fwd(const char *s, size_t n)
+{
+	size_t l = utf8_len((const unsigned char *)s, n);
+	return l && is_ws_cp(utf8_cp((const unsigned char *)s, l)) ? l : 0;
+}
+
+/* Byte length of the whitespace character ending at s + n (n bytes before), or 0. */
+static size_t ws_back(const char *s, size_t n)
+{
+	for (size_t l = 1; l <= 3 && l <= n; l++)
+		if (utf8_len((const unsigned char *)s + n - l, l) == l && ws_fwd(s + n - l, l) == l)
+			return l;
+	return 0;
 }
 
 /* Leftmost-longest added token in s[from, n) (specials only when want_special):
@@ -887,12 +907,13 @@ static int32_t find_added(const fl_bpe *b, const char *s, size_t n, size_t from,
 		}
 		if (best) {
 			size_t st = i, en = i + best->len;
+			size_t l;
 			if (best->lstrip)
-				while (st > from && is_ws(s[st - 1]))
-					st--;
+				while (st > from && (l = ws_back(s + from, st - from)) != 0)
+					st -= l;
 			if (best->rstrip)
-				while (en < n && is_ws(s[en]))
-					en++;
+				while (en < n && (l = ws_fwd(s + en, n - en)) != 0)
+					en += l;
 			*ms = st;
 			*me = en;
 			return best->id;
@@ -1218,8 +1239,7 @@ static int compile(ld *L, const char *field, const char *pat, size_t len, int li
 {
 	int ec;
 	PCRE2_SIZE eo;
-	uint32_t opt =
-	    PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+	uint32_t opt = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
 	pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
 	if (!re) {
 		PCRE2_UCHAR msg[256];

@@ -6,7 +6,7 @@ tests/fixtures/tok/, cut from Qwen3's tokenizer.json (Apache-2.0; npm
     python3 tests/reference/make_tok_fixtures.py QWEN3_TOKENIZER_JSON tests/fixtures/tok
     NODE_PATH=/tmp/tokref/node_modules node tests/reference/tok_expected.js tests/fixtures/tok
 
-Writes three model folders and cases.json (the texts tokenizer_test checks):
+Writes five model folders and cases.json (the texts tokenizer_test checks):
   bytebpe/  byte-level BPE: Qwen3's first N ids (the 256 byte symbols first)
             and the merges among them, its NFC normalizer, Split regex +
             ByteLevel pre-tokenizer and decoder, five added tokens renumbered
@@ -17,6 +17,11 @@ Writes three model folders and cases.json (the texts tokenizer_test checks):
             written as U+2581, the merges among them; Prepend + Replace
             normalizer, byte fallback, fuse_unk, TemplateProcessing with <s>,
             decoder Replace + ByteFallback + Fuse + Strip
+  gpt2bpe/  bytebpe with GPT-2's pre-tokenizer (ByteLevel add_prefix_space +
+            its regex, no normalizer)
+  splitbpe/ bytebpe with String/Regex Splits of behaviour Removed,
+            MergedWithNext, MergedWithPrevious and inverted Isolated, and
+            lstrip/rstrip on <|im_end|> and <think>
   metabpe/  the spbpe vocabulary with a Metaspace pre-tokenizer (prepend_scheme
             "first", split false: the Mistral layout) and decoder Metaspace +
             ByteFallback + Fuse
@@ -121,6 +126,22 @@ def main():
             {"type": "ByteFallback"}, {"type": "Fuse"}]},
         "model": model}, cfg)
 
+    # variants of bytebpe for the pre-tokenizer options and added-token flags
+    def bl(**k):
+        return dict({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                     "use_regex": False}, **k)
+    gpt2 = dict(tok, normalizer=None, pre_tokenizer=bl(add_prefix_space=True, use_regex=True))
+    write(os.path.join(out, "gpt2bpe"), gpt2, {"bos_token": None, "eos_token": "<|im_end|>"})
+    split = dict(tok, pre_tokenizer={"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "Removed", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{P}"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{N}+"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{Han}+"}, "behavior": "Isolated", "invert": True},
+        bl()]})
+    split["added_tokens"] = [dict(a, lstrip=True, rstrip=True) if a["content"] in ("<|im_end|>", "<think>")
+                             else a for a in tok["added_tokens"]]
+    write(os.path.join(out, "splitbpe"), split, {"bos_token": None, "eos_token": "<|im_end|>"})
+
     cases = [
         "Hello world",
         "Hello, world! How are you doing today?",
@@ -147,6 +168,8 @@ def main():
         "",
         "\u3000ideographic\u00a0nbsp\u2003em",
         "https://example.com/path?q=1&r=two#frag",
+        "a\u00a0<think>\u3000b <|im_end|>\u00a0 c\t<think>\n",
+        "x, y. z! 12ab34 中文abc中文, 3.5 (ok)",
     ]
     with open(os.path.join(out, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(cases, f, ensure_ascii=False, indent=1)
