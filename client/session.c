@@ -23,6 +23,8 @@
  * any eavesdropper on a plain tcp:// link sees.
  */
 #include "client/session.h"
+#include "client/deadline.h"
+#include "client/secagg_client.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,7 +59,6 @@
 #define CLIENT_BACKOFF_MIN_MS 100
 #define CLIENT_BACKOFF_MAX_MS 2000
 #define CLIENT_WAIT_MAX_MS    2000 /* cap on a Wait's retry_after */
-#define CLIENT_MAX_PHASES     4096 /* accountant history entries (merged when equal) */
 #define CLIENT_FINAL_GRACE_S  15.0 /* silence after the last round's Ack that means done */
 #define CLIENT_STR_MAX        512
 
@@ -99,6 +100,11 @@ typedef struct session {
 	double saved_eps_error;
 
 	client_stats st;
+	double last_submit_s; /* how long the last Submit took to be answered */
+	/* a round skipped for its deadline: that attempt (round, round_seed) is
+	 * not trained again when handed out once more before skip_until */
+	uint64_t skip_round, skip_seed;
+	double skip_until;
 	double last_reply; /* monotonic seconds */
 	int backoff_ms;
 } session;
@@ -208,8 +214,10 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	return rv;
 }
 
-/* Reads the accountant history of state_path (absent: nothing to restore). */
-static int state_load(session *s, const char *path)
+_Static_assert(sizeof(((client_dp_state *)0)->run_id) == FL_RUN_ID_MAX + 1,
+               "client_dp_state.run_id holds a run id");
+
+int client_dp_state_read(const char *path, client_dp_state *st)
 {
 	cJSON *o = NULL, *ph, *it;
 	char *text = NULL;
@@ -217,10 +225,11 @@ static int state_load(session *s, const char *path)
 	int rv = FL_EFORMAT;
 	FILE *f = fopen(path, "r");
 
+	memset(st, 0, sizeof *st);
 	if (!f)
 		return errno == ENOENT ? 0 : FL_EIO;
-	text = malloc(1 << 20);
-	n = text ? (long)fread(text, 1, (1 << 20) - 1, f) : -1;
+	text = malloc(CLIENT_STATE_MAX_BYTES);
+	n = text ? (long)fread(text, 1, CLIENT_STATE_MAX_BYTES - 1, f) : -1;
 	fclose(f);
 	if (n < 0) {
 		free(text);
@@ -236,18 +245,18 @@ static int state_load(session *s, const char *path)
 	if (!cJSON_IsString(it) || fl_wire_run_id_valid(it->valuestring) != 0 ||
 	    !cJSON_IsArray(ph) || cJSON_GetArraySize(ph) > CLIENT_MAX_PHASES)
 		goto done;
-	snprintf(s->saved_run, sizeof s->saved_run, "%s", it->valuestring);
+	snprintf(st->run_id, sizeof st->run_id, "%s", it->valuestring);
 	it = cJSON_GetObjectItemCaseSensitive(o, "delta");
-	s->saved_delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	st->delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
 	/* absent in files of older clients: rdp */
 	it = cJSON_GetObjectItemCaseSensitive(o, "accountant");
-	s->saved_kind = PRIV_ACCT_RDP;
-	if (it && (!cJSON_IsString(it) || priv_acct_parse(it->valuestring, &s->saved_kind) != 0))
+	st->kind = PRIV_ACCT_RDP;
+	if (it && (!cJSON_IsString(it) || priv_acct_parse(it->valuestring, &st->kind) != 0))
 		goto done;
 	it = cJSON_GetObjectItemCaseSensitive(o, "eps_error");
-	s->saved_eps_error = cJSON_IsNumber(it) ? it->valuedouble : 0;
-	s->saved = calloc(cJSON_GetArraySize(ph) + 1, sizeof *s->saved);
-	if (!s->saved) {
+	st->eps_error = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	st->phases = calloc(cJSON_GetArraySize(ph) + 1, sizeof *st->phases);
+	if (!st->phases) {
 		rv = FL_ENOMEM;
 		goto done;
 	}
@@ -255,22 +264,48 @@ static int state_load(session *s, const char *path)
 	{
 		cJSON *sg = cJSON_GetObjectItemCaseSensitive(it, "sigma");
 		cJSON *q = cJSON_GetObjectItemCaseSensitive(it, "q");
-		cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "steps");
-		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(st) ||
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "steps");
+		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(t) ||
 		    !(sg->valuedouble >= 0) || !(q->valuedouble >= 0 && q->valuedouble <= 1) ||
-		    !(st->valuedouble >= 0 && st->valuedouble < 1e15))
+		    !(t->valuedouble >= 0 && t->valuedouble < 1e15))
 			goto done;
-		s->saved[s->n_saved++] =
-		    (priv_phase){sg->valuedouble, q->valuedouble, (long)st->valuedouble};
+		st->phases[st->n++] =
+		    (priv_phase){sg->valuedouble, q->valuedouble, (long)t->valuedouble};
 	}
 	rv = 0;
 done:
 	cJSON_Delete(o);
-	if (rv == FL_EFORMAT)
-		fl_log(FL_LOG_ERROR, "client",
-		       "state file %s is malformed; remove it to start a new privacy history",
-		       path);
+	if (rv) {
+		client_dp_state_fini(st);
+		if (rv == FL_EFORMAT)
+			fl_log(FL_LOG_ERROR, "client",
+			       "state file %s is malformed; remove it to start a new privacy "
+			       "history",
+			       path);
+	}
 	return rv;
+}
+
+void client_dp_state_fini(client_dp_state *st)
+{
+	free(st->phases);
+	memset(st, 0, sizeof *st);
+}
+
+/* Reads the accountant history of state_path (absent: nothing to restore). */
+static int state_load(session *s, const char *path)
+{
+	client_dp_state st;
+	int rv = client_dp_state_read(path, &st);
+	if (rv)
+		return rv;
+	snprintf(s->saved_run, sizeof s->saved_run, "%s", st.run_id);
+	s->saved_delta = st.delta;
+	s->saved_kind = st.kind;
+	s->saved_eps_error = st.eps_error;
+	s->saved = st.phases;
+	s->n_saved = st.n;
+	return 0;
 }
 
 /* Writes the accountant history to state_path atomically, mode 0600. */
@@ -594,6 +629,33 @@ static int choose_accountant(session *s, const Fedlora__DpParams *dp)
 	return 0;
 }
 
+/* A round whose deadline would pass before our Submit is out: nothing is
+ * sent. A partial update (fewer local steps) is not sent either: FedAvg
+ * weights updates by num_samples assuming equal local work, so a truncated
+ * one would be silently under-weighted in effect; the round's quorum and
+ * top-up selection already cope with a missing client. Returns 0. */
+static int skip_round(session *s, const Fedlora__Task *t, const client_deadline *dl,
+                      client_event *ev, int steps)
+{
+	fl_log(FL_LOG_WARN, "client",
+	       "deadline passed, skipping round %llu (%d of %u steps, %llu ms)",
+	       (unsigned long long)t->round, steps, t->train->local_steps,
+	       (unsigned long long)t->deadline_ms);
+	s->skip_round = t->round;
+	s->skip_seed = t->train->round_seed;
+	s->skip_until = dl->t_end;
+	ev->accepted = 0;
+	ev->code = FL_ETIMEOUT;
+	ev->text = "deadline passed, round skipped";
+	emit(s, ev);
+	return 0;
+}
+
+/* Secure aggregation (Task.secagg): defined at the end of this file. */
+static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
+                        const model_train_params *p, const model_train_result *res,
+                        client_event *ev);
+
 /* Trains the task's round and submits the result. */
 static int do_task(session *s, const Fedlora__Task *t)
 {
@@ -607,8 +669,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 	fl_wire_msg rep = {0};
 	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
 	size_t len = 0;
-	int rv, dp_mode, which;
-	double t0;
+	int rv, dp_mode, which, delay_ms;
+	double t0, t_task = s->last_reply;
+	client_deadline dl;
 	client_event ev = {.kind = CLIENT_EV_ROUND, .round = t->round};
 
 	if ((rv = fl_wire_check_task(t, s->run_id, s->acked_round)) != 0) {
@@ -626,6 +689,12 @@ static int do_task(session *s, const Fedlora__Task *t)
 	}
 	if (t->round == s->failed_round) {
 		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
+		return 0;
+	}
+	if (t->round == s->skip_round && t->train && t->train->round_seed == s->skip_seed) {
+		/* the attempt we skipped for its deadline: wait for it to close */
+		double left = s->skip_until - mono_s();
+		sleep_ms(left > 2.0 ? 2000 : left > 0.01 ? (int)(left * 1000) : 10);
 		return 0;
 	}
 	dp_mode = (int)t->dp->mode;
@@ -662,18 +731,33 @@ static int do_task(session *s, const Fedlora__Task *t)
 			return FL_EFORMAT;
 		}
 	}
-	if (o->attack.kind != CLIENT_ATTACK_NONE &&
+	if ((o->attack.kind != CLIENT_ATTACK_NONE || t->secagg) &&
 	    (rv = lora_adapter_clone(&honest_global, s->ad)) != 0)
 		return rv;
+	/* Task.deadline_ms, counted from the Task's arrival; the reserve covers
+	 * sealing and sending (the last Submit's round trip) */
+	client_deadline_init(&dl, t_task, t->deadline_ms, 0.1 + s->last_submit_s);
+	p.before_step = client_deadline_step;
+	p.step_arg = &dl;
 	t0 = mono_s();
 	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
-	if (rv == 0 && honest_global)
+	if (rv == 0 && honest_global && o->attack.kind != CLIENT_ATTACK_NONE)
 		rv = client_attack_apply(&o->attack, s->ad, honest_global, p.train_a,
 		                         p.round_seed ^ ((uint64_t)o->client_index << 32));
+	if (rv == 0 && t->secagg) {
+		ev.seconds = mono_s() - t0;
+		if (dp_mode == 1)
+			account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+		rv = secure_round(s, t, honest_global, &p, &res, &ev);
+		lora_adapter_free(honest_global);
+		return rv;
+	}
 	lora_adapter_free(honest_global);
 	ev.seconds = mono_s() - t0;
-	if (dp_mode == 1)
+	if (dp_mode == 1) /* the steps taken count, even when nothing is sent */
 		account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+	if ((rv == FL_ETIMEOUT && dl.stopped) || (rv == 0 && client_deadline_passed(&dl, mono_s())))
+		return skip_round(s, t, &dl, &ev, res.steps);
 	if (rv != 0) {
 		fl_log(FL_LOG_ERROR, "client", "training round %llu failed: %s",
 		       (unsigned long long)t->round, fl_strerror(rv));
@@ -714,7 +798,13 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if ((rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, &s->key, &buf, &len)) != 0)
 		goto done;
 	fl_wire_tensors_fini(&ts);
+	if (client_deadline_passed(&dl, mono_s())) {
+		rv = skip_round(s, t, &dl, &ev, res.steps);
+		goto done;
+	}
 	capture_submit(buf, len);
+	if ((delay_ms = client_deadline_test_submit_delay_ms()) > 0)
+		sleep_ms(delay_ms); /* FEDLORA_DELAY_SUBMIT_MS: test-only slow uplink */
 
 	ev.train_loss = res.train_loss;
 	ev.eval_before = res.eval_before;
@@ -726,7 +816,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 	ev.total_rounds = s->total_rounds;
 	s->st.rounds_trained++;
 
+	t0 = mono_s();
 	rv = send_submit(s, buf, len, &rep);
+	s->last_submit_s = mono_s() - t0;
 	if (rv != 0) {
 		ev.code = rv;
 		ev.text = "no reply to the submission";
@@ -748,6 +840,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 		/* our own resend of an update that already arrived */
 		if (ev.code == FL_EREPLAY)
 			ev.accepted = 1;
+		if (ev.code == FL_ECLOSED)
+			fl_log(FL_LOG_WARN, "client", "round %llu closed before our update arrived",
+			       (unsigned long long)t->round);
 	} else {
 		ev.code = FL_EFORMAT;
 		ev.text = "unexpected reply to a submission";
@@ -956,4 +1051,63 @@ out:
 	free(s->saved);
 	free(s);
 	return rv;
+}
+
+/* ------------------------------------------------ secure aggregation */
+
+/* sa_client_io.call: the session's signed request/reply. */
+static int sa_call(void *arg, const ProtobufCMessage *body, uint32_t type, int timeout_ms,
+                   fl_wire_msg *rep, size_t *sent)
+{
+	return call((session *)arg, body, type, timeout_ms, rep, sent);
+}
+
+/* Secure aggregation (Task.secagg): the phases of client/secagg_client.h
+ * instead of a Submit; global is the Task's adapter, s->ad the trained one. */
+static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
+                        const model_train_params *p, const model_train_result *res,
+                        client_event *ev)
+{
+	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
+	sa_client_outcome out;
+	sa_client_io io = {.arg = s,
+	                   .call = sa_call,
+	                   .run_id = s->run_id,
+	                   .key = &s->key,
+	                   .client_index = s->o->client_index,
+	                   .poll_timeout_ms = s->o->poll_timeout_ms};
+
+	met.train_loss = res->train_loss;
+	met.eval_before = res->eval_before;
+	met.eval_after = res->eval_after;
+	met.steps = (uint32_t)res->steps;
+	met.dp_steps = (uint32_t)res->dp_steps;
+	met.epsilon = t->dp->mode == 1 ? s->epsilon : 0;
+	met.delta = t->dp->mode == 1 ? s->delta : 0;
+	met.tokens_per_s = res->tokens_per_s;
+	met.seconds = ev->seconds;
+	sa_client_round(&io, t, global, s->ad, p->train_a, res->num_samples, &met, &out);
+	s->st.rounds_trained++;
+	ev->train_loss = res->train_loss;
+	ev->eval_before = res->eval_before;
+	ev->eval_after = res->eval_after;
+	ev->epsilon = met.epsilon;
+	ev->delta = met.delta;
+	ev->bytes_up = out.bytes_up;
+	ev->total_rounds = s->total_rounds;
+	ev->accepted = out.accepted;
+	ev->code = out.code;
+	ev->text = out.text;
+	if (out.accepted) {
+		s->acked_round = t->round;
+		s->st.rounds_accepted++;
+	} else {
+		s->st.rejects++;
+		fl_log(FL_LOG_WARN, "client", "secure round %llu: %s (%s)",
+		       (unsigned long long)t->round, out.text, fl_reason_name(out.code));
+	}
+	emit(s, ev);
+	if (s->o->max_rounds > 0 && s->st.rounds_trained >= s->o->max_rounds)
+		return STEP_ENOUGH;
+	return 0;
 }

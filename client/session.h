@@ -9,7 +9,9 @@
  * key ends the session with FL_EKEY. A Task is verified (signature, run id,
  * round, parameters, tensor names/shapes/values) before training starts.
  * The update sent back is the trained adapter itself: A and B, or B only when
- * the task freezes A (ffa). Every Submit carries a fresh random nonce.
+ * the task freezes A (ffa). Every Submit carries a fresh random nonce. A Task
+ * with secure aggregation params is answered after training through the
+ * phases of client/secagg_client.h instead of a Submit.
  *
  * Resilience: the REQ socket redials on its own, so a coordinator that goes
  * away and comes back is reached again; timeouts and transport errors are
@@ -43,6 +45,11 @@
 #include <stdint.h>
 
 #include "client/attack.h"
+#include "privacy/accountant.h"
+#include "privacy/acct.h"
+
+#define CLIENT_MAX_PHASES      4096      /* accountant history entries (merged when equal) */
+#define CLIENT_STATE_MAX_BYTES (1 << 20) /* a longer state file is cut and does not parse */
 
 typedef enum client_event_kind {
 	CLIENT_EV_WELCOME = 1, /* registered: run_id, total_rounds, committed_round */
@@ -97,6 +104,25 @@ typedef struct client_opts {
 } client_opts;
 
 void client_opts_default(client_opts *o);
+
+/* The privacy history kept in client_opts.state_path: {"run_id": ID,
+ * "delta": D, "epsilon": E, "accountant": "rdp"|"prv", "eps_error": X,
+ * "phases": [{"sigma","q","steps"}, ..]}. */
+typedef struct client_dp_state {
+	char run_id[64 + 1];    /* FL_RUN_ID_MAX + 1 */
+	double delta;           /* 0 when absent */
+	priv_acct_kind kind;    /* "accountant"; rdp when absent */
+	double eps_error;       /* "eps_error"; 0 when absent */
+	priv_phase *phases;  /* n of them, malloc'd (client_dp_state_fini frees) */
+	int n;
+} client_dp_state;
+
+/* Reads a state file (untrusted: at most CLIENT_MAX_PHASES phases, a valid run
+ * id, sigma >= 0, q in [0, 1], 0 <= steps < 1e15). A missing file is an empty
+ * state (0, n == 0, run_id ""); FL_EFORMAT (logged) when it does not parse,
+ * FL_EIO / FL_ENOMEM. On failure *st is empty. */
+int client_dp_state_read(const char *path, client_dp_state *st);
+void client_dp_state_fini(client_dp_state *st);
 
 typedef struct client_stats {
 	int rounds_trained;   /* rounds trained and submitted */

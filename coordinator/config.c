@@ -96,8 +96,23 @@ static const opt_def opts[] = {
     O("krum_f", T_INT, krum_f, 1, "krum: assumed hostile clients (-1: largest with K >= 2f+3)"),
     O("krum_m", T_INT, krum_m, 1, "krum: updates averaged (0: K - f)"),
     O("compute_bias", T_INT, compute_bias, 0, "1: report agg_bias (keeps client factors)"),
+    O("secure_agg", T_FLAG, secure_agg, 1,
+      "secure aggregation (SecAgg+): the coordinator learns only the sum of the updates "
+      "(fedit/ffa, aggregator mean)"),
+    O("sa_phase_timeout", T_DBL, sa_phase_timeout, 0,
+      "secure aggregation: seconds each phase after the keys waits (keys: round-timeout)"),
+    O("sa_clip", T_DBL, sa_clip, 0,
+      "secure aggregation: fixed-point clip of every weighted coordinate (0: from the "
+      "adapter scale)"),
+    O("sa_frac_bits", T_INT, sa_frac_bits, 0,
+      "secure aggregation: fixed-point fraction bits (0: the largest without overflow)"),
+    O("sa_max_aborts", T_INT, sa_max_aborts, 0,
+      "secure aggregation: consecutive aborted attempts of one round that stop the run"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* Integers up to this magnitude are exact JSON numbers (doubles); larger
+ * 64-bit settings (a seed) travel in run.json as decimal strings. */
+#define COORD_JSON_EXACT 9000000000000000LL
 
 void coord_config_default(coord_config *c)
 {
@@ -137,6 +152,8 @@ void coord_config_default(coord_config *c)
 	c->norm_factor = 1.0;
 	c->trim_frac = 0.2;
 	c->krum_f = -1;
+	c->sa_phase_timeout = 10;
+	c->sa_max_aborts = 3;
 }
 
 /* Option by name; dashes and underscores are the same. */
@@ -254,7 +271,7 @@ int coord_config_apply_json(coord_config *c, const char *text, size_t len, char 
 				*(double *)p = x;
 			} else {
 				/* integers must be integral and in range */
-				if (x != floor(x) || fabs(x) > 9.0e15)
+				if (x != floor(x) || fabs(x) > (double)COORD_JSON_EXACT)
 					goto bad;
 				snprintf(num, sizeof num, "%.0f", x);
 				if ((rv = opt_set_text(c, d, num, err, errn)) != 0)
@@ -462,6 +479,27 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	REQUIRE(c->trim_frac >= 0 && c->trim_frac < 0.5, "--trim-frac must be in [0, 0.5)");
 	REQUIRE(c->krum_f >= -1, "--krum-f must be >= -1");
 	REQUIRE(c->krum_m >= 0, "--krum-m must be >= 0");
+	REQUIRE(c->sa_phase_timeout > 0 && c->sa_phase_timeout <= 86400,
+	        "--sa-phase-timeout must be in (0, 86400] seconds");
+	REQUIRE(c->sa_clip >= 0 && isfinite(c->sa_clip), "--sa-clip must be >= 0");
+	REQUIRE(c->sa_frac_bits >= 0 && c->sa_frac_bits <= 30, "--sa-frac-bits must be in 0..30");
+	REQUIRE(c->sa_max_aborts >= 1, "--sa-max-aborts must be >= 1");
+	if (c->secure_agg) {
+		REQUIRE(
+		    strcmp(c->strategy, "fair"),
+		    "--secure-agg cannot be combined with --strategy fair: its correction needs "
+		    "every client's own factors, which secure aggregation hides; use fedit or "
+		    "ffa");
+		REQUIRE(!strcmp(c->aggregator, "mean"),
+		        "--secure-agg cannot be combined with --aggregator %s: a robust rule reads "
+		        "individual updates, which secure aggregation hides; use mean",
+		        c->aggregator);
+		REQUIRE(c->clients_per_round >= 2,
+		        "--secure-agg needs --clients-per-round >= 2 (a sum of one update is that "
+		        "update)");
+		REQUIRE(c->clients_per_round <= 8000,
+		        "--secure-agg supports at most 8000 clients per round");
+	}
 	return 0;
 }
 
@@ -506,6 +544,7 @@ int coord_config_to_json(const coord_config *c, char **out)
 		const opt_def *d = &opts[i];
 		const char *p = (const char *)c + d->off;
 		cJSON *v = NULL;
+		char num[40];
 
 		switch (d->type) {
 		case T_STR:
@@ -514,12 +553,31 @@ int coord_config_to_json(const coord_config *c, char **out)
 		case T_INT:
 			v = cJSON_CreateNumber(*(const int *)p);
 			break;
-		case T_LL:
-			v = cJSON_CreateNumber((double)*(const long long *)p);
+		case T_LL: {
+			/* cJSON prints numbers with 15 significant digits (or 17 when
+			 * those do not come back within an epsilon), so both kinds are
+			 * written as exact raw text. Beyond 9e15 apply_json refuses a
+			 * number: such values (a seed) go as decimal strings, which
+			 * apply_json parses exactly. */
+			long long x = *(const long long *)p;
+			snprintf(num, sizeof num, "%lld", x);
+			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT)
+				v = cJSON_CreateRaw(num);
+			else
+				v = cJSON_CreateString(num);
 			break;
-		case T_DBL:
-			v = cJSON_CreateNumber(*(const double *)p);
+		}
+		case T_DBL: {
+			/* the shortest of %.15g, %.16g, %.17g that reads back exactly */
+			double x = *(const double *)p;
+			for (int prec = 15; prec <= 17; prec++) {
+				snprintf(num, sizeof num, "%.*g", prec, x);
+				if (strtod(num, NULL) == x)
+					break;
+			}
+			v = isfinite(x) ? cJSON_CreateRaw(num) : cJSON_CreateNull();
 			break;
+		}
 		case T_FLAG:
 			v = cJSON_CreateBool(*(const int *)p);
 			break;

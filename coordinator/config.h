@@ -79,6 +79,12 @@ typedef struct coord_config {
 	char aggregator[COORD_NAME_MAX]; /* mean | norm-bound | median | trimmed-mean | krum */
 	double norm_bound, norm_factor, trim_frac;
 	int krum_f, krum_m;
+	/* secure aggregation (coordinator/secagg_round.h) */
+	int secure_agg;          /* the run's rounds use SecAgg+ (fixed at run start) */
+	double sa_phase_timeout; /* seconds each phase after the keys waits */
+	double sa_clip;          /* fixed-point clip; 0 = from the adapter scale */
+	int sa_frac_bits;        /* fixed-point fraction bits; 0 = largest safe */
+	int sa_max_aborts;       /* consecutive aborted attempts of a round that stop the run */
 	/* metrics */
 	int compute_bias; /* keep client factors to report agg_bias (default 1) */
 } coord_config;

@@ -22,7 +22,9 @@
  * (they were trained on the same global) and the selection is topped up from
  * the clients that have not reported; the retry is logged and counted
  * (metrics "attempts", state.json "retries"). The registry only grows;
- * clients that went away are simply absent from the rounds that select them.
+ * clients that missed an attempt's deadline or whose connection dropped are
+ * "gone" (coordinator/gone.h) and left out of top-ups and selections until
+ * they are back (metrics "gone_excluded", "gone").
  *
  * Known limits: the Task's deadline_ms is the full round timeout even for a
  * client that fetches it late; with
@@ -32,7 +34,7 @@
  * Verifying a Submit's signature, unpacking it and converting its tensors run
  * outside the lock; the fold into the aggregator runs under `agg_mu` only.
  * The engine closes a round by setting the phase to CLOSED (later Submits are
- * stale) and then waits until no fold is in flight (`folding` == 0) before it
+ * refused as round_closed) and then waits until no fold is in flight (`folding` == 0) before it
  * finishes the aggregation.
  *
  * Durability. The commit of round R is: global/round-R.safetensors, then the
@@ -41,6 +43,11 @@
  * Accepted nonces go to RUN/nonces.log (fdatasync) before the fold and Ack,
  * are reloaded when the round opens and are dropped after its commit, so a
  * replay stays a replay across a kill -9.
+ *
+ * Secure aggregation (--secure-agg): an attempt's phases run in
+ * coordinator/secagg_round.h; the hooks (at the end of this file) hand it the
+ * selection, answer SaUp and phase GetTasks, drive it from the engine and
+ * commit its unmasked sum.
  *
  * Not here: the wire format (core/wire.h), socket setup and TLS (core/net.h),
  * the arithmetic of aggregation and DP noise (lora/aggregate.h), accounting
@@ -68,9 +75,12 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "coordinator/crash.h"
+#include "coordinator/gone.h"
 #include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
+#include "coordinator/secagg_round.h"
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -91,6 +101,7 @@
 #define NREASONS          32     /* indexes -code of core/err.h codes */
 #define COORD_MAX_CLIENTS 100000 /* registry bound: enrollment cannot grow memory without end */
 #define REJECT_LOG_EVERY  10.0   /* seconds between log lines of one reason */
+#define STATE_SAVE_EVERY  0.2    /* seconds between state.json writes for registrations */
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
@@ -109,6 +120,7 @@ typedef struct coord_work {
 	/* the parked GetTask */
 	int client; /* registry index */
 	uint64_t last_seen;
+	uint32_t sa_phase; /* secure aggregation: the SaDown phase it waits for */
 } coord_work;
 
 struct coord {
@@ -149,6 +161,7 @@ struct coord {
 	int folding;
 	int n_parked;             /* GetTasks held (long poll) */
 	int st_dirty;             /* registry changed since state.json was written */
+	double st_saved_at;       /* when wait_until last wrote it (monotonic s) */
 	unsigned char *done_told; /* after the run: client was answered Done */
 	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
@@ -165,10 +178,27 @@ struct coord {
 	priv_acct_eps acct_eps; /* client DP: the last committed round's accounting */
 	double acct_s_round;    /* seconds in the accountant since the last commit */
 	int retries_round;
+	coord_gone gone;    /* clients left out of selections (coordinator/gone.h) */
+	long gone_excluded; /* this round: clients left out of selections as gone */
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
 	long rej_suppressed[NREASONS];
+	/* secure aggregation (coordinator/secagg_round.h): the open attempt,
+	 * why it could not open, aborted attempts of cur_round (JSON array) */
+	sa_round *sa;
+	char sa_why[256];
+	cJSON *sa_aborts;
+	uint64_t sa_clipped;
 };
+
+/* Secure aggregation (--secure-agg): the hooks into coordinator/secagg_round.h,
+ * defined at the end of this file. All run under mu except handle_sa_up. */
+static nng_msg *sa_gettask_locked(coord *c, int idx, uint32_t want, int held, int *park);
+static nng_msg *handle_sa_up(coord *c, const fl_wire_msg *m, const char *who);
+static int sa_open_locked(coord *c, const int *idx, int count);
+static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s);
+static int sa_run_locked(coord *c, char *why, size_t whylen);
+static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -300,7 +330,7 @@ static int key_admitted(coord *c, const uint8_t pk[PRIV_PK_BYTES])
 
 /* ------------------------------------------------------------- handlers */
 
-static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
+static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Hello *h = (const Fedlora__Hello *)m->body;
 	Fedlora__Welcome w = FEDLORA__WELCOME__INIT;
@@ -330,6 +360,8 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 		              COORD_MAX_CLIENTS);
 	}
 	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
+	if (!rv)
+		coord_gone_seen(&c->gone, idx, pipe, 1);
 	if (!rv && is_new) {
 		/* persisted by the engine (wait_until) within 200 ms, so a burst
 		 * of registrations costs one write; a crash before that only costs
@@ -344,6 +376,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	pthread_mutex_unlock(&c->mu);
 	if (rv)
 		return reject(c, rv, who, "hello: cannot register: %s", fl_strerror(rv));
+	coord_crash_hit(COORD_CRASH_REGISTRATION);
 
 	spec.task = c->cfg.task;
 	spec.base_model = c->base_name;
@@ -371,7 +404,8 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 /* Reply to a GetTask of registered client `idx` under mu: a Task, Done, or
  * NULL with *park = 1 when the request should be held (long poll) or a Wait
  * when it was held already (`held`). */
-static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int held, int *park)
+static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, uint32_t sa_phase,
+                                     int held, int *park)
 {
 	nng_msg *m;
 
@@ -384,8 +418,10 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 		}
 		return make_done(c);
 	}
+	if (c->cfg.secure_agg && sa_phase > 0)
+		return sa_gettask_locked(c, idx, sa_phase, held, park);
 	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING &&
-	    last_seen < (uint64_t)c->cur_round) {
+	    last_seen < (uint64_t)c->cur_round && (!c->sa || sa_round_wants_task(c->sa, idx))) {
 		if (nng_msg_alloc(&m, 0) != 0)
 			return NULL;
 		if (nng_msg_append(m, c->task_buf, c->task_len) != 0) {
@@ -401,6 +437,8 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 	 * that says it trained the open round already (for a coordinator that
 	 * crashed before committing it) gets a Wait whose round names the last
 	 * committed one, so it knows to retrain. */
+	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING)
+		return make_wait(c, 10); /* selected, but says it trained: retrain now */
 	if (!held && c->n_parked < c->nworks / 2) {
 		*park = 1;
 		return NULL;
@@ -409,7 +447,7 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, int 
 }
 
 static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
-                               int *park)
+                               uint32_t pipe, int *park)
 {
 	const Fedlora__GetTask *g = (const Fedlora__GetTask *)m->body;
 	char hex[PRIV_PK_HEX];
@@ -428,11 +466,13 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "get_task: not registered (send Hello first)");
 	}
-	rep = gettask_reply_locked(c, idx, g->last_round_seen, 0, park);
+	coord_gone_seen(&c->gone, idx, pipe, 0);
+	rep = gettask_reply_locked(c, idx, g->last_round_seen, g->sa_phase, 0, park);
 	if (*park) {
 		c->n_parked++;
 		w->client = idx;
 		w->last_seen = g->last_round_seen;
+		w->sa_phase = g->sa_phase;
 		w->state = W_PARK;
 		nng_sleep_aio((nng_duration)(c->cfg.poll_timeout * 1000), w->aio);
 	}
@@ -452,7 +492,22 @@ static int check_metrics(const Fedlora__TrainMetrics *tm)
 	return 0;
 }
 
-static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
+/* Is a Submit (of this run) for a round that is not open? Under mu. 0: it is
+ * for the open attempt; FL_ECLOSED: its round was committed, or it is the
+ * current round and the attempt it was handed out in has closed (it timed out;
+ * a retry may open a new attempt, which hands the Task out again); FL_ESTALE:
+ * a round this coordinator never opened (a future one, or one not reopened
+ * yet after a restart). */
+static int submit_closed_locked(const coord *c, const Fedlora__Submit *s)
+{
+	if (s->round > 0 && s->round <= (uint64_t)c->st.round)
+		return FL_ECLOSED;
+	if (c->cur_round > 0 && s->round == (uint64_t)c->cur_round)
+		return c->phase == PH_OPEN ? 0 : FL_ECLOSED;
+	return FL_ESTALE;
+}
+
+static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Submit *s = (const Fedlora__Submit *)m->body;
 	Fedlora__Ack ack = FEDLORA__ACK__INIT;
@@ -463,6 +518,9 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 
 	if ((rv = fl_wire_check_run(s->run_id, c->st.run_id)) != 0)
 		return reject(c, rv, who, "submit: run id of another run");
+	if (c->cfg.secure_agg)
+		return reject(c, FL_ESTATE, who,
+		              "submit: this run uses secure aggregation (masked SaUp only)");
 	if (!key_admitted(c, m->signer))
 		return reject(c, FL_EKEY, who, "submit: key not on the allow list");
 	priv_pk_to_hex(m->signer, hex);
@@ -474,13 +532,18 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "submit: not registered (send Hello first)");
 	}
-	if (c->phase != PH_OPEN ||
-	    (rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round)) == FL_ESTALE) {
+	coord_gone_seen(&c->gone, idx, pipe, 0);
+	if ((rv = submit_closed_locked(c, s)) != 0) {
 		unsigned long long r = (unsigned long long)s->round;
 		pthread_mutex_unlock(&c->mu);
-		return reject(c, FL_ESTALE, who, "submit: round %llu is not open (%s)", r,
+		if (rv == FL_ECLOSED)
+			return reject(c, rv, who, "submit: round %llu closed (%s)", r,
+			              s->round <= (uint64_t)c->st.round ? "committed"
+			                                                : "its attempt timed out");
+		return reject(c, rv, who, "submit: round %llu is not open (%s)", r,
 		              c->phase == PH_OPEN ? "another round" : "no round open");
 	}
+	rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round);
 	if (rv) {
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, rv, who, "submit: %s", fl_strerror(rv));
@@ -519,6 +582,8 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 	 * and so reset the log, while folding > 0). */
 	w = c->dp == COORD_DP_CLIENT ? 1.0 : (double)s->num_samples;
 	rv = coord_nonce_log_append(c->nonce_fd, round, s->nonce.data);
+	if (!rv)
+		coord_crash_hit(COORD_CRASH_MID_FOLD);
 	if (!rv)
 		rv = lora_adapter_clone(&ad, c->global);
 	if (!rv)
@@ -572,6 +637,9 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	fl_wire_msg m;
 	char who[16];
 	nng_msg *rep = NULL;
+	uint32_t pipe = nng_pipe_id(nng_msg_get_pipe(req)) > 0
+	                    ? (uint32_t)nng_pipe_id(nng_msg_get_pipe(req))
+	                    : 0;
 	int rv;
 
 	*park = 0;
@@ -584,13 +652,16 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	short_id(m.signer, who);
 	switch (m.type) {
 	case FL_MSG_HELLO:
-		rep = handle_hello(c, &m, who);
+		rep = handle_hello(c, &m, who, pipe);
 		break;
 	case FL_MSG_GET_TASK:
-		rep = handle_gettask(c, w, &m, who, park);
+		rep = handle_gettask(c, w, &m, who, pipe, park);
 		break;
 	case FL_MSG_SUBMIT:
-		rep = handle_submit(c, &m, who);
+		rep = handle_submit(c, &m, who, pipe);
+		break;
+	case FL_MSG_SA_UP:
+		rep = handle_sa_up(c, &m, who);
 		break;
 	default:
 		rep = reject(c, FL_EFORMAT, who, "unexpected message type %s",
@@ -653,7 +724,7 @@ static void work_cb(void *arg)
 			return;
 		}
 		c->n_parked--;
-		rep = gettask_reply_locked(c, w->client, w->last_seen, 1, &park);
+		rep = gettask_reply_locked(c, w->client, w->last_seen, w->sa_phase, 1, &park);
 		w->state = W_SEND;
 		pthread_mutex_unlock(&c->mu);
 		work_send(w, rep);
@@ -669,6 +740,24 @@ static void work_cb(void *arg)
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
 	}
+}
+
+/* nng pipe removal (a connection dropped): the clients that last spoke on
+ * it are gone (coordinator/gone.h). On an nng thread. */
+static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	coord *c = arg;
+	int id = nng_pipe_id(p), n;
+	(void)ev;
+	if (id <= 0)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->sock_open && c->phase != PH_DONE) {
+		n = coord_gone_pipe_dropped(&c->gone, (uint32_t)id, c->st.round + 1);
+		if (n > 0)
+			coord_logf(c, FL_LOG_DEBUG, "connection dropped: %d client(s) gone", n);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Wakes every parked GetTask (under mu). */
@@ -768,11 +857,13 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	model_task_opts to;
 	coord_config stored;
 	char path[PATH_MAX];
-	int rv, have_run;
+	int rv, have_run, crash_armed = 0;
 	size_t adapter_bytes;
 
 	*out = NULL;
 	if ((rv = coord_config_validate(cfg, err, errn)) != 0)
+		return rv;
+	if ((rv = coord_crash_init(&crash_armed, err, errn)) != 0)
 		return rv;
 	if (priv_sodium_init() != 0) {
 		fl_seterr(err, errn, "libsodium failed to initialize");
@@ -839,6 +930,9 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	}
 	if (snprintf(path, sizeof path, "%s/coordinator.log", cfg->run_dir) < (int)sizeof path)
 		c->logf = fopen(path, "a");
+	if (crash_armed)
+		coord_logf(c, FL_LOG_WARN, "FEDLORA_CRASH_AT=%s: test-only crash hook armed",
+		           getenv("FEDLORA_CRASH_AT"));
 
 	/* task: adapter shape only */
 	model_task_opts_default(&to);
@@ -997,6 +1091,8 @@ void coord_close(coord *c)
 		}
 	}
 	free(c->works);
+	sa_round_free(c->sa);
+	cJSON_Delete(c->sa_aborts);
 	lora_agg_free(c->agg);
 	fl_nonce_set_free(c->nonces);
 	if (c->nonce_fd >= 0)
@@ -1011,6 +1107,7 @@ void coord_close(coord *c)
 	priv_allow_free(c->allow);
 	priv_key_wipe(&c->key);
 	coord_state_fini(&c->st);
+	coord_gone_fini(&c->gone);
 	if (c->logf)
 		fclose(c->logf);
 	pthread_cond_destroy(&c->cv);
@@ -1046,6 +1143,7 @@ static int start_server(coord *c, char *err, size_t errn)
 	}
 	c->sock_open = 1;
 	c->sock_made = 1;
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, c);
 	if (!(c->works = calloc((size_t)c->cfg.contexts, sizeof *c->works)))
 		return FL_ENOMEM;
 	c->nworks = c->cfg.contexts;
@@ -1067,6 +1165,41 @@ static int start_server(coord *c, char *err, size_t errn)
 	return 0;
 }
 
+/* Writes state.json after registrations (group commit: at most once every
+ * STATE_SAVE_EVERY seconds, however many Hellos came): the registry is
+ * copied under mu and written with mu released, so Hellos, GetTasks and
+ * Submits are not held up by the JSON and the fsyncs. Only the engine thread
+ * writes state.json (here and in commit_round_locked), so writes never race.
+ * Called and returns with mu held; mu is released in between. */
+static void save_registry_locked(coord *c)
+{
+	coord_state snap = c->st;
+	int rv = FL_ENOMEM;
+
+	snap.key_index = NULL;
+	snap.key_cap = 0;
+	snap.clients =
+	    malloc((size_t)(c->st.n_clients > 0 ? c->st.n_clients : 1) * sizeof *snap.clients);
+	snap.phases =
+	    malloc((size_t)(c->st.n_phases > 0 ? c->st.n_phases : 1) * sizeof *snap.phases);
+	if (snap.clients && snap.phases) {
+		memcpy(snap.clients, c->st.clients, (size_t)c->st.n_clients * sizeof *snap.clients);
+		memcpy(snap.phases, c->st.phases, (size_t)c->st.n_phases * sizeof *snap.phases);
+		c->st_dirty = 0;
+		pthread_mutex_unlock(&c->mu);
+		rv = coord_state_save(&snap, c->cfg.run_dir);
+		pthread_mutex_lock(&c->mu);
+	}
+	free(snap.clients);
+	free(snap.phases);
+	c->st_saved_at = fl_now_s();
+	if (rv) {
+		c->st_dirty = 1; /* try again at the next wake */
+		coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
+		           fl_strerror(rv));
+	}
+}
+
 /* Waits on cv until deadline (monotonic seconds) or a broadcast. */
 static void wait_until(coord *c, double deadline)
 {
@@ -1080,13 +1213,8 @@ static void wait_until(coord *c, double deadline)
 	ts.tv_sec = (time_t)t;
 	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
 	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-	if (c->st_dirty) {
-		int rv = coord_state_save(&c->st, c->cfg.run_dir);
-		if (rv)
-			coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
-			           fl_strerror(rv));
-		c->st_dirty = 0;
-	}
+	if (c->st_dirty && fl_now_s() - c->st_saved_at >= STATE_SAVE_EVERY)
+		save_registry_locked(c);
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
@@ -1153,10 +1281,13 @@ static int run_epsilon_locked(coord *c, int more, double *eps, priv_acct_eps *re
 
 static void reset_round_metrics_locked(coord *c)
 {
+	cJSON_Delete(c->sa_aborts);
+	c->sa_aborts = NULL;
 	memset(c->rejected, 0, sizeof c->rejected);
 	c->bytes_up = c->bytes_down = 0;
 	c->retries_round = 0;
 	c->acct_s_round = 0;
+	c->gone_excluded = 0;
 }
 
 static void reset_attempt_locked(coord *c)
@@ -1184,7 +1315,7 @@ static int open_round_locked(coord *c)
 	 * where the accountant then charges the round the inclusion probability
 	 * of all its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
 	int keep = c->attempt > 1 && c->agg && c->n_reported > 0;
-	int kept = 0, ncand = 0;
+	int kept = 0, ncand = 0, excluded = 0;
 	unsigned char *nsel = calloc((size_t)n, 1);
 	int *cand = calloc((size_t)n, sizeof *cand);
 
@@ -1199,10 +1330,16 @@ static int open_round_locked(coord *c)
 		if (keep && i < c->n_sel && c->sel[i] == SEL_DONE) {
 			nsel[i] = SEL_DONE;
 			kept++;
+		} else if (coord_gone_exclude(&c->gone, i, c->cur_round)) {
+			excluded++; /* gone: not picked again until it is back */
 		} else {
 			cand[ncand++] = i;
 		}
 	}
+	c->gone_excluded += excluded;
+	if (excluded)
+		coord_logf(c, FL_LOG_INFO, "round %d attempt %d: %d gone client(s) left out",
+		           c->cur_round, c->attempt, excluded);
 	free(c->sel);
 	c->sel = nsel;
 	c->n_sel = n;
@@ -1290,6 +1427,11 @@ task:
 	t.dp = &dp;
 	t.deadline_ms = (uint64_t)(g->round_timeout * 1000);
 	t.dtype_up = FL_DTYPE_F32;
+	if (g->secure_agg) {
+		if ((rv = sa_open_locked(c, idx, count)) != 0)
+			goto fail;
+		t.secagg = c->sa ? sa_round_task_params(c->sa) : NULL;
+	}
 	free(c->task_buf);
 	c->task_buf = NULL;
 	rv = fl_wire_seal(&t.base, FL_MSG_TASK, &c->key, &c->task_buf, &c->task_len);
@@ -1367,6 +1509,8 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "seconds", cJSON_CreateNumber(seconds));
 	rv |= add(o, "registered", cJSON_CreateNumber(c->st.n_clients));
 	rv |= add(o, "attempts", cJSON_CreateNumber(c->retries_round + 1));
+	rv |= add(o, "gone_excluded", cJSON_CreateNumber((double)c->gone_excluded));
+	rv |= add(o, "gone", cJSON_CreateNumber(c->gone.n_gone));
 	rv |= add(o, "weight_sum", cJSON_CreateNumber(c->w_sum));
 	rv |= add(o, "update_norm_mean", num_or_null(s->update_norm_mean));
 	if (c->strat == LORA_FAIR) {
@@ -1409,6 +1553,13 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 		rv |= add(o, "dp_q", cJSON_CreateNumber(round_q_locked(c)));
 		rv |= add(o, "dp_clipped_frac", num_or_null(s->dp_clipped_frac));
 	}
+	rv |= add(o, "secure_agg", cJSON_CreateBool(g->secure_agg));
+	if (c->sa) {
+		rv |= sa_round_metrics_json(c->sa, o);
+		rv |= add(o, "sa_clipped", cJSON_CreateNumber((double)c->sa_clipped));
+		rv |= add(o, "sa_aborts",
+		          c->sa_aborts ? cJSON_Duplicate(c->sa_aborts, 1) : cJSON_CreateArray());
+	}
 	rv |= add(o, "time", cJSON_CreateNumber((double)time(NULL)));
 	if (!rv)
 		line = cJSON_PrintUnformatted(o);
@@ -1432,9 +1583,13 @@ static int commit_round_locked(coord *c, double t_round_start)
 		return rv;
 	/* the round is closed and no fold is in flight: nothing else touches
 	 * the aggregator, so the (for fair, longer) finish runs unlocked */
-	pthread_mutex_unlock(&c->mu);
-	rv = lora_agg_finish(c->agg, next, &s);
-	pthread_mutex_lock(&c->mu);
+	if (c->sa) {
+		rv = sa_commit_locked(c, next, &s);
+	} else {
+		pthread_mutex_unlock(&c->mu);
+		rv = lora_agg_finish(c->agg, next, &s);
+		pthread_mutex_lock(&c->mu);
+	}
 	if (rv) {
 		coord_logf(c, FL_LOG_ERROR, "round %d: aggregation failed: %s", c->cur_round,
 		           fl_strerror(rv));
@@ -1458,6 +1613,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_ADAPTER_WRITE);
 	if (!(line = metrics_line_locked(c, &s, seconds, eps))) {
 		rv = FL_ENOMEM;
 		goto out;
@@ -1467,6 +1623,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           c->cur_round, fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_BEFORE_STATE_SAVE);
 	c->st.round = c->cur_round;
 	if (c->st.round >= g->rounds) {
 		c->st.done = 1;
@@ -1479,6 +1636,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_COMMIT);
 	/* committed: the round's nonces are no longer needed (a Submit of it is
 	 * stale now); a failure leaves records that loading skips */
 	if (coord_nonce_log_reset(c->nonce_fd) != 0)
@@ -1615,11 +1773,38 @@ int coord_run(coord *c, char *err, size_t errn)
 		coord_logf(c, FL_LOG_DEBUG, "round %d (attempt %d): %d of %d clients selected",
 		           c->cur_round, c->attempt, c->n_selected, c->st.n_clients);
 		wake_parked_locked(c);
+		if (g->secure_agg) {
+			char why[300];
+			rv = sa_run_locked(c, why, sizeof why);
+			c->phase = PH_CLOSED;
+			if (rv == FL_EDONE)
+				break;
+			if (rv == FL_EQUORUM) {
+				c->phase = PH_IDLE;
+				if ((rv = sa_abort_locked(c, why, err, errn)) != 0)
+					break;
+				wait_until(c, fl_now_s() + 0.2);
+				continue;
+			}
+			rv = commit_round_locked(c, t_round);
+			c->phase = PH_IDLE;
+			sa_round_free(c->sa);
+			c->sa = NULL;
+			if (rv) {
+				fl_seterr(err, errn, "cannot commit round %d: %s", c->cur_round,
+				          fl_strerror(rv));
+				break;
+			}
+			continue;
+		}
 		while (!c->stop && c->n_reported < c->n_selected && fl_now_s() < deadline)
 			wait_until(c, deadline);
 		c->phase = PH_CLOSED;
 		while (c->folding > 0)
 			wait_until(c, fl_now_s() + 1);
+		for (int i = 0; i < c->n_sel; i++) /* missed the deadline: gone */
+			if (c->sel[i] == SEL_PENDING)
+				coord_gone_mark_missed(&c->gone, i, c->cur_round);
 		if (c->stop) {
 			rv = FL_EDONE;
 			break;
@@ -1648,7 +1833,9 @@ int coord_run(coord *c, char *err, size_t errn)
 	}
 	/* answer Done (or, when stopping, nothing) for a while, then go */
 	if (rv == 0) {
-		double end = fl_now_s() + g->linger;
+		double end;
+		coord_crash_hit(COORD_CRASH_DONE);
+		end = fl_now_s() + g->linger;
 		/* linger until every registered client was told Done (or the
 		 * linger time passed: some clients may be gone for good) */
 		free(c->done_told);
@@ -1668,4 +1855,250 @@ int coord_run(coord *c, char *err, size_t errn)
 	if (rv == 0)
 		nng_msleep(500);
 	return rv;
+}
+
+/* ------------------------------------------------ secure aggregation */
+
+/* GetTask of a client waiting for SaDown phase `want` (under mu). */
+static nng_msg *sa_gettask_locked(coord *c, int idx, uint32_t want, int held, int *park)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char why[300], who[32];
+	nng_msg *m = NULL;
+	int rv = FL_ESTALE;
+
+	snprintf(why, sizeof why, "no secure round open");
+	if (c->sa && c->phase == PH_OPEN)
+		rv = sa_round_down(c->sa, idx, want, &buf, &len, why, sizeof why);
+	if (rv == 1) { /* that phase is not reached yet: hold the poll */
+		if (!held && c->n_parked < c->nworks / 2) {
+			*park = 1;
+			return NULL;
+		}
+		return make_wait(c, 100);
+	}
+	if (rv < 0) {
+		snprintf(who, sizeof who, "client #%d", idx);
+		count_reject_locked(c, rv, who, why);
+		return make_reject(c, rv, why);
+	}
+	if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
+		nng_msg_free(m);
+		m = NULL;
+	}
+	c->bytes_down += len;
+	free(buf);
+	return m;
+}
+
+/* A client's message of one secure aggregation phase. */
+static nng_msg *handle_sa_up(coord *c, const fl_wire_msg *m, const char *who)
+{
+	const Fedlora__SaUp *u = (const Fedlora__SaUp *)m->body;
+	Fedlora__Ack ack = FEDLORA__ACK__INIT;
+	char hex[PRIV_PK_HEX], why[300];
+	int idx, rv;
+
+	if ((rv = fl_wire_check_run(u->run_id, c->st.run_id)) != 0)
+		return reject(c, rv, who, "sa_up: run id of another run");
+	if (!key_admitted(c, m->signer))
+		return reject(c, FL_EKEY, who, "sa_up: key not on the allow list");
+	if (u->nonce.len != FL_NONCE_BYTES)
+		return reject(c, FL_EFORMAT, who, "sa_up: nonce must be %d bytes", FL_NONCE_BYTES);
+	priv_pk_to_hex(m->signer, hex);
+	pthread_mutex_lock(&c->mu);
+	idx = coord_state_find_client(&c->st, hex);
+	if (idx < 0) {
+		rv = FL_EKEY;
+		snprintf(why, sizeof why, "sa_up: not registered (send Hello first)");
+	} else if (!c->sa || c->phase != PH_OPEN || u->round != (uint64_t)c->cur_round) {
+		rv = FL_ESTALE;
+		snprintf(why, sizeof why, "sa_up: round %llu has no secure round open",
+		         (unsigned long long)u->round);
+	} else if ((rv = fl_nonce_set_add(c->nonces, u->nonce.data, u->nonce.len)) != 0) {
+		snprintf(why, sizeof why, "sa_up: %s",
+		         rv == FL_EREPLAY ? "replayed nonce" : fl_strerror(rv));
+	} else {
+		char r2[256];
+		rv = sa_round_up(c->sa, idx, u, r2, sizeof r2);
+		snprintf(why, sizeof why, "sa_up phase %u: %s", u->phase, r2);
+	}
+	if (rv == 0) {
+		sa_round_count_bytes(c->sa, m->wire_len, 0);
+		c->bytes_up += m->wire_len;
+		pthread_cond_broadcast(&c->cv);
+	} else {
+		count_reject_locked(c, rv, who, why);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (rv)
+		return make_reject(c, rv, why);
+	ack.run_id = c->st.run_id;
+	ack.round = u->round;
+	ack.nonce = u->nonce;
+	return seal(c, &ack.base, FL_MSG_ACK);
+}
+
+/* Secure aggregation: the attempt's state for the selected clients idx[0..count)
+ * (selection order). A selection it cannot run (fewer than 2 clients, params
+ * that overflow) leaves c->sa NULL with the reason in c->sa_why: the engine
+ * aborts the attempt. Only FL_ENOMEM fails. */
+static int sa_open_locked(coord *c, const int *idx, int count)
+{
+	const coord_config *g = &c->cfg;
+	sa_round_opts o;
+	int *reg = calloc((size_t)count + 1, sizeof *reg), rv = 0;
+	uint8_t(*pk)[32] = calloc((size_t)count + 1, 32);
+
+	sa_round_free(c->sa);
+	c->sa = NULL;
+	c->sa_why[0] = 0;
+	if (!reg || !pk) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < count; i++) {
+		const coord_client *cl = &c->st.clients[idx[i]];
+		reg[i] = idx[i];
+		if (priv_pk_from_hex(cl->key, strlen(cl->key), pk[i]) != 0) {
+			snprintf(c->sa_why, sizeof c->sa_why, "registry key %d unreadable", idx[i]);
+			goto out;
+		}
+	}
+	memset(&o, 0, sizeof o);
+	o.run_id = c->st.run_id;
+	o.round = c->cur_round;
+	o.attempt = c->attempt;
+	o.n = count;
+	o.min_clients = g->min_clients;
+	o.reg = reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = c->strat;
+	o.global = c->global;
+	o.clip = g->sa_clip;
+	o.frac_bits = g->sa_frac_bits;
+	o.keys_timeout = g->round_timeout;
+	o.phase_timeout = g->sa_phase_timeout;
+	if (c->dp == COORD_DP_CLIENT) {
+		o.dp_clip = g->dp_clip;
+		o.dp_noise = g->dp_noise;
+		o.dp_expected =
+		    g->expected_clients > 0 ? g->expected_clients : g->clients_per_round;
+	}
+	o.key = &c->key;
+	rv = sa_round_new(&c->sa, &o, fl_now_s(), c->sa_why, sizeof c->sa_why);
+	if (rv == FL_EINVAL)
+		rv = 0; /* reason in sa_why; the engine aborts the attempt */
+out:
+	free(reg);
+	free(pk);
+	return rv;
+}
+
+/* Secure aggregation: the unmasked sum into next; the round's metrics from
+ * the survivors (under mu; the round is closed, so the attempt is idle). */
+static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s)
+{
+	sa_round_result res;
+	int rv = sa_round_apply(c->sa, next, c->noise, &res);
+	if (rv)
+		return rv;
+	c->n_reported = res.survivors;
+	c->w_sum = res.w_sum;
+	c->train_sum = res.train_sum;
+	c->eval_after_sum = res.eval_after_sum;
+	c->eval_before_sum = res.eval_before_sum;
+	c->client_eps_round = res.client_eps_max;
+	c->sa_clipped = res.clipped;
+	/* the individual updates are hidden: no bias or norm statistics */
+	s->agg_bias = s->update_norm_mean = s->dp_clipped_frac = NAN;
+	if (res.clipped)
+		coord_logf(c, FL_LOG_WARN,
+		           "round %d: %llu coordinate(s) beyond the secure aggregation clip were "
+		           "clipped (raise --sa-clip)",
+		           c->cur_round, (unsigned long long)res.clipped);
+	if (res.dropped)
+		coord_logf(
+		    c, FL_LOG_INFO,
+		    "round %d: %d client(s) dropped out after sending keys; their masks were "
+		    "removed from the sum",
+		    c->cur_round, res.dropped);
+	return 0;
+}
+
+/* Secure aggregation: drives the open attempt's phases (under mu). 0: the
+ * sum is unmasked; FL_EQUORUM: aborted (reason in why); FL_EDONE: stop. */
+static int sa_run_locked(coord *c, char *why, size_t whylen)
+{
+	int st = c->sa ? SA_RUNNING : SA_ABORTED;
+
+	if (!c->sa)
+		snprintf(why, whylen, "%s", c->sa_why);
+	while (st == SA_RUNNING || st == SA_ADVANCED) {
+		if (c->stop)
+			return FL_EDONE;
+		st = sa_round_tick(c->sa, fl_now_s());
+		if (st == SA_ADVANCED)
+			wake_parked_locked(c); /* held polls get the new phase's message */
+		else if (st == SA_RUNNING)
+			wait_until(c, sa_round_deadline(c->sa));
+	}
+	if (st == SA_FINISHED)
+		return 0;
+	if (c->sa)
+		snprintf(why, whylen, "%s", sa_round_why(c->sa));
+	wake_parked_locked(c); /* held polls learn of the abort */
+	return FL_EQUORUM;
+}
+
+/* Secure aggregation: an aborted attempt. Nothing was decoded. Logged and
+ * kept for the round's metrics line; after sa_max_aborts attempts of one
+ * round the run stops (state.json reason "secagg_abort", a metrics line
+ * with "aborted": true). 0: retry. */
+static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn)
+{
+	cJSON *a = cJSON_CreateObject();
+	int n;
+
+	if (!c->sa_aborts)
+		c->sa_aborts = cJSON_CreateArray();
+	if (a && c->sa_aborts) {
+		cJSON_AddNumberToObject(a, "attempt", c->attempt);
+		cJSON_AddStringToObject(a, "reason", why);
+		cJSON_AddItemToArray(c->sa_aborts, a);
+	} else {
+		cJSON_Delete(a);
+	}
+	n = c->sa_aborts ? cJSON_GetArraySize(c->sa_aborts) : c->attempt;
+	c->st.retries++;
+	c->retries_round++;
+	coord_logf(c, FL_LOG_WARN,
+	           "round %d attempt %d: secure aggregation aborted, nothing revealed: %s%s",
+	           c->cur_round, c->attempt, why,
+	           n < c->cfg.sa_max_aborts ? "; retrying with a new selection" : "");
+	sa_round_free(c->sa);
+	c->sa = NULL;
+	if (n < c->cfg.sa_max_aborts)
+		return 0;
+	{
+		cJSON *o = cJSON_CreateObject();
+		char *line = NULL;
+		if (o && cJSON_AddNumberToObject(o, "round", c->cur_round) &&
+		    cJSON_AddTrueToObject(o, "aborted") && cJSON_AddTrueToObject(o, "secure_agg") &&
+		    cJSON_AddItemToObject(o, "sa_aborts", cJSON_Duplicate(c->sa_aborts, 1)) &&
+		    cJSON_AddNumberToObject(o, "time", (double)time(NULL)))
+			line = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		if (!line || coord_metrics_append(c->cfg.run_dir, c->cur_round, line) != 0)
+			coord_logf(c, FL_LOG_ERROR,
+			           "round %d: cannot write the abort to metrics.jsonl",
+			           c->cur_round);
+		free(line);
+	}
+	finish_run_locked(c, "secagg_abort");
+	fl_seterr(err, errn,
+	          "secure aggregation: round %d aborted %d time(s) (last: %s); run stopped",
+	          c->cur_round, n, why);
+	return FL_EQUORUM;
 }

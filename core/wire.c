@@ -36,6 +36,8 @@ _Static_assert((int)FL_MSG_WAIT == (int)FEDLORA__MSG_TYPE__MSG_WAIT, "MsgType");
 _Static_assert((int)FL_MSG_DONE == (int)FEDLORA__MSG_TYPE__MSG_DONE, "MsgType");
 _Static_assert((int)FL_MSG_SUBMIT == (int)FEDLORA__MSG_TYPE__MSG_SUBMIT, "MsgType");
 _Static_assert((int)FL_MSG_ACK == (int)FEDLORA__MSG_TYPE__MSG_ACK, "MsgType");
+_Static_assert((int)FL_MSG_SA_UP == (int)FEDLORA__MSG_TYPE__MSG_SA_UP, "MsgType");
+_Static_assert((int)FL_MSG_SA_DOWN == (int)FEDLORA__MSG_TYPE__MSG_SA_DOWN, "MsgType");
 _Static_assert((int)FL_DTYPE_F32 == (int)FEDLORA__DTYPE__DTYPE_F32, "DType");
 _Static_assert((int)FL_DTYPE_BF16 == (int)FEDLORA__DTYPE__DTYPE_BF16, "DType");
 _Static_assert((int)FL_DTYPE_F16 == (int)FEDLORA__DTYPE__DTYPE_F16, "DType");
@@ -58,6 +60,8 @@ static const struct {
     {FL_MSG_DONE, "done", &fedlora__done__descriptor},
     {FL_MSG_SUBMIT, "submit", &fedlora__submit__descriptor},
     {FL_MSG_ACK, "ack", &fedlora__ack__descriptor},
+    {FL_MSG_SA_UP, "sa_up", &fedlora__sa_up__descriptor},
+    {FL_MSG_SA_DOWN, "sa_down", &fedlora__sa_down__descriptor},
 };
 #define N_MSG_TYPES (sizeof msg_types / sizeof msg_types[0])
 

@@ -68,6 +68,8 @@ typedef enum fl_msg_type {
 	FL_MSG_DONE = 7,
 	FL_MSG_SUBMIT = 8,
 	FL_MSG_ACK = 9,
+	FL_MSG_SA_UP = 10,   /* secure aggregation, client -> coordinator */
+	FL_MSG_SA_DOWN = 11, /* secure aggregation, coordinator -> client */
 } fl_msg_type;
 
 /* Tensor element types (= DType of the .proto). */

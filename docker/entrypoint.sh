@@ -4,7 +4,8 @@
 #                allow list, and (FEDLORA_TLS=1) a CA with coordinator/client
 #                certificates, all on the shared keys volume; existing keys are kept
 #   coordinator  fedlora coordinator with settings from FEDLORA_* variables
-#                (and FEDLORA_CONFIG=/path/run.json if set), run dir on a volume
+#                (and FEDLORA_CONFIG=/path/run.json if set), run dir on a volume;
+#                FEDLORA_SECURE_AGG=1 adds --secure-agg
 #   client       fedlora client: picks its replica index (FEDLORA_CLIENT_INDEX,
 #                else compose's container number, else a claim on the keys
 #                volume), its key and its data shard by that index, and
@@ -23,6 +24,7 @@ PORT=${FEDLORA_PORT:-7070}
 HOST=${FEDLORA_COORDINATOR_HOST:-coordinator}
 TLS=${FEDLORA_TLS:-0}
 SHARE=${FEDLORA_SHARE:-/usr/local/share/fedlora}
+SECURE_AGG=${FEDLORA_SECURE_AGG:-0}
 
 log() { echo "fedlora-$role: $*" >&2; }
 
@@ -74,7 +76,7 @@ coordinator)
 		--key "$KEYS/coordinator.key" --allow "$KEYS/allow.txt" \
 		${FEDLORA_CONFIG:+--config "$FEDLORA_CONFIG"} \
 		--task "${FEDLORA_TASK:-linreg}" --strategy "${FEDLORA_STRATEGY:-ffa}" \
-		--aggregator "${FEDLORA_AGGREGATOR:-mean}" \
+		--aggregator "${FEDLORA_AGGREGATOR:-mean}" $([ "$SECURE_AGG" = 1 ] && echo --secure-agg) \
 		--rounds "${FEDLORA_ROUNDS:-5}" --clients-per-round "${FEDLORA_CLIENTS_PER_ROUND:-4}" \
 		--min-clients "${FEDLORA_MIN_CLIENTS:-4}" --round-timeout "${FEDLORA_ROUND_TIMEOUT:-60}" \
 		$(tls_args coordinator) ${FEDLORA_COORDINATOR_ARGS:-} "$@"

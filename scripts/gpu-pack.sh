@@ -1,7 +1,7 @@
 #!/bin/sh
 # scripts/gpu-pack.sh — packs what a GPU machine without the Debian -dev
 # packages needs to run scripts/gpu-check.sh: the runtime .so files of
-# libsodium, nng, mbedTLS, protobuf-c, cJSON, OpenBLAS and FFTW3 (from Debian's
+# libsodium, nng, mbedTLS, protobuf-c, cJSON, OpenBLAS, FFTW3, PCRE2 and utf8proc (from Debian's
 # packages, downloaded with apt-get) and the binaries built here, into
 # .devlibs/libs.tar.xz and .devlibs/build.tar.xz (.devlibs is git-ignored
 # through .git/info/exclude). On the GPU machine:
@@ -14,7 +14,7 @@ if [ ! -f .devlibs/libs.tar.xz ]; then
 	tmp=$(mktemp -d)
 	(cd "$tmp" && apt-get download libsodium23 libnng1 libprotobuf-c1 libcjson1 \
 		libmbedtls14 libmbedx509-1 libmbedcrypto7 libopenblas0-pthread libgfortran5 \
-		libfftw3-double3 >/dev/null)
+		libfftw3-double3 libpcre2-8-0 libutf8proc2 >/dev/null)
 	for f in "$tmp"/*.deb; do dpkg -x "$f" "$tmp/root"; done
 	rm -f "$tmp"/root/usr/lib/x86_64-linux-gnu/openblas-pthread/lib*blas.so.3 \
 		"$tmp"/root/usr/lib/x86_64-linux-gnu/openblas-pthread/liblapack.so.3

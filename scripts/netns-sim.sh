@@ -16,6 +16,7 @@
 #   --transport T      tcp | tls | both (default both)
 #   --strategy S       fedit | ffa | fair (default ffa)
 #   --aggregator R     mean | norm-bound | median | trimmed-mean | krum (default mean)
+#   --secure-agg       secure aggregation (the coordinator's --secure-agg)
 #   --fedlora PATH     binary (default build/fedlora)
 #   --timeout SEC      limit per run (default 100)
 #   --keep DIR         keep logs and run directories in DIR
@@ -27,6 +28,7 @@
 # every run committed all its rounds, 1 otherwise.
 set -u
 clients=3 rounds=3 delay=50ms loss=1% transport=both strategy=ffa aggregator=mean timeout=100 keep=""
+secure="" secure_txt=""
 fedlora=${FEDLORA:-build/fedlora}
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--transport) transport=$2; shift 2 ;;
 	--strategy) strategy=$2; shift 2 ;;
 	--aggregator) aggregator=$2; shift 2 ;;
+	--secure-agg) secure=--secure-agg secure_txt=" (secure aggregation)"; shift ;;
 	--fedlora) fedlora=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--keep) keep=$2; shift 2 ;;
@@ -230,7 +233,7 @@ run_one() {
 	ip netns exec "$tag-co" "$fedlora" coordinator --listen "$url" --run-dir "$run" \
 		--key "$work/keys/coordinator.key" --allow "$work/allow.txt" --task linreg \
 		--strategy "$strategy" --aggregator "$aggregator" --rounds "$rounds" --clients-per-round "$clients" \
-		--min-clients "$clients" --round-timeout 30 --linger 5 $tlsc \
+		--min-clients "$clients" --round-timeout 30 --linger 5 $secure $tlsc \
 		>"$work/coordinator-$mode.log" 2>&1 &
 	cpid=$!
 	pids="$pids $cpid"
@@ -265,9 +268,9 @@ run_one() {
 	n=$(grep -c '"round"' "$run/metrics.jsonl" 2>/dev/null)
 	secs=$(($(date +%s) - start))
 	if [ "$crc" = 0 ] && [ "${n:-0}" = "$rounds" ]; then
-		echo "netns-sim: $mode run: $rounds/$rounds rounds committed with $clients clients across namespaces in ${secs}s"
+		echo "netns-sim: $mode run: $rounds/$rounds rounds committed with $clients clients across namespaces in ${secs}s$secure_txt"
 	else
-		echo "netns-sim: $mode run FAILED: coordinator exit $crc, ${n:-0}/$rounds rounds committed (${secs}s)"
+		echo "netns-sim: $mode run FAILED: coordinator exit $crc, ${n:-0}/$rounds rounds committed (${secs}s)$secure_txt"
 		tail -n 8 "$work/coordinator-$mode.log" "$work"/client-*-"$mode".log 2>/dev/null | sed 's/^/  /'
 		failed=1
 	fi

@@ -1,10 +1,10 @@
 # tests/netns_test.sh — scripts/netns-sim.sh as a test: coordinator and 3
 # clients in separate network namespaces joined by veth links with delay and
 # loss (tc netem; or nftables loss and a delaying TCP relay where the kernel
-# has no netem), one run over tcp:// and one over tls+tcp://; every round must
-# be committed and every
-# namespace removed afterwards. Skips where namespaces cannot be made (not
-# root, no iproute2). Takes about 20 s.
+# has no netem), one run over tcp:// and one over tls+tcp://, then one over
+# tcp:// with --secure-agg; every round must be committed and every namespace
+# removed afterwards. Skips where namespaces cannot be made (not root, no
+# iproute2). Takes about 30 s.
 . tests/lib.sh
 
 out=$TMPROOT/netns.out
@@ -28,6 +28,17 @@ elif grep -q 'openssl not installed' "$out"; then
 	skip "netns: tls run" "openssl not installed"
 else
 	notok "netns: tls run across namespaces commits every round"
+fi
+# one secure-aggregation run over tcp:// (2 rounds, a few seconds)
+sh scripts/netns-sim.sh --fedlora "$FEDLORA" --clients 3 --rounds 2 --transport tcp \
+	--secure-agg --timeout 60 >"$out.sa" 2>&1
+rc=$?
+sed 's/^/# /' "$out.sa"
+if [ "$rc" = 0 ] &&
+	grep -q '^netns-sim: tcp run: 2/2 rounds committed.*(secure aggregation)' "$out.sa"; then
+	ok "netns: secure-aggregation run across namespaces commits every round"
+else
+	notok "netns: secure-aggregation run across namespaces commits every round (exit $rc)"
 fi
 after=$(ip netns list 2>/dev/null | grep -c '^fl[0-9]*-')
 check "netns: every namespace removed afterwards" [ "$after" -le "$before" ]

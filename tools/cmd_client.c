@@ -53,7 +53,10 @@ static void client_usage(FILE *f)
 	        "  --quiet                no progress lines (errors still go to stderr)\n"
 	        "  --help                 this text\n\n"
 	        "Exit status: 0 when the run is done (or N rounds were trained), 1 on failure,\n"
-	        "2 on a usage error.\n");
+	        "2 on a usage error.\n\n"
+	        "A round whose Task deadline would pass before the update is sent is skipped.\n"
+	        "TESTING ONLY, in the environment: FEDLORA_SLOW_MS=N sleeps N ms in every local\n"
+	        "step; FEDLORA_DELAY_SUBMIT_MS=N holds the sealed update N ms before sending.\n");
 }
 
 static int parse_bytes(const char *s, size_t *out)

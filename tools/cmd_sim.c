@@ -81,9 +81,9 @@ static void sim_usage(FILE *f)
 	    "  --quiet                  no progress lines\n"
 	    "  --help                   this text\n\n"
 	    "Any other option (e.g. --lr 0.1, --local-steps 20, --dp sample, --round-timeout 5,\n"
-	    "--accountant rdp|prv, --eps-error E) is passed to `fedlora coordinator`; see\n"
-	    "`fedlora coordinator --help`. The run's accountant reaches the clients with\n"
-	    "every task; the final line gives the last epsilon and its accountant.\n",
+	    "--accountant rdp|prv, --eps-error E, --secure-agg) is passed to `fedlora\n"
+	    "coordinator`; see `fedlora coordinator --help`. The run's accountant reaches the\n"
+	    "clients with every task; the final line gives the last epsilon and its accountant.\n",
 	    SIM_MAX_CLIENTS);
 }
 
@@ -241,6 +241,14 @@ static int sim_progress(const char *metrics, int rounds, int *printed, int quiet
 		if (!o)
 			continue;
 		r = (int)jnum(o, "round");
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "aborted"))) {
+			/* secure aggregation stopped the run in round r: not committed */
+			if (!quiet && r > *printed)
+				printf("round %d/%d  aborted (secure aggregation; reasons in %s)\n", r,
+				       rounds, metrics);
+			cJSON_Delete(o);
+			continue;
+		}
 		if (r > *printed) {
 			const cJSON *rej = cJSON_GetObjectItemCaseSensitive(o, "rejected"), *it;
 			double nrej = 0;

@@ -1,0 +1,622 @@
+/*
+ * client/secagg_client.c — see client/secagg_client.h.
+ */
+#include "client/secagg_client.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "privacy/secagg.h"
+
+#define SA_CALL_MS    60000
+#define SA_SEND_TRIES 3
+
+struct sa_client {
+	priv_sa_params p;
+	priv_sa_client *sc;
+	const priv_key *key;
+	char run_id[FL_RUN_ID_MAX + 1];
+	uint8_t session[16];
+	int index, n;
+	double weight, dp_clip;
+	int64_t num_samples;
+	uint64_t phase_timeout_ms;
+	uint8_t (*id_pk)[32];
+	uint8_t c_pk[32], s_pk[32];
+	/* outgoing buffers */
+	uint8_t nonce[FL_NONCE_BYTES];
+	uint8_t *boxes;
+	int *to_i;
+	uint32_t *to;
+	ProtobufCBinaryData *box_ref;
+	uint32_t *y;
+	uint8_t sig[PRIV_SA_SIG_BYTES];
+	priv_sa_reveal *rev;
+	Fedlora__SaReveal *rv_msg, **rv_ptr;
+};
+
+void sa_client_free(sa_client *c)
+{
+	if (!c)
+		return;
+	priv_sa_client_free(c->sc);
+	free(c->id_pk);
+	free(c->boxes);
+	free(c->to_i);
+	free(c->to);
+	free(c->box_ref);
+	free(c->y);
+	if (c->rev)
+		sodium_memzero(c->rev, (size_t)c->p.degree * sizeof *c->rev);
+	free(c->rev);
+	free(c->rv_msg);
+	free(c->rv_ptr);
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+int sa_client_index(const sa_client *c)
+{
+	return c->index;
+}
+
+int sa_client_n(const sa_client *c)
+{
+	return c->n;
+}
+
+int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, const priv_key *key,
+                  char *why, size_t whylen)
+{
+	const Fedlora__SecAggParams *sp = t ? t->secagg : NULL;
+	sa_client *c;
+	int rv;
+
+	*out = NULL;
+	if (!sp || sp->n < 2 || sp->n > 100000 || sp->n_members != sp->n ||
+	    sp->graph_seed.len != 32 || sp->session.len != 16 || !(sp->clip > 0) ||
+	    !isfinite(sp->clip) || sp->frac_bits > 30 || !(sp->dp_clip >= 0) ||
+	    !isfinite(sp->dp_clip) || sp->degree == 0 || sp->threshold == 0 ||
+	    sp->min_survivors == 0) {
+		snprintf(why, whylen, "secure aggregation params malformed");
+		return FL_EFORMAT;
+	}
+	for (size_t i = 0; i < sp->n_members; i++)
+		if (sp->members[i].len != 32) {
+			snprintf(why, whylen, "member key %zu is not 32 bytes", i);
+			return FL_EFORMAT;
+		}
+	if (!(c = calloc(1, sizeof *c)))
+		return FL_ENOMEM;
+	c->key = key;
+	c->n = (int)sp->n;
+	c->index = -1;
+	snprintf(c->run_id, sizeof c->run_id, "%s", run_id);
+	memcpy(c->session, sp->session.data, 16);
+	c->dp_clip = sp->dp_clip;
+	c->phase_timeout_ms = sp->phase_timeout_ms;
+	/* the secagg run id binds the run and the attempt's session (as
+	 * coordinator/secagg_round.c derives it) */
+	{
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, (const uint8_t *)"fedlora-secagg-session", 22, 16);
+		crypto_generichash_update(&st, (const uint8_t *)run_id, strlen(run_id));
+		crypto_generichash_update(&st, c->session, 16);
+		crypto_generichash_final(&st, c->p.run_id, 16);
+	}
+	c->p.n = c->n;
+	c->p.degree = (int)sp->degree;
+	c->p.threshold = (int)sp->threshold;
+	c->p.min_survivors = (int)sp->min_survivors;
+	c->p.clip = sp->clip;
+	c->p.frac_bits = (int)sp->frac_bits;
+	c->p.round = t->round;
+	memcpy(c->p.graph_seed, sp->graph_seed.data, 32);
+	rv = FL_ENOMEM;
+	if ((rv = priv_sa_check_params(&c->p, why, whylen)) != 0) {
+		rv = FL_EFORMAT;
+		goto fail;
+	}
+	rv = FL_ENOMEM;
+	c->id_pk = calloc((size_t)c->n, 32);
+	c->boxes = malloc((size_t)c->p.degree * PRIV_SA_BOX_BYTES);
+	c->to_i = calloc((size_t)c->p.degree, sizeof *c->to_i);
+	c->to = calloc((size_t)c->p.degree, sizeof *c->to);
+	c->box_ref = calloc((size_t)c->p.degree, sizeof *c->box_ref);
+	c->rev = calloc((size_t)c->p.degree, sizeof *c->rev);
+	c->rv_msg = calloc((size_t)c->p.degree, sizeof *c->rv_msg);
+	c->rv_ptr = calloc((size_t)c->p.degree, sizeof *c->rv_ptr);
+	if (!c->id_pk || !c->boxes || !c->to_i || !c->to || !c->box_ref || !c->rev || !c->rv_msg ||
+	    !c->rv_ptr)
+		goto fail;
+	for (int i = 0; i < c->n; i++) {
+		memcpy(c->id_pk[i], sp->members[i].data, 32);
+		if (c->index < 0 && !memcmp(c->id_pk[i], key->pk, 32))
+			c->index = i;
+	}
+	if (c->index < 0) {
+		snprintf(why, whylen, "this client is not among the round's members");
+		rv = FL_EKEY;
+		goto fail;
+	}
+	if ((rv = priv_sa_client_new(&c->p, c->index, &c->sc)) != 0) {
+		snprintf(why, whylen, "cannot start: %s", fl_strerror(rv));
+		goto fail;
+	}
+	priv_sa_client_pubkeys(c->sc, c->c_pk, c->s_pk);
+	*out = c;
+	return 0;
+fail:
+	sa_client_free(c);
+	return rv;
+}
+
+static void up_init(sa_client *c, Fedlora__SaUp *up, uint32_t phase)
+{
+	fedlora__sa_up__init(up);
+	fl_wire_nonce(c->nonce);
+	up->run_id = c->run_id;
+	up->round = c->p.round;
+	up->nonce.data = c->nonce;
+	up->nonce.len = FL_NONCE_BYTES;
+	up->session.data = c->session;
+	up->session.len = sizeof c->session;
+	up->phase = phase;
+}
+
+/* Is d a relay of phase `phase` of this attempt? */
+static int check_down(const sa_client *c, const Fedlora__SaDown *d, uint32_t phase)
+{
+	if (!d)
+		return FL_EFORMAT;
+	if (fl_wire_check_run(d->run_id, c->run_id) != 0 || d->round != c->p.round ||
+	    d->session.len != sizeof c->session ||
+	    memcmp(d->session.data, c->session, sizeof c->session) != 0 || d->phase != phase)
+		return FL_ESTALE;
+	return 0;
+}
+
+double sa_client_weight(const sa_client *c)
+{
+	return c->weight;
+}
+
+int sa_client_keys(sa_client *c, int64_t num_samples, Fedlora__SaUp *up)
+{
+	if (num_samples <= 0)
+		return FL_EINVAL;
+	c->num_samples = num_samples;
+	up_init(c, up, 1);
+	up->num_samples = num_samples;
+	up->c_pk.data = c->c_pk;
+	up->c_pk.len = 32;
+	up->s_pk.data = c->s_pk;
+	up->s_pk.len = 32;
+	return 0;
+}
+
+int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
+{
+	uint8_t(*cp)[32] = NULL, (*spk)[32] = NULL;
+	int rv, count = 0;
+
+	if ((rv = check_down(c, d, 1)) != 0)
+		return rv;
+	if (d->n_c_pk != (size_t)c->n || d->n_s_pk != (size_t)c->n)
+		return FL_EFORMAT;
+	for (int i = 0; i < c->n; i++)
+		if (d->c_pk[i].len != 32 || d->s_pk[i].len != 32)
+			return FL_EFORMAT;
+	/* the weight must stay within the clip: at most 1 */
+	{
+		double w = c->dp_clip > 0 ? 1 : (double)c->num_samples * d->weight_scale;
+		if (!(w > 0) || w > 1 + 1e-9)
+			return FL_EFORMAT;
+		c->weight = w > 1 ? 1 : w;
+	}
+	/* our own entry must be what we sent */
+	if (memcmp(d->c_pk[c->index].data, c->c_pk, 32) ||
+	    memcmp(d->s_pk[c->index].data, c->s_pk, 32))
+		return FL_ESIG;
+	cp = calloc((size_t)c->n, 32);
+	spk = calloc((size_t)c->n, 32);
+	rv = FL_ENOMEM;
+	if (!cp || !spk)
+		goto out;
+	for (int i = 0; i < c->n; i++) {
+		memcpy(cp[i], d->c_pk[i].data, 32);
+		memcpy(spk[i], d->s_pk[i].data, 32);
+	}
+	if ((rv = priv_sa_client_set_keys(c->sc, (const uint8_t(*)[32])cp,
+	                                  (const uint8_t(*)[32])spk)) != 0)
+		goto out;
+	if ((rv = priv_sa_client_make_shares(c->sc, c->boxes, c->to_i, &count)) != 0)
+		goto out;
+	up_init(c, up, 2);
+	for (int q = 0; q < count; q++) {
+		c->to[q] = (uint32_t)c->to_i[q];
+		c->box_ref[q].data = c->boxes + (size_t)q * PRIV_SA_BOX_BYTES;
+		c->box_ref[q].len = PRIV_SA_BOX_BYTES;
+	}
+	up->n_to = up->n_boxes = (size_t)count;
+	up->to = c->to;
+	up->boxes = c->box_ref;
+out:
+	free(cp);
+	free(spk);
+	return rv;
+}
+
+int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d)
+{
+	int rv;
+	if ((rv = check_down(c, d, 2)) != 0)
+		return rv;
+	if (d->n_from != d->n_boxes || d->n_from > (size_t)c->p.degree)
+		return FL_EFORMAT;
+	for (size_t q = 0; q < d->n_from; q++) {
+		if (d->from[q] >= (uint32_t)c->n || (int)d->from[q] == c->index ||
+		    d->boxes[q].len != PRIV_SA_BOX_BYTES)
+			return FL_EFORMAT;
+		if ((rv = priv_sa_client_recv_share(c->sc, (int)d->from[q], d->boxes[q].data)) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, uint64_t *clipped)
+{
+	int rv;
+	uint64_t k = 0;
+	free(c->y);
+	if (!(c->y = malloc((len ? len : 1) * sizeof *c->y)))
+		return FL_ENOMEM;
+	for (size_t i = 0; i < len; i++)
+		k += fabs((double)x[i]) > c->p.clip;
+	if ((rv = priv_sa_client_mask(c->sc, x, len, c->y)) != 0)
+		return rv;
+	up_init(c, up, 3);
+	up->n_values = len;
+	up->values = c->y;
+	up->clipped = k;
+	if (clipped)
+		*clipped = k;
+	return 0;
+}
+
+int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
+{
+	int rv;
+	if ((rv = check_down(c, d, 3)) != 0)
+		return rv;
+	if (d->survivors.len != (size_t)c->n)
+		return FL_EFORMAT;
+	if (!d->survivors.data[c->index])
+		return FL_ESTATE; /* our masked vector was acknowledged */
+	if ((rv = priv_sa_client_sign_survivors(c->sc, d->survivors.data, c->key->sk, c->sig)) != 0)
+		return rv;
+	up_init(c, up, 4);
+	up->sig.data = c->sig;
+	up->sig.len = PRIV_SA_SIG_BYTES;
+	return 0;
+}
+
+int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
+{
+	int *signer = NULL, rv, count = 0;
+	uint8_t(*sigs)[PRIV_SA_SIG_BYTES] = NULL;
+
+	if ((rv = check_down(c, d, 4)) != 0)
+		return rv;
+	if (d->survivors.len != (size_t)c->n || d->n_signer != d->n_sigs ||
+	    d->n_signer > (size_t)c->n)
+		return FL_EFORMAT;
+	signer = calloc(d->n_signer + 1, sizeof *signer);
+	sigs = calloc(d->n_signer + 1, PRIV_SA_SIG_BYTES);
+	rv = FL_ENOMEM;
+	if (!signer || !sigs)
+		goto out;
+	rv = FL_EFORMAT;
+	for (size_t k = 0; k < d->n_signer; k++) {
+		if (d->signer[k] >= (uint32_t)c->n || d->sigs[k].len != PRIV_SA_SIG_BYTES)
+			goto out;
+		signer[k] = (int)d->signer[k];
+		memcpy(sigs[k], d->sigs[k].data, PRIV_SA_SIG_BYTES);
+	}
+	rv = priv_sa_client_unmask(c->sc, d->survivors.data, signer,
+	                           (const uint8_t(*)[PRIV_SA_SIG_BYTES])sigs, (int)d->n_signer,
+	                           (const uint8_t(*)[32])c->id_pk, c->rev, &count);
+	if (rv)
+		goto out;
+	up_init(c, up, 5);
+	for (int q = 0; q < count; q++) {
+		fedlora__sa_reveal__init(&c->rv_msg[q]);
+		c->rv_msg[q].owner = (uint32_t)c->rev[q].owner;
+		c->rv_msg[q].kind = c->rev[q].kind;
+		c->rv_msg[q].share.data = c->rev[q].share;
+		c->rv_msg[q].share.len = PRIV_SA_SHARE_BYTES;
+		c->rv_ptr[q] = &c->rv_msg[q];
+	}
+	up->n_reveals = (size_t)count;
+	up->reveals = c->rv_ptr;
+out:
+	free(signer);
+	free(sigs);
+	return rv;
+}
+
+int sa_client_vector(const lora_adapter *global, const lora_adapter *trained, int train_a,
+                     double weight, double dp_clip, float **out, size_t *len)
+{
+	size_t off = train_a ? 0 : global->n_a;
+	size_t n = train_a ? global->n_a + global->n_b : global->n_b;
+	double norm = 0, sc;
+	float *x;
+
+	*out = NULL;
+	*len = 0;
+	if (trained->n_a != global->n_a || trained->n_b != global->n_b || !(weight > 0))
+		return FL_EINVAL;
+	if (!(x = malloc((n + 1) * sizeof *x)))
+		return FL_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)trained->params[off + i] - (double)global->params[off + i];
+		norm += d * d;
+	}
+	norm = sqrt(norm);
+	sc = weight;
+	if (dp_clip > 0) {
+		/* client-level DP: the client clips its own delta, weight 1 */
+		sc = norm > dp_clip ? dp_clip / norm * (1.0 - 8 * (double)FLT_EPSILON) : 1.0;
+		weight = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(sc * ((double)trained->params[off + i] -
+		                     (double)global->params[off + i]));
+	x[n] = (float)weight;
+	*out = x;
+	*len = n + 1;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static double sa_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void sa_sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+static void set_out(sa_client_outcome *o, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_out(sa_client_outcome *o, int code, const char *fmt, ...)
+{
+	va_list ap;
+	o->code = code;
+	va_start(ap, fmt);
+	vsnprintf(o->text, sizeof o->text, fmt, ap);
+	va_end(ap);
+}
+
+/* Sends up; 0 on its Ack (or a replay reject of our own resend). */
+static int send_up(const sa_client_io *io, const Fedlora__SaUp *up, sa_client_outcome *o)
+{
+	int rv = FL_ENET;
+	for (int i = 0; i < SA_SEND_TRIES; i++) {
+		fl_wire_msg rep;
+		size_t sent = 0;
+		rv = io->call(io->arg, &up->base, FL_MSG_SA_UP, SA_CALL_MS, &rep, &sent);
+		if (rv == FL_ENET || rv == FL_ETIMEOUT) {
+			sa_sleep_ms(200);
+			continue;
+		}
+		if (rv) {
+			set_out(o, rv, "reply to phase %u refused", up->phase);
+			return rv;
+		}
+		o->bytes_up += sent;
+		if (rep.type == FL_MSG_ACK) {
+			const Fedlora__Ack *a = (const Fedlora__Ack *)rep.body;
+			rv = a->round == up->round && a->nonce.len == FL_NONCE_BYTES &&
+			             !memcmp(a->nonce.data, up->nonce.data, FL_NONCE_BYTES)
+			         ? 0
+			         : FL_ESTALE;
+			if (rv)
+				set_out(o, rv, "acknowledgement of another message (phase %u)",
+				        up->phase);
+		} else if (rep.type == FL_MSG_REJECT) {
+			const Fedlora__Reject *rj = (const Fedlora__Reject *)rep.body;
+			rv = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+			if (rv == FL_EREPLAY)
+				rv = 0; /* our own resend arrived twice */
+			else
+				set_out(o, rv, "phase %u refused: %s", up->phase,
+				        rj->text ? rj->text : "");
+		} else {
+			rv = FL_EFORMAT;
+			set_out(o, rv, "unexpected reply to phase %u", up->phase);
+		}
+		fl_wire_msg_fini(&rep);
+		return rv;
+	}
+	set_out(o, rv, "no reply to phase %u", up->phase);
+	return rv;
+}
+
+/* Polls GetTask for SaDown `want` until deadline; 0 with rep holding it. */
+static int poll_down(const sa_client_io *io, const sa_client *c, uint32_t want, double deadline,
+                     fl_wire_msg *rep, sa_client_outcome *o)
+{
+	while (sa_now() < deadline) {
+		Fedlora__GetTask g = FEDLORA__GET_TASK__INIT;
+		int rv;
+		g.run_id = (char *)io->run_id;
+		g.last_round_seen = c->p.round - 1;
+		g.sa_phase = want;
+		rv = io->call(io->arg, &g.base, FL_MSG_GET_TASK, io->poll_timeout_ms, rep, NULL);
+		if (rv == FL_ENET || rv == FL_ETIMEOUT) {
+			sa_sleep_ms(100);
+			continue;
+		}
+		if (rv) {
+			set_out(o, rv, "waiting for phase %u: reply refused", want);
+			return rv;
+		}
+		if (rep->type == FL_MSG_SA_DOWN)
+			return 0;
+		if (rep->type == FL_MSG_WAIT) {
+			fl_wire_msg_fini(rep);
+			sa_sleep_ms(50);
+			continue;
+		}
+		if (rep->type == FL_MSG_REJECT) {
+			const Fedlora__Reject *rj = (const Fedlora__Reject *)rep->body;
+			rv = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+			set_out(o, rv, "waiting for phase %u: %s", want, rj->text ? rj->text : "");
+		} else {
+			rv = FL_ESTATE;
+			set_out(o, rv, "waiting for phase %u: got %s", want,
+			        fl_msg_type_name(rep->type));
+		}
+		fl_wire_msg_fini(rep);
+		return rv;
+	}
+	set_out(o, FL_ETIMEOUT, "phase %u did not come in time", want);
+	return FL_ETIMEOUT;
+}
+
+/* FEDLORA_SA_DROP_AFTER_MASK test hook (see the header). */
+static int drop_after_mask(int index, uint64_t round)
+{
+	const char *e = getenv("FEDLORA_SA_DROP_AFTER_MASK");
+	const char *r = getenv("FEDLORA_SA_DROP_ROUND");
+	char *end;
+	if (r && *r && strtoull(r, NULL, 10) != round)
+		return 0;
+	while (e && *e) {
+		long v = strtol(e, &end, 10);
+		if (end == e)
+			return 0;
+		if (v == index)
+			return 1;
+		e = *end == ',' ? end + 1 : end;
+	}
+	return 0;
+}
+
+int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_adapter *global,
+                    const lora_adapter *trained, int train_a, int64_t num_samples,
+                    const Fedlora__TrainMetrics *met, sa_client_outcome *out)
+{
+	sa_client *c = NULL;
+	Fedlora__SaUp up;
+	fl_wire_msg rep = {0};
+	float *x = NULL;
+	size_t len = 0;
+	char why[200] = "";
+	double deadline;
+	int rv;
+
+	memset(out, 0, sizeof *out);
+	if ((rv = sa_client_new(&c, t, io->run_id, io->key, why, sizeof why)) != 0) {
+		set_out(out, rv, "secure round refused: %s", why);
+		return 0;
+	}
+	deadline =
+	    sa_now() + (double)t->deadline_ms / 1000 + 5.0 * (double)c->phase_timeout_ms / 1000 + 5;
+	/* 1 keys */
+	if (sa_client_keys(c, num_samples, &up) != 0) {
+		set_out(out, FL_EINVAL, "no training examples");
+		goto done;
+	}
+	if (send_up(io, &up, out) != 0)
+		goto done;
+	/* 2 shares */
+	if (poll_down(io, c, 1, deadline, &rep, out) != 0)
+		goto done;
+	rv = sa_client_on_keylist(c, (const Fedlora__SaDown *)rep.body, &up);
+	fl_wire_msg_fini(&rep);
+	if (rv) {
+		set_out(out, rv, "key list refused");
+		goto done;
+	}
+	if (send_up(io, &up, out) != 0)
+		goto done;
+	/* 3 masked vector */
+	if (poll_down(io, c, 2, deadline, &rep, out) != 0)
+		goto done;
+	rv = sa_client_on_boxes(c, (const Fedlora__SaDown *)rep.body);
+	fl_wire_msg_fini(&rep);
+	if (rv) {
+		set_out(out, rv, "share boxes refused");
+		goto done;
+	}
+	rv = sa_client_vector(global, trained, train_a, c->weight, c->dp_clip, &x, &len);
+	if (rv) {
+		set_out(out, rv, "cannot build the update vector");
+		goto done;
+	}
+	if ((rv = sa_client_mask(c, x, len, &up, &out->clipped)) != 0) {
+		set_out(out, rv, "masking failed");
+		goto done;
+	}
+	up.num_samples = num_samples;
+	up.metrics = (Fedlora__TrainMetrics *)met;
+	if (out->clipped)
+		fl_log(FL_LOG_WARN, "client",
+		       "round %llu: %llu coordinate(s) beyond the secure aggregation clip %.4g "
+		       "clipped",
+		       (unsigned long long)t->round, (unsigned long long)out->clipped, c->p.clip);
+	if (send_up(io, &up, out) != 0)
+		goto done;
+	if (drop_after_mask(io->client_index, t->round)) {
+		fl_log(FL_LOG_WARN, "client",
+		       "FEDLORA_SA_DROP_AFTER_MASK: exiting after the masked vector (test hook)");
+		_exit(3);
+	}
+	/* 4 signature over the survivor set */
+	if (poll_down(io, c, 3, deadline, &rep, out) != 0)
+		goto done;
+	rv = sa_client_on_survivors(c, (const Fedlora__SaDown *)rep.body, &up);
+	fl_wire_msg_fini(&rep);
+	if (rv) {
+		set_out(out, rv, "survivor set refused");
+		goto done;
+	}
+	if (send_up(io, &up, out) != 0)
+		goto done;
+	/* 5 reveals */
+	if (poll_down(io, c, 4, deadline, &rep, out) != 0)
+		goto done;
+	rv = sa_client_on_unmask(c, (const Fedlora__SaDown *)rep.body, &up);
+	fl_wire_msg_fini(&rep);
+	if (rv) {
+		set_out(out, rv, "unmask request refused");
+		goto done;
+	}
+	if (send_up(io, &up, out) != 0)
+		goto done;
+	out->accepted = 1;
+done:
+	free(x);
+	sa_client_free(c);
+	return 0;
+}

@@ -1,0 +1,784 @@
+/*
+ * coordinator/secagg_round.c — see coordinator/secagg_round.h.
+ */
+#include "coordinator/secagg_round.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core/err.h"
+#include "core/wire.h"
+#include "privacy/noise.h"
+#include "privacy/secagg.h"
+
+enum { P_KEYS = 1, P_SHARES = 2, P_MASKED = 3, P_SIGN = 4, P_UNMASK = 5, P_END = 6 };
+static const char *phase_names[] = {"", "keys", "shares", "masked", "signature", "reveals", ""};
+
+/* per member: the highest phase (P_*) whose upload arrived */
+typedef struct sa_member {
+	int reg;
+	int done; /* last phase uploaded (0: none) */
+	int *to, nbox;
+	uint8_t *boxes;
+	double num_samples, train_loss, eval_before, eval_after, eps;
+	uint64_t clipped;
+	uint8_t sig[PRIV_SA_SIG_BYTES];
+	uint8_t c_pk[32], s_pk[32];
+} sa_member;
+
+struct sa_round {
+	priv_sa_params p;
+	priv_sa_server *srv;
+	const priv_key *key;
+	char run_id[FL_RUN_ID_MAX + 1];
+	lora_strategy strat;
+	const lora_adapter *global;
+	size_t off, len; /* the slice of params sent; len + 1 values travel */
+	double dp_clip, dp_noise, dp_expected;
+	double keys_timeout, phase_timeout;
+	int n, phase, result; /* P_*, SA_* */
+	double deadline;
+	char why[256];
+	sa_member *m;
+	uint8_t (*id_pk)[32];
+	uint8_t session[16];
+	/* Task params */
+	Fedlora__SecAggParams tp;
+	ProtobufCBinaryData *members;
+	/* sealed SaDown of the phases that are the same for everyone */
+	uint8_t *down_keys, *down_surv, *down_unmask;
+	size_t down_keys_len, down_surv_len, down_unmask_len;
+	uint8_t *surv; /* n flags, fixed at P_SIGN */
+	priv_sa_reveal *rev;
+	size_t nrev, rev_cap;
+	double *sum; /* len + 1 decoded */
+	int nsurv, nkeys, nshares;
+	uint64_t bytes_up, bytes_down;
+};
+
+static int member_of(const sa_round *r, int reg)
+{
+	for (int i = 0; i < r->n; i++)
+		if (r->m[i].reg == reg)
+			return i;
+	return -1;
+}
+
+int sa_round_member(const sa_round *r, int reg)
+{
+	return r ? member_of(r, reg) : -1;
+}
+
+/* Max |x| over the slice sent. */
+static double slice_maxabs(const lora_adapter *g, size_t off, size_t len)
+{
+	double m = 0;
+	for (size_t i = 0; i < len; i++) {
+		double v = fabs((double)g->params[off + i]);
+		if (v > m)
+			m = v;
+	}
+	return m;
+}
+
+int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, size_t whylen)
+{
+	sa_round *r;
+	int rv = FL_ENOMEM;
+
+	*out = NULL;
+	if (o->n < 2 || o->strat == LORA_FAIR || !o->global || !o->key) {
+		snprintf(why, whylen, "secure aggregation needs >= 2 clients and fedit or ffa");
+		return FL_EINVAL;
+	}
+	if (!(r = calloc(1, sizeof *r)))
+		return FL_ENOMEM;
+	r->n = o->n;
+	r->key = o->key;
+	r->strat = o->strat;
+	r->global = o->global;
+	snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
+	r->off = o->strat == LORA_FFA ? o->global->n_a : 0;
+	r->len = o->strat == LORA_FFA ? o->global->n_b : o->global->n_a + o->global->n_b;
+	r->dp_clip = o->dp_clip;
+	r->dp_noise = o->dp_noise;
+	r->dp_expected = o->dp_expected;
+	r->keys_timeout = o->keys_timeout;
+	r->phase_timeout = o->phase_timeout;
+	r->m = calloc((size_t)o->n, sizeof *r->m);
+	r->id_pk = calloc((size_t)o->n, 32);
+	r->members = calloc((size_t)o->n, sizeof *r->members);
+	r->surv = calloc((size_t)o->n, 1);
+	r->sum = calloc(r->len + 1, sizeof *r->sum);
+	if (!r->m || !r->id_pk || !r->members || !r->surv || !r->sum)
+		goto fail;
+	for (int i = 0; i < o->n; i++) {
+		r->m[i].reg = o->reg[i];
+		memcpy(r->id_pk[i], o->id_pk[i], 32);
+		r->members[i].data = r->id_pk[i];
+		r->members[i].len = 32;
+	}
+
+	/* parameters: session id bound into the secagg run id (so shares of
+	 * another attempt or round do not open), fixed point from the scale */
+	randombytes_buf(r->session, sizeof r->session);
+	{
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, (const uint8_t *)"fedlora-secagg-session", 22, 16);
+		crypto_generichash_update(&st, (const uint8_t *)r->run_id, strlen(r->run_id));
+		crypto_generichash_update(&st, r->session, sizeof r->session);
+		crypto_generichash_final(&st, r->p.run_id, 16);
+	}
+	randombytes_buf(r->p.graph_seed, sizeof r->p.graph_seed);
+	r->p.n = o->n;
+	r->p.round = (uint64_t)o->round;
+	if (o->clip > 0) {
+		r->p.clip = o->clip;
+	} else if (r->dp_clip > 0) {
+		/* a clipped delta has every coordinate within dp_clip */
+		r->p.clip = r->dp_clip > 1 ? r->dp_clip : 1;
+	} else {
+		/* weights are at most 1 (num_samples / the largest of the round)
+		 * and a round's delta stays well within a few times the adapter's
+		 * own scale; values beyond are clipped and counted */
+		double a = slice_maxabs(o->global, 0, o->global->n_a + o->global->n_b);
+		r->p.clip = 32 * (a > 0.125 ? a : 0.125);
+	}
+	if (r->p.clip < 1.0001)
+		r->p.clip = 1.0001; /* the weight coordinate itself */
+	if (o->frac_bits > 0) {
+		r->p.frac_bits = o->frac_bits;
+	} else {
+		/* n * clip * 2^fb < 2^31 with a bit to spare */
+		int fb = (int)floor(31 - log2((double)o->n * r->p.clip)) - 1;
+		r->p.frac_bits = fb > 24 ? 24 : fb;
+		if (r->p.frac_bits < 4) {
+			snprintf(
+			    why, whylen,
+			    "secure aggregation: clip %.4g x %d clients leaves %d fraction bits "
+			    "(< 4); lower --sa-clip",
+			    r->p.clip, o->n, r->p.frac_bits);
+			rv = FL_EINVAL;
+			goto fail;
+		}
+	}
+	if ((rv = priv_sa_check_params(&r->p, why, whylen)) != 0)
+		goto fail;
+	/* the run's quorum: at least min_clients vectors in the sum */
+	if (r->p.min_survivors < o->min_clients) {
+		r->p.min_survivors = o->min_clients < r->n ? o->min_clients : r->n;
+		if ((rv = priv_sa_check_params(&r->p, why, whylen)) != 0)
+			goto fail;
+	}
+	if ((rv = priv_sa_server_new(&r->p, r->len + 1, &r->srv)) != 0)
+		goto fail;
+	fedlora__sec_agg_params__init(&r->tp);
+	r->tp.n = (uint32_t)r->p.n;
+	r->tp.degree = (uint32_t)r->p.degree;
+	r->tp.threshold = (uint32_t)r->p.threshold;
+	r->tp.min_survivors = (uint32_t)r->p.min_survivors;
+	r->tp.clip = r->p.clip;
+	r->tp.frac_bits = (uint32_t)r->p.frac_bits;
+	r->tp.graph_seed.data = r->p.graph_seed;
+	r->tp.graph_seed.len = 32;
+	r->tp.session.data = r->session;
+	r->tp.session.len = sizeof r->session;
+	r->tp.n_members = (size_t)r->n;
+	r->tp.members = r->members;
+	r->tp.phase_timeout_ms = (uint64_t)(o->phase_timeout * 1000);
+	r->tp.dp_clip = r->dp_clip;
+	r->phase = P_KEYS;
+	r->deadline = now + o->keys_timeout;
+	*out = r;
+	return 0;
+fail:
+	sa_round_free(r);
+	return rv;
+}
+
+void sa_round_free(sa_round *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; r->m && i < r->n; i++) {
+		free(r->m[i].to);
+		free(r->m[i].boxes);
+	}
+	free(r->m);
+	free(r->id_pk);
+	free(r->members);
+	free(r->surv);
+	free(r->down_keys);
+	free(r->down_surv);
+	free(r->down_unmask);
+	if (r->rev)
+		sodium_memzero(r->rev, r->rev_cap * sizeof *r->rev);
+	free(r->rev);
+	free(r->sum);
+	priv_sa_server_free(r->srv);
+	sodium_memzero(r, sizeof *r);
+	free(r);
+}
+
+Fedlora__SecAggParams *sa_round_task_params(sa_round *r)
+{
+	return &r->tp;
+}
+
+int sa_round_wants_task(const sa_round *r, int reg)
+{
+	int i = r ? member_of(r, reg) : -1;
+	return i >= 0 && r->phase == P_KEYS && r->m[i].done == 0 && r->result == SA_RUNNING;
+}
+
+const char *sa_round_why(const sa_round *r)
+{
+	return r->why;
+}
+
+double sa_round_deadline(const sa_round *r)
+{
+	return r->deadline;
+}
+
+void sa_round_count_bytes(sa_round *r, size_t up, size_t down)
+{
+	r->bytes_up += up;
+	r->bytes_down += down;
+}
+
+/* ---------------------------------------------------------------- down */
+
+static int seal_down(sa_round *r, Fedlora__SaDown *d, uint8_t **buf, size_t *len)
+{
+	d->run_id = r->run_id;
+	d->round = r->p.round;
+	d->session.data = r->session;
+	d->session.len = sizeof r->session;
+	return fl_wire_seal(&d->base, FL_MSG_SA_DOWN, r->key, buf, len);
+}
+
+static int build_keys(sa_round *r)
+{
+	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
+	ProtobufCBinaryData *c = calloc((size_t)r->n, sizeof *c),
+	                    *s = calloc((size_t)r->n, sizeof *s);
+	uint8_t(*ck)[32] = calloc((size_t)r->n, 32), (*sk)[32] = calloc((size_t)r->n, 32);
+	int rv = FL_ENOMEM;
+	if (!c || !s || !ck || !sk)
+		goto out;
+	for (int i = 0; i < r->n; i++) {
+		if (r->m[i].done >= P_KEYS) {
+			memcpy(ck[i], r->m[i].c_pk, 32);
+			memcpy(sk[i], r->m[i].s_pk, 32);
+		}
+		c[i].data = ck[i];
+		c[i].len = 32;
+		s[i].data = sk[i];
+		s[i].len = 32;
+	}
+	/* weight_i = num_samples_i / the largest of the key senders (<= 1) */
+	{
+		double wmax = 1;
+		for (int i = 0; i < r->n; i++)
+			if (r->m[i].done >= P_KEYS && r->m[i].num_samples > wmax)
+				wmax = r->m[i].num_samples;
+		d.weight_scale = r->dp_clip > 0 ? 1 : 1 / wmax;
+	}
+	d.phase = 1;
+	d.n_c_pk = d.n_s_pk = (size_t)r->n;
+	d.c_pk = c;
+	d.s_pk = s;
+	rv = seal_down(r, &d, &r->down_keys, &r->down_keys_len);
+out:
+	free(c);
+	free(s);
+	free(ck);
+	free(sk);
+	return rv;
+}
+
+static int build_boxes(sa_round *r, int j, uint8_t **buf, size_t *len)
+{
+	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
+	ProtobufCBinaryData *b = calloc((size_t)r->n, sizeof *b);
+	uint32_t *from = calloc((size_t)r->n, sizeof *from);
+	int rv = FL_ENOMEM, k = 0;
+	if (!b || !from)
+		goto out;
+	for (int i = 0; i < r->n; i++) {
+		const sa_member *mi = &r->m[i];
+		if (i == j || mi->done < P_SHARES)
+			continue;
+		for (int q = 0; q < mi->nbox; q++)
+			if (mi->to[q] == j) {
+				from[k] = (uint32_t)i;
+				b[k].data = mi->boxes + (size_t)q * PRIV_SA_BOX_BYTES;
+				b[k].len = PRIV_SA_BOX_BYTES;
+				k++;
+			}
+	}
+	d.phase = 2;
+	d.n_from = d.n_boxes = (size_t)k;
+	d.from = from;
+	d.boxes = b;
+	rv = seal_down(r, &d, buf, len);
+out:
+	free(b);
+	free(from);
+	return rv;
+}
+
+static int build_surv(sa_round *r)
+{
+	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
+	d.phase = 3;
+	d.survivors.data = r->surv;
+	d.survivors.len = (size_t)r->n;
+	return seal_down(r, &d, &r->down_surv, &r->down_surv_len);
+}
+
+static int build_unmask(sa_round *r)
+{
+	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
+	uint32_t *signer = calloc((size_t)r->n, sizeof *signer);
+	ProtobufCBinaryData *sigs = calloc((size_t)r->n, sizeof *sigs);
+	int rv = FL_ENOMEM, k = 0;
+	if (!signer || !sigs)
+		goto out;
+	for (int i = 0; i < r->n; i++)
+		if (r->m[i].done >= P_SIGN) {
+			signer[k] = (uint32_t)i;
+			sigs[k].data = r->m[i].sig;
+			sigs[k].len = PRIV_SA_SIG_BYTES;
+			k++;
+		}
+	d.phase = 4;
+	d.survivors.data = r->surv;
+	d.survivors.len = (size_t)r->n;
+	d.n_signer = d.n_sigs = (size_t)k;
+	d.signer = signer;
+	d.sigs = sigs;
+	rv = seal_down(r, &d, &r->down_unmask, &r->down_unmask_len);
+out:
+	free(signer);
+	free(sigs);
+	return rv;
+}
+
+static int copy_out(const uint8_t *src, size_t n, uint8_t **buf, size_t *len)
+{
+	if (!(*buf = malloc(n)))
+		return FL_ENOMEM;
+	memcpy(*buf, src, n);
+	*len = n;
+	return 0;
+}
+
+int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *len, char *why,
+                  size_t whylen)
+{
+	int i = member_of(r, reg), rv;
+	*buf = NULL;
+	*len = 0;
+	if (i < 0 || want < 1 || want > 4) {
+		snprintf(why, whylen, "not a member of this secure round (or phase %u unknown)",
+		         want);
+		return FL_ESTALE;
+	}
+	if (r->result == SA_ABORTED) {
+		snprintf(why, whylen, "the secure round was aborted: %s", r->why);
+		return FL_ESTALE;
+	}
+	/* SaDown `want` opens with phase want + 1 */
+	if (r->phase < (int)want + 1)
+		return 1;
+	/* the client must have uploaded phase `want` to get its answer */
+	if (r->m[i].done < (int)want) {
+		snprintf(why, whylen, "dropped from the secure round: no %s in time",
+		         phase_names[want]);
+		return FL_ESTALE;
+	}
+	switch (want) {
+	case 1:
+		rv = copy_out(r->down_keys, r->down_keys_len, buf, len);
+		break;
+	case 2:
+		rv = build_boxes(r, i, buf, len);
+		break;
+	case 3:
+		rv = copy_out(r->down_surv, r->down_surv_len, buf, len);
+		break;
+	default:
+		rv = copy_out(r->down_unmask, r->down_unmask_len, buf, len);
+		break;
+	}
+	if (rv == 0)
+		r->bytes_down += *len;
+	return rv;
+}
+
+/* ---------------------------------------------------------------- up */
+
+static int is_neighbour(const sa_round *r, int i, int j)
+{
+	int nb[256], k = 0;
+	if (priv_sa_neighbours(&r->p, i, nb, &k) != 0)
+		return 0;
+	for (int q = 0; q < k; q++)
+		if (nb[q] == j)
+			return 1;
+	return 0;
+}
+
+#define UPFAIL(code, ...)                                                                          \
+	do {                                                                                       \
+		snprintf(why, whylen, __VA_ARGS__);                                                \
+		return code;                                                                       \
+	} while (0)
+
+int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t whylen)
+{
+	int i = member_of(r, reg), rv;
+	sa_member *m;
+
+	if (i < 0)
+		UPFAIL(FL_ESTATE, "not selected for this secure round");
+	m = &r->m[i];
+	if (u->session.len != sizeof r->session ||
+	    sodium_memcmp(u->session.data, r->session, sizeof r->session) != 0)
+		UPFAIL(FL_ESTALE, "session of another attempt");
+	if (u->phase < P_KEYS || u->phase > P_UNMASK)
+		UPFAIL(FL_EFORMAT, "unknown phase %u", u->phase);
+	if (r->result == SA_ABORTED)
+		UPFAIL(FL_ESTALE, "the secure round was aborted: %s", r->why);
+	if ((int)u->phase != r->phase)
+		UPFAIL(FL_ESTALE, "%s phase is %s", phase_names[u->phase],
+		       (int)u->phase < r->phase ? "closed" : "not open");
+	if (m->done >= (int)u->phase)
+		UPFAIL(FL_ESTATE, "%s already received from this client", phase_names[u->phase]);
+	if (m->done != (int)u->phase - 1)
+		UPFAIL(FL_ESTATE, "missed an earlier phase");
+	switch (u->phase) {
+	case P_KEYS:
+		if (u->c_pk.len != 32 || u->s_pk.len != 32)
+			UPFAIL(FL_EFORMAT, "keys must be 32 bytes");
+		if (u->num_samples <= 0 || u->num_samples > (int64_t)1 << 40)
+			UPFAIL(FL_EFORMAT, "num_samples out of range");
+		m->num_samples = (double)u->num_samples;
+		if ((rv = priv_sa_server_set_keys(r->srv, i, u->c_pk.data, u->s_pk.data)) != 0)
+			UPFAIL(rv, "keys refused: %s", fl_strerror(rv));
+		memcpy(m->c_pk, u->c_pk.data, 32);
+		memcpy(m->s_pk, u->s_pk.data, 32);
+		r->nkeys++;
+		break;
+	case P_SHARES: {
+		uint8_t *seen = calloc((size_t)r->n, 1);
+		if (!seen)
+			return FL_ENOMEM;
+		rv = 0;
+		if (u->n_to != u->n_boxes || u->n_to > (size_t)r->p.degree)
+			rv = FL_EFORMAT;
+		for (size_t q = 0; !rv && q < u->n_to; q++) {
+			uint32_t j = u->to[q];
+			if (u->boxes[q].len != PRIV_SA_BOX_BYTES || j >= (uint32_t)r->n ||
+			    (int)j == i || seen[j] || r->m[j].done < P_KEYS ||
+			    !is_neighbour(r, i, (int)j))
+				rv = FL_EFORMAT;
+			else
+				seen[j] = 1;
+		}
+		free(seen);
+		if (rv)
+			UPFAIL(rv, "share boxes: wrong count, size or recipient");
+		m->to = malloc((u->n_to + 1) * sizeof *m->to);
+		m->boxes = malloc((u->n_to + 1) * PRIV_SA_BOX_BYTES);
+		if (!m->to || !m->boxes)
+			return FL_ENOMEM;
+		for (size_t q = 0; q < u->n_to; q++) {
+			m->to[q] = (int)u->to[q];
+			memcpy(m->boxes + q * PRIV_SA_BOX_BYTES, u->boxes[q].data,
+			       PRIV_SA_BOX_BYTES);
+		}
+		m->nbox = (int)u->n_to;
+		r->nshares++;
+		break;
+	}
+	case P_MASKED: {
+		const Fedlora__TrainMetrics *tm = u->metrics;
+		if (u->n_values != r->len + 1)
+			UPFAIL(FL_ESHAPE, "masked vector has %zu values, expected %zu", u->n_values,
+			       r->len + 1);
+		if ((double)u->num_samples != m->num_samples)
+			UPFAIL(FL_EFORMAT, "num_samples differs from the keys phase");
+		if (!tm || !isfinite(tm->train_loss) || !isfinite(tm->eval_before) ||
+		    !isfinite(tm->eval_after) || !(tm->epsilon >= 0) || !(tm->delta >= 0))
+			UPFAIL(FL_ENONFINITE, "train metrics missing or not finite");
+		if (u->clipped > r->len + 1)
+			UPFAIL(FL_EFORMAT, "clipped count out of range");
+		if ((rv = priv_sa_server_add(r->srv, i, u->values)) != 0)
+			UPFAIL(rv, "masked vector refused: %s", fl_strerror(rv));
+		m->train_loss = tm->train_loss;
+		m->eval_before = tm->eval_before;
+		m->eval_after = tm->eval_after;
+		m->eps = tm->epsilon;
+		m->clipped = u->clipped;
+		break;
+	}
+	case P_SIGN:
+		if (!r->surv[i])
+			UPFAIL(FL_ESTATE, "not a survivor");
+		if (u->sig.len != PRIV_SA_SIG_BYTES)
+			UPFAIL(FL_EFORMAT, "signature must be %d bytes", PRIV_SA_SIG_BYTES);
+		memcpy(m->sig, u->sig.data, PRIV_SA_SIG_BYTES);
+		break;
+	case P_UNMASK:
+		if (u->n_reveals > (size_t)r->p.degree)
+			UPFAIL(FL_EFORMAT, "more reveals than neighbours");
+		if (r->nrev + u->n_reveals > r->rev_cap) {
+			size_t cap = r->rev_cap ? r->rev_cap * 2 : 64;
+			while (cap < r->nrev + u->n_reveals)
+				cap *= 2;
+			priv_sa_reveal *nr = calloc(cap, sizeof *nr);
+			if (!nr)
+				return FL_ENOMEM;
+			if (r->rev) {
+				memcpy(nr, r->rev, r->nrev * sizeof *nr);
+				sodium_memzero(r->rev, r->rev_cap * sizeof *nr);
+				free(r->rev);
+			}
+			r->rev = nr;
+			r->rev_cap = cap;
+		}
+		for (size_t q = 0; q < u->n_reveals; q++) {
+			const Fedlora__SaReveal *v = u->reveals[q];
+			if (!v || v->owner >= (uint32_t)r->n || v->kind > 1 ||
+			    v->share.len != PRIV_SA_SHARE_BYTES)
+				UPFAIL(FL_EFORMAT, "reveal %zu malformed", q);
+			/* b shares only of survivors, s shares only of dropped ones */
+			if ((v->kind == 0) != (r->surv[v->owner] != 0))
+				UPFAIL(FL_EFORMAT, "reveal %zu of the wrong kind", q);
+		}
+		for (size_t q = 0; q < u->n_reveals; q++) {
+			priv_sa_reveal *d = &r->rev[r->nrev++];
+			d->owner = (int32_t)u->reveals[q]->owner;
+			d->kind = (uint8_t)u->reveals[q]->kind;
+			memcpy(d->share, u->reveals[q]->share.data, PRIV_SA_SHARE_BYTES);
+		}
+		break;
+	}
+	m->done = (int)u->phase;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+static int count_done(const sa_round *r, int phase)
+{
+	int k = 0;
+	for (int i = 0; i < r->n; i++)
+		k += r->m[i].done >= phase;
+	return k;
+}
+
+static int abort_round(sa_round *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int abort_round(sa_round *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof r->why, fmt, ap);
+	va_end(ap);
+	r->result = SA_ABORTED;
+	return SA_ABORTED;
+}
+
+int sa_round_tick(sa_round *r, double now)
+{
+	int expect, got, rv;
+
+	if (r->result != SA_RUNNING)
+		return r->result;
+	/* who is expected in the current phase: those who did the previous one
+	 * (survivors for signatures, signers for reveals) */
+	expect = r->phase == P_KEYS ? r->n : count_done(r, r->phase - 1);
+	if (r->phase == P_SIGN)
+		expect = r->nsurv;
+	got = count_done(r, r->phase);
+	if (got < expect && now < r->deadline)
+		return SA_RUNNING;
+	switch (r->phase) {
+	case P_KEYS:
+		if (got < r->p.min_survivors)
+			return abort_round(
+			    r, "keys from %d of %d clients, fewer than min_survivors %d", got, r->n,
+			    r->p.min_survivors);
+		if ((rv = build_keys(r)) != 0)
+			return abort_round(r, "cannot build the key list: %s", fl_strerror(rv));
+		break;
+	case P_SHARES:
+		if (got < r->p.min_survivors)
+			return abort_round(r,
+			                   "share boxes from %d of %d clients, fewer than "
+			                   "min_survivors %d",
+			                   got, r->n, r->p.min_survivors);
+		/* client j masks with i iff it gets i's box: both sent shares */
+		for (int i = 0; i < r->n; i++)
+			for (int q = 0; r->m[i].done >= P_SHARES && q < r->m[i].nbox; q++) {
+				int j = r->m[i].to[q];
+				if (r->m[j].done >= P_SHARES)
+					priv_sa_server_note_share(r->srv, i, j);
+			}
+		break;
+	case P_MASKED: {
+		const uint8_t *s = priv_sa_server_survivors(r->srv);
+		memcpy(r->surv, s, (size_t)r->n);
+		r->nsurv = got;
+		if (got < r->p.min_survivors)
+			return abort_round(r,
+			                   "masked vectors from %d of %d clients, fewer than "
+			                   "min_survivors %d",
+			                   got, r->n, r->p.min_survivors);
+		if ((rv = build_surv(r)) != 0)
+			return abort_round(r, "cannot build the survivor set: %s", fl_strerror(rv));
+		break;
+	}
+	case P_SIGN:
+		/* clients refuse to unmask unless more than half of the key
+		 * senders signed the same set */
+		if (2 * got <= r->nkeys)
+			return abort_round(
+			    r,
+			    "survivor set signed by %d of %d key-sharing clients, not "
+			    "a majority",
+			    got, r->nkeys);
+		if ((rv = build_unmask(r)) != 0)
+			return abort_round(r, "cannot build the unmask request: %s",
+			                   fl_strerror(rv));
+		break;
+	case P_UNMASK: {
+		int nsurv = 0;
+		char why[200] = "";
+		rv =
+		    priv_sa_server_finish(r->srv, r->rev, r->nrev, r->sum, &nsurv, why, sizeof why);
+		if (rv)
+			return abort_round(r, "unmasking failed (%s, reveals from %d clients): %s",
+			                   fl_reason_name(rv), got, why);
+		r->nsurv = nsurv;
+		r->phase = P_END;
+		r->result = SA_FINISHED;
+		return SA_FINISHED;
+	}
+	}
+	r->phase++;
+	r->deadline = now + r->phase_timeout;
+	return SA_ADVANCED;
+}
+
+/* ---------------------------------------------------------------- result */
+
+int sa_round_apply(sa_round *r, lora_adapter *next, priv_noise *noise, sa_round_result *res)
+{
+	double w, div;
+
+	memset(res, 0, sizeof *res);
+	if (r->result != SA_FINISHED)
+		return FL_ESTATE;
+	w = r->sum[r->len];
+	if (r->dp_clip > 0) {
+		/* DP-FedAvg: N(0, (sigma S)^2) per coordinate on the unmasked sum */
+		double sd = r->dp_noise * r->dp_clip, *z = malloc(r->len * sizeof *z);
+		if (!z)
+			return FL_ENOMEM;
+		if (sd > 0) {
+			priv_noise_normal(noise, z, r->len);
+			for (size_t k = 0; k < r->len; k++)
+				r->sum[k] += sd * z[k];
+		}
+		free(z);
+		div = r->dp_expected;
+	} else {
+		if (!(w > 0))
+			return FL_EQUORUM;
+		div = w;
+	}
+	for (size_t k = 0; k < r->len; k++)
+		next->params[r->off + k] =
+		    (float)((double)r->global->params[r->off + k] + r->sum[k] / div);
+	for (int i = 0; i < r->n; i++) {
+		const sa_member *m = &r->m[i];
+		if (!r->surv[i]) {
+			res->dropped += m->done >= P_KEYS;
+			continue;
+		}
+		res->survivors++;
+		res->dropped += m->done < P_UNMASK;
+		res->w_sum += m->num_samples;
+		res->train_sum += m->num_samples * m->train_loss;
+		res->eval_after_sum += m->num_samples * m->eval_after;
+		res->eval_before_sum += m->num_samples * m->eval_before;
+		if (m->eps > res->client_eps_max)
+			res->client_eps_max = m->eps;
+		res->clipped += m->clipped;
+	}
+	res->bytes_up = r->bytes_up;
+	res->bytes_down = r->bytes_down;
+	return 0;
+}
+
+static void short_hex(const uint8_t pk[32], char out[13])
+{
+	char hex[65];
+	sodium_bin2hex(hex, sizeof hex, pk, 32);
+	memcpy(out, hex, 12);
+	out[12] = 0;
+}
+
+int sa_round_metrics_json(const sa_round *r, cJSON *o)
+{
+	cJSON *surv = cJSON_CreateArray(), *drop = cJSON_CreateArray(), *p = cJSON_CreateObject();
+	int ok = surv && drop && p;
+	/* survivors: masked vector in the sum; dropped: joined (sent keys) but
+	 * did not send its reveals, with the last phase it did send */
+	for (int i = 0; ok && i < r->n; i++) {
+		char id[13];
+		short_hex(r->id_pk[i], id);
+		if (r->surv[i])
+			ok = cJSON_AddItemToArray(surv, cJSON_CreateString(id));
+		if (r->m[i].done >= P_KEYS && r->m[i].done < P_UNMASK) {
+			cJSON *d = cJSON_CreateObject();
+			ok = d && cJSON_AddItemToArray(drop, d) && cJSON_AddStringToObject(d, "id", id) &&
+			     cJSON_AddStringToObject(d, "after", phase_names[r->m[i].done]);
+		}
+	}
+	if (ok) {
+		ok = cJSON_AddNumberToObject(p, "n", r->p.n) &&
+		     cJSON_AddNumberToObject(p, "degree", r->p.degree) &&
+		     cJSON_AddNumberToObject(p, "threshold", r->p.threshold) &&
+		     cJSON_AddNumberToObject(p, "min_survivors", r->p.min_survivors) &&
+		     cJSON_AddNumberToObject(p, "clip", r->p.clip) &&
+		     cJSON_AddNumberToObject(p, "frac_bits", r->p.frac_bits) &&
+		     cJSON_AddNumberToObject(p, "keys", r->nkeys) &&
+		     cJSON_AddNumberToObject(p, "shares", r->nshares);
+	}
+	if (!ok || !cJSON_AddItemToObject(o, "sa_survivors", surv)) {
+		cJSON_Delete(surv);
+		cJSON_Delete(drop);
+		cJSON_Delete(p);
+		return FL_ENOMEM;
+	}
+	if (!cJSON_AddItemToObject(o, "sa_dropped", drop)) {
+		cJSON_Delete(drop);
+		cJSON_Delete(p);
+		return FL_ENOMEM;
+	}
+	if (!cJSON_AddItemToObject(o, "sa_params", p)) {
+		cJSON_Delete(p);
+		return FL_ENOMEM;
+	}
+	return 0;
+}

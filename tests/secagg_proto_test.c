@@ -1,0 +1,449 @@
+/*
+ * tests/secagg_proto_test.c — the secure aggregation protocol in memory:
+ * coordinator/secagg_round.c and client/secagg_client.c exchanging the
+ * SaUp/SaDown messages (SaDown sealed and opened as on the wire). A whole
+ * round gives the weighted mean of the clients' updates; a client that
+ * vanishes after masking is recovered; an honest client refuses an unmask
+ * request that would give the coordinator both secrets of one client
+ * (a second survivor set, or one signed by a minority); replayed,
+ * cross-round, cross-attempt and out-of-phase messages are refused on both
+ * sides; too few key senders abort without anything decoded.
+ */
+#include <math.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/secagg_client.h"
+#include "coordinator/secagg_round.h"
+#include "core/wire.h"
+#include "privacy/secagg.h"
+#include "privacy/sign.h"
+#include "tests/test.h"
+
+#define N   6
+#define RUN "run-proto-test"
+
+typedef struct fixture {
+	priv_key ck, k[N];
+	lora_adapter *global, *trained[N];
+	sa_round *r;
+	sa_client *c[N];
+	Fedlora__Task t;
+	Fedlora__TrainMetrics met;
+	int reg[N];
+	char why[300];
+} fixture;
+
+static void fx_open(fixture *f, int round)
+{
+	static const char *names[] = {"l0", "l1"};
+	static const int in[] = {5, 3}, outd[] = {4, 6};
+	uint8_t(*pk)[32] = malloc(N * 32);
+	sa_round_opts o;
+
+	memset(f, 0, sizeof *f);
+	CHECK_RC(priv_key_generate(&f->ck));
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(priv_key_generate(&f->k[i]));
+		memcpy(pk[i], f->k[i].pk, 32);
+		f->reg[i] = 100 + i;
+	}
+	CHECK_RC(lora_adapter_new(&f->global, 2, names, in, outd, 2, 4.0f));
+	lora_adapter_init(f->global, 7);
+	for (size_t j = 0; j < f->global->n_b; j++)
+		f->global->params[f->global->n_a + j] = 0.01f * (float)(j % 5);
+	srand(11);
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(lora_adapter_clone(&f->trained[i], f->global));
+		for (size_t j = 0; j < f->global->n_a + f->global->n_b; j++)
+			f->trained[i]->params[j] += (float)(0.2 * rand() / RAND_MAX - 0.1);
+	}
+	memset(&o, 0, sizeof o);
+	o.run_id = RUN;
+	o.round = round;
+	o.attempt = 1;
+	o.n = N;
+	o.reg = f->reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = LORA_FEDIT;
+	o.global = f->global;
+	o.keys_timeout = 10;
+	o.phase_timeout = 5;
+	o.key = &f->ck;
+	CHECK_RC(sa_round_new(&f->r, &o, 0.0, f->why, sizeof f->why));
+	free(pk);
+	fedlora__task__init(&f->t);
+	f->t.run_id = RUN;
+	f->t.round = (uint64_t)round;
+	f->t.secagg = sa_round_task_params(f->r);
+	f->t.deadline_ms = 10000;
+	fedlora__train_metrics__init(&f->met);
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(sa_client_new(&f->c[i], &f->t, RUN, &f->k[i], f->why, sizeof f->why));
+		CHECK(sa_client_index(f->c[i]) == i);
+	}
+}
+
+static void fx_close(fixture *f)
+{
+	sa_round_free(f->r);
+	lora_adapter_free(f->global);
+	for (int i = 0; i < N; i++) {
+		sa_client_free(f->c[i]);
+		lora_adapter_free(f->trained[i]);
+	}
+}
+
+/* The SaDown of phase want for client i, sealed by the round and opened. */
+static int down(fixture *f, int i, uint32_t want, fl_wire_msg *m)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rv = sa_round_down(f->r, f->reg[i], want, &buf, &len, f->why, sizeof f->why);
+	memset(m, 0, sizeof *m);
+	if (rv == 0) {
+		rv = fl_wire_open(buf, len, (size_t)1 << 24, f->ck.pk, m);
+		if (rv == 0 && m->type != FL_MSG_SA_DOWN)
+			rv = FL_EFORMAT;
+	}
+	free(buf);
+	return rv;
+}
+
+#define SAD(m) ((const Fedlora__SaDown *)(m).body)
+
+static int64_t samples(int i)
+{
+	return 10 * (i + 1);
+}
+
+/* Keys and shares of every client not in skip_keys; the box relay. */
+static void run_keys_shares(fixture *f, const int *skip_keys, double t)
+{
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	for (int i = 0; i < N; i++) {
+		if (skip_keys && skip_keys[i])
+			continue;
+		CHECK_RC(sa_client_keys(f->c[i], samples(i), &up));
+		CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+	}
+	CHECK(sa_round_tick(f->r, t) == SA_ADVANCED);
+	for (int i = 0; i < N; i++) {
+		if (skip_keys && skip_keys[i])
+			continue;
+		CHECK_RC(down(f, i, 1, &m));
+		CHECK_RC(sa_client_on_keylist(f->c[i], SAD(m), &up));
+		CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+		fl_wire_msg_fini(&m);
+	}
+	CHECK(sa_round_tick(f->r, t) == SA_ADVANCED);
+	for (int i = 0; i < N; i++) {
+		if (skip_keys && skip_keys[i])
+			continue;
+		CHECK_RC(down(f, i, 2, &m));
+		CHECK_RC(sa_client_on_boxes(f->c[i], SAD(m)));
+		fl_wire_msg_fini(&m);
+	}
+}
+
+static void mask_one(fixture *f, int i)
+{
+	Fedlora__SaUp up;
+	float *x = NULL;
+	size_t len = 0;
+	CHECK_RC(
+	    sa_client_vector(f->global, f->trained[i], 1, sa_client_weight(f->c[i]), 0, &x, &len));
+	CHECK_RC(sa_client_mask(f->c[i], x, len, &up, NULL));
+	up.num_samples = samples(i);
+	up.metrics = &f->met;
+	CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+	free(x);
+}
+
+/* signatures then reveals of the clients in `who` */
+static void sign_reveal(fixture *f, const int *who, double t)
+{
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	for (int i = 0; i < N; i++)
+		if (who[i]) {
+			CHECK_RC(down(f, i, 3, &m));
+			CHECK_RC(sa_client_on_survivors(f->c[i], SAD(m), &up));
+			CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+			fl_wire_msg_fini(&m);
+		}
+	CHECK(sa_round_tick(f->r, t) == SA_ADVANCED);
+	for (int i = 0; i < N; i++)
+		if (who[i]) {
+			CHECK_RC(down(f, i, 4, &m));
+			CHECK_RC(sa_client_on_unmask(f->c[i], SAD(m), &up));
+			CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+			fl_wire_msg_fini(&m);
+		}
+}
+
+/* next must be the num_samples-weighted mean of the clients in `in` */
+static void check_mean(fixture *f, const int *in)
+{
+	lora_adapter *next = NULL;
+	sa_round_result res;
+	double err = 0;
+	CHECK_RC(lora_adapter_clone(&next, f->global));
+	CHECK_RC(sa_round_apply(f->r, next, NULL, &res));
+	for (size_t j = 0; j < f->global->n_a + f->global->n_b; j++) {
+		double num = 0, den = 0;
+		for (int i = 0; i < N; i++)
+			if (in[i]) {
+				num += (double)samples(i) * f->trained[i]->params[j];
+				den += (double)samples(i);
+			}
+		double e = fabs(next->params[j] - num / den);
+		if (e > err)
+			err = e;
+	}
+	CHECK(err < 1e-5);
+	lora_adapter_free(next);
+}
+
+static void test_full_round(void)
+{
+	fixture f;
+	int all[N] = {1, 1, 1, 1, 1, 1};
+	fx_open(&f, 3);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	sign_reveal(&f, all, 3);
+	CHECK(sa_round_tick(f.r, 4) == SA_FINISHED);
+	check_mean(&f, all);
+	fx_close(&f);
+}
+
+static void test_dropout_after_mask(void)
+{
+	fixture f;
+	int all[N] = {1, 1, 1, 1, 1, 1}, live[N] = {1, 1, 1, 1, 1, 0};
+	fx_open(&f, 3);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	/* client 5 vanishes: its signature phase times out */
+	{
+		Fedlora__SaUp up;
+		fl_wire_msg m;
+		for (int i = 0; i < 5; i++) {
+			CHECK_RC(down(&f, i, 3, &m));
+			CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
+			CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+			fl_wire_msg_fini(&m);
+		}
+		CHECK(sa_round_tick(f.r, 3) == SA_RUNNING); /* still waiting for 5 */
+		CHECK(sa_round_tick(f.r, 2 + 5 + 0.1) == SA_ADVANCED);
+		for (int i = 0; i < 5; i++) {
+			CHECK_RC(down(&f, i, 4, &m));
+			CHECK_RC(sa_client_on_unmask(f.c[i], SAD(m), &up));
+			CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+			fl_wire_msg_fini(&m);
+		}
+		/* the vanished client is told it is out */
+		CHECK(down(&f, 5, 4, &m) == FL_ESTALE);
+	}
+	(void)live;
+	CHECK(sa_round_tick(f.r, 8) == SA_FINISHED);
+	check_mean(&f, all); /* its vector arrived: it is in the sum */
+	fx_close(&f);
+}
+
+/* A coordinator that wants both secrets of client 5: it answers the
+ * survivor set without 5 (s-share of 5 revealed), then asks again naming 5
+ * a survivor (b-share of 5). Honest clients refuse the second set. */
+static void test_both_shares_refused(void)
+{
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	fx_open(&f, 4);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < 5; i++)
+		mask_one(&f, i); /* client 5 shares, then drops before masking */
+	CHECK(sa_round_tick(f.r, 1.5) == SA_RUNNING);
+	CHECK(sa_round_tick(f.r, 1 + 5 + 0.1) == SA_ADVANCED);
+	for (int i = 0; i < 5; i++) {
+		CHECK_RC(down(&f, i, 3, &m));
+		CHECK(SAD(m)->survivors.data[5] == 0);
+		CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
+		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+		fl_wire_msg_fini(&m);
+	}
+	CHECK(sa_round_tick(f.r, 7) == SA_ADVANCED);
+	CHECK_RC(down(&f, 0, 4, &m));
+	{
+		Fedlora__SaDown d = *SAD(m);
+		uint8_t surv[N];
+		int rv;
+		/* a minority of signatures on the genuine set: refused */
+		d.n_signer = d.n_sigs = 3;
+		CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
+		/* the genuine request: answered */
+		CHECK_RC(sa_client_on_unmask(f.c[0], SAD(m), &up));
+		CHECK(up.n_reveals > 0);
+		/* a second set naming 5 a survivor: refused by the client that answered */
+		memcpy(surv, SAD(m)->survivors.data, N);
+		surv[5] = 1;
+		d = *SAD(m);
+		d.survivors.data = surv;
+		rv = sa_client_on_unmask(f.c[0], &d, &up);
+		CHECK(rv == FL_ESTATE || rv == FL_ESIG);
+		/* and by one that did not answer yet (the signatures are over the
+		 * first set) */
+		CHECK(sa_client_on_unmask(f.c[2], &d, &up) == FL_ESIG);
+		/* nor will an honest client sign the second set */
+		d.phase = 3;
+		CHECK(sa_client_on_survivors(f.c[3], &d, &up) == FL_ESTATE);
+	}
+	fl_wire_msg_fini(&m);
+	fx_close(&f);
+}
+
+static void test_replay_cross_round(void)
+{
+	fixture f, g;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	fx_open(&f, 5);
+	fx_open(&g, 6); /* another round (and attempt) */
+	CHECK_RC(sa_client_keys(f.c[0], samples(0), &up));
+	CHECK_RC(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why));
+	/* the same phase twice */
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_ESTATE);
+	/* another attempt's session */
+	CHECK(sa_round_up(g.r, g.reg[0], &up, g.why, sizeof g.why) == FL_ESTALE);
+	/* a phase not open yet */
+	up.phase = 3;
+	CHECK(sa_round_up(f.r, f.reg[1], &up, f.why, sizeof f.why) == FL_ESTALE);
+	/* not a member */
+	CHECK(sa_round_up(f.r, 999, &up, f.why, sizeof f.why) == FL_ESTATE);
+	for (int i = 1; i < N; i++) {
+		CHECK_RC(sa_client_keys(f.c[i], samples(i), &up));
+		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+	}
+	CHECK(sa_round_tick(f.r, 1) == SA_ADVANCED);
+	/* keys after the keys phase closed */
+	CHECK_RC(sa_client_keys(f.c[0], samples(0), &up));
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_ESTALE);
+	CHECK_RC(down(&f, 0, 1, &m));
+	{
+		Fedlora__SaDown d = *SAD(m);
+		/* the key list of round 5 given to round 6's client */
+		CHECK(sa_client_on_keylist(g.c[0], SAD(m), &up) == FL_ESTALE);
+		d.round = 6;
+		CHECK(sa_client_on_keylist(g.c[0], &d, &up) == FL_ESTALE); /* session differs */
+		d = *SAD(m);
+		d.phase = 2; /* out of phase */
+		CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_ESTALE);
+		CHECK(sa_client_on_boxes(f.c[0], SAD(m)) == FL_ESTALE);
+	}
+	fl_wire_msg_fini(&m);
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(down(&f, i, 1, &m));
+		CHECK_RC(sa_client_on_keylist(f.c[i], SAD(m), &up));
+		if (i == 0) {
+			/* a box addressed to the sender itself */
+			uint32_t save = up.to[0];
+			up.to[0] = 0;
+			CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_EFORMAT);
+			up.to[0] = save;
+		}
+		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+		fl_wire_msg_fini(&m);
+	}
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	CHECK_RC(down(&f, 1, 2, &m));
+	CHECK_RC(sa_client_on_boxes(f.c[1], SAD(m)));
+	/* the same relay again: every box is a replay */
+	CHECK(sa_client_on_boxes(f.c[1], SAD(m)) == FL_EREPLAY);
+	/* boxes addressed to client 1 given to client 2 */
+	CHECK(sa_client_on_boxes(f.c[2], SAD(m)) != 0);
+	fl_wire_msg_fini(&m);
+	/* a masked vector of the wrong length */
+	{
+		float x[3] = {0, 0, 1};
+		CHECK_RC(sa_client_mask(f.c[3], x, 3, &up, NULL));
+		up.num_samples = samples(3);
+		up.metrics = &f.met;
+		CHECK(sa_round_up(f.r, f.reg[3], &up, f.why, sizeof f.why) == FL_ESHAPE);
+	}
+	fx_close(&f);
+	fx_close(&g);
+}
+
+static void test_too_few_keys_abort(void)
+{
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	fx_open(&f, 2);
+	/* min_survivors is 4 of 6 (n/2+1); 3 send keys */
+	for (int i = 0; i < 3; i++) {
+		CHECK_RC(sa_client_keys(f.c[i], samples(i), &up));
+		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+	}
+	CHECK(sa_round_tick(f.r, 5) == SA_RUNNING);
+	CHECK(sa_round_tick(f.r, 10.5) == SA_ABORTED);
+	CHECK(strstr(sa_round_why(f.r), "min_survivors") != NULL);
+	CHECK(down(&f, 0, 1, &m) == FL_ESTALE);
+	{
+		lora_adapter *next = NULL;
+		sa_round_result res;
+		CHECK_RC(lora_adapter_clone(&next, f.global));
+		CHECK(sa_round_apply(f.r, next, NULL, &res) == FL_ESTATE);
+		lora_adapter_free(next);
+	}
+	fx_close(&f);
+}
+
+static void test_weight_bounded(void)
+{
+	/* a coordinator that inflates a client's weight beyond the clip is
+	 * refused by the client */
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	fx_open(&f, 2);
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(sa_client_keys(f.c[i], samples(i), &up));
+		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+	}
+	CHECK(sa_round_tick(f.r, 1) == SA_ADVANCED);
+	CHECK_RC(down(&f, 0, 1, &m));
+	{
+		Fedlora__SaDown d = *SAD(m);
+		CHECK_NEAR(d.weight_scale, 1.0 / samples(N - 1), 1e-12, 0);
+		d.weight_scale = 1.0;
+		CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_EFORMAT);
+	}
+	CHECK_RC(sa_client_on_keylist(f.c[0], SAD(m), &up));
+	CHECK_NEAR(sa_client_weight(f.c[0]), (double)samples(0) / samples(N - 1), 1e-12, 0);
+	fl_wire_msg_fini(&m);
+	fx_close(&f);
+}
+
+static const test_case cases[] = {TEST(test_full_round),
+                                  TEST(test_dropout_after_mask),
+                                  TEST(test_both_shares_refused),
+                                  TEST(test_replay_cross_round),
+                                  TEST(test_too_few_keys_abort),
+                                  TEST(test_weight_bounded),
+                                  {0}};
+
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0)
+		return 1;
+	return test_main(argc, argv, cases);
+}

@@ -1,0 +1,164 @@
+# tests/secagg_run_test.sh — secure aggregation end to end (`fedlora sim
+# --secure-agg`, linreg): for fedit and ffa the final adapter equals the
+# plaintext run with the same seed within the fixed-point error, and the
+# metrics say secure_agg with every client a survivor; with 10% and 30% of 10
+# clients killed right after sending their masked vector
+# (FEDLORA_SA_DROP_AFTER_MASK) the round still commits, listing them as
+# dropped, and equals the plaintext run (their vectors arrived; their masks
+# are rebuilt from the others' shares); with 60% killed the round aborts
+# cleanly (reasons in metrics.jsonl, state.json reason secagg_abort, nothing
+# committed); client-level DP (clients clip, the coordinator adds noise) with
+# noise 0 equals plaintext DP-FedAvg; sample-level DP-SGD runs unchanged;
+# fair or a robust aggregator with
+# --secure-agg is refused.
+. tests/lib.sh
+
+# maxdiff A.safetensors B.safetensors: largest |a - b| over every tensor.
+maxdiff() {
+	python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); d = b[8 + n:]
+    return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
+                             d[v["data_offsets"][0]:v["data_offsets"][1]])
+            for k, v in h.items() if k != "__metadata__"}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert sorted(a) == sorted(b), "tensor names differ"
+print("%.3g" % max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a))
+PY
+}
+
+# lastfield FILE EXPR: python expression over the last metrics line m
+lastfield() {
+	python3 -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; m=L[-1]; print(eval(sys.argv[2]))' "$@"
+}
+
+# below X LIMIT: X < LIMIT (floats)
+below() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$1" "$2"; }
+
+# sim NAME ARGS...: a linreg run into $TMPROOT/NAME; 0 when it exits 0. The
+# keys phase waits up to --round-timeout (training included): 20 s is far
+# above what a round needs, so a loaded machine does not abort a round.
+sim() {
+	sim_run=$1; shift
+	nice "$FEDLORA" sim --task linreg --run-dir "$TMPROOT/$sim_run" --timeout 120 --linger 1 \
+		--sa-phase-timeout 2 "$@" >"$TMPROOT/$sim_run.out" 2>&1
+}
+show() {
+	tail -n 8 "$TMPROOT/$1.out" "$TMPROOT/$1/coordinator-stderr.log" "$TMPROOT/$1/state.json" |
+		sed 's/^/  /' >&2
+}
+
+# The fixed-point error of one round is at most n * 2^-(frac_bits+1) per
+# coordinate of the weighted sum (privacy/secagg.h), ~1e-7 here; 1e-5 leaves
+# room for three rounds of float training on top while a missing or doubled
+# client (differences ~1e-2) fails.
+TOL=1e-5
+for s in fedit ffa; do
+	if sim plain-$s --round-timeout 20 --clients 4 --rounds 3 --strategy $s && sim sec-$s --round-timeout 20 --clients 4 --rounds 3 \
+		--strategy $s --secure-agg; then
+		ok "secagg_$s: plaintext and secure runs complete"
+	else
+		notok "secagg_$s: plaintext and secure runs complete"
+		show sec-$s
+		continue
+	fi
+	d=$(maxdiff "$TMPROOT/plain-$s/global/round-000003.safetensors" \
+		"$TMPROOT/sec-$s/global/round-000003.safetensors")
+	check "secagg_$s: final adapter equals the plaintext run (max diff $d < $TOL)" below "$d" $TOL
+	check "secagg_$s: metrics say secure_agg, 4 survivors, none dropped, nothing clipped" \
+		[ "$(lastfield "$TMPROOT/sec-$s/metrics.jsonl" \
+			'(m["secure_agg"], len(m["sa_survivors"]), len(m["sa_dropped"]), m["sa_clipped"], m["reported"])')" \
+		= "(True, 4, 0, 0, 4)" ]
+	check "secagg_$s: run.json records secure_agg" \
+		grep -q '"secure_agg":[[:space:]]*true' "$TMPROOT/sec-$s/run.json"
+done
+
+# client-level DP: the clients clip their deltas (the clip is active here:
+# every delta is longer than 0.05) and the coordinator adds the noise to the
+# unmasked sum; with noise 0 the result is plaintext DP-FedAvg's
+if sim dp-plain --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 &&
+	sim dp-sec --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp client --dp-clip 0.05 --dp-noise 0 \
+		--secure-agg; then
+	d=$(maxdiff "$TMPROOT/dp-plain/global/round-000002.safetensors" \
+		"$TMPROOT/dp-sec/global/round-000002.safetensors")
+	check "secagg_dp: client-side clipping equals plaintext DP-FedAvg (max diff $d)" below "$d" $TOL
+	check "secagg_dp: the plaintext run did clip (dp_clipped_frac 1)" \
+		[ "$(lastfield "$TMPROOT/dp-plain/metrics.jsonl" 'm["dp_clipped_frac"]')" = "1" ]
+else
+	notok "secagg_dp: client-level DP runs complete"
+	show dp-sec
+fi
+
+# sample-level DP-SGD at the clients works unchanged under secure aggregation
+if sim dps --round-timeout 20 --clients 4 --rounds 2 --strategy ffa --dp sample --dp-clip 1 \
+	--dp-noise 1 --dp-q 0.1 --secure-agg; then
+	check "secagg_dp_sample: DP-SGD clients under secure aggregation report a finite epsilon" \
+		python3 -c 'import json,sys,math; L=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if len(L)==2 and all(m["secure_agg"] and math.isfinite(m["epsilon"]) and m["epsilon"]>0 for m in L) else 1)' \
+		"$TMPROOT/dps/metrics.jsonl"
+else
+	notok "secagg_dp_sample: DP-SGD clients under secure aggregation complete"
+	show dps
+fi
+
+# dropouts after masking in round 2 of 2: 1 of 10 (10%) and 3 of 10 (30%)
+if sim plain-10 --round-timeout 20 --clients 10 --rounds 2 --strategy fedit; then
+	for drop in 4 2,5,8; do
+		nd=$(echo "$drop" | tr ',' '\n' | wc -l)
+		dr=drop-$nd
+		if FEDLORA_SA_DROP_AFTER_MASK=$drop FEDLORA_SA_DROP_ROUND=2 sim $dr --round-timeout 20 --clients 10 \
+			--rounds 2 --strategy fedit --secure-agg; then
+			ok "secagg_drop_$nd: run with $nd of 10 clients killed after masking completes"
+		else
+			notok "secagg_drop_$nd: run with $nd of 10 clients killed after masking completes"
+			show $dr
+			continue
+		fi
+		check "secagg_drop_$nd: metrics list $nd dropped after masking, 10 survivors" \
+			[ "$(lastfield "$TMPROOT/$dr/metrics.jsonl" \
+				'(len(m["sa_survivors"]), sorted(set(d["after"] for d in m["sa_dropped"])), len(m["sa_dropped"]))')" \
+			= "(10, ['masked'], $nd)" ]
+		d=$(maxdiff "$TMPROOT/plain-10/global/round-000002.safetensors" \
+			"$TMPROOT/$dr/global/round-000002.safetensors")
+		check "secagg_drop_$nd: the sum still equals the plaintext run (max diff $d)" below "$d" $TOL
+		n=$(grep -c 'exiting after the masked vector' "$TMPROOT/$dr"/client-*.log | awk -F: '{s+=$2} END {print s}')
+		check "secagg_drop_$nd: the hook killed exactly $nd clients" [ "$n" -eq "$nd" ]
+	done
+else
+	notok "secagg_drop: plaintext 10-client run completes"
+	show plain-10
+fi
+
+# too many dropouts: 6 of 10 killed after masking -> no majority signs the
+# survivor set; the retry has only 4 clients -> below min_survivors; stop
+if FEDLORA_SA_DROP_AFTER_MASK=0,1,2,3,4,5 sim abort --clients 10 --rounds 2 --strategy fedit \
+	--secure-agg --sa-max-aborts 2 --round-timeout 4; then
+	notok "secagg_abort: the run fails when too many clients drop out"
+else
+	ok "secagg_abort: the run fails when too many clients drop out"
+fi
+check "secagg_abort: metrics.jsonl has the aborted round with both reasons" \
+	[ "$(lastfield "$TMPROOT/abort/metrics.jsonl" \
+		'(m["round"], m["aborted"], ["majority" in a["reason"] or "min_survivors" in a["reason"] for a in m["sa_aborts"]])')" \
+	= "(1, True, [True, True])" ]
+check "secagg_abort: state.json says secagg_abort, round 0 committed" \
+	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["done"] and s["reason"]=="secagg_abort" and s["round"]==0 else 1)' "$TMPROOT/abort/state.json"
+check "secagg_abort: no global adapter of round 1 was written" \
+	[ ! -e "$TMPROOT/abort/global/round-000001.safetensors" ]
+check "secagg_abort: the coordinator logged that nothing was revealed" \
+	grep -q "aborted, nothing revealed" "$TMPROOT/abort/coordinator.log"
+
+# refusals at start
+"$FEDLORA" keygen --out "$TMPROOT/ck" >/dev/null 2>&1
+for bad in "--strategy fair" "--strategy fedit --aggregator median"; do
+	if "$FEDLORA" coordinator --listen tcp://127.0.0.1:1 --run-dir "$TMPROOT/refused" \
+		--key "$TMPROOT/ck.key" --enroll-any --secure-agg $bad >"$TMPROOT/refused.out" 2>&1; then
+		notok "secagg_refused: $bad --secure-agg is refused"
+	else
+		check "secagg_refused: $bad --secure-agg is refused with a reason" \
+			grep -q "cannot be combined with --secure-agg\|--secure-agg cannot be combined" \
+			"$TMPROOT/refused.out"
+	fi
+done
+exit $t_failed
