@@ -7,7 +7,9 @@
 #   scripts/experiments/dp_table.sh [OUT_DIR]        (default build/experiments/dp_table)
 #
 # Writes OUT_DIR/results.csv (strategy, epsilon_target, sigma,
-# final_eval_loss, final_epsilon), OUT_DIR/results.md (the same as a
+# final_eval_loss, final_epsilon, global_eval_loss: the last round's
+# eval_before, i.e. the global adapter of round ROUNDS-1 on the clients'
+# held-out data before local training; final_eval_loss is after it), OUT_DIR/results.md (the same as a
 # Markdown table) and OUT_DIR/dp_table.png (gnuplot: held-out loss against
 # epsilon, one line per strategy; "inf" = no DP). Each run's directory is
 # kept under OUT_DIR/runs/.
@@ -60,7 +62,7 @@ cp "$FEDLORA" "$OUT/fedlora"
 FEDLORA=$(cd "$OUT" && pwd)/fedlora
 STEPS=$((ROUNDS * LOCAL_STEPS))
 CSV=$OUT/results.csv
-echo "strategy,epsilon_target,sigma,final_eval_loss,final_epsilon" >"$CSV"
+echo "strategy,epsilon_target,sigma,final_eval_loss,final_epsilon,global_eval_loss" >"$CSV"
 
 # last metrics line's KEY (null -> empty)
 last_metric() {
@@ -102,8 +104,9 @@ for eps in $EPSILONS; do
 		fi
 		loss=$(last_metric "$run/metrics.jsonl" eval_loss)
 		feps=$(last_metric "$run/metrics.jsonl" epsilon)
+		gloss=$(last_metric "$run/metrics.jsonl" eval_before)
 		[ "$eps" = inf ] && feps=inf
-		echo "$strat,$eps,$sigma,$loss,$feps" >>"$CSV"
+		echo "$strat,$eps,$sigma,$loss,$feps,$gloss" >>"$CSV"
 	done
 done
 
