@@ -27,7 +27,7 @@ CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(SAN) -MMD -MP \
 	  -I. -I$(BUILD)/gen -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS := -lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson \
-	  -lopenblas -lfftw3 -lm -lpthread
+	  -lopenblas -lfftw3 -lpcre2-8 -lutf8proc -lm -lpthread
 LDFLAGS ?=
 LDFLAGS += $(SAN)
 

@@ -5,11 +5,12 @@
  *   build/bench/train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]
  *                         [--batch B] [--seq T] [--rank R] [--json FILE]
  *                         [--attn auto|flash|gemm|both] [--grad-checkpoint]
+ *                         [--modules qv|all] [--dp]
  *
  * Shapes: SmolLM-135M (hidden 576, 30 layers, 9 heads, 3 KV heads, MLP 1536,
  * vocab 49152, tied) and Llama-3.2-1B (hidden 2048, 16 layers, 32 heads, 8
  * KV heads, MLP 8192, vocab 128256, tied, rope theta 500000 without the
- * llama3 frequency scaling). LoRA r 16, alpha 32 on q_proj,v_proj (A
+ * llama3 frequency scaling). LoRA r 16, alpha 32 on q_proj,v_proj or all (A
  * Kaiming-uniform, B zero as PEFT initializes them), AdamW; batch 8 of 1024
  * tokens by default. A step is forward + backward (LoRA gradients only, no
  * frozen-weight gradients) + AdamW, ending with the loss copied to the host.
@@ -34,6 +35,15 @@
  * without CUDA graphs; FEDLORA_GRAPH=0 turns the step's CUDA graph off.
  * --grad-checkpoint: activation checkpointing (model_cuda_config.grad_checkpoint:
  * layer inputs kept, each layer recomputed in the backward).
+ * --modules: qv (default) adapts q_proj,v_proj; all adapts the seven matrices
+ * of every layer (q,k,v,o,gate,up,down), A and B trained in both cases.
+ * --dp: after the warm-up (W steps of each), the plain step and the DP-SGD
+ * step (model_cuda_dp_step: per-example LoRA gradients, each clipped to L2
+ * norm 1.0, summed, Gaussian noise of std 1.0 * 1.0 added, divided by the
+ * batch, AdamW) alternate, N timed steps each; reported: the DP step's median
+ * time, tokens/s, the ratio dp/plain of the medians, the examples clipped in
+ * the last DP step and the model's memory once the DP buffers (B per-example
+ * gradient rows) exist; the plain row's memory is then taken before them.
  * Without CUDA in the build, or without a GPU, it says so and exits 2.
  */
 #include <math.h>
@@ -57,7 +67,12 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: train_gpu [--shape smollm|llama1b|all] [--steps N] [--warmup W]\n"
 	           "                 [--batch B] [--seq T] [--rank R] [--json FILE]\n"
-	           "                 [--attn auto|flash|gemm|both] [--grad-checkpoint]\n");
+	           "                 [--attn auto|flash|gemm|both] [--grad-checkpoint]\n"
+	           "                 [--modules qv|all] [--dp]\n"
+	           "  --modules qv   LoRA on q_proj,v_proj (default); all: q,k,v,o,gate,up,down\n"
+	           "  --dp           also time the DP-SGD step (per-example clipping to 1.0,\n"
+	           "                 noise multiplier 1.0) alternating with the plain step;\n"
+	           "                 prints the ratio dp/plain\n");
 }
 
 #ifdef FL_HAVE_CUDA
@@ -91,45 +106,97 @@ typedef struct result {
 	const char *name;
 	const char *attn;
 	double step_ms, tokens_per_s, mfu, flops_per_token, params;
-	size_t model_bytes, device_used;
+	size_t model_bytes, device_used, lora_params;
 	double loss_first, loss_last;
+	/* --dp: the DP-SGD step timed next to the plain one */
+	double dp_step_ms, dp_tokens_per_s, dp_ratio, dp_loss_last;
+	size_t dp_model_bytes, dp_device_used;
+	int dp_nclipped;
 	int ok;
 } result;
 
+/* the modules adapted: q,v (PEFT's default for Llama) or all seven */
+static const int mods_qv[] = {MODEL_CUDA_Q, MODEL_CUDA_V};
+static const int mods_all[] = {MODEL_CUDA_Q,    MODEL_CUDA_K,  MODEL_CUDA_V,   MODEL_CUDA_O,
+                               MODEL_CUDA_GATE, MODEL_CUDA_UP, MODEL_CUDA_DOWN};
+
+static void dims(const shape *s, int module, int *in, int *out)
+{
+	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D;
+	switch (module) {
+	case MODEL_CUDA_Q:
+		*in = s->hidden, *out = QD;
+		break;
+	case MODEL_CUDA_K:
+	case MODEL_CUDA_V:
+		*in = s->hidden, *out = KD;
+		break;
+	case MODEL_CUDA_O:
+		*in = QD, *out = s->hidden;
+		break;
+	case MODEL_CUDA_GATE:
+	case MODEL_CUDA_UP:
+		*in = s->hidden, *out = s->inter;
+		break;
+	default:
+		*in = s->inter, *out = s->hidden;
+		break;
+	}
+}
+
+/* Times `steps` steps after `warmup`: the plain step alone, or with dp the
+ * plain and the DP-SGD step alternating (each warmed up first), so that both
+ * see the same clocks and memory state. */
 static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup, int ckpt,
-                     result *res)
+                     int all_modules, int dp, result *res)
 {
 	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D, L = s->layers;
+	const int *mods = all_modules ? mods_all : mods_qv;
+	int nm = all_modules ? 7 : 2, nmat = nm * L;
 	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D,
 	                       1,        1e-5f,     s->theta, B, T,        0,           ckpt};
 	model_cuda *m = NULL;
-	model_cuda_lora_mat *mats = calloc((size_t)2 * L, sizeof *mats);
-	size_t na = (size_t)L * 2 * r * s->hidden, nb = (size_t)L * r * (QD + KD);
+	model_cuda_lora_mat *mats = calloc((size_t)nmat, sizeof *mats);
+	size_t na = 0, nb = 0;
+	for (int j = 0; j < nm; j++) {
+		int in, out;
+		dims(s, mods[j], &in, &out);
+		na += (size_t)L * r * in;
+		nb += (size_t)L * out * r;
+	}
 	float *p = calloc(na + nb, sizeof *p);
 	int *tok = malloc(sizeof(int) * B * (T + 1)), *in = malloc(sizeof(int) * B * T),
 	    *tg = malloc(sizeof(int) * B * T);
-	double times[MAX_STEPS];
+	double times[MAX_STEPS], dtimes[MAX_STEPS];
 	fl_rng rng;
 	int rv = FL_ENOMEM;
 	memset(res, 0, sizeof *res);
 	res->name = s->name;
 	res->attn = "?";
+	res->dp_step_ms = res->dp_tokens_per_s = res->dp_ratio = res->dp_loss_last = NAN;
 	if (!mats || !p || !tok || !in || !tg)
 		goto out;
-	/* adapter layout: every A (q, v per layer), then every B */
+	/* adapter layout: every A (per layer, the modules in order), then every B */
 	size_t ao = 0, bo = na;
-	for (int l = 0; l < L; l++) {
-		mats[2 * l] = (model_cuda_lora_mat){l, MODEL_CUDA_Q, ao, bo};
-		ao += (size_t)r * s->hidden;
-		bo += (size_t)QD * r;
-		mats[2 * l + 1] = (model_cuda_lora_mat){l, MODEL_CUDA_V, ao, bo};
-		ao += (size_t)r * s->hidden;
-		bo += (size_t)KD * r;
-	}
+	for (int l = 0; l < L; l++)
+		for (int j = 0; j < nm; j++) {
+			int di, dout;
+			dims(s, mods[j], &di, &dout);
+			mats[l * nm + j] = (model_cuda_lora_mat){l, mods[j], ao, bo};
+			ao += (size_t)r * di;
+			bo += (size_t)dout * r;
+		}
 	fl_rng_init(&rng, 42, 1);
-	double bound = 1.0 / sqrt((double)s->hidden);
-	for (size_t i = 0; i < na; i++)
-		p[i] = (float)((2 * fl_rng_uniform(&rng) - 1) * bound);
+	/* A Kaiming-uniform (bound 1/sqrt(in)), B zero, as PEFT initializes them */
+	for (int l = 0; l < L; l++)
+		for (int j = 0; j < nm; j++) {
+			int di, dout;
+			dims(s, mods[j], &di, &dout);
+			const model_cuda_lora_mat *mt = &mats[l * nm + j];
+			double bound = 1.0 / sqrt((double)di);
+			for (size_t i = 0; i < (size_t)r * di; i++)
+				p[mt->a_off + i] = (float)((2 * fl_rng_uniform(&rng) - 1) * bound);
+		}
 	for (int i = 0; i < B * (T + 1); i++)
 		tok[i] = (int)fl_rng_below(&rng, (uint64_t)s->vocab);
 	for (int b = 0; b < B; b++)
@@ -140,11 +207,15 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	if ((rv = model_cuda_new(&m, &c, NULL, 1234)) != 0)
 		goto out;
 	res->attn = model_cuda_attention(m);
-	if ((rv = model_cuda_lora_attach(m, 2 * L, mats, r, 2.0f, na, nb, p, 1)) != 0)
+	if ((rv = model_cuda_lora_attach(m, nmat, mats, r, 2.0f, na, nb, p, 1)) != 0)
 		goto out;
+	res->lora_params = na + nb;
 	model_cuda_optim o = {1, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
 	if ((rv = model_cuda_optim_set(m, &o)) != 0)
 		goto out;
+	uint8_t seed[32];
+	for (int i = 0; i < 32; i++)
+		seed[i] = (uint8_t)(i * 37 + 11);
 	for (int i = 0; i < warmup + steps; i++) {
 		double loss = 0, t0 = fl_now_s();
 		if ((rv = model_cuda_train_step(m, in, tg, B, T, 1e-4f, &loss)) != 0)
@@ -155,24 +226,55 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 		res->loss_last = loss;
 		if (i >= warmup)
 			times[i - warmup] = dt;
+		if (!dp)
+			continue;
+		if (i == 0) { /* the plain step's memory, before the DP buffers exist */
+			size_t tot = 0, fre = 0;
+			model_cuda_device_info(NULL, 0, &tot, &fre);
+			res->model_bytes = model_cuda_mem_bytes(m);
+			res->device_used = tot - fre;
+		}
+		/* DP-SGD: clip 1.0, noise multiplier 1.0, expected batch B; a fresh
+		 * noise counter per step */
+		int ncl = 0;
+		seed[8] = (uint8_t)i;
+		t0 = fl_now_s();
+		if ((rv = model_cuda_dp_step(m, in, tg, B, T, 1.0, 1.0, (double)B, seed, 1e-4f,
+		                             &loss, &ncl)) != 0)
+			goto out;
+		dt = fl_now_s() - t0;
+		res->dp_loss_last = loss;
+		res->dp_nclipped = ncl;
+		if (i >= warmup)
+			dtimes[i - warmup] = dt;
 	}
+	size_t total = 0, fr = 0;
+	char dev[160];
+	model_cuda_device_info(dev, sizeof dev, &total, &fr);
 	qsort(times, (size_t)steps, sizeof times[0], cmp_double);
 	double med = times[steps / 2];
+	if (dp) {
+		qsort(dtimes, (size_t)steps, sizeof dtimes[0], cmp_double);
+		res->dp_step_ms = dtimes[steps / 2] * 1e3;
+		res->dp_tokens_per_s = (double)B * T / dtimes[steps / 2];
+		res->dp_ratio = dtimes[steps / 2] / med;
+		res->dp_model_bytes = model_cuda_mem_bytes(m);
+		res->dp_device_used = total - fr;
+	}
 	/* matrix-product weights: q, k, v, o, gate, up, down per layer, plus the LM head */
 	double Nmm = (double)L * ((double)s->hidden * (QD + 2 * KD) + (double)QD * s->hidden +
 	                          3.0 * s->hidden * s->inter) +
 	             (double)s->vocab * s->hidden;
 	double fpt = 4.0 * Nmm + 12.0 * L * (double)T * QD;
-	size_t total = 0, fr = 0;
-	char dev[160];
-	model_cuda_device_info(dev, sizeof dev, &total, &fr);
 	res->step_ms = med * 1e3;
 	res->tokens_per_s = (double)B * T / med;
 	res->flops_per_token = fpt;
 	res->mfu = fpt * res->tokens_per_s / PEAK_FLOPS;
 	res->params = Nmm;
-	res->model_bytes = model_cuda_mem_bytes(m);
-	res->device_used = total - fr;
+	if (!dp) { /* with --dp these were taken before the first DP step */
+		res->model_bytes = model_cuda_mem_bytes(m);
+		res->device_used = total - fr;
+	}
 	res->ok = 1;
 	rv = 0;
 out:
@@ -187,7 +289,8 @@ out:
 int main(int argc, char **argv)
 {
 	const char *which = "all", *json = "build/bench/train_gpu.json", *attn = "auto";
-	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16, ckpt = 0;
+	const char *modules = "qv";
+	int steps = 10, warmup = 3, B = 8, T = 1024, r = 16, ckpt = 0, dp = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -196,6 +299,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--grad-checkpoint")) {
 			ckpt = 1;
+			continue;
+		}
+		if (!strcmp(a, "--dp")) {
+			dp = 1;
 			continue;
 		}
 		if (!v) {
@@ -218,6 +325,8 @@ int main(int argc, char **argv)
 			json = v;
 		else if (!strcmp(a, "--attn"))
 			attn = v;
+		else if (!strcmp(a, "--modules"))
+			modules = v;
 		else {
 			usage(stderr);
 			return 2;
@@ -227,12 +336,13 @@ int main(int argc, char **argv)
 	if (steps < 1 || steps > MAX_STEPS || warmup < 0 || B < 1 || T < 2 || r < 1 ||
 	    (strcmp(which, "all") && strcmp(which, "smollm") && strcmp(which, "llama1b")) ||
 	    (strcmp(attn, "auto") && strcmp(attn, "flash") && strcmp(attn, "gemm") &&
-	     strcmp(attn, "both"))) {
+	     strcmp(attn, "both")) ||
+	    (strcmp(modules, "qv") && strcmp(modules, "all"))) {
 		usage(stderr);
 		return 2;
 	}
 #ifndef FL_HAVE_CUDA
-	(void)json;
+	(void)json, (void)ckpt, (void)dp;
 	fprintf(stderr, "train_gpu: this build has no CUDA support\n");
 	return 2;
 #else
@@ -247,6 +357,8 @@ int main(int argc, char **argv)
 	int n = 0, failed = 0;
 	/* --attn both: the default (flash where it passes its self-check), then GEMM */
 	const char *modes[2] = {attn, NULL};
+	int all = !strcmp(modules, "all");
+	const char *mod_names = all ? "q,k,v,o,gate,up,down" : "q_proj,v_proj";
 	if (!strcmp(attn, "both")) {
 		modes[0] = "auto";
 		modes[1] = "gemm";
@@ -259,14 +371,15 @@ int main(int argc, char **argv)
 				unsetenv("FEDLORA_ATTN");
 			else
 				setenv("FEDLORA_ATTN", modes[j], 1);
-			failed |= run_shape(&shapes[k], B, T, r, steps, warmup, ckpt, &res[n]) != 0;
+			failed |= run_shape(&shapes[k], B, T, r, steps, warmup, ckpt, all, dp,
+			                    &res[n]) != 0;
 			n++;
 		}
 	}
-	printf("fedlora CUDA LoRA step (r %d q_proj,v_proj, bf16, batch %d x seq %d, "
+	printf("fedlora CUDA LoRA step (r %d %s, bf16, batch %d x seq %d, "
 	       "checkpointing %s) on %s\n",
-	       r, B, T, ckpt ? "on" : "off", dev);
-	printf("%-14s %10s %12s %12s %12s %8s %10s\n", "shape", "step ms", "tokens/s", "model MiB",
+	       r, mod_names, B, T, ckpt ? "on" : "off", dev);
+	printf("%-14s %17s %12s %12s %12s %8s %10s\n", "shape", "step ms", "tokens/s", "model MiB",
 	       "device MiB", "MFU", "loss");
 	for (int i = 0; i < n; i++) {
 		if (!res[i].ok) {
@@ -277,6 +390,12 @@ int main(int argc, char **argv)
 		       res[i].attn, res[i].step_ms, res[i].tokens_per_s,
 		       res[i].model_bytes / 1048576.0, res[i].device_used / 1048576.0,
 		       100 * res[i].mfu, res[i].loss_first, res[i].loss_last);
+		if (dp)
+			printf("%-14s %6s %10.2f %12.0f %12.0f %12.0f  dp/plain %.3fx (clipped "
+			       "%d/%d)\n",
+			       "  dp-sgd", res[i].attn, res[i].dp_step_ms, res[i].dp_tokens_per_s,
+			       res[i].dp_model_bytes / 1048576.0, res[i].dp_device_used / 1048576.0,
+			       res[i].dp_ratio, res[i].dp_nclipped, B);
 	}
 	FILE *f = fopen(json, "w");
 	if (!f) {
@@ -286,21 +405,31 @@ int main(int argc, char **argv)
 	fprintf(f,
 	        "{\"bench\": \"train_gpu\", \"impl\": \"fedlora\", \"device\": \"%s\", "
 	        "\"batch\": %d, \"seq\": %d, \"rank\": %d, \"steps\": %d, \"peak_flops\": %g, "
-	        "\"grad_checkpoint\": %s, \"results\": [",
-	        dev, B, T, r, steps, PEAK_FLOPS, ckpt ? "true" : "false");
-	char b1[32], b2[32];
+	        "\"grad_checkpoint\": %s, \"modules\": \"%s\", \"dp\": %s, \"dp_clip\": 1.0, "
+	        "\"dp_noise_multiplier\": 1.0, \"results\": [",
+	        dev, B, T, r, steps, PEAK_FLOPS, ckpt ? "true" : "false", modules,
+	        dp ? "true" : "false");
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
 	for (int i = 0; i < n; i++)
 		fprintf(f,
 		        "%s{\"shape\": \"%s\", \"attention\": \"%s\", \"ok\": %s, \"step_ms\": "
 		        "%.4f, \"tokens_per_s\": %.1f, "
 		        "\"peak_mem_bytes\": %zu, \"device_used_bytes\": %zu, \"mfu\": %.5f, "
 		        "\"flops_per_token\": %.6g, \"matmul_params\": %.6g, \"loss_first\": %s, "
-		        "\"loss_last\": %s}",
+		        "\"loss_last\": %s, \"modules\": \"%s\", \"batch\": %d, \"seq\": %d, "
+		        "\"lora_params\": %zu, \"dp\": %s, \"dp_step_ms\": %s, "
+		        "\"dp_tokens_per_s\": %s, \"dp_ratio\": %s, \"dp_peak_mem_bytes\": %zu, "
+		        "\"dp_device_used_bytes\": %zu, \"dp_nclipped\": %d, \"dp_loss_last\": %s}",
 		        i ? ", " : "", res[i].name, res[i].attn, res[i].ok ? "true" : "false",
 		        res[i].step_ms, res[i].tokens_per_s, res[i].model_bytes, res[i].device_used,
 		        res[i].mfu, res[i].flops_per_token, res[i].params,
 		        jnum(b1, sizeof b1, res[i].loss_first),
-		        jnum(b2, sizeof b2, res[i].loss_last));
+		        jnum(b2, sizeof b2, res[i].loss_last), modules, B, T, res[i].lora_params,
+		        dp ? "true" : "false", jnum(b3, sizeof b3, res[i].dp_step_ms),
+		        jnum(b4, sizeof b4, res[i].dp_tokens_per_s),
+		        jnum(b5, sizeof b5, res[i].dp_ratio), res[i].dp_model_bytes,
+		        res[i].dp_device_used, res[i].dp_nclipped,
+		        jnum(b6, sizeof b6, res[i].dp_loss_last));
 	fprintf(f, "]}\n");
 	fclose(f);
 	printf("wrote %s\n", json);

@@ -42,6 +42,12 @@ int client_attack_parse(const char *spec, client_attack *out)
 			return FL_EINVAL;
 		return 0;
 	}
+	if (!strncmp(spec, "canary:", 7)) {
+		out->kind = CLIENT_ATTACK_CANARY;
+		if (parse_num(spec + 7, &out->s) != 0 || out->s == 0)
+			return FL_EINVAL;
+		return 0;
+	}
 	return FL_EINVAL;
 }
 
@@ -67,6 +73,9 @@ int client_attack_apply(const client_attack *a, lora_adapter *trained, const lor
 			break;
 		case CLIENT_ATTACK_NOISE:
 			d += a->s * fl_rng_normal(&r);
+			break;
+		case CLIENT_ATTACK_CANARY:
+			d = i == trained->n_a ? a->s : 0;
 			break;
 		case CLIENT_ATTACK_NONE:
 			break;

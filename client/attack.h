@@ -11,6 +11,10 @@
  * - flip[:S] global - S d (S = 1 when omitted)
  * - noise:S  global + d + N(0, S^2) per coordinate (deterministic stream of
  *            the round seed and client index; not for privacy)
+ * - canary:M global + M e_0, e_0 the first coordinate of the first B (params
+ *            index n_a), every other coordinate left at the global: a Dirac
+ *            canary for DP audits (scripts/experiments/audit.sh), the same
+ *            in every round and run; M finite, != 0
  * The result is then serialized and signed like any update.
  */
 #ifndef FL_CLIENT_ATTACK_H
@@ -24,7 +28,8 @@ typedef enum {
 	CLIENT_ATTACK_NONE = 0,
 	CLIENT_ATTACK_SCALE = 1,
 	CLIENT_ATTACK_FLIP = 2,
-	CLIENT_ATTACK_NOISE = 3
+	CLIENT_ATTACK_NOISE = 3,
+	CLIENT_ATTACK_CANARY = 4
 } client_attack_kind;
 
 typedef struct client_attack {
@@ -32,7 +37,8 @@ typedef struct client_attack {
 	double s; /* the factor or noise standard deviation */
 } client_attack;
 
-/* "scale:S" | "flip" | "flip:S" | "noise:S" (S finite, > 0 for noise);
+/* "scale:S" | "flip" | "flip:S" | "noise:S" | "canary:M" (S finite, > 0
+ * for noise; M finite, != 0);
  * FL_EINVAL otherwise. */
 int client_attack_parse(const char *spec, client_attack *out);
 /* Rewrites trained's params [off0, n) from the delta to global (same shape;

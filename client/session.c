@@ -23,6 +23,7 @@
  * any eavesdropper on a plain tcp:// link sees.
  */
 #include "client/session.h"
+#include "client/deadline.h"
 #include "client/secagg_client.h"
 
 #include <cjson/cJSON.h>
@@ -46,6 +47,7 @@
 #include "lora/adapter.h"
 #include "model/task.h"
 #include "privacy/accountant.h"
+#include "privacy/acct.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 #include "tokenizer/model_tok.h"
@@ -57,7 +59,6 @@
 #define CLIENT_BACKOFF_MIN_MS 100
 #define CLIENT_BACKOFF_MAX_MS 2000
 #define CLIENT_WAIT_MAX_MS    2000 /* cap on a Wait's retry_after */
-#define CLIENT_MAX_PHASES     4096 /* accountant history entries (merged when equal) */
 #define CLIENT_FINAL_GRACE_S  15.0 /* silence after the last round's Ack that means done */
 #define CLIENT_STR_MAX        512
 
@@ -89,13 +90,21 @@ typedef struct session {
 	priv_phase phases[CLIENT_MAX_PHASES];
 	int n_phases;
 	double epsilon, delta;
+	priv_acct acct; /* the accountant of epsilon (the run's, or --accountant) */
 	/* history read from state_path, restored when its run is joined */
 	char saved_run[FL_RUN_ID_MAX + 1];
 	priv_phase *saved;
 	int n_saved;
 	double saved_delta;
+	priv_acct_kind saved_kind;
+	double saved_eps_error;
 
 	client_stats st;
+	double last_submit_s; /* how long the last Submit took to be answered */
+	/* a round skipped for its deadline: that attempt (round, round_seed) is
+	 * not trained again when handed out once more before skip_until */
+	uint64_t skip_round, skip_seed;
+	double skip_until;
 	double last_reply; /* monotonic seconds */
 	int backoff_ms;
 } session;
@@ -205,8 +214,10 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	return rv;
 }
 
-/* Reads the accountant history of state_path (absent: nothing to restore). */
-static int state_load(session *s, const char *path)
+_Static_assert(sizeof(((client_dp_state *)0)->run_id) == FL_RUN_ID_MAX + 1,
+               "client_dp_state.run_id holds a run id");
+
+int client_dp_state_read(const char *path, client_dp_state *st)
 {
 	cJSON *o = NULL, *ph, *it;
 	char *text = NULL;
@@ -214,10 +225,11 @@ static int state_load(session *s, const char *path)
 	int rv = FL_EFORMAT;
 	FILE *f = fopen(path, "r");
 
+	memset(st, 0, sizeof *st);
 	if (!f)
 		return errno == ENOENT ? 0 : FL_EIO;
-	text = malloc(1 << 20);
-	n = text ? (long)fread(text, 1, (1 << 20) - 1, f) : -1;
+	text = malloc(CLIENT_STATE_MAX_BYTES);
+	n = text ? (long)fread(text, 1, CLIENT_STATE_MAX_BYTES - 1, f) : -1;
 	fclose(f);
 	if (n < 0) {
 		free(text);
@@ -233,11 +245,18 @@ static int state_load(session *s, const char *path)
 	if (!cJSON_IsString(it) || fl_wire_run_id_valid(it->valuestring) != 0 ||
 	    !cJSON_IsArray(ph) || cJSON_GetArraySize(ph) > CLIENT_MAX_PHASES)
 		goto done;
-	snprintf(s->saved_run, sizeof s->saved_run, "%s", it->valuestring);
+	snprintf(st->run_id, sizeof st->run_id, "%s", it->valuestring);
 	it = cJSON_GetObjectItemCaseSensitive(o, "delta");
-	s->saved_delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
-	s->saved = calloc(cJSON_GetArraySize(ph) + 1, sizeof *s->saved);
-	if (!s->saved) {
+	st->delta = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	/* absent in files of older clients: rdp */
+	it = cJSON_GetObjectItemCaseSensitive(o, "accountant");
+	st->kind = PRIV_ACCT_RDP;
+	if (it && (!cJSON_IsString(it) || priv_acct_parse(it->valuestring, &st->kind) != 0))
+		goto done;
+	it = cJSON_GetObjectItemCaseSensitive(o, "eps_error");
+	st->eps_error = cJSON_IsNumber(it) ? it->valuedouble : 0;
+	st->phases = calloc(cJSON_GetArraySize(ph) + 1, sizeof *st->phases);
+	if (!st->phases) {
 		rv = FL_ENOMEM;
 		goto done;
 	}
@@ -245,22 +264,48 @@ static int state_load(session *s, const char *path)
 	{
 		cJSON *sg = cJSON_GetObjectItemCaseSensitive(it, "sigma");
 		cJSON *q = cJSON_GetObjectItemCaseSensitive(it, "q");
-		cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "steps");
-		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(st) ||
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "steps");
+		if (!cJSON_IsNumber(sg) || !cJSON_IsNumber(q) || !cJSON_IsNumber(t) ||
 		    !(sg->valuedouble >= 0) || !(q->valuedouble >= 0 && q->valuedouble <= 1) ||
-		    !(st->valuedouble >= 0 && st->valuedouble < 1e15))
+		    !(t->valuedouble >= 0 && t->valuedouble < 1e15))
 			goto done;
-		s->saved[s->n_saved++] =
-		    (priv_phase){sg->valuedouble, q->valuedouble, (long)st->valuedouble};
+		st->phases[st->n++] =
+		    (priv_phase){sg->valuedouble, q->valuedouble, (long)t->valuedouble};
 	}
 	rv = 0;
 done:
 	cJSON_Delete(o);
-	if (rv == FL_EFORMAT)
-		fl_log(FL_LOG_ERROR, "client",
-		       "state file %s is malformed; remove it to start a new privacy history",
-		       path);
+	if (rv) {
+		client_dp_state_fini(st);
+		if (rv == FL_EFORMAT)
+			fl_log(FL_LOG_ERROR, "client",
+			       "state file %s is malformed; remove it to start a new privacy "
+			       "history",
+			       path);
+	}
 	return rv;
+}
+
+void client_dp_state_fini(client_dp_state *st)
+{
+	free(st->phases);
+	memset(st, 0, sizeof *st);
+}
+
+/* Reads the accountant history of state_path (absent: nothing to restore). */
+static int state_load(session *s, const char *path)
+{
+	client_dp_state st;
+	int rv = client_dp_state_read(path, &st);
+	if (rv)
+		return rv;
+	snprintf(s->saved_run, sizeof s->saved_run, "%s", st.run_id);
+	s->saved_delta = st.delta;
+	s->saved_kind = st.kind;
+	s->saved_eps_error = st.eps_error;
+	s->saved = st.phases;
+	s->n_saved = st.n;
+	return 0;
 }
 
 /* Writes the accountant history to state_path atomically, mode 0600. */
@@ -277,6 +322,8 @@ static int state_save(session *s)
 	ph = cJSON_AddArrayToObject(o, "phases");
 	if (!o || !ph || !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
 	    !cJSON_AddNumberToObject(o, "delta", s->delta) ||
+	    !cJSON_AddStringToObject(o, "accountant", priv_acct_name(s->acct.kind)) ||
+	    !cJSON_AddNumberToObject(o, "eps_error", s->acct.eps_error) ||
 	    !cJSON_AddNumberToObject(o, "epsilon", isfinite(s->epsilon) ? s->epsilon : -1))
 		goto done;
 	for (int i = 0; i < s->n_phases; i++) {
@@ -314,12 +361,21 @@ static void new_run(session *s, const char *run_id)
 		memcpy(s->phases, s->saved, s->n_saved * sizeof *s->phases);
 		s->n_phases = s->n_saved;
 		s->delta = s->saved_delta;
-		if (s->delta > 0 && s->delta < 1 &&
-		    priv_rdp_epsilon(s->phases, s->n_phases, s->delta, &s->epsilon, NULL) != 0)
-			s->epsilon = INFINITY;
+		priv_acct_kind k = s->saved_kind;
+		if (s->o->accountant)
+			priv_acct_parse(s->o->accountant, &k); /* checked in client_run */
+		priv_acct_fini(&s->acct);
+		priv_acct_init(&s->acct, k, s->saved_eps_error);
+		if (s->delta > 0 && s->delta < 1) {
+			priv_acct_eps r;
+			s->epsilon =
+			    priv_acct_epsilon(&s->acct, s->phases, s->n_phases, s->delta, &r) == 0
+			        ? r.epsilon
+			        : INFINITY;
+		}
 		fl_log(FL_LOG_INFO, "client",
-		       "restored the privacy history of run %s: %d phase(s), epsilon %.4g", run_id,
-		       s->n_phases, s->epsilon);
+		       "restored the privacy history of run %s: %d phase(s), epsilon %.4g (%s)",
+		       run_id, s->n_phases, s->epsilon, priv_acct_name(s->acct.kind));
 	}
 }
 
@@ -488,6 +544,7 @@ done:
 static void account(session *s, double sigma, double q, long steps, double delta)
 {
 	priv_phase *last = s->n_phases ? &s->phases[s->n_phases - 1] : NULL;
+	priv_acct_eps r = {0};
 	double eps = INFINITY;
 	if (steps <= 0)
 		return;
@@ -498,8 +555,10 @@ static void account(session *s, double sigma, double q, long steps, double delta
 	else
 		s->phases[s->n_phases - 1].steps += steps; /* bounded; conservative enough */
 	s->delta = delta;
-	if (priv_rdp_epsilon(s->phases, s->n_phases, delta, &eps, NULL) != 0)
-		eps = INFINITY;
+	if (priv_acct_epsilon(&s->acct, s->phases, s->n_phases, delta, &r) == 0)
+		eps = r.epsilon;
+	if (r.fallback)
+		fl_log(FL_LOG_WARN, "client", "prv grid too large; epsilon is the rdp bound");
 	s->epsilon = eps;
 	state_save(s);
 }
@@ -543,6 +602,55 @@ static void capture_submit(const uint8_t *buf, size_t len)
 		       fl_strerror(rv));
 }
 
+/* The accountant of this client's epsilon: --accountant, else the run's
+ * (DpParams.accountant, 0 rdp / 1 prv; a coordinator without the field
+ * sends 0). Switching resets only the memo: the history is the same.
+ * FL_EFORMAT on an unknown accountant or a bad eps_error. */
+static int choose_accountant(session *s, const Fedlora__DpParams *dp)
+{
+	priv_acct_kind k;
+	double e = dp->eps_error;
+	if (s->o->accountant) {
+		if (priv_acct_parse(s->o->accountant, &k) != 0)
+			return FL_EINVAL;
+	} else if (dp->accountant == 0 || dp->accountant == 1) {
+		k = dp->accountant ? PRIV_ACCT_PRV : PRIV_ACCT_RDP;
+	} else {
+		return FL_EFORMAT;
+	}
+	if (!(e >= 0 && e <= 1)) /* NaN too; 0: the default */
+		return FL_EFORMAT;
+	if (e == 0)
+		e = PRIV_ACCT_EPS_ERROR_DEFAULT;
+	if (k != s->acct.kind || e != s->acct.eps_error) {
+		priv_acct_fini(&s->acct);
+		priv_acct_init(&s->acct, k, e);
+	}
+	return 0;
+}
+
+/* A round whose deadline would pass before our Submit is out: nothing is
+ * sent. A partial update (fewer local steps) is not sent either: FedAvg
+ * weights updates by num_samples assuming equal local work, so a truncated
+ * one would be silently under-weighted in effect; the round's quorum and
+ * top-up selection already cope with a missing client. Returns 0. */
+static int skip_round(session *s, const Fedlora__Task *t, const client_deadline *dl,
+                      client_event *ev, int steps)
+{
+	fl_log(FL_LOG_WARN, "client",
+	       "deadline passed, skipping round %llu (%d of %u steps, %llu ms)",
+	       (unsigned long long)t->round, steps, t->train->local_steps,
+	       (unsigned long long)t->deadline_ms);
+	s->skip_round = t->round;
+	s->skip_seed = t->train->round_seed;
+	s->skip_until = dl->t_end;
+	ev->accepted = 0;
+	ev->code = FL_ETIMEOUT;
+	ev->text = "deadline passed, round skipped";
+	emit(s, ev);
+	return 0;
+}
+
 /* Secure aggregation (Task.secagg): defined at the end of this file. */
 static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *global,
                         const model_train_params *p, const model_train_result *res,
@@ -561,8 +669,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 	fl_wire_msg rep = {0};
 	uint8_t nonce[FL_NONCE_BYTES], *buf = NULL;
 	size_t len = 0;
-	int rv, dp_mode, which;
-	double t0;
+	int rv, dp_mode, which, delay_ms;
+	double t0, t_task = s->last_reply;
+	client_deadline dl;
 	client_event ev = {.kind = CLIENT_EV_ROUND, .round = t->round};
 
 	if ((rv = fl_wire_check_task(t, s->run_id, s->acked_round)) != 0) {
@@ -582,11 +691,22 @@ static int do_task(session *s, const Fedlora__Task *t)
 		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
 		return 0;
 	}
+	if (t->round == s->skip_round && t->train && t->train->round_seed == s->skip_seed) {
+		/* the attempt we skipped for its deadline: wait for it to close */
+		double left = s->skip_until - mono_s();
+		sleep_ms(left > 2.0 ? 2000 : left > 0.01 ? (int)(left * 1000) : 10);
+		return 0;
+	}
 	dp_mode = (int)t->dp->mode;
 	if (dp_mode < 0 || dp_mode > 2 || t->train->optimizer > 1) {
 		fl_log(FL_LOG_WARN, "client", "task of round %llu: unknown dp mode or optimizer",
 		       (unsigned long long)t->round);
 		return FL_EFORMAT;
+	}
+	if (dp_mode == 1 && (rv = choose_accountant(s, t->dp)) != 0) {
+		fl_log(FL_LOG_WARN, "client", "task of round %llu: unknown accountant",
+		       (unsigned long long)t->round);
+		return rv;
 	}
 	if ((rv = fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, s->ad)) != 0) {
 		fl_log(FL_LOG_WARN, "client", "global adapter of round %llu refused: %s",
@@ -614,6 +734,11 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if ((o->attack.kind != CLIENT_ATTACK_NONE || t->secagg) &&
 	    (rv = lora_adapter_clone(&honest_global, s->ad)) != 0)
 		return rv;
+	/* Task.deadline_ms, counted from the Task's arrival; the reserve covers
+	 * sealing and sending (the last Submit's round trip) */
+	client_deadline_init(&dl, t_task, t->deadline_ms, 0.1 + s->last_submit_s);
+	p.before_step = client_deadline_step;
+	p.step_arg = &dl;
 	t0 = mono_s();
 	rv = model_task_train(s->task, s->ad, &p, dp_mode == 1 ? s->noise : NULL, &res);
 	if (rv == 0 && honest_global && o->attack.kind != CLIENT_ATTACK_NONE)
@@ -629,8 +754,10 @@ static int do_task(session *s, const Fedlora__Task *t)
 	}
 	lora_adapter_free(honest_global);
 	ev.seconds = mono_s() - t0;
-	if (dp_mode == 1)
+	if (dp_mode == 1) /* the steps taken count, even when nothing is sent */
 		account(s, p.dp_noise, p.dp_q, res.dp_steps, t->dp->delta);
+	if ((rv == FL_ETIMEOUT && dl.stopped) || (rv == 0 && client_deadline_passed(&dl, mono_s())))
+		return skip_round(s, t, &dl, &ev, res.steps);
 	if (rv != 0) {
 		fl_log(FL_LOG_ERROR, "client", "training round %llu failed: %s",
 		       (unsigned long long)t->round, fl_strerror(rv));
@@ -671,18 +798,27 @@ static int do_task(session *s, const Fedlora__Task *t)
 	if ((rv = fl_wire_seal(&sub.base, FL_MSG_SUBMIT, &s->key, &buf, &len)) != 0)
 		goto done;
 	fl_wire_tensors_fini(&ts);
+	if (client_deadline_passed(&dl, mono_s())) {
+		rv = skip_round(s, t, &dl, &ev, res.steps);
+		goto done;
+	}
 	capture_submit(buf, len);
+	if ((delay_ms = client_deadline_test_submit_delay_ms()) > 0)
+		sleep_ms(delay_ms); /* FEDLORA_DELAY_SUBMIT_MS: test-only slow uplink */
 
 	ev.train_loss = res.train_loss;
 	ev.eval_before = res.eval_before;
 	ev.eval_after = res.eval_after;
 	ev.epsilon = met.epsilon;
 	ev.delta = met.delta;
+	ev.accountant = priv_acct_name(s->acct.kind);
 	ev.bytes_up = len;
 	ev.total_rounds = s->total_rounds;
 	s->st.rounds_trained++;
 
+	t0 = mono_s();
 	rv = send_submit(s, buf, len, &rep);
+	s->last_submit_s = mono_s() - t0;
 	if (rv != 0) {
 		ev.code = rv;
 		ev.text = "no reply to the submission";
@@ -704,6 +840,9 @@ static int do_task(session *s, const Fedlora__Task *t)
 		/* our own resend of an update that already arrived */
 		if (ev.code == FL_EREPLAY)
 			ev.accepted = 1;
+		if (ev.code == FL_ECLOSED)
+			fl_log(FL_LOG_WARN, "client", "round %llu closed before our update arrived",
+			       (unsigned long long)t->round);
 	} else {
 		ev.code = FL_EFORMAT;
 		ev.text = "unexpected reply to a submission";
@@ -812,6 +951,11 @@ int client_run(const client_opts *o, client_stats *st)
 		return FL_ENOMEM;
 	s->o = o;
 	s->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+	priv_acct_init(&s->acct, PRIV_ACCT_RDP, 0);
+	if (o->accountant && priv_acct_parse(o->accountant, &s->acct.kind) != 0) {
+		free(s);
+		return FL_EINVAL;
+	}
 	s->recv_max = o->recv_max ? o->recv_max : FL_NET_RECV_MAX_DEFAULT;
 	atomic_init(&s->disconnects, 0);
 	if ((rv = priv_key_load(&s->key, o->key_path)) != 0) {
@@ -901,6 +1045,7 @@ out:
 		nng_close(s->sock);
 	priv_key_wipe(&s->key);
 	priv_noise_free(s->noise);
+	priv_acct_fini(&s->acct);
 	lora_adapter_free(s->ad);
 	model_task_close(s->task);
 	free(s->saved);

@@ -45,6 +45,11 @@
 #include <stdint.h>
 
 #include "client/attack.h"
+#include "privacy/accountant.h"
+#include "privacy/acct.h"
+
+#define CLIENT_MAX_PHASES      4096      /* accountant history entries (merged when equal) */
+#define CLIENT_STATE_MAX_BYTES (1 << 20) /* a longer state file is cut and does not parse */
 
 typedef enum client_event_kind {
 	CLIENT_EV_WELCOME = 1, /* registered: run_id, total_rounds, committed_round */
@@ -59,11 +64,13 @@ typedef struct client_event {
 	uint64_t round, total_rounds, committed_round;
 	double train_loss, eval_before, eval_after;
 	double epsilon, delta; /* cumulative, sample-level DP; 0 without */
-	double seconds;        /* local training wall time */
-	size_t bytes_up;       /* bytes of the Submit envelope */
-	int accepted;          /* 1: Ack, 0: Reject (code) */
-	int code;              /* FL_E* reason of a Reject or failure */
-	const char *text;      /* Reject text or failure detail */
+	/* "rdp" | "prv": what computed epsilon (static string) */
+	const char *accountant;
+	double seconds;   /* local training wall time */
+	size_t bytes_up;  /* bytes of the Submit envelope */
+	int accepted;     /* 1: Ack, 0: Reject (code) */
+	int code;         /* FL_E* reason of a Reject or failure */
+	const char *text; /* Reject text or failure detail */
 } client_event;
 
 typedef struct client_opts {
@@ -73,6 +80,8 @@ typedef struct client_opts {
 	const char *state_path;      /* optional: the DP accountant's history, kept across
 	                                restarts of this client (JSON, mode 0600) */
 	const char *task;            /* expected task ("linreg" | "lm") */
+	const char *accountant;      /* NULL: the run's (Task DpParams); "rdp" | "prv":
+	                                this client's own choice for its epsilon */
 	int client_index;            /* data shard / synthetic client index, >= 0 */
 	int have_seed;               /* 1: data_seed overrides the run's seed for data */
 	uint64_t data_seed;
@@ -95,6 +104,25 @@ typedef struct client_opts {
 } client_opts;
 
 void client_opts_default(client_opts *o);
+
+/* The privacy history kept in client_opts.state_path: {"run_id": ID,
+ * "delta": D, "epsilon": E, "accountant": "rdp"|"prv", "eps_error": X,
+ * "phases": [{"sigma","q","steps"}, ..]}. */
+typedef struct client_dp_state {
+	char run_id[64 + 1];    /* FL_RUN_ID_MAX + 1 */
+	double delta;           /* 0 when absent */
+	priv_acct_kind kind;    /* "accountant"; rdp when absent */
+	double eps_error;       /* "eps_error"; 0 when absent */
+	priv_phase *phases;  /* n of them, malloc'd (client_dp_state_fini frees) */
+	int n;
+} client_dp_state;
+
+/* Reads a state file (untrusted: at most CLIENT_MAX_PHASES phases, a valid run
+ * id, sigma >= 0, q in [0, 1], 0 <= steps < 1e15). A missing file is an empty
+ * state (0, n == 0, run_id ""); FL_EFORMAT (logged) when it does not parse,
+ * FL_EIO / FL_ENOMEM. On failure *st is empty. */
+int client_dp_state_read(const char *path, client_dp_state *st);
+void client_dp_state_fini(client_dp_state *st);
 
 typedef struct client_stats {
 	int rounds_trained;   /* rounds trained and submitted */

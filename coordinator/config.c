@@ -78,6 +78,9 @@ static const opt_def opts[] = {
     O("dp_q", T_DBL, dp_q, 1, "sample: Poisson sampling rate of examples"),
     O("dp_delta", T_DBL, dp_delta, 0, "delta of the reported (epsilon, delta)"),
     O("target_eps", T_DBL, target_eps, 0, "stop before a round would exceed this epsilon"),
+    O("accountant", T_STR, accountant, 1,
+      "rdp | prv: accountant of the reported epsilon (prv: PRV upper bound, tighter)"),
+    O("eps_error", T_DBL, eps_error, 1, "prv: epsilon error of the PRV bounds, (0, 1]"),
     O("expected_clients", T_DBL, expected_clients, 1,
       "client DP: divisor of the noisy sum (default clients_per_round)"),
     O("fair_ridge", T_FLAG, fair_ridge, 0, "fair: closed-form ridge correction"),
@@ -107,6 +110,9 @@ static const opt_def opts[] = {
       "secure aggregation: consecutive aborted attempts of one round that stop the run"),
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+/* Integers up to this magnitude are exact JSON numbers (doubles); larger
+ * 64-bit settings (a seed) travel in run.json as decimal strings. */
+#define COORD_JSON_EXACT 9000000000000000LL
 
 void coord_config_default(coord_config *c)
 {
@@ -136,6 +142,8 @@ void coord_config_default(coord_config *c)
 	c->join_wait = 2;
 	strcpy(c->dp, "none");
 	c->dp_delta = 1e-5;
+	strcpy(c->accountant, "rdp");
+	c->eps_error = 0.01;
 	c->fair_lambda = 0.01;
 	c->fair_steps = 300;
 	c->fair_lr = 0.01;
@@ -263,7 +271,7 @@ int coord_config_apply_json(coord_config *c, const char *text, size_t len, char 
 				*(double *)p = x;
 			} else {
 				/* integers must be integral and in range */
-				if (x != floor(x) || fabs(x) > 9.0e15)
+				if (x != floor(x) || fabs(x) > (double)COORD_JSON_EXACT)
 					goto bad;
 				snprintf(num, sizeof num, "%.0f", x);
 				if ((rv = opt_set_text(c, d, num, err, errn)) != 0)
@@ -428,6 +436,9 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	        "--dp must be none, sample or client");
 	REQUIRE(c->dp_delta > 0 && c->dp_delta < 1, "--dp-delta must be in (0, 1)");
 	REQUIRE(c->target_eps >= 0, "--target-eps must be >= 0");
+	REQUIRE(!strcmp(c->accountant, "rdp") || !strcmp(c->accountant, "prv"),
+	        "--accountant must be rdp or prv");
+	REQUIRE(c->eps_error > 0 && c->eps_error <= 1, "--eps-error must be in (0, 1]");
 	if (coord_config_dp_mode(c) != COORD_DP_NONE) {
 		REQUIRE(c->dp_clip > 0, "--dp %s needs --dp-clip > 0", c->dp);
 		REQUIRE(c->dp_noise >= 0, "--dp-noise must be >= 0");
@@ -533,6 +544,7 @@ int coord_config_to_json(const coord_config *c, char **out)
 		const opt_def *d = &opts[i];
 		const char *p = (const char *)c + d->off;
 		cJSON *v = NULL;
+		char num[40];
 
 		switch (d->type) {
 		case T_STR:
@@ -541,12 +553,31 @@ int coord_config_to_json(const coord_config *c, char **out)
 		case T_INT:
 			v = cJSON_CreateNumber(*(const int *)p);
 			break;
-		case T_LL:
-			v = cJSON_CreateNumber((double)*(const long long *)p);
+		case T_LL: {
+			/* cJSON prints numbers with 15 significant digits (or 17 when
+			 * those do not come back within an epsilon), so both kinds are
+			 * written as exact raw text. Beyond 9e15 apply_json refuses a
+			 * number: such values (a seed) go as decimal strings, which
+			 * apply_json parses exactly. */
+			long long x = *(const long long *)p;
+			snprintf(num, sizeof num, "%lld", x);
+			if (x >= -COORD_JSON_EXACT && x <= COORD_JSON_EXACT)
+				v = cJSON_CreateRaw(num);
+			else
+				v = cJSON_CreateString(num);
 			break;
-		case T_DBL:
-			v = cJSON_CreateNumber(*(const double *)p);
+		}
+		case T_DBL: {
+			/* the shortest of %.15g, %.16g, %.17g that reads back exactly */
+			double x = *(const double *)p;
+			for (int prec = 15; prec <= 17; prec++) {
+				snprintf(num, sizeof num, "%.*g", prec, x);
+				if (strtod(num, NULL) == x)
+					break;
+			}
+			v = isfinite(x) ? cJSON_CreateRaw(num) : cJSON_CreateNull();
 			break;
+		}
 		case T_FLAG:
 			v = cJSON_CreateBool(*(const int *)p);
 			break;

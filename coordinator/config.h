@@ -66,6 +66,10 @@ typedef struct coord_config {
 	char dp[COORD_NAME_MAX]; /* none | sample | client */
 	double dp_clip, dp_noise, dp_q, dp_delta, target_eps;
 	double expected_clients; /* client DP: denominator; 0 = clients_per_round */
+	/* rdp | prv (privacy/acct.h), fixed at run start; prv: epsilon error of
+	 * its bounds (default 0.01) */
+	char accountant[COORD_NAME_MAX];
+	double eps_error;
 	/* fair */
 	int fair_ridge;
 	double fair_lambda;

@@ -22,7 +22,9 @@
  * (they were trained on the same global) and the selection is topped up from
  * the clients that have not reported; the retry is logged and counted
  * (metrics "attempts", state.json "retries"). The registry only grows;
- * clients that went away are simply absent from the rounds that select them.
+ * clients that missed an attempt's deadline or whose connection dropped are
+ * "gone" (coordinator/gone.h) and left out of top-ups and selections until
+ * they are back (metrics "gone_excluded", "gone").
  *
  * Known limits: the Task's deadline_ms is the full round timeout even for a
  * client that fetches it late; with
@@ -32,7 +34,7 @@
  * Verifying a Submit's signature, unpacking it and converting its tensors run
  * outside the lock; the fold into the aggregator runs under `agg_mu` only.
  * The engine closes a round by setting the phase to CLOSED (later Submits are
- * stale) and then waits until no fold is in flight (`folding` == 0) before it
+ * refused as round_closed) and then waits until no fold is in flight (`folding` == 0) before it
  * finishes the aggregation.
  *
  * Durability. The commit of round R is: global/round-R.safetensors, then the
@@ -73,6 +75,8 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "coordinator/crash.h"
+#include "coordinator/gone.h"
 #include "coordinator/robust_cfg.h"
 #include "coordinator/rundir.h"
 #include "coordinator/sample.h"
@@ -87,6 +91,7 @@
 #include "lora/io.h"
 #include "model/task.h"
 #include "privacy/accountant.h"
+#include "privacy/acct.h"
 #include "privacy/noise.h"
 #include "privacy/sign.h"
 #include "tokenizer/model_tok.h"
@@ -96,6 +101,7 @@
 #define NREASONS          32     /* indexes -code of core/err.h codes */
 #define COORD_MAX_CLIENTS 100000 /* registry bound: enrollment cannot grow memory without end */
 #define REJECT_LOG_EVERY  10.0   /* seconds between log lines of one reason */
+#define STATE_SAVE_EVERY  0.2    /* seconds between state.json writes for registrations */
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
@@ -155,6 +161,7 @@ struct coord {
 	int folding;
 	int n_parked;             /* GetTasks held (long poll) */
 	int st_dirty;             /* registry changed since state.json was written */
+	double st_saved_at;       /* when wait_until last wrote it (monotonic s) */
 	unsigned char *done_told; /* after the run: client was answered Done */
 	int n_done, n_told;
 	fl_nonce_set *nonces; /* of cur_round (all its attempts) */
@@ -167,7 +174,12 @@ struct coord {
 	uint64_t bytes_up, bytes_down;
 	double w_sum, train_sum, eval_after_sum, eval_before_sum;
 	double client_eps_round;
+	priv_acct acct;         /* --accountant, with its memo (under mu) */
+	priv_acct_eps acct_eps; /* client DP: the last committed round's accounting */
+	double acct_s_round;    /* seconds in the accountant since the last commit */
 	int retries_round;
+	coord_gone gone;    /* clients left out of selections (coordinator/gone.h) */
+	long gone_excluded; /* this round: clients left out of selections as gone */
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
 	long rej_suppressed[NREASONS];
@@ -318,7 +330,7 @@ static int key_admitted(coord *c, const uint8_t pk[PRIV_PK_BYTES])
 
 /* ------------------------------------------------------------- handlers */
 
-static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
+static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Hello *h = (const Fedlora__Hello *)m->body;
 	Fedlora__Welcome w = FEDLORA__WELCOME__INIT;
@@ -348,6 +360,8 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 		              COORD_MAX_CLIENTS);
 	}
 	rv = coord_state_add_client(&c->st, hex, (long)h->num_samples, c->st.round + 1, &idx);
+	if (!rv)
+		coord_gone_seen(&c->gone, idx, pipe, 1);
 	if (!rv && is_new) {
 		/* persisted by the engine (wait_until) within 200 ms, so a burst
 		 * of registrations costs one write; a crash before that only costs
@@ -362,6 +376,7 @@ static nng_msg *handle_hello(coord *c, const fl_wire_msg *m, const char *who)
 	pthread_mutex_unlock(&c->mu);
 	if (rv)
 		return reject(c, rv, who, "hello: cannot register: %s", fl_strerror(rv));
+	coord_crash_hit(COORD_CRASH_REGISTRATION);
 
 	spec.task = c->cfg.task;
 	spec.base_model = c->base_name;
@@ -422,6 +437,8 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, uint
 	 * that says it trained the open round already (for a coordinator that
 	 * crashed before committing it) gets a Wait whose round names the last
 	 * committed one, so it knows to retrain. */
+	if (c->phase == PH_OPEN && idx < c->n_sel && c->sel[idx] == SEL_PENDING)
+		return make_wait(c, 10); /* selected, but says it trained: retrain now */
 	if (!held && c->n_parked < c->nworks / 2) {
 		*park = 1;
 		return NULL;
@@ -430,7 +447,7 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, uint
 }
 
 static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
-                               int *park)
+                               uint32_t pipe, int *park)
 {
 	const Fedlora__GetTask *g = (const Fedlora__GetTask *)m->body;
 	char hex[PRIV_PK_HEX];
@@ -449,6 +466,7 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "get_task: not registered (send Hello first)");
 	}
+	coord_gone_seen(&c->gone, idx, pipe, 0);
 	rep = gettask_reply_locked(c, idx, g->last_round_seen, g->sa_phase, 0, park);
 	if (*park) {
 		c->n_parked++;
@@ -474,7 +492,22 @@ static int check_metrics(const Fedlora__TrainMetrics *tm)
 	return 0;
 }
 
-static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
+/* Is a Submit (of this run) for a round that is not open? Under mu. 0: it is
+ * for the open attempt; FL_ECLOSED: its round was committed, or it is the
+ * current round and the attempt it was handed out in has closed (it timed out;
+ * a retry may open a new attempt, which hands the Task out again); FL_ESTALE:
+ * a round this coordinator never opened (a future one, or one not reopened
+ * yet after a restart). */
+static int submit_closed_locked(const coord *c, const Fedlora__Submit *s)
+{
+	if (s->round > 0 && s->round <= (uint64_t)c->st.round)
+		return FL_ECLOSED;
+	if (c->cur_round > 0 && s->round == (uint64_t)c->cur_round)
+		return c->phase == PH_OPEN ? 0 : FL_ECLOSED;
+	return FL_ESTALE;
+}
+
+static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who, uint32_t pipe)
 {
 	const Fedlora__Submit *s = (const Fedlora__Submit *)m->body;
 	Fedlora__Ack ack = FEDLORA__ACK__INIT;
@@ -499,13 +532,18 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, FL_EKEY, who, "submit: not registered (send Hello first)");
 	}
-	if (c->phase != PH_OPEN ||
-	    (rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round)) == FL_ESTALE) {
+	coord_gone_seen(&c->gone, idx, pipe, 0);
+	if ((rv = submit_closed_locked(c, s)) != 0) {
 		unsigned long long r = (unsigned long long)s->round;
 		pthread_mutex_unlock(&c->mu);
-		return reject(c, FL_ESTALE, who, "submit: round %llu is not open (%s)", r,
+		if (rv == FL_ECLOSED)
+			return reject(c, rv, who, "submit: round %llu closed (%s)", r,
+			              s->round <= (uint64_t)c->st.round ? "committed"
+			                                                : "its attempt timed out");
+		return reject(c, rv, who, "submit: round %llu is not open (%s)", r,
 		              c->phase == PH_OPEN ? "another round" : "no round open");
 	}
+	rv = fl_wire_check_submit(s, c->st.run_id, (uint64_t)round);
 	if (rv) {
 		pthread_mutex_unlock(&c->mu);
 		return reject(c, rv, who, "submit: %s", fl_strerror(rv));
@@ -544,6 +582,8 @@ static nng_msg *handle_submit(coord *c, const fl_wire_msg *m, const char *who)
 	 * and so reset the log, while folding > 0). */
 	w = c->dp == COORD_DP_CLIENT ? 1.0 : (double)s->num_samples;
 	rv = coord_nonce_log_append(c->nonce_fd, round, s->nonce.data);
+	if (!rv)
+		coord_crash_hit(COORD_CRASH_MID_FOLD);
 	if (!rv)
 		rv = lora_adapter_clone(&ad, c->global);
 	if (!rv)
@@ -597,6 +637,9 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	fl_wire_msg m;
 	char who[16];
 	nng_msg *rep = NULL;
+	uint32_t pipe = nng_pipe_id(nng_msg_get_pipe(req)) > 0
+	                    ? (uint32_t)nng_pipe_id(nng_msg_get_pipe(req))
+	                    : 0;
 	int rv;
 
 	*park = 0;
@@ -609,13 +652,13 @@ static nng_msg *handle_request(coord *c, coord_work *w, nng_msg *req, int *park)
 	short_id(m.signer, who);
 	switch (m.type) {
 	case FL_MSG_HELLO:
-		rep = handle_hello(c, &m, who);
+		rep = handle_hello(c, &m, who, pipe);
 		break;
 	case FL_MSG_GET_TASK:
-		rep = handle_gettask(c, w, &m, who, park);
+		rep = handle_gettask(c, w, &m, who, pipe, park);
 		break;
 	case FL_MSG_SUBMIT:
-		rep = handle_submit(c, &m, who);
+		rep = handle_submit(c, &m, who, pipe);
 		break;
 	case FL_MSG_SA_UP:
 		rep = handle_sa_up(c, &m, who);
@@ -697,6 +740,24 @@ static void work_cb(void *arg)
 		nng_ctx_recv(w->ctx, w->aio);
 		break;
 	}
+}
+
+/* nng pipe removal (a connection dropped): the clients that last spoke on
+ * it are gone (coordinator/gone.h). On an nng thread. */
+static void on_pipe_removed(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	coord *c = arg;
+	int id = nng_pipe_id(p), n;
+	(void)ev;
+	if (id <= 0)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->sock_open && c->phase != PH_DONE) {
+		n = coord_gone_pipe_dropped(&c->gone, (uint32_t)id, c->st.round + 1);
+		if (n > 0)
+			coord_logf(c, FL_LOG_DEBUG, "connection dropped: %d client(s) gone", n);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* Wakes every parked GetTask (under mu). */
@@ -796,11 +857,13 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	model_task_opts to;
 	coord_config stored;
 	char path[PATH_MAX];
-	int rv, have_run;
+	int rv, have_run, crash_armed = 0;
 	size_t adapter_bytes;
 
 	*out = NULL;
 	if ((rv = coord_config_validate(cfg, err, errn)) != 0)
+		return rv;
+	if ((rv = coord_crash_init(&crash_armed, err, errn)) != 0)
 		return rv;
 	if (priv_sodium_init() != 0) {
 		fl_seterr(err, errn, "libsodium failed to initialize");
@@ -811,6 +874,11 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	c->cfg = *cfg;
 	c->nonce_fd = -1;
 	c->dp = coord_config_dp_mode(cfg);
+	{
+		priv_acct_kind k = PRIV_ACCT_RDP;
+		priv_acct_parse(cfg->accountant, &k); /* validated above */
+		priv_acct_init(&c->acct, k, cfg->eps_error);
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_mutex_init(&c->agg_mu, NULL);
 	{
@@ -862,6 +930,9 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 	}
 	if (snprintf(path, sizeof path, "%s/coordinator.log", cfg->run_dir) < (int)sizeof path)
 		c->logf = fopen(path, "a");
+	if (crash_armed)
+		coord_logf(c, FL_LOG_WARN, "FEDLORA_CRASH_AT=%s: test-only crash hook armed",
+		           getenv("FEDLORA_CRASH_AT"));
 
 	/* task: adapter shape only */
 	model_task_opts_default(&to);
@@ -1032,9 +1103,11 @@ void coord_close(coord *c)
 	lora_adapter_free(c->global);
 	model_task_close(c->task);
 	priv_noise_free(c->noise);
+	priv_acct_fini(&c->acct);
 	priv_allow_free(c->allow);
 	priv_key_wipe(&c->key);
 	coord_state_fini(&c->st);
+	coord_gone_fini(&c->gone);
 	if (c->logf)
 		fclose(c->logf);
 	pthread_cond_destroy(&c->cv);
@@ -1070,6 +1143,7 @@ static int start_server(coord *c, char *err, size_t errn)
 	}
 	c->sock_open = 1;
 	c->sock_made = 1;
+	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, on_pipe_removed, c);
 	if (!(c->works = calloc((size_t)c->cfg.contexts, sizeof *c->works)))
 		return FL_ENOMEM;
 	c->nworks = c->cfg.contexts;
@@ -1091,6 +1165,41 @@ static int start_server(coord *c, char *err, size_t errn)
 	return 0;
 }
 
+/* Writes state.json after registrations (group commit: at most once every
+ * STATE_SAVE_EVERY seconds, however many Hellos came): the registry is
+ * copied under mu and written with mu released, so Hellos, GetTasks and
+ * Submits are not held up by the JSON and the fsyncs. Only the engine thread
+ * writes state.json (here and in commit_round_locked), so writes never race.
+ * Called and returns with mu held; mu is released in between. */
+static void save_registry_locked(coord *c)
+{
+	coord_state snap = c->st;
+	int rv = FL_ENOMEM;
+
+	snap.key_index = NULL;
+	snap.key_cap = 0;
+	snap.clients =
+	    malloc((size_t)(c->st.n_clients > 0 ? c->st.n_clients : 1) * sizeof *snap.clients);
+	snap.phases =
+	    malloc((size_t)(c->st.n_phases > 0 ? c->st.n_phases : 1) * sizeof *snap.phases);
+	if (snap.clients && snap.phases) {
+		memcpy(snap.clients, c->st.clients, (size_t)c->st.n_clients * sizeof *snap.clients);
+		memcpy(snap.phases, c->st.phases, (size_t)c->st.n_phases * sizeof *snap.phases);
+		c->st_dirty = 0;
+		pthread_mutex_unlock(&c->mu);
+		rv = coord_state_save(&snap, c->cfg.run_dir);
+		pthread_mutex_lock(&c->mu);
+	}
+	free(snap.clients);
+	free(snap.phases);
+	c->st_saved_at = fl_now_s();
+	if (rv) {
+		c->st_dirty = 1; /* try again at the next wake */
+		coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
+		           fl_strerror(rv));
+	}
+}
+
 /* Waits on cv until deadline (monotonic seconds) or a broadcast. */
 static void wait_until(coord *c, double deadline)
 {
@@ -1104,31 +1213,37 @@ static void wait_until(coord *c, double deadline)
 	ts.tv_sec = (time_t)t;
 	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
 	pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-	if (c->st_dirty) {
-		int rv = coord_state_save(&c->st, c->cfg.run_dir);
-		if (rv)
-			coord_logf(c, FL_LOG_WARN, "cannot save state.json after registrations: %s",
-			           fl_strerror(rv));
-		c->st_dirty = 0;
-	}
+	if (c->st_dirty && fl_now_s() - c->st_saved_at >= STATE_SAVE_EVERY)
+		save_registry_locked(c);
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
- * the rounds committed so far (more = 0). NAN without DP. */
-static int run_epsilon_locked(coord *c, int more, double *eps)
+ * the rounds committed so far (more = 0), with the run's accountant; res
+ * (may be NULL) gets the details. NAN without DP. The accountant memoises
+ * its last answer, so the commit of a round after its look-ahead with the
+ * same history costs nothing more. */
+static int run_epsilon_locked(coord *c, int more, double *eps, priv_acct_eps *res)
 {
 	const coord_config *g = &c->cfg;
 	priv_phase *ph = NULL;
+	priv_acct_eps r;
 	int n = 0, rv = 0;
 
 	*eps = NAN;
+	memset(&r, 0, sizeof r);
 	if (c->dp == COORD_DP_SAMPLE) {
 		/* worst-case client: it joined every round with local_steps steps */
 		priv_phase one = {g->dp_noise, g->dp_q,
 		                  (long)(c->st.round + more) * g->local_steps};
 		if (!more)
 			return 0; /* reported from the clients instead */
-		return priv_rdp_epsilon(&one, 1, g->dp_delta, eps, NULL);
+		if ((rv = priv_acct_epsilon(&c->acct, &one, 1, g->dp_delta, &r)) != 0)
+			return rv;
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+		return 0;
 	}
 	if (c->dp != COORD_DP_CLIENT)
 		return 0;
@@ -1142,13 +1257,25 @@ static int run_epsilon_locked(coord *c, int more, double *eps)
 	}
 	if (more) {
 		double q = c->st.n_clients > 0 ? (double)g->clients_per_round / c->st.n_clients : 1;
-		ph[n].sigma = g->dp_noise;
-		ph[n].q = q > 1 ? 1 : q;
-		ph[n].steps = 1;
-		n++;
+		q = q > 1 ? 1 : q;
+		/* merged as coord_state_add_phase will, so the memo matches the commit */
+		if (n > 0 && ph[n - 1].sigma == g->dp_noise && ph[n - 1].q == q) {
+			ph[n - 1].steps++;
+		} else {
+			ph[n].sigma = g->dp_noise;
+			ph[n].q = q;
+			ph[n].steps = 1;
+			n++;
+		}
 	}
-	rv = priv_rdp_epsilon(ph, n, g->dp_delta, eps, NULL);
+	rv = priv_acct_epsilon(&c->acct, ph, n, g->dp_delta, &r);
 	free(ph);
+	if (rv == 0) {
+		c->acct_s_round += r.seconds;
+		*eps = r.epsilon;
+		if (res)
+			*res = r;
+	}
 	return rv;
 }
 
@@ -1159,6 +1286,8 @@ static void reset_round_metrics_locked(coord *c)
 	memset(c->rejected, 0, sizeof c->rejected);
 	c->bytes_up = c->bytes_down = 0;
 	c->retries_round = 0;
+	c->acct_s_round = 0;
+	c->gone_excluded = 0;
 }
 
 static void reset_attempt_locked(coord *c)
@@ -1186,7 +1315,7 @@ static int open_round_locked(coord *c)
 	 * where the accountant then charges the round the inclusion probability
 	 * of all its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
 	int keep = c->attempt > 1 && c->agg && c->n_reported > 0;
-	int kept = 0, ncand = 0;
+	int kept = 0, ncand = 0, excluded = 0;
 	unsigned char *nsel = calloc((size_t)n, 1);
 	int *cand = calloc((size_t)n, sizeof *cand);
 
@@ -1201,10 +1330,16 @@ static int open_round_locked(coord *c)
 		if (keep && i < c->n_sel && c->sel[i] == SEL_DONE) {
 			nsel[i] = SEL_DONE;
 			kept++;
+		} else if (coord_gone_exclude(&c->gone, i, c->cur_round)) {
+			excluded++; /* gone: not picked again until it is back */
 		} else {
 			cand[ncand++] = i;
 		}
 	}
+	c->gone_excluded += excluded;
+	if (excluded)
+		coord_logf(c, FL_LOG_INFO, "round %d attempt %d: %d gone client(s) left out",
+		           c->cur_round, c->attempt, excluded);
 	free(c->sel);
 	c->sel = nsel;
 	c->n_sel = n;
@@ -1282,6 +1417,8 @@ task:
 	else if (c->dp == COORD_DP_CLIENT)
 		dp.q = (double)g->clients_per_round / n > 1 ? 1 : (double)g->clients_per_round / n;
 	dp.delta = g->dp_delta;
+	dp.accountant = (uint32_t)c->acct.kind;
+	dp.eps_error = c->acct.eps_error;
 	t.run_id = c->st.run_id;
 	t.round = (uint64_t)c->cur_round;
 	t.n_tensors = ts.n;
@@ -1372,6 +1509,8 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "seconds", cJSON_CreateNumber(seconds));
 	rv |= add(o, "registered", cJSON_CreateNumber(c->st.n_clients));
 	rv |= add(o, "attempts", cJSON_CreateNumber(c->retries_round + 1));
+	rv |= add(o, "gone_excluded", cJSON_CreateNumber((double)c->gone_excluded));
+	rv |= add(o, "gone", cJSON_CreateNumber(c->gone.n_gone));
 	rv |= add(o, "weight_sum", cJSON_CreateNumber(c->w_sum));
 	rv |= add(o, "update_norm_mean", num_or_null(s->update_norm_mean));
 	if (c->strat == LORA_FAIR) {
@@ -1381,6 +1520,27 @@ static char *metrics_line_locked(coord *c, const lora_agg_stats *s, double secon
 	rv |= add(o, "aggregator", cJSON_CreateString(g->aggregator));
 	rv |= add(o, "robust", coord_robust_json(&s->robust));
 	rv |= add(o, "dp", cJSON_CreateString(g->dp));
+	if (c->dp != COORD_DP_NONE) {
+		rv |= add(o, "accountant", cJSON_CreateString(priv_acct_name(c->acct.kind)));
+		if (c->acct.kind == PRIV_ACCT_PRV) {
+			/* epsilon is the PRV upper bound: a guarantee */
+			rv |= add(o, "eps_upper", num_or_null(eps));
+			rv |= add(o, "eps_error", cJSON_CreateNumber(c->acct.eps_error));
+		}
+		if (c->dp == COORD_DP_CLIENT) {
+			const priv_acct_eps *a = &c->acct_eps;
+			if (c->acct.kind == PRIV_ACCT_PRV) {
+				rv |= add(o, "eps_lower", num_or_null(a->lower));
+				rv |= add(o, "eps_estimate", num_or_null(a->estimate));
+				rv |= add(o, "rdp_epsilon", num_or_null(a->rdp_epsilon));
+				if (a->fallback)
+					rv |= add(o, "accountant_fallback", cJSON_CreateTrue());
+			}
+		}
+		/* the coordinator's own accounting this round (target look-ahead
+		 * and commit; a memoised answer costs 0) */
+		rv |= add(o, "accountant_s", cJSON_CreateNumber(c->acct_s_round));
+	}
 	if (c->dp != COORD_DP_NONE) {
 		rv |= add(o, "dp_clip", cJSON_CreateNumber(g->dp_clip));
 		rv |= add(o, "dp_noise", cJSON_CreateNumber(g->dp_noise));
@@ -1439,7 +1599,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 	if (c->dp == COORD_DP_CLIENT) {
 		if ((rv = coord_state_add_phase(&c->st, g->dp_noise, round_q_locked(c), 1)) != 0)
 			goto out;
-		if ((rv = run_epsilon_locked(c, 0, &eps)) != 0)
+		if ((rv = run_epsilon_locked(c, 0, &eps, &c->acct_eps)) != 0)
 			goto out;
 	} else if (c->dp == COORD_DP_SAMPLE) {
 		if (c->client_eps_round > c->st.client_eps_max)
@@ -1453,6 +1613,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_ADAPTER_WRITE);
 	if (!(line = metrics_line_locked(c, &s, seconds, eps))) {
 		rv = FL_ENOMEM;
 		goto out;
@@ -1462,6 +1623,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           c->cur_round, fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_BEFORE_STATE_SAVE);
 	c->st.round = c->cur_round;
 	if (c->st.round >= g->rounds) {
 		c->st.done = 1;
@@ -1474,6 +1636,7 @@ static int commit_round_locked(coord *c, double t_round_start)
 		           fl_strerror(rv));
 		goto out;
 	}
+	coord_crash_hit(COORD_CRASH_AFTER_COMMIT);
 	/* committed: the round's nonces are no longer needed (a Submit of it is
 	 * stale now); a failure leaves records that loading skips */
 	if (coord_nonce_log_reset(c->nonce_fd) != 0)
@@ -1483,7 +1646,8 @@ static int commit_round_locked(coord *c, double t_round_start)
 	{
 		char eps_s[48] = "";
 		if (c->dp != COORD_DP_NONE)
-			snprintf(eps_s, sizeof eps_s, " eps %.4g", eps);
+			snprintf(eps_s, sizeof eps_s, " eps %.4g (%s)", eps,
+			         priv_acct_name(c->acct.kind));
 		coord_logf(
 		    c, FL_LOG_INFO,
 		    "round %d committed: %d/%d reported, train %.6g eval %.6g (before %.6g), bias "
@@ -1562,7 +1726,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		}
 		if (g->target_eps > 0 && c->dp != COORD_DP_NONE) {
 			double eps;
-			if ((rv = run_epsilon_locked(c, 1, &eps)) != 0) {
+			if ((rv = run_epsilon_locked(c, 1, &eps, NULL)) != 0) {
 				fl_seterr(err, errn, "accountant failed: %s", fl_strerror(rv));
 				break;
 			}
@@ -1638,6 +1802,9 @@ int coord_run(coord *c, char *err, size_t errn)
 		c->phase = PH_CLOSED;
 		while (c->folding > 0)
 			wait_until(c, fl_now_s() + 1);
+		for (int i = 0; i < c->n_sel; i++) /* missed the deadline: gone */
+			if (c->sel[i] == SEL_PENDING)
+				coord_gone_mark_missed(&c->gone, i, c->cur_round);
 		if (c->stop) {
 			rv = FL_EDONE;
 			break;
@@ -1666,7 +1833,9 @@ int coord_run(coord *c, char *err, size_t errn)
 	}
 	/* answer Done (or, when stopping, nothing) for a while, then go */
 	if (rv == 0) {
-		double end = fl_now_s() + g->linger;
+		double end;
+		coord_crash_hit(COORD_CRASH_DONE);
+		end = fl_now_s() + g->linger;
 		/* linger until every registered client was told Done (or the
 		 * linger time passed: some clients may be gone for good) */
 		free(c->done_told);

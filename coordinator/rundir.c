@@ -33,31 +33,73 @@ void coord_state_fini(coord_state *s)
 	if (!s)
 		return;
 	free(s->clients);
+	free(s->key_index);
 	free(s->phases);
 	memset(s, 0, sizeof *s);
 }
 
+/* FNV-1a of a key string. */
+static uint32_t key_hash(const char *key)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* Slot of key in the index: where it is, or the empty slot where it would go. */
+static int key_slot(const coord_state *s, const char *key)
+{
+	uint32_t mask = (uint32_t)s->key_cap - 1, i = key_hash(key) & mask;
+	while (s->key_index[i] && strcmp(s->clients[s->key_index[i] - 1].key, key))
+		i = (i + 1) & mask;
+	return (int)i;
+}
+
+/* Rebuilds the index with room for at least `want` clients at load <= 1/2. */
+static int key_index_grow(coord_state *s, int want)
+{
+	int cap = s->key_cap ? s->key_cap : 64;
+	int *old = s->key_index;
+	while (cap < 2 * want)
+		cap *= 2;
+	if (cap == s->key_cap)
+		return 0;
+	if (!(s->key_index = calloc((size_t)cap, sizeof *s->key_index))) {
+		s->key_index = old;
+		return FL_ENOMEM;
+	}
+	s->key_cap = cap;
+	free(old);
+	for (int i = 0; i < s->n_clients; i++)
+		s->key_index[key_slot(s, s->clients[i].key)] = i + 1;
+	return 0;
+}
+
 int coord_state_find_client(const coord_state *s, const char *key)
 {
-	for (int i = 0; i < s->n_clients; i++)
-		if (!strcmp(s->clients[i].key, key))
-			return i;
-	return -1;
+	int slot;
+	if (!s->key_cap)
+		return -1;
+	slot = key_slot(s, key);
+	return s->key_index[slot] ? s->key_index[slot] - 1 : -1;
 }
 
 int coord_state_add_client(coord_state *s, const char *key, long num_samples, int joined_round,
                            int *idx)
 {
-	int i = coord_state_find_client(s, key);
+	int i, rv;
 
 	if (!key[0] || strlen(key) >= COORD_KEY_HEX_MAX)
 		return FL_EINVAL;
-	if (i >= 0) {
+	if ((i = coord_state_find_client(s, key)) >= 0) {
 		s->clients[i].num_samples = num_samples;
 		if (idx)
 			*idx = i;
 		return 0;
 	}
+	if ((rv = key_index_grow(s, s->n_clients + 1)) != 0)
+		return rv;
 	if (s->n_clients == s->cap_clients) {
 		int nc = s->cap_clients ? s->cap_clients * 2 : 16;
 		coord_client *nb = realloc(s->clients, (size_t)nc * sizeof *nb);
@@ -69,6 +111,7 @@ int coord_state_add_client(coord_state *s, const char *key, long num_samples, in
 	i = s->n_clients++;
 	memset(&s->clients[i], 0, sizeof s->clients[i]);
 	strcpy(s->clients[i].key, key);
+	s->key_index[key_slot(s, key)] = i + 1;
 	s->clients[i].num_samples = num_samples;
 	s->clients[i].joined_round = joined_round;
 	if (idx)
@@ -105,6 +148,30 @@ static int join_path(char *buf, size_t n, const char *dir, const char *name)
 	return 0;
 }
 
+/* Adds key: x as the shortest of %.15g, %.16g, %.17g that reads back exactly
+ * (cJSON's own printing keeps 15 digits where those come back within an
+ * epsilon, so a restart would see a sigma or a 16-digit count off by one
+ * unit in the last place). Non-finite values are written as null. Returns the
+ * item or NULL when out of memory. */
+static cJSON *add_num(cJSON *o, const char *key, double x)
+{
+	char num[40];
+	cJSON *v;
+	if (!isfinite(x))
+		return cJSON_AddNullToObject(o, key);
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(num, sizeof num, "%.*g", prec, x);
+		if (strtod(num, NULL) == x)
+			break;
+	}
+	v = cJSON_CreateRaw(num);
+	if (!v || !cJSON_AddItemToObject(o, key, v)) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
 int coord_state_save(const coord_state *s, const char *run_dir)
 {
 	char path[PATH_MAX];
@@ -117,13 +184,11 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 	rv = FL_ENOMEM;
 	if (!(o = cJSON_CreateObject()))
 		return FL_ENOMEM;
-	if (!cJSON_AddNumberToObject(o, "version", 1) ||
-	    !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
-	    !cJSON_AddNumberToObject(o, "round", s->round) ||
-	    !cJSON_AddBoolToObject(o, "done", s->done) ||
+	if (!add_num(o, "version", 1) || !cJSON_AddStringToObject(o, "run_id", s->run_id) ||
+	    !add_num(o, "round", s->round) || !cJSON_AddBoolToObject(o, "done", s->done) ||
 	    !cJSON_AddStringToObject(o, "reason", s->reason) ||
-	    !cJSON_AddNumberToObject(o, "retries", (double)s->retries) ||
-	    !cJSON_AddNumberToObject(o, "client_eps_max", s->client_eps_max))
+	    !add_num(o, "retries", (double)s->retries) ||
+	    !add_num(o, "client_eps_max", s->client_eps_max))
 		goto out;
 	if (!(arr = cJSON_AddArrayToObject(o, "accountant")))
 		goto out;
@@ -133,9 +198,8 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 			cJSON_Delete(p);
 			goto out;
 		}
-		if (!cJSON_AddNumberToObject(p, "sigma", s->phases[i].sigma) ||
-		    !cJSON_AddNumberToObject(p, "q", s->phases[i].q) ||
-		    !cJSON_AddNumberToObject(p, "steps", (double)s->phases[i].steps))
+		if (!add_num(p, "sigma", s->phases[i].sigma) || !add_num(p, "q", s->phases[i].q) ||
+		    !add_num(p, "steps", (double)s->phases[i].steps))
 			goto out;
 	}
 	if (!(arr = cJSON_AddArrayToObject(o, "clients")))
@@ -148,9 +212,9 @@ int coord_state_save(const coord_state *s, const char *run_dir)
 			goto out;
 		}
 		if (!cJSON_AddStringToObject(p, "key", c->key) ||
-		    !cJSON_AddNumberToObject(p, "num_samples", (double)c->num_samples) ||
-		    !cJSON_AddNumberToObject(p, "joined_round", c->joined_round) ||
-		    !cJSON_AddNumberToObject(p, "last_round", c->last_round))
+		    !add_num(p, "num_samples", (double)c->num_samples) ||
+		    !add_num(p, "joined_round", c->joined_round) ||
+		    !add_num(p, "last_round", c->last_round))
 			goto out;
 	}
 	if (!(text = cJSON_Print(o)))

@@ -23,8 +23,8 @@
  *
  * Does not know about the network or aggregation.
  *
- * Ownership: coord_state owns its clients and phases arrays (coord_state_fini
- * frees them).
+ * Ownership: coord_state owns its clients, key index and phases arrays
+ * (coord_state_fini frees them).
  */
 #ifndef FL_COORDINATOR_RUNDIR_H
 #define FL_COORDINATOR_RUNDIR_H
@@ -56,13 +56,15 @@ typedef struct coord_state {
 	double client_eps_max;         /* dp sample: largest client epsilon so far */
 	coord_client *clients;
 	int n_clients, cap_clients;
+	int *key_index;      /* open-addressing hash of clients[].key: idx + 1, 0 empty */
+	int key_cap;         /* slots, a power of two >= 2 * n_clients (0: none yet) */
 	coord_phase *phases; /* accountant history of client-level DP */
 	int n_phases, cap_phases;
 } coord_state;
 
 void coord_state_init(coord_state *s);
 void coord_state_fini(coord_state *s);
-/* Index of the client with this key or -1. */
+/* Index of the client with this key or -1. O(1) expected (hash of the key). */
 int coord_state_find_client(const coord_state *s, const char *key);
 /* Adds a client (FL_EINVAL if the key is empty or too long); returns its index
  * in *idx. An existing key only updates num_samples. */

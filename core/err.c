@@ -31,6 +31,7 @@ static const struct {
     {FL_EDONE, "finished", "done"},
     {FL_ENOENT, "not found", "not_found"},
     {FL_EQUORUM, "too few clients reported", "no_quorum"},
+    {FL_ECLOSED, "round closed", "round_closed"},
 };
 
 const char *fl_strerror(int code)

@@ -34,7 +34,8 @@ enum {
 	FL_EDONE = -18,     /* nothing more to do (run finished, budget spent) */
 	FL_ENOENT = -19,    /* file or item not found */
 	FL_EQUORUM = -20,   /* too few clients reported */
-	FL_ERR_MIN_ = -21
+	FL_ECLOSED = -21,   /* the round (or its attempt) closed before the message came */
+	FL_ERR_MIN_ = -22
 };
 
 /* Short description of an error code; never NULL. */

@@ -503,6 +503,8 @@ static int lr_train(model_linreg *m, lora_adapter *ad, const model_train_params 
 	for (int step = 1; step <= p->local_steps; step++) {
 		long n;
 		const long *bi;
+		if (p->before_step && (rv = p->before_step(p->step_arg, step - 1)) != 0)
+			goto done;
 		if (dp) {
 			if ((rv = priv_poisson_sample(noise, m->n_train, p->dp_q, idx, &n)) != 0)
 				goto done;

@@ -413,6 +413,8 @@ static int lm_train(void *impl, lora_adapter *ad, const model_train_params *p, p
 	t0 = fl_now_s();
 	for (int s = 0; s < p->local_steps; s++) {
 		double loss = NAN;
+		if (p->before_step && (rv = p->before_step(p->step_arg, s)) != 0)
+			return rv;
 		if (!dp) {
 			if ((rv = fill_minibatch(t, &g, p->batch_size)) != 0)
 				return rv;

@@ -55,6 +55,11 @@ typedef struct model_train_params {
 	 * dp_clip, noise N(0, (dp_noise*dp_clip)^2). */
 	double dp_clip, dp_noise, dp_q;
 	uint64_t round_seed; /* minibatch order of this round */
+	/* optional: called before every local step (0-based) with step_arg; a
+	 * nonzero return stops training at once and train returns it (the
+	 * client's deadline check, client/session.c). NULL: never stops. */
+	int (*before_step)(void *step_arg, int step);
+	void *step_arg;
 } model_train_params;
 
 typedef struct model_train_result {

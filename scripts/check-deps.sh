@@ -11,10 +11,11 @@ command -v "$CC" >/dev/null 2>&1 || missing="$missing $CC (build-essential)"
 if [ -z "$missing" ] || command -v "$CC" >/dev/null 2>&1; then
 	for h in "sodium.h libsodium-dev" "nng/nng.h libnng-dev" \
 		"mbedtls/ssl.h libmbedtls-dev" "protobuf-c/protobuf-c.h libprotobuf-c-dev" \
-		"cjson/cJSON.h libcjson-dev" "cblas.h libopenblas-dev" "fftw3.h libfftw3-dev"; do
+		"cjson/cJSON.h libcjson-dev" "cblas.h libopenblas-dev" "fftw3.h libfftw3-dev" \
+		"pcre2.h libpcre2-dev" "utf8proc.h libutf8proc-dev"; do
 		set -- $h
 		printf '#include <%s>\n' "$1" |
-			"$CC" -E -I/usr/include/x86_64-linux-gnu/openblas-pthread -x c - \
+			"$CC" -E -DPCRE2_CODE_UNIT_WIDTH=8 -I/usr/include/x86_64-linux-gnu/openblas-pthread -x c - \
 				>/dev/null 2>&1 || missing="$missing $2"
 	done
 fi

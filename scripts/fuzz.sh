@@ -11,6 +11,14 @@
 #                                       prints target, executions, crashes, corpus size
 #   sh scripts/fuzz.sh replay NAME...   runs each target once over
 #                                       tests/fuzz/regressions/NAME/ (if any)
+#   sh scripts/fuzz.sh cov NAME SRC...  line coverage (clang source-based:
+#                                       llvm-profdata + llvm-cov) of the
+#                                       production files SRC and the harness
+#                                       over the seeds and the scratch corpus
+#                                       of NAME: a per-function report, and
+#                                       the harness's `case` lines with their
+#                                       execution counts (which body types
+#                                       were reached)
 # FUZZ_CC (default clang), FUZZ_JOBS (make -j, default 2). Exit 1 on any crash.
 set -e
 FUZZ_CC=${FUZZ_CC:-clang}
@@ -19,7 +27,7 @@ FUZZ_JOBS=${FUZZ_JOBS:-2}
 B=build-fuzz
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
 LINK_SAN="-fsanitize=fuzzer,address,undefined"
-LDLIBS="-lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson -lopenblas -lm -lpthread"
+LDLIBS="-lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto -lprotobuf-c -lcjson -lopenblas -lfftw3 -lpcre2-8 -lutf8proc -lm -lpthread"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
@@ -86,5 +94,26 @@ replay)
 	done
 	exit $fail
 	;;
-*) echo "usage: sh scripts/fuzz.sh build | run [NAME...] | replay NAME..." >&2; exit 2 ;;
+cov)
+	[ $# -ge 2 ] || { echo "usage: sh scripts/fuzz.sh cov NAME SRC..." >&2; exit 2; }
+	build
+	t=${1%_fuzz}_fuzz n=${1%_fuzz}
+	shift
+	COV="-fprofile-instr-generate -fcoverage-mapping"
+	mkdir -p $B/cov $B/corpus/$t
+	# the SRC objects come before the archive, so its copies are not linked
+	"$FUZZ_CC" -O0 -g -std=c11 -D_GNU_SOURCE -pthread -Wall -Wextra -Wno-unused-parameter \
+		$LINK_SAN $COV -I. -I$B/gen tests/fuzz/$t.c "$@" $B/libfedlora.a $LDLIBS -o $B/cov/$t
+	rm -f $B/cov/$t.profraw
+	seeds=tests/fuzz/corpus/$n
+	[ -d "$seeds" ] || seeds=""
+	LLVM_PROFILE_FILE=$B/cov/$t.profraw $B/cov/$t -runs=0 -close_fd_mask=2 \
+		$B/corpus/$t $seeds >$B/cov/$t.log 2>&1
+	${FUZZ_PROFDATA:-llvm-profdata} merge -sparse $B/cov/$t.profraw -o $B/cov/$t.profdata
+	${FUZZ_COV:-llvm-cov} report -show-functions $B/cov/$t -instr-profile=$B/cov/$t.profdata "$@"
+	echo "harness tests/fuzz/$t.c, case lines (execution count | line):"
+	${FUZZ_COV:-llvm-cov} show $B/cov/$t -instr-profile=$B/cov/$t.profdata tests/fuzz/$t.c |
+		grep -E '^ *[0-9]+\| *[0-9.kMG]+\|[[:space:]]*case '
+	;;
+*) echo "usage: sh scripts/fuzz.sh build | run [NAME...] | replay NAME... | cov NAME SRC..." >&2; exit 2 ;;
 esac

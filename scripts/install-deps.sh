@@ -7,6 +7,7 @@
 set -e
 PKGS="build-essential pkg-config libsodium-dev libnng-dev libmbedtls-dev \
 libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libcjson-dev libfftw3-dev \
+libpcre2-dev libutf8proc-dev \
 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl \
 gnuplot-nox iproute2 nftables openssl procps python3 clang libclang-rt-14-dev"
 missing=""

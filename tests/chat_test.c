@@ -231,6 +231,46 @@ static void test_malformed_rejected(void)
 	cJSON_Delete(m);
 }
 
+/* Deep nesting is refused, not a stack overflow (fuzz: 200000 '(' or 'not'
+ * crashed the recursive parser, 50000 nested ifs took minutes); moderate
+ * nesting still renders. */
+static void test_deep_nesting_refused(void)
+{
+	static const char *const unit[][3] = {
+	    {"{{ ", "(", "1"}, {"{{ ", "not ", "1"},       {"{{ ", "- ", "1"},
+	    {"{{ ", "[", "1"}, {"", "{% if true %}", "x"},
+	};
+	cJSON *m = cJSON_Parse(CONV);
+	for (size_t k = 0; k < sizeof unit / sizeof unit[0]; k++) {
+		for (int n = 8; n <= 100000; n = n == 8 ? 100000 : n + 1) {
+			size_t ul = strlen(unit[k][1]), cap = 64 + (size_t)n * 32;
+			char *t = malloc(cap), *p = t;
+			const char *close = k == 0   ? ")"
+			                    : k == 3 ? "]"
+			                    : k == 4 ? "{% endif %}"
+			                             : "";
+			p += sprintf(p, "%s", unit[k][0]);
+			for (int i = 0; i < n; i++, p += ul)
+				memcpy(p, unit[k][1], ul);
+			p += sprintf(p, "%s", unit[k][2]);
+			for (int i = 0; i < n; i++)
+				p += sprintf(p, "%s", close);
+			sprintf(p, "%s", k == 3 ? " | length }}" : k < 4 ? " }}" : "");
+			fl_chat_out o;
+			char err[256] = "";
+			int rv = fl_chat_render(t, m, NULL, NULL, 0, &o, err, sizeof err);
+			if (n == 8) {
+				CHECK_RC(rv);
+				fl_chat_out_free(&o);
+			} else {
+				CHECK(rv == FL_ENOTSUP && strstr(err, "nesting deeper than 64"));
+			}
+			free(t);
+		}
+	}
+	cJSON_Delete(m);
+}
+
 static void test_config_load(void)
 {
 	char dir[] = "/tmp/fedlora-chat-XXXXXX", path[300];
@@ -277,6 +317,7 @@ static const test_case cases[] = {
     TEST(test_generation_block),
     TEST(test_unsupported_named),
     TEST(test_malformed_rejected),
+    TEST(test_deep_nesting_refused),
     TEST(test_config_load),
     {0},
 };

@@ -213,6 +213,29 @@ static void test_config_json_roundtrip_and_resume(void)
 	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
 	CHECK(!memcmp(&a, &b, sizeof a));
 	free(js);
+	/* a 64-bit seed beyond 2^53 (fuzz: run.json did not re-apply) */
+	a.seed = 9223372036854775807LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(b.seed == a.seed);
+	free(js);
+	/* cJSON's own printing keeps 15 digits: 16-digit integers and doubles
+	 * that need 17 digits must still come back exactly (fuzz) */
+	a.seed = 4674406161451799LL;
+	a.alpha = 0.1 + 1.3877787807814457e-17;
+	a.lr = 1.0 / 3.0;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(!memcmp(&a, &b, sizeof a));
+	free(js);
+	a.seed = -9000000000000001LL;
+	CHECK_RC(coord_config_to_json(&a, &js));
+	coord_config_default(&b);
+	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
+	CHECK(!memcmp(&a, &b, sizeof a));
+	free(js);
 	/* more rounds on a restart are fine, another rank is not */
 	b.rounds = 30;
 	CHECK_RC(coord_config_check_resume(&a, &b, err, sizeof err));
@@ -297,7 +320,57 @@ static void test_state_roundtrip(void)
 	CHECK_RC(coord_state_load(&t, d));
 	CHECK(t.done && !strcmp(t.reason, "target_eps"));
 	coord_state_fini(&t);
+	/* values that need 16-17 digits come back exactly (fuzz: cJSON printed
+	 * 15, so a resumed run's sigma and epsilon drifted by an ulp) */
+	s.client_eps_max = 0.1 + 1.3877787807814457e-17;
+	s.phases[0].sigma = 1.0 / 3.0;
+	s.phases[0].steps = 4674406161451799L;
+	CHECK_RC(coord_state_save(&s, d));
+	CHECK_RC(coord_state_load(&t, d));
+	CHECK(t.client_eps_max == s.client_eps_max && t.phases[0].sigma == s.phases[0].sigma &&
+	      t.phases[0].steps == s.phases[0].steps);
+	coord_state_fini(&t);
 	coord_state_fini(&s);
+	rmtree(d);
+}
+
+/* The registry's key index: thousands of keys are found at their own
+ * index, a re-registration updates in place, unknown keys are not found, and
+ * a loaded state.json is indexed too. */
+static void test_state_key_index(void)
+{
+	const char *d = mktmp();
+	coord_state s, t;
+	char key[80];
+	int idx = -1, bad = 0;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	coord_state_init(&s);
+	CHECK(coord_state_find_client(&s, "00") == -1);
+	snprintf(s.run_id, sizeof s.run_id, "run-x");
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof key, "%064x", (unsigned)i * 2654435761u);
+		if (coord_state_add_client(&s, key, i, 1, &idx) != 0 || idx != i)
+			bad++;
+	}
+	CHECK(bad == 0 && s.n_clients == 5000);
+	snprintf(key, sizeof key, "%064x", 77u * 2654435761u);
+	CHECK_RC(coord_state_add_client(&s, key, 9, 4, &idx));
+	CHECK(idx == 77 && s.n_clients == 5000 && s.clients[77].num_samples == 9);
+	CHECK(coord_state_find_client(&s, "not-a-key") == -1);
+	CHECK_RC(coord_state_save(&s, d));
+	CHECK_RC(coord_state_load(&t, d));
+	bad = 0;
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof key, "%064x", (unsigned)i * 2654435761u);
+		if (coord_state_find_client(&s, key) != i || coord_state_find_client(&t, key) != i)
+			bad++;
+	}
+	CHECK(bad == 0);
+	coord_state_fini(&s);
+	coord_state_fini(&t);
 	rmtree(d);
 }
 
@@ -984,6 +1057,67 @@ static void test_live_quorum_retry(void)
 	rmtree(d);
 }
 
+/* A Submit for a committed round is refused as round_closed, one for a round
+ * never opened as stale; both are counted in the metrics of the round during
+ * which they arrived. */
+static void test_live_round_closed(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	live l = {0};
+	tclient a, b;
+	lora_adapter *ad = live_adapter(2);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	uint64_t round = 0;
+
+	CHECK(d && ad);
+	if (!d || !ad)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-closed"));
+	cfg.rounds = 2;
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK_RC(tclient_open(&b, cfg.listen));
+	CHECK_RC(tclient_hello(&a));
+	CHECK_RC(tclient_hello(&b));
+	CHECK_RC(tclient_round(&a, ad, 50));
+	CHECK_RC(tclient_round(&b, ad, 50));
+	/* round 1 is committed once round 2 is handed out */
+	CHECK_RC(tclient_task(&a, ad, &round, 50));
+	CHECK(round == 2);
+	CHECK_RC(make_submit(&a, a.run_id, 1, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ECLOSED);
+	free(buf);
+	CHECK_RC(make_submit(&a, a.run_id, 9, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&a, buf, len) == FL_ESTALE);
+	free(buf);
+	CHECK_RC(make_submit(&a, a.run_id, 2, ad, 1.0, &buf, &len));
+	CHECK_RC(send_submit(&a, buf, len));
+	free(buf);
+	CHECK_RC(tclient_round(&b, ad, 50));
+	/* after the last commit (GetTask says Done): round 2 is closed too */
+	CHECK(tclient_task(&b, ad, &round, 50) == FL_EDONE);
+	CHECK_RC(make_submit(&b, b.run_id, 2, ad, 1.0, &buf, &len));
+	CHECK(send_submit(&b, buf, len) == FL_ECLOSED);
+	free(buf);
+	CHECK_RC(live_join(&l));
+	{
+		cJSON *line = metrics_line(cfg.run_dir, 2);
+		CHECK(line != NULL);
+		if (line) {
+			CHECK(metrics_num(line, "rejected", "round_closed") == 1);
+			CHECK(metrics_num(line, "rejected", "stale") == 1);
+			cJSON_Delete(line);
+		}
+	}
+	CHECK(!strcmp(fl_reason_name(FL_ECLOSED), "round_closed"));
+	tclient_close(&a);
+	tclient_close(&b);
+	lora_adapter_free(ad);
+	rmtree(d);
+}
+
 /* --allow: a key on the list is admitted, any other is refused. */
 static void test_live_allow_list(void)
 {
@@ -1135,6 +1269,7 @@ static const test_case cases[] = {
     TEST(test_atomic_write),
     TEST(test_state_roundtrip),
     TEST(test_state_rejects_bad_files),
+    TEST(test_state_key_index),
     TEST(test_metrics_append_and_trim),
     TEST(test_sample_uniform),
     TEST(test_sample_deterministic),
@@ -1142,6 +1277,7 @@ static const test_case cases[] = {
     TEST(test_live_restart),
     TEST(test_live_dp_target_eps),
     TEST(test_live_quorum_retry),
+    TEST(test_live_round_closed),
     TEST(test_live_allow_list),
     TEST(test_live_tokenizer_pin),
     {0},

@@ -255,6 +255,46 @@ static void test_train_lowers_loss(void)
 	model_task_close(t);
 }
 
+/* before_step: called once before every step with its 0-based index; its
+ * nonzero return stops training at once and is returned. */
+static int stop_at_3(void *arg, int step)
+{
+	int *calls = arg;
+	CHECK(step == *calls);
+	(*calls)++;
+	return step == 3 ? FL_ETIMEOUT : 0;
+}
+
+static void test_before_step_stops(void)
+{
+	model_task_opts o;
+	model_task *t = NULL;
+	lora_adapter *ad = NULL;
+	model_train_params p;
+	model_train_result res;
+	int calls = 0;
+
+	model_task_opts_default(&o);
+	o.client_index = 0;
+	CHECK_RC(model_task_open(&t, &o));
+	if (!t)
+		return;
+	CHECK_RC(model_task_adapter_new(t, 9, &ad));
+	default_params(&p);
+	p.before_step = stop_at_3;
+	p.step_arg = &calls;
+	CHECK(model_task_train(t, ad, &p, NULL, &res) == FL_ETIMEOUT);
+	CHECK(calls == 4);
+	CHECK(res.steps == 3);
+	/* a hook that never stops sees every step */
+	calls = 0;
+	p.local_steps = 3;
+	CHECK_RC(model_task_train(t, ad, &p, NULL, &res));
+	CHECK(calls == 3 && res.steps == 3);
+	lora_adapter_free(ad);
+	model_task_close(t);
+}
+
 /* DP-SGD: one DP step per local step, A frozen under train_a = 0, and with
  * moderate noise the held-out loss still falls. Noise off (sigma 0) and a
  * clip far above every example's norm gives the plain mean gradient times
@@ -395,10 +435,11 @@ static void test_unknown_task(void)
 	CHECK(t == NULL);
 }
 
-static const test_case cases[] = {
-    TEST(test_grad_fd_ab),        TEST(test_grad_fd_b_only), TEST(test_per_example_sum),
-    TEST(test_train_lowers_loss), TEST(test_dp_train),       TEST(test_data_deterministic),
-    TEST(test_refusals),          TEST(test_unknown_task),   {0}};
+static const test_case cases[] = {TEST(test_grad_fd_ab),        TEST(test_grad_fd_b_only),
+                                  TEST(test_per_example_sum),   TEST(test_train_lowers_loss),
+                                  TEST(test_dp_train),          TEST(test_data_deterministic),
+                                  TEST(test_refusals),          TEST(test_unknown_task),
+                                  TEST(test_before_step_stops), {0}};
 
 int main(int argc, char **argv)
 {

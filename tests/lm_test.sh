@@ -179,8 +179,16 @@ bad pretrain_usage 2 "$FEDLORA" pretrain --model-config "$CFG" --steps nope
 bad eval_refuses_missing_base 1 "$FEDLORA" eval --base "$T/nonexistent" --data "$PRE"
 printf 'junk' >"$T/junk.safetensors"
 bad eval_refuses_bad_adapter 1 "$FEDLORA" eval --base "$T/base" --data "$PRE" --adapter "$T/junk.safetensors"
+# a model folder with a tokenizer.json is read through it (tests/hf_tok_test.sh);
+# a broken one, or one with more ids than the model's vocab_size, is refused
 mkdir -p "$T/bpe" && cp "$T/base/config.json" "$T/base/model.safetensors" "$T/bpe/" && printf '{}' >"$T/bpe/tokenizer.json"
-bad eval_refuses_own_tokenizer_model 1 "$FEDLORA" eval --base "$T/bpe" --data "$PRE"
+bad eval_refuses_bad_tokenizer_json 1 "$FEDLORA" eval --base "$T/bpe" --data "$PRE"
+grep -q "bpe/tokenizer.json: model: missing" "$T/bad.err" && ok eval_names_tokenizer_json_field ||
+	notok eval_names_tokenizer_json_field
+cp tests/fixtures/tok/bytebpe/tokenizer.json "$T/bpe/tokenizer.json"
+bad eval_refuses_tokenizer_beyond_vocab 1 "$FEDLORA" eval --base "$T/bpe" --data "$PRE"
+grep -q "vocab_size 264 is smaller than the 3005 ids of its bpe-byte tokenizer" "$T/bad.err" &&
+	ok eval_names_vocab_shortfall || notok eval_names_vocab_shortfall
 printf '1 2 999999\n' >"$T/tok.txt"
 bad eval_refuses_bad_tokens 1 "$FEDLORA" eval --base "$T/base" --tokens "$T/tok.txt" --dump-logits "$T/l.f32"
 exit $t_failed

@@ -1,6 +1,6 @@
 /*
  * tests/peft_test.c — lora/io (adapter files) and lora/peft + `fedlora export`
- * (PEFT export): round trips, rejection of inconsistent adapter files, key
+ * (PEFT export and import): round trips, rejection of inconsistent adapter files, key
  * names, shapes and config fields of an export.
  */
 #include <cjson/cJSON.h>
@@ -239,6 +239,50 @@ static void write_text(const char *path, const char *txt)
 	fclose(f);
 }
 
+/* lora_peft_config_read + lora_peft_weights_read give back what
+ * lora_peft_export wrote; a refused feature, a missing and a stray tensor
+ * are rejected with their codes. */
+static void test_peft_import(void)
+{
+	lora_adapter *a = mk_lm(4, 6.0f, 6), *b = NULL;
+	lora_peft_config pc;
+	const char *dir = tpath("peft_in");
+	char err[256], p[700];
+	CHECK_RC(lora_peft_export(a, dir, NULL, err, sizeof err));
+	CHECK_RC(lora_peft_config_read(dir, &pc, err, sizeof err));
+	CHECK(pc.r == 4 && pc.alpha == 6.0);
+	CHECK(!strcmp(pc.targets, "q_proj,v_proj,down_proj"));
+	CHECK_RC(lora_adapter_clone(&b, a));
+	memset(b->params, 0, (b->n_a + b->n_b) * sizeof *b->params);
+	CHECK_RC(lora_peft_weights_read(dir, b, err, sizeof err));
+	CHECK(!memcmp(a->params, b->params, (a->n_a + a->n_b) * sizeof *a->params));
+
+	/* b has one matrix less than the file: its two tensors are strays */
+	lora_adapter *c = NULL;
+	const char *names[1] = {a->mats[0].name};
+	int in[1] = {a->mats[0].in}, out[1] = {a->mats[0].out};
+	CHECK_RC(lora_adapter_new(&c, 1, names, in, out, 4, 6.0f));
+	CHECK(lora_peft_weights_read(dir, c, err, sizeof err) == FL_ESHAPE);
+	CHECK(strstr(err, "unexpected tensor") != NULL);
+	lora_adapter_free(c);
+	/* one more matrix than the file: missing */
+	snprintf(b->mats[5].name, sizeof b->mats[5].name, "model.layers.1.self_attn.k_proj");
+	CHECK(lora_peft_weights_read(dir, b, err, sizeof err) == FL_ENOENT);
+	CHECK(strstr(err, "is missing") != NULL);
+
+	snprintf(p, sizeof p, "%s/%s", dir, LORA_PEFT_CONFIG_FILE);
+	write_text(p, "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":6,"
+	              "\"target_modules\":[\"q_proj\"],\"use_dora\":true}");
+	CHECK(lora_peft_config_read(dir, &pc, err, sizeof err) == FL_ENOTSUP);
+	write_text(p, "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":6,"
+	              "\"target_modules\":\".*proj\"}");
+	CHECK(lora_peft_config_read(dir, &pc, err, sizeof err) == FL_ENOTSUP);
+	write_text(p, "{\"peft_type\":\"LORA\",\"r\":0,\"lora_alpha\":6}");
+	CHECK(lora_peft_config_read(dir, &pc, err, sizeof err) == FL_EFORMAT);
+	lora_adapter_free(b);
+	lora_adapter_free(a);
+}
+
 static int run_export(int n, ...)
 {
 	char *argv[16];
@@ -335,6 +379,7 @@ static const test_case cases[] = {
     TEST(test_adapter_file_roundtrip),
     TEST(test_adapter_file_rejects),
     TEST(test_peft_export),
+    TEST(test_peft_import),
     TEST(test_export_command),
     {0},
 };

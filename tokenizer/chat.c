@@ -14,7 +14,8 @@
  *
  * Not done: macros, call/filter blocks, floats, dict literals, loop.cycle,
  * for-loop filters and else, tuple unpacking; lengths count bytes, not code
- * points (equal for ASCII).
+ * points (equal for ASCII). Blocks and expressions nest at most
+ * CHAT_MAX_DEPTH deep (the interpreter recurses; deeper is FL_ENOTSUP).
  */
 #include "tokenizer/chat.h"
 
@@ -28,6 +29,7 @@
 
 #define CHAT_MAX_CONFIG ((size_t)64 << 20)
 #define CHAT_NS_MAX     32
+#define CHAT_MAX_DEPTH  64 /* nesting of blocks and expressions (the recursion) */
 
 enum { SEG_TEXT, SEG_EXPR, SEG_STMT };
 typedef struct seg {
@@ -73,6 +75,7 @@ typedef struct ctx {
 	unsigned char *om;
 	size_t on, ocap;
 	int gen;
+	int depth; /* current nesting of exec_range and expr calls */
 	const char *eos;
 	int rc;
 	char *err;
@@ -117,6 +120,23 @@ static void notsup(ctx *c, size_t off, const char *what)
 	if (c->err && c->errlen)
 		snprintf(c->err, c->errlen, "chat template uses %s at offset %zu, not supported",
 		         what, off);
+}
+
+/* One level deeper into blocks or expressions; 0 (and FL_ENOTSUP) past
+ * CHAT_MAX_DEPTH, so that a hostile template cannot overflow the stack. */
+static int enter(ctx *c, size_t off)
+{
+	if (c->depth >= CHAT_MAX_DEPTH) {
+		notsup(c, off, "nesting deeper than 64 levels");
+		return 0;
+	}
+	c->depth++;
+	return 1;
+}
+
+static void leave(ctx *c)
+{
+	c->depth--;
 }
 
 static void *amalloc(ctx *c, size_t n)
@@ -989,8 +1009,11 @@ static val unary(P *p, int ev)
 {
 	if (is_op(p, "-")) {
 		size_t off = p->ta;
+		if (!enter(p->c, off))
+			return mkint(V_INT, 0);
 		next(p);
 		val v = unary(p, ev);
+		leave(p->c);
 		if (ev && v.t != V_INT && !p->c->rc)
 			notsup(p->c, off, "unary minus on a non-number");
 		return mkint(V_INT, -v.i);
@@ -1151,8 +1174,12 @@ static val compare(P *p, int ev)
 static val not_(P *p, int ev)
 {
 	if (is_kw(p, "not")) {
+		val v = {0};
+		if (!enter(p->c, p->ta))
+			return v;
 		next(p);
-		val v = not_(p, ev);
+		v = not_(p, ev);
+		leave(p->c);
 		return mkint(V_BOOL, !truthy(v));
 	}
 	return compare(p, ev);
@@ -1184,7 +1211,18 @@ static val or_(P *p, int ev)
 	return a;
 }
 
+static val expr_(P *p, int ev);
 static val expr(P *p, int ev)
+{
+	val v = {0};
+	if (!enter(p->c, p->ta))
+		return v;
+	v = expr_(p, ev);
+	leave(p->c);
+	return v;
+}
+
+static val expr_(P *p, int ev)
 {
 	val a = or_(p, ev);
 	if (!p->c->rc && is_kw(p, "if")) {
@@ -1240,6 +1278,27 @@ static int closes(ctx *c, int i)
 	return kw_is(c, i, "endif") || kw_is(c, i, "endfor") || kw_is(c, i, "endgeneration") ||
 	       kw_is(c, i, "endmacro") || kw_is(c, i, "endcall") || kw_is(c, i, "endfilter") ||
 	       kw_is(c, i, "endraw") || kw_is(c, i, "endblock");
+}
+
+/* Refuses (FL_ENOTSUP) block nesting deeper than CHAT_MAX_DEPTH before
+ * anything runs: every block scans its body for its end, so deep nesting
+ * would cost depth x template, and the execution recurses per block. */
+static int check_nesting(ctx *c)
+{
+	int d = 0;
+	for (int i = 0; i < c->nsegs; i++) {
+		if (c->segs[i].kind != SEG_STMT)
+			continue;
+		if (opens(c, i)) {
+			if (++d > CHAT_MAX_DEPTH - 2) {
+				notsup(c, c->segs[i].off, "nesting deeper than 64 levels");
+				return -1;
+			}
+		} else if (closes(c, i) && d > 0) {
+			d--;
+		}
+	}
+	return 0;
 }
 
 /* The index of the statement closing the block opened at i, filling mids
@@ -1476,7 +1535,16 @@ static void st_set(ctx *c, int i)
 		push_var(c, nm, v);
 }
 
+static void exec_range_(ctx *c, int i, int end);
 static void exec_range(ctx *c, int i, int end)
+{
+	if (!enter(c, i < c->nsegs ? c->segs[i].off : 0))
+		return;
+	exec_range_(c, i, end);
+	leave(c);
+}
+
+static void exec_range_(ctx *c, int i, int end)
 {
 	for (; i < end && !c->rc; i++) {
 		seg *s = &c->segs[i];
@@ -1553,7 +1621,7 @@ int fl_chat_render(const char *tmpl, const cJSON *messages, const char *bos, con
 			snprintf(err, errlen, "chat template: messages is not a list");
 		return FL_EINVAL;
 	}
-	if (segment(&c) == 0) {
+	if (segment(&c) == 0 && check_nesting(&c) == 0) {
 		val m = from_json(&c, messages, 0);
 		val b = mkstr(bos ? bos : "", NULL, bos ? strlen(bos) : 0);
 		val e = mkstr(c.eos, NULL, strlen(c.eos));

@@ -20,7 +20,8 @@
  * bos_token, eos_token, add_generation_prompt.
  * Not supported (FL_ENOTSUP, "chat template uses <feature> at offset N, not
  * supported"): macros, call blocks, filters and functions not listed,
- * dict literals, floats, tools.
+ * dict literals, floats, tools, blocks or expressions nested more than 64
+ * deep.
  *
  * Assistant tokens: the mask marks every output byte that comes from the
  * "content" string of a message whose "role" is "assistant" (it follows the

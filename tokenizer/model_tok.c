@@ -8,7 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+
 #include "core/err.h"
+#include "core/fsutil.h"
 
 int fl_tok_load_model(const char *dir, int vocab_size, fl_tokenizer **tok, fl_chat_config *chat,
                       char *err, size_t errlen)
@@ -43,4 +48,36 @@ void fl_tok_hash_hex(const fl_tokenizer *t, char out[65])
 	fl_tok_hash(t, h);
 	for (int i = 0; i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+int fl_tok_copy_files(const char *src, const char *dst, int *copied, char *err, size_t errlen)
+{
+	static const char *names[] = {"tokenizer.json", "tokenizer_config.json",
+	                              "special_tokens_map.json"};
+	char from[PATH_MAX], to[PATH_MAX];
+	if (copied)
+		*copied = 0;
+	for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
+		char *buf = NULL;
+		size_t len = 0;
+		int rv;
+		if ((size_t)snprintf(from, sizeof from, "%s/%s", src, names[i]) >= sizeof from ||
+		    (size_t)snprintf(to, sizeof to, "%s/%s", dst, names[i]) >= sizeof to) {
+			fl_seterr(err, errlen, "%s: path too long", src);
+			return FL_EINVAL;
+		}
+		if ((rv = fl_read_file(from, (size_t)512 << 20, &buf, &len)) == FL_ENOENT)
+			continue;
+		if (rv == 0 && fl_write_atomic(to, buf, len, 0644) != 0)
+			rv = FL_EIO;
+		free(buf);
+		if (rv != 0) {
+			fl_seterr(err, errlen, "copying %s to %s: %s", from, dst,
+			          rv == FL_EIO ? strerror(errno) : fl_strerror(rv));
+			return rv;
+		}
+		if (copied)
+			(*copied)++;
+	}
+	return 0;
 }

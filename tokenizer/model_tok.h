@@ -25,6 +25,12 @@
 int fl_tok_load_model(const char *dir, int vocab_size, fl_tokenizer **tok, fl_chat_config *chat,
                       char *err, size_t errlen);
 
+/* Copies the tokenizer files that folder src has (tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json; each at most 512 MiB) into
+ * folder dst, each replaced atomically (core/fsutil.h). *copied (may be
+ * NULL) gets how many. 0, or a negative FL_E* code with the path in err. */
+int fl_tok_copy_files(const char *src, const char *dst, int *copied, char *err, size_t errlen);
+
 /* Lowercase hex of fl_tok_hash (64 characters + NUL). */
 void fl_tok_hash_hex(const fl_tokenizer *t, char out[65]);
 

@@ -39,16 +39,24 @@ static void client_usage(FILE *f)
 	        "  --state FILE           where the client keeps its DP accountant history across\n"
 	        "                         restarts (default: NAME.state.json next to NAME.key)\n"
 	        "  --no-state             keep that history in memory only\n"
+	        "  --accountant rdp|prv   accountant of this client's own epsilon (sample-level\n"
+	        "                         DP; logs, state file, reports); default: the run's\n"
+	        "                         (coordinator --accountant, sent with every task)\n"
 	        "  --max-rounds N         stop after training N rounds\n"
 	        "  --poll-timeout SEC     longest wait for one reply to GetTask (default 30)\n"
 	        "  --give-up SEC          exit 1 after SEC without any reply (default: never)\n"
 	        "  --attack SPEC          TESTING ONLY: after honest training corrupt the update\n"
 	        "                         (delta d from the global): scale:S (S d), flip (-d),\n"
-	        "                         flip:S (-S d), noise:S (d + N(0, S^2)); still signed\n"
+	        "                         flip:S (-S d), noise:S (d + N(0, S^2)), canary:M\n"
+	        "                         (M at the first B coordinate, 0 elsewhere: DP\n"
+	        "                         audits); still signed\n"
 	        "  --quiet                no progress lines (errors still go to stderr)\n"
 	        "  --help                 this text\n\n"
 	        "Exit status: 0 when the run is done (or N rounds were trained), 1 on failure,\n"
-	        "2 on a usage error.\n");
+	        "2 on a usage error.\n\n"
+	        "A round whose Task deadline would pass before the update is sent is skipped.\n"
+	        "TESTING ONLY, in the environment: FEDLORA_SLOW_MS=N sleeps N ms in every local\n"
+	        "step; FEDLORA_DELAY_SUBMIT_MS=N holds the sealed update N ms before sending.\n");
 }
 
 static int parse_bytes(const char *s, size_t *out)
@@ -98,9 +106,12 @@ static void on_event(const client_event *ev, void *arg)
 			break;
 		}
 		printf("client %d: round %" PRIu64 "/%" PRIu64
-		       ": train %.5g  held-out %.5g -> %.5g  eps %.3g  up %.1f KB  %.2f s  %s%s\n",
+		       ": train %.5g  held-out %.5g -> %.5g  eps %.3g%s%s%s  up %.1f KB  %.2f s  "
+		       "%s%s\n",
 		       p->index, ev->round, ev->total_rounds, ev->train_loss, ev->eval_before,
-		       ev->eval_after, ev->epsilon, ev->bytes_up / 1024.0, ev->seconds,
+		       ev->eval_after, ev->epsilon, ev->epsilon > 0 ? " (" : "",
+		       ev->epsilon > 0 && ev->accountant ? ev->accountant : "",
+		       ev->epsilon > 0 ? ")" : "", ev->bytes_up / 1024.0, ev->seconds,
 		       ev->accepted ? "accepted" : "rejected: ",
 		       ev->accepted ? "" : fl_reason_name(ev->code));
 		if (!ev->accepted && ev->text && *ev->text)
@@ -174,6 +185,13 @@ int cmd_client(int argc, char **argv)
 			o.have_seed = 1;
 		} else if (!strcmp(a, "--state")) {
 			o.state_path = val;
+		} else if (!strcmp(a, "--accountant")) {
+			if (strcmp(val, "rdp") && strcmp(val, "prv")) {
+				fprintf(stderr,
+				        "fedlora client: --accountant must be rdp or prv\n");
+				return 2;
+			}
+			o.accountant = val;
 		} else if (!strcmp(a, "--data")) {
 			o.data = val;
 		} else if (!strcmp(a, "--base")) {
@@ -216,11 +234,10 @@ int cmd_client(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--attack")) {
 			if (client_attack_parse(val, &o.attack)) {
-				fprintf(
-				    stderr,
-				    "fedlora client: bad --attack '%s' (scale:S, flip, flip:S or "
-				    "noise:S)\n",
-				    val);
+				fprintf(stderr,
+				        "fedlora client: bad --attack '%s' (scale:S, flip, flip:S, "
+				        "noise:S or canary:M)\n",
+				        val);
 				return 2;
 			}
 			fprintf(stderr,

@@ -43,7 +43,10 @@ static void usage(FILE *f)
 	           "line wins. Options:\n");
 	coord_config_usage(f);
 	fprintf(f, "  --config FILE.json     settings file (defaults in brackets)\n"
-	           "  --help                 this text\n");
+	           "  --help                 this text\n\n"
+	           "TESTING ONLY: FEDLORA_CRASH_AT=POINT:N in the environment makes the\n"
+	           "coordinator SIGKILL itself at the N-th hit of POINT (registration, mid_fold,\n"
+	           "after_adapter_write, before_state_save, after_commit, done).\n");
 }
 
 /* The value of --config, if any (last one wins). */

@@ -86,9 +86,8 @@ static int parse_steps(const char *s, long *out)
 	return 0;
 }
 
-/* Reads and checks a history file; *ph is malloc'd (caller frees). Prints
- * the reason and returns -1 on failure. */
-static int read_history(const char *path, priv_phase **ph, int *n)
+/* Reads and checks a history file (tools/cmds.h). */
+int eps_history_read(const char *path, priv_phase **ph, int *n)
 {
 	FILE *f = NULL;
 	char *buf = NULL;
@@ -380,7 +379,7 @@ int cmd_eps(int argc, char **argv)
 	}
 
 	if (history) {
-		if (read_history(history, &ph, &nph))
+		if (eps_history_read(history, &ph, &nph))
 			return 1;
 	} else {
 		if (!(ph = malloc(sizeof *ph))) {

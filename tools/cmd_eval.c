@@ -15,7 +15,8 @@
  * folder the adapter's shape comes from the model and the config's r,
  * lora_alpha and target_modules (a list of module names); every expected
  * tensor must be present with its exact shape and nothing else may be;
- * rslora, DoRA, rank/alpha patterns and layer selections are refused.
+ * rslora, DoRA, rank/alpha patterns and layer selections are refused
+ * (the reader is lora/peft.h).
  *
  * Logit dumps: --tokens FILE holds token ids (whitespace-separated decimal
  * integers, or raw little-endian int32); --dump-logits OUT writes the logits
@@ -23,7 +24,6 @@
  * (format 1.0, '<f4') when OUT ends in ".npy", raw little-endian float32
  * otherwise. The mean next-token loss on the same tokens is printed too.
  */
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,14 +37,13 @@
 #include "core/safetensors.h"
 #include "lora/adapter.h"
 #include "lora/io.h"
+#include "lora/peft.h"
 #include "model/backend.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "tokenizer/model_tok.h"
 #include "tools/cmds.h"
 
-#define EVAL_PEFT_PREFIX   "base_model.model."
-#define EVAL_MAX_CONFIG    (1 << 20)
 #define EVAL_MAX_DUMP_TOKS (1 << 20)
 
 static void usage(FILE *f)
@@ -77,168 +76,30 @@ static int ends_with(const char *s, const char *suf)
 	return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* Loads a PEFT folder for model m into a new adapter (see the file comment).
- * Returns 0 or an FL_E* code with a message in err. */
+/* Loads a PEFT folder for model m into a new adapter (lora/peft.h: the shape
+ * from the model and the config's r, lora_alpha and target_modules). Returns
+ * 0 or an FL_E* code with a message in err. */
 static int load_peft(const model_llama *m, const char *dir, lora_adapter **out, char *err,
                      size_t errlen)
 {
-	char path[4200], targets[1024] = "", name[LORA_NAME_MAX + 64];
-	char *json = NULL;
-	size_t len;
-	cJSON *c = NULL, *it;
-	fl_st_file *st = NULL;
+	lora_peft_config pc;
 	lora_adapter *ad = NULL;
-	int r, rv, used = 0;
-	double alpha;
+	int rv;
 
 	*out = NULL;
-	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	if ((rv = fl_read_file(path, EVAL_MAX_CONFIG, &json, &len)) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if ((rv = lora_peft_config_read(dir, &pc, err, errlen)) != 0)
+		return rv;
+	if ((rv = model_lora_adapter_new(&m->cfg, pc.targets, pc.r, (float)pc.alpha, &ad)) != 0) {
+		snprintf(err, errlen, "%s/%s: target_modules '%s' do not fit this model", dir,
+		         LORA_PEFT_CONFIG_FILE, pc.targets);
 		return rv;
 	}
-	c = cJSON_ParseWithLength(json, len);
-	if (!cJSON_IsObject(c)) {
-		snprintf(err, errlen, "%s: not a JSON object", path);
-		rv = FL_EFORMAT;
-		goto fail;
+	if ((rv = lora_peft_weights_read(dir, ad, err, errlen)) != 0) {
+		lora_adapter_free(ad);
+		return rv;
 	}
-	it = cJSON_GetObjectItemCaseSensitive(c, "peft_type");
-	if (!cJSON_IsString(it) || strcmp(it->valuestring, "LORA")) {
-		snprintf(err, errlen, "%s: peft_type is not \"LORA\"", path);
-		rv = FL_ENOTSUP;
-		goto fail;
-	}
-	it = cJSON_GetObjectItemCaseSensitive(c, "r");
-	if (!cJSON_IsNumber(it) || it->valuedouble < 1 || it->valuedouble > 4096 ||
-	    it->valuedouble != (int)it->valuedouble) {
-		snprintf(err, errlen, "%s: bad or missing r", path);
-		rv = FL_EFORMAT;
-		goto fail;
-	}
-	r = (int)it->valuedouble;
-	it = cJSON_GetObjectItemCaseSensitive(c, "lora_alpha");
-	if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || !isfinite(it->valuedouble)) {
-		snprintf(err, errlen, "%s: bad or missing lora_alpha", path);
-		rv = FL_EFORMAT;
-		goto fail;
-	}
-	alpha = it->valuedouble;
-	/* features that change the function computed: refused, not ignored */
-	{
-		static const char *const flags[] = {"use_rslora", "use_dora"};
-		for (unsigned i = 0; i < sizeof flags / sizeof flags[0]; i++) {
-			it = cJSON_GetObjectItemCaseSensitive(c, flags[i]);
-			if (cJSON_IsTrue(it)) {
-				snprintf(err, errlen, "%s: %s is not supported", path, flags[i]);
-				rv = FL_ENOTSUP;
-				goto fail;
-			}
-		}
-		static const char *const pats[] = {"rank_pattern", "alpha_pattern"};
-		for (unsigned i = 0; i < sizeof pats / sizeof pats[0]; i++) {
-			it = cJSON_GetObjectItemCaseSensitive(c, pats[i]);
-			if (it && !cJSON_IsNull(it) &&
-			    !(cJSON_IsObject(it) && cJSON_GetArraySize(it) == 0)) {
-				snprintf(err, errlen, "%s: %s is not supported", path, pats[i]);
-				rv = FL_ENOTSUP;
-				goto fail;
-			}
-		}
-		it = cJSON_GetObjectItemCaseSensitive(c, "layers_to_transform");
-		if (it && !cJSON_IsNull(it)) {
-			snprintf(err, errlen, "%s: layers_to_transform is not supported", path);
-			rv = FL_ENOTSUP;
-			goto fail;
-		}
-	}
-	it = cJSON_GetObjectItemCaseSensitive(c, "target_modules");
-	if (cJSON_IsArray(it)) {
-		cJSON *e;
-		cJSON_ArrayForEach(e, it)
-		{
-			if (!cJSON_IsString(e) ||
-			    strlen(targets) + strlen(e->valuestring) + 2 >= sizeof targets) {
-				snprintf(err, errlen, "%s: bad target_modules", path);
-				rv = FL_EFORMAT;
-				goto fail;
-			}
-			if (targets[0])
-				strcat(targets, ",");
-			strcat(targets, e->valuestring);
-		}
-	} else if (cJSON_IsString(it) && strlen(it->valuestring) < sizeof targets &&
-	           !strpbrk(it->valuestring, ".*()[]|\\^$+?")) {
-		/* a single module name; regular expressions are not supported */
-		snprintf(targets, sizeof targets, "%s", it->valuestring);
-	} else {
-		snprintf(err, errlen, "%s: target_modules must be a list of module names", path);
-		rv = FL_ENOTSUP;
-		goto fail;
-	}
-	if ((rv = model_lora_adapter_new(&m->cfg, targets, r, (float)alpha, &ad)) != 0) {
-		snprintf(err, errlen, "%s: target_modules '%s' do not fit this model", path,
-		         targets);
-		goto fail;
-	}
-	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-	if ((rv = fl_st_open(&st, path, err, errlen)) != 0)
-		goto fail;
-	for (int i = 0; i < ad->n; i++) {
-		lora_mat *mt = &ad->mats[i];
-		int64_t sa[2] = {r, mt->in}, sb[2] = {mt->out, r};
-		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_A.weight", mt->name);
-		if ((rv = fl_st_load_f32(st, name, 2, sa, mt->A)) != 0) {
-			if (rv == FL_ENOENT)
-				snprintf(err, errlen, "%s: tensor %s is missing", path, name);
-			else
-				snprintf(err, errlen, "%s", st->err);
-			goto fail;
-		}
-		snprintf(name, sizeof name, EVAL_PEFT_PREFIX "%s.lora_B.weight", mt->name);
-		if ((rv = fl_st_load_f32(st, name, 2, sb, mt->B)) != 0) {
-			if (rv == FL_ENOENT)
-				snprintf(err, errlen, "%s: tensor %s is missing", path, name);
-			else
-				snprintf(err, errlen, "%s", st->err);
-			goto fail;
-		}
-		used += 2;
-	}
-	if (st->n != used) {
-		for (int i = 0; i < st->n; i++) {
-			const char *tn = st->tensors[i].name;
-			int known = 0;
-			for (int k = 0; k < ad->n && !known; k++) {
-				size_t pl = strlen(EVAL_PEFT_PREFIX), nl = strlen(ad->mats[k].name);
-				known = !strncmp(tn, EVAL_PEFT_PREFIX, pl) &&
-				        !strncmp(tn + pl, ad->mats[k].name, nl) &&
-				        (!strcmp(tn + pl + nl, ".lora_A.weight") ||
-				         !strcmp(tn + pl + nl, ".lora_B.weight"));
-			}
-			if (!known) {
-				snprintf(err, errlen, "%s: unexpected tensor %s", path, tn);
-				break;
-			}
-		}
-		rv = FL_ESHAPE;
-		goto fail;
-	}
-	for (size_t i = 0; i < ad->n_a + ad->n_b; i++)
-		if (!isfinite(ad->params[i])) {
-			snprintf(err, errlen, "%s: NaN or Inf in the adapter", path);
-			rv = FL_ENONFINITE;
-			goto fail;
-		}
 	*out = ad;
-	ad = NULL;
-	rv = 0;
-fail:
-	lora_adapter_free(ad);
-	fl_st_close(st);
-	cJSON_Delete(c);
-	free(json);
-	return rv;
+	return 0;
 }
 
 /* Writes the (n, V) float32 logits to path atomically: a .npy file (version

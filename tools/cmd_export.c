@@ -8,8 +8,12 @@
  * last committed round of RUN/state.json when that file says so, else the
  * highest round file in RUN/global (a file beyond the committed round is an
  * unfinished round and is not exported by default). base_model_name_or_path
- * is --base, else run.json's "base_dir", else null. run.json and state.json
- * are untrusted input: size-bounded, every field checked.
+ * is --base, else run.json's "base_dir", else null. The base's tokenizer
+ * files (tokenizer.json, tokenizer_config.json, special_tokens_map.json) are
+ * copied next to the adapter when the base folder (--base when it is a
+ * folder, else run.json's "base_dir") has them, so OUT loads with
+ * AutoTokenizer too. run.json and state.json are untrusted input:
+ * size-bounded, every field checked.
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -24,23 +28,27 @@
 #include "core/fsutil.h"
 #include "lora/io.h"
 #include "lora/peft.h"
+#include "tokenizer/model_tok.h"
 #include "tools/cmds.h"
 
 #define EXPORT_JSON_MAX (16L << 20)
-
 static void export_usage(FILE *f)
 {
-	fprintf(f, "usage: fedlora export --run-dir DIR [--round N] --out DIR [--base NAME]\n"
-	           "\n"
-	           "Writes a run's global adapter in the Hugging Face PEFT format:\n"
-	           "OUT/adapter_model.safetensors and OUT/adapter_config.json, loadable with\n"
-	           "PeftModel.from_pretrained(base_model, OUT).\n"
-	           "\n"
-	           "  --run-dir DIR   the coordinator's run directory\n"
-	           "  --round N       round to export (default: the last committed round)\n"
-	           "  --out DIR       output folder (created if missing)\n"
-	           "  --base NAME     base_model_name_or_path (default: run.json's base_dir)\n"
-	           "  --help          this text\n");
+	fprintf(f,
+	        "usage: fedlora export --run-dir DIR [--round N] --out DIR [--base NAME]\n"
+	        "\n"
+	        "Writes a run's global adapter in the Hugging Face PEFT format:\n"
+	        "OUT/adapter_model.safetensors and OUT/adapter_config.json, loadable with\n"
+	        "PeftModel.from_pretrained(base_model, OUT). The base folder's\n"
+	        "tokenizer.json, tokenizer_config.json and special_tokens_map.json, when it\n"
+	        "has them, are copied into OUT.\n"
+	        "\n"
+	        "  --run-dir DIR   the coordinator's run directory\n"
+	        "  --round N       round to export (default: the last committed round)\n"
+	        "  --out DIR       output folder (created if missing)\n"
+	        "  --base NAME     base_model_name_or_path (default: run.json's base_dir); when\n"
+	        "                  NAME is a folder, the tokenizer files are copied from it\n"
+	        "  --help          this text\n");
 }
 
 static cJSON *read_json(const char *path)
@@ -92,7 +100,7 @@ static long highest_round(const char *gdir)
 
 int cmd_export(int argc, char **argv)
 {
-	const char *run = NULL, *out = NULL, *base = NULL, *round_s = NULL;
+	const char *run = NULL, *out = NULL, *base = NULL, *round_s = NULL, *tokdir = NULL;
 	char path[4096], err[512];
 	long round = -1;
 	cJSON *runj = NULL, *st = NULL;
@@ -146,10 +154,17 @@ int cmd_export(int argc, char **argv)
 		        path, errno ? strerror(errno) : "parse error", run);
 		goto done;
 	}
-	if (!base) {
+	{
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(runj, "base_dir");
-		if (cJSON_IsString(b) && b->valuestring[0])
-			base = b->valuestring;
+		struct stat sb;
+		if (cJSON_IsString(b) && b->valuestring[0]) {
+			if (!base)
+				base = b->valuestring;
+			if (stat(b->valuestring, &sb) == 0 && S_ISDIR(sb.st_mode))
+				tokdir = b->valuestring;
+		}
+		if (base && stat(base, &sb) == 0 && S_ISDIR(sb.st_mode))
+			tokdir = base;
 	}
 	if (round < 0) {
 		snprintf(path, sizeof path, "%s/state.json", run);
@@ -181,6 +196,16 @@ int cmd_export(int argc, char **argv)
 	printf("exported round %ld of %s (%d matrices, r=%d, alpha=%g) to %s/%s and %s\n", round,
 	       run, a->n, a->r, (double)a->alpha, out, LORA_PEFT_WEIGHTS_FILE,
 	       LORA_PEFT_CONFIG_FILE);
+	if (tokdir) {
+		int ncopied;
+		if ((rv = fl_tok_copy_files(tokdir, out, &ncopied, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora export: %s\n", err);
+			goto done;
+		}
+		if (ncopied)
+			printf("copied %d tokenizer file%s from %s\n", ncopied,
+			       ncopied > 1 ? "s" : "", tokdir);
+	}
 	rc = 0;
 done:
 	lora_adapter_free(a);

@@ -10,8 +10,12 @@
  * (the data's held-out split, client/data.h) is printed at the start and at
  * the end on stdout.
  *
+ * --tokenizer DIR trains on the ids of DIR's Hugging Face tokenizer.json
+ * instead of bytes (vocab_size must cover them) and copies its tokenizer
+ * files into OUT, so OUT is a complete model folder.
+ *
  * Not here: gradient clipping (the backend's step has none; warmup keeps
- * the first steps tame), resuming, tokenizers other than bytes.
+ * the first steps tame), resuming.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -28,6 +32,7 @@
 #include "model/config.h"
 #include "model/llama.h"
 #include "model/optim.h"
+#include "tokenizer/model_tok.h"
 #include "model/tokenizer.h"
 #include "tools/cmds.h"
 
@@ -41,7 +46,8 @@ static void usage(FILE *f)
 	        "--steps N\n"
 	        "                        [options]\n"
 	        "\n"
-	        "Trains a byte-level Llama-architecture model from scratch and writes\n"
+	        "Trains a Llama-architecture model from scratch (on bytes, or on the ids of\n"
+	        "a Hugging Face tokenizer with --tokenizer) and writes\n"
 	        "DIR/config.json and DIR/model.safetensors (Hugging Face layout) and\n"
 	        "DIR/pretrain.json (settings and losses).\n"
 	        "\n"
@@ -51,6 +57,9 @@ static void usage(FILE *f)
 	        "EOS)\n"
 	        "  --data PATHS         comma-separated text/JSONL/fortune files or "
 	        "folders\n"
+	        "  --tokenizer DIR      train on the ids of DIR/tokenizer.json (Hugging Face)\n"
+	        "                       instead of bytes; vocab_size must cover them; the\n"
+	        "                       tokenizer files are copied into --out\n"
 	        "  --out DIR            output folder (created)\n"
 	        "  --steps N            optimizer steps\n"
 	        "  --batch-size B       sequences per step (default 16)\n"
@@ -141,6 +150,8 @@ int cmd_pretrain(int argc, char **argv)
 	long used = 0;
 	fl_rng g;
 	cJSON *sum = NULL;
+	const char *tokdir = NULL;
+	fl_tokenizer *tk = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -165,6 +176,8 @@ int cmd_pretrain(int argc, char **argv)
 			cfg_path = v;
 		else if (!strcmp(a, "--data"))
 			data = v;
+		else if (!strcmp(a, "--tokenizer"))
+			tokdir = v;
 		else if (!strcmp(a, "--out"))
 			out = v;
 		else if (!strcmp(a, "--device"))
@@ -225,7 +238,24 @@ int cmd_pretrain(int argc, char **argv)
 		        fl_strerror(rv));
 		return 1;
 	}
-	if (cfg.vocab_size < MODEL_TOK_VOCAB) {
+	if (tokdir) {
+		if ((rv = fl_tok_load(tokdir, &tk, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora pretrain: %s\n", err);
+			return 1;
+		}
+		if (fl_tok_get_kind(tk) == FL_TOK_BYTES) {
+			fprintf(stderr, "fedlora pretrain: %s has no tokenizer.json\n", tokdir);
+			goto done;
+		}
+		if (cfg.vocab_size < fl_tok_vocab(tk)) {
+			fprintf(stderr,
+			        "fedlora pretrain: %s: vocab_size %d is below the %d ids of the "
+			        "%s tokenizer of %s\n",
+			        cfg_path, cfg.vocab_size, fl_tok_vocab(tk), fl_tok_kind_name(tk),
+			        tokdir);
+			goto done;
+		}
+	} else if (cfg.vocab_size < MODEL_TOK_VOCAB) {
 		fprintf(stderr,
 		        "fedlora pretrain: %s: vocab_size %d is below the byte-level "
 		        "tokenizer's %d "
@@ -241,12 +271,20 @@ int cmd_pretrain(int argc, char **argv)
 		        cfg.max_position_embeddings);
 		return 2;
 	}
-	/* the byte-level tokenizer's specials, so transformers sees them too */
-	cfg.bos_token_id = MODEL_TOK_BOS;
-	cfg.eos_token_id = MODEL_TOK_EOS;
+	/* the tokenizer's specials, so transformers sees them too (a tokenizer
+	 * without BOS, as Qwen's, takes its EOS there, as Qwen's config does) */
+	if (tk) {
+		int32_t b = fl_tok_bos(tk), e = fl_tok_eos(tk);
+		cfg.bos_token_id = b >= 0 ? b : e >= 0 ? e : 0;
+		cfg.eos_token_id = e >= 0 ? e : cfg.bos_token_id;
+	} else {
+		cfg.bos_token_id = MODEL_TOK_BOS;
+		cfg.eos_token_id = MODEL_TOK_EOS;
+	}
 
 	client_data_opts_default(&dop);
 	dop.seq_len = (int)T;
+	dop.tok = tk;
 	if ((rv = client_data_load(&d, data, &dop, err, sizeof err)) != 0) {
 		fprintf(stderr, "fedlora pretrain: %s\n", err);
 		return 1;
@@ -368,7 +406,19 @@ int cmd_pretrain(int argc, char **argv)
 	sum = cJSON_CreateObject();
 	if (!sum)
 		goto done;
-	cJSON_AddStringToObject(sum, "tokenizer", "bytes");
+	if (tk) {
+		char hex[65];
+		int ncopied;
+		if ((rv = fl_tok_copy_files(tokdir, out, &ncopied, err, sizeof err)) != 0) {
+			fprintf(stderr, "fedlora pretrain: %s\n", err);
+			goto done;
+		}
+		fl_tok_hash_hex(tk, hex);
+		cJSON_AddStringToObject(sum, "tokenizer", fl_tok_kind_name(tk));
+		cJSON_AddStringToObject(sum, "tokenizer_hash", hex);
+	} else {
+		cJSON_AddStringToObject(sum, "tokenizer", "bytes");
+	}
 	cJSON_AddStringToObject(sum, "data", data);
 	cJSON_AddNumberToObject(sum, "steps", (double)steps);
 	cJSON_AddNumberToObject(sum, "batch_size", (double)batch);
@@ -403,6 +453,7 @@ done:
 	model_backend_close(be);
 	model_llama_free(m);
 	client_data_free(d);
+	fl_tok_free(tk);
 	free(tok);
 	free(tgt);
 	free(perm);

@@ -81,7 +81,9 @@ static void sim_usage(FILE *f)
 	    "  --quiet                  no progress lines\n"
 	    "  --help                   this text\n\n"
 	    "Any other option (e.g. --lr 0.1, --local-steps 20, --dp sample, --round-timeout 5,\n"
-	    "--secure-agg) is passed to `fedlora coordinator`; see `fedlora coordinator --help`.\n",
+	    "--accountant rdp|prv, --eps-error E, --secure-agg) is passed to `fedlora\n"
+	    "coordinator`; see `fedlora coordinator --help`. The run's accountant reaches the\n"
+	    "clients with every task; the final line gives the last epsilon and its accountant.\n",
 	    SIM_MAX_CLIENTS);
 }
 
@@ -219,6 +221,11 @@ static double jnum(const cJSON *o, const char *k)
 	return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* The last committed round's epsilon, delta and accountant, for the final
+ * summary line (NAN / "" without DP). */
+static double sim_last_eps = NAN, sim_last_delta = NAN;
+static char sim_last_acct[8];
+
 /* Prints metrics lines of rounds > *printed; returns the last round seen. */
 static int sim_progress(const char *metrics, int rounds, int *printed, int quiet)
 {
@@ -258,6 +265,13 @@ static int sim_progress(const char *metrics, int rounds, int *printed, int quiet
 				    jnum(o, "train_loss"), jnum(o, "eval_loss"),
 				    jnum(o, "agg_bias"), es, jnum(o, "bytes_up") / 1024.0,
 				    jnum(o, "seconds"));
+			}
+			{
+				const cJSON *ac = cJSON_GetObjectItemCaseSensitive(o, "accountant");
+				sim_last_eps = jnum(o, "epsilon");
+				sim_last_delta = jnum(o, "delta");
+				snprintf(sim_last_acct, sizeof sim_last_acct, "%s",
+				         cJSON_IsString(ac) ? ac->valuestring : "rdp");
 			}
 			*printed = r;
 			last = r;
@@ -693,6 +707,9 @@ int cmd_sim(int argc, char **argv)
 	}
 	sim_kill_all(procs, nclients + 1);
 	sim_progress(metrics, rounds, &printed, quiet);
+	if (!quiet && printed > 0 && !isnan(sim_last_eps))
+		printf("sim: final epsilon %.6g at delta %g (accountant %s)\n", sim_last_eps,
+		       sim_last_delta, sim_last_acct);
 	if (coord_ok && printed >= rounds) {
 		rv = 0;
 		if (!quiet)

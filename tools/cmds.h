@@ -16,5 +16,14 @@ int cmd_eps(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+struct priv_phase;
+/* `fedlora eps --history FILE`: reads and checks the phases of FILE (a JSON
+ * list of {"sigma","q","steps"}, or an object with such a list under
+ * "accountant" or "history"; untrusted: size and phase count bounded, every
+ * field checked). *ph is malloc'd (caller frees; NULL when n is 0). Prints
+ * the reason to stderr and returns -1 on failure. */
+int eps_history_read(const char *path, struct priv_phase **ph, int *n);
 
 #endif

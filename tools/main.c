@@ -22,6 +22,7 @@ static const struct {
     {"pretrain", cmd_pretrain, "train a base model from scratch (Hugging Face layout)"},
     {"eval", cmd_eval, "held-out loss and accuracy of a base model with an optional adapter"},
     {"export", cmd_export, "write a run's global adapter in the PEFT format"},
+    {"tokenize", cmd_tokenize, "encode or decode text with a model folder's tokenizer"},
 };
 
 static void usage(FILE *f)

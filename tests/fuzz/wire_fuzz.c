@@ -1,9 +1,13 @@
 /*
- * tests/fuzz/wire_fuzz.c — libFuzzer target for what a coordinator does with
- * bytes from the network: fl_wire_open (size limit, Envelope unpack, version,
- * signature, body unpack), then, for a Submit or Task, the body checks and
- * tensor decoding into an adapter of a fixed shape. Any crash, sanitizer
- * report or leak is a bug; rejections are the expected outcome.
+ * tests/fuzz/wire_fuzz.c — libFuzzer target for what either side does with
+ * bytes from the network: fl_wire_open (size limit, Envelope unpack,
+ * version, signature, body unpack), then the checks production code applies
+ * to that body type — fl_wire_check_hello (coordinator), _check_run on a
+ * GetTask and an Ack, _check_task and _check_submit with the tensor
+ * decoding into an adapter of a fixed shape (A and B, and B only as ffa
+ * does), the run id of a Welcome, Wait and Done, the code of a Reject as the
+ * client reads them. Any crash, sanitizer report or leak is a bug;
+ * rejections are the expected outcome.
  *
  * The signature gate would stop almost every random input early, so the
  * first byte picks a mode: even -> the rest is a raw envelope (the Envelope
@@ -11,20 +15,20 @@
  * which the harness signs with a fixed key into a valid envelope before
  * opening it, so the body parser, the checks and the tensor decoding see
  * fuzzed input behind a good signature. Production code has no fuzzing
- * switch. Build and run (not part of `make test`):
+ * switch. Seeds (tests/fuzz/corpus/wire/, scripts/fuzz-seeds.py) hold a valid
+ * body of every type, run id "run", tensors of this adapter.
  *
- *   make CUDA=0 BUILD=build-fuzz CC=clang SAN="-fsanitize=fuzzer-no-link,address,undefined" \
- *        build-fuzz/libfedlora.a
- *   clang -fsanitize=fuzzer,address,undefined -I. -Ibuild-fuzz/gen tests/fuzz/wire_fuzz.c \
- *        build-fuzz/libfedlora.a -lsodium -lnng -lmbedtls -lmbedx509 -lmbedcrypto \
- *        -lprotobuf-c -lcjson -lopenblas -lm -lpthread -o build-fuzz/wire_fuzz
- *   build-fuzz/wire_fuzz -max_total_time=60
+ * Build and run: make fuzz-build; make fuzz FUZZ_S=600 (all targets) or
+ * build-fuzz/fuzz/wire_fuzz tests/fuzz/corpus/wire. Line coverage of
+ * core/wire.c over the seeds and the scratch corpus:
+ * sh scripts/fuzz.sh cov wire core/wire.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/err.h"
 #include "core/wire.h"
 
 static lora_adapter *fuzz_adapter(void)
@@ -74,6 +78,7 @@ static uint8_t *sign_body(uint32_t type, const uint8_t *body, size_t blen, size_
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	fl_wire_msg m;
+	static volatile size_t sink;
 	lora_adapter *a = fuzz_adapter();
 	uint8_t *env = NULL;
 	size_t elen = 0;
@@ -91,18 +96,57 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rv != 0)
 		return 0;
-	if (m.type == FL_MSG_SUBMIT) {
+	switch (m.type) {
+	case FL_MSG_HELLO:
+		(void)!fl_wire_check_hello((const Fedlora__Hello *)m.body, "run");
+		break;
+	case FL_MSG_WELCOME: {
+		const Fedlora__Welcome *w = (const Fedlora__Welcome *)m.body;
+		if (fl_wire_run_id_valid(w->run_id) == 0 && w->spec && w->spec->task)
+			sink += strcmp(w->spec->task, "lm") + (w->spec->tokenizer_hash != NULL);
+		break;
+	}
+	case FL_MSG_REJECT: {
+		const Fedlora__Reject *rj = (const Fedlora__Reject *)m.body;
+		int code = rj->code < 0 && rj->code > -100 ? rj->code : FL_EFORMAT;
+		sink += strlen(fl_reason_name(code)) + (rj->text ? strlen(rj->text) : 0);
+		break;
+	}
+	case FL_MSG_GET_TASK:
+		(void)!fl_wire_check_run(((const Fedlora__GetTask *)m.body)->run_id, "run");
+		break;
+	case FL_MSG_TASK: {
+		const Fedlora__Task *t = (const Fedlora__Task *)m.body;
+		(void)!fl_wire_check_task(t, "run", 0);
+		(void)!fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, a);
+		break;
+	}
+	case FL_MSG_WAIT: {
+		const Fedlora__Wait *w = (const Fedlora__Wait *)m.body;
+		if (w->run_id && *w->run_id)
+			sink += fl_wire_check_run(w->run_id, "run") != 0;
+		break;
+	}
+	case FL_MSG_DONE: {
+		const Fedlora__Done *d = (const Fedlora__Done *)m.body;
+		if (d->run_id && *d->run_id)
+			sink += fl_wire_check_run(d->run_id, "run") != 0;
+		break;
+	}
+	case FL_MSG_SUBMIT: {
 		const Fedlora__Submit *s = (const Fedlora__Submit *)m.body;
 		if (fl_wire_check_submit(s, "run", 1) == 0)
 			(void)!fl_wire_tensors_to_adapter(s->tensors, s->n_tensors, FL_WIRE_AB, a);
 		(void)!fl_wire_tensors_to_adapter(s->tensors, s->n_tensors, FL_WIRE_B, a);
-	} else if (m.type == FL_MSG_TASK) {
-		const Fedlora__Task *t = (const Fedlora__Task *)m.body;
-		(void)!fl_wire_check_task(t, "run", 0);
-		(void)!fl_wire_tensors_to_adapter(t->tensors, t->n_tensors, FL_WIRE_AB, a);
-	} else if (m.type == FL_MSG_HELLO) {
-		(void)!fl_wire_check_hello((const Fedlora__Hello *)m.body, "run");
+		break;
+	}
+	case FL_MSG_ACK:
+		(void)!fl_wire_check_run(((const Fedlora__Ack *)m.body)->run_id, "run");
+		break;
+	default:
+		abort(); /* fl_wire_open let an unknown type through */
 	}
 	fl_wire_msg_fini(&m);
+	(void)sink;
 	return 0;
 }
