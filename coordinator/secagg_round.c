@@ -92,6 +92,11 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 	int rv = FL_ENOMEM;
 
 	*out = NULL;
+	if (o->min_clients > o->n) {
+		snprintf(why, whylen, "%d client(s) selected, below the quorum --min-clients %d",
+		         o->n, o->min_clients);
+		return FL_EINVAL;
+	}
 	if (o->n < 2 || o->strat == LORA_FAIR || !o->global || !o->key) {
 		snprintf(why, whylen, "secure aggregation needs >= 2 clients and fedit or ffa");
 		return FL_EINVAL;
@@ -171,7 +176,7 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 		goto fail;
 	/* the run's quorum: at least min_clients vectors in the sum */
 	if (r->p.min_survivors < o->min_clients) {
-		r->p.min_survivors = o->min_clients < r->n ? o->min_clients : r->n;
+		r->p.min_survivors = o->min_clients;
 		if ((rv = priv_sa_check_params(&r->p, why, whylen)) != 0)
 			goto fail;
 	}
@@ -751,7 +756,8 @@ int sa_round_metrics_json(const sa_round *r, cJSON *o)
 			ok = cJSON_AddItemToArray(surv, cJSON_CreateString(id));
 		if (r->m[i].done >= P_KEYS && r->m[i].done < P_UNMASK) {
 			cJSON *d = cJSON_CreateObject();
-			ok = d && cJSON_AddItemToArray(drop, d) && cJSON_AddStringToObject(d, "id", id) &&
+			ok = d && cJSON_AddItemToArray(drop, d) &&
+			     cJSON_AddStringToObject(d, "id", id) &&
 			     cJSON_AddStringToObject(d, "after", phase_names[r->m[i].done]);
 		}
 	}

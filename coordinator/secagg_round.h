@@ -48,7 +48,7 @@ typedef struct sa_round_opts {
 	const char *run_id;
 	int round, attempt;
 	int n;                      /* selected clients */
-	int min_clients;            /* quorum: min_survivors is at least this (capped at n) */
+	int min_clients;            /* quorum: min_survivors is at least this; n below it fails */
 	const int *reg;             /* their registry indices, selection order */
 	const uint8_t (*id_pk)[32]; /* their Ed25519 keys */
 	lora_strategy strat;        /* fedit or ffa */

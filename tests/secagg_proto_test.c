@@ -407,6 +407,37 @@ static void test_too_few_keys_abort(void)
 	fx_close(&f);
 }
 
+static void test_below_quorum_refused(void)
+{
+	/* a selection smaller than the run's --min-clients cannot open */
+	fixture f;
+	sa_round_opts o;
+	sa_round *r = NULL;
+	char why[200] = "";
+	uint8_t pk[N][32];
+	fx_open(&f, 2);
+	for (int i = 0; i < N; i++)
+		memcpy(pk[i], f.k[i].pk, 32);
+	memset(&o, 0, sizeof o);
+	o.run_id = RUN;
+	o.round = 2;
+	o.n = N;
+	o.min_clients = N + 1;
+	o.reg = f.reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = LORA_FFA;
+	o.global = f.global;
+	o.keys_timeout = o.phase_timeout = 1;
+	o.key = &f.ck;
+	CHECK(sa_round_new(&r, &o, 0, why, sizeof why) == FL_EINVAL);
+	CHECK(r == NULL && strstr(why, "quorum") != NULL);
+	o.min_clients = N; /* then every member must survive */
+	CHECK_RC(sa_round_new(&r, &o, 0, why, sizeof why));
+	CHECK(r && sa_round_task_params(r)->min_survivors == N);
+	sa_round_free(r);
+	fx_close(&f);
+}
+
 static void test_weight_bounded(void)
 {
 	/* a coordinator that inflates a client's weight beyond the clip is
@@ -439,6 +470,7 @@ static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_replay_cross_round),
                                   TEST(test_too_few_keys_abort),
                                   TEST(test_weight_bounded),
+                                  TEST(test_below_quorum_refused),
                                   {0}};
 
 int main(int argc, char **argv)
