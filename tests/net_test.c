@@ -257,6 +257,29 @@ static void tls_opts(fl_net_opts *o, const char *pki_cert, const char *name, con
 	o->tls_ca = ca;
 }
 
+/* The coordinator refuses a client whose certificate it does not accept. The
+ * clear error at dial time is best effort: in TLS 1.3 the client finishes its
+ * handshake before the coordinator has checked the client's certificate, and
+ * on a loaded machine the drop can come after dial_sync_ms. What must hold
+ * either way: no request gets through. 1 if refused. */
+static int refused_peer(const char *url, fl_net_opts *co, server *sv, int before)
+{
+	nng_socket c;
+	co->recv_timeout_ms = 1000;
+	int rv = fl_net_dial(&c, url, co);
+	if (rv == FL_EKEY)
+		return 1;
+	if (rv != 0)
+		return 0;
+	int ex = exchange(c, 5);
+	nng_close(c);
+	if (ex == 0)
+		return 0;
+	fprintf(stderr, "  dial returned before the drop; the request failed (%d) as it must\n",
+	        ex);
+	return sv->received == before;
+}
+
 static void test_tls_mutual(void)
 {
 	if (!make_certs())
@@ -290,12 +313,12 @@ static void test_tls_mutual(void)
 	int before = sv.received;
 	tls_opts(&co, "b", "client-0", "a");
 	co.dial_sync_ms = 2000;
-	CHECK(fl_net_dial(&c, url, &co) == FL_EKEY);
+	CHECK(refused_peer(url, &co, &sv, before));
 	/* no client certificate at all: refused too */
 	tls_opts(&co, "a", "client-0", "a");
 	co.tls_cert = co.tls_key = NULL;
 	co.dial_sync_ms = 2000;
-	CHECK(fl_net_dial(&c, url, &co) == FL_EKEY);
+	CHECK(refused_peer(url, &co, &sv, before));
 	/* a client that trusts another CA refuses the coordinator */
 	tls_opts(&co, "a", "client-0", "b");
 	co.dial_sync_ms = 2000;
