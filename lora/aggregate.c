@@ -38,6 +38,10 @@
 
 enum { SCAN_BLK = 2048, SCAN_LANES = 8 }; /* see "Parallel fold" */
 
+struct fold_pool;
+static struct fold_pool *pool_new(int T);
+static void pool_free(struct fold_pool *p);
+
 struct lora_agg {
 	lora_agg_opts o;
 	lora_adapter *global; /* copy of the round's global */
@@ -50,6 +54,7 @@ struct lora_agg {
 	double wsum, norm_sum;
 	double *blk;  /* per-block partial norms of the update being scanned */
 	int nthreads; /* fold threads for this adapter size */
+	struct fold_pool *pool; /* nthreads - 1 workers, NULL when 1 (or none started) */
 	int finished;
 };
 
@@ -168,11 +173,18 @@ int lora_agg_new(lora_agg **out, const lora_adapter *global, const lora_agg_opts
 		rv = FL_ENOMEM;
 		goto fail;
 	}
-	/* explicit zeroing touches every page now, at round start, instead of
-	 * page-faulting inside the first client's fold */
+	/* Touch every page with a write now, at round start, instead of
+	 * page-faulting inside the first client's fold. memset alone is not
+	 * enough: the compiler may turn malloc + memset into calloc, whose fresh
+	 * pages the fold's first read maps to the shared zero page and its write
+	 * then copies, each copy a TLB shootdown across the fold's threads. The
+	 * volatile stores cannot be elided. */
 	memset(g->sum, 0, (global->n_a + global->n_b) * sizeof(double));
+	for (size_t i = 0; i < global->n_a + global->n_b; i += 512)
+		((volatile double *)g->sum)[i] = 0.0;
 	g->off0 = o->strategy == LORA_FFA ? global->n_a : 0;
 	g->nthreads = fold_threads(o, global->n_a + global->n_b);
+	g->pool = g->nthreads > 1 ? pool_new(g->nthreads) : NULL;
 	g->blk = malloc(((global->n_a + global->n_b - g->off0) / SCAN_BLK + 1) * sizeof(double));
 	if (!g->blk) {
 		rv = FL_ENOMEM;
@@ -195,6 +207,7 @@ void lora_agg_free(lora_agg *g)
 	free(g->wkeep);
 	free(g->sum);
 	free(g->blk);
+	pool_free(g->pool);
 	lora_adapter_free(g->global);
 	free(g);
 }
@@ -216,15 +229,70 @@ typedef struct fold_job {
 	int bad;             /* scan result: 1 when a value is NaN/Inf */
 } fold_job;
 
+/* One scan block [i, i1) of whole 8-value groups: the exponent-bit finite
+ * test and the squared delta, lane l summing the values at i + l (mod 8), in
+ * double, no contraction (-std=c11), so every build computes the same bits.
+ * Written with GCC vector types so that it vectorizes, and cloned for AVX2
+ * (picked at load time, the default clone elsewhere). Returns nonzero when a
+ * value is NaN/Inf. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SCAN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SCAN_CLONES
+#endif
+
+SCAN_CLONES
+static int scan_groups(const float *c, const float *gl, size_t i, size_t i1, double lane[8])
+{
+	const v4i expo = {0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000};
+	v4i bad = {0, 0, 0, 0};
+	v4d a0, a1;
+	memcpy(&a0, lane, sizeof a0);
+	memcpy(&a1, lane + 4, sizeof a1);
+	for (; i + 8 <= i1; i += 8) {
+		v4f c0, c1, g0, g1;
+		v4i u0, u1;
+		memcpy(&c0, c + i, 16);
+		memcpy(&c1, c + i + 4, 16);
+		memcpy(&g0, gl + i, 16);
+		memcpy(&g1, gl + i + 4, 16);
+		memcpy(&u0, &c0, 16);
+		memcpy(&u1, &c1, 16);
+		bad |= ((u0 & expo) == expo) | ((u1 & expo) == expo);
+		v4d d0 = __builtin_convertvector(c0, v4d) - __builtin_convertvector(g0, v4d);
+		v4d d1 = __builtin_convertvector(c1, v4d) - __builtin_convertvector(g1, v4d);
+		a0 += d0 * d0;
+		a1 += d1 * d1;
+	}
+	memcpy(lane, &a0, sizeof a0);
+	memcpy(lane + 4, &a1, sizeof a1);
+	return (bad[0] | bad[1] | bad[2] | bad[3]) != 0;
+}
+
+/* 1 when a value in x[lo, hi) is NaN/Inf (all exponent bits set). */
+SCAN_CLONES
 static uint32_t nonfinite_bits(const float *x, size_t lo, size_t hi)
 {
+	const v4i expo = {0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000};
+	v4i bv = {0, 0, 0, 0};
 	uint32_t bad = 0;
-	for (size_t i = lo; i < hi; i++) {
-		uint32_t u;
-		memcpy(&u, &x[i], 4);
-		bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+	size_t i = lo;
+	for (; i + 16 <= hi; i += 16) {
+		v4i u[4];
+		memcpy(u, x + i, sizeof u);
+		bv |= ((u[0] & expo) == expo) | ((u[1] & expo) == expo) | ((u[2] & expo) == expo) |
+		      ((u[3] & expo) == expo);
 	}
-	return bad;
+	for (; i < hi; i++) {
+		uint32_t w;
+		memcpy(&w, &x[i], 4);
+		bad |= (uint32_t)((w & 0x7f800000u) == 0x7f800000u);
+	}
+	return bad | ((bv[0] | bv[1] | bv[2] | bv[3]) != 0);
 }
 
 /* The finite test is on the exponent bits so that it vectorizes. Chunk
@@ -244,15 +312,8 @@ static void scan_chunk(fold_job *j)
 	for (; i0 < n; i0 += SCAN_BLK) {
 		size_t i1 = i0 + SCAN_BLK < n ? i0 + SCAN_BLK : n;
 		double lane[SCAN_LANES] = {0}, bs = 0;
-		size_t i = i0;
-		for (; i + SCAN_LANES <= i1; i += SCAN_LANES)
-			for (int l = 0; l < SCAN_LANES; l++) {
-				uint32_t u;
-				memcpy(&u, &c[i + l], 4);
-				bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-				double d = (double)c[i + l] - (double)gl[i + l];
-				lane[l] += d * d;
-			}
+		size_t i = i0 + (i1 - i0) / SCAN_LANES * SCAN_LANES;
+		bad |= (uint32_t)scan_groups(c, gl, i0, i, lane);
 		bad |= nonfinite_bits(c, i, i1);
 		for (; i < i1; i++) {
 			double d = (double)c[i] - (double)gl[i];
@@ -265,20 +326,47 @@ static void scan_chunk(fold_job *j)
 	j->bad = bad != 0;
 }
 
-static void fold_chunk(fold_job *j)
+/* s[i] += w * c[i], or under DP s[i] += sc * (c[i] - gl[i]), over [lo, hi):
+ * one double operation per element whatever the vector width, so any clone
+ * gives the same bits. Vector types because -O2 leaves the plain loop
+ * scalar. */
+SCAN_CLONES
+static void fold_range(double *s, const float *c, const float *gl, size_t lo, size_t hi, double w,
+                       int dp)
 {
-	const float *c = j->c, *gl = j->gl;
-	double *s = j->s;
-	const size_t lo = j->lo > j->off0 ? j->lo : j->off0;
-	if (j->dp) {
-		const double sc = j->sc;
-		for (size_t i = lo; i < j->hi; i++)
-			s[i] += sc * ((double)c[i] - gl[i]);
+	size_t i = lo;
+	const v4d wv = {w, w, w, w};
+	if (dp) {
+		for (; i + 4 <= hi; i += 4) {
+			v4f c4, g4;
+			v4d s4;
+			memcpy(&c4, c + i, 16);
+			memcpy(&g4, gl + i, 16);
+			memcpy(&s4, s + i, 32);
+			s4 += wv * (__builtin_convertvector(c4, v4d) - __builtin_convertvector(g4, v4d));
+			memcpy(s + i, &s4, 32);
+		}
+		for (; i < hi; i++)
+			s[i] += w * ((double)c[i] - gl[i]);
 	} else {
-		const double w = j->w;
-		for (size_t i = lo; i < j->hi; i++)
+		for (; i + 4 <= hi; i += 4) {
+			v4f c4;
+			v4d s4;
+			memcpy(&c4, c + i, 16);
+			memcpy(&s4, s + i, 32);
+			s4 += wv * __builtin_convertvector(c4, v4d);
+			memcpy(s + i, &s4, 32);
+		}
+		for (; i < hi; i++)
 			s[i] += w * c[i];
 	}
+}
+
+static void fold_chunk(fold_job *j)
+{
+	const size_t lo = j->lo > j->off0 ? j->lo : j->off0;
+	if (lo < j->hi)
+		fold_range(j->s, j->c, j->gl, lo, j->hi, j->dp ? j->sc : j->w, j->dp);
 }
 
 static void *fold_thread(void *arg)
@@ -306,23 +394,110 @@ static size_t chunk_bound(size_t n, size_t off0, int t, int T)
 	return b;
 }
 
-/* Runs phase `phase` of jobs[0..T) on T threads (jobs[0] here). A thread
- * that cannot start has its chunk run here instead, so the result is the
- * same. */
-static void run_phase(fold_job *jobs, int T, int phase)
-{
+/* Workers that live as long as the aggregator: starting threads for every
+ * phase of every client cost more than the phase itself on a busy machine
+ * (thread start and exit, TLB shootdowns). Worker t runs jobs[t] of each
+ * phase; the caller's thread runs jobs[0]. */
+typedef struct fold_pool {
 	pthread_t th[LORA_AGG_MAX_THREADS];
-	int started[LORA_AGG_MAX_THREADS] = {0};
+	int n; /* workers started: jobs[1..n] */
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	unsigned long gen; /* bumped once per phase */
+	int pending, quit;
+	fold_job *jobs;
+	struct pool_arg {
+		struct fold_pool *p;
+		int t;
+	} arg[LORA_AGG_MAX_THREADS];
+} fold_pool;
+
+static void *pool_worker(void *arg)
+{
+	struct pool_arg *a = arg;
+	fold_pool *p = a->p;
+	unsigned long seen = 0;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->quit && p->gen == seen)
+			pthread_cond_wait(&p->go, &p->mu);
+		if (p->quit)
+			break;
+		seen = p->gen;
+		fold_job *j = &p->jobs[a->t];
+		pthread_mutex_unlock(&p->mu);
+		fold_thread(j);
+		pthread_mutex_lock(&p->mu);
+		if (--p->pending == 0)
+			pthread_cond_signal(&p->done);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static void pool_free(fold_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->mu);
+	for (int t = 1; t <= p->n; t++)
+		pthread_join(p->th[t], NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->done);
+	free(p);
+}
+
+/* Up to T - 1 workers; NULL when none could be started (the caller's thread
+ * then runs every chunk, with the same result). */
+static fold_pool *pool_new(int T)
+{
+	fold_pool *p = calloc(1, sizeof *p);
+	if (!p || T < 2)
+		return free(p), NULL;
+	if (pthread_mutex_init(&p->mu, NULL) != 0)
+		return free(p), NULL;
+	pthread_cond_init(&p->go, NULL);
+	pthread_cond_init(&p->done, NULL);
+	for (int t = 1; t < T; t++) {
+		p->arg[t] = (struct pool_arg){p, t};
+		if (pthread_create(&p->th[t], NULL, pool_worker, &p->arg[t]) != 0)
+			break;
+		p->n = t;
+	}
+	if (p->n == 0) {
+		pool_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Runs phase `phase` of jobs[0..T): jobs[1..n] on the pool's workers,
+ * jobs[0] and any chunk without a worker here. Same result either way. */
+static void run_phase(fold_pool *p, fold_job *jobs, int T, int phase)
+{
+	int nw = p ? (p->n < T - 1 ? p->n : T - 1) : 0;
 	for (int t = 0; t < T; t++)
 		jobs[t].phase = phase;
-	for (int t = 1; t < T; t++)
-		started[t] = pthread_create(&th[t], NULL, fold_thread, &jobs[t]) == 0;
+	if (nw > 0) {
+		pthread_mutex_lock(&p->mu);
+		p->jobs = jobs;
+		p->pending = nw;
+		p->gen++;
+		pthread_cond_broadcast(&p->go);
+		pthread_mutex_unlock(&p->mu);
+	}
 	fold_thread(&jobs[0]);
-	for (int t = 1; t < T; t++) {
-		if (started[t])
-			pthread_join(th[t], NULL);
-		else
-			fold_thread(&jobs[t]);
+	for (int t = nw + 1; t < T; t++)
+		fold_thread(&jobs[t]);
+	if (nw > 0) {
+		pthread_mutex_lock(&p->mu);
+		while (p->pending > 0)
+			pthread_cond_wait(&p->done, &p->mu);
+		pthread_mutex_unlock(&p->mu);
 	}
 }
 
@@ -352,7 +527,7 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 		                     .w = w,
 		                     .dp = dp_on(g)};
 	}
-	run_phase(jobs, T, 0);
+	run_phase(g->pool, jobs, T, 0);
 	for (int t = 0; t < T; t++)
 		bad |= jobs[t].bad;
 	if (bad)
@@ -385,7 +560,7 @@ int lora_agg_add(lora_agg *g, const lora_adapter *client, double w)
 	}
 	for (int t = 0; t < T; t++)
 		jobs[t].sc = sc;
-	run_phase(jobs, T, 1);
+	run_phase(g->pool, jobs, T, 1);
 	g->clients++;
 	g->wsum += w;
 	g->norm_sum += norm;
