@@ -105,7 +105,7 @@ struct model_cuda {
 	int prof, prof_n, prof_cap, prof_steps;
 	cudaEvent_t *prof_ev; /* pairs (begin, end) */
 	int *prof_ph;         /* phase of each pair */
-	double prof_ms[6];
+	double prof_ms[12];
 };
 
 /* ---- device / info ------------------------------------------------------ */
@@ -408,7 +408,14 @@ extern "C" const char *model_cuda_attention(const model_cuda *m)
  * line per step). The events sit on the model's stream, so they add no
  * synchronization of their own; the numbers are device time between the
  * marks (host launch gaps included). Off by default: no events are made. */
-enum { PH_FWD = 0, PH_ATT_F, PH_HEAD, PH_BWD, PH_ATT_B, PH_OPT, PH_N };
+enum {
+	PH_FWD = 0, PH_ATT_F, PH_HEAD, PH_BWD, PH_ATT_B, PH_OPT,
+	/* finer intervals inside the ones above (the second report line): the
+	 * frozen-weight GEMMs of the linear layers' forward (recomputation under
+	 * gradient checkpointing included) and input-gradient backward, the LoRA
+	 * side paths of both, the LM head's GEMMs and its cross-entropy */
+	PH_GEMM_F, PH_LORA_F, PH_GEMM_B, PH_LORA_B, PH_HGEMM, PH_CE, PH_N
+};
 
 /* Opens an interval of phase ph (slot i: events 2i, 2i+1; intervals may
  * nest); returns its slot for prof_end, or -1 when profiling is off/full. */
@@ -453,6 +460,14 @@ static void prof_report(model_cuda *m)
 	        "head+CE %.2f, backward %.2f (attention %.2f), optimizer %.2f, sum %.2f\n",
 	        ++m->prof_steps, m->flash ? "flash" : "gemm", t[PH_FWD], t[PH_ATT_F], t[PH_HEAD],
 	        t[PH_BWD], t[PH_ATT_B], t[PH_OPT], t[PH_FWD] + t[PH_HEAD] + t[PH_BWD] + t[PH_OPT]);
+	fprintf(stderr,
+	        "fedlora profile: step %d detail: linear GEMMs forward %.2f ms, input-gradient "
+	        "%.2f; LoRA forward %.2f, backward %.2f; head GEMMs %.2f, cross-entropy %.2f; "
+	        "the rest (norms, RoPE, SwiGLU, copies, launch gaps) %.2f\n",
+	        m->prof_steps, t[PH_GEMM_F], t[PH_GEMM_B], t[PH_LORA_F], t[PH_LORA_B], t[PH_HGEMM],
+	        t[PH_CE],
+	        t[PH_FWD] + t[PH_BWD] - t[PH_ATT_F] - t[PH_ATT_B] - t[PH_GEMM_F] - t[PH_GEMM_B] -
+	            t[PH_LORA_F] - t[PH_LORA_B]);
 	memset(m->prof_ms, 0, sizeof m->prof_ms);
 }
 
@@ -462,7 +477,7 @@ static int prof_init(model_cuda *m)
 	int rv = 0;
 	if (!e || !*e || !strcmp(e, "0"))
 		return 0;
-	m->prof_cap = 4 * m->L + 16;
+	m->prof_cap = 2 * (48 * m->L + 256); /* every interval of one micro-batch */
 	m->prof_ev = (cudaEvent_t *)calloc((size_t)m->prof_cap, sizeof *m->prof_ev);
 	m->prof_ph = (int *)calloc((size_t)m->prof_cap / 2, sizeof *m->prof_ph);
 	if (!m->prof_ev || !m->prof_ph)
@@ -915,14 +930,19 @@ static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
                       cudaDataType ot, float beta, int N)
 {
 	int rv, in, o;
+	int pi = prof_begin(m, PH_GEMM_F);
 	mat_dims(m, module, &in, &o);
 	GEMM_TRY(GEMM(m->h, 0, 1, N, o, in, 1.f, x, in, W, in, beta, out, ot, o));
+	prof_end(m, pi);
 	{
 		int i = lora_of(m, l, module);
-		if (i >= 0)
+		if (i >= 0) {
+			pi = prof_begin(m, PH_LORA_F);
 			rv = fl_lora_forward(m->h, x, in, out, ot, o,
 			                     m->xa + (size_t)i * m->Nmax * m->r, A16(m, i),
 			                     B16(m, i), N, m->r, m->scale);
+			prof_end(m, pi);
+		}
 	}
 fail:
 	return rv;
@@ -935,9 +955,11 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
                       float *pe)
 {
 	int rv = 0, in, o;
+	int pi = prof_begin(m, PH_GEMM_B);
 	mat_dims(m, module, &in, &o);
 	if (dx) /* NULL: nothing below needs the input gradient */
 		GEMM_TRY(GEMM(m->h, 0, 0, N, in, o, 1.f, dout, o, W, in, beta, dx, dt, in));
+	prof_end(m, pi);
 	if (m->fmem) { /* full mode: dW (OUT,IN) += dout^T x; an adapter is applied, not trained */
 		float *gW = m->fg[module_weight(module)] + (size_t)l * o * in;
 		int i = lora_of(m, l, module);
@@ -965,9 +987,11 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 			dA = m->train_a ? m->lg + mt->a_off : NULL;
 			dB = m->lg + mt->b_off;
 		}
+		pi = prof_begin(m, PH_LORA_B);
 		rv = fl_lora_backward(m->h, dx, dt, dA, dB, dout, x,
 		                      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i),
 		                      m->dxa, N, in, o, m->r, m->scale, nex, T, stride);
+		prof_end(m, pi);
 	}
 fail:
 	return rv;
@@ -1064,21 +1088,27 @@ static int head(model_cuda *m, int N, int targets, int grad, const float *row_sc
 	int C = m->C, V = m->V;
 	for (long r0 = 0; r0 < N; r0 += m->rows_chunk) {
 		int rows = (int)(N - r0 < m->rows_chunk ? N - r0 : m->rows_chunk);
+		int pi = prof_begin(m, PH_HGEMM);
 		GEMM_TRY(GEMM(m->h, 0, 1, rows, V, C, 1.f, m->hf + r0 * C, C, m->w[W_HEAD], C, 0.f,
 		              m->logits, CUDA_R_32F, V));
+		prof_end(m, pi);
 		if (logits_host)
 			CU_TRY(cudaMemcpyAsync(logits_host + r0 * V, m->logits,
 			                       (size_t)rows * V * 4, cudaMemcpyDeviceToHost, m->s));
 		if (!targets)
 			continue;
+		pi = prof_begin(m, PH_CE);
 		if ((rv = fl_k_crossentropy(grad ? m->dlogits : NULL, m->losses + r0,
 		                            m->correct + r0, m->logits, m->tgt + r0,
 		                            row_scale ? row_scale + r0 : NULL, dscale, rows, V,
 		                            m->s)) != 0)
 			goto fail;
+		prof_end(m, pi);
+		pi = prof_begin(m, PH_HGEMM);
 		if (grad)
 			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, m->dlogits, V, m->w[W_HEAD], C,
 			              0.f, m->dln + r0 * C, CUDA_R_32F, C));
+		prof_end(m, pi);
 		if (grad && m->fmem) /* dW_head (V,C) += dlogits^T hf (the embedding when tied) */
 			GEMM_TRY(GEMM(m->h, 1, 0, V, C, rows, 1.f, m->dlogits, V, m->hf + r0 * C, C,
 			              1.f, m->fg[W_HEAD], CUDA_R_32F, C));
