@@ -15,6 +15,9 @@
 #   6. the summary table: test results, tokens/s per shape for fedlora /
 #      PEFT eager / PEFT compile with ratios, memory, MFU; then the
 #      long-sequence table.
+# GPU_CHECK_SKIP="train_gpu peft_eager peft_compile" leaves those steps out
+# (scripts/gpu-speed.sh runs the same comparisons; a call that runs both
+# scripts saves their time for the long-sequence table).
 # Every step runs under `timeout`, and the whole script keeps to a budget
 # (GPU_CHECK_BUDGET seconds, default 450) so it ends in under ~8 minutes even
 # when a step hangs. Logs and JSON go to $OUT when set (at most 8 files), else to a
@@ -34,6 +37,10 @@ left() { echo $((BUDGET - ($(date +%s) - START))); }
 step() {
 	name=$1 lim=$2 logf=$3
 	shift 3
+	case " ${GPU_CHECK_SKIP:-} " in *" $name "*)
+		echo "== $name: skipped (GPU_CHECK_SKIP)" | tee -a "$logf"
+		return 0 ;;
+	esac
 	l=$(left)
 	[ "$l" -lt "$lim" ] && lim=$l
 	if [ "$lim" -le 5 ]; then
