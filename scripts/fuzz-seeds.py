@@ -352,3 +352,13 @@ put("tokenizer", "metaspace.json", _tj(dict(
     _sp, normalizer=None,
     pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True},
     decoder={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True})))
+# added tokens with single_word and normalized; "q" normalizes to nothing
+put("tokenizer", "added_flags.json", _tj(dict(
+    _sp, normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": "q"}, "content": ""},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+    added_tokens=_sp["added_tokens"] + [
+        {"id": len(_spv), "content": "q", "special": False, "normalized": True},
+        {"id": len(_spv) + 1, "content": "<m>", "special": False, "single_word": True, "normalized": False},
+        {"id": len(_spv) + 2, "content": "t h", "special": False, "single_word": True, "normalized": True,
+         "lstrip": True, "rstrip": True}])))

@@ -7,7 +7,7 @@
  *
  * Encoding follows the reference (huggingface/tokenizers) step by step:
  * added tokens are split out first (leftmost-longest, specials only with
- * FL_TOK_SPECIAL), each remaining segment is normalized (NFC through
+ * FL_TOK_SPECIAL; see below), each remaining segment is normalized (NFC through
  * utf8proc, Prepend, Replace), pre-tokenized (Split regex through PCRE2 in
  * UTF + UCP mode with JIT, ByteLevel, Metaspace) and each piece is merged by
  * rank with a binary heap over a linked list of symbols (O(n log n) per
@@ -29,9 +29,17 @@
  * pre-tokenizers other than ByteLevel / Split / Metaspace / Sequence, Split
  * behaviour Contiguous, decoders other than ByteLevel / Replace(String) /
  * ByteFallback / Fuse / Strip / Metaspace / Sequence, post-processors other
- * than TemplateProcessing / ByteLevel / Sequence. Added tokens marked
- * normalized are matched on the raw text (the supported models mark theirs
- * not normalized); single_word is not honoured.
+ * than TemplateProcessing / ByteLevel / Sequence.
+ *
+ * Added tokens, as the reference's AddedVocabulary: those marked not
+ * normalized are cut out of the raw text first; each remaining piece is
+ * normalized and the tokens marked normalized (default: the non-special
+ * ones) are cut out of the normalized text, matched as their own content put
+ * through the normalizer; what is left is pre-tokenized. A single_word match
+ * preceded or followed by a word character (Rust regex's Unicode \w:
+ * letters, marks, digits, connector punctuation, join controls) is dropped,
+ * and the search resumes after it. One departure: without FL_TOK_SPECIAL the
+ * special tokens are not matched at all (the reference always matches them).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/bpe.h"
