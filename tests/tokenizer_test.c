@@ -158,6 +158,14 @@ static void test_added_flags_sp_exact_ids(void)
 	check_exact("flagsp", FL_TOK_BPE_SP);
 }
 
+/* normalized added tokens before a Metaspace pre-tokenizer with
+ * prepend_scheme "first": only the piece at the start of the input gets the
+ * prefix */
+static void test_added_flags_metaspace_exact_ids(void)
+{
+	check_exact("flagmeta", FL_TOK_BPE_SP);
+}
+
 static fl_tokenizer *load(const char *name)
 {
 	char dir[256], err[512];
@@ -588,6 +596,7 @@ static const test_case cases[] = {
     TEST(test_split_behaviours_exact_ids),
     TEST(test_added_flags_exact_ids),
     TEST(test_added_flags_sp_exact_ids),
+    TEST(test_added_flags_metaspace_exact_ids),
     TEST(test_decode_round_trip),
     TEST(test_invalid_utf8),
     TEST(test_special_tokens),

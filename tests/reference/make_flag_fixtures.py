@@ -13,6 +13,9 @@ download needed):
             (normalized; loses to the raw <think> where both could match)
   flagsp/   spbpe (Prepend + Replace normalizer) plus "a b" (normalized: its
             pattern is the normalized "\u2581a\u2581b") and <m> (single_word)
+  flagmeta/ metabpe (no normalizer, Metaspace prepend_scheme "first") with the
+            same two tokens: the pieces after a normalized match are not the
+            first, so Metaspace does not prepend to them
 
 The expected ids come from the Hugging Face `tokenizers` library through
 tok_expected.js, like the other fixtures'.
@@ -52,10 +55,11 @@ def main():
         ("<sw>", dict(single_word=True, lstrip=True, rstrip=True, special=True)),
         ("think>", dict(normalized=True)),
     ])
-    derive(root, "spbpe", "flagsp", [
-        ("a b", dict(normalized=True)),
-        ("<m>", dict(single_word=True)),
-    ])
+    for src, dst in (("spbpe", "flagsp"), ("metabpe", "flagmeta")):
+        derive(root, src, dst, [
+            ("a b", dict(normalized=True)),
+            ("<m>", dict(single_word=True)),
+        ])
 
 
 main()
