@@ -90,22 +90,30 @@ static fl_st_entry *find_entry(const fl_st_folder *fo, const char *name)
 
 static const char *shard_of(const fl_st_folder *fo, int i)
 {
-	const char *p = fo->files[i]->path, *s = strrchr(p, '/');
-	return s ? s + 1 : p;
+	return fo->names[i];
+}
+
+/* fo->files and fo->names with room for n files. */
+static int alloc_files(fl_st_folder *fo, int n)
+{
+	if (!(fo->files = calloc((size_t)n, sizeof *fo->files)) ||
+	    !(fo->names = calloc((size_t)n, sizeof *fo->names)))
+		return FL_ENOMEM;
+	return 0;
 }
 
 static int open_single(fl_st_folder *fo, const char *path)
 {
 	int rv;
 	char e[FL_ST_ERR_MAX];
-	if (!(fo->files = calloc(1, sizeof *fo->files)))
+	if ((rv = alloc_files(fo, 1)) != 0 || !(fo->names[0] = strdup(FL_ST_SINGLE_FILE)))
 		return FL_ENOMEM;
+	fo->nfiles = 1; /* files[0] stays NULL until it opens */
 	e[0] = 0;
 	if ((rv = fl_st_open(&fo->files[0], path, e, sizeof e)) != 0) {
 		fl_seterr(fo->err, sizeof fo->err, "%s", e[0] ? e : path);
 		return rv;
 	}
-	fo->nfiles = 1;
 	return build_table(fo);
 }
 
@@ -197,16 +205,19 @@ static int open_index(fl_st_folder *fo, const char *dir)
 		}
 		names[nn++] = it->valuestring;
 	}
-	if (!(fo->files = calloc((size_t)nn, sizeof *fo->files))) {
-		rv = FL_ENOMEM;
+	if ((rv = alloc_files(fo, nn)) != 0)
 		goto done;
-	}
 	for (int k = 0; k < nn; k++) {
 		if (path_join(path, sizeof path, dir, names[k])) {
 			fl_seterr(fo->err, sizeof fo->err, "%s: shard path too long", P);
 			rv = FL_EINVAL;
 			goto done;
 		}
+		if (!(fo->names[k] = strdup(names[k]))) {
+			rv = FL_ENOMEM;
+			goto done;
+		}
+		fo->nfiles = k + 1; /* files[k] stays NULL unless it opens */
 		e[0] = 0;
 		if ((rv = fl_st_open(&fo->files[k], path, e, sizeof e)) != 0) {
 			if (rv == FL_ENOENT)
@@ -218,7 +229,6 @@ static int open_index(fl_st_folder *fo, const char *dir)
 				          e[0] ? e : path, P);
 			goto done;
 		}
-		fo->nfiles = k + 1;
 	}
 	if ((rv = build_table(fo)) != 0)
 		goto done;
@@ -323,9 +333,12 @@ void fl_st_folder_close(fl_st_folder *fo)
 {
 	if (!fo)
 		return;
-	for (int i = 0; i < fo->nfiles; i++)
+	for (int i = 0; i < fo->nfiles; i++) {
 		fl_st_close(fo->files[i]);
+		free(fo->names[i]);
+	}
 	free(fo->files);
+	free(fo->names);
 	free(fo->ent);
 	free(fo);
 }

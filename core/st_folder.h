@@ -64,6 +64,7 @@ typedef struct fl_st_folder {
 	int sharded;     /* 1 when read through the index */
 	int nfiles;
 	fl_st_file **files;          /* one per shard (one in all for a single file) */
+	char **names;                /* per file: its name inside the folder (owned) */
 	int n;                       /* tensors, over all files */
 	fl_st_entry *ent;            /* sorted by name (strcmp) */
 	uint64_t total_bytes;        /* sum of the tensors' byte sizes */

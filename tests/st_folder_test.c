@@ -50,7 +50,7 @@ static int name_index(const char *n)
  * ("ac": a and c), stored as dt. */
 static void write_shard(const char *dir, const char *file, const char *which, fl_st_dtype dt)
 {
-	char path[700], err[256];
+	char path[1400], err[256];
 	fl_st_writer *w = NULL;
 	CHECK_RC(fl_st_writer_new(&w));
 	for (const char *p = which; w && *p; p++) {
@@ -67,7 +67,7 @@ static void write_shard(const char *dir, const char *file, const char *which, fl
 
 static void write_text(const char *dir, const char *file, const char *text)
 {
-	char path[700];
+	char path[1400];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
 	FILE *f = fopen(path, "wb");
 	if (!f)
@@ -306,6 +306,33 @@ static void test_load_errors(void)
 	fl_st_folder_close(fo);
 }
 
+/* A folder path longer than a reader's 512-byte path buffer still matches
+ * shard names (they are kept apart from the readers' truncated paths). */
+static void test_long_folder_path(void)
+{
+	char d[1200], err[FL_ST_FOLDER_ERR];
+	fl_st_folder *fo = NULL;
+	fill();
+	snprintf(d, sizeof d, "%s", new_dir());
+	for (int i = 0; i < 8; i++) {
+		size_t n = strlen(d);
+		snprintf(d + n, sizeof d - n, "/%s",
+		         "a-rather-long-folder-name-for-the-path-test-0123456789-"
+		         "abcdefghijklmnopqrstuvwxyz");
+		CHECK(mkdir(d, 0755) == 0);
+	}
+	CHECK(strlen(d) > 560);
+	write_shard(d, "s1.safetensors", "ca", FL_ST_F32);
+	write_shard(d, "s2.safetensors", "b", FL_ST_F32);
+	write_shard(d, "s3.safetensors", "d", FL_ST_F32);
+	write_text(d, FL_ST_INDEX_FILE, "{\"weight_map\":{" GOOD_MAP "}}");
+	CHECK_RC(fl_st_folder_open(&fo, d, err, sizeof err));
+	if (!fo)
+		fprintf(stderr, "    %s\n", err);
+	CHECK(fo && fo->n == 4);
+	fl_st_folder_close(fo);
+}
+
 static void cleanup(void)
 {
 	char cmd[400];
@@ -316,9 +343,13 @@ static void cleanup(void)
 		fprintf(stderr, "  could not remove %s\n", tmpdir);
 }
 
-static const test_case cases[] = {
-    TEST(test_sharded_matches_single), TEST(test_single_file_wins), TEST(test_bad_index),
-    TEST(test_total_size_mismatch),    TEST(test_load_errors),      {0}};
+static const test_case cases[] = {TEST(test_sharded_matches_single),
+                                  TEST(test_single_file_wins),
+                                  TEST(test_bad_index),
+                                  TEST(test_total_size_mismatch),
+                                  TEST(test_load_errors),
+                                  TEST(test_long_folder_path),
+                                  {0}};
 
 int main(int argc, char **argv)
 {
