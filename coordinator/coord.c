@@ -86,6 +86,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/rng.h"
+#include "core/st_folder.h"
 #include "core/wire.h"
 #include "lora/aggregate.h"
 #include "lora/io.h"
@@ -809,8 +810,6 @@ static int read_run_json(const char *run_dir, coord_config *stored, char *err, s
 	return 1;
 }
 
-/* BLAKE2b-256 (hex) of DIR/model.safetensors, streamed, so clients can check
- * that they load the same base weights. Empty when the file is missing. */
 /* Pins the tokenizer of the base model folder: clients whose Hello carries
  * another fl_tok_hash are refused (tokenizer mismatch). */
 static int pin_tokenizer(coord *c, const char *dir, char *err, size_t errn)
@@ -826,30 +825,32 @@ static int pin_tokenizer(coord *c, const char *dir, char *err, size_t errn)
 	return 0;
 }
 
-static int hash_base(const char *dir, char out[2 * 32 + 1])
+/* The base folder's weights hash (fl_st_folder_hash: its tensors in name
+ * order, the same for a single file and for shards), hex, so clients can
+ * check that they load the same base weights. Empty when the folder has
+ * neither model.safetensors nor the index; a bad file or index is an error
+ * with its text in err. */
+static int hash_base(const char *dir, char out[2 * 32 + 1], char *err, size_t errn)
 {
-	char path[PATH_MAX];
-	crypto_generichash_state st;
-	unsigned char buf[1 << 16], h[32];
-	FILE *f;
-	size_t n;
+	fl_st_folder *fo = NULL;
+	uint8_t h[FL_ST_HASH_BYTES];
+	int rv;
 
 	out[0] = 0;
-	if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
-		return FL_EINVAL;
-	if (!(f = fopen(path, "rb")))
-		return errno == ENOENT ? 0 : FL_EIO;
-	crypto_generichash_init(&st, NULL, 0, sizeof h);
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-		crypto_generichash_update(&st, buf, n);
-	if (ferror(f)) {
-		fclose(f);
-		return FL_EIO;
+	if ((rv = fl_st_folder_open(&fo, dir, err, errn)) != 0) {
+		if (rv == FL_ENOENT) {
+			char p[PATH_MAX];
+			snprintf(p, sizeof p, "%s/" FL_ST_INDEX_FILE, dir);
+			if (access(p, F_OK) != 0)
+				return 0; /* no weights: the adapter shape comes from config.json */
+		}
+		return rv;
 	}
-	fclose(f);
-	crypto_generichash_final(&st, h, sizeof h);
-	sodium_bin2hex(out, 2 * 32 + 1, h, sizeof h);
-	return 0;
+	rv = fl_st_folder_hash(fo, h);
+	fl_st_folder_close(fo);
+	if (rv == 0)
+		sodium_bin2hex(out, 2 * 32 + 1, h, sizeof h);
+	return rv;
 }
 
 static void run_id_new(char out[COORD_RUN_ID_HEX + 1])
@@ -965,11 +966,8 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 		const char *b = strrchr(cfg->base_dir, '/');
 		snprintf(c->base_name, sizeof c->base_name, "%s",
 		         b && b[1] ? b + 1 : cfg->base_dir);
-		if ((rv = hash_base(cfg->base_dir, c->base_hash)) != 0) {
-			fl_seterr(err, errn, "cannot read %s/model.safetensors: %s", cfg->base_dir,
-			          fl_strerror(rv));
+		if ((rv = hash_base(cfg->base_dir, c->base_hash, err, errn)) != 0)
 			goto fail;
-		}
 		if (c->base_hash[0])
 			coord_logf(c, FL_LOG_INFO, "base model %s, weights blake2b-256 %.16s...",
 			           c->base_name, c->base_hash);

@@ -32,6 +32,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/st_folder.h"
 #include "core/safetensors.h"
 #include "model/ops.h"
 
@@ -232,50 +233,48 @@ static int ends_with(const char *s, const char *suf)
 int model_llama_load(model_llama **out, const char *dir)
 {
 	int rv;
-	char cpath[4096], wpath[4096], err[FL_ST_ERR_MAX];
+	char cpath[4096], err[FL_ST_FOLDER_ERR];
 	model_config cfg;
 	model_llama *m = NULL;
-	fl_st_file *f = NULL;
+	fl_st_folder *fo = NULL;
 	*out = NULL;
-	if (join_path(cpath, sizeof cpath, dir, "config.json") ||
-	    join_path(wpath, sizeof wpath, dir, "model.safetensors"))
+	if (join_path(cpath, sizeof cpath, dir, "config.json"))
 		return FL_EINVAL;
 	if ((rv = model_config_load(&cfg, cpath)) != 0)
 		return rv;
 	if ((rv = alloc_model(&m, &cfg, cpath)) != 0)
 		return rv;
 	err[0] = 0;
-	if ((rv = fl_st_open(&f, wpath, err, sizeof err)) != 0) {
-		fl_log(FL_LOG_ERROR, "model", "%s", err[0] ? err : wpath);
+	/* DIR/model.safetensors, or the index and its shards */
+	if ((rv = fl_st_folder_open(&fo, dir, err, sizeof err)) != 0) {
+		fl_log(FL_LOG_ERROR, "model", "%s", err[0] ? err : dir);
 		goto fail;
 	}
+	const char *wpath = fo->path;
 	int n = hf_count(m);
 	for (int k = 0; k < n; k++) {
 		char name[256];
 		int64_t shape[2];
 		int ndim;
 		float *dst = hf_tensor(m, m->param, k, name, sizeof name, shape, &ndim);
-		if ((rv = fl_st_load_f32(f, name, ndim, shape, dst)) != 0) {
-			if (rv == FL_ENOENT)
-				fl_log(FL_LOG_ERROR, "model", "%s: tensor %s is missing", wpath,
-				       name);
-			else
-				fl_log(FL_LOG_ERROR, "model", "%s: tensor %s: %s", wpath, name,
-				       f->err[0] ? f->err : fl_strerror(rv));
+		if ((rv = fl_st_folder_load_f32(fo, name, ndim, shape, dst)) != 0) {
+			fl_log(FL_LOG_ERROR, "model", "%s", fo->err);
 			goto fail;
 		}
 		size_t cnt = (size_t)shape[0] * (ndim == 2 ? (size_t)shape[1] : 1);
 		for (size_t i = 0; i < cnt; i++)
 			if (!isfinite(dst[i])) {
+				fl_st_file *f;
+				fl_st_folder_find(fo, name, &f);
 				fl_log(FL_LOG_ERROR, "model", "%s: tensor %s has NaN or Inf values",
-				       wpath, name);
+				       f->path, name);
 				rv = FL_ENONFINITE;
 				goto fail;
 			}
 	}
-	/* every tensor of the file must be one we know */
-	for (int i = 0; i < f->n; i++) {
-		const char *tn = f->tensors[i].name;
+	/* every tensor of the folder must be one we know */
+	for (int i = 0; i < fo->n; i++) {
+		const char *tn = fo->ent[i].name;
 		if (ends_with(tn, "rotary_emb.inv_freq"))
 			continue; /* a buffer older transformers saved; recomputed here */
 		if (cfg.tie_word_embeddings && !strcmp(tn, "lm_head.weight")) {
@@ -292,16 +291,17 @@ int model_llama_load(model_llama **out, const char *dir)
 			known = !strcmp(name, tn);
 		}
 		if (!known) {
-			fl_log(FL_LOG_ERROR, "model", "%s: unexpected tensor %s", wpath, tn);
+			fl_log(FL_LOG_ERROR, "model", "%s: unexpected tensor %s",
+			       fo->files[fo->ent[i].shard]->path, tn);
 			rv = FL_ESHAPE;
 			goto fail;
 		}
 	}
-	fl_st_close(f);
+	fl_st_folder_close(fo);
 	*out = m;
 	return 0;
 fail:
-	fl_st_close(f);
+	fl_st_folder_close(fo);
 	model_llama_free(m);
 	return rv;
 }

@@ -151,7 +151,9 @@ const char *model_module_path(int module);
 /* A model with fresh parameters for pretraining: linear weights and the
  * embedding N(0, 0.02^2) from `seed` (core/rng.h), norm weights 1. */
 int model_llama_new(model_llama **out, const model_config *cfg, uint64_t seed);
-/* Loads DIR/config.json and DIR/model.safetensors (F32, BF16 or F16; names as
+/* Loads DIR/config.json and the weights: DIR/model.safetensors, or
+ * DIR/model.safetensors.index.json and its shards (core/st_folder.h) (F32,
+ * BF16 or F16; names as
  * transformers writes LlamaForCausalLM; lm_head.weight required unless tied,
  * ignored with a warning if present while tied). Missing, extra or
  * mis-shaped tensors and bad files are refused with a logged reason naming

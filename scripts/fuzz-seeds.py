@@ -36,6 +36,21 @@ put("safetensors", "overlap", st({"a": {"dtype": "F32", "shape": [1], "data_offs
                                   "b": {"dtype": "F32", "shape": [1], "data_offsets": [2, 6]}}, b"\0" * 8))
 put("safetensors", "short", struct.pack("<Q", 1 << 40) + b"{}")
 
+# stindex: model.safetensors.index.json next to stindex_fuzz.c's shards
+# s1.safetensors (a F32 [2,3], c BF16 [3]) and s2.safetensors (b F16 [4]);
+# x.safetensors is a copy of the index bytes
+good = {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s1.safetensors"}
+put("stindex", "good", json.dumps({"metadata": {"total_size": 38}, "weight_map": good}))
+put("stindex", "no_metadata", json.dumps({"weight_map": good}))
+put("stindex", "total_size_off", json.dumps({"metadata": {"total_size": 1e12}, "weight_map": good}))
+put("stindex", "missing_shard", json.dumps({"weight_map": dict(good, b="s3.safetensors")}))
+put("stindex", "escape", json.dumps({"weight_map": dict(good, b="../s2.safetensors")}))
+put("stindex", "wrong_shard", json.dumps({"weight_map": dict(good, a="s2.safetensors")}))
+put("stindex", "unlisted", json.dumps({"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors"}}))
+put("stindex", "not_in_shard", json.dumps({"weight_map": dict(good, z="s2.safetensors")}))
+put("stindex", "fuzzed_shard", json.dumps({"weight_map": dict(good, q="x.safetensors")}))
+put("stindex", "duplicate_key", '{"weight_map": {"a": "s1.safetensors", "a": "s1.safetensors"}}')
+
 # HF config.json (LlamaForCausalLM) and edge cases
 cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -337,3 +352,13 @@ put("tokenizer", "metaspace.json", _tj(dict(
     _sp, normalizer=None,
     pre_tokenizer={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": True},
     decoder={"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True})))
+# added tokens with single_word and normalized; "q" normalizes to nothing
+put("tokenizer", "added_flags.json", _tj(dict(
+    _sp, normalizer={"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": "q"}, "content": ""},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+    added_tokens=_sp["added_tokens"] + [
+        {"id": len(_spv), "content": "q", "special": False, "normalized": True},
+        {"id": len(_spv) + 1, "content": "<m>", "special": False, "single_word": True, "normalized": False},
+        {"id": len(_spv) + 2, "content": "t h", "special": False, "single_word": True, "normalized": True,
+         "lstrip": True, "rstrip": True}])))

@@ -874,6 +874,109 @@ static void test_load_rejects(void)
 	rmdir(tmpdir);
 }
 
+/* The same weights as one file and as three shards written with the repo's
+ * writer (plus model.safetensors.index.json) load to the same parameters and
+ * give the same loss, bit for bit; a sharded folder whose map lacks a
+ * required tensor is refused. */
+static void write_sharded(const char *src_dir, const char *dir, const char *skip,
+                          const model_config *cfg)
+{
+	char st[400], p[500], err[256];
+	fl_st_file *f = NULL;
+	fl_st_writer *w[3] = {NULL, NULL, NULL};
+	snprintf(st, sizeof st, "%s/model.safetensors", src_dir);
+	CHECK_RC(fl_st_open(&f, st, err, sizeof err));
+	CHECK(mkdir(dir, 0755) == 0);
+	if (!f)
+		return;
+	float *vals = malloc(f->n ? (size_t)f->n * 4096 * sizeof(float) : 1), *at = vals;
+	char *map = malloc(65536), *idx = malloc(65536 + 64);
+	size_t off = 0;
+	map[0] = 0;
+	size_t total = 0;
+	int first = 1;
+	for (int s = 0; s < 3; s++)
+		CHECK_RC(fl_st_writer_new(&w[s]));
+	for (int i = 0; i < f->n; i++) {
+		const fl_st_tensor *t = &f->tensors[i];
+		int s = i % 3;
+		if (skip && !strcmp(t->name, skip))
+			continue;
+		CHECK(t->nelem <= 4096);
+		CHECK_RC(fl_st_read_f32(f, t, at, t->nelem));
+		CHECK_RC(fl_st_writer_add(w[s], t->name, FL_ST_F32, t->ndim, t->shape, at));
+		at += t->nelem;
+		total += t->nbytes;
+		off += (size_t)snprintf(map + off, 65536 - off,
+		                        "%s\"%s\":\"model-%05d-of-00003.safetensors\"",
+		                        first ? "" : ",", t->name, s + 1);
+		first = 0;
+	}
+	for (int s = 0; s < 3; s++) {
+		snprintf(p, sizeof p, "%s/model-%05d-of-00003.safetensors", dir, s + 1);
+		CHECK_RC(fl_st_writer_write(w[s], p, err, sizeof err));
+		fl_st_writer_free(w[s]);
+	}
+	snprintf(idx, 65536 + 64, "{\"metadata\":{\"total_size\":%zu},\"weight_map\":{%s}}", total,
+	         map);
+	snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+	write_file(p, idx, strlen(idx));
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	CHECK_RC(model_config_save(cfg, p));
+	free(map);
+	free(idx);
+	free(vals);
+	fl_st_close(f);
+}
+
+static void rm_sharded(const char *d)
+{
+	char p[512];
+	for (int s = 1; s <= 3; s++) {
+		snprintf(p, sizeof p, "%s/model-%05d-of-00003.safetensors", d, s);
+		unlink(p);
+	}
+	snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+	unlink(p);
+	rm_dir(d);
+}
+
+static void test_load_sharded(void)
+{
+	model_llama *m = NULL, *a = NULL, *b = NULL, *c = NULL;
+	model_config cf = tiny_config(0);
+	CHECK_RC(model_llama_new(&m, &cf, 31));
+	randomize(m, 32);
+	make_tmpdir();
+	char one[300], sh[300], bad[300];
+	snprintf(one, sizeof one, "%s/one", tmpdir);
+	snprintf(sh, sizeof sh, "%s/sharded", tmpdir);
+	snprintf(bad, sizeof bad, "%s/nohead", tmpdir);
+	CHECK_RC(model_llama_save(m, one));
+	write_sharded(one, sh, NULL, &cf);
+	write_sharded(one, bad, "lm_head.weight", &cf);
+	CHECK_RC(model_llama_load(&a, one));
+	CHECK_RC(model_llama_load(&b, sh));
+	if (a && b) {
+		CHECK(a->nparams == b->nparams &&
+		      !memcmp(a->params, b->params, a->nparams * sizeof(float)));
+		int tok[12], tg[12];
+		float la = -1, lb = -2;
+		batch(2, 6, cf.vocab_size, tok, tg, 9);
+		CHECK_RC(model_llama_forward(a, tok, tg, 2, 6, &la));
+		CHECK_RC(model_llama_forward(b, tok, tg, 2, 6, &lb));
+		CHECK(la > 0 && la == lb);
+	}
+	CHECK(model_llama_load(&c, bad) == FL_ENOENT && c == NULL);
+	model_llama_free(a);
+	model_llama_free(b);
+	model_llama_free(m);
+	rm_dir(one);
+	rm_sharded(sh);
+	rm_sharded(bad);
+	rmdir(tmpdir);
+}
+
 static void test_bad_use(void)
 {
 	model_llama *m = NULL;
@@ -969,6 +1072,7 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_config_json),
                                   TEST(test_config_rejects),
                                   TEST(test_load_rejects),
+                                  TEST(test_load_sharded),
                                   TEST(test_bad_use),
                                   TEST(test_flops),
                                   {0}};

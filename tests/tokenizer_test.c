@@ -143,6 +143,29 @@ static void test_split_behaviours_exact_ids(void)
 	check_exact("splitbpe", FL_TOK_BPE_BYTE);
 }
 
+/* Added tokens with single_word (no word character on either side, Unicode
+ * \w as the reference's regex has it) and normalized (matched on the NFC
+ * text, after the raw-matched tokens are cut out) */
+static void test_added_flags_exact_ids(void)
+{
+	check_exact("flagbpe", FL_TOK_BPE_BYTE);
+}
+
+/* normalized added tokens under Prepend + Replace: "a b" is matched as its
+ * normalized pattern; single_word next to letters */
+static void test_added_flags_sp_exact_ids(void)
+{
+	check_exact("flagsp", FL_TOK_BPE_SP);
+}
+
+/* normalized added tokens before a Metaspace pre-tokenizer with
+ * prepend_scheme "first": only the piece at the start of the input gets the
+ * prefix */
+static void test_added_flags_metaspace_exact_ids(void)
+{
+	check_exact("flagmeta", FL_TOK_BPE_SP);
+}
+
 static fl_tokenizer *load(const char *name)
 {
 	char dir[256], err[512];
@@ -571,6 +594,9 @@ static const test_case cases[] = {
     TEST(test_metaspace_exact_ids),
     TEST(test_gpt2_pretokenizer_exact_ids),
     TEST(test_split_behaviours_exact_ids),
+    TEST(test_added_flags_exact_ids),
+    TEST(test_added_flags_sp_exact_ids),
+    TEST(test_added_flags_metaspace_exact_ids),
     TEST(test_decode_round_trip),
     TEST(test_invalid_utf8),
     TEST(test_special_tokens),

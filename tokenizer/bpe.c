@@ -7,7 +7,7 @@
  *
  * Encoding follows the reference (huggingface/tokenizers) step by step:
  * added tokens are split out first (leftmost-longest, specials only with
- * FL_TOK_SPECIAL), each remaining segment is normalized (NFC through
+ * FL_TOK_SPECIAL; see below), each remaining segment is normalized (NFC through
  * utf8proc, Prepend, Replace), pre-tokenized (Split regex through PCRE2 in
  * UTF + UCP mode with JIT, ByteLevel, Metaspace) and each piece is merged by
  * rank with a binary heap over a linked list of symbols (O(n log n) per
@@ -29,9 +29,17 @@
  * pre-tokenizers other than ByteLevel / Split / Metaspace / Sequence, Split
  * behaviour Contiguous, decoders other than ByteLevel / Replace(String) /
  * ByteFallback / Fuse / Strip / Metaspace / Sequence, post-processors other
- * than TemplateProcessing / ByteLevel / Sequence. Added tokens marked
- * normalized are matched on the raw text (the supported models mark theirs
- * not normalized); single_word is not honoured.
+ * than TemplateProcessing / ByteLevel / Sequence.
+ *
+ * Added tokens, as the reference's AddedVocabulary: those marked not
+ * normalized are cut out of the raw text first; each remaining piece is
+ * normalized and the tokens marked normalized (default: the non-special
+ * ones) are cut out of the normalized text, matched as their own content put
+ * through the normalizer; what is left is pre-tokenized. A single_word match
+ * preceded or followed by a word character (Rust regex's Unicode \w:
+ * letters, marks, digits, connector punctuation, join controls) is dropped,
+ * and the search resumes after it. One departure: without FL_TOK_SPECIAL the
+ * special tokens are not matched at all (the reference always matches them).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/bpe.h"
@@ -91,9 +99,11 @@ typedef struct dec {
 
 typedef struct added {
 	int32_t id;
-	const char *s;
+	const char *s; /* the content, into the arena */
 	size_t len;
-	int special, lstrip, rstrip;
+	int special, lstrip, rstrip, single_word, normalized;
+	char *pat; /* what is matched: the content, normalized when `normalized` (owned then) */
+	size_t plen;
 } added;
 
 struct fl_bpe {
@@ -108,7 +118,10 @@ struct fl_bpe {
 	merge_map merges;
 	added *add;
 	size_t nadd;
-	uint8_t add_first[256]; /* 1: an added token starts with this byte; 2: a non-special one */
+	/* [normalized][byte] 1: an added token's pattern starts with this byte; 2: a non-special
+	 * one */
+	uint8_t add_first[2][256];
+	size_t nadd_norm; /* added tokens matched on the normalized text */
 	norm *norms;
 	size_t nnorm;
 	pretok *pts;
@@ -363,7 +376,8 @@ typedef struct hent {
 } hent;
 
 typedef struct work {
-	buf a, b, tmp;
+	buf a, b, tmp,
+	    nt; /* nt: a normalized segment while its normalized added tokens are cut out */
 	spans s1, s2;
 	sym *sy;
 	size_t sycap;
@@ -379,6 +393,7 @@ static void work_free(work *w)
 	free(w->a.p);
 	free(w->b.p);
 	free(w->tmp.p);
+	free(w->nt.p);
 	free(w->s1.v);
 	free(w->s2.v);
 	free(w->sy);
@@ -843,25 +858,6 @@ static int pretokenize(const fl_bpe *b, work *w, int first)
 	return 0;
 }
 
-static int encode_segment(const fl_bpe *b, work *w, const char *s, size_t n, int first,
-                          fl_tok_ids *out)
-{
-	int rv;
-	if (!n)
-		return 0;
-	if ((rv = normalize(b, w, s, n)) != 0)
-		return rv;
-	if (!w->a.n)
-		return 0;
-	if ((rv = pretokenize(b, w, first)) != 0)
-		return rv;
-	for (size_t i = 0; i < w->s1.n; i++)
-		if ((rv = bpe_piece(b, w, (const unsigned char *)w->a.p + w->s1.v[i].off,
-		                    w->s1.v[i].len, out)) != 0)
-			return rv;
-	return 0;
-}
-
 /* Unicode White_Space (Rust's char::is_whitespace, which the reference's
  * lstrip/rstrip use). */
 static int is_ws_cp(uint32_t c)
@@ -887,39 +883,141 @@ static size_t ws_back(const char *s, size_t n)
 	return 0;
 }
 
-/* Leftmost-longest added token in s[from, n) (specials only when want_special):
- * its id and the span it takes (with lstrip/rstrip whitespace), or -1. */
+/* Rust regex's Unicode \w, which the reference's single_word test uses:
+ * Alphabetic, marks, decimal digits, connector punctuation, join controls.
+ * Alphabetic is read as the letter categories plus Nl plus the Other_Alphabetic
+ * characters outside the mark categories (circled and squared Latin letters). */
+static int is_word_cp(uint32_t c)
+{
+	switch (utf8proc_category((utf8proc_int32_t)c)) {
+	case UTF8PROC_CATEGORY_LU:
+	case UTF8PROC_CATEGORY_LL:
+	case UTF8PROC_CATEGORY_LT:
+	case UTF8PROC_CATEGORY_LM:
+	case UTF8PROC_CATEGORY_LO:
+	case UTF8PROC_CATEGORY_NL:
+	case UTF8PROC_CATEGORY_ND:
+	case UTF8PROC_CATEGORY_MN:
+	case UTF8PROC_CATEGORY_MC:
+	case UTF8PROC_CATEGORY_ME:
+	case UTF8PROC_CATEGORY_PC:
+		return 1;
+	default:
+		return c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
+		       (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+		       (c >= 0x1F170 && c <= 0x1F189);
+	}
+}
+
+/* single_word: the match s[i, e) of n bytes is neither preceded nor followed
+ * by a word character (an invalid byte is not one). */
+static int word_bounded(const char *s, size_t n, size_t i, size_t e)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	for (size_t l = 1; l <= 4 && l <= i; l++)
+		if (utf8_len(u + i - l, l) == l) {
+			if (is_word_cp(utf8_cp(u + i - l, l)))
+				return 0;
+			break;
+		}
+	size_t l = e < n ? utf8_len(u + e, n - e) : 0;
+	return !(l && is_word_cp(utf8_cp(u + e, l)));
+}
+
+/* Leftmost-longest added token in s[from, n) among those matched on the raw
+ * text (norm 0) or on the normalized text (norm 1), specials only when
+ * want_special: its id and the span it takes (with lstrip/rstrip
+ * whitespace), or -1. A single_word match next to a word character is
+ * dropped and the search goes on after it, as the reference's Aho-Corasick
+ * iteration does (no match starts inside a dropped one). */
 static int32_t find_added(const fl_bpe *b, const char *s, size_t n, size_t from, int want_special,
-                          size_t *ms, size_t *me)
+                          int norm, size_t *ms, size_t *me)
 {
 	uint8_t need = want_special ? 1 : 2;
-	for (size_t i = from; i < n; i++) {
-		if (!(b->add_first[(unsigned char)s[i]] & need))
+	for (size_t i = from; i < n;) {
+		if (!(b->add_first[norm][(unsigned char)s[i]] & need)) {
+			i++;
 			continue;
+		}
 		const added *best = NULL;
 		for (size_t k = 0; k < b->nadd; k++) {
 			const added *a = &b->add[k];
-			if (a->special && !want_special)
+			if ((a->special && !want_special) || a->normalized != norm || !a->plen)
 				continue;
-			if (a->len <= n - i && (unsigned char)a->s[0] == (unsigned char)s[i] &&
-			    memcmp(a->s, s + i, a->len) == 0 && (!best || a->len > best->len))
+			if (a->plen <= n - i && (unsigned char)a->pat[0] == (unsigned char)s[i] &&
+			    memcmp(a->pat, s + i, a->plen) == 0 && (!best || a->plen > best->plen))
 				best = a;
 		}
-		if (best) {
-			size_t st = i, en = i + best->len;
-			size_t l;
-			if (best->lstrip)
-				while (st > from && (l = ws_back(s + from, st - from)) != 0)
-					st -= l;
-			if (best->rstrip)
-				while (en < n && (l = ws_fwd(s + en, n - en)) != 0)
-					en += l;
-			*ms = st;
-			*me = en;
-			return best->id;
+		if (!best) {
+			i++;
+			continue;
 		}
+		if (best->single_word && !word_bounded(s, n, i, i + best->plen)) {
+			i += best->plen;
+			continue;
+		}
+		size_t st = i, en = i + best->plen;
+		size_t l;
+		if (best->lstrip)
+			while (st > from && (l = ws_back(s + from, st - from)) != 0)
+				st -= l;
+		if (best->rstrip)
+			while (en < n && (l = ws_fwd(s + en, n - en)) != 0)
+				en += l;
+		*ms = st;
+		*me = en;
+		return best->id;
 	}
 	return -1;
+}
+
+/* Pre-tokenizes and merges w->a[0, n) into out. */
+static int encode_normalized(const fl_bpe *b, work *w, int first, fl_tok_ids *out)
+{
+	int rv;
+	if (!w->a.n)
+		return 0;
+	if ((rv = pretokenize(b, w, first)) != 0)
+		return rv;
+	for (size_t i = 0; i < w->s1.n; i++)
+		if ((rv = bpe_piece(b, w, (const unsigned char *)w->a.p + w->s1.v[i].off,
+		                    w->s1.v[i].len, out)) != 0)
+			return rv;
+	return 0;
+}
+
+/* Encodes one piece of the input that holds no raw-matched added token:
+ * normalizes it, cuts out the added tokens marked normalized (matched on the
+ * normalized text, as the reference's second pass does), and pre-tokenizes
+ * and merges the rest. */
+static int encode_segment(const fl_bpe *b, work *w, const char *s, size_t n, int first,
+                          int want_special, fl_tok_ids *out)
+{
+	int rv;
+	if (!n)
+		return 0;
+	if ((rv = normalize(b, w, s, n)) != 0)
+		return rv;
+	if (!b->nadd_norm)
+		return encode_normalized(b, w, first, out);
+	buf t = w->nt;
+	w->nt = w->a;
+	w->a = t;
+	size_t pos = 0;
+	while (pos < w->nt.n) {
+		size_t ms = w->nt.n, me = w->nt.n;
+		int32_t id = find_added(b, w->nt.p, w->nt.n, pos, want_special, 1, &ms, &me);
+		if (id < 0)
+			ms = me = w->nt.n;
+		w->a.n = 0;
+		if ((rv = buf_add(&w->a, w->nt.p + pos, ms - pos)) != 0 ||
+		    (rv = encode_normalized(b, w, first && pos == 0, out)) != 0)
+			return rv;
+		if (id >= 0 && (rv = fl_tok_ids_push(out, id)) != 0)
+			return rv;
+		pos = me;
+	}
+	return 0;
 }
 
 int fl_bpe_encode(const fl_bpe *b, const char *text, size_t n, unsigned flags, fl_tok_ids *out,
@@ -935,10 +1033,13 @@ int fl_bpe_encode(const fl_bpe *b, const char *text, size_t n, unsigned flags, f
 	int want_special = (flags & FL_TOK_SPECIAL) != 0;
 	while (pos < n) {
 		size_t ms = n, me = n;
-		int32_t id = b->nadd ? find_added(b, text, n, pos, want_special, &ms, &me) : -1;
+		int32_t id = b->nadd > b->nadd_norm
+		                 ? find_added(b, text, n, pos, want_special, 0, &ms, &me)
+		                 : -1;
 		if (id < 0)
 			ms = me = n;
-		if ((rv = encode_segment(b, &w, text + pos, ms - pos, pos == 0, out)) != 0)
+		if ((rv = encode_segment(b, &w, text + pos, ms - pos, pos == 0, want_special,
+		                         out)) != 0)
 			goto done;
 		if (id >= 0 && (rv = fl_tok_ids_push(out, id)) != 0)
 			goto done;
@@ -1621,15 +1722,49 @@ static int load_vocab(fl_bpe *b, ld *L, const cJSON *model, const cJSON *addl)
 		a->special = jbool(e, "special", 0);
 		a->lstrip = jbool(e, "lstrip", 0);
 		a->rstrip = jbool(e, "rstrip", 0);
+		a->single_word = jbool(e, "single_word", 0);
+		/* the reference's default for a token made without the flag */
+		a->normalized = jbool(e, "normalized", !a->special);
 		b->tflag[id] = (uint8_t)(1 | (a->special ? 2 : 0));
 		i++;
 	}
 	for (size_t k = 0; k < b->nadd; k++) {
 		added *a = &b->add[k];
 		a->s = b->arena + b->toff[a->id];
-		b->add_first[(unsigned char)a->s[0]] |= (uint8_t)(1 | (a->special ? 0 : 2));
 	}
 	return 0;
+}
+
+/* What each added token is matched as: its content, or for tokens marked
+ * normalized the content put through the normalizer (the reference builds its
+ * second trie from those). Needs the normalizers loaded. */
+static int added_patterns(fl_bpe *b)
+{
+	work w = {0};
+	int rv = 0;
+	for (size_t k = 0; k < b->nadd; k++) {
+		added *a = &b->add[k];
+		if (!a->normalized) {
+			a->pat = (char *)a->s;
+			a->plen = a->len;
+		} else {
+			if ((rv = normalize(b, &w, a->s, a->len)) != 0)
+				break;
+			if (!(a->pat = malloc(w.a.n ? w.a.n : 1))) {
+				rv = FL_ENOMEM;
+				break;
+			}
+			if (w.a.n)
+				memcpy(a->pat, w.a.p, w.a.n);
+			a->plen = w.a.n;
+			b->nadd_norm++;
+		}
+		if (a->plen)
+			b->add_first[a->normalized][(unsigned char)a->pat[0]] |=
+			    (uint8_t)(1 | (a->special ? 0 : 2));
+	}
+	work_free(&w);
+	return rv;
 }
 
 static int load_merges(fl_bpe *b, ld *L, const cJSON *model)
@@ -1785,6 +1920,8 @@ static int load(fl_bpe *b, ld *L, const cJSON *root)
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "post_processor")) && !cJSON_IsNull(v) &&
 	    (rv = add_post(b, L, v, "post_processor", 0)) != 0)
 		return rv;
+	if ((rv = added_patterns(b)) != 0)
+		return rv;
 	b->kind =
 	    b->npt && b->pts[b->npt - 1].type == PT_BYTELEVEL ? FL_TOK_BPE_BYTE : FL_TOK_BPE_SP;
 	byte_map(b);
@@ -1855,6 +1992,9 @@ void fl_bpe_free(fl_bpe *b)
 	free(b->merges.key);
 	free(b->merges.rank);
 	free(b->merges.nid);
+	for (size_t k = 0; k < b->nadd; k++)
+		if (b->add[k].normalized)
+			free(b->add[k].pat);
 	free(b->add);
 	for (size_t i = 0; i < b->nnorm; i++) {
 		free(b->norms[i].a);

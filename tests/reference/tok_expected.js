@@ -14,7 +14,7 @@ async function main() {
 	const dir = process.argv[2];
 	const cases = JSON.parse(fs.readFileSync(path.join(dir, 'cases.json'), 'utf8'));
 	const out = {};
-	for (const m of ['bytebpe', 'spbpe', 'metabpe', 'gpt2bpe', 'splitbpe']) {
+	for (const m of ['bytebpe', 'spbpe', 'metabpe', 'gpt2bpe', 'splitbpe', 'flagbpe', 'flagsp', 'flagmeta']) {
 		const tok = Tokenizer.fromFile(path.join(dir, m, 'tokenizer.json'));
 		out[m] = [];
 		for (const text of cases) {
