@@ -252,7 +252,7 @@ static pid_t start_coordinator(const bench *b, const char *fedlora)
 	      "--clients-per-round", per, "--min-clients", per, "--round-timeout", "120", "--allow",
 	      allow, "--linreg-layers", "1", "--linreg-dim", "4", "--linreg-samples", "8",
 	      "--local-steps", "1", "--batch-size", "4", "--linger", "10", "--contexts", ctxs,
-	      (char *)NULL);
+	      "--poll-timeout", poll, (char *)NULL);
 	fprintf(stderr, "bench: cannot run %s: %s\n", fedlora, strerror(errno));
 	_exit(127);
 }

@@ -471,6 +471,7 @@ static int poll_down(const sa_client_io *io, const sa_client *c, uint32_t want, 
 		g.run_id = (char *)io->run_id;
 		g.last_round_seen = c->p.round - 1;
 		g.sa_phase = want;
+		g.max_wait_ms = (uint32_t)io->poll_timeout_ms;
 		rv = io->call(io->arg, &g.base, FL_MSG_GET_TASK, io->poll_timeout_ms, rep, NULL);
 		if (rv == FL_ENET || rv == FL_ETIMEOUT) {
 			sa_sleep_ms(100);

@@ -871,7 +871,8 @@ static int do_get_task(session *s)
 
 	g.run_id = s->run_id;
 	g.last_round_seen = s->acked_round;
-	rv = call(s, &g.base, FL_MSG_GET_TASK, s->o->poll_timeout_ms, &rep, NULL);
+	g.max_wait_ms = (uint32_t)clamp_timeout(s, s->o->poll_timeout_ms);
+	rv = call(s, &g.base, FL_MSG_GET_TASK, (int)g.max_wait_ms, &rep, NULL);
 	if (rv != 0)
 		return rv;
 	switch (rep.type) {
@@ -981,6 +982,13 @@ int client_run(const client_opts *o, client_stats *st)
 	no.tls_key = o->tls_key;
 	no.tls_ca = o->tls_ca;
 	no.dial_sync_ms = 2000; /* surfaces TLS/auth errors; a coordinator not up yet is fine */
+	/* No REQ resend timer: every call has its own timeout and retry, and
+	 * nng still resends a pending request at once when its connection drops
+	 * (a coordinator restart). The timer would add nothing but cost: nng
+	 * 1.5 keeps all timers of a process in one sorted list under one mutex,
+	 * and a process with thousands of sessions (bench/load) then spends
+	 * most of its time inserting into it (README, Load). */
+	no.resend_ms = -1;
 	if ((rv = fl_net_dial(&s->sock, o->url, &no)) != 0) {
 		fl_log(FL_LOG_ERROR, "client", "cannot dial %s: %s", o->url, fl_strerror(rv));
 		goto out;

@@ -103,6 +103,8 @@
 #define COORD_MAX_CLIENTS 100000 /* registry bound: enrollment cannot grow memory without end */
 #define REJECT_LOG_EVERY  10.0   /* seconds between log lines of one reason */
 #define STATE_SAVE_EVERY  0.2    /* seconds between state.json writes for registrations */
+#define GETTASK_WAIT_UNSAID_MS                                                                     \
+	30000 /* a GetTask without max_wait_ms: clients that predate it waited 30 s */
 
 _Static_assert(-FL_ERR_MIN_ < NREASONS, "reason table too small for core/err.h codes");
 _Static_assert(PRIV_PK_HEX <= COORD_KEY_HEX_MAX, "state.json key field too small");
@@ -180,8 +182,9 @@ struct coord {
 	priv_acct_eps acct_eps; /* client DP: the last committed round's accounting */
 	double acct_s_round;    /* seconds in the accountant since the last commit */
 	int retries_round;
-	coord_gone gone;    /* clients left out of selections (coordinator/gone.h) */
-	long gone_excluded; /* this round: clients left out of selections as gone */
+	coord_gone gone;      /* clients left out of selections (coordinator/gone.h) */
+	long gone_excluded;   /* this round: clients left out of selections as gone */
+	double gone_saved_at; /* when gone.json was last written (monotonic s) */
 	/* reject log rate limit */
 	double rej_last_log[NREASONS];
 	long rej_suppressed[NREASONS];
@@ -449,6 +452,20 @@ static nng_msg *gettask_reply_locked(coord *c, int idx, uint64_t last_seen, uint
 	return make_wait(c, held ? 100 : 500);
 }
 
+/* How long a GetTask is held: --poll-timeout, but at most half of what the
+ * client said it waits (GetTask.max_wait_ms; GETTASK_WAIT_UNSAID_MS when it
+ * did not say), so the Wait reaches the client before its own timeout fires
+ * even when replies are slow. Held any longer, a client whose timeout fired
+ * first sends GetTask again, is held again, and gives up after two silent
+ * polls (1,575 of 5,000 bench/load sessions did with --poll-timeout 30
+ * against the clients' 30 s). */
+static nng_duration park_ms(const coord *c, const Fedlora__GetTask *g)
+{
+	double ms = c->cfg.poll_timeout * 1000;
+	double cap = (g->max_wait_ms ? g->max_wait_ms : GETTASK_WAIT_UNSAID_MS) / 2.0;
+	return (nng_duration)(ms < cap ? ms : cap);
+}
+
 static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, const char *who,
                                uint32_t pipe, int *park)
 {
@@ -477,7 +494,7 @@ static nng_msg *handle_gettask(coord *c, coord_work *w, const fl_wire_msg *m, co
 		w->last_seen = g->last_round_seen;
 		w->sa_phase = g->sa_phase;
 		w->state = W_PARK;
-		nng_sleep_aio((nng_duration)(c->cfg.poll_timeout * 1000), w->aio);
+		nng_sleep_aio(park_ms(c, g), w->aio);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return rep;
@@ -853,6 +870,29 @@ static int hash_base(const char *dir, char out[2 * 32 + 1], char *err, size_t er
 	return rv;
 }
 
+/* RUN/gone.json back into c->gone after a restart. A file that does not
+ * parse is not fatal: it is reported with its reason and the run goes on
+ * with nobody gone, as before gone clients were persisted (leaving them out
+ * is an optimization, not a safety property); the next write replaces it. */
+static void load_gone(coord *c)
+{
+	char why[200] = "";
+	int skipped = 0, rv;
+
+	rv = coord_gone_load(&c->gone, &c->st, c->cfg.run_dir, &skipped, why, sizeof why);
+	if (rv == FL_ENOENT)
+		return;
+	if (rv) {
+		coord_logf(c, FL_LOG_WARN,
+		           "ignoring %s/gone.json (%s%s%s); starting with no client known gone",
+		           c->cfg.run_dir, fl_strerror(rv), why[0] ? ": " : "", why);
+		c->gone.dirty = 1; /* replace it at the next write */
+		return;
+	}
+	coord_logf(c, FL_LOG_INFO, "%d gone client(s) restored from gone.json%s", c->gone.n_gone,
+	           skipped ? " (some keys not registered, skipped)" : "");
+}
+
 static void run_id_new(char out[COORD_RUN_ID_HEX + 1])
 {
 	uint8_t b[COORD_RUN_ID_HEX / 2];
@@ -1027,6 +1067,7 @@ int coord_open(coord **out, const coord_config *cfg, char *err, size_t errn)
 			fl_seterr(err, errn, "cannot trim metrics.jsonl: %s", fl_strerror(rv));
 			goto fail;
 		}
+		load_gone(c);
 		/* more rounds asked for than a finished run had: continue it */
 		if (c->st.done && !strcmp(c->st.reason, "rounds") && c->st.round < cfg->rounds) {
 			c->st.done = 0;
@@ -1208,6 +1249,29 @@ static void save_registry_locked(coord *c)
 	}
 }
 
+/* Writes gone.json when the gone set changed (coordinator/gone.h): built
+ * under mu, written with mu released, as save_registry_locked does. Only
+ * the engine thread calls it. Called and returns with mu held. */
+static void save_gone_locked(coord *c)
+{
+	char *text = NULL;
+	int rv;
+
+	if (!c->gone.dirty)
+		return;
+	if ((rv = coord_gone_to_json(&c->gone, &c->st, &text)) == 0) {
+		pthread_mutex_unlock(&c->mu);
+		rv = coord_gone_write(c->cfg.run_dir, text);
+		pthread_mutex_lock(&c->mu);
+	}
+	free(text);
+	c->gone_saved_at = fl_now_s();
+	if (rv) {
+		c->gone.dirty = 1; /* try again at the next wake */
+		coord_logf(c, FL_LOG_WARN, "cannot save gone.json: %s", fl_strerror(rv));
+	}
+}
+
 /* Waits on cv until deadline (monotonic seconds) or a broadcast. */
 static void wait_until(coord *c, double deadline)
 {
@@ -1225,6 +1289,10 @@ static void wait_until(coord *c, double deadline)
 	 * time (a registry of 10,000 clients takes tens of ms to write) */
 	if (c->st_dirty && fl_now_s() - c->st_saved_at >= fmax(STATE_SAVE_EVERY, 4 * c->st_save_s))
 		save_registry_locked(c);
+	/* connections dropped (and clients back) between attempts: with the
+	 * same cadence, after the registry that names their keys */
+	if (c->gone.dirty && !c->st_dirty && fl_now_s() - c->gone_saved_at >= STATE_SAVE_EVERY)
+		save_gone_locked(c);
 }
 
 /* Epsilon the run reaches if one more round runs (target check), or after
@@ -1773,6 +1841,10 @@ int coord_run(coord *c, char *err, size_t errn)
 				    c->cur_round, nn);
 		}
 		c->attempt++;
+		/* the gone set the selection leaves out is on disk first, so a
+		 * restart leaves the same clients out (mu is released here, so
+		 * before the registry write below) */
+		save_gone_locked(c);
 		/* every client a selection can pick is in state.json first */
 		if (c->st_dirty && (rv = coord_state_save(&c->st, g->run_dir)) != 0) {
 			fl_seterr(err, errn, "cannot write state.json: %s", fl_strerror(rv));
@@ -1833,6 +1905,7 @@ int coord_run(coord *c, char *err, size_t errn)
 		for (int i = 0; i < c->n_sel; i++) /* missed the deadline: gone */
 			if (c->sel[i] == SEL_PENDING)
 				coord_gone_mark_missed(&c->gone, i, c->cur_round);
+		save_gone_locked(c); /* before the commit or the retry */
 		if (c->stop) {
 			rv = FL_EDONE;
 			break;

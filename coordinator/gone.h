@@ -17,14 +17,26 @@
  *     request after it was marked (a hung client that sends nothing stays
  *     out).
  *
- * Runtime state only: it is not persisted (a restarted coordinator starts with
- * nobody gone), and it is indexed like coord_state.clients. Not thread-safe:
- * the coordinator calls it under its mutex. Arrays grow on demand; an index
- * beyond them is simply not gone.
+ * Indexed like coord_state.clients. Not thread-safe: the coordinator calls it
+ * under its mutex. Arrays grow on demand; an index beyond them is simply not
+ * gone.
+ *
+ * Persistence: RUN/gone.json lists the gone clients by key, so a coordinator
+ * restarted on the same run directory (kill -9 included) leaves them out as
+ * the killed one would have:
+ *   {"version": 1, "run_id": "<state.json's>", "clients": [
+ *     {"key": "<hex>", "kind": "missed" | "dropped", "round": R, "back": B}]}
+ * Pipe ids are not kept (a restarted process has new connections), so after a
+ * restart a dropped client is back with its first request, and a client that
+ * missed round R is back as described above (B says whether a request came
+ * after the mark). The coordinator rewrites the file whenever `dirty` is set,
+ * at the close of an attempt that marked clients, before every selection and
+ * with the registry's group commits.
  */
 #ifndef FL_COORDINATOR_GONE_H
 #define FL_COORDINATOR_GONE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { COORD_GONE_NO = 0, COORD_GONE_MISSED = 1, COORD_GONE_DROPPED = 2 };
@@ -40,7 +52,10 @@ typedef struct coord_gone {
 	coord_gone_entry *e;
 	int cap;
 	int n_gone; /* entries with kind != COORD_GONE_NO */
+	int dirty;  /* changed since the last coord_gone_to_json (persisted fields) */
 } coord_gone;
+
+struct coord_state;
 
 void coord_gone_init(coord_gone *g);
 void coord_gone_fini(coord_gone *g);
@@ -60,5 +75,25 @@ int coord_gone_missed(const coord_gone *g, int idx, int round);
 /* 1 when idx must be left out of a selection for round `round`. A gone client
  * that is selectable again is cleared (0). */
 int coord_gone_exclude(coord_gone *g, int idx, int round);
+
+/* gone.json of g into *text (malloc'd, the caller frees): every gone entry
+ * under the key of s->clients[idx] and s->run_id; clears g->dirty. Entries
+ * beyond s->n_clients are left out. 0 or FL_ENOMEM (dirty kept). */
+int coord_gone_to_json(coord_gone *g, const struct coord_state *s, char **text);
+/* Writes text as RUN/gone.json (fl_write_atomic: temp file, fsync, rename,
+ * fsync of the folder; mode 0644). */
+int coord_gone_write(const char *run_dir, const char *text);
+/* Parses gone.json text into g (which must be empty, from coord_gone_init),
+ * mapping keys to indexes through s. Keys that s does not know are skipped
+ * and counted in *skipped (may be NULL). FL_EFORMAT when the text is not such
+ * a file: why (may be NULL) names the field, e.g. "clients[2].round: ...".
+ * g is left empty on failure. The run id must be s->run_id, and a round at
+ * most s->round + 1 (the round being run). */
+int coord_gone_parse(coord_gone *g, const struct coord_state *s, const char *text, size_t len,
+                     int *skipped, char *why, size_t whyn);
+/* Reads RUN/gone.json and coord_gone_parse()s it: FL_ENOENT when absent,
+ * FL_ETOOBIG over 64 MiB, FL_EIO when unreadable. */
+int coord_gone_load(coord_gone *g, const struct coord_state *s, const char *run_dir, int *skipped,
+                    char *why, size_t whyn);
 
 #endif

@@ -11,12 +11,17 @@
  */
 #include "core/net.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -393,6 +398,52 @@ static int sock_opts(nng_socket s, const fl_net_opts *o)
 	return 0;
 }
 
+/* nng 1.5 listens with a backlog of 128. When thousands of clients connect
+ * at once (a large simulation starting, or every client reconnecting after a
+ * coordinator restart) the accept queue overflows, the kernel drops the
+ * handshakes, and those clients wait out TCP's retransmission backoff (1, 2,
+ * 4, ... s): the long tail of registrations at 5,000 and 10,000 clients
+ * (README, Load). listen() on a socket that already listens only sets its
+ * backlog (Linux), so this finds our listening TCP socket on `port` among the
+ * process's descriptors and raises it to FL_NET_BACKLOG (the kernel caps it
+ * at net.core.somaxconn). Best effort: the descriptors come from
+ * /proc/self/fd; returns how many sockets were raised. */
+#define FL_NET_BACKLOG 4096
+static int raise_backlog(int port)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss, al;
+		int fd, acc = 0, sport = -1;
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+		if (*end || end == e->d_name || v < 0 || v > INT_MAX || v == dirfd(d))
+			continue;
+		fd = (int)v;
+		al = sizeof acc;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 || !acc ||
+		    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+			continue;
+		if (ss.ss_family == AF_INET)
+			sport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			sport = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		if (sport == port && listen(fd, FL_NET_BACKLOG) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n)
+		fl_log(FL_LOG_DEBUG, "net", "listen backlog of port %d raised to %d", port,
+		       FL_NET_BACKLOG);
+	return n;
+}
+
 int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *port)
 {
 	nng_socket s = NNG_SOCKET_INITIALIZER;
@@ -421,10 +472,13 @@ int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *p
 	}
 	if ((nrv = nng_listener_start(l, 0)) != 0)
 		goto nfail;
-	if (port && (!strncmp(url, "tcp", 3) || is_tls(url))) {
+	if (!strncmp(url, "tcp", 3) || is_tls(url)) {
 		int p = 0;
-		if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &p) == 0)
-			*port = p;
+		if (nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &p) == 0) {
+			if (port)
+				*port = p;
+			raise_backlog(p);
+		}
 	}
 	if (cfg)
 		nng_tls_config_free(cfg); /* the listener holds its own reference */
@@ -476,8 +530,9 @@ int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o)
 		return rv;
 	if ((nrv = nng_req0_open(&s)) != 0 || (nrv = sock_opts(s, o)) != 0)
 		goto nfail;
-	if (o->resend_ms > 0 &&
-	    (nrv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, o->resend_ms)) != 0)
+	if (o->resend_ms != 0 &&
+	    (nrv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME,
+	                             o->resend_ms > 0 ? o->resend_ms : NNG_DURATION_INFINITE)) != 0)
 		goto nfail;
 	if (is_tls(url) && (rv = tls_config(&cfg, 0, url, o)) != 0)
 		goto fail;

@@ -44,7 +44,8 @@ typedef struct fl_net_opts {
 	size_t recv_max;      /* bytes; 0 means FL_NET_RECV_MAX_DEFAULT */
 	int recv_timeout_ms;  /* NNG_OPT_RECVTIMEO; <= 0: none (blocks) */
 	int send_timeout_ms;  /* NNG_OPT_SENDTIMEO; <= 0: none */
-	int resend_ms;        /* REQ: NNG_OPT_REQ_RESENDTIME; <= 0: nng default (60 s) */
+	int resend_ms;        /* REQ: NNG_OPT_REQ_RESENDTIME; 0: nng default (60 s); < 0: off
+	                       * (a request is still resent when its connection drops) */
 	int reconnect_min_ms; /* dialer reconnect backoff (NNG_OPT_RECONNMINT) */
 	int reconnect_max_ms; /* NNG_OPT_RECONNMAXT */
 	/* dialer: > 0 makes the first connection attempt synchronous so TLS and

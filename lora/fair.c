@@ -33,15 +33,22 @@ int lora_gram_init(lora_gram *g, int K, int r, int out, int in)
 	g->maxin = in;
 	kr = (size_t)K * r;
 	k1r = (size_t)(K + 1) * r;
-	g->GA = malloc(k1r * k1r * sizeof(double));
-	g->GB = malloc(kr * kr * sizeof(double));
+	/* fewer flops, and less memory, than the Gram route (see fair.h) */
+	g->dense = 2.0 * out * in <= (double)kr * ((double)out + in);
+	if (g->dense) {
+		g->D = malloc((size_t)out * in * sizeof(double));
+	} else {
+		g->GA = malloc(k1r * k1r * sizeof(double));
+		g->GB = malloc(kr * kr * sizeof(double));
+		g->S = malloc(kr * r * sizeof(double));
+	}
 	g->M = malloc((size_t)out * r * sizeof(double));
 	g->G = malloc((size_t)r * r * sizeof(double));
 	g->V = malloc(k1r * in * sizeof(double));
 	g->U = malloc((size_t)out * kr * sizeof(double));
-	g->S = malloc(kr * r * sizeof(double));
 	g->T = malloc((size_t)out * r * sizeof(double));
-	if (!g->GA || !g->GB || !g->M || !g->G || !g->V || !g->U || !g->S || !g->T) {
+	if ((g->dense ? !g->D : (!g->GA || !g->GB || !g->S)) || !g->M || !g->G || !g->V || !g->U ||
+	    !g->T) {
 		lora_gram_fini(g);
 		return FL_ENOMEM;
 	}
@@ -52,6 +59,7 @@ void lora_gram_fini(lora_gram *g)
 {
 	free(g->GA);
 	free(g->GB);
+	free(g->D);
 	free(g->M);
 	free(g->G);
 	free(g->V);
@@ -67,6 +75,31 @@ static void mirror_upper(double *S, int n)
 	for (int i = 0; i < n; i++)
 		for (int j = i + 1; j < n; j++)
 			S[(size_t)j * n + i] = S[(size_t)i * n + j];
+}
+
+/* The dense route of lora_gram_compute, with V and U filled: D = U' V' where
+ * U' is U with client k's columns scaled by p_k and V' the first K r rows of
+ * V; then dw2 = ||D||^2, M = D A_x^T, G = A_x A_x^T (A_x: the last r rows
+ * of V). */
+static int dense_compute(lora_gram *g, int K, int out, int in, const double *p)
+{
+	const int r = g->r, kr = K * r;
+	const double *Ax = g->V + (size_t)kr * in;
+	double dw2 = 0;
+
+	for (int i = 0; i < out; i++)
+		for (int a = 0; a < kr; a++)
+			g->U[(size_t)i * kr + a] *= p[a / r];
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, kr, 1.0, g->U, kr, g->V, in,
+	            0.0, g->D, in);
+	for (size_t i = 0; i < (size_t)out * in; i++)
+		dw2 += g->D[i] * g->D[i];
+	g->dw2 = dw2;
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, r, in, 1.0, g->D, in, Ax, in, 0.0,
+	            g->M, r);
+	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r, r, in, 1.0, Ax, in, Ax, in, 0.0,
+	            g->G, r);
+	return 0;
 }
 
 int lora_gram_compute(lora_gram *g, int K, int out, int in, const float *const *A,
@@ -94,6 +127,8 @@ int lora_gram_compute(lora_gram *g, int K, int out, int in, const float *const *
 			for (int a = 0; a < r; a++)
 				dst[a] = src[a];
 		}
+	if (g->dense)
+		return dense_compute(g, K, out, in, p);
 	cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, k1r, in, 1.0, g->V, in, 0.0, g->GA,
 	            k1r);
 	mirror_upper(g->GA, k1r);

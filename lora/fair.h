@@ -15,6 +15,15 @@
  *   <dW, B' A_x> = <M, B'>
  *   ||B' A_x||^2 = tr(B' G B'^T)
  *
+ * When dW is the smaller object, the Gram route is not taken: with many
+ * clients (K r)^2 outgrows out x in (5,000 clients at r = 4 would need two
+ * 3.2 GB Gram matrices for a 4 x 4 layer). lora_gram_init then picks the
+ * dense route, which builds D = dW = [p_1 B_1 ... p_K B_K] [A_1; ...; A_K]
+ * (one dgemm, O(out K r in)) and takes ||dW||^2 = ||D||^2, M = D A_x^T and
+ * G = A_x A_x^T from it: the same M, G and dw2 to double rounding. It is
+ * chosen when 2 out in <= K r (out + in), i.e. when it costs fewer flops,
+ * which also bounds memory by O(K r (out + in)) either way.
+ *
  * Everything is computed in double from the float32 factors (BLAS dsyrk /
  * dgemm), so ||dW - B' A_x||^2 = ||dW||^2 - 2<M,B'> + tr(B'GB'^T) cancels to
  * double rounding, not float rounding.
@@ -41,8 +50,10 @@
 typedef struct lora_gram {
 	int K, r, out, in;       /* shape of the last lora_gram_compute */
 	int maxK, maxout, maxin; /* capacity */
-	double *GA;              /* (K+1)r x (K+1)r */
-	double *GB;              /* Kr x Kr */
+	int dense;               /* 1: the dense route (D; no GA, GB) */
+	double *GA;              /* (K+1)r x (K+1)r (Gram route) */
+	double *GB;              /* Kr x Kr (Gram route) */
+	double *D;               /* out x in: dW (dense route) */
 	double *M;               /* out x r */
 	double *G;               /* r x r */
 	double dw2;              /* ||dW||_F^2 */
@@ -52,7 +63,7 @@ typedef struct lora_gram {
 /* Buffers for up to K clients of matrices up to out x in at rank r. */
 int lora_gram_init(lora_gram *g, int K, int r, int out, int in);
 void lora_gram_fini(lora_gram *g);
-/* Computes GA, GB, G, M, dw2 for one matrix: A[k] (r x in) and B[k] (out x r)
+/* Computes G, M, dw2 (and GA, GB or D, by route) for one matrix: A[k] (r x in) and B[k] (out x r)
  * are client k's factors, p[k] its normalized weight, Ax the reference A.
  * FL_EINVAL if the shape exceeds the capacity. */
 int lora_gram_compute(lora_gram *g, int K, int out, int in, const float *const *A,

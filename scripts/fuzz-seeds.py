@@ -77,6 +77,19 @@ put("state", "done_empty", json.dumps(s2))
 s3 = dict(state); s3["round"] = 1e300; s3["retries"] = -1
 put("state", "huge", json.dumps(s3))
 
+# gone.json as coord_gone_to_json writes it (run of tests/fuzz/gone_fuzz.c:
+# run id below, round 3 committed, clients "aa", "bb", "cc")
+gone = {"version": 1, "run_id": "0123456789abcdef0123456789abcdef", "clients": [
+    {"key": "aa", "kind": "missed", "round": 4, "back": False},
+    {"key": "cc", "kind": "dropped", "round": 2, "back": True}]}
+put("gone", "two", json.dumps(gone, separators=(",", ":")))
+g2 = dict(gone); g2["clients"] = [{"key": "zz", "kind": "missed", "round": 1, "back": True}]
+put("gone", "unknown_key", json.dumps(g2))
+g3 = dict(gone); g3["clients"] = [{"key": "bb", "kind": "missed", "round": 5, "back": False},
+                                  {"key": "bb", "kind": "dropped", "round": 1e300, "back": 0}]
+put("gone", "bad_round", json.dumps(g3))
+put("gone", "truncated", json.dumps(gone)[:40])
+
 # keys: first byte 0 secret key, 1 public key, 2 allow list, 3 raw hex
 hexk = "0f" * 32
 put("keys", "secret", b"\x00" + (hexk + "\n").encode())

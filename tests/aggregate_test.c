@@ -265,22 +265,28 @@ done:
 	free_all(glob, cl, K);
 }
 
-/* Every factored quantity equals its dense out x in counterpart. */
-static void test_factored_equals_dense(void)
+/* Every quantity of lora_gram equals its dense out x in counterpart, on the
+ * route lora_gram_init picks for K clients (want_dense: the route expected). */
+static void factored_vs_dense(int K, int want_dense)
 {
-	enum { K = 4 };
-	lora_adapter *glob, *cl[K];
-	double p[K] = {0.1, 0.2, 0.3, 0.4}, lambda = 0.05;
+	lora_adapter *glob, *cl[16];
+	double p[16], psum = 0, lambda = 0.05;
 	lora_gram gr;
 	fl_rng g;
 
+	for (int k = 0; k < K; k++)
+		psum += p[k] = 0.1 * (k + 1);
+	for (int k = 0; k < K; k++)
+		p[k] /= psum;
 	mk_round(&glob, cl, K, 3, 14, 0.5, 0.5);
 	fl_rng_init(&g, 99, 2);
 	CHECK_RC(lora_gram_init(&gr, K, 3, 12, 16));
+	CHECK(gr.dense == want_dense);
+	CHECK(want_dense ? gr.GA == NULL && gr.GB == NULL && gr.D : gr.GA && gr.GB && !gr.D);
 	for (int i = 0; i < glob->n; i++) {
 		const lora_mat *m = &glob->mats[i];
 		int o = m->out, n = m->in, r = 3;
-		const float *A[K], *B[K];
+		const float *A[16], *B[16];
 		for (int k = 0; k < K; k++) {
 			A[k] = cl[k]->mats[i].A;
 			B[k] = cl[k]->mats[i].B;
@@ -345,6 +351,20 @@ static void test_factored_equals_dense(void)
 	}
 	lora_gram_fini(&gr);
 	free_all(glob, cl, K);
+}
+
+/* Few clients of wide matrices: the Gram route (K r = 12 < 2 out in / (out +
+ * in) = 13.7 for the largest 12 x 16 matrix). */
+static void test_factored_equals_dense(void)
+{
+	factored_vs_dense(4, 0);
+}
+
+/* Many clients: the dense route (K r = 48), no (K r)^2 Gram matrices, the
+ * same M, G and ||dW||^2. */
+static void test_dense_route_equals_dense(void)
+{
+	factored_vs_dense(16, 1);
 }
 
 /* The eigenbasis solver takes exactly the steps of plain gradient descent on
@@ -770,6 +790,7 @@ static const test_case cases[] = {
     TEST(test_ffa_bias_zero),
     TEST(test_fedit_vs_fair_bias),
     TEST(test_factored_equals_dense),
+    TEST(test_dense_route_equals_dense),
     TEST(test_fair_solver_is_gradient_descent),
     TEST(test_fair_ridge_dense),
     TEST(test_weights),

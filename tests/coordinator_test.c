@@ -1118,6 +1118,44 @@ static void test_live_round_closed(void)
 	rmtree(d);
 }
 
+/* A GetTask is held at most half of the wait its client announced
+ * (max_wait_ms), however long --poll-timeout is, so the Wait arrives before
+ * the client's own timeout; without max_wait_ms, --poll-timeout holds. */
+static void test_live_poll_hold(void)
+{
+	const char *d = mktmp();
+	coord_config cfg;
+	live l = {0};
+	tclient a;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	CHECK_RC(live_cfg(&cfg, d, "inproc://coordtest-hold"));
+	cfg.poll_timeout = 30; /* one client of the two: no round opens */
+	cfg.contexts = 8;
+	CHECK_RC(live_start(&l, &cfg));
+	CHECK_RC(tclient_open(&a, cfg.listen));
+	CHECK_RC(tclient_hello(&a));
+	for (int i = 0; i < 2; i++) {
+		Fedlora__GetTask g = FEDLORA__GET_TASK__INIT;
+		fl_wire_msg m;
+		double t0 = fl_now_s(), dt;
+		g.run_id = a.run_id;
+		g.max_wait_ms = i == 0 ? 1200 : 3000;
+		CHECK_RC(call(&a, &g.base, FL_MSG_GET_TASK, &m));
+		dt = fl_now_s() - t0;
+		fprintf(stderr, "  max_wait_ms %u: Wait after %.2f s\n", g.max_wait_ms, dt);
+		CHECK(m.type == FL_MSG_WAIT);
+		CHECK(dt >= 0.9 * g.max_wait_ms / 2000.0 && dt < 0.9 * g.max_wait_ms / 1000.0);
+		fl_wire_msg_fini(&m);
+	}
+	coord_request_stop(l.c);
+	CHECK(live_join(&l) == FL_EDONE);
+	tclient_close(&a);
+	rmtree(d);
+}
+
 /* --allow: a key on the list is admitted, any other is refused. */
 static void test_live_allow_list(void)
 {
@@ -1278,6 +1316,7 @@ static const test_case cases[] = {
     TEST(test_live_dp_target_eps),
     TEST(test_live_quorum_retry),
     TEST(test_live_round_closed),
+    TEST(test_live_poll_hold),
     TEST(test_live_allow_list),
     TEST(test_live_tokenizer_pin),
     {0},

@@ -1,6 +1,25 @@
 /* tests/gone_test.c — coordinator/gone.h: who is left out of selections. */
 #include "coordinator/gone.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "coordinator/rundir.h"
 #include "test.h"
+
+/* A registry of n clients with keys "k0", "k1", ... and run id "run1". */
+static void state_of(coord_state *s, int n, int round)
+{
+	coord_state_init(s);
+	strcpy(s->run_id, "run1");
+	s->round = round;
+	for (int i = 0; i < n; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "k%d", i);
+		CHECK_RC(coord_state_add_client(s, key, 1, 1, NULL));
+	}
+}
 
 /* Missed deadline: out of every further attempt of its round even while it
  * polls; selectable in a later round only after a request since the mark; a
@@ -72,11 +91,160 @@ static void test_untracked_missed(void)
 	coord_gone_fini(&g);
 }
 
+/* gone.json round trip: every gone entry comes back by key (kind, round,
+ * back), pipes do not, and the restored set excludes as before. */
+static void test_persist_round_trip(void)
+{
+	coord_state s;
+	coord_gone g, h;
+	char *text = NULL, dir[] = "/tmp/gone_test.XXXXXX";
+	int skipped = -1;
+
+	state_of(&s, 5, 2); /* round 3 is open */
+	coord_gone_init(&g);
+	coord_gone_init(&h);
+	CHECK(!g.dirty);
+	CHECK_RC(coord_gone_seen(&g, 1, 21, 1));
+	CHECK_RC(coord_gone_seen(&g, 3, 23, 1));
+	CHECK(!g.dirty); /* seen without a mark changes nothing persisted */
+	coord_gone_mark_missed(&g, 1, 3);
+	CHECK(coord_gone_pipe_dropped(&g, 23, 3) == 1);
+	coord_gone_mark_missed(&g, 4, 2);
+	CHECK_RC(coord_gone_seen(&g, 4, 24, 0)); /* back after the mark */
+	CHECK(g.dirty);
+	CHECK_RC(coord_gone_to_json(&g, &s, &text));
+	CHECK(!g.dirty && text);
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK_RC(coord_gone_write(dir, text));
+	CHECK_RC(coord_gone_load(&h, &s, dir, &skipped, NULL, 0));
+	CHECK(skipped == 0 && h.n_gone == 3 && !h.dirty);
+	CHECK(coord_gone_missed(&h, 1, 3));
+	CHECK(h.e[3].kind == COORD_GONE_DROPPED && h.e[3].round == 3 && h.e[3].pipe == 0);
+	CHECK(h.e[4].kind == COORD_GONE_MISSED && h.e[4].round == 2 && h.e[4].back);
+	CHECK(!h.e[1].back);
+	/* the restored set decides as the saved one: 1 stays out of round 3
+	 * even after polling, 4 (back, missed round 2) is selectable in 3,
+	 * 3 (dropped) is back with a request on any connection */
+	CHECK(coord_gone_exclude(&h, 1, 3));
+	CHECK_RC(coord_gone_seen(&h, 1, 5, 0));
+	CHECK(coord_gone_exclude(&h, 1, 3));
+	CHECK(!coord_gone_exclude(&h, 4, 3));
+	CHECK(coord_gone_exclude(&h, 3, 3));
+	CHECK_RC(coord_gone_seen(&h, 3, 6, 0));
+	CHECK(!coord_gone_exclude(&h, 3, 3));
+	CHECK(!coord_gone_exclude(&h, 0, 3) && !coord_gone_exclude(&h, 2, 3));
+	/* absent file */
+	coord_gone_fini(&h);
+	coord_gone_init(&h);
+	{
+		char path[64];
+		snprintf(path, sizeof path, "%s/gone.json", dir);
+		CHECK(unlink(path) == 0);
+		CHECK(coord_gone_load(&h, &s, dir, NULL, NULL, 0) == FL_ENOENT);
+		CHECK(rmdir(dir) == 0);
+	}
+	free(text);
+	coord_gone_fini(&g);
+	coord_gone_fini(&h);
+	coord_state_fini(&s);
+}
+
+/* parse text; returns the code, the reason in why */
+static int parse(const coord_state *s, const char *text, int *skipped, char *why, size_t n)
+{
+	coord_gone g;
+	int rv;
+	coord_gone_init(&g);
+	why[0] = 0;
+	rv = coord_gone_parse(&g, s, text, strlen(text), skipped, why, n);
+	if (rv)
+		CHECK(g.n_gone == 0 && g.e == NULL); /* left empty */
+	coord_gone_fini(&g);
+	return rv;
+}
+
+/* Corrupt, truncated or foreign gone.json is refused with the field named;
+ * keys the registry does not know are skipped and counted. */
+static void test_persist_rejects(void)
+{
+	coord_state s;
+	char why[200], *text = NULL;
+	coord_gone g;
+	int skipped = 0;
+	const char *pre = "{\"version\":1,\"run_id\":\"run1\",\"clients\":[";
+	char buf[512];
+
+	state_of(&s, 3, 4);
+	coord_gone_init(&g);
+	coord_gone_mark_missed(&g, 0, 5);
+	coord_gone_mark_missed(&g, 2, 4);
+	CHECK_RC(coord_gone_to_json(&g, &s, &text));
+	/* every truncation of a valid file is refused, none crashes */
+	for (size_t n = 0; n < strlen(text); n++) {
+		coord_gone h;
+		coord_gone_init(&h);
+		CHECK(coord_gone_parse(&h, &s, text, n, NULL, why, sizeof why) == FL_EFORMAT);
+		coord_gone_fini(&h);
+	}
+	CHECK(parse(&s, text, &skipped, why, sizeof why) == 0 && skipped == 0);
+	CHECK(parse(&s, "", NULL, why, sizeof why) == FL_EFORMAT && strstr(why, "truncated"));
+	CHECK(parse(&s, "{\"version\":2,\"run_id\":\"run1\",\"clients\":[]}", NULL, why,
+	            sizeof why) == FL_EFORMAT &&
+	      strstr(why, "version"));
+	CHECK(parse(&s, "{\"version\":1,\"run_id\":\"other\",\"clients\":[]}", NULL, why,
+	            sizeof why) == FL_EFORMAT &&
+	      strstr(why, "run_id"));
+	CHECK(parse(&s, "{\"version\":1,\"run_id\":\"run1\",\"clients\":{}}", NULL, why,
+	            sizeof why) == FL_EFORMAT &&
+	      strstr(why, "clients"));
+	snprintf(buf, sizeof buf, "%s7]}", pre);
+	CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT && strstr(why, "clients[0]"));
+	snprintf(buf, sizeof buf,
+	         "%s{\"key\":\"k1\",\"kind\":\"lost\",\"round\":1,\"back\":false}]}", pre);
+	CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT &&
+	      strstr(why, "clients[0].kind"));
+	/* round 6 is past the open round 5; 0, fractions, huge and strings too */
+	const char *rounds[] = {"6", "0", "2.5", "1e300", "-1", "\"3\""};
+	for (int i = 0; i < 6; i++) {
+		snprintf(buf, sizeof buf,
+		         "%s{\"key\":\"k1\",\"kind\":\"missed\",\"round\":%s,\"back\":false}]}",
+		         pre, rounds[i]);
+		CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT &&
+		      strstr(why, "clients[0].round"));
+	}
+	snprintf(buf, sizeof buf,
+	         "%s{\"key\":\"k1\",\"kind\":\"dropped\",\"round\":5,\"back\":1}]}", pre);
+	CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT &&
+	      strstr(why, "clients[0].back"));
+	snprintf(buf, sizeof buf,
+	         "%s{\"key\":\"\",\"kind\":\"dropped\",\"round\":5,\"back\":true}]}", pre);
+	CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT && strstr(why, "clients[0].key"));
+	snprintf(buf, sizeof buf,
+	         "%s{\"key\":\"k1\",\"kind\":\"dropped\",\"round\":5,\"back\":true},"
+	         "{\"key\":\"k1\",\"kind\":\"missed\",\"round\":5,\"back\":true}]}",
+	         pre);
+	CHECK(parse(&s, buf, NULL, why, sizeof why) == FL_EFORMAT &&
+	      strstr(why, "clients[1].key") && strstr(why, "twice"));
+	/* a key the registry lacks is skipped, the rest loads */
+	snprintf(buf, sizeof buf,
+	         "%s{\"key\":\"k9\",\"kind\":\"dropped\",\"round\":5,\"back\":true},"
+	         "{\"key\":\"k2\",\"kind\":\"missed\",\"round\":5,\"back\":false}]}",
+	         pre);
+	{
+		coord_gone h;
+		coord_gone_init(&h);
+		CHECK_RC(coord_gone_parse(&h, &s, buf, strlen(buf), &skipped, why, sizeof why));
+		CHECK(skipped == 1 && h.n_gone == 1 && coord_gone_missed(&h, 2, 5));
+		coord_gone_fini(&h);
+	}
+	free(text);
+	coord_gone_fini(&g);
+	coord_state_fini(&s);
+}
+
 static const test_case cases[] = {
-    TEST(test_missed_deadline),
-    TEST(test_dropped_pipe),
-    TEST(test_untracked_missed),
-    {0},
+    TEST(test_missed_deadline),    TEST(test_dropped_pipe),    TEST(test_untracked_missed),
+    TEST(test_persist_round_trip), TEST(test_persist_rejects), {0},
 };
 
 int main(int argc, char **argv)
