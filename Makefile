@@ -101,7 +101,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libfedlora.a | $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfedlora.a $(LDLIBS) -o $@
 
-tests-build: $(BUILD)/fedlora $(TEST_BIN)
+tests-build: $(BUILD)/fedlora $(TEST_BIN) $(BUILD)/bench/load
 bench: $(BUILD)/fedlora $(BENCH_BIN)
 
 test: deps

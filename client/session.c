@@ -172,10 +172,11 @@ static int clamp_timeout(const session *s, int ms)
 	return left * 1000 < ms ? (int)(left * 1000) : ms;
 }
 
-static void report_request(session *s, uint32_t type, uint32_t reply, double sec, int rc)
+static void report_request(session *s, uint32_t type, uint32_t reply, double sec, int rc,
+                           size_t sent, size_t received)
 {
 	if (s->o->on_request)
-		s->o->on_request(type, reply, sec, rc, s->o->arg);
+		s->o->on_request(type, reply, sec, rc, sent, received, s->o->arg);
 }
 
 /* Seals body, sends it, waits up to timeout_ms, opens and verifies the reply
@@ -201,13 +202,14 @@ static int call(session *s, const ProtobufCMessage *body, uint32_t type, int tim
 	rv = fl_net_call(s->sock, buf, len, &r);
 	free(buf);
 	if (rv != 0) {
-		report_request(s, type, 0, mono_s() - t0, rv);
+		report_request(s, type, 0, mono_s() - t0, rv, len, 0);
 		return rv;
 	}
 	s->last_reply = mono_s();
+	size_t received = nng_msg_len(r);
 	rv = fl_wire_open_msg(r, s->recv_max, s->have_pin ? s->coord_pk : NULL, rep);
 	nng_msg_free(r);
-	report_request(s, type, rep->type, mono_s() - t0, rv);
+	report_request(s, type, rep->type, mono_s() - t0, rv, len, received);
 	if (rv != 0)
 		fl_log(FL_LOG_WARN, "client", "reply from the coordinator refused: %s",
 		       fl_strerror(rv));
@@ -577,12 +579,14 @@ static int send_submit(session *s, const uint8_t *buf, size_t len, fl_wire_msg *
 		rv = fl_net_call(s->sock, buf, len, &r);
 		if (rv == 0) {
 			s->last_reply = mono_s();
+			size_t received = nng_msg_len(r);
 			rv = fl_wire_open_msg(r, s->recv_max, s->coord_pk, rep);
 			nng_msg_free(r);
-			report_request(s, FL_MSG_SUBMIT, rep->type, mono_s() - t0, rv);
+			report_request(s, FL_MSG_SUBMIT, rep->type, mono_s() - t0, rv, len,
+			               received);
 			return rv;
 		}
-		report_request(s, FL_MSG_SUBMIT, 0, mono_s() - t0, rv);
+		report_request(s, FL_MSG_SUBMIT, 0, mono_s() - t0, rv, len, 0);
 		fl_log(FL_LOG_WARN, "client", "submit: %s; resending", fl_strerror(rv));
 		emit_retry(s, rv, "submit");
 		backoff(s);

@@ -97,9 +97,12 @@ typedef struct client_opts {
 	void (*on_event)(const client_event *ev, void *arg);
 	/* optional: called after every request/reply exchange with the request's
 	 * and the reply's fl_msg_type (0: no reply), the wall time from send to
-	 * the verified reply, and the outcome (0 or FL_E*); from the session's
+	 * the verified reply, the outcome (0 or FL_E*), and the bytes of the
+	 * request envelope sent and of the reply received (0: none); nng's SP
+	 * framing and TCP/TLS overhead are not counted. From the session's
 	 * thread, with arg */
-	void (*on_request)(uint32_t type, uint32_t reply, double seconds, int rc, void *arg);
+	void (*on_request)(uint32_t type, uint32_t reply, double seconds, int rc, size_t sent,
+	                   size_t received, void *arg);
 	void *arg;
 } client_opts;
 
@@ -109,10 +112,10 @@ void client_opts_default(client_opts *o);
  * "delta": D, "epsilon": E, "accountant": "rdp"|"prv", "eps_error": X,
  * "phases": [{"sigma","q","steps"}, ..]}. */
 typedef struct client_dp_state {
-	char run_id[64 + 1];    /* FL_RUN_ID_MAX + 1 */
-	double delta;           /* 0 when absent */
-	priv_acct_kind kind;    /* "accountant"; rdp when absent */
-	double eps_error;       /* "eps_error"; 0 when absent */
+	char run_id[64 + 1]; /* FL_RUN_ID_MAX + 1 */
+	double delta;        /* 0 when absent */
+	priv_acct_kind kind; /* "accountant"; rdp when absent */
+	double eps_error;    /* "eps_error"; 0 when absent */
 	priv_phase *phases;  /* n of them, malloc'd (client_dp_state_fini frees) */
 	int n;
 } client_dp_state;

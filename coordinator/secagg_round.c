@@ -356,7 +356,11 @@ static int build_unmask(sa_round *r)
 	int rv = FL_ENOMEM, k = 0;
 	if (!signer || !sigs)
 		goto out;
-	for (int i = 0; i < r->n; i++)
+	/* Clients need more than half of the key senders' signatures and
+	 * verify no more than that; every stored one verified on arrival, so
+	 * the first nkeys/2 + 1 signers are enough (half the bytes and checks
+	 * of sending all). */
+	for (int i = 0; i < r->n && k < r->nkeys / 2 + 1; i++)
 		if (r->m[i].done >= P_SIGN) {
 			signer[k] = (uint32_t)i;
 			sigs[k].data = r->m[i].sig;
@@ -540,6 +544,9 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 			UPFAIL(FL_ESTATE, "not a survivor");
 		if (u->sig.len != PRIV_SA_SIG_BYTES)
 			UPFAIL(FL_EFORMAT, "signature must be %d bytes", PRIV_SA_SIG_BYTES);
+		/* only signatures that verify are forwarded (build_unmask) */
+		if (priv_sa_survivors_verify(&r->p, r->surv, r->id_pk[i], u->sig.data) != 0)
+			UPFAIL(FL_ESIG, "signature over the survivor set does not verify");
 		memcpy(m->sig, u->sig.data, PRIV_SA_SIG_BYTES);
 		break;
 	case P_UNMASK:

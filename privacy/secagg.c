@@ -255,8 +255,8 @@ static void prg_add(uint32_t *y, size_t len, const uint8_t key[32], uint64_t rou
 		size_t m = len - off < 4096 ? len - off : 4096;
 		/* the keystream itself: xor over zeros; 64-byte blocks, 256 per 4096 words */
 		memset(buf, 0, m * 4);
-		crypto_stream_chacha20_ietf_xor_ic((uint8_t *)buf, (const uint8_t *)buf, m * 4, nonce,
-		                                   (uint32_t)ic, key);
+		crypto_stream_chacha20_ietf_xor_ic((uint8_t *)buf, (const uint8_t *)buf, m * 4,
+		                                   nonce, (uint32_t)ic, key);
 		ic += (m * 4 + 63) / 64;
 		if (sign > 0)
 			for (size_t i = 0; i < m; i++)
@@ -299,6 +299,14 @@ static void survivors_digest(const priv_sa_params *p, const uint8_t *surv, uint8
 	crypto_generichash_update(&st, hdr, sizeof hdr);
 	crypto_generichash_update(&st, surv, (size_t)p->n);
 	crypto_generichash_final(&st, d, 32);
+}
+
+int priv_sa_survivors_verify(const priv_sa_params *p, const uint8_t *survivors,
+                             const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+{
+	uint8_t d[32];
+	survivors_digest(p, survivors, d);
+	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
 }
 
 /* ---- client ---- */
@@ -526,7 +534,7 @@ int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int
                           const uint8_t (*id_pk)[32], priv_sa_reveal *out, int *count)
 {
 	uint8_t d[32];
-	int nsurv = 0, good = 0, m = 0;
+	int nsurv = 0, good = 0, m = 0, need;
 	uint8_t *seen;
 	if (!c->masked)
 		return FL_ESTATE;
@@ -541,7 +549,13 @@ int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int
 		return FL_ESTATE;
 	if (!(seen = calloc((size_t)c->p.n, 1)))
 		return FL_ENOMEM;
-	for (int k = 0; k < nsig; k++) {
+	/* The check is "more than half of the key-sharing clients signed S":
+	 * once that many distinct signers verified, further signatures cannot
+	 * change the answer, so they are not verified (each Ed25519 check is
+	 * most of a large round's client CPU). Every signature counted is
+	 * verified; a forged or repeated one never counts. */
+	need = c->n_keyed / 2 + 1;
+	for (int k = 0; k < nsig && good < need; k++) {
 		int j = signer[k];
 		if (j < 0 || j >= c->p.n || seen[j])
 			continue;
@@ -551,7 +565,7 @@ int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int
 		}
 	}
 	free(seen);
-	if (2 * good <= c->n_keyed)
+	if (good < need)
 		return FL_ESIG;
 	for (int s = 0; s < c->k; s++) {
 		if (!c->got[s])

@@ -89,7 +89,8 @@ void priv_sa_client_free(priv_sa_client *c);
 void priv_sa_client_pubkeys(const priv_sa_client *c, uint8_t c_pk[32], uint8_t s_pk[32]);
 /* The public keys of every client (n entries each; a client that sent no
  * keys has an all-zero entry), as relayed by the coordinator. */
-int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32]);
+int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32],
+                            const uint8_t (*s_pk)[32]);
 /* Shares b and s among the neighbours that have keys: writes up to degree
  * boxes (PRIV_SA_BOX_BYTES each) to boxes and their recipients to to[]. */
 int priv_sa_client_make_shares(priv_sa_client *c, uint8_t *boxes, int *to, int *count);
@@ -106,6 +107,14 @@ int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t 
 int priv_sa_client_sign_survivors(priv_sa_client *c, const uint8_t *survivors,
                                   const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES]);
 
+/* Checks a survivor-set signature as priv_sa_client_unmask does: 0 when
+ * sig is id_pk's Ed25519 signature over (run, round, n, survivors), else
+ * FL_ESIG. The coordinator checks each one on arrival, so that it forwards
+ * only signatures that count. */
+int priv_sa_survivors_verify(const priv_sa_params *p, const uint8_t *survivors,
+                             const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+    __attribute__((warn_unused_result));
+
 typedef struct priv_sa_reveal {
 	int32_t owner; /* whose secret */
 	uint8_t kind;  /* 0: self-mask seed b (owner survived), 1: mask key s (owner dropped) */
@@ -116,7 +125,10 @@ typedef struct priv_sa_reveal {
  * clients signer[k] (id_pk: every client's Ed25519 public key). Checks as
  * described above; FL_EQUORUM when |S| < min_survivors, FL_ESIG when fewer
  * than a majority of the key-sharing clients signed S, FL_ESTATE for a second
- * different request. Writes at most degree reveals to out. */
+ * different request. Signatures are verified in the order given until
+ * n_keyed/2 + 1 distinct signers verified (the rest cannot change the
+ * answer); invalid, repeated and out-of-range ones never count. Writes at
+ * most degree reveals to out. */
 int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int *signer,
                           const uint8_t (*sigs)[PRIV_SA_SIG_BYTES], int nsig,
                           const uint8_t (*id_pk)[32], priv_sa_reveal *out, int *count);
@@ -128,7 +140,8 @@ typedef struct priv_sa_server priv_sa_server;
 int priv_sa_server_new(const priv_sa_params *p, size_t len, priv_sa_server **out);
 void priv_sa_server_free(priv_sa_server *s);
 /* Records client i's public keys (it joined key sharing). */
-int priv_sa_server_set_keys(priv_sa_server *s, int i, const uint8_t c_pk[32], const uint8_t s_pk[32]);
+int priv_sa_server_set_keys(priv_sa_server *s, int i, const uint8_t c_pk[32],
+                            const uint8_t s_pk[32]);
 /* Folds client i's masked vector. Once per client (FL_EREPLAY). */
 int priv_sa_server_add(priv_sa_server *s, int i, const uint32_t *y);
 /* The survivor flags so far (n bytes, 1 = masked vector folded). */

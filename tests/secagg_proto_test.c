@@ -310,6 +310,100 @@ static void test_both_shares_refused(void)
 	fx_close(&f);
 }
 
+/* Survivor-set signatures: the coordinator refuses one that does not verify
+ * and forwards a bare majority (nkeys/2 + 1) of verified ones; a client
+ * verifies until it has a majority and never counts a forged, repeated or
+ * misattributed signature, wherever it sits in the list. */
+static void test_forged_signature_refused(void)
+{
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	uint8_t bad[PRIV_SA_SIG_BYTES];
+	fx_open(&f, 5);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(down(&f, i, 3, &m));
+		CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
+		if (i == 2) { /* a client's signature with one bit flipped */
+			memcpy(bad, up.sig.data, sizeof bad);
+			bad[7] ^= 1;
+			up.sig.data = bad;
+			CHECK(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why) == FL_ESIG);
+			CHECK(strstr(f.why, "does not verify") != NULL);
+		} else
+			CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
+		fl_wire_msg_fini(&m);
+	}
+	CHECK(sa_round_tick(f.r, 3 + 5 + 0.1) == SA_ADVANCED);
+	CHECK_RC(down(&f, 0, 4, &m));
+	{
+		const Fedlora__SaDown *g = SAD(m);
+		Fedlora__SaDown d = *g;
+		uint32_t signer[N];
+		ProtobufCBinaryData sig[N];
+		uint8_t forged[N][PRIV_SA_SIG_BYTES];
+		/* 6 key senders: 4 signatures forwarded, client 2's not among them */
+		CHECK(g->n_signer == N / 2 + 1 && g->n_sigs == g->n_signer);
+		for (size_t k = 0; k < g->n_signer; k++)
+			CHECK(g->signer[k] != 2);
+		d.signer = signer;
+		d.sigs = sig;
+		/* one of the majority forged (a flipped byte): 3 valid, refused */
+		for (size_t k = 0; k < g->n_signer; k++) {
+			signer[k] = g->signer[k];
+			memcpy(forged[k], g->sigs[k].data, PRIV_SA_SIG_BYTES);
+			sig[k].data = forged[k];
+			sig[k].len = PRIV_SA_SIG_BYTES;
+		}
+		forged[3][0] ^= 0x80;
+		CHECK(sa_client_on_unmask(f.c[0], &d, &up) == FL_ESIG);
+		{
+			/* a forged signature of signer[0] first, then the four
+			 * genuine ones */
+			uint32_t s2[N] = {g->signer[0], g->signer[0], g->signer[1], g->signer[2],
+			                  g->signer[3]};
+			uint8_t f2[N][PRIV_SA_SIG_BYTES];
+			ProtobufCBinaryData b2[N];
+			memcpy(f2[0], g->sigs[0].data, PRIV_SA_SIG_BYTES);
+			f2[0][5] ^= 4;
+			for (int k = 0; k < 4; k++)
+				memcpy(f2[k + 1], g->sigs[k].data, PRIV_SA_SIG_BYTES);
+			for (int k = 0; k < 5; k++)
+				b2[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, f2[k]};
+			d.n_signer = d.n_sigs = 5;
+			d.signer = s2;
+			d.sigs = b2;
+			/* one genuine signature repeated for 4 signers' worth: refused */
+			Fedlora__SaDown rep4 = d;
+			uint32_t s3[4] = {g->signer[0], g->signer[0], g->signer[0], g->signer[0]};
+			ProtobufCBinaryData b3[4] = {b2[1], b2[1], b2[1], b2[1]};
+			rep4.n_signer = rep4.n_sigs = 4;
+			rep4.signer = s3;
+			rep4.sigs = b3;
+			CHECK(sa_client_on_unmask(f.c[1], &rep4, &up) == FL_ESIG);
+			/* a genuine signature passed off as client 2's: does not count */
+			s3[0] = g->signer[0];
+			s3[1] = g->signer[1];
+			s3[2] = g->signer[2];
+			s3[3] = 2;
+			b3[0] = b2[1];
+			b3[1] = b2[2];
+			b3[2] = b2[3];
+			b3[3] = b2[4];
+			CHECK(sa_client_on_unmask(f.c[1], &rep4, &up) == FL_ESIG);
+			/* the forged one ahead of a genuine majority: answered */
+			CHECK_RC(sa_client_on_unmask(f.c[1], &d, &up));
+			CHECK(up.n_reveals > 0);
+		}
+	}
+	fl_wire_msg_fini(&m);
+	fx_close(&f);
+}
+
 static void test_replay_cross_round(void)
 {
 	fixture f, g;
@@ -467,6 +561,7 @@ static void test_weight_bounded(void)
 static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_dropout_after_mask),
                                   TEST(test_both_shares_refused),
+                                  TEST(test_forged_signature_refused),
                                   TEST(test_replay_cross_round),
                                   TEST(test_too_few_keys_abort),
                                   TEST(test_weight_bounded),
