@@ -109,10 +109,10 @@ void client_opts_default(client_opts *o);
  * "delta": D, "epsilon": E, "accountant": "rdp"|"prv", "eps_error": X,
  * "phases": [{"sigma","q","steps"}, ..]}. */
 typedef struct client_dp_state {
-	char run_id[64 + 1];    /* FL_RUN_ID_MAX + 1 */
-	double delta;           /* 0 when absent */
-	priv_acct_kind kind;    /* "accountant"; rdp when absent */
-	double eps_error;       /* "eps_error"; 0 when absent */
+	char run_id[64 + 1]; /* FL_RUN_ID_MAX + 1 */
+	double delta;        /* 0 when absent */
+	priv_acct_kind kind; /* "accountant"; rdp when absent */
+	double eps_error;    /* "eps_error"; 0 when absent */
 	priv_phase *phases;  /* n of them, malloc'd (client_dp_state_fini frees) */
 	int n;
 } client_dp_state;
@@ -131,6 +131,10 @@ typedef struct client_stats {
 	int reconnects;       /* connections lost */
 	double epsilon;       /* final cumulative epsilon (sample-level DP) */
 	uint64_t final_round; /* from Done */
+	/* why client_run stopped with an error, in words, when the session
+	 * knows more than fl_strerror of the code says ("tokenizer mismatch:
+	 * ..."); "" otherwise */
+	char stop_reason[320];
 } client_stats;
 
 /* Runs the session until the coordinator says Done (0), max_rounds rounds

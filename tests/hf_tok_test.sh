@@ -8,7 +8,8 @@
 # sim on the folder runs to the end with the coordinator pinning the
 # tokenizer's hash; `fedlora export` copies the tokenizer files next to the
 # adapter; a client whose base has another tokenizer is refused by the
-# coordinator and stops. `fedlora eval --all` scores every sample of a file.
+# coordinator and stops, its last line naming the tokenizer. `fedlora eval
+# --all` scores every sample of a file.
 . tests/lib.sh
 T=$TMPROOT
 FIX=tests/fixtures/tok
@@ -160,7 +161,8 @@ cpid=$!
 	--data "$T/data/c0.txt" --base "$T/bpe2" >"$run/client.log" 2>&1 &
 clpid=$!
 if wait_pid "$clpid" 60 && [ "$wst" != 0 ] &&
-	grep -q "tokenizer mismatch: coordinator pins $(echo "$hash" | cut -c1-8), client has" "$run/client.log"; then
+	grep -q "tokenizer mismatch: coordinator pins $(echo "$hash" | cut -c1-8), client has" "$run/client.log" &&
+	tail -n 1 "$run/client.log" | grep -q "^fedlora client: tokenizer mismatch: .*/tokenizer.json)$"; then
 	ok coordinator_refuses_other_tokenizer
 else
 	echo "# client status $wst"; tail -n 3 "$run/client.log"; tail -n 3 "$run/coord.log"
