@@ -28,14 +28,16 @@
 # Exits non-zero when a step fails or the held-out loss did not drop. Kills
 # the processes it started on every exit. Settings (environment), defaults in
 # brackets: FEDLORA [build/fedlora], HFW_MODEL [WORKDIR/model, built],
-# HFW_PRETRAIN_STEPS [120], HFW_PER_TOPIC [120] (samples per topic, all
-# files), HFW_ROUNDS [5], HFW_LOCAL_STEPS [10], HFW_BATCH [8], HFW_LR [0.01],
+# HFW_PRETRAIN_STEPS [120], HFW_PRETRAIN_BATCH [16], HFW_PRETRAIN_EVAL_SEQS
+# [128], HFW_PER_TOPIC [120] (samples per topic, all files), HFW_ROUNDS [5], HFW_LOCAL_STEPS [10], HFW_BATCH [8], HFW_LR [0.01],
 # HFW_SEQ [128], HFW_RANK [8], HFW_TARGETS [q_proj,v_proj], HFW_TIMEOUT
 # [300] (seconds for the federated run).
 set -eu
 WORK=${1:-runs/hf-walkthrough}
 FEDLORA=${FEDLORA:-build/fedlora}
 PRETRAIN_STEPS=${HFW_PRETRAIN_STEPS:-120}
+PRETRAIN_BATCH=${HFW_PRETRAIN_BATCH:-16}
+PRETRAIN_EVAL=${HFW_PRETRAIN_EVAL_SEQS:-128}
 PER_TOPIC=${HFW_PER_TOPIC:-120}
 ROUNDS=${HFW_ROUNDS:-5}
 LOCAL_STEPS=${HFW_LOCAL_STEPS:-10}
@@ -91,7 +93,7 @@ json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
            "bos_token_id": 3001, "eos_token_id": 3002}, open(cfg_out, "w"), indent=1)
 PY
 	PT_DATA="$FORTUNES/fortunes,$FORTUNES/wisdom,$FORTUNES/people,$FORTUNES/work,$FORTUNES/humorists"
-	PT_ARGS="--steps $PRETRAIN_STEPS --batch-size 16 --seq-len 128 --lr 3e-3 --seed 1"
+	PT_ARGS="--steps $PRETRAIN_STEPS --batch-size $PRETRAIN_BATCH --seq-len 128 --lr 3e-3 --seed 1 --eval-seqs $PRETRAIN_EVAL"
 	want="$(cat "$WORK/model-config.json" "$TOK/tokenizer_config.json") $PT_ARGS"
 	if [ -f "$MODEL/model.safetensors" ] && [ -f "$MODEL/.walkthrough-key" ] &&
 		[ "$(cat "$MODEL/.walkthrough-key")" = "$want" ]; then
