@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,18 @@ static void emit(session *s, client_event *ev)
 	ev->run_id = s->run_id;
 	if (s->o->on_event)
 		s->o->on_event(ev, s->o->arg);
+}
+
+/* Logs a fatal reason at error level and keeps it as the session's
+ * stop_reason (client_stats), which `fedlora client` prints last. */
+static void stop_because(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void stop_because(session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->st.stop_reason, sizeof s->st.stop_reason, fmt, ap);
+	va_end(ap);
+	fl_log(FL_LOG_ERROR, "client", "%s", s->st.stop_reason);
 }
 
 static void emit_retry(session *s, int code, const char *text)
@@ -467,8 +480,8 @@ static int do_hello(session *s, int *fatal)
 
 	rv = call(s, &h.base, FL_MSG_HELLO, CLIENT_HELLO_MS, &rep, NULL);
 	if (rv == FL_EKEY && s->have_pin) {
-		fl_log(FL_LOG_ERROR, "client",
-		       "the coordinator answered with a different key than the pinned one");
+		stop_because(s,
+		             "the coordinator answered with a different key than the pinned one");
 		*fatal = 1;
 		return FL_EKEY;
 	}
@@ -481,14 +494,14 @@ static int do_hello(session *s, int *fatal)
 		       rj->text ? rj->text : "");
 		s->st.rejects++;
 		if (rv == FL_EKEY) {
-			fl_log(FL_LOG_ERROR, "client",
-			       "the coordinator does not admit this client's key (allow list?)");
+			stop_because(
+			    s, "the coordinator does not admit this client's key (allow list?)");
 			*fatal = 1;
 		} else if (rv == FL_ESTALE) {
 			new_run(s, ""); /* our run is gone: join the current one */
 		} else if (rv == FL_ESHAPE && rj->text && strstr(rj->text, "tokenizer mismatch")) {
-			fl_log(FL_LOG_ERROR, "client", "%s (%s/tokenizer.json)", rj->text,
-			       s->o->base_dir ? s->o->base_dir : "");
+			stop_because(s, "%s (%s/tokenizer.json)", rj->text,
+			             s->o->base_dir ? s->o->base_dir : "");
 			*fatal = 1;
 		}
 		goto done;
@@ -504,9 +517,8 @@ static int do_hello(session *s, int *fatal)
 			goto done;
 		}
 		if (!w->spec->task || strcmp(w->spec->task, s->o->task)) {
-			fl_log(FL_LOG_ERROR, "client",
-			       "the run's task is '%s', this client has '%s'",
-			       w->spec->task ? w->spec->task : "", s->o->task);
+			stop_because(s, "the run's task is '%s', this client has '%s'",
+			             w->spec->task ? w->spec->task : "", s->o->task);
 			*fatal = 1;
 			rv = FL_EINVAL;
 			goto done;
@@ -964,14 +976,13 @@ int client_run(const client_opts *o, client_stats *st)
 	s->recv_max = o->recv_max ? o->recv_max : FL_NET_RECV_MAX_DEFAULT;
 	atomic_init(&s->disconnects, 0);
 	if ((rv = priv_key_load(&s->key, o->key_path)) != 0) {
-		fl_log(FL_LOG_ERROR, "client", "cannot load key %s: %s", o->key_path,
-		       fl_strerror(rv));
+		stop_because(s, "cannot load key %s: %s", o->key_path, fl_strerror(rv));
 		goto out;
 	}
 	if (o->coordinator_pub) {
 		if ((rv = priv_pub_load(s->coord_pk, o->coordinator_pub)) != 0) {
-			fl_log(FL_LOG_ERROR, "client", "cannot load coordinator key %s: %s",
-			       o->coordinator_pub, fl_strerror(rv));
+			stop_because(s, "cannot load coordinator key %s: %s (a .pub file)",
+			             o->coordinator_pub, fl_strerror(rv));
 			goto out;
 		}
 		s->have_pin = 1;

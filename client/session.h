@@ -134,6 +134,10 @@ typedef struct client_stats {
 	int reconnects;       /* connections lost */
 	double epsilon;       /* final cumulative epsilon (sample-level DP) */
 	uint64_t final_round; /* from Done */
+	/* why client_run stopped with an error, in words, when the session
+	 * knows more than fl_strerror of the code says ("tokenizer mismatch:
+	 * ..."); "" otherwise */
+	char stop_reason[320];
 } client_stats;
 
 /* Runs the session until the coordinator says Done (0), max_rounds rounds

@@ -230,6 +230,33 @@ static int ends_with(const char *s, const char *suf)
 	return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* When dir holds its weights in a form other than one model.safetensors (a
+ * sharded checkpoint, PyTorch pickles), writes what to do into err and
+ * returns 1; 0 when it has none of those either. */
+static int other_weights(const char *dir, char *err, size_t errlen)
+{
+	static const struct {
+		const char *file, *what;
+	} other[] = {
+	    {"pytorch_model.bin",
+	     "PyTorch weights, which fedlora does not read; save them as "
+	     "model.safetensors (save_pretrained(..., safe_serialization=True))"},
+	    {"pytorch_model.bin.index.json",
+	     "sharded PyTorch weights, which fedlora does not read; save them as one "
+	     "model.safetensors"},
+	};
+	char path[4096];
+	struct stat sb;
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+		if (!join_path(path, sizeof path, dir, other[i].file) && stat(path, &sb) == 0) {
+			snprintf(err, errlen,
+			         "%s/model.safetensors is missing: the folder has %s, %s", dir,
+			         other[i].file, other[i].what);
+			return 1;
+		}
+	return 0;
+}
+
 int model_llama_load(model_llama **out, const char *dir)
 {
 	int rv;
@@ -247,6 +274,12 @@ int model_llama_load(model_llama **out, const char *dir)
 	err[0] = 0;
 	/* DIR/model.safetensors, or the index and its shards */
 	if ((rv = fl_st_folder_open(&fo, dir, err, sizeof err)) != 0) {
+		char why[1024];
+		if (rv == FL_ENOENT && other_weights(dir, why, sizeof why)) {
+			rv = FL_ENOTSUP;
+			fl_log(FL_LOG_ERROR, "model", "%s", why);
+			goto fail;
+		}
 		fl_log(FL_LOG_ERROR, "model", "%s", err[0] ? err : dir);
 		goto fail;
 	}

@@ -8,7 +8,8 @@
 # sim on the folder runs to the end with the coordinator pinning the
 # tokenizer's hash; `fedlora export` copies the tokenizer files next to the
 # adapter; a client whose base has another tokenizer is refused by the
-# coordinator and stops.
+# coordinator and stops, its last line naming the tokenizer. `fedlora eval
+# --all` scores every sample of a file.
 . tests/lib.sh
 T=$TMPROOT
 FIX=tests/fixtures/tok
@@ -104,6 +105,16 @@ else
 	cat "$T/ch.err" "$T/ch.json"; notok eval_chat_masks_on_bpe_model
 fi
 
+# 3c. eval --all scores every sample of the file (a test file no client
+#     trained on), not only the held-out split
+if "$FEDLORA" eval --base "$T/chat" --data "$T/chat.jsonl" --seq-len 64 --all --json \
+	>"$T/cha.json" 2>"$T/cha.err" &&
+	python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); h=json.load(open(sys.argv[2])); print("# --all: %d of %d rows, held-out split %d" % (a["seqs"], a["rows"], h["seqs"])); sys.exit(0 if a["all"] and a["seqs"] == a["rows"] == 40 and h["seqs"] < 40 and a["heldout_seqs"] == h["seqs"] else 1)' "$T/cha.json" "$T/ch.json"; then
+	ok eval_all_scores_every_sample
+else
+	cat "$T/cha.err" "$T/cha.json"; notok eval_all_scores_every_sample
+fi
+
 # 4. a 2-client lm sim on the BPE folder; the coordinator pins the hash
 if "$FEDLORA" sim --task lm --clients 2 --rounds 2 --strategy ffa --run-dir "$T/run" \
 	--base "$T/bpe" --data-per-client "$T/data/c0.txt;$T/data/c1.txt" --seq-len 32 --rank 2 \
@@ -150,7 +161,8 @@ cpid=$!
 	--data "$T/data/c0.txt" --base "$T/bpe2" >"$run/client.log" 2>&1 &
 clpid=$!
 if wait_pid "$clpid" 60 && [ "$wst" != 0 ] &&
-	grep -q "tokenizer mismatch: coordinator pins $(echo "$hash" | cut -c1-8), client has" "$run/client.log"; then
+	grep -q "tokenizer mismatch: coordinator pins $(echo "$hash" | cut -c1-8), client has" "$run/client.log" &&
+	tail -n 1 "$run/client.log" | grep -q "^fedlora client: tokenizer mismatch: .*/tokenizer.json)$"; then
 	ok coordinator_refuses_other_tokenizer
 else
 	echo "# client status $wst"; tail -n 3 "$run/client.log"; tail -n 3 "$run/coord.log"

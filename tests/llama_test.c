@@ -869,6 +869,19 @@ static void test_load_rejects(void)
 	CHECK(model_llama_load(&m2, dir) == FL_ENONFINITE && m2 == NULL);
 	/* missing folder */
 	CHECK(model_llama_load(&m2, "/nonexistent-fedlora-dir") == FL_ENOENT);
+	/* no model.safetensors: plain not found, but PyTorch weights in its
+	 * place are "not supported" (a sharded safetensors checkpoint loads:
+	 * test_sharded_checkpoint) */
+	CHECK(unlink(st) == 0);
+	CHECK(model_llama_load(&m2, dir) == FL_ENOENT && m2 == NULL);
+	static const char *other[] = {"pytorch_model.bin", "pytorch_model.bin.index.json"};
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+		char op[400];
+		snprintf(op, sizeof op, "%s/%s", dir, other[i]);
+		write_file(op, "{}", 2);
+		CHECK(model_llama_load(&m2, dir) == FL_ENOTSUP && m2 == NULL);
+		CHECK(unlink(op) == 0);
+	}
 	model_llama_free(m);
 	rm_dir(dir);
 	rmdir(tmpdir);

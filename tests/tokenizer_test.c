@@ -578,13 +578,54 @@ static void test_bad_vocab_and_merges_refused(void)
 	CHECK(strstr(err, "tokenizer_config.json: bos_token \"<nope>\" is not in the vocabulary"));
 }
 
-static void cleanup(void)
+static void remove_file(const char *name)
 {
 	char p[256];
-	snprintf(p, sizeof p, "%s/tokenizer.json", tmpdir);
+	snprintf(p, sizeof p, "%s/%s", tmpdir, name);
 	unlink(p);
-	snprintf(p, sizeof p, "%s/tokenizer_config.json", tmpdir);
-	unlink(p);
+}
+
+/* A folder without tokenizer.json: the byte tokenizer for a byte model
+ * (vocab_size up to FL_TOK_BYTES_MAX_VOCAB, no other tokenizer files);
+ * refused, naming the missing tokenizer.json, for a large vocabulary or a
+ * folder holding tokenizer.model / vocab.json / merges.txt. */
+static void test_missing_tokenizer_json_refused(void)
+{
+	static const char *other[] = {"tokenizer.model", "vocab.json", "merges.txt"};
+	char err[512];
+	fl_tokenizer *t = NULL;
+	remove_file("tokenizer.json");
+	remove_file("tokenizer_config.json");
+	CHECK_RC(fl_tok_load_model(tmpdir, 320, &t, NULL, err, sizeof err));
+	CHECK(t && fl_tok_get_kind(t) == FL_TOK_BYTES);
+	fl_tok_free(t);
+	t = NULL;
+	CHECK_RC(fl_tok_load_model(tmpdir, FL_TOK_BYTES_MAX_VOCAB, &t, NULL, err, sizeof err));
+	fl_tok_free(t);
+	t = NULL;
+	CHECK(fl_tok_load_model(tmpdir, 49152, &t, NULL, err, sizeof err) == FL_ENOENT && !t);
+	CHECK(strstr(err, "tokenizer.json is missing") && strstr(err, "vocab_size 49152"));
+	for (unsigned i = 0; i < sizeof other / sizeof other[0]; i++) {
+		write_file(other[i], "x", 1);
+		err[0] = 0;
+		CHECK(fl_tok_load_model(tmpdir, 320, &t, NULL, err, sizeof err) == FL_ENOENT && !t);
+		CHECK(strstr(err, "tokenizer.json is missing") && strstr(err, other[i]));
+		remove_file(other[i]);
+	}
+	/* a tokenizer.json beside them wins: no refusal */
+	const char *tj = "{" MINI_MODEL "}";
+	write_file("tokenizer.json", tj, strlen(tj));
+	write_file("tokenizer.model", "x", 1);
+	CHECK_RC(fl_tok_load_model(tmpdir, 49152, &t, NULL, err, sizeof err));
+	CHECK(t && fl_tok_get_kind(t) != FL_TOK_BYTES);
+	fl_tok_free(t);
+	remove_file("tokenizer.model");
+}
+
+static void cleanup(void)
+{
+	remove_file("tokenizer.json");
+	remove_file("tokenizer_config.json");
 	rmdir(tmpdir);
 }
 
@@ -607,6 +648,7 @@ static const test_case cases[] = {
     TEST(test_truncated_json_refused),
     TEST(test_unsupported_parts_named),
     TEST(test_bad_vocab_and_merges_refused),
+    TEST(test_missing_tokenizer_json_refused),
     {0},
 };
 

@@ -7,6 +7,12 @@
  * or the byte-level tokenizer) + fl_chat_config_load(dir)
  * (tokenizer_config.json's chat_template, bos/eos token texts) + the check
  * that the model's vocab_size covers every id the tokenizer can produce.
+ * A folder without tokenizer.json gets the byte-level tokenizer only when it
+ * looks like a byte model: no tokenizer.model, vocab.json or merges.txt (the
+ * files of tokenizer formats fedlora does not read) and vocab_size at most
+ * FL_TOK_BYTES_MAX_VOCAB; otherwise FL_ENOENT naming the missing
+ * tokenizer.json, so a Hugging Face folder saved without its fast tokenizer
+ * is refused instead of being fed bytes.
  *
  * Errors: 0 or a negative FL_E* code with a one-line reason naming the folder
  * in err; FL_ESHAPE when vocab_size < fl_tok_vocab. On failure *tok is NULL
@@ -21,6 +27,10 @@
 
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
+
+/* Largest vocab_size taken as a byte model's (258 ids, padded) when the
+ * folder has no tokenizer.json. */
+#define FL_TOK_BYTES_MAX_VOCAB 1024
 
 int fl_tok_load_model(const char *dir, int vocab_size, fl_tokenizer **tok, fl_chat_config *chat,
                       char *err, size_t errlen);

@@ -129,7 +129,7 @@ static void on_event(const client_event *ev, void *arg)
 int cmd_client(int argc, char **argv)
 {
 	client_opts o;
-	client_stats st;
+	client_stats st = {.rounds_trained = 0};
 	progress pg = {0, -1};
 	static char state_buf[4096];
 	int rv, no_state = 0;
@@ -278,7 +278,8 @@ int cmd_client(int argc, char **argv)
 	o.arg = &pg;
 	rv = client_run(&o, &st);
 	if (rv != 0) {
-		fprintf(stderr, "fedlora client: %s\n", fl_strerror(rv));
+		fprintf(stderr, "fedlora client: %s\n",
+		        st.stop_reason[0] ? st.stop_reason : fl_strerror(rv));
 		return 1;
 	}
 	if (!pg.quiet)

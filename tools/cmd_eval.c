@@ -7,7 +7,9 @@
  * The held-out split is the one client/data.h defines (document hash), so
  * `fedlora eval --data D --seq-len T` scores the same sequences a client of
  * the `lm` task holds out of D with the same T. At most --max-seqs sequences
- * are scored, spread evenly over the split.
+ * are scored, spread evenly over the split. With --all every sequence of
+ * --data is scored (training rows, then held-out rows): for a file kept
+ * apart from every client, where the split would score only about 1 in 10.
  *
  * Adapters: a fedlora adapter file (lora/io.h), or a PEFT folder
  * (adapter_config.json + adapter_model.safetensors with keys
@@ -60,9 +62,11 @@ static void usage(FILE *f)
 	        "\n"
 	        "  --data PATHS       comma-separated text/JSONL/fortune files or folders; their\n"
 	        "                     held-out split is scored\n"
+	        "  --all              score every sequence of --data, not only its held-out\n"
+	        "                     split (a test file no client trained on)\n"
 	        "  --seq-len T        tokens per sequence (default 128, at most the model's\n"
 	        "                     max_position_embeddings)\n"
-	        "  --max-seqs N       score at most N held-out sequences (default 256)\n"
+	        "  --max-seqs N       score at most N sequences (default 256)\n"
 	        "  --batch-size B     sequences per forward (default 8)\n"
 	        "  --device D         cpu | cuda | auto (default cpu)\n"
 	        "  --json             print one JSON object instead of text\n"
@@ -140,7 +144,7 @@ int cmd_eval(int argc, char **argv)
 	const char *base = NULL, *adapter = NULL, *data = NULL, *device = "cpu", *tokfile = NULL,
 	           *dump = NULL;
 	long T = 128, max_seqs = 256, batch = 8;
-	int json = 0, rc = 1, rv, T_set = 0;
+	int json = 0, rc = 1, rv, T_set = 0, all = 0;
 	model_llama *m = NULL;
 	model_backend *be = NULL;
 	model_backend_opts bo;
@@ -162,6 +166,10 @@ int cmd_eval(int argc, char **argv)
 		}
 		if (!strcmp(a, "--json")) {
 			json = 1;
+			continue;
+		}
+		if (!strcmp(a, "--all")) {
+			all = 1;
 			continue;
 		}
 		if (strncmp(a, "--", 2) || !v) {
@@ -324,7 +332,10 @@ int cmd_eval(int argc, char **argv)
 			       nids, count ? sum / count : NAN,
 			       count ? (double)correct / count : NAN, nids, V, dump);
 	} else {
-		long n = d->n_eval, use = n < max_seqs ? n : max_seqs, count = 0, correct = 0;
+		/* Rows 0..n-1: the held-out split, or with --all the training rows
+		 * followed by the held-out ones. */
+		long n = all ? d->n_train + d->n_eval : d->n_eval;
+		long use = n < max_seqs ? n : max_seqs, count = 0, correct = 0;
 		double sum = 0, loss, acc;
 		tok = malloc((size_t)batch * T * sizeof *tok);
 		tgt = malloc((size_t)batch * T * sizeof *tgt);
@@ -335,8 +346,11 @@ int cmd_eval(int argc, char **argv)
 		for (long i = 0; i < use; i += batch) {
 			int B = (int)(use - i < batch ? use - i : batch);
 			for (int b = 0; b < B; b++) {
-				const int32_t *row = client_data_eval_seq(d, (i + b) * n / use);
-				const uint8_t *mk = client_data_eval_mask(d, (i + b) * n / use);
+				long r = (i + b) * n / use, e = all ? r - d->n_train : r;
+				const int32_t *row = e >= 0 ? client_data_eval_seq(d, e)
+				                            : client_data_train_seq(d, r);
+				const uint8_t *mk = e >= 0 ? client_data_eval_mask(d, e)
+				                           : client_data_train_mask(d, r);
 				memcpy(tok + (size_t)b * T, row, (size_t)T * sizeof(int));
 				memcpy(tgt + (size_t)b * T, row + 1, (size_t)T * sizeof(int));
 				for (long j = 0; mk && j < (long)T; j++)
@@ -353,16 +367,18 @@ int cmd_eval(int argc, char **argv)
 		loss = count ? sum / count : NAN;
 		acc = count ? (double)correct / count : NAN;
 		if (json)
-			printf("{\"loss\": %.9g, \"acc\": %.9g, \"seqs\": %ld, \"seq_len\": %ld, "
-			       "\"tokens\": %ld, \"heldout_seqs\": %ld, \"adapter\": %s%s%s}\n",
-			       loss, acc, use, T, count, n, adapter ? "\"" : "",
-			       adapter ? adapter : "null", adapter ? "\"" : "");
-		else
 			printf(
-			    "held-out loss %.4f nats/token (%.4f bits/token), accuracy %.4f over "
-			    "%ld of %ld held-out sequences x %ld tokens%s%s\n",
-			    loss, loss / log(2.0), acc, use, n, T, adapter ? ", adapter " : "",
-			    adapter ? adapter : "");
+			    "{\"loss\": %.9g, \"acc\": %.9g, \"seqs\": %ld, \"seq_len\": %ld, "
+			    "\"tokens\": %ld, \"heldout_seqs\": %ld, \"rows\": %ld, \"all\": %s, "
+			    "\"adapter\": %s%s%s}\n",
+			    loss, acc, use, T, count, d->n_eval, n, all ? "true" : "false",
+			    adapter ? "\"" : "", adapter ? adapter : "null", adapter ? "\"" : "");
+		else
+			printf("%s loss %.4f nats/token (%.4f bits/token), accuracy %.4f over "
+			       "%ld of %ld %ssequences x %ld tokens%s%s\n",
+			       all ? "all-rows" : "held-out", loss, loss / log(2.0), acc, use, n,
+			       all ? "" : "held-out ", T, adapter ? ", adapter " : "",
+			       adapter ? adapter : "");
 	}
 	rc = 0;
 done:
