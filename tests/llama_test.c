@@ -871,7 +871,7 @@ static void test_load_rejects(void)
 	CHECK(model_llama_load(&m2, "/nonexistent-fedlora-dir") == FL_ENOENT);
 	/* no model.safetensors: plain not found, but PyTorch weights in its
 	 * place are "not supported" (a sharded safetensors checkpoint loads:
-	 * test_sharded_checkpoint) */
+	 * test_load_sharded) */
 	CHECK(unlink(st) == 0);
 	CHECK(model_llama_load(&m2, dir) == FL_ENOENT && m2 == NULL);
 	static const char *other[] = {"pytorch_model.bin", "pytorch_model.bin.index.json"};
