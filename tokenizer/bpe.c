@@ -376,8 +376,8 @@ typedef struct hent {
 } hent;
 
 typedef struct work {
-	buf a, b, tmp,
-	    nt; /* nt: a normalized segment while its normalized added tokens are cut out */
+	/* nt: a normalized segment while its normalized added tokens are cut out */
+	buf a, b, tmp, nt;
 	spans s1, s2;
 	sym *sy;
 	size_t sycap;
