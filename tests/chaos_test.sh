@@ -4,7 +4,7 @@
 # Kills alternate between the test-only crash hook (FEDLORA_CRASH_AT=POINT:N,
 # coordinator/crash.h: the coordinator SIGKILLs itself at every step of the
 # commit protocol, at registration, in the middle of a fold and once the run
-# is done) and kill -9 from outside after a random 0.1-1.2 s. Then:
+# is done) and kill -9 from outside after a random 0.1-0.6 s. Then:
 #   - every round is committed exactly once: metrics.jsonl holds rounds 1..R
 #     once each, in order, and state.json names round R, done;
 #   - the global adapter of every round is cmp-equal to the uninterrupted
@@ -24,7 +24,10 @@ pids=""
 stop_all() { stop_pids $pids; }
 trap 'stop_all; [ -n "$KEEP" ] || cleanup_tmp' EXIT
 
-ROUNDS=40
+# 60 rounds of ~0.15-0.2 s: the 20 lives (hooked ones advance 1-2 rounds,
+# random ones 0.1-0.6 s each) use about half of them, so no life finds the
+# run already done (with 40 rounds and kills up to 1.2 s it sometimes did)
+ROUNDS=60
 TASK="--task linreg --strategy fedit --rounds $ROUNDS --clients-per-round 3 --min-clients 3
 	--round-timeout 60 --seed 7 --linreg-layers 2 --linreg-dim 16 --linreg-samples 128
 	--local-steps 5 --batch-size 16 --lr 0.05 --enroll-any --linger 10 --join-wait 0"
@@ -99,7 +102,7 @@ for spec in $PLAN; do
 			early="$early $life"
 		fi
 	else
-		d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 1.2))')
+		d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 0.6))')
 		sleep "$d"
 		if ! kill -0 $cpid 2>/dev/null; then
 			echo "  life $life: coordinator exited before the kill" >&2
