@@ -85,7 +85,9 @@ typedef struct session {
 	model_task_opts topts;
 	char spec_task[32], spec_targets[CLIENT_STR_MAX];
 	char tok_hash[2 * 32 + 1]; /* lm: hex fl_tok_hash of the base tokenizer, for Hello */
-	lora_adapter *ad;          /* receives the global, trained in place */
+	int tok_bytes; /* lm: that tokenizer is the byte-level one (no tokenizer.json) */
+	char base_hash[2 * 32 + 1]; /* lm: BLAKE2b-256 hex of base_dir/model.safetensors, once */
+	lora_adapter *ad;           /* receives the global, trained in place */
 	priv_noise *noise;
 
 	priv_phase phases[CLIENT_MAX_PHASES];
@@ -393,6 +395,39 @@ static void new_run(session *s, const char *run_id)
 }
 
 /* Opens (or keeps) the task for the run's model spec. */
+/* lm: the base weights must be the coordinator's (Welcome's base_hash,
+ * BLAKE2b-256 of its model.safetensors): LoRA updates trained on other
+ * weights would be averaged as if they fitted. The file is hashed once per
+ * session. A coordinator that sent no hash is not checked. Returns 0 or
+ * FL_ESHAPE / FL_EIO with a stop reason. */
+static int check_base(session *s, const Fedlora__ModelSpec *sp)
+{
+	char path[4096];
+	int rv;
+
+	if (!sp->base_hash || !*sp->base_hash || !s->o->base_dir || !sp->task ||
+	    strcmp(sp->task, "lm"))
+		return 0;
+	if (!s->base_hash[0]) {
+		if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors", s->o->base_dir) >=
+		    sizeof path)
+			return FL_EINVAL;
+		if ((rv = fl_file_hash_hex(path, s->base_hash)) != 0) {
+			stop_because(s, "cannot read %s: %s", path, fl_strerror(rv));
+			return rv;
+		}
+	}
+	if (strcmp(s->base_hash, sp->base_hash)) {
+		stop_because(s,
+		             "base weights mismatch: the coordinator's %s/model.safetensors has "
+		             "blake2b-256 %.8s, %s/model.safetensors has %.8s",
+		             sp->base_model ? sp->base_model : "", sp->base_hash, s->o->base_dir,
+		             s->base_hash);
+		return FL_ESHAPE;
+	}
+	return 0;
+}
+
 static int open_task(session *s, const Fedlora__ModelSpec *sp)
 {
 	const client_opts *o = s->o;
@@ -470,8 +505,10 @@ static int do_hello(session *s, int *fatal)
 	if (!s->tok_hash[0] && s->o->base_dir && !strcmp(s->o->task, "lm")) {
 		fl_tokenizer *tk = NULL;
 		char e[256];
-		if (fl_tok_load(s->o->base_dir, &tk, e, sizeof e) == 0)
+		if (fl_tok_load(s->o->base_dir, &tk, e, sizeof e) == 0) {
 			fl_tok_hash_hex(tk, s->tok_hash);
+			s->tok_bytes = fl_tok_get_kind(tk) == FL_TOK_BYTES;
+		}
 		fl_tok_free(tk);
 	}
 	h.tokenizer_hash = s->tok_hash;
@@ -498,8 +535,9 @@ static int do_hello(session *s, int *fatal)
 		} else if (rv == FL_ESTALE) {
 			new_run(s, ""); /* our run is gone: join the current one */
 		} else if (rv == FL_ESHAPE && rj->text && strstr(rj->text, "tokenizer mismatch")) {
-			stop_because(s, "%s (%s/tokenizer.json)", rj->text,
-			             s->o->base_dir ? s->o->base_dir : "");
+			stop_because(s, "%s (%s%s)", rj->text, s->o->base_dir ? s->o->base_dir : "",
+			             s->tok_bytes ? ": no tokenizer.json, so bytes"
+			                          : "/tokenizer.json");
 			*fatal = 1;
 		}
 		goto done;
@@ -534,7 +572,7 @@ static int do_hello(session *s, int *fatal)
 				       s->run_id);
 			new_run(s, w->run_id);
 		}
-		if ((rv = open_task(s, w->spec)) != 0) {
+		if ((rv = check_base(s, w->spec)) != 0 || (rv = open_task(s, w->spec)) != 0) {
 			*fatal = 1;
 			goto done;
 		}

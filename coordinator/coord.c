@@ -829,27 +829,13 @@ static int pin_tokenizer(coord *c, const char *dir, char *err, size_t errn)
 static int hash_base(const char *dir, char out[2 * 32 + 1])
 {
 	char path[PATH_MAX];
-	crypto_generichash_state st;
-	unsigned char buf[1 << 16], h[32];
-	FILE *f;
-	size_t n;
+	int rv;
 
 	out[0] = 0;
 	if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
 		return FL_EINVAL;
-	if (!(f = fopen(path, "rb")))
-		return errno == ENOENT ? 0 : FL_EIO;
-	crypto_generichash_init(&st, NULL, 0, sizeof h);
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-		crypto_generichash_update(&st, buf, n);
-	if (ferror(f)) {
-		fclose(f);
-		return FL_EIO;
-	}
-	fclose(f);
-	crypto_generichash_final(&st, h, sizeof h);
-	sodium_bin2hex(out, 2 * 32 + 1, h, sizeof h);
-	return 0;
+	rv = fl_file_hash_hex(path, out);
+	return rv == FL_ENOENT ? 0 : rv;
 }
 
 static void run_id_new(char out[COORD_RUN_ID_HEX + 1])
