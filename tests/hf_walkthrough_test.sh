@@ -62,7 +62,7 @@ if [ -f "$W/run/metrics.jsonl" ] && [ "$(wc -l <"$W/run/metrics.jsonl")" = 2 ] &
 	python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if [x["round"] for x in r]==[1,2] and all(x["reported"]==3 and x["bytes_up"]>0 for x in r) else 1)' "$W/run/metrics.jsonl"; then
 	ok metrics_has_every_round
 else
-	cat "$W/run/metrics.jsonl" 2>/dev/null | head -n 3
+	head -n 3 "$W/run/metrics.jsonl" 2>/dev/null
 	notok metrics_has_every_round
 fi
 
