@@ -39,11 +39,13 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <sodium.h>
 
 #include "core/err.h"
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "core/st_folder.h"
 #include "core/wire.h"
 #include "lora/adapter.h"
 #include "model/task.h"
@@ -85,7 +87,9 @@ typedef struct session {
 	model_task_opts topts;
 	char spec_task[32], spec_targets[CLIENT_STR_MAX];
 	char tok_hash[2 * 32 + 1]; /* lm: hex fl_tok_hash of the base tokenizer, for Hello */
-	lora_adapter *ad;          /* receives the global, trained in place */
+	int tok_bytes; /* lm: that tokenizer is the byte-level one (no tokenizer.json) */
+	char base_hash[2 * 32 + 1]; /* lm: fl_st_folder_hash of base_dir, hex, once */
+	lora_adapter *ad;           /* receives the global, trained in place */
 	priv_noise *noise;
 
 	priv_phase phases[CLIENT_MAX_PHASES];
@@ -395,6 +399,45 @@ static void new_run(session *s, const char *run_id)
 }
 
 /* Opens (or keeps) the task for the run's model spec. */
+/* lm: the base weights must be the coordinator's (Welcome's base_hash,
+ * fl_st_folder_hash of its base folder: the tensors in name order, the same
+ * for one model.safetensors and for shards): LoRA updates trained on other
+ * weights would be averaged as if they fitted. The folder is hashed once per
+ * session. A coordinator that sent no hash is not checked. Returns 0 or
+ * FL_ESHAPE / the loader's error with a stop reason. */
+static int check_base(session *s, const Fedlora__ModelSpec *sp)
+{
+	char err[FL_ST_FOLDER_ERR] = "";
+	fl_st_folder *fo = NULL;
+	uint8_t h[FL_ST_HASH_BYTES];
+	int rv;
+
+	if (!sp->base_hash || !*sp->base_hash || !s->o->base_dir || !sp->task ||
+	    strcmp(sp->task, "lm"))
+		return 0;
+	if (!s->base_hash[0]) {
+		if ((rv = fl_st_folder_open(&fo, s->o->base_dir, err, sizeof err)) == 0) {
+			rv = fl_st_folder_hash(fo, h);
+			fl_st_folder_close(fo);
+		}
+		if (rv != 0) {
+			stop_because(s, "cannot read the base weights in %s: %s", s->o->base_dir,
+			             err[0] ? err : fl_strerror(rv));
+			return rv;
+		}
+		sodium_bin2hex(s->base_hash, sizeof s->base_hash, h, sizeof h);
+	}
+	if (strcmp(s->base_hash, sp->base_hash)) {
+		stop_because(s,
+		             "base weights mismatch: the coordinator's %s has weights hash %.8s, "
+		             "%s has %.8s",
+		             sp->base_model ? sp->base_model : "base", sp->base_hash,
+		             s->o->base_dir, s->base_hash);
+		return FL_ESHAPE;
+	}
+	return 0;
+}
+
 static int open_task(session *s, const Fedlora__ModelSpec *sp)
 {
 	const client_opts *o = s->o;
@@ -472,8 +515,10 @@ static int do_hello(session *s, int *fatal)
 	if (!s->tok_hash[0] && s->o->base_dir && !strcmp(s->o->task, "lm")) {
 		fl_tokenizer *tk = NULL;
 		char e[256];
-		if (fl_tok_load(s->o->base_dir, &tk, e, sizeof e) == 0)
+		if (fl_tok_load(s->o->base_dir, &tk, e, sizeof e) == 0) {
 			fl_tok_hash_hex(tk, s->tok_hash);
+			s->tok_bytes = fl_tok_get_kind(tk) == FL_TOK_BYTES;
+		}
 		fl_tok_free(tk);
 	}
 	h.tokenizer_hash = s->tok_hash;
@@ -500,8 +545,9 @@ static int do_hello(session *s, int *fatal)
 		} else if (rv == FL_ESTALE) {
 			new_run(s, ""); /* our run is gone: join the current one */
 		} else if (rv == FL_ESHAPE && rj->text && strstr(rj->text, "tokenizer mismatch")) {
-			stop_because(s, "%s (%s/tokenizer.json)", rj->text,
-			             s->o->base_dir ? s->o->base_dir : "");
+			stop_because(s, "%s (%s%s)", rj->text, s->o->base_dir ? s->o->base_dir : "",
+			             s->tok_bytes ? ": no tokenizer.json, so bytes"
+			                          : "/tokenizer.json");
 			*fatal = 1;
 		}
 		goto done;
@@ -536,7 +582,7 @@ static int do_hello(session *s, int *fatal)
 				       s->run_id);
 			new_run(s, w->run_id);
 		}
-		if ((rv = open_task(s, w->spec)) != 0) {
+		if ((rv = check_base(s, w->spec)) != 0 || (rv = open_task(s, w->spec)) != 0) {
 			*fatal = 1;
 			goto done;
 		}

@@ -17,6 +17,8 @@
 
 #include "core/err.h"
 
+#include <sodium.h>
+
 #define TMP_SUFFIX ".tmp.XXXXXX" /* mkostemp fills the X's */
 
 /* Writes all n bytes of p to fd, retrying short writes and EINTR. */
@@ -228,5 +230,28 @@ int fl_parse_double(const char *s, double lo, double hi, double *out)
 	if (errno || e == s || *e || !isfinite(v) || !(v >= lo && v <= hi))
 		return FL_EINVAL;
 	*out = v;
+	return 0;
+}
+
+int fl_file_hash_hex(const char *path, char out[2 * 32 + 1])
+{
+	crypto_generichash_state st;
+	unsigned char buf[1 << 16], h[32];
+	FILE *f;
+	size_t n;
+
+	out[0] = 0;
+	if (!(f = fopen(path, "rb")))
+		return errno == ENOENT ? FL_ENOENT : FL_EIO;
+	crypto_generichash_init(&st, NULL, 0, sizeof h);
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		crypto_generichash_update(&st, buf, n);
+	if (ferror(f)) {
+		fclose(f);
+		return FL_EIO;
+	}
+	fclose(f);
+	crypto_generichash_final(&st, h, sizeof h);
+	sodium_bin2hex(out, 2 * 32 + 1, h, sizeof h);
 	return 0;
 }

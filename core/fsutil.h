@@ -41,6 +41,11 @@ int fl_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
  * with max. */
 int fl_read_file(const char *path, size_t max, char **out, size_t *len);
 
+/* BLAKE2b-256 of the file at path, streamed, as 64 lowercase hex digits and
+ * a NUL in out. Returns 0, FL_ENOENT when path does not exist (out ""), or
+ * FL_EIO. */
+int fl_file_hash_hex(const char *path, char out[2 * 32 + 1]);
+
 /* mkdir -p of dir: creates each missing component with mode 0755 (less the
  * umask). Returns 0 when dir is a directory afterwards (also when it already
  * was), FL_EINVAL when dir is empty or too long, FL_EIO otherwise (errno set;

@@ -7,8 +7,10 @@
 # adapter has a lower held-out loss than the base; metrics.jsonl has one line
 # per round; and a client whose folder has another tokenizer.json is refused
 # by the coordinator of that model with a reason naming the tokenizer
-# (client output and coordinator log). docs/huggingface.md quotes the
-# refusal text checked here.
+# (client output and coordinator log), and one whose folder lacks
+# tokenizer.json is told so, and one with other base weights is refused.
+# docs/huggingface.md quotes the refusal texts
+# checked here.
 . tests/lib.sh
 W=$TMPROOT/w
 if HFW_PRETRAIN_STEPS=10 HFW_PRETRAIN_BATCH=4 HFW_PRETRAIN_EVAL_SEQS=8 HFW_PER_TOPIC=15 HFW_ROUNDS=2 \
@@ -60,7 +62,7 @@ if [ -f "$W/run/metrics.jsonl" ] && [ "$(wc -l <"$W/run/metrics.jsonl")" = 2 ] &
 	python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if [x["round"] for x in r]==[1,2] and all(x["reported"]==3 and x["bytes_up"]>0 for x in r) else 1)' "$W/run/metrics.jsonl"; then
 	ok metrics_has_every_round
 else
-	cat "$W/run/metrics.jsonl" 2>/dev/null | head -n 3
+	head -n 3 "$W/run/metrics.jsonl" 2>/dev/null
 	notok metrics_has_every_round
 fi
 
@@ -90,6 +92,38 @@ else
 	echo "# client status $wst"
 	tail -n 3 "$TMPROOT/client.out" "$TMPROOT/coord.out" | sed 's/^/# /'
 	notok other_tokenizer_refused_naming_it
+fi
+# a client whose folder lacks tokenizer.json (so bytes) is told so
+N=$TMPROOT/notok
+mkdir -p "$N"
+cp "$M/config.json" "$M/model.safetensors" "$M/tokenizer_config.json" "$N/"
+"$FEDLORA" client --connect "$url" --key "$TMPROOT/k/client.key" --task lm --client-index 0 \
+	--data "$W/data/client-0.jsonl" --base "$N" >"$TMPROOT/client2.out" 2>&1 &
+clpid=$!
+if wait_pid "$clpid" 30 && [ "$wst" != 0 ] && tail -n 1 "$TMPROOT/client2.out" |
+	grep -q "^fedlora client: tokenizer mismatch: .* ($N: no tokenizer.json, so bytes)$"; then
+	ok missing_tokenizer_json_named
+else
+	echo "# client status $wst"
+	tail -n 3 "$TMPROOT/client2.out" | sed 's/^/# /'
+	notok missing_tokenizer_json_named
+fi
+# a client whose model.safetensors differs (one byte of a weight) is
+# refused before it trains: LoRA updates of other weights do not average
+B=$TMPROOT/otherw
+mkdir -p "$B"
+cp "$M/config.json" "$M/model.safetensors" "$M/tokenizer.json" "$M/tokenizer_config.json" "$B/"
+python3 -c 'import sys; f=open(sys.argv[1], "r+b"); f.seek(-1, 2); b=f.read(1); f.seek(-1, 2); f.write(bytes([b[0] ^ 1]))' "$B/model.safetensors"
+"$FEDLORA" client --connect "$url" --key "$TMPROOT/k/client.key" --task lm --client-index 0 \
+	--data "$W/data/client-0.jsonl" --base "$B" >"$TMPROOT/client3.out" 2>&1 &
+clpid=$!
+if wait_pid "$clpid" 30 && [ "$wst" != 0 ] && tail -n 1 "$TMPROOT/client3.out" |
+	grep -q "^fedlora client: base weights mismatch: the coordinator's model/model.safetensors has blake2b-256 [0-9a-f]\{8\}, $B/model.safetensors has [0-9a-f]\{8\}$"; then
+	ok other_base_weights_refused
+else
+	echo "# client status $wst"
+	tail -n 3 "$TMPROOT/client3.out" | sed 's/^/# /'
+	notok other_base_weights_refused
 fi
 stop_pids "$cpid" "$clpid"
 exit $t_failed
