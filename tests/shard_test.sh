@@ -3,7 +3,8 @@
 # tiny pretrained base split into 3 shards plus model.safetensors.index.json
 # (the layout transformers' save_pretrained writes for large models) gives
 # `fedlora eval` the same loss as the single file, and a coordinator started
-# on either folder pins the same base-weights hash; an index naming a missing
+# on either folder pins the same base-weights hash (and a client on the
+# shards trains with a coordinator on the single file); an index naming a missing
 # shard, a shard path that leaves the folder, or a tensor missing from its
 # shard makes eval fail with a message naming the index and the field, never
 # a crash. Needs python3 (to split the file) and the fortunes package.
@@ -89,6 +90,29 @@ echo "# coordinator weights hash: single $h1, sharded $h2"
 if [ -n "$h1" ] && [ "$h1" = "$h2" ]; then ok shard_coordinator_same_hash; else
 	cat "$T/c1.out" "$T/c2.out"
 	notok shard_coordinator_same_hash
+fi
+
+# a client on the sharded copy trains with a coordinator on the single file:
+# the weights hash it checks against the Welcome's is the same
+"$FEDLORA" keygen --out "$T/cl" >/dev/null 2>&1
+port=$(free_port)
+"$FEDLORA" coordinator --task lm --base "$T/one" --run-dir "$T/run-fed" --key "$T/coord.key" \
+	--strategy fedit --clients-per-round 1 --min-clients 1 --round-timeout 60 --rounds 1 \
+	--listen "tcp://127.0.0.1:$port" --enroll-any --local-steps 2 --seq-len 32 \
+	--batch-size 2 >"$T/cfed.out" 2>&1 &
+cfp=$!
+"$FEDLORA" client --connect "tcp://127.0.0.1:$port" --key "$T/cl.key" --task lm \
+	--client-index 0 --data "$DATA" --base "$T/sh" --quiet >"$T/clfed.out" 2>&1 &
+clp=$!
+wait_pid $cfp 90
+cst=$wst
+wait_pid $clp 30
+if [ "$cst" = 0 ] && [ "$wst" = 0 ] && [ -f "$T/run-fed/global/round-000001.safetensors" ]; then
+	ok shard_client_on_shards_trains
+else
+	echo "# coordinator status $cst, client status $wst"
+	tail -n 3 "$T/cfed.out" "$T/clfed.out" | sed 's/^/# /'
+	notok shard_client_on_shards_trains
 fi
 
 # bad indexes: eval refuses with the index file and the field named
