@@ -14,22 +14,6 @@
 # --secure-agg is refused.
 . tests/lib.sh
 
-# maxdiff A.safetensors B.safetensors: largest |a - b| over every tensor.
-maxdiff() {
-	python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def load(p):
-    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n]); d = b[8 + n:]
-    return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
-                             d[v["data_offsets"][0]:v["data_offsets"][1]])
-            for k, v in h.items() if k != "__metadata__"}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-assert sorted(a) == sorted(b), "tensor names differ"
-print("%.3g" % max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a))
-PY
-}
-
 # lastfield FILE EXPR: python expression over the last metrics line m
 lastfield() {
 	python3 -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; m=L[-1]; print(eval(sys.argv[2]))' "$@"
