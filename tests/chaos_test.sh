@@ -4,7 +4,7 @@
 # Kills alternate between the test-only crash hook (FEDLORA_CRASH_AT=POINT:N,
 # coordinator/crash.h: the coordinator SIGKILLs itself at every step of the
 # commit protocol, at registration, in the middle of a fold and once the run
-# is done) and kill -9 from outside after a random 0.1-0.6 s. Then:
+# is done) and kill -9 from outside after a random 0.1-1.2 s. Then:
 #   - every round is committed exactly once: metrics.jsonl holds rounds 1..R
 #     once each, in order, and state.json names round R, done;
 #   - the global adapter of every round is cmp-equal to the uninterrupted
@@ -16,22 +16,21 @@
 #     client-level DP noise, retries, inexact sums of very different
 #     magnitudes);
 #   - no client hangs: all three exit 0 within 30 s of the last restart.
-# Clients sleep 20 ms per local step (test-only FEDLORA_SLOW_MS) in both runs,
-# so a round takes ~0.1-0.2 s and the kills land inside the run.
+# Clients sleep 40 ms per local step (test-only FEDLORA_SLOW_MS) in both runs,
+# so a round takes ~0.2-0.3 s and the kills land inside the run (with 20 ms,
+# ~0.13 s rounds, lives on a busy machine ran through the 40 rounds before
+# the 20th kill, on main too).
 . tests/lib.sh
 
 pids=""
 stop_all() { stop_pids $pids; }
 trap 'stop_all; [ -n "$KEEP" ] || cleanup_tmp' EXIT
 
-# 60 rounds of ~0.15-0.2 s: the 20 lives (hooked ones advance 1-2 rounds,
-# random ones 0.1-0.6 s each) use about half of them, so no life finds the
-# run already done (with 40 rounds and kills up to 1.2 s it sometimes did)
-ROUNDS=60
+ROUNDS=40
 TASK="--task linreg --strategy fedit --rounds $ROUNDS --clients-per-round 3 --min-clients 3
 	--round-timeout 60 --seed 7 --linreg-layers 2 --linreg-dim 16 --linreg-samples 128
 	--local-steps 5 --batch-size 16 --lr 0.05 --enroll-any --linger 10 --join-wait 0"
-export FEDLORA_SLOW_MS=20
+export FEDLORA_SLOW_MS=40
 
 # setup DIR: keys for the coordinator and 3 clients
 setup() {
@@ -86,6 +85,9 @@ for spec in $PLAN; do
 	life=$((kills + 1))
 	log="$run/coord-$life.log"
 	[ "$(committed "$run")" -ge $ROUNDS ] && early="$early $life"
+	# the random delay is drawn before the start, so the interpreter's start
+	# on a loaded machine does not lengthen the life
+	d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 1.2))')
 	if [ "$spec" = R ]; then
 		coord "$run" "$url" "$log"
 	else
@@ -102,7 +104,6 @@ for spec in $PLAN; do
 			early="$early $life"
 		fi
 	else
-		d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 0.6))')
 		sleep "$d"
 		if ! kill -0 $cpid 2>/dev/null; then
 			echo "  life $life: coordinator exited before the kill" >&2
