@@ -4,7 +4,8 @@
 # Kills alternate between the test-only crash hook (FEDLORA_CRASH_AT=POINT:N,
 # coordinator/crash.h: the coordinator SIGKILLs itself at every step of the
 # commit protocol, at registration, in the middle of a fold and once the run
-# is done) and kill -9 from outside after a random 0.1-1.2 s. Then:
+# is done) and kill -9 from outside after a random 0.1-0.6 s (short enough that the
+# random lives leave rounds for the hooked ones after them). Then:
 #   - every round is committed exactly once: metrics.jsonl holds rounds 1..R
 #     once each, in order, and state.json names round R, done;
 #   - the global adapter of every round is cmp-equal to the uninterrupted
@@ -87,7 +88,7 @@ for spec in $PLAN; do
 	[ "$(committed "$run")" -ge $ROUNDS ] && early="$early $life"
 	# the random delay is drawn before the start, so the interpreter's start
 	# on a loaded machine does not lengthen the life
-	d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 1.2))')
+	d=$(python3 -c 'import random; print("%.2f" % random.uniform(0.1, 0.6))')
 	if [ "$spec" = R ]; then
 		coord "$run" "$url" "$log"
 	else
