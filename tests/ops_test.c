@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "tests/test.h"
 #include "tests/gradcheck.h"
+#include "tests/rope_ref.h"
 
 static fl_rng rng;
 
@@ -337,25 +338,6 @@ static double rope_loss(void *p)
 	return L;
 }
 
-/* The llama3 formula of transformers' _compute_llama3_parameters in double
- * precision, written apart from model_rope_inv_freq (s NULL: plain RoPE). */
-static void ref_inv_freq(double *inv, int D, double theta, const model_rope_scaling *s)
-{
-	for (int i = 0; i < D / 2; i++) {
-		inv[i] = pow(theta, -2.0 * i / D);
-		if (!s)
-			continue;
-		double orig = s->original_max_position_embeddings, wl = 2 * M_PI / inv[i];
-		if (wl > orig / s->low_freq_factor) {
-			inv[i] /= s->factor;
-		} else if (wl >= orig / s->high_freq_factor) {
-			double sm = (orig / wl - s->low_freq_factor) /
-			            (s->high_freq_factor - s->low_freq_factor);
-			inv[i] = (1 - sm) * inv[i] / s->factor + sm * inv[i];
-		}
-	}
-}
-
 /* Forward against the double formula and backward by finite differences,
  * for the frequencies of s (NULL: plain) at theta, D <= 16. */
 static void rope_case(const char *name, int D, float theta, const model_rope_scaling *s)
@@ -366,7 +348,7 @@ static void rope_case(const char *name, int D, float theta, const model_rope_sca
 	double dinv[8];
 	assert(D <= 16);
 	model_rope_inv_freq(inv, D, theta, s);
-	ref_inv_freq(dinv, D, theta, s);
+	ref_rope_inv_freq(dinv, D, theta, s);
 	rope_ctx c = {B, T, H, D, dinv, todouble(x, n), todouble(dout, n)};
 	double *ref = malloc(sizeof(double) * n);
 	rope_ref(&c, ref);
