@@ -58,6 +58,7 @@
 #include "core/rng.h"
 #ifdef FL_HAVE_CUDA
 #include "model/cuda/cuda.h"
+#include "model/ops.h"
 #endif
 
 #define PEAK_FLOPS 989e12
@@ -153,8 +154,11 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	int D = s->hidden / s->heads, QD = s->heads * D, KD = s->kv_heads * D, L = s->layers;
 	const int *mods = all_modules ? mods_all : mods_qv;
 	int nm = all_modules ? 7 : 2, nmat = nm * L;
+	float *inv = malloc((size_t)(D / 2) * sizeof *inv); /* plain RoPE, no llama3 scaling */
+	if (inv)
+		model_rope_inv_freq(inv, D, s->theta, NULL);
 	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D,
-	                       1,        1e-5f,     s->theta, B, T,        0,           ckpt};
+	                       1,        1e-5f,     inv,      B, T,        0,           ckpt};
 	model_cuda *m = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)nmat, sizeof *mats);
 	size_t na = 0, nb = 0;
@@ -174,7 +178,7 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	res->name = s->name;
 	res->attn = "?";
 	res->dp_step_ms = res->dp_tokens_per_s = res->dp_ratio = res->dp_loss_last = NAN;
-	if (!mats || !p || !tok || !in || !tg)
+	if (!mats || !p || !tok || !in || !tg || !inv)
 		goto out;
 	/* adapter layout: every A (per layer, the modules in order), then every B */
 	size_t ao = 0, bo = na;
@@ -281,7 +285,7 @@ out:
 	if (rv)
 		fprintf(stderr, "train_gpu: %s failed: %s\n", s->name, fl_strerror(rv));
 	model_cuda_free(m);
-	free(mats), free(p), free(tok), free(in), free(tg);
+	free(mats), free(p), free(tok), free(in), free(tg), free(inv);
 	return rv;
 }
 #endif

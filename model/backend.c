@@ -177,7 +177,7 @@ static int cuda_open(model_backend *b)
 	    .head_dim = c->head_dim,
 	    .tied = c->tie_word_embeddings,
 	    .eps = c->rms_norm_eps,
-	    .rope_theta = c->rope_theta,
+	    .inv_freq = m->rope_inv_freq,
 	    .max_batch = b->o.max_batch,
 	    .max_seq = b->o.max_seq,
 	    .full = b->o.mode == MODEL_TRAIN_FULL,

@@ -5,6 +5,8 @@
  * biases, activation, model type) and lenient about the many fields that do
  * not (dropout, initializer range, use_cache, transformers_version, ...),
  * which are ignored. Every refusal is logged with the file name and field.
+ * The rope scaling is only read and checked here; model_rope_inv_freq
+ * (model/ops.c) turns it into frequencies for both backends.
  */
 #include "model/config.h"
 
@@ -25,6 +27,11 @@
 #define CFG_LAYERS_MAX 1024
 #define CFG_HEADS_MAX  4096
 #define CFG_FILE_MAX   (16 << 20) /* bytes of config.json we read */
+/* Range of the llama3 rope factors: wide around the published 1..32, and
+ * narrow enough that their float32 roundings and quotients stay finite and
+ * nonzero (an inv_freq / factor never overflows). */
+#define CFG_ROPE_FACTOR_MIN 1e-6
+#define CFG_ROPE_FACTOR_MAX 1e6
 
 /* Reads an optional integer field: absent or null leaves *v; FL_EFORMAT when
  * present but not an integer in [lo, hi]. */
@@ -98,8 +105,138 @@ static int refuse_true(const cJSON *root, const char *key, const char *name)
 	return 0;
 }
 
+/* Range checks of a rope scaling; `obj` is the JSON field it came from
+ * ("rope_scaling" or "rope_parameters"), used in messages. */
+static int rope_check(const model_rope_scaling *s, const char *obj, const char *name)
+{
+	if (s->type == MODEL_ROPE_DEFAULT)
+		return 0;
+	if (s->type != MODEL_ROPE_LLAMA3) {
+		fl_log(FL_LOG_ERROR, "model", "%s: \"%s\": unknown rope type %d", name, obj,
+		       (int)s->type);
+		return FL_EINVAL;
+	}
+	struct {
+		const char *key;
+		double v;
+	} f[] = {
+	    {"factor", s->factor},
+	    {"low_freq_factor", s->low_freq_factor},
+	    {"high_freq_factor", s->high_freq_factor},
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		if (!(f[i].v >= CFG_ROPE_FACTOR_MIN && f[i].v <= CFG_ROPE_FACTOR_MAX)) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: \"%s.%s\" = %g must be a positive finite number in [%g, %g]",
+			       name, obj, f[i].key, f[i].v, CFG_ROPE_FACTOR_MIN,
+			       CFG_ROPE_FACTOR_MAX);
+			return FL_EINVAL;
+		}
+	}
+	if (!(s->high_freq_factor > s->low_freq_factor)) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: \"%s.high_freq_factor\" (%g) must be greater than \"low_freq_factor\" "
+		       "(%g)",
+		       name, obj, s->high_freq_factor, s->low_freq_factor);
+		return FL_EINVAL;
+	}
+	if (s->original_max_position_embeddings < 1) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: \"%s.original_max_position_embeddings\" = %d must be at least 1", name,
+		       obj, s->original_max_position_embeddings);
+		return FL_EINVAL;
+	}
+	return 0;
+}
+
+/* Reads the required number `key` of the rope object o (field `obj`):
+ * FL_EFORMAT when missing or not a number; ranges are rope_check's. */
+static int rope_num(const cJSON *o, const char *obj, const char *key, double *v, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (!it || cJSON_IsNull(it)) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: \"%s\" with rope_type \"llama3\" needs the field \"%s\"", name, obj,
+		       key);
+		return FL_EFORMAT;
+	}
+	if (!cJSON_IsNumber(it)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s.%s\" must be a number", name, obj,
+		       key);
+		return FL_EFORMAT;
+	}
+	*v = it->valuedouble;
+	return 0;
+}
+
+/* Parses a rope object (o: the value of field `obj`, NULL when absent) into
+ * *s: absent, null, no rope type or "default" give plain RoPE; "llama3"
+ * needs its four fields; other rope types are FL_ENOTSUP. The type may be
+ * spelled "rope_type" or (older configs) "type". Other keys (rope_theta,
+ * attention_factor, ...) are left to the caller or ignored, as transformers
+ * ignores them for llama3. */
+static int rope_parse(const cJSON *o, const char *obj, model_rope_scaling *s, const char *name)
+{
+	int rv;
+	memset(s, 0, sizeof *s);
+	if (!o || cJSON_IsNull(o))
+		return 0;
+	if (!cJSON_IsObject(o)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be an object or null", name,
+		       obj);
+		return FL_EFORMAT;
+	}
+	const char *tkey = "rope_type";
+	const cJSON *rt = cJSON_GetObjectItemCaseSensitive(o, tkey);
+	if (!rt || cJSON_IsNull(rt))
+		rt = cJSON_GetObjectItemCaseSensitive(o, tkey = "type");
+	if (!rt || cJSON_IsNull(rt))
+		return 0;
+	if (!cJSON_IsString(rt)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s.%s\" must be a string", name, obj,
+		       tkey);
+		return FL_EFORMAT;
+	}
+	if (!strcmp(rt->valuestring, "default"))
+		return 0;
+	if (strcmp(rt->valuestring, "llama3")) {
+		fl_log(
+		    FL_LOG_ERROR, "model",
+		    "%s: \"%s.%s\" = \"%.40s\" is not supported (only \"default\" and \"llama3\")",
+		    name, obj, tkey, rt->valuestring);
+		return FL_ENOTSUP;
+	}
+	s->type = MODEL_ROPE_LLAMA3;
+	double orig = 0;
+	if ((rv = rope_num(o, obj, "factor", &s->factor, name)) != 0 ||
+	    (rv = rope_num(o, obj, "low_freq_factor", &s->low_freq_factor, name)) != 0 ||
+	    (rv = rope_num(o, obj, "high_freq_factor", &s->high_freq_factor, name)) != 0 ||
+	    (rv = rope_num(o, obj, "original_max_position_embeddings", &orig, name)) != 0)
+		return rv;
+	if (orig != floor(orig) || !(orig >= 1 && orig <= INT32_MAX)) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: field \"%s.original_max_position_embeddings\" must be an integer in "
+		       "[1, %d]",
+		       name, obj, INT32_MAX);
+		return FL_EINVAL;
+	}
+	s->original_max_position_embeddings = (int)orig;
+	return rope_check(s, obj, name);
+}
+
+static int rope_same(const model_rope_scaling *a, const model_rope_scaling *b)
+{
+	if (a->type != b->type)
+		return 0;
+	return a->type == MODEL_ROPE_DEFAULT ||
+	       (a->factor == b->factor && a->low_freq_factor == b->low_freq_factor &&
+	        a->high_freq_factor == b->high_freq_factor &&
+	        a->original_max_position_embeddings == b->original_max_position_embeddings);
+}
+
 int model_config_validate(const model_config *c, const char *name)
 {
+	int rv;
 	struct {
 		const char *key;
 		int v, lo, hi;
@@ -144,6 +281,8 @@ int model_config_validate(const model_config *c, const char *name)
 		fl_log(FL_LOG_ERROR, "model", "%s: rope_theta must be positive", name);
 		return FL_EINVAL;
 	}
+	if ((rv = rope_check(&c->rope_scaling, "rope_scaling", name)) != 0)
+		return rv;
 	/* 2^40 parameters: far above anything a CPU trains, far below size_t limits */
 	if ((double)model_config_num_params(c) > 1099511627776.0) {
 		fl_log(FL_LOG_ERROR, "model", "%s: the model is too large", name);
@@ -193,11 +332,21 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 		rv = FL_ENOTSUP;
 		goto fail;
 	}
+	/* transformers 4 writes "rope_scaling" (null or an object) next to
+	 * "rope_theta"; transformers >= 5 writes "rope_parameters":
+	 * {"rope_type": ..., "rope_theta": X, scaling fields}. */
 	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-	if (rs && !cJSON_IsNull(rs)) {
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	model_rope_scaling rss, rps;
+	if ((rv = rope_parse(rs, "rope_scaling", &rss, name)) != 0 ||
+	    (rv = rope_parse(rp, "rope_parameters", &rps, name)) != 0)
+		goto fail;
+	if (rs && !cJSON_IsNull(rs) && rp && !cJSON_IsNull(rp) && !rope_same(&rss, &rps)) {
 		fl_log(FL_LOG_ERROR, "model",
-		       "%s: \"rope_scaling\" is not supported (must be null)", name);
-		rv = FL_ENOTSUP;
+		       "%s: \"rope_scaling\" and \"rope_parameters\" describe different rope "
+		       "scalings",
+		       name);
+		rv = FL_EINVAL;
 		goto fail;
 	}
 	if ((rv = refuse_true(root, "attention_bias", name)) != 0 ||
@@ -223,24 +372,11 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 	    (rv = get_token_id(root, "bos_token_id", &c->bos_token_id, name)) ||
 	    (rv = get_token_id(root, "eos_token_id", &c->eos_token_id, name)))
 		goto fail;
-	/* transformers >= 5 keeps the rotary settings in "rope_parameters":
-	 * {"rope_type": "default", "rope_theta": X}; other rope types scale. */
-	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
-	if (rp && !cJSON_IsNull(rp)) {
-		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
-		if (!cJSON_IsObject(rp) ||
-		    (rt && !cJSON_IsNull(rt) &&
-		     (!cJSON_IsString(rt) || strcmp(rt->valuestring, "default")))) {
-			fl_log(FL_LOG_ERROR, "model",
-			       "%s: \"rope_parameters\" other than rope_type \"default\" is not "
-			       "supported",
-			       name);
-			rv = FL_ENOTSUP;
-			goto fail;
-		}
-		if ((rv = get_pos_double(rp, "rope_theta", &theta, name)) != 0)
-			goto fail;
-	}
+	/* rope_parameters' rope_theta wins over a top-level one (rope_parse
+	 * checked that rp is an object or null) */
+	if (rp && !cJSON_IsNull(rp) && (rv = get_pos_double(rp, "rope_theta", &theta, name)) != 0)
+		goto fail;
+	c->rope_scaling = rss.type != MODEL_ROPE_DEFAULT ? rss : rps;
 	const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
 	if (tie && !cJSON_IsBool(tie) && !cJSON_IsNull(tie)) {
 		fl_log(FL_LOG_ERROR, "model", "%s: field \"tie_word_embeddings\" must be a boolean",
@@ -299,6 +435,38 @@ static double short_float(float v)
 	return strtod(s, NULL);
 }
 
+/* v as Python's repr writes a float (the shortest decimal that reads back,
+ * with ".0" on integral values), so transformers reads a float where it
+ * checks isinstance(..., float). v is finite. */
+static void py_float(char *s, size_t n, double v)
+{
+	for (int p = 15; p <= 17; p++) {
+		snprintf(s, n, "%.*g", p, v);
+		if (strtod(s, NULL) == v)
+			break;
+	}
+	if (!strpbrk(s, ".e"))
+		strncat(s, ".0", n - strlen(s) - 1);
+}
+
+/* Adds "rope_scaling": {llama3 fields} to o, in the order transformers writes. */
+static int rope_save(cJSON *o, const model_rope_scaling *r)
+{
+	char f[3][40];
+	py_float(f[0], sizeof f[0], r->factor);
+	py_float(f[1], sizeof f[1], r->high_freq_factor);
+	py_float(f[2], sizeof f[2], r->low_freq_factor);
+	cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+	if (!rs || !cJSON_AddRawToObject(rs, "factor", f[0]) ||
+	    !cJSON_AddRawToObject(rs, "high_freq_factor", f[1]) ||
+	    !cJSON_AddRawToObject(rs, "low_freq_factor", f[2]) ||
+	    !cJSON_AddNumberToObject(rs, "original_max_position_embeddings",
+	                             r->original_max_position_embeddings) ||
+	    !cJSON_AddStringToObject(rs, "rope_type", "llama3"))
+		return FL_ENOMEM;
+	return 0;
+}
+
 int model_config_save(const model_config *c, const char *path)
 {
 	int rv;
@@ -327,7 +495,10 @@ int model_config_save(const model_config *c, const char *path)
 	      NULL;
 	ok &= cJSON_AddNumberToObject(o, "rms_norm_eps", short_float(c->rms_norm_eps)) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "rope_theta", short_float(c->rope_theta)) != NULL;
-	ok &= cJSON_AddNullToObject(o, "rope_scaling") != NULL;
+	if (c->rope_scaling.type == MODEL_ROPE_DEFAULT)
+		ok &= cJSON_AddNullToObject(o, "rope_scaling") != NULL;
+	else if ((rv = rope_save(o, &c->rope_scaling)) != 0)
+		goto fail;
 	ok &= cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings != 0) != NULL;
 	ok &= cJSON_AddStringToObject(o, "hidden_act", "silu") != NULL;
 	ok &= cJSON_AddBoolToObject(o, "attention_bias", 0) != NULL;

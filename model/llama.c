@@ -131,10 +131,12 @@ static int alloc_model(model_llama **out, const model_config *cfg, const char *n
 		m->nparams += m->param_size[i];
 	m->params = malloc(m->nparams * sizeof(float));
 	m->lora_idx = malloc((size_t)cfg->num_layers * MODEL_NMODULE * sizeof(int));
-	if (!m->params || !m->lora_idx) {
+	m->rope_inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof(float));
+	if (!m->params || !m->lora_idx || !m->rope_inv_freq) {
 		model_llama_free(m);
 		return FL_ENOMEM;
 	}
+	model_rope_inv_freq(m->rope_inv_freq, cfg->head_dim, cfg->rope_theta, &cfg->rope_scaling);
 	for (int i = 0; i < cfg->num_layers * MODEL_NMODULE; i++)
 		m->lora_idx[i] = -1;
 	point_tensors(m->params, m->param_size, m->param, cfg->tie_word_embeddings);
@@ -172,6 +174,7 @@ void model_llama_free(model_llama *m)
 	free(m->targets);
 	free(m->lora_idx);
 	free(m->lora_grad);
+	free(m->rope_inv_freq);
 	free(m);
 }
 
@@ -737,8 +740,8 @@ static void layer_forward(model_llama *m, int l, size_t sl, const float *resid, 
 	linear_forward(m, l, MODEL_M_Q, q, ln1, N);
 	linear_forward(m, l, MODEL_M_K, k, ln1, N);
 	linear_forward(m, l, MODEL_M_V, v, ln1, N);
-	model_rope_forward(q, B, T, Hq, D, c->rope_theta);
-	model_rope_forward(k, B, T, Hkv, D, c->rope_theta);
+	model_rope_forward(q, B, T, Hq, D, m->rope_inv_freq);
+	model_rope_forward(k, B, T, Hkv, D, m->rope_inv_freq);
 	model_flash_attention_forward(atty, lse, q, k, v, B, T, Hq, Hkv, D);
 	linear_forward(m, l, MODEL_M_O, res2, atty, N);
 	for (size_t i = 0; i < nC; i++)
@@ -955,8 +958,8 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 		memset(a->dv, 0, (size_t)N * KD * sizeof(float));
 		model_flash_attention_backward(a->dq, a->dk, a->dv, a->datty, q, k, v, atty, lse, B,
 		                               T, Hq, Hkv, D);
-		model_rope_backward(a->dq, B, T, Hq, D, c->rope_theta);
-		model_rope_backward(a->dk, B, T, Hkv, D, c->rope_theta);
+		model_rope_backward(a->dq, B, T, Hq, D, m->rope_inv_freq);
+		model_rope_backward(a->dk, B, T, Hkv, D, m->rope_inv_freq);
 		/* below the lowest trained layer nothing needs d ln1 or d resid */
 		int need_dx = full || l > lmin;
 		float *dln = need_dx ? a->dln : NULL;

@@ -109,6 +109,7 @@ typedef struct model_acts {
 
 typedef struct model_llama {
 	model_config cfg;
+	float *rope_inv_freq; /* (D/2) model_rope_inv_freq of cfg, set at creation */
 	/* parameters: one allocation, pointer table into it */
 	float *params;
 	size_t nparams;

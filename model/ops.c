@@ -162,19 +162,51 @@ void model_lora_backward_per_example(float *dx, float *dA, float *dB, size_t str
 	}
 }
 
+void model_rope_inv_freq(float *inv, int D, float theta, const model_rope_scaling *s)
+{
+	int half = D / 2;
+	assert(D % 2 == 0 && D >= 2);
+	for (int i = 0; i < half; i++)
+		inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)D);
+	if (!s || s->type == MODEL_ROPE_DEFAULT)
+		return;
+	assert(s->type == MODEL_ROPE_LLAMA3);
+	/* Every step rounds where torch rounds: the Python scalars (doubles,
+	 * their quotients and differences taken in double) are cast to float32
+	 * when they meet the float32 tensors, and `scalar / tensor` is
+	 * tensor.reciprocal() * scalar. Comparisons are made in float32 too. */
+	float factor = (float)s->factor, low = (float)s->low_freq_factor;
+	float orig = (float)s->original_max_position_embeddings;
+	float low_wavelen = (float)(s->original_max_position_embeddings / s->low_freq_factor);
+	float high_wavelen = (float)(s->original_max_position_embeddings / s->high_freq_factor);
+	float band = (float)(s->high_freq_factor - s->low_freq_factor);
+	float two_pi = (float)(2.0 * M_PI);
+	for (int i = 0; i < half; i++) {
+		float wavelen = (1.0f / inv[i]) * two_pi;
+		if (wavelen > low_wavelen) {
+			inv[i] = inv[i] / factor; /* low band: interpolated */
+		} else if (!(wavelen < high_wavelen)) {
+			/* medium band: smooth in [0, 1] from 0 at low_wavelen to 1 at
+			 * high_wavelen */
+			float smooth = ((1.0f / wavelen) * orig - low) / band;
+			inv[i] = (1.0f - smooth) * inv[i] / factor + smooth * inv[i];
+		} /* high band: unchanged */
+	}
+}
+
 /* Rotation of every (i, i + D/2) pair of x (B,T,H,D) by angle pos * inv_freq[i]
  * (sign +1, forward) or by its negative (sign -1, the transpose, backward).
  * The angles are computed in float32 the way transformers computes them
- * (inv_freq = 1 / theta^(float(2i)/D) in float32, angle = float(pos) *
- * inv_freq), so that long positions round the same way as the reference. */
-static void rope_apply(float *x, int B, int T, int H, int D, float theta, int sign)
+ * (angle = float(pos) * inv_freq[i], with the float32 inv_freq of
+ * model_rope_inv_freq), so that long positions round the same way as the
+ * reference. */
+static void rope_apply(float *x, int B, int T, int H, int D, const float *inv_freq, int sign)
 {
 	int half = D / 2;
 	assert(D % 2 == 0);
 	for (int t = 0; t < T; t++) {
 		for (int i = 0; i < half; i++) {
-			float inv = 1.0f / powf(theta, (float)(2 * i) / (float)D);
-			float ang = (float)t * inv;
+			float ang = (float)t * inv_freq[i];
 			float c = cosf(ang), s = sinf(ang) * (float)sign;
 			for (int b = 0; b < B; b++) {
 				float *row = x + ((size_t)b * T + t) * (size_t)H * D;
@@ -189,14 +221,14 @@ static void rope_apply(float *x, int B, int T, int H, int D, float theta, int si
 	}
 }
 
-void model_rope_forward(float *x, int B, int T, int H, int D, float theta)
+void model_rope_forward(float *x, int B, int T, int H, int D, const float *inv_freq)
 {
-	rope_apply(x, B, T, H, D, theta, 1);
+	rope_apply(x, B, T, H, D, inv_freq, 1);
 }
 
-void model_rope_backward(float *dx, int B, int T, int H, int D, float theta)
+void model_rope_backward(float *dx, int B, int T, int H, int D, const float *inv_freq)
 {
-	rope_apply(dx, B, T, H, D, theta, -1);
+	rope_apply(dx, B, T, H, D, inv_freq, -1);
 }
 
 void model_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,

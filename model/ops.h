@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#include "model/config.h"
+
 /* Largest sequence length (attention) and LoRA rank the ops accept. */
 #define MODEL_OPS_MAX_T 16384
 
@@ -65,14 +67,25 @@ void model_lora_backward_per_example(float *dx, float *dA, float *dB, size_t str
                                      const float *A, const float *B, int nex, int T, int IN,
                                      int OUT, int r, float scale);
 
+/* The D/2 rotary inverse frequencies into inv, in float32 as transformers'
+ * rope init functions compute them: the default theta^(-2i/D) as
+ * 1 / theta^(float(2i)/D), then for MODEL_ROPE_LLAMA3 the band-wise scaling of
+ * _compute_llama3_parameters (wavelengths above orig/low_freq_factor divided
+ * by factor, below orig/high_freq_factor kept, smoothly blended between).
+ * s NULL means plain RoPE. The one source of frequencies for the CPU model
+ * and the CUDA rope table, so they cannot drift. s must be valid
+ * (model_config_validate); D even, >= 2. */
+void model_rope_inv_freq(float *inv, int D, float theta, const model_rope_scaling *s);
+
 /* Rotary position embedding in the Hugging Face LlamaForCausalLM convention
- * (rotate_half): for every head, pairs (i, i + D/2), angle pos * inv_freq[i],
- * inv_freq[i] = theta^(-2i/D), positions 0..T-1; angles computed in float32
- * as transformers does. x (B,T,H,D) is rotated in place. D must be even. */
-void model_rope_forward(float *x, int B, int T, int H, int D, float theta);
+ * (rotate_half): for every head, pairs (i, i + D/2), angle pos * inv_freq[i]
+ * (inv_freq: D/2 values from model_rope_inv_freq), positions 0..T-1; angles
+ * computed in float32 as transformers does. x (B,T,H,D) is rotated in place.
+ * D must be even. */
+void model_rope_forward(float *x, int B, int T, int H, int D, const float *inv_freq);
 /* dx (B,T,H,D) in place: the gradient w.r.t. the rotated tensor becomes the
  * gradient w.r.t. the tensor before rotation (the transpose rotation). */
-void model_rope_backward(float *dx, int B, int T, int H, int D, float theta);
+void model_rope_backward(float *dx, int B, int T, int H, int D, const float *inv_freq);
 
 /* Causal grouped-query attention, scale 1/sqrt(D). q (B,T,Hq,D), k and v
  * (B,T,Hkv,D); query head h reads kv head h / (Hq/Hkv). out (B,T,Hq*D); att

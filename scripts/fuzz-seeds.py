@@ -64,6 +64,13 @@ put("config", "no_head_dim", json.dumps(c2))
 c3 = dict(cfg); c3["num_key_value_heads"] = 3; c3["hidden_size"] = 2147483647
 put("config", "bad_sizes", json.dumps(c3))
 put("config", "not_object", "[1,2,3]")
+# Llama 3.1/3.2 rope scaling, as transformers 4 and 5 write it
+llama3 = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+          "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+c4 = dict(cfg); c4["rope_theta"] = 500000.0; c4["rope_scaling"] = llama3
+put("config", "rope_llama3", json.dumps(c4, indent=2))
+c5 = dict(cfg); c5.pop("rope_theta"); c5["rope_parameters"] = dict(llama3, rope_theta=500000.0)
+put("config", "rope_parameters_llama3", json.dumps(c5))
 
 # state.json as coord_state_save writes it
 state = {"version": 1, "run_id": "0123456789abcdef0123456789abcdef", "round": 3, "done": False,

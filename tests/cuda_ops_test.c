@@ -242,13 +242,19 @@ static void test_rope(void)
 	fl_rng_init(&r, 5, 1);
 	int B = 2, T = 40, H = 3, D = 16;
 	size_t n = (size_t)B * T * H * D;
+	/* llama3 scaling with a short original context, so that the 8
+	 * frequencies fall in all three bands (wavelengths 6.3 to 5e3 against 4
+	 * and 16) and the table is the scaled one */
+	model_rope_scaling sc = {MODEL_ROPE_LLAMA3, 8.0, 1.0, 4.0, 16};
+	float inv[8];
+	model_rope_inv_freq(inv, D, 10000.0f, &sc);
 	float *x1 = randn(&r, n, 1.0), *x2 = dup(x1, n);
-	model_rope_forward(x1, B, T, H, D, 10000.0f);
-	CHECK_RC(model_cuda_op_rope_forward(x2, B, T, H, D, 10000.0f));
+	model_rope_forward(x1, B, T, H, D, inv);
+	CHECK_RC(model_cuda_op_rope_forward(x2, B, T, H, D, inv));
 	CHECK(near("rope.fwd (bf16)", x2, x1, n, 1e-2, 1e-2));
 	float *g1 = randn(&r, n, 1.0), *g2 = dup(g1, n);
-	model_rope_backward(g1, B, T, H, D, 10000.0f);
-	CHECK_RC(model_cuda_op_rope_backward(g2, B, T, H, D, 10000.0f));
+	model_rope_backward(g1, B, T, H, D, inv);
+	CHECK_RC(model_cuda_op_rope_backward(g2, B, T, H, D, inv));
 	CHECK(near("rope.bwd (bf16)", g2, g1, n, 1e-2, 1e-2));
 	free(x1), free(x2), free(g1), free(g2);
 }

@@ -25,6 +25,7 @@
 #include "model/optim.h"
 #include "tests/test.h"
 #include "tests/gradcheck.h"
+#include "tests/rope_ref.h"
 
 static model_config tiny_config(int tied)
 {
@@ -145,20 +146,24 @@ static void ref_linear(const ref_ctx *c, double *y, const double *x, int l, int 
 	}
 }
 
-static void ref_rope(double *x, int B, int T, int H, int D, double theta)
+/* Rotation of x (B,T,H,D) with the frequencies of cf, from the double formula. */
+static void ref_rope(double *x, int B, int T, int H, const model_config *cf)
 {
-	int half = D / 2;
+	int D = cf->head_dim, half = D / 2;
+	double *inv = malloc(sizeof(double) * half);
+	ref_rope_inv_freq(inv, D, cf->rope_theta, &cf->rope_scaling);
 	for (int b = 0; b < B; b++)
 		for (int t = 0; t < T; t++)
 			for (int h = 0; h < H; h++) {
 				double *v = x + (((size_t)b * T + t) * H + h) * D;
 				for (int i = 0; i < half; i++) {
-					double a = t * pow(theta, -2.0 * i / D);
+					double a = t * inv[i];
 					double x1 = v[i], x2 = v[i + half];
 					v[i] = x1 * cos(a) - x2 * sin(a);
 					v[i + half] = x2 * cos(a) + x1 * sin(a);
 				}
 			}
+	free(inv);
 }
 
 static double ref_loss(void *p)
@@ -182,8 +187,8 @@ static double ref_loss(void *p)
 		ref_linear(c, q, h, l, MODEL_M_Q, N, C, QD, 0);
 		ref_linear(c, k, h, l, MODEL_M_K, N, C, KD, 0);
 		ref_linear(c, v, h, l, MODEL_M_V, N, C, KD, 0);
-		ref_rope(q, B, T, Hq, D, cf->rope_theta);
-		ref_rope(k, B, T, Hkv, D, cf->rope_theta);
+		ref_rope(q, B, T, Hq, cf);
+		ref_rope(k, B, T, Hkv, cf);
 		for (int b = 0; b < B; b++)
 			for (int hh = 0; hh < Hq; hh++) {
 				int kh = hh / (Hq / Hkv);
@@ -776,6 +781,239 @@ static void test_config_json(void)
 	rmdir(tmpdir);
 }
 
+/* The rope fields of the Llama-3.2-1B config.json (as transformers 4 writes
+ * it), the transformers 5 spelling and the old "type" key. */
+#define LLAMA32_BASE                                                                               \
+	"\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":64,"    \
+	"\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,"             \
+	"\"num_key_value_heads\":2,\"head_dim\":16,\"vocab_size\":300,"                            \
+	"\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-05,\"tie_word_embeddings\":true"
+#define LLAMA32_SCALING                                                                            \
+	"{\"factor\":32.0,\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"                       \
+	"\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"}"
+
+static void test_config_rope_llama3(void)
+{
+	static const char *const forms[] = {
+	    "{" LLAMA32_BASE ",\"rope_theta\":500000.0,\"rope_scaling\":" LLAMA32_SCALING "}",
+	    "{" LLAMA32_BASE
+	    ",\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000.0,"
+	    "\"factor\":32.0,\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+	    "\"original_max_position_embeddings\":8192}}",
+	    "{" LLAMA32_BASE ",\"rope_theta\":500000.0,\"rope_scaling\":{\"type\":\"llama3\","
+	    "\"factor\":32,\"high_freq_factor\":4,\"low_freq_factor\":1,"
+	    "\"original_max_position_embeddings\":8192}}",
+	    /* both objects, agreeing */
+	    "{" LLAMA32_BASE ",\"rope_scaling\":" LLAMA32_SCALING ",\"rope_parameters\":{"
+	    "\"rope_type\":\"llama3\",\"rope_theta\":500000,\"factor\":32.0,"
+	    "\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+	    "\"original_max_position_embeddings\":8192}}",
+	};
+	model_config c, d;
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		int rc = model_config_parse(&c, forms[i], strlen(forms[i]), "llama32.json");
+		if (rc)
+			fprintf(stderr, "  form %zu: %d\n", i, rc);
+		CHECK_RC(rc);
+		CHECK(c.rope_theta == 500000.0f && c.max_position_embeddings == 131072);
+		CHECK(c.rope_scaling.type == MODEL_ROPE_LLAMA3 && c.rope_scaling.factor == 32.0 &&
+		      c.rope_scaling.low_freq_factor == 1.0 &&
+		      c.rope_scaling.high_freq_factor == 4.0 &&
+		      c.rope_scaling.original_max_position_embeddings == 8192);
+		if (i == 0)
+			d = c;
+		CHECK(!memcmp(&c, &d, sizeof c));
+	}
+	/* "default" in either object, or no rope type at all, is plain RoPE */
+	static const char *const plain[] = {
+	    "{" LLAMA32_BASE ",\"rope_scaling\":{\"rope_type\":\"default\"}}",
+	    "{" LLAMA32_BASE ",\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":5.0}}",
+	    "{" LLAMA32_BASE ",\"rope_parameters\":{\"rope_theta\":5.0},\"rope_scaling\":null}",
+	};
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+		CHECK_RC(model_config_parse(&c, plain[i], strlen(plain[i]), "plain.json"));
+		CHECK(c.rope_scaling.type == MODEL_ROPE_DEFAULT);
+		CHECK(c.rope_theta == (i ? 5.0f : 10000.0f));
+	}
+	/* save writes the llama3 object (floats as floats, as transformers
+	 * checks them) and load reads back the same config */
+	make_tmpdir();
+	char path[300];
+	snprintf(path, sizeof path, "%s/config.json", tmpdir);
+	CHECK_RC(model_config_save(&d, path));
+	CHECK_RC(model_config_load(&c, path));
+	CHECK(!memcmp(&c, &d, sizeof c));
+	FILE *f = fopen(path, "r");
+	char buf[4096] = {0};
+	if (f) {
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		buf[n] = 0;
+		fclose(f);
+	}
+	CHECK(strstr(buf, "\"rope_type\":\t\"llama3\"") && strstr(buf, "\"factor\":\t32.0,"));
+	CHECK(strstr(buf, "\"low_freq_factor\":\t1.0") &&
+	      strstr(buf, "\"high_freq_factor\":\t4.0"));
+	CHECK(strstr(buf, "\"original_max_position_embeddings\":\t8192"));
+	/* a config built in code is validated on save */
+	d.rope_scaling.high_freq_factor = 1.0;
+	CHECK(model_config_save(&d, path) == FL_EINVAL);
+	d.rope_scaling.high_freq_factor = 4.0;
+	d.rope_scaling.type = (model_rope_type)7;
+	CHECK(model_config_save(&d, path) == FL_EINVAL);
+	unlink(path);
+	rmdir(tmpdir);
+}
+
+/* Parses json and returns its return code; the error log goes to msg. */
+static int parse_logged(const char *json, char *msg, size_t cap)
+{
+	model_config c;
+	FILE *tmp = tmpfile();
+	int saved = dup(2), rc;
+	fflush(stderr);
+	if (tmp)
+		dup2(fileno(tmp), 2);
+	rc = model_config_parse(&c, json, strlen(json), "Llama-3.2-1B/config.json");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	msg[0] = 0;
+	if (tmp) {
+		rewind(tmp);
+		size_t n = fread(msg, 1, cap - 1, tmp);
+		msg[n] = 0;
+		fclose(tmp);
+	}
+	return rc;
+}
+
+static void test_config_rope_rejects(void)
+{
+	struct {
+		const char *rope; /* the "rope_scaling" / "rope_parameters" part */
+		int rc;
+		const char *field; /* named in the error */
+	} cases[] = {
+	    {"\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2.0}", FL_ENOTSUP,
+	     "\"rope_scaling.rope_type\" = \"linear\""},
+	    {"\"rope_scaling\":{\"rope_type\":\"dynamic\",\"factor\":2.0}", FL_ENOTSUP,
+	     "\"rope_scaling.rope_type\" = \"dynamic\""},
+	    {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}", FL_ENOTSUP,
+	     "\"rope_scaling.type\" = \"yarn\""},
+	    {"\"rope_parameters\":{\"rope_type\":\"longrope\",\"rope_theta\":10000.0}", FL_ENOTSUP,
+	     "\"rope_parameters.rope_type\" = \"longrope\""},
+	    {"\"rope_scaling\":\"llama3\"", FL_EFORMAT, "\"rope_scaling\" must be an object"},
+	    {"\"rope_scaling\":{\"rope_type\":3}", FL_EFORMAT, "\"rope_scaling.rope_type\""},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EFORMAT, "needs the field \"factor\""},
+	    {"\"rope_parameters\":{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1."
+	     "0,"
+	     "\"high_freq_factor\":4.0}",
+	     FL_EFORMAT, "\"original_max_position_embeddings\""},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":\"32\",\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EFORMAT, "\"rope_scaling.factor\" must be a number"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":0,\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_scaling.factor\" = 0"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":-8,\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_scaling.factor\" = -8"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":1e999,\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_scaling.factor\" = inf"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32,\"low_freq_factor\":0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_scaling.low_freq_factor\" = 0"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32,\"low_freq_factor\":4.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_scaling.high_freq_factor\" (4) must be greater"},
+	    {"\"rope_parameters\":{\"rope_type\":\"llama3\",\"factor\":32,\"low_freq_factor\":4.0,"
+	     "\"high_freq_factor\":1.0,\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "\"rope_parameters.high_freq_factor\" (1) must be greater"},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32,\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":0}",
+	     FL_EINVAL, "\"rope_scaling.original_max_position_embeddings\""},
+	    {"\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":32,\"low_freq_factor\":1.0,"
+	     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192.5}",
+	     FL_EINVAL, "\"rope_scaling.original_max_position_embeddings\""},
+	    /* the two objects disagree */
+	    {"\"rope_scaling\":" LLAMA32_SCALING ",\"rope_parameters\":{\"rope_type\":\"default\"}",
+	     FL_EINVAL, "describe different"},
+	    {"\"rope_scaling\":" LLAMA32_SCALING ",\"rope_parameters\":{\"rope_type\":\"llama3\","
+	     "\"factor\":8.0,\"high_freq_factor\":4.0,\"low_freq_factor\":1.0,"
+	     "\"original_max_position_embeddings\":8192}",
+	     FL_EINVAL, "describe different"},
+	};
+	char buf[1024], msg[1024];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(buf, sizeof buf, "{" LLAMA32_BASE ",%s}", cases[i].rope);
+		int rc = parse_logged(buf, msg, sizeof msg);
+		int named = strstr(msg, "Llama-3.2-1B/config.json") && strstr(msg, cases[i].field);
+		if (rc != cases[i].rc || !named)
+			fprintf(stderr, "  case %zu: got %d want %d, log: %s", i, rc, cases[i].rc,
+			        msg);
+		CHECK(rc == cases[i].rc && named);
+	}
+}
+
+/* Logits of a model with llama3 scaling: identical to the default model's at
+ * position 0 (no rotation) and wherever every frequency is in the high band,
+ * different at later positions when frequencies are scaled; and equal to the
+ * double reference with the scaled frequencies. */
+static void test_rope_llama3_logits(void)
+{
+	model_config c = tiny_config(0);
+	c.hidden_size = 16;
+	c.num_heads = 2;
+	c.num_kv_heads = 1;
+	c.head_dim = 8; /* wavelengths 6.3, 63, 628, 6283 at theta 10000 */
+	enum { B = 1, T = 32 };
+	int V = c.vocab_size, tok[B * T], tg[B * T];
+	batch(B, T, V, tok, tg, 31);
+	model_config scaled = c, high = c;
+	/* band edges 16 and 64: one high, one medium, two low frequencies */
+	scaled.rope_scaling = (model_rope_scaling){MODEL_ROPE_LLAMA3, 8.0, 1.0, 4.0, 64};
+	/* band edges 32768 and 65536: every frequency in the high band */
+	high.rope_scaling = (model_rope_scaling){MODEL_ROPE_LLAMA3, 8.0, 1.0, 2.0, 65536};
+	const model_config *cf[3] = {&c, &scaled, &high};
+	model_llama *m[3] = {NULL, NULL, NULL};
+	float *lg[3] = {NULL, NULL, NULL};
+	size_t n = (size_t)B * T * V;
+	for (int i = 0; i < 3; i++) {
+		CHECK_RC(model_llama_new(&m[i], cf[i], 9));
+		if (!m[i])
+			goto out;
+		randomize(m[i], 41);
+		CHECK_RC(model_llama_forward(m[i], tok, NULL, B, T, NULL));
+		lg[i] = malloc(n * sizeof(float));
+		memcpy(lg[i], model_llama_logits(m[i]), n * sizeof(float));
+	}
+	CHECK(!memcmp(lg[2], lg[0], n * sizeof(float)));
+	CHECK(!memcmp(lg[1], lg[0], (size_t)V * sizeof(float))); /* position 0 */
+	double maxd = 0;
+	for (size_t i = (size_t)(T - 8) * V; i < n; i++)
+		maxd = fmax(maxd, fabs(lg[1][i] - lg[0][i]));
+	fprintf(stderr, "  llama3 vs default, positions %d-%d: max |dlogit| %.3g\n", T - 8, T - 1,
+	        maxd);
+	CHECK(maxd > 1e-2);
+	/* the scaled model against the double reference */
+	double *ref = malloc(sizeof(double) * n);
+	ref_ctx rc = {m[1], dcopy(m[1]->params, m[1]->nparams), NULL, tok, tg, B, T, -1, ref};
+	ref_loss(&rc);
+	int bad = 0;
+	for (size_t i = 0; i < n; i++)
+		bad += !(fabs(lg[1][i] - ref[i]) <= 1e-5 + 1e-4 * fabs(ref[i]));
+	CHECK(bad == 0);
+	free(ref), free(rc.p);
+out:
+	for (int i = 0; i < 3; i++) {
+		model_llama_free(m[i]);
+		free(lg[i]);
+	}
+}
+
 static void test_config_rejects(void)
 {
 	model_config c;
@@ -1084,6 +1322,9 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_load_f16),
                                   TEST(test_config_json),
                                   TEST(test_config_rejects),
+                                  TEST(test_config_rope_llama3),
+                                  TEST(test_config_rope_rejects),
+                                  TEST(test_rope_llama3_logits),
                                   TEST(test_load_rejects),
                                   TEST(test_load_sharded),
                                   TEST(test_bad_use),

@@ -7,11 +7,13 @@
  */
 #include "model/ops.h"
 
+#include <assert.h>
 #include <stdint.h>
 
 #include "core/rng.h"
 #include "tests/test.h"
 #include "tests/gradcheck.h"
+#include "tests/rope_ref.h"
 
 static fl_rng rng;
 
@@ -302,7 +304,7 @@ static void test_lora(void)
 
 typedef struct {
 	int B, T, H, D;
-	double theta;
+	const double *inv; /* (D/2) inverse frequencies, double */
 	double *x, *wout;
 } rope_ctx;
 
@@ -316,7 +318,7 @@ static void rope_ref(const rope_ctx *c, double *y)
 				size_t o = (((size_t)b * c->T + t) * c->H + h) * c->D;
 				for (int j = 0; j < c->D; j++) {
 					int i = j % half;
-					double ang = t * pow(c->theta, -2.0 * i / c->D);
+					double ang = t * c->inv[i];
 					double rot =
 					    j < half ? -c->x[o + j + half] : c->x[o + j - half];
 					y[o + j] = c->x[o + j] * cos(ang) + rot * sin(ang);
@@ -336,20 +338,86 @@ static double rope_loss(void *p)
 	return L;
 }
 
-static void test_rope(void)
+/* Forward against the double formula and backward by finite differences,
+ * for the frequencies of s (NULL: plain) at theta, D <= 16. */
+static void rope_case(const char *name, int D, float theta, const model_rope_scaling *s)
 {
-	int B = 2, T = 7, H = 3, D = 6;
+	int B = 2, T = 7, H = 3;
 	size_t n = (size_t)B * T * H * D;
-	float theta = 100.0f;
-	float *x = frand(n, 1), *dout = frand(n, 1);
-	rope_ctx c = {B, T, H, D, theta, todouble(x, n), todouble(dout, n)};
+	float *x = frand(n, 1), *dout = frand(n, 1), inv[8];
+	double dinv[8];
+	assert(D <= 16);
+	model_rope_inv_freq(inv, D, theta, s);
+	ref_rope_inv_freq(dinv, D, theta, s);
+	rope_ctx c = {B, T, H, D, dinv, todouble(x, n), todouble(dout, n)};
 	double *ref = malloc(sizeof(double) * n);
 	rope_ref(&c, ref);
-	model_rope_forward(x, B, T, H, D, theta);
-	check_close("rope out", x, ref, n, 1e-6, 1e-5);
-	model_rope_backward(dout, B, T, H, D, theta); /* in place: now d loss / d x */
-	gradcheck("rope dx", rope_loss, &c, c.x, dout, n, 1000);
+	model_rope_forward(x, B, T, H, D, inv);
+	check_close(name, x, ref, n, 1e-6, 1e-5);
+	model_rope_backward(dout, B, T, H, D, inv); /* in place: now d loss / d x */
+	gradcheck(name, rope_loss, &c, c.x, dout, n, 1000);
 	free(x), free(dout), free(ref), free(c.x), free(c.wout);
+}
+
+static void test_rope(void)
+{
+	rope_case("rope default", 6, 100.0f, NULL);
+	/* wavelengths 6.3, 20, 63, 199, ..., 2e4 against the band edges 16 and
+	 * 64: one high, two medium, five low frequencies */
+	model_rope_scaling s = {MODEL_ROPE_LLAMA3, 4.0, 1.0, 4.0, 64};
+	rope_case("rope llama3", 16, 10000.0f, &s);
+}
+
+/* inv_freq for the Llama-3.2-1B settings (rope_theta 500000, head_dim 64,
+ * factor 32, low_freq_factor 1, high_freq_factor 4, original 8192) against
+ * values computed in double from the formula by this script (python3):
+ *
+ *   import math
+ *   theta, D, factor, low, high, orig = 500000.0, 64, 32.0, 1.0, 4.0, 8192
+ *   for i in range(D // 2):
+ *       inv = theta ** (-2.0 * i / D); wl = 2 * math.pi / inv
+ *       if wl > orig / low: v = inv / factor
+ *       elif wl < orig / high: v = inv
+ *       else:
+ *           s = (orig / wl - low) / (high - low)
+ *           v = (1 - s) * inv / factor + s * inv
+ *       print(f"{v:.9e},")
+ *
+ * Indices 0-14 are in the high band (kept), 15-17 in the medium band
+ * (blended), 18-31 in the low band (divided by 32); no wavelength is within
+ * 4% of a band edge, so float32 rounding cannot move one across. float32
+ * rounds each of the few steps to 2^-24: 2e-6 relative leaves room for ~16
+ * ulps. */
+static void test_rope_inv_freq_llama32(void)
+{
+	static const double want[32] = {
+	    1.000000000e+00, 6.636012377e-01, 4.403666027e-01, 2.922278226e-01, 1.939227447e-01,
+	    1.286873734e-01, 8.539710029e-02, 5.666962145e-02, 3.760603093e-02, 2.495540867e-02,
+	    1.656044008e-02, 1.098952853e-02, 7.292664737e-03, 4.839421346e-03, 3.211445995e-03,
+	    1.290547928e-03, 4.295567966e-04, 9.708287803e-05, 1.946163818e-05, 1.291476719e-05,
+	    8.570255490e-06, 5.687232150e-06, 3.774054294e-06, 2.504467101e-06, 1.661967468e-06,
+	    1.102883669e-06, 7.318749675e-07, 4.856731343e-07, 3.222932930e-07, 2.138742282e-07,
+	    1.419272025e-07, 9.418306725e-08,
+	};
+	model_rope_scaling s = {MODEL_ROPE_LLAMA3, 32.0, 1.0, 4.0, 8192};
+	float inv[32], plain[32];
+	model_rope_inv_freq(inv, 64, 500000.0f, &s);
+	model_rope_inv_freq(plain, 64, 500000.0f, NULL);
+	for (int i = 0; i < 32; i++) {
+		double err = fabs(inv[i] - want[i]) / want[i];
+		if (err > 2e-6)
+			fprintf(stderr, "  inv_freq[%d] = %.9e, want %.9e\n", i, inv[i], want[i]);
+		CHECK(err <= 2e-6);
+		/* the high band is the default frequency, bit for bit */
+		if (i <= 14)
+			CHECK(inv[i] == plain[i]);
+		else
+			CHECK(inv[i] < plain[i]);
+	}
+	/* a zero scaling struct is plain RoPE, bit for bit */
+	model_rope_scaling none = {0};
+	model_rope_inv_freq(inv, 64, 500000.0f, &none);
+	CHECK(!memcmp(inv, plain, sizeof inv));
 }
 
 /* ---- attention ---- */
@@ -609,6 +677,7 @@ static const test_case cases[] = {TEST(test_matmul),
                                   TEST(test_rmsnorm),
                                   TEST(test_lora),
                                   TEST(test_rope),
+                                  TEST(test_rope_inv_freq_llama32),
                                   TEST(test_attention_gqa),
                                   TEST(test_attention_mha),
                                   TEST(test_attention_blocks),

@@ -42,7 +42,10 @@ int model_cuda_device_info(char *name, size_t namelen, size_t *total, size_t *fr
 typedef struct model_cuda_config {
 	int vocab, hidden, inter, layers, heads, kv_heads, head_dim;
 	int tied; /* lm_head shares the embedding */
-	float eps, rope_theta;
+	float eps;
+	const float *inv_freq;  /* (head_dim/2) rotary inverse frequencies from
+	                         * model_rope_inv_freq (model/ops.h); borrowed, read by
+	                         * model_cuda_new only */
 	int max_batch, max_seq; /* activation sizing (sequences per micro-batch, T) */
 	int full;            /* full-parameter training: f32 masters, gradients and moments of every
 	                      * base tensor (16 bytes per parameter more); LoRA is then applied, not
@@ -163,8 +166,8 @@ int model_cuda_op_lora_backward_per_example(float *pe, size_t stride, long a_off
                                             const float *dout, const float *x, const float *xa,
                                             const float *A, const float *B, int nex, int T, int IN,
                                             int OUT, int r, float scale);
-int model_cuda_op_rope_forward(float *x, int B, int T, int H, int D, float theta);
-int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D, float theta);
+int model_cuda_op_rope_forward(float *x, int B, int T, int H, int D, const float *inv_freq);
+int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D, const float *inv_freq);
 int model_cuda_op_attention_forward(float *out, float *att, const float *q, const float *k,
                                     const float *v, int B, int T, int Hq, int Hkv, int D);
 int model_cuda_op_attention_backward(float *dq, float *dk, float *dv, const float *dout,

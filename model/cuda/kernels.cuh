@@ -126,8 +126,10 @@ int fl_attention_backward(cublasHandle_t h, cudaStream_t s, bf16 *dq, bf16 *dk, 
                           const bf16 *dO, const bf16 *q, const bf16 *k, const bf16 *v, int B, int T,
                           int Hq, int Hkv, int D, const fl_attn_scratch *sc);
 
-/* Rotary table (T, D/2) of (cos, sin) pairs, angles in double as model/ops.c. */
-void fl_rope_table(float2 *host, int T, int D, float theta);
+/* Rotary table (T, D/2) of (cos, sin) pairs for the D/2 inverse frequencies
+ * inv_freq (model_rope_inv_freq, the CPU model's own), angles pos * inv_freq
+ * rounded to float32 as model/ops.c and transformers round them. */
+void fl_rope_table(float2 *host, int T, int D, const float *inv_freq);
 
 /* Fused flash-style attention (flash.cu). Supported when D is 16, 32, 64 or
  * 128 on sm_80+ (fl_flash_supported). Forward: o (B,T,Hq,D) — the layout of

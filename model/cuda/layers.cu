@@ -132,13 +132,13 @@ fail:
 	return rv;
 }
 
-void fl_rope_table(float2 *host, int T, int D, float theta)
+void fl_rope_table(float2 *host, int T, int D, const float *inv_freq)
 {
 	int half = D / 2;
 	for (int t = 0; t < T; t++)
 		for (int i = 0; i < half; i++) {
-			double inv = pow((double)theta, -2.0 * i / D);
-			double ang = (double)t * inv;
-			host[(size_t)t * half + i] = make_float2((float)cos(ang), (float)sin(ang));
+			float ang = (float)t * inv_freq[i];
+			host[(size_t)t * half + i] =
+			    make_float2((float)cos((double)ang), (float)sin((double)ang));
 		}
 }

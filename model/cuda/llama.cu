@@ -543,7 +543,7 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 	*out = NULL;
 	if (c->hidden < 1 || c->layers < 1 || c->heads < 1 || c->kv_heads < 1 ||
 	    c->heads % c->kv_heads || c->head_dim < 2 || c->head_dim % 2 || c->vocab < 1 ||
-	    c->inter < 1 || c->max_batch < 1 || c->max_seq < 1) {
+	    c->inter < 1 || c->max_batch < 1 || c->max_seq < 1 || !c->inv_freq) {
 		fl_log(FL_LOG_ERROR, "cuda", "invalid model configuration");
 		return FL_EINVAL;
 	}
@@ -656,7 +656,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 			rv = FL_ENOMEM;
 			goto fail;
 		}
-		fl_rope_table(rt, c->max_seq, m->D, c->rope_theta);
+		fl_rope_table(rt, c->max_seq, m->D, c->inv_freq);
+		m->c.inv_freq = NULL; /* borrowed for this table only */
 		if ((rv = dev_alloc(m, (void **)&m->rope, n * sizeof *rt)) != 0)
 			goto fail;
 		CU_TRY(cudaMemcpy(m->rope, rt, n * sizeof *rt, cudaMemcpyHostToDevice));

@@ -345,7 +345,7 @@ fail:
 	return rv;
 }
 
-static int rope_common(float *x, int B, int T, int H, int D, float theta, int backward)
+static int rope_common(float *x, int B, int T, int H, int D, const float *inv_freq, int backward)
 {
 	int rv = 0;
 	bufs b = {};
@@ -354,7 +354,7 @@ static int rope_common(float *x, int B, int T, int H, int D, float theta, int ba
 	float2 *d_cs, *cs = (float2 *)malloc(nt * sizeof *cs);
 	if (!cs)
 		return FL_ENOMEM;
-	fl_rope_table(cs, T, D, theta);
+	fl_rope_table(cs, T, D, inv_freq);
 	STEP(dalloc(&b, (void **)&d_cs, nt * sizeof *cs));
 	CU_TRY(cudaMemcpy(d_cs, cs, nt * sizeof *cs, cudaMemcpyHostToDevice));
 	STEP(up_bf16(&b, &d_in, x, n));
@@ -374,14 +374,16 @@ fail:
 	return rv;
 }
 
-extern "C" int model_cuda_op_rope_forward(float *x, int B, int T, int H, int D, float theta)
+extern "C" int model_cuda_op_rope_forward(float *x, int B, int T, int H, int D,
+                                          const float *inv_freq)
 {
-	return rope_common(x, B, T, H, D, theta, 0);
+	return rope_common(x, B, T, H, D, inv_freq, 0);
 }
 
-extern "C" int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D, float theta)
+extern "C" int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D,
+                                           const float *inv_freq)
 {
-	return rope_common(dx, B, T, H, D, theta, 1);
+	return rope_common(dx, B, T, H, D, inv_freq, 1);
 }
 
 /* q (B,T,Hq,D), k, v (B,T,Hkv,D) host -> device (B,H,T,D) bf16. */

@@ -6,7 +6,9 @@ of `make test`. It needs a built fedlora binary (--fedlora, default
 build/fedlora).
 
 For each tiny LlamaForCausalLM configuration (grouped-query attention; tied
-and untied embeddings; a non-default rope_theta) it
+and untied embeddings; a non-default rope_theta; Llama 3.1/3.2 rope scaling,
+rope_type "llama3", with a short original context so that the test sequence
+spans all three frequency bands) it
   1. builds a random model in float32 (norm weights randomized too) and saves
      it with save_pretrained (config.json + model.safetensors);
   2. runs `fedlora eval --base DIR --tokens T --dump-logits L --json` on a
@@ -53,11 +55,17 @@ except ImportError:  # reported as a failed check below
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+# head_dim 16 at theta 10000: wavelengths 6.3, 20, 63, 199, ... tokens against the
+# llama3 band edges 32/4 = 8 and 32/1 = 32: one high, one medium, six low frequencies
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 32}
+
 CASES = [
-    # name, hidden, inter, layers, heads, kv heads, vocab, tied, rope_theta
-    ("gqa-tied", 64, 96, 2, 4, 2, 300, True, 10000.0),
-    ("gqa-untied", 64, 128, 3, 8, 2, 320, False, 10000.0),
-    ("mha-untied-theta", 48, 80, 2, 4, 4, 258, False, 500000.0),
+    # name, hidden, inter, layers, heads, kv heads, vocab, tied, rope_theta, rope scaling
+    ("gqa-tied", 64, 96, 2, 4, 2, 300, True, 10000.0, None),
+    ("gqa-untied", 64, 128, 3, 8, 2, 320, False, 10000.0, None),
+    ("mha-untied-theta", 48, 80, 2, 4, 4, 258, False, 500000.0, None),
+    ("gqa-tied-llama3", 64, 96, 2, 4, 2, 300, True, 10000.0, LLAMA3),
 ]
 
 
@@ -68,7 +76,7 @@ def transformers_major():
         return 4
 
 
-def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta):
+def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope=None):
     kw = dict(
         hidden_size=hidden,
         intermediate_size=inter,
@@ -88,9 +96,10 @@ def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta):
         initializer_range=0.1,
     )
     if transformers_major() >= 5:
-        cfg = LlamaConfig(rope_parameters={"rope_type": "default", "rope_theta": theta}, **kw)
+        params = dict(rope or {"rope_type": "default"}, rope_theta=theta)
+        cfg = LlamaConfig(rope_parameters=params, **kw)
     else:
-        cfg = LlamaConfig(rope_theta=theta, **kw)
+        cfg = LlamaConfig(rope_theta=theta, rope_scaling=dict(rope) if rope else None, **kw)
     return cfg
 
 
@@ -274,11 +283,11 @@ def main():
     table = Table()
     root = tempfile.mkdtemp(prefix="fedlora-parity-")
     try:
-        for ci, (name, hidden, inter, layers, heads, kv, vocab, tied, theta) in enumerate(CASES):
+        for ci, (name, hidden, inter, layers, heads, kv, vocab, tied, theta, rope) in enumerate(CASES):
             work = os.path.join(root, name)
             base = os.path.join(work, "base")
             os.makedirs(base)
-            cfg = make_config(hidden, inter, layers, heads, kv, vocab, tied, theta)
+            cfg = make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope)
             model = build_model(cfg, 1234 + ci)
             model.save_pretrained(base)
             with open(os.path.join(base, "config.json")) as f:
@@ -289,6 +298,13 @@ def main():
             with open(tokens_file, "w") as f:
                 f.write(" ".join(str(t) for t in ids) + "\n")
             ref, ref_loss = hf_logits(model, ids)
+            if rope:
+                # the same weights without the scaling: the case must test something
+                plain = build_model(make_config(hidden, inter, layers, heads, kv, vocab, tied, theta), 1234 + ci)
+                pref0, _ = hf_logits(plain, ids)
+                diff = compare(pref0, ref)
+                table.add(name, "rope scaling changes the logits", diff, None, diff > 1e-3)
+                del plain
 
             # 1-2: base model
             for dev in devices:
@@ -357,6 +373,10 @@ def main():
             if "rope_parameters" in saved and "rope_theta" not in saved:
                 note = "config.json has rope_theta only inside rope_parameters"
                 print("# %s: %s" % (name, note))
+            if rope:
+                where = "rope_parameters" if (saved.get("rope_parameters") or {}).get("rope_type") == "llama3" \
+                    else "rope_scaling"
+                print("# %s: config.json has the llama3 scaling in %s" % (name, where))
     finally:
         if args.keep:
             print("work folder kept: %s" % root)
