@@ -140,14 +140,18 @@ check "secagg_abort: the coordinator logged that nothing was revealed" \
 # a coordinator killed (-9) during the run and restarted on the same run
 # directory: the secure attempt in flight is discarded (new session), the
 # clients join the new attempt, every round commits
+# keys3 DIR: DIR/k/coord and DIR/k/c0..c2 keys, DIR/allow.txt the clients'
+keys3() {
+	mkdir -p "$1/k"
+	"$FEDLORA" keygen --out "$1/k/coord" >/dev/null 2>&1
+	: >"$1/allow.txt"
+	for i in 0 1 2; do
+		"$FEDLORA" keygen --out "$1/k/c$i" >/dev/null 2>&1
+		cat "$1/k/c$i.pub" >>"$1/allow.txt"
+	done
+}
 rs=$TMPROOT/restart
-mkdir -p "$rs/k"
-"$FEDLORA" keygen --out "$rs/k/coord" >/dev/null 2>&1
-: >"$rs/allow.txt"
-for i in 0 1 2; do
-	"$FEDLORA" keygen --out "$rs/k/c$i" >/dev/null 2>&1
-	cat "$rs/k/c$i.pub" >>"$rs/allow.txt"
-done
+keys3 "$rs"
 port=$(free_port)
 coord() {
 	nice "$FEDLORA" coordinator --listen "tcp://127.0.0.1:$port" --run-dir "$rs/run" \
@@ -187,13 +191,7 @@ stop_pids $cpid $cl
 # round once per attempt (one log line naming the index, no retraining loop
 # while the Task is offered again); with the full list the run completes
 sp=$TMPROOT/sapeers
-mkdir -p "$sp/k"
-"$FEDLORA" keygen --out "$sp/k/coord" >/dev/null 2>&1
-: >"$sp/allow.txt"
-for i in 0 1 2; do
-	"$FEDLORA" keygen --out "$sp/k/c$i" >/dev/null 2>&1
-	cat "$sp/k/c$i.pub" >>"$sp/allow.txt"
-done
+keys3 "$sp"
 { echo "# peers without member 2"; head -n 2 "$sp/allow.txt"; } >"$sp/short.txt"
 { echo "# every member"; cat "$sp/allow.txt"; echo "  # trailing comment"; } >"$sp/full.txt"
 # sapeers_run NAME PEERS0: coordinator and 3 clients, client 0 with --sa-peers PEERS0
