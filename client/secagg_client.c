@@ -33,6 +33,8 @@ struct sa_client {
 	uint64_t phase_timeout_ms;
 	uint8_t (*id_pk)[32];
 	uint8_t c_pk[32], s_pk[32];
+	uint8_t key_sig[PRIV_SA_SIG_BYTES];
+	char why[200]; /* reason of the last refusal (no secrets) */
 	/* outgoing buffers */
 	uint8_t nonce[FL_NONCE_BYTES];
 	uint8_t *boxes;
@@ -73,6 +75,22 @@ int sa_client_index(const sa_client *c)
 int sa_client_n(const sa_client *c)
 {
 	return c->n;
+}
+
+const char *sa_client_why(const sa_client *c)
+{
+	return c->why;
+}
+
+static int refuse(sa_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(sa_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof c->why, fmt, ap);
+	va_end(ap);
+	return code;
 }
 
 int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, const priv_key *key,
@@ -154,6 +172,7 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, c
 		goto fail;
 	}
 	priv_sa_client_pubkeys(c->sc, c->c_pk, c->s_pk);
+	priv_sa_keys_sign(&c->p, c->session, c->index, c->c_pk, c->s_pk, key->sk, c->key_sig);
 	*out = c;
 	return 0;
 fail:
@@ -202,44 +221,72 @@ int sa_client_keys(sa_client *c, int64_t num_samples, Fedlora__SaUp *up)
 	up->c_pk.len = 32;
 	up->s_pk.data = c->s_pk;
 	up->s_pk.len = 32;
+	up->key_sig.data = c->key_sig;
+	up->key_sig.len = PRIV_SA_SIG_BYTES;
 	return 0;
 }
 
 int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
 {
 	uint8_t(*cp)[32] = NULL, (*spk)[32] = NULL;
-	int rv, count = 0;
+	int *from = NULL, rv, count = 0;
+	size_t k;
 
+	c->why[0] = 0;
 	if ((rv = check_down(c, d, 1)) != 0)
-		return rv;
-	if (d->n_c_pk != (size_t)c->n || d->n_s_pk != (size_t)c->n)
-		return FL_EFORMAT;
-	for (int i = 0; i < c->n; i++)
-		if (d->c_pk[i].len != 32 || d->s_pk[i].len != 32)
-			return FL_EFORMAT;
+		return refuse(c, rv, "key list of another run, round, attempt or phase");
+	k = d->n_key_from;
+	if (d->n_c_pk != k || d->n_s_pk != k || d->n_key_sigs != k || k > (size_t)c->p.degree)
+		return refuse(c, FL_EFORMAT,
+		              "key list: %zu entries, more than the degree %d or "
+		              "counts differ",
+		              k, c->p.degree);
+	if (d->key_senders < k + 1 || d->key_senders > (uint32_t)c->n ||
+	    d->key_senders < (uint32_t)c->p.min_survivors)
+		return refuse(c, FL_EFORMAT,
+		              "key list: %u key senders is not in %zu..%d or below "
+		              "min_survivors %d",
+		              d->key_senders, k + 1, c->n, c->p.min_survivors);
 	/* the weight must stay within the clip: at most 1 */
 	{
 		double w = c->dp_clip > 0 ? 1 : (double)c->num_samples * d->weight_scale;
 		if (!(w > 0) || w > 1 + 1e-9)
-			return FL_EFORMAT;
+			return refuse(c, FL_EFORMAT, "key list: weight %g out of (0, 1]", w);
 		c->weight = w > 1 ? 1 : w;
 	}
-	/* our own entry must be what we sent */
-	if (memcmp(d->c_pk[c->index].data, c->c_pk, 32) ||
-	    memcmp(d->s_pk[c->index].data, c->s_pk, 32))
-		return FL_ESIG;
-	cp = calloc((size_t)c->n, 32);
-	spk = calloc((size_t)c->n, 32);
-	rv = FL_ENOMEM;
-	if (!cp || !spk)
-		goto out;
-	for (int i = 0; i < c->n; i++) {
-		memcpy(cp[i], d->c_pk[i].data, 32);
-		memcpy(spk[i], d->s_pk[i].data, 32);
+	/* each entry: a neighbour's keys, signed by that member's identity
+	 * key in the Task for this round and attempt (a substituted key, one
+	 * signed for another round or session, or a non-neighbour's is
+	 * refused; priv_sa_client_set_nb_keys checks neighbourhood) */
+	for (size_t q = 0; q < k; q++) {
+		uint32_t j = d->key_from[q];
+		if (j >= (uint32_t)c->n || (int)j == c->index || d->c_pk[q].len != 32 ||
+		    d->s_pk[q].len != 32 || d->key_sigs[q].len != PRIV_SA_SIG_BYTES)
+			return refuse(c, FL_EFORMAT, "key list entry %zu malformed", q);
+		if (priv_sa_keys_verify(&c->p, c->session, (int)j, d->c_pk[q].data, d->s_pk[q].data,
+		                        c->id_pk[j], d->key_sigs[q].data) != 0)
+			return refuse(c, FL_ESIG,
+			              "keys of member %u are not signed by its key for this round "
+			              "and attempt",
+			              j);
 	}
-	if ((rv = priv_sa_client_set_keys(c->sc, (const uint8_t(*)[32])cp,
-	                                  (const uint8_t(*)[32])spk)) != 0)
+	cp = calloc(k + 1, 32);
+	spk = calloc(k + 1, 32);
+	from = calloc(k + 1, sizeof *from);
+	rv = FL_ENOMEM;
+	if (!cp || !spk || !from)
 		goto out;
+	for (size_t q = 0; q < k; q++) {
+		from[q] = (int)d->key_from[q];
+		memcpy(cp[q], d->c_pk[q].data, 32);
+		memcpy(spk[q], d->s_pk[q].data, 32);
+	}
+	if ((rv = priv_sa_client_set_nb_keys(c->sc, (int)d->key_senders, from,
+	                                     (const uint8_t(*)[32])cp, (const uint8_t(*)[32])spk,
+	                                     (int)k)) != 0) {
+		refuse(c, rv, "key list: a key of a non-neighbour, a repeated or empty entry");
+		goto out;
+	}
 	if ((rv = priv_sa_client_make_shares(c->sc, c->boxes, c->to_i, &count)) != 0)
 		goto out;
 	up_init(c, up, 2);
@@ -254,6 +301,7 @@ int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *
 out:
 	free(cp);
 	free(spk);
+	free(from);
 	return rv;
 }
 
@@ -556,7 +604,8 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 	rv = sa_client_on_keylist(c, (const Fedlora__SaDown *)rep.body, &up);
 	fl_wire_msg_fini(&rep);
 	if (rv) {
-		set_out(out, rv, "key list refused");
+		set_out(out, rv, "key list refused: %s",
+		        sa_client_why(c)[0] ? sa_client_why(c) : fl_strerror(rv));
 		goto done;
 	}
 	if (send_up(io, &up, out) != 0)

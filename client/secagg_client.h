@@ -45,13 +45,22 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, c
 void sa_client_free(sa_client *c);
 int sa_client_index(const sa_client *c);
 int sa_client_n(const sa_client *c);
+/* The reason of the last refusal of sa_client_on_keylist ("" if none);
+ * never contains secrets. Valid while c lives. */
+const char *sa_client_why(const sa_client *c);
 
-/* Phase 1: the public keys and the client's num_samples (its weight). */
+/* Phase 1: the public keys, their signature by the client's identity key
+ * (privacy/secagg.h priv_sa_keys_sign) and its num_samples (its weight). */
 int sa_client_keys(sa_client *c, int64_t num_samples, Fedlora__SaUp *up);
 /* The weight from the key list: num_samples * weight_scale (<= 1; 1 under
  * client-level DP). 0 before the key list. */
 double sa_client_weight(const sa_client *c);
-/* SaDown 1 (key list) -> phase 2 up: share boxes for the neighbours. */
+/* SaDown 1 (key list: the neighbours' keys only) -> phase 2 up: share boxes
+ * for the neighbours. Every entry must be a neighbour's keys signed by that
+ * member's key in the Task for this round and attempt: FL_ESIG for a
+ * substituted or replayed key, FL_EFORMAT for a non-neighbour, a repeated
+ * entry or a key-sender count out of range (reason: sa_client_why). On a
+ * refusal the client sends nothing more this attempt. */
 int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 /* SaDown 2 (boxes addressed to this client): opens and keeps them. */
 int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d);

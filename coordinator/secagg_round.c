@@ -29,6 +29,7 @@ typedef struct sa_member {
 	uint64_t clipped;
 	uint8_t sig[PRIV_SA_SIG_BYTES];
 	uint8_t c_pk[32], s_pk[32];
+	uint8_t key_sig[PRIV_SA_SIG_BYTES]; /* over c_pk, s_pk (verified on arrival) */
 } sa_member;
 
 struct sa_round {
@@ -46,14 +47,16 @@ struct sa_round {
 	char why[256];
 	sa_member *m;
 	uint8_t (*id_pk)[32];
-	uint8_t session[16];
+	uint8_t session[PRIV_SA_SESSION_BYTES];
 	/* Task params */
 	Fedlora__SecAggParams tp;
 	ProtobufCBinaryData *members;
-	/* sealed SaDown of the phases that are the same for everyone */
-	uint8_t *down_keys, *down_surv, *down_unmask;
-	size_t down_keys_len, down_surv_len, down_unmask_len;
-	uint8_t *surv; /* n flags, fixed at P_SIGN */
+	/* sealed SaDown of the phases that are the same for everyone (the key
+	 * list is per client: its neighbours' keys only) */
+	uint8_t *down_surv, *down_unmask;
+	size_t down_surv_len, down_unmask_len;
+	double weight_scale; /* SaDown 1, fixed when the keys phase closes */
+	uint8_t *surv;       /* n flags, fixed at P_SIGN */
 	priv_sa_reveal *rev;
 	size_t nrev, rev_cap;
 	double *sum; /* len + 1 decoded */
@@ -218,7 +221,6 @@ void sa_round_free(sa_round *r)
 	free(r->id_pk);
 	free(r->members);
 	free(r->surv);
-	free(r->down_keys);
 	free(r->down_surv);
 	free(r->down_unmask);
 	if (r->rev)
@@ -268,44 +270,46 @@ static int seal_down(sa_round *r, Fedlora__SaDown *d, uint8_t **buf, size_t *len
 	return fl_wire_seal(&d->base, FL_MSG_SA_DOWN, r->key, buf, len);
 }
 
-static int build_keys(sa_round *r)
+/* weight_i = num_samples_i / the largest of the key senders (<= 1) */
+static void fix_weight_scale(sa_round *r)
+{
+	double wmax = 1;
+	for (int i = 0; i < r->n; i++)
+		if (r->m[i].done >= P_KEYS && r->m[i].num_samples > wmax)
+			wmax = r->m[i].num_samples;
+	r->weight_scale = r->dp_clip > 0 ? 1 : 1 / wmax;
+}
+
+/* SaDown 1 for client j: the keys and key signatures of its neighbours
+ * that sent keys (O(degree), not O(n)), and the count of key senders. */
+static int build_keys(sa_round *r, int j, uint8_t **buf, size_t *len)
 {
 	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	ProtobufCBinaryData *c = calloc((size_t)r->n, sizeof *c),
-	                    *s = calloc((size_t)r->n, sizeof *s);
-	uint8_t(*ck)[32] = calloc((size_t)r->n, 32), (*sk)[32] = calloc((size_t)r->n, 32);
-	int rv = FL_ENOMEM;
-	if (!c || !s || !ck || !sk)
-		goto out;
-	for (int i = 0; i < r->n; i++) {
-		if (r->m[i].done >= P_KEYS) {
-			memcpy(ck[i], r->m[i].c_pk, 32);
-			memcpy(sk[i], r->m[i].s_pk, 32);
-		}
-		c[i].data = ck[i];
-		c[i].len = 32;
-		s[i].data = sk[i];
-		s[i].len = 32;
-	}
-	/* weight_i = num_samples_i / the largest of the key senders (<= 1) */
-	{
-		double wmax = 1;
-		for (int i = 0; i < r->n; i++)
-			if (r->m[i].done >= P_KEYS && r->m[i].num_samples > wmax)
-				wmax = r->m[i].num_samples;
-		d.weight_scale = r->dp_clip > 0 ? 1 : 1 / wmax;
+	ProtobufCBinaryData c[256], s[256], g[256];
+	uint32_t from[256];
+	int nb[256], k = 0, m = 0, rv;
+	_Static_assert(PRIV_SA_MAX_DEGREE <= 256, "neighbour buffers");
+	if ((rv = priv_sa_neighbours(&r->p, j, nb, &k)) != 0)
+		return rv;
+	for (int q = 0; q < k; q++) {
+		const sa_member *mi = &r->m[nb[q]];
+		if (mi->done < P_KEYS)
+			continue;
+		from[m] = (uint32_t)nb[q];
+		c[m] = (ProtobufCBinaryData){32, (uint8_t *)mi->c_pk};
+		s[m] = (ProtobufCBinaryData){32, (uint8_t *)mi->s_pk};
+		g[m] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, (uint8_t *)mi->key_sig};
+		m++;
 	}
 	d.phase = 1;
-	d.n_c_pk = d.n_s_pk = (size_t)r->n;
+	d.weight_scale = r->weight_scale;
+	d.key_senders = (uint32_t)r->nkeys;
+	d.n_key_from = d.n_c_pk = d.n_s_pk = d.n_key_sigs = (size_t)m;
+	d.key_from = from;
 	d.c_pk = c;
 	d.s_pk = s;
-	rv = seal_down(r, &d, &r->down_keys, &r->down_keys_len);
-out:
-	free(c);
-	free(s);
-	free(ck);
-	free(sk);
-	return rv;
+	d.key_sigs = g;
+	return seal_down(r, &d, buf, len);
 }
 
 static int build_boxes(sa_round *r, int j, uint8_t **buf, size_t *len)
@@ -415,7 +419,7 @@ int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *le
 	}
 	switch (want) {
 	case 1:
-		rv = copy_out(r->down_keys, r->down_keys_len, buf, len);
+		rv = build_keys(r, i, buf, len);
 		break;
 	case 2:
 		rv = build_boxes(r, i, buf, len);
@@ -477,6 +481,13 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 	case P_KEYS:
 		if (u->c_pk.len != 32 || u->s_pk.len != 32)
 			UPFAIL(FL_EFORMAT, "keys must be 32 bytes");
+		if (u->key_sig.len != PRIV_SA_SIG_BYTES)
+			UPFAIL(FL_EFORMAT, "key signature must be %d bytes", PRIV_SA_SIG_BYTES);
+		/* neighbours check it too; refusing here keeps a bad one from
+		 * costing every neighbour its round */
+		if (priv_sa_keys_verify(&r->p, r->session, i, u->c_pk.data, u->s_pk.data,
+		                        r->id_pk[i], u->key_sig.data) != 0)
+			UPFAIL(FL_ESIG, "key signature does not verify against member %d's key", i);
 		if (u->num_samples <= 0 || u->num_samples > (int64_t)1 << 40)
 			UPFAIL(FL_EFORMAT, "num_samples out of range");
 		m->num_samples = (double)u->num_samples;
@@ -484,6 +495,7 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 			UPFAIL(rv, "keys refused: %s", fl_strerror(rv));
 		memcpy(m->c_pk, u->c_pk.data, 32);
 		memcpy(m->s_pk, u->s_pk.data, 32);
+		memcpy(m->key_sig, u->key_sig.data, PRIV_SA_SIG_BYTES);
 		r->nkeys++;
 		break;
 	case P_SHARES: {
@@ -629,8 +641,7 @@ int sa_round_tick(sa_round *r, double now)
 			return abort_round(
 			    r, "keys from %d of %d clients, fewer than min_survivors %d", got, r->n,
 			    r->p.min_survivors);
-		if ((rv = build_keys(r)) != 0)
-			return abort_round(r, "cannot build the key list: %s", fl_strerror(rv));
+		fix_weight_scale(r);
 		break;
 	case P_SHARES:
 		if (got < r->p.min_survivors)

@@ -5,8 +5,10 @@
  *
  * Phases (each with a deadline; the keys phase includes local training and
  * gets the round timeout, every later one --sa-phase-timeout):
- *   KEYS     members send their two public keys (SaUp 1)
- *   SHARES   key senders get the key list (SaDown 1), send share boxes (SaUp 2)
+ *   KEYS     members send their two public keys, signed by their identity
+ *            key (SaUp 1; a signature that does not verify is refused)
+ *   SHARES   key senders get their neighbours' signed keys and the count of
+ *            key senders (SaDown 1, O(degree)), send share boxes (SaUp 2)
  *   MASKED   share senders get the boxes addressed to them (SaDown 2), send
  *            the masked vector (SaUp 3)
  *   SIGN     the survivor set S (masked vectors in) is fixed and sent

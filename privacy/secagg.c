@@ -40,7 +40,8 @@ int priv_sa_check_params(priv_sa_params *p, char *why, size_t whylen)
 		p->degree = priv_sa_default_degree(p->n);
 	if (p->degree >= p->n)
 		p->degree = p->n - 1;
-	if (p->degree < 1 || p->degree > 254 || (p->degree < p->n - 1 && (p->degree & 1))) {
+	if (p->degree < 1 || p->degree > PRIV_SA_MAX_DEGREE ||
+	    (p->degree < p->n - 1 && (p->degree & 1))) {
 		snprintf(
 		    why, whylen,
 		    "degree %d: must be 1..254 and even unless the graph is complete (n-1 = %d)",
@@ -309,6 +310,45 @@ int priv_sa_survivors_verify(const priv_sa_params *p, const uint8_t *survivors,
 	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
 }
 
+/* The digest a client signs over its round keys: domain-separated BLAKE2b
+ * of the secagg run id (which already binds the run and the attempt's
+ * session), round, session, member index and both public keys, so a
+ * signature of another round, attempt or member does not verify. */
+static void keys_digest(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
+                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32], uint8_t d[32])
+{
+	static const char dom[] = "fedlora secagg keys v1";
+	uint8_t hdr[16 + 8 + PRIV_SA_SESSION_BYTES + 4];
+	memcpy(hdr, p->run_id, 16);
+	put_u64(hdr + 16, p->round);
+	memcpy(hdr + 24, session, PRIV_SA_SESSION_BYTES);
+	put_u32(hdr + 24 + PRIV_SA_SESSION_BYTES, (uint32_t)index);
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, (const uint8_t *)dom, sizeof dom - 1, 32);
+	crypto_generichash_update(&st, hdr, sizeof hdr);
+	crypto_generichash_update(&st, c_pk, 32);
+	crypto_generichash_update(&st, s_pk, 32);
+	crypto_generichash_final(&st, d, 32);
+}
+
+void priv_sa_keys_sign(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
+                       int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
+                       const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES])
+{
+	uint8_t d[32];
+	keys_digest(p, session, index, c_pk, s_pk, d);
+	crypto_sign_detached(sig, NULL, d, 32, id_sk);
+}
+
+int priv_sa_keys_verify(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
+                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
+                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+{
+	uint8_t d[32];
+	keys_digest(p, session, index, c_pk, s_pk, d);
+	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
+}
+
 /* ---- client ---- */
 
 struct priv_sa_client {
@@ -411,6 +451,35 @@ int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32], const 
 		memcpy(c->nc_pk[s], c_pk[c->nb[s]], 32);
 		memcpy(c->ns_pk[s], s_pk[c->nb[s]], 32);
 	}
+	c->keys_set = 1;
+	return 0;
+}
+
+int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
+                               const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32], int count)
+{
+	if (c->keys_set)
+		return FL_ESTATE;
+	/* every entry a distinct neighbour with both keys; n_keyed counts them
+	 * and this client */
+	if (count < 0 || count > c->k || n_keyed < count + 1 || n_keyed > c->p.n)
+		return FL_EFORMAT;
+	for (int q = 0; q < count; q++) {
+		int s = nb_slot(c, from[q]);
+		if (s < 0 || from[q] == c->index || is_zero32(c_pk[q]) || is_zero32(s_pk[q]))
+			return FL_EFORMAT;
+		for (int q2 = 0; q2 < q; q2++)
+			if (from[q2] == from[q])
+				return FL_EFORMAT;
+	}
+	memset(c->nc_pk, 0, (size_t)c->k * 32);
+	memset(c->ns_pk, 0, (size_t)c->k * 32);
+	for (int q = 0; q < count; q++) {
+		int s = nb_slot(c, from[q]);
+		memcpy(c->nc_pk[s], c_pk[q], 32);
+		memcpy(c->ns_pk[s], s_pk[q], 32);
+	}
+	c->n_keyed = n_keyed;
 	c->keys_set = 1;
 	return 0;
 }
@@ -544,6 +613,9 @@ int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int
 		return FL_ESTATE;
 	if (nsurv < c->p.min_survivors)
 		return FL_EQUORUM;
+	/* survivors sent keys: more than the key senders named is a lie */
+	if (nsurv > c->n_keyed)
+		return FL_EFORMAT;
 	survivors_digest(&c->p, survivors, d);
 	if (c->answered && sodium_memcmp(d, c->answered_digest, 32) != 0)
 		return FL_ESTATE;

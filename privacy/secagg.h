@@ -51,8 +51,10 @@
 #define PRIV_SA_SHARE_BYTES 33 /* x coordinate + 32 bytes */
 /* One encrypted share bundle (b-share and s-share) from one client to one
  * neighbour: header, two shares, crypto_box MAC and nonce. */
-#define PRIV_SA_BOX_BYTES (24 + 16 + 32 + 2 * PRIV_SA_SHARE_BYTES)
-#define PRIV_SA_SIG_BYTES 64
+#define PRIV_SA_BOX_BYTES     (24 + 16 + 32 + 2 * PRIV_SA_SHARE_BYTES)
+#define PRIV_SA_SIG_BYTES     64
+#define PRIV_SA_SESSION_BYTES 16  /* SecAggParams.session */
+#define PRIV_SA_MAX_DEGREE    254 /* share x coordinates are neighbour slots 1..254 */
 
 typedef struct priv_sa_params {
 	int n;             /* clients selected for the round, indices 0..n-1 */
@@ -91,6 +93,25 @@ void priv_sa_client_pubkeys(const priv_sa_client *c, uint8_t c_pk[32], uint8_t s
  * keys has an all-zero entry), as relayed by the coordinator. */
 int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32],
                             const uint8_t (*s_pk)[32]);
+/* The same from the neighbours' entries only, as SaDown 1 carries them:
+ * count entries, from[q] the neighbour of c_pk[q]/s_pk[q] (signatures
+ * already checked by the caller), n_keyed the number of key senders of the
+ * round (this client included; the majority base of priv_sa_client_unmask).
+ * FL_EFORMAT for a non-neighbour, a repeated neighbour, a zero key or an
+ * n_keyed below count + 1 or above n; FL_ESTATE when keys were set. */
+int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
+                               const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32], int count);
+/* Round-key signatures (SaUp 1 key_sig): Ed25519 by the member's identity
+ * key over BLAKE2b("fedlora secagg keys v1"; secagg run id, round, session,
+ * index, c_pk, s_pk). Neighbours verify them, so a coordinator that relays
+ * the keys cannot substitute its own. Verify: 0 or FL_ESIG. */
+void priv_sa_keys_sign(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
+                       int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
+                       const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES]);
+int priv_sa_keys_verify(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
+                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
+                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+    __attribute__((warn_unused_result));
 /* Shares b and s among the neighbours that have keys: writes up to degree
  * boxes (PRIV_SA_BOX_BYTES each) to boxes and their recipients to to[]. */
 int priv_sa_client_make_shares(priv_sa_client *c, uint8_t *boxes, int *to, int *count);
@@ -123,7 +144,8 @@ typedef struct priv_sa_reveal {
 
 /* Answers the unmask request: survivors (n flags), signatures sigs[k] by
  * clients signer[k] (id_pk: every client's Ed25519 public key). Checks as
- * described above; FL_EQUORUM when |S| < min_survivors, FL_ESIG when fewer
+ * described above; FL_EQUORUM when |S| < min_survivors, FL_EFORMAT when |S| exceeds
+ * the key senders, FL_ESIG when fewer
  * than a majority of the key-sharing clients signed S, FL_ESTATE for a second
  * different request. Signatures are verified in the order given until
  * n_keyed/2 + 1 distinct signers verified (the rest cannot change the

@@ -7,7 +7,11 @@
  * request that would give the coordinator both secrets of one client
  * (a second survivor set, or one signed by a minority); replayed,
  * cross-round, cross-attempt and out-of-phase messages are refused on both
- * sides; too few key senders abort without anything decoded.
+ * sides; too few key senders abort without anything decoded. Round keys
+ * are signed by the members: a substituted neighbour key, keys signed for
+ * another round or attempt, a non-neighbour's keys are refused by the
+ * client, a bad key signature by the coordinator, and SaDown 1 carries only
+ * the neighbours' keys (a 24-client round with a sparse graph).
  */
 #include <math.h>
 #include <sodium.h>
@@ -558,6 +562,322 @@ static void test_weight_bounded(void)
 	fx_close(&f);
 }
 
+/* All clients' keys in; the keys phase closed. */
+static void send_all_keys(fixture *f)
+{
+	Fedlora__SaUp up;
+	for (int i = 0; i < N; i++) {
+		CHECK_RC(sa_client_keys(f->c[i], samples(i), &up));
+		CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
+	}
+	CHECK(sa_round_tick(f->r, 1) == SA_ADVANCED);
+}
+
+/* The index of member j's entry in a key list, -1 if absent. */
+static int key_entry(const Fedlora__SaDown *d, uint32_t j)
+{
+	for (size_t q = 0; q < d->n_key_from; q++)
+		if (d->key_from[q] == j)
+			return (int)q;
+	return -1;
+}
+
+static void test_substituted_key_refused(void)
+{
+	/* a coordinator that replaces a neighbour's keys with its own (man in
+	 * the middle) is refused, whether it keeps the member's signature or
+	 * signs the new keys with its own identity key */
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	uint8_t evil_c[32], evil_sig[PRIV_SA_SIG_BYTES];
+	fx_open(&f, 3);
+	send_all_keys(&f);
+	CHECK_RC(down(&f, 0, 1, &m));
+	{
+		Fedlora__SaDown d = *SAD(m);
+		ProtobufCBinaryData c[N], sg[N];
+		int q = key_entry(&d, 2);
+		CHECK(q >= 0 && d.n_c_pk <= N);
+		memcpy(c, d.c_pk, d.n_c_pk * sizeof *c);
+		memcpy(sg, d.key_sigs, d.n_key_sigs * sizeof *sg);
+		d.c_pk = c;
+		d.key_sigs = sg;
+		randombytes_buf(evil_c, 32);
+		c[q].data = evil_c;
+		CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_ESIG);
+		CHECK(strstr(sa_client_why(f.c[0]), "member 2") != NULL);
+		/* new keys with a signature by the coordinator's own key */
+		crypto_sign_detached(evil_sig, NULL, evil_c, 32, f.ck.sk);
+		sg[q].data = evil_sig;
+		CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_ESIG);
+		/* one flipped byte of the signature */
+		{
+			uint8_t flip[PRIV_SA_SIG_BYTES];
+			memcpy(flip, SAD(m)->key_sigs[q].data, sizeof flip);
+			flip[7] ^= 1;
+			c[q] = SAD(m)->c_pk[q];
+			sg[q].data = flip;
+			CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_ESIG);
+		}
+	}
+	/* the honest relay is still accepted: the refusals set nothing */
+	CHECK_RC(sa_client_on_keylist(f.c[0], SAD(m), &up));
+	fl_wire_msg_fini(&m);
+	fx_close(&f);
+}
+
+/* Member `who`'s keys and key signature made for the same Task with
+ * another session (other_session) or another round (else). */
+static void keys_elsewhere(fixture *f, int who, int other_session, uint8_t c_pk[32],
+                           uint8_t s_pk[32], uint8_t sig[PRIV_SA_SIG_BYTES])
+{
+	Fedlora__Task t = f->t;
+	Fedlora__SecAggParams sp = *f->t.secagg;
+	uint8_t ses[16];
+	sa_client *c = NULL;
+	Fedlora__SaUp up;
+	memcpy(ses, sp.session.data, 16);
+	if (other_session)
+		ses[0] ^= 0x55;
+	else
+		t.round += 1;
+	sp.session.data = ses;
+	t.secagg = &sp;
+	CHECK_RC(sa_client_new(&c, &t, RUN, &f->k[who], f->why, sizeof f->why));
+	CHECK_RC(sa_client_keys(c, samples(who), &up));
+	memcpy(c_pk, up.c_pk.data, 32);
+	memcpy(s_pk, up.s_pk.data, 32);
+	memcpy(sig, up.key_sig.data, PRIV_SA_SIG_BYTES);
+	sa_client_free(c);
+}
+
+static void test_key_sig_replay_refused(void)
+{
+	/* keys that member 4 really signed, but for another attempt (session)
+	 * or another round, relayed into this one */
+	fixture f;
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	fx_open(&f, 3);
+	send_all_keys(&f);
+	CHECK_RC(down(&f, 1, 1, &m));
+	for (int other_session = 0; other_session < 2; other_session++) {
+		Fedlora__SaDown d = *SAD(m);
+		ProtobufCBinaryData c[N], s[N], sg[N];
+		uint8_t ck[32], sk[32], sig[PRIV_SA_SIG_BYTES];
+		int q = key_entry(&d, 4);
+		CHECK(q >= 0);
+		memcpy(c, d.c_pk, d.n_c_pk * sizeof *c);
+		memcpy(s, d.s_pk, d.n_s_pk * sizeof *s);
+		memcpy(sg, d.key_sigs, d.n_key_sigs * sizeof *sg);
+		keys_elsewhere(&f, 4, other_session, ck, sk, sig);
+		c[q].data = ck;
+		s[q].data = sk;
+		sg[q].data = sig;
+		d.c_pk = c;
+		d.s_pk = s;
+		d.key_sigs = sg;
+		CHECK(sa_client_on_keylist(f.c[1], &d, &up) == FL_ESIG);
+		CHECK(strstr(sa_client_why(f.c[1]), "this round and attempt") != NULL);
+	}
+	/* the coordinator refuses such keys as an upload too */
+	{
+		fixture g;
+		uint8_t ck[32], sk[32], sig[PRIV_SA_SIG_BYTES];
+		fx_open(&g, 3);
+		keys_elsewhere(&g, 0, 1, ck, sk, sig);
+		CHECK_RC(sa_client_keys(g.c[0], samples(0), &up));
+		up.c_pk.data = ck;
+		up.s_pk.data = sk;
+		up.key_sig.data = sig;
+		CHECK(sa_round_up(g.r, g.reg[0], &up, g.why, sizeof g.why) == FL_ESIG);
+		fx_close(&g);
+	}
+	CHECK_RC(sa_client_on_keylist(f.c[1], SAD(m), &up));
+	fl_wire_msg_fini(&m);
+	fx_close(&f);
+}
+
+static void test_coord_rejects_bad_key_sig(void)
+{
+	fixture f;
+	Fedlora__SaUp up, other;
+	uint8_t flip[PRIV_SA_SIG_BYTES];
+	fx_open(&f, 4);
+	CHECK_RC(sa_client_keys(f.c[0], samples(0), &up));
+	/* a flipped byte */
+	memcpy(flip, up.key_sig.data, sizeof flip);
+	flip[0] ^= 0x80;
+	up.key_sig.data = flip;
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_ESIG);
+	CHECK(strstr(f.why, "key signature") != NULL);
+	/* none at all */
+	up.key_sig.len = 0;
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_EFORMAT);
+	/* member 1's genuine keys and signature sent in member 0's name */
+	CHECK_RC(sa_client_keys(f.c[1], samples(1), &other));
+	CHECK(sa_round_up(f.r, f.reg[0], &other, f.why, sizeof f.why) == FL_ESIG);
+	/* member 0's keys with member 1's signature */
+	CHECK_RC(sa_client_keys(f.c[0], samples(0), &up));
+	up.key_sig = other.key_sig;
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_ESIG);
+	/* refused uploads left no trace: the honest one is taken once */
+	CHECK_RC(sa_client_keys(f.c[0], samples(0), &up));
+	CHECK_RC(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why));
+	CHECK(sa_round_up(f.r, f.reg[0], &up, f.why, sizeof f.why) == FL_ESTATE);
+	fx_close(&f);
+}
+
+/* A round of NB clients (a sparse graph): SaDown 1 carries the degree's
+ * entries, all neighbours, and a non-neighbour's genuine keys are refused. */
+#define NB 24
+static void test_keylist_neighbours_only(void)
+{
+	priv_key ck, k[NB];
+	uint8_t pk[NB][32];
+	int reg[NB];
+	lora_adapter *g = NULL;
+	sa_round *r = NULL;
+	sa_client *c[NB] = {0};
+	Fedlora__Task t = FEDLORA__TASK__INIT;
+	Fedlora__SaUp up;
+	uint8_t kc[NB][32], ks[NB][32], kg[NB][PRIV_SA_SIG_BYTES];
+	sa_round_opts o;
+	char why[300];
+	static const char *names[] = {"l0"};
+	static const int in[] = {3}, outd[] = {2};
+	int degree, skip = 7; /* member 7 sends no keys */
+
+	CHECK_RC(priv_key_generate(&ck));
+	for (int i = 0; i < NB; i++) {
+		CHECK_RC(priv_key_generate(&k[i]));
+		memcpy(pk[i], k[i].pk, 32);
+		reg[i] = 200 + i;
+	}
+	CHECK_RC(lora_adapter_new(&g, 1, names, in, outd, 2, 4.0f));
+	lora_adapter_init(g, 3);
+	memset(&o, 0, sizeof o);
+	o.run_id = RUN;
+	o.round = 2;
+	o.attempt = 1;
+	o.n = NB;
+	o.reg = reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = LORA_FEDIT;
+	o.global = g;
+	o.keys_timeout = 10;
+	o.phase_timeout = 5;
+	o.key = &ck;
+	CHECK_RC(sa_round_new(&r, &o, 0.0, why, sizeof why));
+	t.run_id = RUN;
+	t.round = 2;
+	t.secagg = sa_round_task_params(r);
+	t.deadline_ms = 10000;
+	degree = (int)t.secagg->degree;
+	CHECK(degree == priv_sa_default_degree(NB) && degree < NB - 1);
+	for (int i = 0; i < NB; i++) {
+		CHECK_RC(sa_client_new(&c[i], &t, RUN, &k[i], why, sizeof why));
+		CHECK_RC(sa_client_keys(c[i], samples(i % N), &up));
+		memcpy(kc[i], up.c_pk.data, 32);
+		memcpy(ks[i], up.s_pk.data, 32);
+		memcpy(kg[i], up.key_sig.data, PRIV_SA_SIG_BYTES);
+		if (i != skip)
+			CHECK_RC(sa_round_up(r, reg[i], &up, why, sizeof why));
+	}
+	CHECK(sa_round_tick(r, 11) == SA_ADVANCED);
+	for (int i = 0; i < NB; i++) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		fl_wire_msg m;
+		const Fedlora__SaDown *d;
+		int has_skip = 0;
+		if (i == skip) {
+			CHECK(sa_round_down(r, reg[i], 1, &buf, &len, why, sizeof why) ==
+			      FL_ESTALE);
+			continue;
+		}
+		CHECK_RC(sa_round_down(r, reg[i], 1, &buf, &len, why, sizeof why));
+		CHECK_RC(fl_wire_open(buf, len, (size_t)1 << 24, ck.pk, &m));
+		free(buf);
+		d = (const Fedlora__SaDown *)m.body;
+		CHECK(d->key_senders == NB - 1);
+		{
+			/* was member 7 a neighbour of i? then one entry fewer */
+			priv_sa_params p;
+			int nb[PRIV_SA_MAX_DEGREE], kn = 0;
+			memset(&p, 0, sizeof p);
+			p.n = NB;
+			p.degree = degree;
+			p.threshold = (int)t.secagg->threshold;
+			p.min_survivors = (int)t.secagg->min_survivors;
+			p.clip = t.secagg->clip;
+			p.frac_bits = (int)t.secagg->frac_bits;
+			memcpy(p.graph_seed, t.secagg->graph_seed.data, 32);
+			CHECK_RC(priv_sa_check_params(&p, why, sizeof why));
+			CHECK_RC(priv_sa_neighbours(&p, i, nb, &kn));
+			CHECK(kn == degree);
+			for (int q = 0; q < kn; q++)
+				has_skip += nb[q] == skip;
+			CHECK(d->n_key_from == (size_t)(degree - has_skip));
+			CHECK(d->n_c_pk == d->n_key_from && d->n_s_pk == d->n_key_from &&
+			      d->n_key_sigs == d->n_key_from);
+			for (size_t q = 0; q < d->n_key_from; q++) {
+				int hit = 0;
+				for (int z = 0; z < kn; z++)
+					hit += nb[z] == (int)d->key_from[q];
+				CHECK(hit == 1 && (int)d->key_from[q] != skip);
+			}
+			if (i == 0) {
+				/* a non-neighbour's genuine signed keys in place of a
+				 * neighbour's */
+				Fedlora__SaDown e = *d;
+				ProtobufCBinaryData cc[PRIV_SA_MAX_DEGREE], ss[PRIV_SA_MAX_DEGREE],
+				    gg[PRIV_SA_MAX_DEGREE];
+				uint32_t from[PRIV_SA_MAX_DEGREE];
+				int far = -1;
+				for (int j = 1; j < NB && far < 0; j++) {
+					int is_nb = 0;
+					for (int z = 0; z < kn; z++)
+						is_nb += nb[z] == j;
+					if (!is_nb && j != skip)
+						far = j;
+				}
+				CHECK(far > 0);
+				memcpy(cc, d->c_pk, d->n_c_pk * sizeof *cc);
+				memcpy(ss, d->s_pk, d->n_s_pk * sizeof *ss);
+				memcpy(gg, d->key_sigs, d->n_key_sigs * sizeof *gg);
+				memcpy(from, d->key_from, d->n_key_from * sizeof *from);
+				from[0] = (uint32_t)far;
+				cc[0].data = kc[far];
+				ss[0].data = ks[far];
+				gg[0].data = kg[far];
+				e.key_from = from;
+				e.c_pk = cc;
+				e.s_pk = ss;
+				e.key_sigs = gg;
+				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+				CHECK(strstr(sa_client_why(c[0]), "non-neighbour") != NULL);
+				/* the key-sender count must cover the entries */
+				e = *d;
+				e.key_senders = (uint32_t)d->n_key_from;
+				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+				e.key_senders = NB + 1;
+				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+			}
+		}
+		CHECK_RC(sa_client_on_keylist(c[i], d, &up));
+		CHECK(up.n_to == (size_t)(degree - has_skip));
+		CHECK_RC(sa_round_up(r, reg[i], &up, why, sizeof why));
+		fl_wire_msg_fini(&m);
+	}
+	CHECK(sa_round_tick(r, 12) == SA_ADVANCED);
+	for (int i = 0; i < NB; i++)
+		sa_client_free(c[i]);
+	sa_round_free(r);
+	lora_adapter_free(g);
+}
+
 static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_dropout_after_mask),
                                   TEST(test_both_shares_refused),
@@ -566,6 +886,10 @@ static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_too_few_keys_abort),
                                   TEST(test_weight_bounded),
                                   TEST(test_below_quorum_refused),
+                                  TEST(test_substituted_key_refused),
+                                  TEST(test_key_sig_replay_refused),
+                                  TEST(test_coord_rejects_bad_key_sig),
+                                  TEST(test_keylist_neighbours_only),
                                   {0}};
 
 int main(int argc, char **argv)

@@ -9,7 +9,9 @@
 # cleanly (reasons in metrics.jsonl, state.json reason secagg_abort, nothing
 # committed); client-level DP (clients clip, the coordinator adds noise) with
 # noise 0 equals plaintext DP-FedAvg; sample-level DP-SGD runs unchanged; a
-# coordinator killed and restarted mid-run finishes the run;
+# coordinator killed and restarted mid-run finishes the run; a client with
+# --sa-peers lacking a member refuses the attempt once, with the full list
+# the run completes;
 # fair or a robust aggregator with
 # --secure-agg is refused.
 . tests/lib.sh
@@ -138,14 +140,18 @@ check "secagg_abort: the coordinator logged that nothing was revealed" \
 # a coordinator killed (-9) during the run and restarted on the same run
 # directory: the secure attempt in flight is discarded (new session), the
 # clients join the new attempt, every round commits
+# keys3 DIR: DIR/k/coord and DIR/k/c0..c2 keys, DIR/allow.txt the clients'
+keys3() {
+	mkdir -p "$1/k"
+	"$FEDLORA" keygen --out "$1/k/coord" >/dev/null 2>&1
+	: >"$1/allow.txt"
+	for i in 0 1 2; do
+		"$FEDLORA" keygen --out "$1/k/c$i" >/dev/null 2>&1
+		cat "$1/k/c$i.pub" >>"$1/allow.txt"
+	done
+}
 rs=$TMPROOT/restart
-mkdir -p "$rs/k"
-"$FEDLORA" keygen --out "$rs/k/coord" >/dev/null 2>&1
-: >"$rs/allow.txt"
-for i in 0 1 2; do
-	"$FEDLORA" keygen --out "$rs/k/c$i" >/dev/null 2>&1
-	cat "$rs/k/c$i.pub" >>"$rs/allow.txt"
-done
+keys3 "$rs"
 port=$(free_port)
 coord() {
 	nice "$FEDLORA" coordinator --listen "tcp://127.0.0.1:$port" --run-dir "$rs/run" \
@@ -180,6 +186,62 @@ restart_ok() {
 check "secagg_restart: the run resumed and every client saw it done after round 4" restart_ok
 # shellcheck disable=SC2086
 stop_pids $cpid $cl
+
+# --sa-peers: a client whose peer list lacks member 2 refuses the secure
+# round once per attempt (one log line naming the index, no retraining loop
+# while the Task is offered again); with the full list the run completes
+sp=$TMPROOT/sapeers
+keys3 "$sp"
+{ echo "# peers without member 2"; head -n 2 "$sp/allow.txt"; } >"$sp/short.txt"
+{ echo "# every member"; cat "$sp/allow.txt"; echo "  # trailing comment"; } >"$sp/full.txt"
+# sapeers_run NAME PEERS0: coordinator and 3 clients, client 0 with --sa-peers PEERS0
+sapeers_run() {
+	port=$(free_port)
+	nice "$FEDLORA" coordinator --listen "tcp://127.0.0.1:$port" --run-dir "$sp/$1" \
+		--key "$sp/k/coord.key" --allow "$sp/allow.txt" --task linreg --strategy fedit \
+		--rounds 1 --clients-per-round 3 --min-clients 3 --secure-agg --round-timeout 15 \
+		--sa-phase-timeout 3 --local-steps 20 --linger 1 >"$sp/$1.coord.log" 2>&1 &
+	cpid=$!
+	cl=""
+	for i in 0 1 2; do
+		extra=""
+		[ "$i" -eq 0 ] && extra="--sa-peers $2"
+		# shellcheck disable=SC2086
+		nice "$FEDLORA" client --connect "tcp://127.0.0.1:$port" --key "$sp/k/c$i.key" \
+			--task linreg --client-index $i --give-up 40 --no-state $extra \
+			>"$sp/$1.c$i.log" 2>&1 &
+		cl="$cl $!"
+	done
+}
+sapeers_run short "$sp/short.txt"
+for _ in $(seq 1 200); do
+	grep -q "not in --sa-peers" "$sp/short.c0.log" 2>/dev/null && break
+	sleep 0.1
+done
+sleep 3 # the Task is offered again while the keys phase is open
+c2=$(cut -c1-16 "$sp/k/c2.pub")
+check "secagg_sapeers: the client lacking member c2 refuses once, naming its index and key" \
+	[ "$(grep -c "secure round 1 refused: member [0-2] ($c2\.\.\.) is not in --sa-peers" "$sp/short.c0.log")" -eq 1 ]
+check "secagg_sapeers: the refusing client sent no keys (round 1 not committed yet)" \
+	[ ! -s "$sp/short/metrics.jsonl" ]
+# shellcheck disable=SC2086
+stop_pids $cpid $cl
+sapeers_run full "$sp/full.txt"
+wait_pid $cpid 60
+check "secagg_sapeers: with the full list the secure round commits" \
+	[ "$(grep -c '"secure_agg":true' "$sp/full/metrics.jsonl" 2>/dev/null)" -eq 1 ]
+check "secagg_sapeers: with the full list nothing was refused" \
+	[ "$(grep -c "not in --sa-peers" "$sp/full.c0.log")" -eq 0 ]
+# shellcheck disable=SC2086
+stop_pids $cpid $cl
+{ echo "# a comment"; echo "not-a-key"; } >"$sp/bad.txt"
+if "$FEDLORA" client --connect tcp://127.0.0.1:1 --key "$sp/k/c0.key" --sa-peers "$sp/bad.txt" \
+	>"$sp/bad.out" 2>&1; then
+	notok "secagg_sapeers: a malformed --sa-peers file is refused"
+else
+	check "secagg_sapeers: a malformed --sa-peers file is refused with the line" \
+		grep -q "sa-peers: .*bad.txt:2: not a hex Ed25519" "$sp/bad.out"
+fi
 
 # refusals at start
 "$FEDLORA" keygen --out "$TMPROOT/ck" >/dev/null 2>&1

@@ -42,6 +42,11 @@ static void client_usage(FILE *f)
 	        "  --accountant rdp|prv   accountant of this client's own epsilon (sample-level\n"
 	        "                         DP; logs, state file, reports); default: the run's\n"
 	        "                         (coordinator --accountant, sent with every task)\n"
+	        "  --sa-peers FILE        secure aggregation: hex Ed25519 public keys, one a line\n"
+	        "                         ('#' comments); a secure round whose members include\n"
+	        "                         a key not in FILE is refused (logged with the member\n"
+	        "                         index) and the client waits for the next attempt\n"
+	        "                         (default: trust the members the coordinator names)\n"
 	        "  --max-rounds N         stop after training N rounds\n"
 	        "  --poll-timeout SEC     longest wait for one reply to GetTask (default 30)\n"
 	        "  --give-up SEC          exit 1 after SEC without any reply (default: never)\n"
@@ -129,6 +134,7 @@ static void on_event(const client_event *ev, void *arg)
 int cmd_client(int argc, char **argv)
 {
 	client_opts o;
+	uint8_t(*sa_peers)[32] = NULL;
 	client_stats st = {.rounds_trained = 0};
 	progress pg = {0, -1};
 	static char state_buf[4096];
@@ -214,6 +220,15 @@ int cmd_client(int argc, char **argv)
 			o.tls_key = val;
 		} else if (!strcmp(a, "--tls-ca")) {
 			o.tls_ca = val;
+		} else if (!strcmp(a, "--sa-peers")) {
+			char why[300] = "";
+			free(sa_peers);
+			sa_peers = NULL;
+			if (client_sa_peers_read(val, &sa_peers, &o.n_sa_peers, why, sizeof why)) {
+				fprintf(stderr, "fedlora client: --sa-peers: %s\n", why);
+				return 2;
+			}
+			o.sa_peers = (const uint8_t(*)[32])sa_peers;
 		} else if (!strcmp(a, "--max-rounds")) {
 			if (fl_parse_long(val, 1, 100000000, &v)) {
 				fprintf(stderr, "fedlora client: bad --max-rounds '%s'\n", val);
@@ -277,6 +292,7 @@ int cmd_client(int argc, char **argv)
 	o.on_event = on_event;
 	o.arg = &pg;
 	rv = client_run(&o, &st);
+	free(sa_peers);
 	if (rv != 0) {
 		fprintf(stderr, "fedlora client: %s\n",
 		        st.stop_reason[0] ? st.stop_reason : fl_strerror(rv));
