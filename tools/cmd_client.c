@@ -131,10 +131,11 @@ static void on_event(const client_event *ev, void *arg)
 	fflush(stdout);
 }
 
-int cmd_client(int argc, char **argv)
+/* cmd_client's body: *sa_peers receives the --sa-peers list, which
+ * cmd_client frees whatever this returns */
+static int client_main(int argc, char **argv, uint8_t (**sa_peers)[32])
 {
 	client_opts o;
-	uint8_t(*sa_peers)[32] = NULL;
 	client_stats st = {.rounds_trained = 0};
 	progress pg = {0, -1};
 	static char state_buf[4096];
@@ -222,13 +223,13 @@ int cmd_client(int argc, char **argv)
 			o.tls_ca = val;
 		} else if (!strcmp(a, "--sa-peers")) {
 			char why[300] = "";
-			free(sa_peers);
-			sa_peers = NULL;
-			if (client_sa_peers_read(val, &sa_peers, &o.n_sa_peers, why, sizeof why)) {
+			free(*sa_peers);
+			*sa_peers = NULL;
+			if (client_sa_peers_read(val, sa_peers, &o.n_sa_peers, why, sizeof why)) {
 				fprintf(stderr, "fedlora client: --sa-peers: %s\n", why);
 				return 2;
 			}
-			o.sa_peers = (const uint8_t(*)[32])sa_peers;
+			o.sa_peers = (const uint8_t(*)[32]) * sa_peers;
 		} else if (!strcmp(a, "--max-rounds")) {
 			if (fl_parse_long(val, 1, 100000000, &v)) {
 				fprintf(stderr, "fedlora client: bad --max-rounds '%s'\n", val);
@@ -292,7 +293,6 @@ int cmd_client(int argc, char **argv)
 	o.on_event = on_event;
 	o.arg = &pg;
 	rv = client_run(&o, &st);
-	free(sa_peers);
 	if (rv != 0) {
 		fprintf(stderr, "fedlora client: %s\n",
 		        st.stop_reason[0] ? st.stop_reason : fl_strerror(rv));
@@ -302,4 +302,12 @@ int cmd_client(int argc, char **argv)
 		printf("client %d: %d rounds trained, %d accepted, %d rejects, epsilon %.3g\n",
 		       pg.index, st.rounds_trained, st.rounds_accepted, st.rejects, st.epsilon);
 	return 0;
+}
+
+int cmd_client(int argc, char **argv)
+{
+	uint8_t(*sa_peers)[32] = NULL;
+	int rv = client_main(argc, argv, &sa_peers);
+	free(sa_peers);
+	return rv;
 }
