@@ -119,77 +119,15 @@ typedef struct session {
 	int backoff_ms;
 } session;
 
-int client_sa_peers_read(const char *path, uint8_t (**keys)[32], size_t *n, char *why,
-                         size_t whylen)
+/* The index of the first member of a secure Task that is not in peers
+ * (a malformed key counts as unknown), or -1 when all are known. */
+static long sa_unknown_member(const Fedlora__SecAggParams *sp, const priv_allow *peers)
 {
-	FILE *f = fopen(path, "r");
-	uint8_t(*k)[32] = NULL;
-	size_t cap = 0, m = 0;
-	char line[512];
-	int lineno = 0, rv = FL_EFORMAT;
-
-	*keys = NULL;
-	*n = 0;
-	if (!f) {
-		snprintf(why, whylen, "cannot open %s", path);
-		return FL_EIO;
-	}
-	while (fgets(line, sizeof line, f)) {
-		char *p = line, *e, *hash;
-		size_t len;
-		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			snprintf(why, whylen, "%s:%d: line too long", path, lineno);
-			goto out;
-		}
-		if ((hash = strchr(p, '#')))
-			*hash = 0;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		e = p + strlen(p);
-		while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-			*--e = 0;
-		if (!*p)
-			continue;
-		if (m == CLIENT_SA_PEERS_MAX) {
-			snprintf(why, whylen, "%s: more than %d keys", path, CLIENT_SA_PEERS_MAX);
-			goto out;
-		}
-		if (m == cap) {
-			size_t nc = cap ? cap * 2 : 64;
-			uint8_t(*nk)[32] = realloc(k, nc * 32);
-			if (!nk) {
-				rv = FL_ENOMEM;
-				goto out;
-			}
-			k = nk;
-			cap = nc;
-		}
-		if (strlen(p) != 64 || sodium_hex2bin(k[m], 32, p, 64, NULL, &len, NULL) != 0 ||
-		    len != 32) {
-			snprintf(why, whylen, "%s:%d: not a hex Ed25519 public key (64 hex digits)",
-			         path, lineno);
-			goto out;
-		}
-		m++;
-	}
-	if (ferror(f)) {
-		snprintf(why, whylen, "cannot read %s", path);
-		rv = FL_EIO;
-		goto out;
-	}
-	if (m == 0) {
-		snprintf(why, whylen, "%s: no keys", path);
-		goto out;
-	}
-	*keys = k;
-	*n = m;
-	k = NULL;
-	rv = 0;
-out:
-	free(k);
-	fclose(f);
-	return rv;
+	for (size_t i = 0; i < sp->n_members; i++)
+		if (sp->members[i].len != PRIV_PK_BYTES ||
+		    !priv_allow_contains(peers, sp->members[i].data))
+			return (long)i;
+	return -1;
 }
 
 void client_opts_default(client_opts *o)
@@ -831,22 +769,13 @@ static int do_task(session *s, const Fedlora__Task *t)
 		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
 		return 0;
 	}
-	if (t->secagg && s->o->n_sa_peers > 0) {
+	if (t->secagg && s->o->sa_peers) {
 		const Fedlora__SecAggParams *sp = t->secagg;
 		int same = s->sa_refused && s->sa_refused_round == t->round &&
 		           sp->session.len == 16 &&
 		           !memcmp(s->sa_refused_session, sp->session.data, 16);
-		long bad = -1;
-		for (size_t i = 0; !same && bad < 0 && i < sp->n_members; i++) {
-			size_t q = 0;
-			while (q < s->o->n_sa_peers &&
-			       (sp->members[i].len != 32 ||
-			        memcmp(sp->members[i].data, s->o->sa_peers[q], 32)))
-				q++;
-			if (q == s->o->n_sa_peers)
-				bad = (long)i;
-		}
-		if (!same && bad >= 0) {
+		long bad = same ? -1 : sa_unknown_member(sp, s->o->sa_peers);
+		if (bad >= 0) {
 			char hex[65] = "";
 			if (sp->members[bad].len == 32)
 				sodium_bin2hex(hex, sizeof hex, sp->members[bad].data, 32);

@@ -47,6 +47,7 @@
 #include "client/attack.h"
 #include "privacy/accountant.h"
 #include "privacy/acct.h"
+#include "privacy/sign.h"
 
 #define CLIENT_MAX_PHASES      4096      /* accountant history entries (merged when equal) */
 #define CLIENT_STATE_MAX_BYTES (1 << 20) /* a longer state file is cut and does not parse */
@@ -94,11 +95,11 @@ typedef struct client_opts {
 	double give_up_s;     /* fail with FL_ETIMEOUT after this long without any reply;
 	                         0 = keep trying */
 	client_attack attack; /* tests/experiments only: corrupt the update (client/attack.h) */
-	/* optional (--sa-peers): the Ed25519 keys this client accepts as
-	 * members of a secure-aggregation Task; a Task naming another member is
-	 * refused (borrowed; NULL / 0: trust the Task's members) */
-	const uint8_t (*sa_peers)[32];
-	size_t n_sa_peers;
+	/* optional (--sa-peers, an allow list file read by priv_allow_load):
+	 * the Ed25519 keys this client accepts as members of a
+	 * secure-aggregation Task; a Task naming another member is refused
+	 * (borrowed; NULL: trust the Task's members) */
+	const priv_allow *sa_peers;
 	void (*on_event)(const client_event *ev, void *arg);
 	/* optional: called after every request/reply exchange with the request's
 	 * and the reply's fl_msg_type (0: no reply), the wall time from send to
@@ -112,15 +113,6 @@ typedef struct client_opts {
 } client_opts;
 
 void client_opts_default(client_opts *o);
-
-/* Reads an --sa-peers file: one hex Ed25519 public key (64 hex digits) per
- * line, '#' starts a comment, blank lines skipped, at most
- * CLIENT_SA_PEERS_MAX keys. *keys is malloc'd (caller frees), *n its count.
- * FL_EFORMAT (line number in why) for a bad line or no key at all, FL_EIO
- * when the file cannot be read. */
-#define CLIENT_SA_PEERS_MAX 100000
-int client_sa_peers_read(const char *path, uint8_t (**keys)[32], size_t *n, char *why,
-                         size_t whylen);
 
 /* The privacy history kept in client_opts.state_path: {"run_id": ID,
  * "delta": D, "epsilon": E, "accountant": "rdp"|"prv", "eps_error": X,

@@ -133,7 +133,7 @@ static void on_event(const client_event *ev, void *arg)
 
 /* cmd_client's body: *sa_peers receives the --sa-peers list, which
  * cmd_client frees whatever this returns */
-static int client_main(int argc, char **argv, uint8_t (**sa_peers)[32])
+static int client_main(int argc, char **argv, priv_allow **sa_peers)
 {
 	client_opts o;
 	client_stats st = {.rounds_trained = 0};
@@ -222,14 +222,19 @@ static int client_main(int argc, char **argv, uint8_t (**sa_peers)[32])
 		} else if (!strcmp(a, "--tls-ca")) {
 			o.tls_ca = val;
 		} else if (!strcmp(a, "--sa-peers")) {
-			char why[300] = "";
-			free(*sa_peers);
+			priv_allow_free(*sa_peers);
 			*sa_peers = NULL;
-			if (client_sa_peers_read(val, sa_peers, &o.n_sa_peers, why, sizeof why)) {
-				fprintf(stderr, "fedlora client: --sa-peers: %s\n", why);
+			/* priv_allow_load logs the file and line of a bad entry */
+			if ((rv = priv_allow_load(sa_peers, val)) != 0) {
+				fprintf(stderr, "fedlora client: --sa-peers %s: %s\n", val,
+				        fl_strerror(rv));
 				return 2;
 			}
-			o.sa_peers = (const uint8_t(*)[32]) * sa_peers;
+			if (priv_allow_count(*sa_peers) == 0) {
+				fprintf(stderr, "fedlora client: --sa-peers %s: no keys\n", val);
+				return 2;
+			}
+			o.sa_peers = *sa_peers;
 		} else if (!strcmp(a, "--max-rounds")) {
 			if (fl_parse_long(val, 1, 100000000, &v)) {
 				fprintf(stderr, "fedlora client: bad --max-rounds '%s'\n", val);
@@ -306,8 +311,8 @@ static int client_main(int argc, char **argv, uint8_t (**sa_peers)[32])
 
 int cmd_client(int argc, char **argv)
 {
-	uint8_t(*sa_peers)[32] = NULL;
+	priv_allow *sa_peers = NULL;
 	int rv = client_main(argc, argv, &sa_peers);
-	free(sa_peers);
+	priv_allow_free(sa_peers);
 	return rv;
 }
