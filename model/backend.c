@@ -224,6 +224,8 @@ int model_backend_open(model_backend **out, model_llama *m, const model_backend_
 		       o ? o->max_batch : 0, o ? o->max_seq : 0);
 		return FL_EINVAL;
 	}
+	if ((rv = model_config_check_seq(&m->cfg, o->max_seq, "sequence length")) != 0)
+		return rv;
 	if (!(b = calloc(1, sizeof *b)))
 		return FL_ENOMEM;
 	b->o = *o;

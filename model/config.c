@@ -2,7 +2,7 @@
  * model/config.c — Hugging Face config.json <-> model_config (model/config.h).
  *
  * Parsing is strict about what changes the computed function (rope scaling,
- * biases, activation, model type) and lenient about the many fields that do
+ * biases, q/k norms, sliding windows, activation, model type) and lenient about the many fields that do
  * not (dropout, initializer range, use_cache, transformers_version, ...),
  * which are ignored. Every refusal is logged with the file name and field.
  * The rope scaling is only read and checked here; model_rope_inv_freq
@@ -32,6 +32,20 @@
  * nonzero (an inv_freq / factor never overflows). */
 #define CFG_ROPE_FACTOR_MIN 1e-6
 #define CFG_ROPE_FACTOR_MAX 1e6
+
+/* config.json "model_type" of each model_arch, and its class name */
+static const char *const arch_names[] = {"llama", "qwen2", "qwen3", "mistral"};
+static const char *const arch_classes[] = {"LlamaForCausalLM", "Qwen2ForCausalLM",
+                                           "Qwen3ForCausalLM", "MistralForCausalLM"};
+_Static_assert(sizeof arch_names / sizeof arch_names[0] == MODEL_ARCH_MISTRAL + 1,
+               "one model_type per model_arch");
+_Static_assert(sizeof arch_classes / sizeof arch_classes[0] == MODEL_ARCH_MISTRAL + 1,
+               "one class per model_arch");
+
+const char *model_arch_name(model_arch a)
+{
+	return (unsigned)a <= MODEL_ARCH_MISTRAL ? arch_names[a] : "?";
+}
 
 /* Reads an optional integer field: absent or null leaves *v; FL_EFORMAT when
  * present but not an integer in [lo, hi]. */
@@ -102,6 +116,79 @@ static int refuse_true(const cJSON *root, const char *key, const char *name)
 		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be a boolean", name, key);
 		return FL_EFORMAT;
 	}
+	return 0;
+}
+
+/* Reads an optional boolean field: absent or null leaves *v. */
+static int get_bool(const cJSON *root, const char *key, int *v, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, key);
+	if (!it || cJSON_IsNull(it))
+		return 0;
+	if (!cJSON_IsBool(it)) {
+		fl_log(FL_LOG_ERROR, "model", "%s: field \"%s\" must be a boolean", name, key);
+		return FL_EFORMAT;
+	}
+	*v = cJSON_IsTrue(it);
+	return 0;
+}
+
+/* The sliding-window fields of c->arch (c->num_layers already read) into c,
+ * with transformers' defaults: Mistral's "sliding_window" (4096 when absent,
+ * null = none) applies to every layer; Qwen2's and Qwen3's applies only with
+ * "use_sliding_window" (default false) and only to layers from
+ * "max_window_layers" (default 28) up. An explicit "layer_types" list
+ * ("full_attention" / "sliding_attention", one per layer, as transformers 5
+ * writes it) says which layers use the window instead. Llama has none. */
+static int window_parse(const cJSON *root, model_config *c, const char *name)
+{
+	int rv;
+	if (c->arch == MODEL_ARCH_LLAMA)
+		return 0;
+	c->sliding_window = 4096;
+	c->max_window_layers = 28;
+	const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+	if (sw && cJSON_IsNull(sw))
+		c->sliding_window = 0;
+	if ((rv = get_int(root, "sliding_window", &c->sliding_window, 1, INT32_MAX, name)) != 0)
+		return rv;
+	int window = c->sliding_window, any = 1;
+	if (c->arch == MODEL_ARCH_MISTRAL) {
+		c->use_sliding_window = c->sliding_window > 0;
+	} else {
+		if ((rv = get_bool(root, "use_sliding_window", &c->use_sliding_window, name)) != 0 ||
+		    (rv = get_int(root, "max_window_layers", &c->max_window_layers, 0, INT32_MAX,
+		                  name)) != 0)
+			return rv;
+		if (!c->use_sliding_window)
+			window = 0;
+		any = c->max_window_layers < c->num_layers;
+	}
+	const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+	if (lt && !cJSON_IsNull(lt)) {
+		if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->num_layers) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: field \"layer_types\" must be a list of num_hidden_layers (%d) "
+			       "strings",
+			       name, c->num_layers);
+			return FL_EFORMAT;
+		}
+		any = 0;
+		const cJSON *e;
+		cJSON_ArrayForEach(e, lt)
+		{
+			int sliding = cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention");
+			if (!sliding && !(cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention"))) {
+				fl_log(FL_LOG_ERROR, "model",
+				       "%s: \"layer_types\" entries must be \"full_attention\" or "
+				       "\"sliding_attention\"",
+				       name);
+				return FL_ENOTSUP;
+			}
+			any |= sliding;
+		}
+	}
+	c->attn_window = any ? window : 0;
 	return 0;
 }
 
@@ -283,10 +370,41 @@ int model_config_validate(const model_config *c, const char *name)
 	}
 	if ((rv = rope_check(&c->rope_scaling, "rope_scaling", name)) != 0)
 		return rv;
+	if ((unsigned)c->arch > MODEL_ARCH_MISTRAL || c->attn_window < 0 || c->sliding_window < 0 ||
+	    c->max_window_layers < 0) {
+		fl_log(FL_LOG_ERROR, "model", "%s: bad architecture or sliding window fields", name);
+		return FL_EINVAL;
+	}
+	/* the combinations transformers' classes build (config.h) */
+	if ((c->arch == MODEL_ARCH_QWEN2 && (!c->qkv_bias || c->o_bias)) ||
+	    (c->arch == MODEL_ARCH_MISTRAL && (c->qkv_bias || c->o_bias)) ||
+	    ((c->arch == MODEL_ARCH_LLAMA || c->arch == MODEL_ARCH_QWEN3) &&
+	     c->qkv_bias != c->o_bias) ||
+	    c->qk_norm != (c->arch == MODEL_ARCH_QWEN3)) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: biases (q/k/v %d, o %d) or q/k norm (%d) do not match model_type \"%s\"",
+		       name, c->qkv_bias, c->o_bias, c->qk_norm, model_arch_name(c->arch));
+		return FL_EINVAL;
+	}
 	/* 2^40 parameters: far above anything a CPU trains, far below size_t limits */
 	if ((double)model_config_num_params(c) > 1099511627776.0) {
 		fl_log(FL_LOG_ERROR, "model", "%s: the model is too large", name);
 		return FL_EINVAL;
+	}
+	return 0;
+}
+
+int model_config_check_seq(const model_config *c, int T, const char *what)
+{
+	if (c->attn_window > 0 && T > c->attn_window) {
+		fl_log(FL_LOG_ERROR, "model",
+		       "%s: %d tokens is longer than the model's sliding window of %d tokens "
+		       "(%s \"sliding_window\"); fedlora computes full causal attention, which "
+		       "equals the windowed attention only up to %d tokens: use sequences of at "
+		       "most %d",
+		       what, T, c->attn_window, model_arch_name(c->arch), c->attn_window,
+		       c->attn_window);
+		return FL_ENOTSUP;
 	}
 	return 0;
 }
@@ -296,6 +414,12 @@ size_t model_config_num_params(const model_config *c)
 	size_t C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
 	size_t QD = (size_t)c->num_heads * c->head_dim, KD = (size_t)c->num_kv_heads * c->head_dim;
 	size_t layer = 2 * C + QD * C + 2 * KD * C + C * QD + 3 * C * I;
+	if (c->qkv_bias)
+		layer += QD + 2 * KD;
+	if (c->o_bias)
+		layer += C;
+	if (c->qk_norm)
+		layer += 2 * (size_t)c->head_dim;
 	size_t n = (size_t)c->vocab_size * C + (size_t)c->num_layers * layer + C;
 	if (!c->tie_word_embeddings)
 		n += (size_t)c->vocab_size * C;
@@ -320,10 +444,24 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 	double eps = 1e-6, theta = 10000.0;
 
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-	if (mt && !cJSON_IsNull(mt) && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "llama"))) {
-		fl_log(FL_LOG_ERROR, "model", "%s: \"model_type\" must be \"llama\"", name);
-		rv = FL_ENOTSUP;
-		goto fail;
+	if (mt && !cJSON_IsNull(mt)) {
+		int found = 0;
+		for (int a = 0; cJSON_IsString(mt) && a < (int)(sizeof arch_names / sizeof arch_names[0]);
+		     a++)
+			if (!strcmp(mt->valuestring, arch_names[a])) {
+				c->arch = (model_arch)a;
+				found = 1;
+			}
+		if (!found) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: \"model_type\" %s%.40s%s is not supported (only \"llama\", "
+			       "\"qwen2\", \"qwen3\" and \"mistral\")",
+			       name, cJSON_IsString(mt) ? "\"" : "",
+			       cJSON_IsString(mt) ? mt->valuestring : "(not a string)",
+			       cJSON_IsString(mt) ? "\"" : "");
+			rv = FL_ENOTSUP;
+			goto fail;
+		}
 	}
 	const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
 	if (act && !cJSON_IsNull(act) &&
@@ -349,9 +487,31 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 		rv = FL_EINVAL;
 		goto fail;
 	}
-	if ((rv = refuse_true(root, "attention_bias", name)) != 0 ||
-	    (rv = refuse_true(root, "mlp_bias", name)) != 0)
+	if ((rv = refuse_true(root, "mlp_bias", name)) != 0 ||
+	    (rv = get_bool(root, "attention_bias", &c->o_bias, name)) != 0)
 		goto fail;
+	/* Qwen2Attention always biases q, k and v and never o_proj (it has no
+	 * attention_bias field); Llama and Qwen3 bias all four with
+	 * attention_bias; MistralAttention has no bias at all */
+	switch (c->arch) {
+	case MODEL_ARCH_QWEN2:
+		c->qkv_bias = 1, c->o_bias = 0;
+		break;
+	case MODEL_ARCH_MISTRAL:
+		if (c->o_bias) {
+			fl_log(FL_LOG_ERROR, "model",
+			       "%s: \"attention_bias\": true is not supported for model_type "
+			       "\"mistral\" (MistralAttention has no bias)",
+			       name);
+			rv = FL_ENOTSUP;
+			goto fail;
+		}
+		break;
+	default:
+		c->qkv_bias = c->o_bias;
+		break;
+	}
+	c->qk_norm = c->arch == MODEL_ARCH_QWEN3;
 	static const char *const req[] = {"hidden_size", "intermediate_size", "num_hidden_layers",
 	                                  "num_attention_heads", "vocab_size"};
 	for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
@@ -400,6 +560,8 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 	}
 	c->rms_norm_eps = (float)eps;
 	c->rope_theta = (float)theta;
+	if ((rv = window_parse(root, c, name)) != 0)
+		goto fail;
 	rv = model_config_validate(c, name);
 fail:
 	cJSON_Delete(root);
@@ -482,8 +644,8 @@ int model_config_save(const model_config *c, const char *path)
 		rv = FL_ENOMEM;
 		goto fail;
 	}
-	ok &= cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-	ok &= cJSON_AddStringToObject(o, "model_type", "llama") != NULL;
+	ok &= cJSON_AddItemToArray(arch, cJSON_CreateString(arch_classes[c->arch]));
+	ok &= cJSON_AddStringToObject(o, "model_type", arch_names[c->arch]) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "intermediate_size", c->intermediate_size) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "num_hidden_layers", c->num_layers) != NULL;
@@ -501,11 +663,24 @@ int model_config_save(const model_config *c, const char *path)
 		goto fail;
 	ok &= cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_word_embeddings != 0) != NULL;
 	ok &= cJSON_AddStringToObject(o, "hidden_act", "silu") != NULL;
-	ok &= cJSON_AddBoolToObject(o, "attention_bias", 0) != NULL;
+	if (c->arch != MODEL_ARCH_QWEN2 && c->arch != MODEL_ARCH_MISTRAL)
+		ok &= cJSON_AddBoolToObject(o, "attention_bias", c->o_bias != 0) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "attention_dropout", 0.0) != NULL;
-	ok &= cJSON_AddBoolToObject(o, "mlp_bias", 0) != NULL;
+	if (c->arch == MODEL_ARCH_LLAMA) {
+		ok &= cJSON_AddBoolToObject(o, "mlp_bias", 0) != NULL;
+		ok &= cJSON_AddNumberToObject(o, "pretraining_tp", 1) != NULL;
+	} else {
+		if (c->sliding_window > 0)
+			ok &= cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window) != NULL;
+		else
+			ok &= cJSON_AddNullToObject(o, "sliding_window") != NULL;
+	}
+	if (c->arch == MODEL_ARCH_QWEN2 || c->arch == MODEL_ARCH_QWEN3) {
+		ok &= cJSON_AddBoolToObject(o, "use_sliding_window", c->use_sliding_window != 0) !=
+		      NULL;
+		ok &= cJSON_AddNumberToObject(o, "max_window_layers", c->max_window_layers) != NULL;
+	}
 	ok &= cJSON_AddNumberToObject(o, "initializer_range", 0.02) != NULL;
-	ok &= cJSON_AddNumberToObject(o, "pretraining_tp", 1) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "bos_token_id", c->bos_token_id) != NULL;
 	ok &= cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id) != NULL;
 	ok &= cJSON_AddStringToObject(o, "torch_dtype", "float32") != NULL;

@@ -41,9 +41,11 @@ static const char *const module_names[MODEL_NMODULE] = {
 static const char *const module_paths[MODEL_NMODULE] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-/* parameter tensor of each module */
+/* parameter tensor of each module, and of its bias (-1: the module never has one) */
 static const int module_param[MODEL_NMODULE] = {
     MODEL_P_WQ, MODEL_P_WK, MODEL_P_WV, MODEL_P_WO, MODEL_P_WGATE, MODEL_P_WUP, MODEL_P_WDOWN};
+static const int module_bias[MODEL_NMODULE] = {MODEL_P_BQ, MODEL_P_BK, MODEL_P_BV, MODEL_P_BO,
+                                               -1,         -1,         -1};
 
 const char *model_module_name(int module)
 {
@@ -94,6 +96,14 @@ static void param_sizes(const model_config *c, size_t *sz)
 	}
 	sz[MODEL_P_NORM] = C;
 	sz[MODEL_P_HEAD] = c->tie_word_embeddings ? 0 : V * C;
+	for (int m = 0; m < MODEL_NMODULE; m++) {
+		int in, out;
+		module_dims(c, m, &in, &out);
+		if (module_bias[m] >= 0)
+			sz[module_bias[m]] =
+			    (m == MODEL_M_O ? c->o_bias : c->qkv_bias) ? L * (size_t)out : 0;
+	}
+	sz[MODEL_P_QNORM] = sz[MODEL_P_KNORM] = c->qk_norm ? L * (size_t)c->head_dim : 0;
 }
 
 /* Points t[] into base following sz[]; the tied head aliases the embedding. */
@@ -114,6 +124,17 @@ static float *layer_weight(const model_llama *m, float *const *t, int l, int mod
 	int in, out;
 	module_dims(&m->cfg, mod, &in, &out);
 	return t[module_param[mod]] + (size_t)l * in * out;
+}
+
+/* Bias (out) of module `mod` in layer l inside the table t, NULL when the
+ * model has none there. */
+static float *layer_bias(const model_llama *m, float *const *t, int l, int mod)
+{
+	int in, out, b = module_bias[mod];
+	if (b < 0 || m->param_size[b] == 0)
+		return NULL;
+	module_dims(&m->cfg, mod, &in, &out);
+	return t[b] + (size_t)l * out;
 }
 
 static int alloc_model(model_llama **out, const model_config *cfg, const char *name)
@@ -156,9 +177,11 @@ int model_llama_new(model_llama **out, const model_config *cfg, uint64_t seed)
 	for (int i = 0; i < MODEL_NPARAM; i++) {
 		float *p = m->param[i];
 		size_t n = m->param_size[i];
-		int norm = i == MODEL_P_LN1 || i == MODEL_P_LN2 || i == MODEL_P_NORM;
-		for (size_t j = 0; j < n; j++)
-			p[j] = norm ? 1.0f : (float)(0.02 * fl_rng_normal(&rng));
+		int norm = i == MODEL_P_LN1 || i == MODEL_P_LN2 || i == MODEL_P_NORM ||
+		           i == MODEL_P_QNORM || i == MODEL_P_KNORM;
+		int bias = i == MODEL_P_BQ || i == MODEL_P_BK || i == MODEL_P_BV || i == MODEL_P_BO;
+		for (size_t j = 0; j < n; j++) /* biases start at 0, as transformers inits them */
+			p[j] = norm ? 1.0f : bias ? 0.0f : (float)(0.02 * fl_rng_normal(&rng));
 	}
 	return 0;
 }
@@ -180,32 +203,72 @@ void model_llama_free(model_llama *m)
 
 /* ---- Hugging Face files ---- */
 
-/* Name and shape of tensor k of the file layout: k < L * 9 are the per-layer
- * tensors (layer k / 9, item k % 9: ln1, 7 modules, ln2), then embed, norm,
- * head. Returns the parameter slice it maps to. */
+/* Tensors of one layer in the file layout: ln1, the seven modules, ln2,
+ * then what the family adds (q/k/v biases, o bias, q/k norms). */
+enum {
+	HF_LN1 = 0,
+	HF_MOD0 = 1, /* + MODEL_M_* */
+	HF_LN2 = HF_MOD0 + MODEL_NMODULE,
+	HF_BIAS0, /* + MODEL_M_Q .. MODEL_M_O */
+	HF_QNORM = HF_BIAS0 + 4,
+	HF_KNORM,
+	HF_NITEM
+};
+
+/* The items of a layer this model has, in file order, into it[]; their count. */
+static int hf_layer_items(const model_llama *m, int *it)
+{
+	int n = 0;
+	for (int j = 0; j < HF_BIAS0; j++)
+		it[n++] = j;
+	for (int mod = MODEL_M_Q; mod <= MODEL_M_O; mod++)
+		if (m->param_size[module_bias[mod]])
+			it[n++] = HF_BIAS0 + mod;
+	if (m->cfg.qk_norm) {
+		it[n++] = HF_QNORM;
+		it[n++] = HF_KNORM;
+	}
+	return n;
+}
+
+/* Name and shape of tensor k of the file layout: k < L * PL are the
+ * per-layer tensors (layer k / PL, item hf_layer_items[k % PL]), then embed,
+ * norm, head. Returns the parameter slice it maps to. */
 static float *hf_tensor(const model_llama *m, float *const *t, int k, char *name, size_t nlen,
                         int64_t *shape, int *ndim)
 {
 	const model_config *c = &m->cfg;
-	int L = c->num_layers, C = c->hidden_size;
-	if (k < L * 9) {
-		int l = k / 9, j = k % 9;
-		if (j == 0 || j == 8) {
+	int L = c->num_layers, C = c->hidden_size, it[HF_NITEM];
+	int PL = hf_layer_items(m, it);
+	if (k < L * PL) {
+		int l = k / PL, j = it[k % PL];
+		*ndim = 1;
+		if (j == HF_LN1 || j == HF_LN2) {
 			snprintf(name, nlen, "model.layers.%d.%s.weight", l,
-			         j == 0 ? "input_layernorm" : "post_attention_layernorm");
-			*ndim = 1;
+			         j == HF_LN1 ? "input_layernorm" : "post_attention_layernorm");
 			shape[0] = C;
-			return t[j == 0 ? MODEL_P_LN1 : MODEL_P_LN2] + (size_t)l * C;
+			return t[j == HF_LN1 ? MODEL_P_LN1 : MODEL_P_LN2] + (size_t)l * C;
 		}
-		int mod = j - 1, in, out;
+		if (j == HF_QNORM || j == HF_KNORM) {
+			snprintf(name, nlen, "model.layers.%d.self_attn.%s.weight", l,
+			         j == HF_QNORM ? "q_norm" : "k_norm");
+			shape[0] = c->head_dim;
+			return t[j == HF_QNORM ? MODEL_P_QNORM : MODEL_P_KNORM] +
+			       (size_t)l * c->head_dim;
+		}
+		int in, out, mod = j >= HF_BIAS0 ? j - HF_BIAS0 : j - HF_MOD0;
 		module_dims(c, mod, &in, &out);
+		shape[0] = out;
+		if (j >= HF_BIAS0) {
+			snprintf(name, nlen, "model.layers.%d.%s.bias", l, module_paths[mod]);
+			return layer_bias(m, t, l, mod);
+		}
 		snprintf(name, nlen, "model.layers.%d.%s.weight", l, module_paths[mod]);
 		*ndim = 2;
-		shape[0] = out;
 		shape[1] = in;
 		return layer_weight(m, t, l, mod);
 	}
-	k -= L * 9;
+	k -= L * PL;
 	*ndim = k == 1 ? 1 : 2;
 	shape[0] = k == 1 ? C : c->vocab_size;
 	shape[1] = C;
@@ -218,7 +281,8 @@ static float *hf_tensor(const model_llama *m, float *const *t, int k, char *name
 
 static int hf_count(const model_llama *m)
 {
-	return m->cfg.num_layers * 9 + 2 + (m->cfg.tie_word_embeddings ? 0 : 1);
+	int it[HF_NITEM];
+	return m->cfg.num_layers * hf_layer_items(m, it) + 2 + (m->cfg.tie_word_embeddings ? 0 : 1);
 }
 
 static int join_path(char *buf, size_t n, const char *dir, const char *file)
@@ -357,9 +421,9 @@ int model_llama_save(const model_llama *m, const char *dir)
 	if ((rv = fl_st_writer_new(&w)) != 0)
 		return rv;
 	/* the order transformers uses: embedding, layers, norm, head */
-	int L9 = m->cfg.num_layers * 9, n = hf_count(m);
+	int n = hf_count(m), LP = n - 2 - (m->cfg.tie_word_embeddings ? 0 : 1);
 	for (int j = 0; j < n; j++) {
-		int k = j == 0 ? L9 : j <= L9 ? j - 1 : j;
+		int k = j == 0 ? LP : j <= LP ? j - 1 : j;
 		char name[256];
 		int64_t shape[2];
 		int ndim;
@@ -637,6 +701,10 @@ static size_t acts_layout(const model_llama *m, int B, int T, int train, float *
 	    {&a->ln1_rstd, L * N},
 	    {&a->q, L * N * QD},
 	    {&a->k, L * N * KD},
+	    {&a->qpre, c->qk_norm ? L * N * QD : 0},
+	    {&a->kpre, c->qk_norm ? L * N * KD : 0},
+	    {&a->q_rstd, c->qk_norm ? L * N * c->num_heads : 0},
+	    {&a->k_rstd, c->qk_norm ? L * N * c->num_kv_heads : 0},
 	    {&a->v, L * N * KD},
 	    {&a->lse, L * B * (size_t)c->num_heads * T},
 	    {&a->atty, L * N * QD},
@@ -702,13 +770,17 @@ static int acts_reserve(model_llama *m, int B, int T)
 
 /* ---- forward ---- */
 
-/* out (N, dims of mod) = x W^T (+ LoRA), for layer l. xa slot of the adapter
- * matrix when adapted. */
+/* out (N, dims of mod) = x W^T (+ b) (+ LoRA), for layer l: the bias is part
+ * of the base layer, as in PEFT's lora.Linear. xa slot of the adapter matrix
+ * when adapted. */
 static void linear_forward(model_llama *m, int l, int mod, float *out, const float *x, int N)
 {
 	int in, od;
 	module_dims(&m->cfg, mod, &in, &od);
 	model_matmul_forward(out, x, layer_weight(m, m->param, l, mod), N, in, od);
+	const float *b = layer_bias(m, m->param, l, mod);
+	if (b)
+		model_bias_forward(out, b, N, od);
 	int li = m->lora_idx[l * MODEL_NMODULE + mod];
 	if (li >= 0) {
 		const lora_mat *lm = &m->lora->mats[li];
@@ -737,8 +809,22 @@ static void layer_forward(model_llama *m, int l, size_t sl, const float *resid, 
 
 	model_rmsnorm_forward(ln1, a->ln1_rstd + sl * N, resid,
 	                      m->param[MODEL_P_LN1] + (size_t)l * C, N, C, c->rms_norm_eps);
-	linear_forward(m, l, MODEL_M_Q, q, ln1, N);
-	linear_forward(m, l, MODEL_M_K, k, ln1, N);
+	if (c->qk_norm) {
+		/* Qwen3: q_norm / k_norm over each head's D values (rows of D in the
+		 * (N, H*D) layout), after the projections, before the rotation */
+		float *qp = a->qpre + sl * N * QD, *kp = a->kpre + sl * N * KD;
+		linear_forward(m, l, MODEL_M_Q, qp, ln1, N);
+		linear_forward(m, l, MODEL_M_K, kp, ln1, N);
+		model_rmsnorm_forward(q, a->q_rstd + sl * N * Hq, qp,
+		                      m->param[MODEL_P_QNORM] + (size_t)l * D, N * Hq, D,
+		                      c->rms_norm_eps);
+		model_rmsnorm_forward(k, a->k_rstd + sl * N * Hkv, kp,
+		                      m->param[MODEL_P_KNORM] + (size_t)l * D, N * Hkv, D,
+		                      c->rms_norm_eps);
+	} else {
+		linear_forward(m, l, MODEL_M_Q, q, ln1, N);
+		linear_forward(m, l, MODEL_M_K, k, ln1, N);
+	}
 	linear_forward(m, l, MODEL_M_V, v, ln1, N);
 	model_rope_forward(q, B, T, Hq, D, m->rope_inv_freq);
 	model_rope_forward(k, B, T, Hkv, D, m->rope_inv_freq);
@@ -772,6 +858,8 @@ int model_llama_forward(model_llama *m, const int *tokens, const int *targets, i
 		                                                    : MODEL_OPS_MAX_T);
 		return FL_EINVAL;
 	}
+	if ((rv = model_config_check_seq(c, T, "forward")) != 0)
+		return rv;
 	int N = B * T, V = c->vocab_size;
 	for (int i = 0; i < N; i++) {
 		if (tokens[i] < 0 || tokens[i] >= V) {
@@ -862,6 +950,9 @@ static void linear_backward(model_llama *m, int l, int mod, float *dx, const flo
 	const float *w = layer_weight(m, m->param, l, mod);
 	float *dw = m->mode == MODEL_TRAIN_FULL ? layer_weight(m, m->grad, l, mod) : NULL;
 	model_matmul_backward(dx, dw, dout, x, w, N, in, od);
+	float *db = m->mode == MODEL_TRAIN_FULL ? layer_bias(m, m->grad, l, mod) : NULL;
+	if (db) /* the bias passes dout to dx unchanged: only its own gradient */
+		model_bias_backward(db, dout, N, od);
 	int li = m->lora_idx[l * MODEL_NMODULE + mod];
 	if (li < 0)
 		return;
@@ -883,6 +974,23 @@ static void linear_backward(model_llama *m, int l, int mod, float *dx, const flo
 	float *dB = sink->pe + (offB - base);
 	model_lora_backward_per_example(dx, dA, dB, sink->stride, dout, x, xa, lm->A, lm->B, m->B,
 	                                m->T, in, od, r, m->lora_scale);
+}
+
+/* Backward of a q or k norm of layer l (per-head RMSNorm, H heads of D):
+ * d (N, H*D) holds the gradient of the normed tensor and receives that of
+ * its input x (N, H*D); the norm weight gets its gradient in full mode. The
+ * attention-output gradient buffer datty (N, Hq*D, at least H*D) serves as
+ * scratch: the attention backward consumed it already. */
+static void norm_heads_backward(model_llama *m, int l, float *d, const float *x,
+                                const float *rstd, int which, int H)
+{
+	int N = m->B * m->T, D = m->cfg.head_dim;
+	size_t n = (size_t)N * H * D;
+	float *dx = m->acts.datty;
+	float *dw = m->mode == MODEL_TRAIN_FULL ? m->grad[which] + (size_t)l * D : NULL;
+	memset(dx, 0, n * sizeof(float));
+	model_rmsnorm_backward(dx, dw, d, x, m->param[which] + (size_t)l * D, rstd, N * H, D);
+	memcpy(d, dx, n * sizeof(float));
 }
 
 /* Lowest layer holding a trainable tensor; gradients need not flow below it. */
@@ -960,6 +1068,14 @@ static int backward_impl(model_llama *m, const lora_sink *sink)
 		                               T, Hq, Hkv, D);
 		model_rope_backward(a->dq, B, T, Hq, D, m->rope_inv_freq);
 		model_rope_backward(a->dk, B, T, Hkv, D, m->rope_inv_freq);
+		if (c->qk_norm) {
+			/* through the per-head norms: d qpre into datty (free once the
+			 * attention backward has run), then back into dq / dk */
+			norm_heads_backward(m, l, a->dq, a->qpre + sl * N * QD,
+			                    a->q_rstd + sl * N * Hq, MODEL_P_QNORM, Hq);
+			norm_heads_backward(m, l, a->dk, a->kpre + sl * N * KD,
+			                    a->k_rstd + sl * N * Hkv, MODEL_P_KNORM, Hkv);
+		}
 		/* below the lowest trained layer nothing needs d ln1 or d resid */
 		int need_dx = full || l > lmin;
 		float *dln = need_dx ? a->dln : NULL;

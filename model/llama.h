@@ -3,7 +3,11 @@
  * token embedding, L blocks of [RMSNorm, grouped-query attention with rotary
  * positions, RMSNorm, SwiGLU MLP] with residuals, final RMSNorm, LM head
  * (optionally tied to the embedding). Float32 reference implementation; the
- * CUDA model (model/cuda/) mirrors it.
+ * CUDA model (model/cuda/) mirrors it. The same struct computes Qwen2
+ * (biases on q/k/v_proj), Qwen3 (RMSNorm of each q and k head before the
+ * rotary embedding) and Mistral models (model/config.h): the biases and
+ * norm weights are base parameters like the others, added by the forward
+ * and trained only in full mode; the input gradient flows through them.
  *
  * One struct owns the model, llm.c style: all parameters in one allocation
  * with a pointer table (tensors stacked over layers), gradients in one
@@ -51,6 +55,13 @@ enum {
 	MODEL_P_WDOWN,     /* (L,C,I)     mlp.down_proj.weight */
 	MODEL_P_NORM,      /* (C)         model.norm.weight */
 	MODEL_P_HEAD,      /* (V,C)       lm_head.weight; size 0 and aliases EMBED when tied */
+	/* what other families add; size 0 where the config has none */
+	MODEL_P_BQ,    /* (L,Hq*D)    self_attn.q_proj.bias (qkv_bias) */
+	MODEL_P_BK,    /* (L,Hkv*D)   self_attn.k_proj.bias (qkv_bias) */
+	MODEL_P_BV,    /* (L,Hkv*D)   self_attn.v_proj.bias (qkv_bias) */
+	MODEL_P_BO,    /* (L,C)       self_attn.o_proj.bias (o_bias) */
+	MODEL_P_QNORM, /* (L,D)       self_attn.q_norm.weight (qk_norm) */
+	MODEL_P_KNORM, /* (L,D)       self_attn.k_norm.weight (qk_norm) */
 	MODEL_NPARAM
 };
 
@@ -83,8 +94,12 @@ typedef struct model_acts {
 	float *x0;       /* (N,C) embeddings = residual entering layer 0 */
 	float *ln1;      /* (L,N,C) */
 	float *ln1_rstd; /* (L,N) */
-	float *q;        /* (L,N,Hq*D) after rope */
-	float *k;        /* (L,N,Hkv*D) after rope */
+	float *q;        /* (L,N,Hq*D) after rope (and the q norm) */
+	float *k;        /* (L,N,Hkv*D) after rope (and the k norm) */
+	float *qpre;     /* (L,N,Hq*D) q_proj output before the q norm (qk_norm only) */
+	float *kpre;     /* (L,N,Hkv*D) k_proj output before the k norm (qk_norm only) */
+	float *q_rstd;   /* (L,N*Hq) per-head rstd of the q norm (qk_norm only) */
+	float *k_rstd;   /* (L,N*Hkv) per-head rstd of the k norm (qk_norm only) */
 	float *v;        /* (L,N,Hkv*D) */
 	float *lse;      /* (L,B,Hq,T) logsumexp of each row's attention scores */
 	float *atty;     /* (L,N,Hq*D) attention output, input of o_proj */

@@ -94,6 +94,24 @@ void model_matmul_backward(float *dx, float *dw, const float *dout, const float 
 		            IN, 1.0f, dw, IN);
 }
 
+void model_bias_forward(float *out, const float *b, int N, int OUT)
+{
+	for (int n = 0; n < N; n++) {
+		float *o = out + (size_t)n * OUT;
+		for (int j = 0; j < OUT; j++)
+			o[j] += b[j];
+	}
+}
+
+void model_bias_backward(float *db, const float *dout, int N, int OUT)
+{
+	for (int n = 0; n < N; n++) {
+		const float *d = dout + (size_t)n * OUT;
+		for (int j = 0; j < OUT; j++)
+			db[j] += d[j];
+	}
+}
+
 void model_lora_forward(float *out, float *xa, const float *x, const float *A, const float *B,
                         int N, int IN, int OUT, int r, float scale)
 {

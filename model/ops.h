@@ -47,6 +47,12 @@ void model_matmul_forward(float *out, const float *x, const float *w, int N, int
 void model_matmul_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                            int N, int IN, int OUT);
 
+/* Bias of a linear layer: out (N,OUT) += b (OUT) on every row. */
+void model_bias_forward(float *out, const float *b, int N, int OUT);
+/* db (OUT) += the column sums of dout (N,OUT). The input gradient of a bias
+ * is the identity: nothing to do for dx. */
+void model_bias_backward(float *db, const float *dout, int N, int OUT);
+
 /* LoRA on a linear layer: out (N,OUT) += scale * (x A^T) B^T, with A (r,IN),
  * B (OUT,r); xa (N,r) = x A^T is saved for the backward. */
 void model_lora_forward(float *out, float *xa, const float *x, const float *A, const float *B,

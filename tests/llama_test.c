@@ -9,7 +9,12 @@
  *   - a few training steps lower the loss (LoRA with AdamW, full with SGD);
  *   - save/load round trips give identical logits; config.json round trips;
  *   - malformed configs and safetensors files, bad tokens, bad adapters and
- *     calls out of order are refused.
+ *     calls out of order are refused;
+ *   - the Qwen2 (q/k/v biases), Qwen3 (per-head q/k RMSNorm, explicit
+ *     head_dim) and Mistral (sliding window) variants: config parsing, the
+ *     same reference and gradient checks, zero biases equal to Llama, the q
+ *     norm against a hand computation, missing tensors, sharded loading,
+ *     sequences longer than the window refused.
  */
 #include "model/llama.h"
 
@@ -47,6 +52,25 @@ static model_config tiny_config(int tied)
 	return c;
 }
 
+/* tiny_config as family `arch`: Qwen2 with q/k/v biases, Qwen3 with q/k
+ * norms and head_dim 4 (Hq*D = 16 is not hidden_size 8), Mistral as Llama
+ * with a sliding window of 32 tokens (longer than the tests' sequences). */
+static model_config tiny_arch_config(int tied, model_arch arch)
+{
+	model_config c = tiny_config(tied);
+	c.arch = arch;
+	c.qkv_bias = arch == MODEL_ARCH_QWEN2;
+	c.qk_norm = arch == MODEL_ARCH_QWEN3;
+	if (arch == MODEL_ARCH_QWEN3)
+		c.head_dim = 4;
+	if (arch == MODEL_ARCH_MISTRAL)
+	{
+		c.sliding_window = c.attn_window = 32;
+		c.use_sliding_window = 1;
+	}
+	return c;
+}
+
 /* Base parameters with some spread (norm weights around 1), so that every
  * path carries signal at these tiny sizes. */
 static void randomize(model_llama *m, uint64_t seed)
@@ -60,6 +84,10 @@ static void randomize(model_llama *m, uint64_t seed)
 			m->param[MODEL_P_LN1][l * m->cfg.hidden_size + c] += 1.0f;
 			m->param[MODEL_P_LN2][l * m->cfg.hidden_size + c] += 1.0f;
 		}
+	for (size_t i = 0; i < m->param_size[MODEL_P_QNORM]; i++) {
+		m->param[MODEL_P_QNORM][i] += 1.0f;
+		m->param[MODEL_P_KNORM][i] += 1.0f;
+	}
 }
 
 static void fill_normal(float *p, size_t n, double sd, uint64_t seed)
@@ -110,15 +138,20 @@ static void ref_rmsnorm(double *y, const double *x, const double *w, int N, int 
 	}
 }
 
-/* y (N,out) (+)= x W^T + scale (x A^T) B^T */
+/* y (N,out) (+)= x W^T + b + scale (x A^T) B^T */
 static void ref_linear(const ref_ctx *c, double *y, const double *x, int l, int mod, int N, int in,
                        int out, int add)
 {
 	static const int pidx[MODEL_NMODULE] = {MODEL_P_WQ,   MODEL_P_WK,    MODEL_P_WV,
 	                                        MODEL_P_WO,   MODEL_P_WGATE, MODEL_P_WUP,
 	                                        MODEL_P_WDOWN};
+	static const int bidx[MODEL_NMODULE] = {MODEL_P_BQ, MODEL_P_BK, MODEL_P_BV, MODEL_P_BO,
+	                                        -1,         -1,         -1};
 	const model_llama *m = c->m;
 	const double *W = c->p + poff(m, pidx[mod]) + (size_t)l * in * out;
+	const double *bias = bidx[mod] >= 0 && m->param_size[bidx[mod]]
+	                         ? c->p + poff(m, bidx[mod]) + (size_t)l * out
+	                         : NULL;
 	int li = m->lora ? m->lora_idx[l * MODEL_NMODULE + mod] : -1;
 	for (int n = 0; n < N; n++) {
 		double xa[8] = {0};
@@ -133,6 +166,8 @@ static void ref_linear(const ref_ctx *c, double *y, const double *x, int l, int 
 			double s = 0;
 			for (int i = 0; i < in; i++)
 				s += x[n * in + i] * W[o * in + i];
+			if (bias)
+				s += bias[o];
 			if (li >= 0) {
 				const lora_mat *lm = &m->lora->mats[li];
 				const double *Bm = c->lp + (lm->B - m->lora->params);
@@ -187,6 +222,12 @@ static double ref_loss(void *p)
 		ref_linear(c, q, h, l, MODEL_M_Q, N, C, QD, 0);
 		ref_linear(c, k, h, l, MODEL_M_K, N, C, KD, 0);
 		ref_linear(c, v, h, l, MODEL_M_V, N, C, KD, 0);
+		if (cf->qk_norm) { /* Qwen3: RMSNorm of every head's D values */
+			ref_rmsnorm(q, q, c->p + poff(m, MODEL_P_QNORM) + l * D, N * Hq, D,
+			            cf->rms_norm_eps);
+			ref_rmsnorm(k, k, c->p + poff(m, MODEL_P_KNORM) + l * D, N * Hkv, D,
+			            cf->rms_norm_eps);
+		}
 		ref_rope(q, B, T, Hq, cf);
 		ref_rope(k, B, T, Hkv, cf);
 		for (int b = 0; b < B; b++)
@@ -273,21 +314,26 @@ static double *dcopy(const float *f, size_t n)
 
 /* A tiny model with an adapter on `targets`, A and B random (B nonzero so
  * that A gets a gradient). */
-static void tiny_with_lora(int tied, const char *targets, model_llama **m, lora_adapter **ad)
+static void tiny_arch_with_lora(model_config c, const char *targets, model_llama **m,
+                                lora_adapter **ad)
 {
-	model_config c = tiny_config(tied);
 	CHECK_RC(model_llama_new(m, &c, 5));
-	randomize(*m, 17 + tied);
+	randomize(*m, 17 + c.tie_word_embeddings);
 	CHECK_RC(model_lora_adapter_new(&c, targets, 2, 4.0f, ad));
 	fill_normal((*ad)->params, (*ad)->n_a + (*ad)->n_b, 0.5, 23);
 	CHECK_RC(model_llama_attach_lora(*m, *ad));
 }
 
-static void lora_gradcheck(int tied)
+static void tiny_with_lora(int tied, const char *targets, model_llama **m, lora_adapter **ad)
+{
+	tiny_arch_with_lora(tiny_config(tied), targets, m, ad);
+}
+
+static void lora_gradcheck_cfg(model_config cf)
 {
 	model_llama *m = NULL;
 	lora_adapter *ad = NULL;
-	tiny_with_lora(tied, "all", &m, &ad);
+	tiny_arch_with_lora(cf, "all", &m, &ad);
 	int B = 2, T = 5, N = B * T, V = m->cfg.vocab_size;
 	int tok[10], tg[10];
 	batch(B, T, V, tok, tg, 3);
@@ -343,20 +389,19 @@ static void lora_gradcheck(int tied)
 
 static void test_lora_grad_untied(void)
 {
-	lora_gradcheck(0);
+	lora_gradcheck_cfg(tiny_config(0));
 }
 
 static void test_lora_grad_tied(void)
 {
-	lora_gradcheck(1);
+	lora_gradcheck_cfg(tiny_config(1));
 }
 
 /* Full-parameter gradients; with `with_lora`, an adapter on every module is
  * attached (applied in the forward, not trained), so the input gradients
  * flow through its LoRA paths too. */
-static void full_gradcheck(int tied, int with_lora)
+static void full_gradcheck_cfg(model_config cf, int with_lora)
 {
-	model_config cf = tiny_config(tied);
 	model_llama *m = NULL;
 	lora_adapter *ad = NULL;
 	CHECK_RC(model_llama_new(&m, &cf, 9));
@@ -404,17 +449,35 @@ static void full_gradcheck(int tied, int with_lora)
 
 static void test_full_grad_untied(void)
 {
-	full_gradcheck(0, 0);
+	full_gradcheck_cfg(tiny_config(0), 0);
 }
 
 static void test_full_grad_with_lora(void)
 {
-	full_gradcheck(0, 1);
+	full_gradcheck_cfg(tiny_config(0), 1);
 }
 
 static void test_full_grad_tied(void)
 {
-	full_gradcheck(1, 0);
+	full_gradcheck_cfg(tiny_config(1), 0);
+}
+
+/* The families' extra paths under the same checks: LoRA gradients (A of
+ * q_proj and k_proj in the lower layer see the q/k norm's input gradient
+ * and the biases' identity), and full gradients, which include the biases
+ * and the norm weights (tensors MODEL_P_BQ.. MODEL_P_KNORM). */
+static void test_arch_grads(void)
+{
+	static const model_arch archs[] = {MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_MISTRAL};
+	for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+		lora_gradcheck_cfg(tiny_arch_config(i == 0, archs[i]));
+		full_gradcheck_cfg(tiny_arch_config(0, archs[i]), 1);
+	}
+	/* Llama's attention_bias: q, k, v and o_proj biased */
+	model_config lb = tiny_config(0);
+	lb.qkv_bias = lb.o_bias = 1;
+	lora_gradcheck_cfg(lb);
+	full_gradcheck_cfg(lb, 0);
 }
 
 /* The model's logits equal the double reference; a later smaller batch reuses
@@ -864,16 +927,20 @@ static void test_config_rope_llama3(void)
 	rmdir(tmpdir);
 }
 
-/* Parses json and returns its return code; the error log goes to msg. */
-static int parse_logged(const char *json, char *msg, size_t cap)
+/* Sends stderr (the log) to a temporary file until log_release, which copies
+ * what was written into msg (cap bytes, NUL-terminated). */
+static FILE *log_capture(int *saved)
 {
-	model_config c;
 	FILE *tmp = tmpfile();
-	int saved = dup(2), rc;
+	*saved = dup(2);
 	fflush(stderr);
 	if (tmp)
 		dup2(fileno(tmp), 2);
-	rc = model_config_parse(&c, json, strlen(json), "Llama-3.2-1B/config.json");
+	return tmp;
+}
+
+static void log_release(FILE *tmp, int saved, char *msg, size_t cap)
+{
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -884,6 +951,16 @@ static int parse_logged(const char *json, char *msg, size_t cap)
 		msg[n] = 0;
 		fclose(tmp);
 	}
+}
+
+/* Parses json and returns its return code; the error log goes to msg. */
+static int parse_logged(const char *json, char *msg, size_t cap)
+{
+	model_config c;
+	int saved;
+	FILE *tmp = log_capture(&saved);
+	int rc = model_config_parse(&c, json, strlen(json), "Llama-3.2-1B/config.json");
+	log_release(tmp, saved, msg, cap);
 	return rc;
 }
 
@@ -1024,10 +1101,10 @@ static void test_config_rejects(void)
 		int rc;
 	} cases[] = {
 	    {",\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}", FL_ENOTSUP},
-	    {",\"attention_bias\":true", FL_ENOTSUP},
+	    {",\"model_type\":\"mistral\",\"attention_bias\":true", FL_ENOTSUP},
 	    {",\"mlp_bias\":true", FL_ENOTSUP},
 	    {",\"hidden_act\":\"gelu\"", FL_ENOTSUP},
-	    {",\"model_type\":\"mistral\"", FL_ENOTSUP},
+	    {",\"model_type\":\"gemma2\"", FL_ENOTSUP},
 	    {",\"num_key_value_heads\":3", FL_EINVAL},
 	    {",\"num_key_value_heads\":2.5", FL_EFORMAT},
 	    {",\"rms_norm_eps\":-1", FL_EFORMAT},
@@ -1192,20 +1269,27 @@ static void rm_sharded(const char *d)
 	rm_dir(d);
 }
 
+/* In a new tmpdir: m saved as one file (one), as three shards (sh) and as
+ * shards without the tensor `skip` (bad); each path 300 bytes. */
+static void shard_folders(const model_llama *m, const char *skip, char *one, char *sh, char *bad)
+{
+	make_tmpdir();
+	snprintf(one, 300, "%s/one", tmpdir);
+	snprintf(sh, 300, "%s/sharded", tmpdir);
+	snprintf(bad, 300, "%s/missing", tmpdir);
+	CHECK_RC(model_llama_save(m, one));
+	write_sharded(one, sh, NULL, &m->cfg);
+	write_sharded(one, bad, skip, &m->cfg);
+}
+
 static void test_load_sharded(void)
 {
 	model_llama *m = NULL, *a = NULL, *b = NULL, *c = NULL;
 	model_config cf = tiny_config(0);
 	CHECK_RC(model_llama_new(&m, &cf, 31));
 	randomize(m, 32);
-	make_tmpdir();
 	char one[300], sh[300], bad[300];
-	snprintf(one, sizeof one, "%s/one", tmpdir);
-	snprintf(sh, sizeof sh, "%s/sharded", tmpdir);
-	snprintf(bad, sizeof bad, "%s/nohead", tmpdir);
-	CHECK_RC(model_llama_save(m, one));
-	write_sharded(one, sh, NULL, &cf);
-	write_sharded(one, bad, "lm_head.weight", &cf);
+	shard_folders(m, "lm_head.weight", one, sh, bad);
 	CHECK_RC(model_llama_load(&a, one));
 	CHECK_RC(model_llama_load(&b, sh));
 	if (a && b) {
@@ -1308,6 +1392,333 @@ static void test_flops(void)
 	lora_adapter_free(ad);
 }
 
+
+/* ---- other model families ---- */
+
+/* Loads dir and returns the return code; the error log goes to msg. */
+static int load_logged(const char *dir, model_llama **m, char *msg, size_t cap)
+{
+	int saved;
+	FILE *tmp = log_capture(&saved);
+	int rc = model_llama_load(m, dir);
+	log_release(tmp, saved, msg, cap);
+	return rc;
+}
+
+/* Logits of every family (LoRA on q_proj and v_proj) against the double
+ * reference, which applies the biases and the q/k norms on its own. */
+static void test_arch_forward_reference(void)
+{
+	static const model_arch archs[] = {MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3, MODEL_ARCH_MISTRAL};
+	for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+		model_llama *m = NULL;
+		lora_adapter *ad = NULL;
+		tiny_arch_with_lora(tiny_arch_config((int)i % 2, archs[i]), "q_proj,v_proj", &m, &ad);
+		if (!m)
+			continue;
+		int B = 2, T = 6, V = m->cfg.vocab_size;
+		int tok[12], tg[12];
+		batch(B, T, V, tok, tg, 8 + i);
+		double *ref = malloc(sizeof(double) * B * T * V);
+		ref_ctx c = {m, dcopy(m->params, m->nparams), dcopy(ad->params, ad->n_a + ad->n_b),
+		             tok, tg, B, T, -1, ref};
+		double rl = ref_loss(&c);
+		CHECK_RC(model_llama_forward(m, tok, NULL, B, T, NULL));
+		const float *lg = model_llama_logits(m);
+		int bad = 0;
+		for (int j = 0; lg && j < B * T * V; j++)
+			bad += !(fabs(lg[j] - ref[j]) <= 1e-5 + 1e-4 * fabs(ref[j]));
+		if (bad)
+			fprintf(stderr, "  %s: %d logits off the reference\n",
+			        model_arch_name(archs[i]), bad);
+		CHECK(lg && bad == 0);
+		float loss;
+		CHECK_RC(model_llama_forward(m, tok, tg, B, T, &loss));
+		CHECK_NEAR(loss, rl, 1e-5, 1e-4);
+		free(ref), free(c.p), free(c.lp);
+		model_llama_free(m);
+		lora_adapter_free(ad);
+	}
+}
+
+/* Copies every tensor the two models share (the Llama ones) from a to b. */
+static void copy_llama_tensors(model_llama *b, const model_llama *a)
+{
+	for (int i = 0; i < MODEL_P_BQ; i++) {
+		CHECK(a->param_size[i] == b->param_size[i]);
+		if (a->param_size[i] == b->param_size[i])
+			memcpy(b->param[i], a->param[i], a->param_size[i] * sizeof(float));
+	}
+}
+
+/* A Qwen2 model whose biases are zero computes the Llama model's logits bit
+ * for bit; nonzero biases change them. A Qwen3 model with unit q/k norm
+ * weights does not equal the Llama model (the norm rescales every head),
+ * and its normed q at position 0 (where RoPE is the identity) is the hand
+ * computation x * w / sqrt(mean(x^2) + eps) of the q_proj output x. */
+static void test_arch_against_llama(void)
+{
+	int B = 2, T = 5, tok[10], tg[10];
+	model_llama *l2 = NULL, *q2 = NULL, *l3 = NULL, *q3 = NULL;
+	model_config cl = tiny_config(0), cq2 = tiny_arch_config(0, MODEL_ARCH_QWEN2);
+	model_config cq3 = tiny_arch_config(0, MODEL_ARCH_QWEN3), cl3 = tiny_config(0);
+	cl3.head_dim = cq3.head_dim;
+	batch(B, T, cl.vocab_size, tok, tg, 12);
+	size_t n = (size_t)B * T * cl.vocab_size;
+	float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+	CHECK_RC(model_llama_new(&l2, &cl, 3));
+	CHECK_RC(model_llama_new(&q2, &cq2, 4));
+	CHECK_RC(model_llama_new(&l3, &cl3, 5));
+	CHECK_RC(model_llama_new(&q3, &cq3, 6));
+	if (!l2 || !q2 || !l3 || !q3)
+		goto out;
+	CHECK(q2->param_size[MODEL_P_BQ] == 2 * 8 && q2->param_size[MODEL_P_BK] == 2 * 4 &&
+	      q2->param_size[MODEL_P_BO] == 0 && q2->param_size[MODEL_P_QNORM] == 0);
+	CHECK(q2->nparams == model_config_num_params(&cq2));
+	CHECK(q3->nparams == model_config_num_params(&cq3));
+	CHECK(q3->param_size[MODEL_P_QNORM] == 2 * 4 && q3->param_size[MODEL_P_BQ] == 0);
+	randomize(l2, 40);
+	copy_llama_tensors(q2, l2);
+	for (int i = MODEL_P_BQ; i <= MODEL_P_BV; i++) /* model_llama_new zeroes biases */
+		for (size_t j = 0; j < q2->param_size[i]; j++)
+			CHECK(q2->param[i][j] == 0.0f);
+	CHECK_RC(model_llama_forward(l2, tok, NULL, B, T, NULL));
+	memcpy(a, model_llama_logits(l2), n * sizeof(float));
+	CHECK_RC(model_llama_forward(q2, tok, NULL, B, T, NULL));
+	CHECK(!memcmp(a, model_llama_logits(q2), n * sizeof(float)));
+	q2->param[MODEL_P_BK][1] = 0.5f;
+	CHECK_RC(model_llama_forward(q2, tok, NULL, B, T, NULL));
+	CHECK(memcmp(a, model_llama_logits(q2), n * sizeof(float)) != 0);
+
+	randomize(l3, 41);
+	copy_llama_tensors(q3, l3);
+	for (size_t j = 0; j < q3->param_size[MODEL_P_QNORM]; j++)
+		q3->param[MODEL_P_QNORM][j] = q3->param[MODEL_P_KNORM][j] = 1.0f;
+	CHECK_RC(model_llama_forward(l3, tok, NULL, B, T, NULL));
+	memcpy(a, model_llama_logits(l3), n * sizeof(float));
+	CHECK_RC(model_llama_forward(q3, tok, NULL, B, T, NULL));
+	memcpy(b, model_llama_logits(q3), n * sizeof(float));
+	double maxd = 0;
+	for (size_t i = 0; i < n; i++)
+		maxd = fmax(maxd, fabs((double)a[i] - b[i]));
+	CHECK(maxd > 1e-2);
+	/* the last layer's q norm, by hand, with weights other than 1 */
+	static const float w[4] = {0.5f, 2.0f, 1.5f, -1.0f};
+	memcpy(q3->param[MODEL_P_QNORM] + 4, w, sizeof w);
+	CHECK_RC(model_llama_forward(q3, tok, NULL, 1, 1, NULL));
+	const float *x = q3->acts.qpre, *y = q3->acts.q; /* inference: the last layer's */
+	int bad = 0;
+	for (int h = 0; h < cq3.num_heads; h++) {
+		double ss = 0;
+		for (int d = 0; d < 4; d++)
+			ss += (double)x[h * 4 + d] * x[h * 4 + d];
+		double r = 1.0 / sqrt(ss / 4 + 1e-5);
+		for (int d = 0; d < 4; d++)
+			bad += !(fabs(y[h * 4 + d] - x[h * 4 + d] * r * w[d]) <=
+			         1e-6 + 1e-5 * fabs(x[h * 4 + d] * r * w[d]));
+	}
+	CHECK(bad == 0);
+out:
+	free(a), free(b);
+	model_llama_free(l2), model_llama_free(q2), model_llama_free(l3), model_llama_free(q3);
+}
+
+/* config.json of each family as the Hub ships them (sizes shrunk). */
+#define ARCH_SIZES                                                                                 \
+	"\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"                    \
+	"\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":300,"                  \
+	"\"hidden_act\":\"silu\",\"rms_norm_eps\":1e-06,\"rope_theta\":1000000.0"
+
+static void test_config_arch(void)
+{
+	struct {
+		const char *json;
+		model_arch arch;
+		int qkv_bias, o_bias, qk_norm, head_dim, window;
+	} ok[] = {
+	    /* Qwen2.5-0.5B: window fields present, use_sliding_window false */
+	    {"{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\"," ARCH_SIZES
+	     ",\"max_window_layers\":24,\"sliding_window\":32768,\"use_sliding_window\":false,"
+	     "\"tie_word_embeddings\":true}",
+	     MODEL_ARCH_QWEN2, 1, 0, 0, 16, 0},
+	    /* the window on, but only from layer 24 up of 2 layers */
+	    {"{\"model_type\":\"qwen2\"," ARCH_SIZES
+	     ",\"max_window_layers\":24,\"sliding_window\":8,\"use_sliding_window\":true}",
+	     MODEL_ARCH_QWEN2, 1, 0, 0, 16, 0},
+	    {"{\"model_type\":\"qwen2\"," ARCH_SIZES
+	     ",\"max_window_layers\":1,\"sliding_window\":8,\"use_sliding_window\":true}",
+	     MODEL_ARCH_QWEN2, 1, 0, 0, 16, 8},
+	    /* transformers 5's explicit layer_types */
+	    {"{\"model_type\":\"qwen2\"," ARCH_SIZES
+	     ",\"sliding_window\":8,\"use_sliding_window\":true,"
+	     "\"layer_types\":[\"full_attention\",\"full_attention\"]}",
+	     MODEL_ARCH_QWEN2, 1, 0, 0, 16, 0},
+	    /* Qwen3-0.6B: explicit head_dim wider than hidden/heads */
+	    {"{\"architectures\":[\"Qwen3ForCausalLM\"],\"model_type\":\"qwen3\"," ARCH_SIZES
+	     ",\"head_dim\":32,\"attention_bias\":false,\"max_window_layers\":28,"
+	     "\"sliding_window\":null,\"use_sliding_window\":false,\"tie_word_embeddings\":true}",
+	     MODEL_ARCH_QWEN3, 0, 0, 1, 32, 0},
+	    {"{\"model_type\":\"qwen3\"," ARCH_SIZES ",\"attention_bias\":true}", MODEL_ARCH_QWEN3,
+	     1, 1, 1, 16, 0},
+	    /* Mistral-7B-v0.1 (a window) and v0.3 (none) */
+	    {"{\"architectures\":[\"MistralForCausalLM\"],\"model_type\":\"mistral\"," ARCH_SIZES
+	     ",\"sliding_window\":4096}",
+	     MODEL_ARCH_MISTRAL, 0, 0, 0, 16, 4096},
+	    {"{\"model_type\":\"mistral\"," ARCH_SIZES ",\"sliding_window\":null,\"head_dim\":8}",
+	     MODEL_ARCH_MISTRAL, 0, 0, 0, 8, 0},
+	    /* Llama with attention_bias: all four projections */
+	    {"{\"model_type\":\"llama\"," ARCH_SIZES ",\"attention_bias\":true}", MODEL_ARCH_LLAMA,
+	     1, 1, 0, 16, 0},
+	    {"{" ARCH_SIZES "}", MODEL_ARCH_LLAMA, 0, 0, 0, 16, 0},
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		model_config c, d;
+		int rc = model_config_parse(&c, ok[i].json, strlen(ok[i].json), "ok.json");
+		int same = rc == 0 && c.arch == ok[i].arch && c.qkv_bias == ok[i].qkv_bias &&
+		           c.o_bias == ok[i].o_bias && c.qk_norm == ok[i].qk_norm &&
+		           c.head_dim == ok[i].head_dim && c.attn_window == ok[i].window;
+		if (!same)
+			fprintf(stderr, "  accepted case %zu: rc %d arch %d bias %d/%d norm %d D %d "
+			                "window %d\n",
+			        i, rc, c.arch, c.qkv_bias, c.o_bias, c.qk_norm, c.head_dim,
+			        c.attn_window);
+		CHECK(same);
+		/* what model_config_save writes reads back the same (the
+		 * layer_types list is not written: the window fields say it) */
+		make_tmpdir();
+		char path[300];
+		snprintf(path, sizeof path, "%s/config.json", tmpdir);
+		CHECK_RC(model_config_save(&c, path));
+		CHECK_RC(model_config_load(&d, path));
+		CHECK(d.arch == c.arch && d.qkv_bias == c.qkv_bias && d.o_bias == c.o_bias &&
+		      d.qk_norm == c.qk_norm && d.head_dim == c.head_dim &&
+		      (strstr(ok[i].json, "layer_types") || d.attn_window == c.attn_window));
+		unlink(path);
+		rmdir(tmpdir);
+	}
+	struct {
+		const char *json;
+		int rc;
+		const char *msg; /* in the log, after the file name */
+	} bad[] = {
+	    {"{\"model_type\":\"gemma\"," ARCH_SIZES "}", FL_ENOTSUP,
+	     "\"model_type\" \"gemma\" is not supported"},
+	    {"{\"model_type\":7," ARCH_SIZES "}", FL_ENOTSUP, "\"model_type\" (not a string)"},
+	    {"{\"model_type\":\"mistral\"," ARCH_SIZES ",\"attention_bias\":true}", FL_ENOTSUP,
+	     "\"attention_bias\": true is not supported for model_type \"mistral\""},
+	    {"{\"model_type\":\"llama\"," ARCH_SIZES ",\"mlp_bias\":true}", FL_ENOTSUP,
+	     "\"mlp_bias\": true is not supported"},
+	    {"{\"model_type\":\"qwen2\"," ARCH_SIZES ",\"mlp_bias\":true}", FL_ENOTSUP,
+	     "\"mlp_bias\": true is not supported"},
+	    {"{\"model_type\":\"llama\"," ARCH_SIZES ",\"attention_bias\":1}", FL_EFORMAT,
+	     "\"attention_bias\" must be a boolean"},
+	    {"{\"model_type\":\"qwen2\"," ARCH_SIZES ",\"use_sliding_window\":\"no\"}", FL_EFORMAT,
+	     "\"use_sliding_window\" must be a boolean"},
+	    {"{\"model_type\":\"mistral\"," ARCH_SIZES ",\"sliding_window\":0}", FL_EFORMAT,
+	     "\"sliding_window\" must be an integer"},
+	    {"{\"model_type\":\"qwen3\"," ARCH_SIZES ",\"layer_types\":[\"full_attention\"]}",
+	     FL_EFORMAT, "\"layer_types\" must be a list of num_hidden_layers (2)"},
+	    {"{\"model_type\":\"qwen3\"," ARCH_SIZES
+	     ",\"layer_types\":[\"full_attention\",\"chunked_attention\"]}",
+	     FL_ENOTSUP, "\"layer_types\" entries must be"},
+	};
+	char msg[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int rc = parse_logged(bad[i].json, msg, sizeof msg);
+		int named = strstr(msg, "Llama-3.2-1B/config.json") && strstr(msg, bad[i].msg);
+		if (rc != bad[i].rc || !named)
+			fprintf(stderr, "  refused case %zu: got %d want %d, log: %s", i, rc,
+			        bad[i].rc, msg);
+		CHECK(rc == bad[i].rc && named);
+	}
+	/* model_config_validate refuses flags the family does not build */
+	model_config c = tiny_arch_config(0, MODEL_ARCH_QWEN2);
+	c.o_bias = 1;
+	CHECK(model_config_validate(&c, "x") == FL_EINVAL);
+	c = tiny_arch_config(0, MODEL_ARCH_QWEN3);
+	c.qk_norm = 0;
+	CHECK(model_config_validate(&c, "x") == FL_EINVAL);
+}
+
+/* Sliding windows are not implemented: a sequence up to the window computes
+ * full causal attention, which is the windowed one; a longer one is refused
+ * by the forward. */
+static void test_sliding_window(void)
+{
+	model_config c = tiny_arch_config(0, MODEL_ARCH_MISTRAL);
+	c.sliding_window = c.attn_window = 4;
+	model_llama *m = NULL;
+	CHECK_RC(model_llama_new(&m, &c, 2));
+	if (!m)
+		return;
+	int tok[5] = {1, 2, 3, 4, 5};
+	CHECK_RC(model_llama_forward(m, tok, NULL, 1, 4, NULL));
+	CHECK(model_llama_forward(m, tok, NULL, 1, 5, NULL) == FL_ENOTSUP);
+	CHECK(model_config_check_seq(&c, 4, "x") == 0);
+	CHECK(model_config_check_seq(&c, 5, "x") == FL_ENOTSUP);
+	c.attn_window = 0; /* the window on no layer */
+	CHECK(model_config_check_seq(&c, 5000, "x") == 0);
+	model_llama_free(m);
+}
+
+/* Qwen2/Qwen3 folders save and load (one file and shards) with their extra
+ * tensors; a missing bias or norm weight is refused naming it, and Llama
+ * weights under a Qwen config are refused for the first extra tensor. */
+static void test_arch_load(void)
+{
+	static const model_arch archs[] = {MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3};
+	static const char *const miss[] = {"model.layers.1.self_attn.k_proj.bias",
+	                                   "model.layers.0.self_attn.q_norm.weight"};
+	char msg[2048];
+	for (size_t i = 0; i < 2; i++) {
+		model_llama *m = NULL, *a = NULL, *b = NULL, *c = NULL;
+		model_config cf = tiny_arch_config((int)i, archs[i]);
+		CHECK_RC(model_llama_new(&m, &cf, 50));
+		if (!m)
+			continue;
+		randomize(m, 51);
+		char one[300], sh[300], bad[300];
+		shard_folders(m, miss[i], one, sh, bad);
+		CHECK_RC(model_llama_load(&a, one));
+		CHECK_RC(model_llama_load(&b, sh));
+		CHECK(a && b && a->nparams == m->nparams && b->nparams == m->nparams &&
+		      !memcmp(a->params, m->params, m->nparams * sizeof(float)) &&
+		      !memcmp(b->params, m->params, m->nparams * sizeof(float)));
+		CHECK(a && a->cfg.arch == archs[i] && a->cfg.qkv_bias == cf.qkv_bias &&
+		      a->cfg.qk_norm == cf.qk_norm);
+		CHECK(load_logged(bad, &c, msg, sizeof msg) == FL_ENOENT && c == NULL);
+		CHECK(strstr(msg, miss[i]) != NULL);
+		/* Llama weights, this family's config */
+		model_config cl = cf;
+		cl.arch = MODEL_ARCH_LLAMA;
+		cl.qkv_bias = cl.qk_norm = 0;
+		model_llama *l = NULL;
+		CHECK_RC(model_llama_new(&l, &cl, 52));
+		char ld[300], cj[400];
+		snprintf(ld, sizeof ld, "%s/llama", tmpdir);
+		snprintf(cj, sizeof cj, "%s/config.json", ld);
+		CHECK_RC(model_llama_save(l, ld));
+		CHECK_RC(model_config_save(&cf, cj));
+		CHECK(load_logged(ld, &c, msg, sizeof msg) == FL_ENOENT && c == NULL);
+		CHECK(strstr(msg, i == 0 ? "model.layers.0.self_attn.q_proj.bias"
+		                         : "model.layers.0.self_attn.q_norm.weight") != NULL);
+		/* and the family's weights read as Llama: unexpected tensors */
+		snprintf(cj, sizeof cj, "%s/config.json", one);
+		CHECK_RC(model_config_save(&cl, cj));
+		CHECK(load_logged(one, &c, msg, sizeof msg) == FL_ESHAPE && c == NULL);
+		CHECK(strstr(msg, "unexpected tensor model.layers.0.self_attn.") != NULL);
+		model_llama_free(l);
+		model_llama_free(a);
+		model_llama_free(b);
+		model_llama_free(m);
+		rm_dir(one);
+		rm_dir(ld);
+		rm_sharded(sh);
+		rm_sharded(bad);
+		rmdir(tmpdir);
+	}
+}
+
 static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_lora_grad_untied),
                                   TEST(test_lora_grad_tied),
@@ -1329,6 +1740,12 @@ static const test_case cases[] = {TEST(test_forward_matches_reference),
                                   TEST(test_load_sharded),
                                   TEST(test_bad_use),
                                   TEST(test_flops),
+                                  TEST(test_arch_grads),
+                                  TEST(test_arch_forward_reference),
+                                  TEST(test_arch_against_llama),
+                                  TEST(test_config_arch),
+                                  TEST(test_sliding_window),
+                                  TEST(test_arch_load),
                                   {0}};
 
 int main(int argc, char **argv)
