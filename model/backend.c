@@ -163,6 +163,11 @@ static int cpu_train_setup(model_backend *b)
 }
 
 #ifdef FL_HAVE_CUDA
+/* model_cuda_weights lists the tensors in MODEL_P_* order, one pointer each
+ * (model_backend_sync_model indexes both the same way). */
+_Static_assert(sizeof(model_cuda_weights) == MODEL_NPARAM * sizeof(const float *),
+               "model_cuda_weights has one field per MODEL_P_* tensor");
+
 static int cuda_open(model_backend *b)
 {
 	model_llama *m = b->m;
@@ -182,6 +187,9 @@ static int cuda_open(model_backend *b)
 	    .max_seq = b->o.max_seq,
 	    .full = b->o.mode == MODEL_TRAIN_FULL,
 	    .grad_checkpoint = b->o.grad_checkpoint,
+	    .qkv_bias = c->qkv_bias,
+	    .o_bias = c->o_bias,
+	    .qk_norm = c->qk_norm,
 	};
 	model_cuda_weights w = {
 	    .embed = m->param[MODEL_P_EMBED],
@@ -196,6 +204,12 @@ static int cuda_open(model_backend *b)
 	    .wdown = m->param[MODEL_P_WDOWN],
 	    .norm = m->param[MODEL_P_NORM],
 	    .head = c->tie_word_embeddings ? NULL : m->param[MODEL_P_HEAD],
+	    .bq = m->param_size[MODEL_P_BQ] ? m->param[MODEL_P_BQ] : NULL,
+	    .bk = m->param_size[MODEL_P_BK] ? m->param[MODEL_P_BK] : NULL,
+	    .bv = m->param_size[MODEL_P_BV] ? m->param[MODEL_P_BV] : NULL,
+	    .bo = m->param_size[MODEL_P_BO] ? m->param[MODEL_P_BO] : NULL,
+	    .qnorm = m->param_size[MODEL_P_QNORM] ? m->param[MODEL_P_QNORM] : NULL,
+	    .knorm = m->param_size[MODEL_P_KNORM] ? m->param[MODEL_P_KNORM] : NULL,
 	};
 	model_cuda_optim oo = {
 	    .kind = (int)b->o.optim.kind,

@@ -13,7 +13,8 @@
  * and B only), gradients with checkpointing (equal to those without), per-example
  * gradients, a few AdamW steps tracking the CPU's
  * losses, micro-batching, DP-SGD (noise-free equivalence and the noise's
- * scale), and the backend's cuda path. The CPU model's weights and adapter are
+ * scale), and the backend's cuda path; logits, LoRA and full gradients again
+ * for the Qwen2, Qwen3 and biased-Llama families. The CPU model's weights and adapter are
  * rounded to bf16 first, so differences come only from the GPU's bf16
  * activations. Gradients are compared per adapter matrix by relative L2 error
  * ||g_gpu - g_cpu|| / ||g_cpu|| (bf16 activations: 5e-2) and overall cosine;
@@ -68,11 +69,29 @@ static model_config tiny_config(int tied)
 	return c;
 }
 
+/* The family make_model builds (model/config.h): Llama by default; the
+ * gpu_families case sets Qwen2 (q/k/v biases), Qwen3 (q/k norms, head_dim
+ * 32 so that Hq*D is not hidden_size) and Llama with attention_bias. */
+static model_arch test_arch;
+static int test_llama_bias;
+
+static model_config family_config(int tied)
+{
+	model_config c = tiny_config(tied);
+	c.arch = test_arch;
+	c.qkv_bias = test_arch == MODEL_ARCH_QWEN2 || test_llama_bias;
+	c.o_bias = test_llama_bias;
+	c.qk_norm = test_arch == MODEL_ARCH_QWEN3;
+	if (c.qk_norm)
+		c.head_dim = 32;
+	return c;
+}
+
 /* A tiny model with bf16-representable weights of some spread, and an
  * adapter on every module with nonzero (bf16-representable) A and B. */
 static int make_model(int tied, model_llama **mo, lora_adapter **ado)
 {
-	model_config c = tiny_config(tied);
+	model_config c = family_config(tied);
 	model_llama *m = NULL;
 	lora_adapter *ad = NULL;
 	fl_rng r;
@@ -84,8 +103,8 @@ static int make_model(int tied, model_llama **mo, lora_adapter **ado)
 		m->params[i] = (float)(0.12 * fl_rng_normal(&r));
 	for (size_t i = 0; i < m->param_size[MODEL_P_EMBED]; i++)
 		m->param[MODEL_P_EMBED][i] *= 8.0f; /* embeddings ~ 1 */
-	int k3[3] = {MODEL_P_LN1, MODEL_P_LN2, MODEL_P_NORM};
-	for (int j = 0; j < 3; j++)
+	int k3[5] = {MODEL_P_LN1, MODEL_P_LN2, MODEL_P_NORM, MODEL_P_QNORM, MODEL_P_KNORM};
+	for (int j = 0; j < 5; j++)
 		for (size_t i = 0; i < m->param_size[k3[j]]; i++)
 			m->param[k3[j]][i] += 1.0f;
 	for (size_t i = 0; i < m->nparams; i++)
@@ -301,32 +320,42 @@ static double cosine(const float *a, const float *b, size_t n)
 /* Gradient checkpointing in the GPU models gpu_from builds. */
 static int gpu_ckpt;
 
+/* The GPU configuration and weights of m (full: full-parameter mode). */
+static void cuda_setup(const model_llama *m, int max_batch, int full, model_cuda_config *cc,
+                       model_cuda_weights *w)
+{
+	const model_config *c = &m->cfg;
+	memset(cc, 0, sizeof *cc);
+	cc->vocab = c->vocab_size;
+	cc->hidden = c->hidden_size;
+	cc->inter = c->intermediate_size;
+	cc->layers = c->num_layers;
+	cc->heads = c->num_heads;
+	cc->kv_heads = c->num_kv_heads;
+	cc->head_dim = c->head_dim;
+	cc->tied = c->tie_word_embeddings;
+	cc->eps = c->rms_norm_eps;
+	cc->inv_freq = m->rope_inv_freq;
+	cc->max_batch = max_batch;
+	cc->max_seq = TT;
+	cc->full = full;
+	cc->grad_checkpoint = gpu_ckpt;
+	cc->qkv_bias = c->qkv_bias;
+	cc->o_bias = c->o_bias;
+	cc->qk_norm = c->qk_norm;
+	/* model_cuda_weights is MODEL_P_* order, one pointer each (backend.c) */
+	const float **wp = (const float **)w;
+	for (int k = 0; k < MODEL_NPARAM; k++)
+		wp[k] = m->param_size[k] ? m->param[k] : NULL;
+}
+
 /* The GPU twin of m with the adapter attached (train_a as given). */
 static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int train_a, int sgd)
 {
 	const model_config *c = &m->cfg;
-	model_cuda_config cc = {c->vocab_size,
-	                        c->hidden_size,
-	                        c->intermediate_size,
-	                        c->num_layers,
-	                        c->num_heads,
-	                        c->num_kv_heads,
-	                        c->head_dim,
-	                        c->tie_word_embeddings,
-	                        c->rms_norm_eps,
-	                        m->rope_inv_freq,
-	                        max_batch,
-	                        TT,
-	                        0,
-	                        0};
-	model_cuda_weights w = {
-	    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
-	    m->param[MODEL_P_WQ],    m->param[MODEL_P_WK],
-	    m->param[MODEL_P_WV],    m->param[MODEL_P_WO],
-	    m->param[MODEL_P_LN2],   m->param[MODEL_P_WGATE],
-	    m->param[MODEL_P_WUP],   m->param[MODEL_P_WDOWN],
-	    m->param[MODEL_P_NORM],  c->tie_word_embeddings ? NULL : m->param[MODEL_P_HEAD]};
-	cc.grad_checkpoint = gpu_ckpt;
+	model_cuda_config cc;
+	model_cuda_weights w;
+	cuda_setup(m, max_batch, 0, &cc, &w);
 	model_cuda *g = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)ad->n, sizeof *mats);
 	int n = 0, rc;
@@ -721,27 +750,9 @@ static void test_gpu_full(void)
 		if (!m)
 			continue;
 		const model_config *c = &m->cfg;
-		model_cuda_config cc = {c->vocab_size,
-		                        c->hidden_size,
-		                        c->intermediate_size,
-		                        c->num_layers,
-		                        c->num_heads,
-		                        c->num_kv_heads,
-		                        c->head_dim,
-		                        c->tie_word_embeddings,
-		                        c->rms_norm_eps,
-		                        m->rope_inv_freq,
-		                        TB,
-		                        TT,
-		                        1,
-		                        0};
-		model_cuda_weights w = {
-		    m->param[MODEL_P_EMBED], m->param[MODEL_P_LN1],
-		    m->param[MODEL_P_WQ],    m->param[MODEL_P_WK],
-		    m->param[MODEL_P_WV],    m->param[MODEL_P_WO],
-		    m->param[MODEL_P_LN2],   m->param[MODEL_P_WGATE],
-		    m->param[MODEL_P_WUP],   m->param[MODEL_P_WDOWN],
-		    m->param[MODEL_P_NORM],  tied ? NULL : m->param[MODEL_P_HEAD]};
+		model_cuda_config cc;
+		model_cuda_weights w;
+		cuda_setup(m, TB, 1, &cc, &w);
 		CHECK_RC(model_cuda_new(&g, &cc, &w, 0));
 		if (g) {
 			float *gg = calloc(m->nparams, sizeof *gg), *ptr[MODEL_NPARAM];
@@ -760,9 +771,9 @@ static void test_gpu_full(void)
 			fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n",
 			        tied ? "tied" : "untied", lg, lc);
 			CHECK_NEAR(lg, lc, 1e-2, 5e-3);
-			static const char *names[MODEL_NPARAM] = {"embed", "ln1",   "wq",   "wk",
-			                                          "wv",    "wo",    "ln2",  "wgate",
-			                                          "wup",   "wdown", "norm", "head"};
+			static const char *names[MODEL_NPARAM] = {
+			    "embed", "ln1", "wq", "wk", "wv", "wo",    "ln2",   "wgate", "wup",
+			    "wdown", "norm", "head", "bq", "bk", "bv", "bo", "qnorm", "knorm"};
 			for (int k = 0; k < MODEL_NPARAM; k++) {
 				if (!ptr[k])
 					continue;
@@ -823,6 +834,36 @@ out:
 	model_llama_free(mg);
 }
 
+/* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
+ * checks: logits and loss, LoRA gradients (A+B, B only, the GEMM
+ * attention), per-tensor full gradients (the biases and norm weights
+ * included) and full training through the backends. */
+static void test_gpu_families(void)
+{
+	NEED_GPU();
+	static const struct {
+		model_arch arch;
+		int llama_bias;
+		const char *name;
+	} fam[] = {{MODEL_ARCH_QWEN2, 0, "qwen2"},
+	           {MODEL_ARCH_QWEN3, 0, "qwen3"},
+	           {MODEL_ARCH_LLAMA, 1, "llama attention_bias"}};
+	for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+		fprintf(stderr, "  --- %s\n", fam[i].name);
+		test_arch = fam[i].arch;
+		test_llama_bias = fam[i].llama_bias;
+		test_gpu_logits();
+		grads_case(0, 1);
+		grads_case(1, 0);
+		setenv("FEDLORA_ATTN", "gemm", 1);
+		grads_case(1, 1);
+		unsetenv("FEDLORA_ATTN");
+		test_gpu_full();
+	}
+	test_arch = MODEL_ARCH_LLAMA;
+	test_llama_bias = 0;
+}
+
 static void test_gpu_backend(void)
 {
 	NEED_GPU();
@@ -853,6 +894,7 @@ static void test_gpu_skip(void)
 #define test_gpu_dp                  test_gpu_skip
 #define test_gpu_backend             test_gpu_skip
 #define test_gpu_full                test_gpu_skip
+#define test_gpu_families            test_gpu_skip
 #define test_gpu_grad_checkpoint     test_gpu_skip
 #endif
 
@@ -870,6 +912,7 @@ static const test_case cases[] = {
     {"gpu_dp_sgd", test_gpu_dp},
     {"gpu_backend", test_gpu_backend},
     {"gpu_full_training", test_gpu_full},
+    {"gpu_families", test_gpu_families},
     {0},
 };
 

@@ -1,6 +1,7 @@
 /*
  * tests/cuda_ops_test.c — every CUDA kernel of the trainer against its CPU
- * twin in model/ops.h (forward and backward), on small random shapes.
+ * twin in model/ops.h (forward and backward), on small random shapes; the
+ * biases and the per-head q/k norm of the Qwen families included.
  *
  * Inputs are rounded to bf16 before the CPU reference sees them, so the
  * comparison measures only what the GPU path adds: bf16 storage of outputs and
@@ -161,6 +162,59 @@ static void test_rmsnorm(void)
 	CHECK(near("rmsnorm.dw", dw2, dw1, C, 1e-4, 1e-3));
 	free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(dx1), free(dx2),
 	    free(dw1), free(dw2);
+}
+
+/* The linear biases of Qwen2 (q/k/v, bf16 outputs) and Llama's
+ * attention_bias o_proj (f32 residual); the backward over more rows than
+ * one chunk of the column sums. */
+static void test_bias(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 20, 1);
+	int N = 600, OUT = 40;
+	size_t n = (size_t)N * OUT;
+	float *b = randn(&r, OUT, 1.0), *y = randn(&r, n, 1.0), *dout = randn(&r, n, 1.0);
+	float *y1 = dup(y, n), *y2 = dup(y, n), *y3 = dup(y, n);
+	model_bias_forward(y1, b, N, OUT);
+	CHECK_RC(model_cuda_op_bias_forward(y2, b, N, OUT, 1));
+	CHECK(near("bias.out (bf16)", y2, y1, n, 1e-2, 1e-2));
+	CHECK_RC(model_cuda_op_bias_forward(y3, b, N, OUT, 0));
+	CHECK(near("bias.out (f32)", y3, y1, n, 1e-6, 1e-6));
+	float *db1 = randn(&r, OUT, 0.1), *db2 = dup(db1, OUT);
+	model_bias_backward(db1, dout, N, OUT);
+	CHECK_RC(model_cuda_op_bias_backward(db2, dout, N, OUT));
+	CHECK(near("bias.db", db2, db1, OUT, 1e-4, 1e-4));
+	free(b), free(y), free(dout), free(y1), free(y2), free(y3), free(db1), free(db2);
+}
+
+/* Qwen3's q/k norm: RMSNorm over rows of head_dim on bf16 tensors, against
+ * model_rmsnorm_* over the same rows; the backward runs in place. */
+static void test_headnorm(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 21, 1);
+	static const int dims[] = {16, 64, 128};
+	for (int i = 0; i < 3; i++) {
+		int rows = 4 * 9 * 3, D = dims[i];
+		size_t n = (size_t)rows * D;
+		float eps = 1e-6f;
+		float *x = randn(&r, n, 3.0), *w = randn(&r, D, 1.0), *dout = randn(&r, n, 1.0);
+		float *o1 = zeros(n), *o2 = zeros(n), *r1 = zeros(rows), *r2 = zeros(rows);
+		model_rmsnorm_forward(o1, r1, x, w, rows, D, eps);
+		CHECK_RC(model_cuda_op_headnorm_forward(o2, r2, x, w, rows, D, eps));
+		CHECK(near("headnorm.out (bf16)", o2, o1, n, 1e-2, 1e-2));
+		CHECK(near("headnorm.rstd", r2, r1, rows, 0, 1e-5));
+		float *dx1 = randn(&r, n, 0.1), *dx2 = dup(dx1, n);
+		float *dw1 = zeros(D), *dw2 = zeros(D);
+		model_rmsnorm_backward(dx1, dw1, dout, x, w, r1, rows, D);
+		CHECK_RC(model_cuda_op_headnorm_backward(dx2, dw2, dout, x, w, r1, rows, D));
+		CHECK(near("headnorm.dx (bf16)", dx2, dx1, n, 2e-2, 2e-2));
+		CHECK(near("headnorm.dw", dw2, dw1, D, 1e-3, 1e-3));
+		free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(dx1),
+		    free(dx2), free(dw1), free(dw2);
+	}
 }
 
 static void test_matmul(void)
@@ -462,6 +516,8 @@ static void test_embed(void)
 	NEED_GPU();
 }
 #define test_rmsnorm         test_embed
+#define test_bias            test_embed
+#define test_headnorm        test_embed
 #define test_matmul          test_embed
 #define test_lora            test_embed
 #define test_rope            test_embed
@@ -478,6 +534,8 @@ static void test_embed(void)
 static const test_case cases[] = {
     {"cuda_embed", test_embed},
     {"cuda_rmsnorm", test_rmsnorm},
+    {"cuda_bias", test_bias},
+    {"cuda_headnorm", test_headnorm},
     {"cuda_matmul", test_matmul},
     {"cuda_lora", test_lora},
     {"cuda_rope", test_rope},

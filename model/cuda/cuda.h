@@ -52,14 +52,20 @@ typedef struct model_cuda_config {
 	                      * trained */
 	int grad_checkpoint; /* keep each layer's input (the f32 residual) only; the
 	                      * backward recomputes the layer's forward into one slot */
+	/* the families of model/config.h: biases of q/k/v_proj and of o_proj,
+	 * per-head RMSNorm of q and k before the rotary embedding (Qwen3) */
+	int qkv_bias, o_bias, qk_norm;
 } model_cuda_config;
 
 /* Host float32 weights stacked over layers as model/llama.h stores them:
  * embed (V,C), ln1 (L,C), wq (L,Hq*D,C), wk/wv (L,Hkv*D,C), wo (L,C,Hq*D),
  * ln2 (L,C), wgate/wup (L,I,C), wdown (L,C,I), norm (C), head (V,C) or NULL
- * when tied. */
+ * when tied; then bq (L,Hq*D), bk/bv (L,Hkv*D) with qkv_bias, bo (L,C) with
+ * o_bias, qnorm/knorm (L,D) with qk_norm (NULL otherwise). The field order
+ * is MODEL_P_* order (model/llama.h). */
 typedef struct model_cuda_weights {
 	const float *embed, *ln1, *wq, *wk, *wv, *wo, *ln2, *wgate, *wup, *wdown, *norm, *head;
+	const float *bq, *bk, *bv, *bo, *qnorm, *knorm;
 } model_cuda_weights;
 
 /* Module ids, as MODEL_M_* in model/llama.h. */
@@ -97,7 +103,7 @@ void model_cuda_free(model_cuda *m);
 const char *model_cuda_attention(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);
-/* Copies the parameter tensor `which` (0 embed ... 11 head, as
+/* Copies the parameter tensor `which` (0 embed ... 11 head ... 17 knorm, as
  * model_cuda_weights' field order) back to host: the f32 masters in full
  * mode, else the bf16 values widened. */
 int model_cuda_get_weight(model_cuda *m, int which, float *host, size_t n);
@@ -123,8 +129,9 @@ int model_cuda_logits(model_cuda *m, const int *tok, int B, int T, float *logits
 int model_cuda_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss,
                     float *grad);
 /* Full mode: gradient of the mean loss w.r.t. every base tensor into
- * grads[which] (12 pointers in model_cuda_weights' order, NULL skips; the
- * head's is in the embedding's when tied); no update. */
+ * grads[which] (18 pointers in model_cuda_weights' order, NULL skips, as do
+ * tensors the model lacks; the head's is in the embedding's when tied); no
+ * update. */
 int model_cuda_full_grad(model_cuda *m, const int *tok, const int *tgt, int B, int T, double *loss,
                          float *const *grads);
 /* Per-example gradients (each of its own mean token loss) of the trainable
@@ -154,6 +161,18 @@ int model_cuda_op_matmul_forward(float *out, const float *x, const float *w, int
                                  int OUT);
 int model_cuda_op_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
                                   const float *w, int N, int IN, int OUT);
+/* Bias twins (model_bias_forward / _backward): out (N,OUT) += b, held as bf16
+ * when out_bf16 (q/k/v projections) else f32 (o_proj into the residual);
+ * db (OUT) += column sums of dout (bf16). */
+int model_cuda_op_bias_forward(float *out, const float *b, int N, int OUT, int out_bf16);
+int model_cuda_op_bias_backward(float *db, const float *dout, int N, int OUT);
+/* Per-head RMSNorm twins (model_rmsnorm_forward / _backward over rows of D):
+ * x, out bf16, rstd f32; the backward runs in place on dout as the model
+ * does (dx +=, dw += with dw NULL ok). */
+int model_cuda_op_headnorm_forward(float *out, float *rstd, const float *x, const float *w,
+                                   int rows, int D, float eps);
+int model_cuda_op_headnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                                    const float *w, const float *rstd, int rows, int D);
 int model_cuda_op_lora_forward(float *out, float *xa, const float *x, const float *A,
                                const float *B, int N, int IN, int OUT, int r, float scale);
 int model_cuda_op_lora_backward(float *dx, float *dA, float *dB, const float *dout, const float *x,

@@ -87,6 +87,32 @@ fail:
 // x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row,
 // 4-wide vectors when C is a multiple of 4 (a row is read twice: once for
 // the sum of squares, once for the output, the second time from L1/L2)
+static __device__ __forceinline__ float to_f(float v)
+{
+	return v;
+}
+static __device__ __forceinline__ float to_f(bf16 v)
+{
+	return __bfloat162float(v);
+}
+
+/* One row of RMSNorm by one warp (lane = this thread's lane), any C, input f32
+ * (the residual stream) or bf16 (a q/k head): o = x * r * w, *rstd = r. */
+template <typename T>
+static __device__ __forceinline__ void rmsnorm_row(bf16 *o, float *rstd, const T *xr,
+                                                   const bf16 *w, int C, float eps, int lane)
+{
+	float ss = 0.f;
+	for (int c = lane; c < C; c += WARP)
+		ss += to_f(xr[c]) * to_f(xr[c]);
+	ss = warp_sum(ss);
+	float r = 1.0f / sqrtf(ss / (float)C + eps);
+	for (int c = lane; c < C; c += WARP)
+		o[c] = __float2bfloat16(to_f(xr[c]) * r * __bfloat162float(w[c]));
+	if (lane == 0)
+		*rstd = r;
+}
+
 __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
                                   int C, float eps)
 {
@@ -118,14 +144,7 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 			rstd[row] = r;
 		return;
 	}
-	for (int c = lane; c < C; c += WARP)
-		ss += xr[c] * xr[c];
-	ss = warp_sum(ss);
-	float r = 1.0f / sqrtf(ss / (float)C + eps);
-	for (int c = lane; c < C; c += WARP)
-		o[c] = __float2bfloat16(xr[c] * r * __bfloat162float(w[c]));
-	if (lane == 0)
-		rstd[row] = r;
+	rmsnorm_row(o, rstd + row, xr, w, C, eps, lane);
 }
 
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
@@ -204,6 +223,124 @@ int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, c
 	int rv = 0;
 	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
 	    dx, dx16, dw, dout, x, w, rstd, N, C);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+/* ---- biases and the per-head q/k norm ------------------------------------ */
+
+static __device__ __forceinline__ void st_f(float *p, float v)
+{
+	*p = v;
+}
+static __device__ __forceinline__ void st_f(bf16 *p, float v)
+{
+	*p = __float2bfloat16(v);
+}
+
+// y[n, o] += b[o], grid-stride over the N*OUT elements
+template <typename T> __global__ void k_bias_fwd(T *y, const bf16 *b, long N, int OUT)
+{
+	size_t total = (size_t)N * OUT;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+	     i += (size_t)gridDim.x * blockDim.x)
+		st_f(y + i, to_f(y[i]) + __bfloat162float(b[i % OUT]));
+}
+
+int fl_k_bias_forward(void *y, cudaDataType yt, const bf16 *b, long N, int OUT, cudaStream_t s)
+{
+	int rv = 0;
+	size_t n = (size_t)N * OUT;
+	if (yt == CUDA_R_32F)
+		k_bias_fwd<float><<<grid_for(n, 256), 256, 0, s>>>((float *)y, b, N, OUT);
+	else
+		k_bias_fwd<bf16><<<grid_for(n, 256), 256, 0, s>>>((bf16 *)y, b, N, OUT);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+#define BIAS_ROWS 256 /* rows of dout each thread sums before its atomicAdd */
+
+// thread (column o, row chunk blockIdx.y): db[o] += sum of dout[n, o] over the
+// chunk; consecutive threads read consecutive columns (coalesced)
+__global__ void k_bias_bwd(float *db, const bf16 *dout, long N, int OUT)
+{
+	int o = blockIdx.x * blockDim.x + threadIdx.x;
+	if (o >= OUT)
+		return;
+	float acc = 0.f;
+	for (long n = (long)blockIdx.y * BIAS_ROWS; n < N; n += (long)gridDim.y * BIAS_ROWS)
+		for (long k = n; k < n + BIAS_ROWS && k < N; k++)
+			acc += __bfloat162float(dout[(size_t)k * OUT + o]);
+	atomicAdd(db + o, acc);
+}
+
+int fl_k_bias_backward(float *db, const bf16 *dout, long N, int OUT, cudaStream_t s)
+{
+	int rv = 0;
+	int chunks = fl_cdiv(N, BIAS_ROWS);
+	dim3 grid(fl_cdiv(OUT, 256), chunks < 64 ? chunks : 64);
+	k_bias_bwd<<<grid, 256, 0, s>>>(db, dout, N, OUT);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// one warp per row of D (a head): out = x * r * w, r = (mean x^2 + eps)^-1/2
+__global__ void k_headnorm_fwd(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, long rows,
+                               int D, float eps)
+{
+	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= rows)
+		return;
+	rmsnorm_row(out + (size_t)row * D, rstd + row, x + (size_t)row * D, w, D, eps, lane);
+}
+
+int fl_k_headnorm_forward(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, long rows, int D,
+                          float eps, cudaStream_t s)
+{
+	int rv = 0;
+	k_headnorm_fwd<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    out, rstd, x, w, rows, D, eps);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+// dx_j = r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / D); dw_j += dout_j x_j r.
+// Lane c reads dout[c] and x[c] in both loops and writes dx[c] only in the
+// second, after the warp-wide sum, so dx may alias dout.
+__global__ void k_headnorm_bwd(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x,
+                               const bf16 *w, const float *rstd, long rows, int D)
+{
+	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	if (row >= rows)
+		return;
+	const bf16 *xr = x + (size_t)row * D, *dr = dout + (size_t)row * D;
+	bf16 *dxr = dx + (size_t)row * D;
+	float r = rstd[row], dot = 0.f;
+	for (int c = lane; c < D; c += WARP)
+		dot += __bfloat162float(dr[c]) * __bfloat162float(w[c]) * __bfloat162float(xr[c]);
+	dot = warp_sum(dot);
+	float k = r * r * dot / (float)D;
+	for (int c = lane; c < D; c += WARP) {
+		float d = __bfloat162float(dr[c]), xc = __bfloat162float(xr[c]);
+		dxr[c] = __float2bfloat16(r * (d * __bfloat162float(w[c]) - xc * k));
+		if (dw)
+			atomicAdd(dw + c, d * xc * r);
+	}
+}
+
+int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
+                           const float *rstd, long rows, int D, cudaStream_t s)
+{
+	int rv = 0;
+	k_headnorm_bwd<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    dx, dw, dout, x, w, rstd, rows, D);
 	CU_LAUNCHED();
 fail:
 	return rv;

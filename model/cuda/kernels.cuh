@@ -29,6 +29,22 @@ int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, 
 int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
                           const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
 
+/* model_bias_forward: y (N,OUT) += b (OUT) bf16; y bf16 (yt CUDA_R_16BF) or
+ * f32 (CUDA_R_32F). */
+int fl_k_bias_forward(void *y, cudaDataType yt, const bf16 *b, long N, int OUT, cudaStream_t s);
+/* model_bias_backward: db (OUT) f32 += column sums of dout (N,OUT) bf16. */
+int fl_k_bias_backward(float *db, const bf16 *dout, long N, int OUT, cudaStream_t s);
+/* model_rmsnorm_forward over rows of D on bf16 (Qwen3's q/k norm: rows =
+ * N*H heads): x (rows,D) bf16, w (D) bf16 -> out (rows,D) bf16, rstd (rows)
+ * f32. */
+int fl_k_headnorm_forward(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, long rows, int D,
+                          float eps, cudaStream_t s);
+/* Its backward: dx (rows,D) bf16 = the input gradient (overwritten; may
+ * alias dout: each element is read before it is written by one thread), dw
+ * (D) f32 += (NULL ok). */
+int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
+                           const float *rstd, long rows, int D, cudaStream_t s);
+
 /* model_rope_forward fused with a permutation: in (B,T,H,D) bf16 -> out
  * (B,H,T,D) bf16, rotated when rotate (cs: (T, D/2) pairs cos, sin), copied
  * otherwise (v). */

@@ -39,7 +39,29 @@
 #include "model/cuda/cuda.h"
 #include "model/cuda/kernels.cuh"
 
-enum { W_EMBED = 0, W_LN1, W_Q, W_K, W_V, W_O, W_LN2, W_GATE, W_UP, W_DOWN, W_NORM, W_HEAD, W_N };
+/* Parameter tensors, in model_cuda_weights' (and MODEL_P_*) order; the
+ * biases and q/k norms have size 0 where the family has none. */
+enum {
+	W_EMBED = 0,
+	W_LN1,
+	W_Q,
+	W_K,
+	W_V,
+	W_O,
+	W_LN2,
+	W_GATE,
+	W_UP,
+	W_DOWN,
+	W_NORM,
+	W_HEAD,
+	W_BQ,
+	W_BK,
+	W_BV,
+	W_BO,
+	W_QN,
+	W_KN,
+	W_N
+};
 
 #define ATTN_SCRATCH_BYTES (1024L * 1024 * 1024) /* cap of S (f32) per chunk */
 #define LOGITS_CHUNK_BYTES (512L * 1024 * 1024)  /* cap of the f32 logits per chunk */
@@ -81,6 +103,8 @@ struct model_cuda {
 	void *amem;
 	float *res, *resmid, *rstd1, *rstd2, *rstdf;
 	bf16 *h1, *h2, *q, *k, *v, *atto, *gate, *up, *swi, *hf;
+	bf16 *qpre, *kpre;    /* (L, N, QD) / (L, N, KD) projections before the q/k norm */
+	float *rstdq, *rstdk; /* (L, N*Hq) / (L, N*Hkv) per-head rstd of the q/k norm */
 	/* scratch */
 	void *smem;
 	bf16 *raw, *operm, *dlogits, *d16, *dq, *dk, *dv, *dqr, *dkr, *dvr, *datto, *dgate, *dup,
@@ -223,6 +247,11 @@ static void layout_acts(model_cuda *m, carver *cv)
 	m->up = (bf16 *)carve(cv, L * N * I * 2);
 	m->swi = (bf16 *)carve(cv, L * N * I * 2);
 	m->hf = (bf16 *)carve(cv, N * C * 2);
+	size_t qn = m->c.qk_norm ? L * N : 0; /* q/k norm activations only for Qwen3 */
+	m->qpre = (bf16 *)carve(cv, qn * m->QD * 2);
+	m->kpre = (bf16 *)carve(cv, qn * m->KD * 2);
+	m->rstdq = (float *)carve(cv, qn * m->Hq * 4);
+	m->rstdk = (float *)carve(cv, qn * m->Hkv * 4);
 	m->lse = m->flash ? (float *)carve(cv, L * N * m->Hq * 4) : NULL;
 }
 
@@ -592,6 +621,10 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		m->wsz[W_DOWN] = L * C * I;
 		m->wsz[W_NORM] = C;
 		m->wsz[W_HEAD] = c->tied ? 0 : V * C;
+		m->wsz[W_BQ] = c->qkv_bias ? L * m->QD : 0;
+		m->wsz[W_BK] = m->wsz[W_BV] = c->qkv_bias ? L * m->KD : 0;
+		m->wsz[W_BO] = c->o_bias ? L * C : 0;
+		m->wsz[W_QN] = m->wsz[W_KN] = c->qk_norm ? L * m->D : 0;
 	}
 	for (int i = 0; i < W_N; i++)
 		tot += (m->wsz[i] + 127) & ~(size_t)127;
@@ -621,8 +654,9 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		m->fg[W_HEAD] = m->fg[W_EMBED];
 	}
 	if (w) {
-		const float *src[W_N] = {w->embed, w->ln1,   w->wq,  w->wk,    w->wv,   w->wo,
-		                         w->ln2,   w->wgate, w->wup, w->wdown, w->norm, w->head};
+		const float *src[W_N] = {w->embed, w->ln1,  w->wq,    w->wk,    w->wv,   w->wo,
+		                         w->ln2,   w->wgate, w->wup,  w->wdown, w->norm, w->head,
+		                         w->bq,    w->bk,    w->bv,   w->bo,    w->qnorm, w->knorm};
 		for (int i = 0; i < W_N; i++) {
 			if (m->wsz[i] == 0)
 				continue;
@@ -639,10 +673,12 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		}
 	} else {
 		for (int i = 0; i < W_N; i++) {
-			int norm = i == W_LN1 || i == W_LN2 || i == W_NORM;
+			int norm = i == W_LN1 || i == W_LN2 || i == W_NORM || i == W_QN || i == W_KN;
+			int bias = i >= W_BQ && i <= W_BO; /* zero, as model_llama_new */
 			if (m->wsz[i] && (rv = fl_k_init_bf16(m->w[i], m->wsz[i],
 			                                      seed * 0x9E3779B97F4A7C15ull + i,
-			                                      norm ? 0.f : 0.02f, 1.f, m->s)) != 0)
+			                                      norm || bias ? 0.f : 0.02f,
+			                                      bias ? 0.f : 1.f, m->s)) != 0)
 				goto fail;
 		}
 		if (m->fmem && (rv = fl_k_bf16_to_f32(m->fmem, m->wmem, m->wtot, m->s)) != 0)
@@ -926,6 +962,14 @@ static int module_weight(int module)
 	return map[module];
 }
 
+/* Bias tensor of a module (W_BQ..W_BO), or -1 when the model has none there. */
+static int module_bias(const model_cuda *m, int module)
+{
+	static const int map[MODEL_CUDA_NMODULE] = {W_BQ, W_BK, W_BV, W_BO, -1, -1, -1};
+	int b = map[module];
+	return b >= 0 && m->wsz[b] ? b : -1;
+}
+
 /* Linear layer out (N,OUT) = x W^T (+ beta out), plus LoRA if adapted. */
 static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *W, void *out,
                       cudaDataType ot, float beta, int N)
@@ -934,6 +978,12 @@ static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	int pi = prof_begin(m, PH_GEMM_F);
 	mat_dims(m, module, &in, &o);
 	GEMM_TRY(GEMM(m->h, 0, 1, N, o, in, 1.f, x, in, W, in, beta, out, ot, o));
+	{ /* the bias belongs to the base layer (PEFT: W x + b + LoRA) */
+		int b = module_bias(m, module);
+		if (b >= 0 && (rv = fl_k_bias_forward(out, ot, m->w[b] + (size_t)l * o, N, o,
+		                                      m->s)) != 0)
+			goto fail;
+	}
 	prof_end(m, pi);
 	{
 		int i = lora_of(m, l, module);
@@ -965,6 +1015,10 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 		float *gW = m->fg[module_weight(module)] + (size_t)l * o * in;
 		int i = lora_of(m, l, module);
 		GEMM_TRY(GEMM(m->h, 1, 0, o, in, N, 1.f, dout, o, x, in, 1.f, gW, CUDA_R_32F, in));
+		int b = module_bias(m, module); /* the bias passes dout to dx unchanged */
+		if (b >= 0 &&
+		    (rv = fl_k_bias_backward(m->fg[b] + (size_t)l * o, dout, N, o, m->s)) != 0)
+			goto fail;
 		if (i >= 0 && dx)
 			rv = fl_lora_backward(m->h, dx, dt, NULL, NULL, dout, x,
 			                      m->xa + (size_t)i * m->Nmax * m->r, A16(m, i),
@@ -1000,6 +1054,24 @@ fail:
 
 #define LAYER(p, l, per) ((p) + (size_t)(l) * (per))
 
+/* Backward through layer l's q and k norms (Qwen3), in place: dqr / dkr
+ * hold the gradients of the normed q and k (B,T,H,D) and receive those of
+ * the projections; the norm weights get theirs in full mode. */
+static int qk_norm_backward(model_cuda *m, int l, size_t sl, int N)
+{
+	int rv;
+	size_t Nmax = m->Nmax;
+	if ((rv = fl_k_headnorm_backward(m->dqr, m->fmem ? m->fg[W_QN] + (size_t)l * m->D : NULL,
+	                                 m->dqr, m->qpre + sl * Nmax * m->QD,
+	                                 LAYER(m->w[W_QN], l, m->D), m->rstdq + sl * Nmax * m->Hq,
+	                                 (long)N * m->Hq, m->D, m->s)) != 0)
+		return rv;
+	return fl_k_headnorm_backward(m->dkr, m->fmem ? m->fg[W_KN] + (size_t)l * m->D : NULL,
+	                              m->dkr, m->kpre + sl * Nmax * m->KD,
+	                              LAYER(m->w[W_KN], l, m->D), m->rstdk + sl * Nmax * m->Hkv,
+	                              (long)N * m->Hkv, m->D, m->s);
+}
+
 /* Forward of layer l for Bm sequences of T tokens: reads the residual
  * m->res[l], writes res[l+1] and the layer's activations into slot sl (l, or
  * 0 under gradient checkpointing, where backward_body calls it again to
@@ -1019,13 +1091,23 @@ static int layer_fwd(model_cuda *m, int l, size_t sl, int Bm, int T)
 	bf16 *v = m->v + sl * Nmax * m->KD, *ao = m->atto + sl * Nmax * m->QD;
 	bf16 *g = m->gate + sl * Nmax * I, *u = m->up + sl * Nmax * I;
 	bf16 *sw = m->swi + sl * Nmax * I;
+	/* Qwen3: the projections go to qpre / kpre, their per-head norms to
+	 * qraw / kraw */
+	int qn = m->c.qk_norm;
+	bf16 *qp = qn ? m->qpre + sl * Nmax * m->QD : qraw, *kp = qn ? m->kpre + sl * Nmax * m->KD : kraw;
 	// attention block
 	if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + sl * Nmax, x, LAYER(m->w[W_LN1], l, C), N, C,
 	                               m->c.eps, s)) != 0 ||
-	    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C), qraw,
+	    (rv = linear_fwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C), qp,
 	                     CUDA_R_16BF, 0.f, N)) != 0 ||
-	    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C), kraw,
+	    (rv = linear_fwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C), kp,
 	                     CUDA_R_16BF, 0.f, N)) != 0 ||
+	    (qn && (rv = fl_k_headnorm_forward(qraw, m->rstdq + sl * Nmax * m->Hq, qp,
+	                                       LAYER(m->w[W_QN], l, m->D), (long)N * m->Hq, m->D,
+	                                       m->c.eps, s)) != 0) ||
+	    (qn && (rv = fl_k_headnorm_forward(kraw, m->rstdk + sl * Nmax * m->Hkv, kp,
+	                                       LAYER(m->w[W_KN], l, m->D), (long)N * m->Hkv, m->D,
+	                                       m->c.eps, s)) != 0) ||
 	    (rv = linear_fwd(m, l, MODEL_CUDA_V, h1, LAYER(m->w[W_V], l, (size_t)m->KD * C), vraw,
 	                     CUDA_R_16BF, 0.f, N)) != 0 ||
 	    (rv = fl_k_rope_permute_forward(q, qraw, m->rope, Bm, T, m->Hq, m->D, 1, s)) != 0 ||
@@ -1198,6 +1280,7 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                                     s)) != 0 ||
 		    (rv = fl_k_rope_permute_backward(m->dvr, m->dv, m->rope, Bm, T, m->Hkv, m->D, 0,
 		                                     s)) != 0 ||
+		    (m->c.qk_norm && (rv = qk_norm_backward(m, l, sl, N)) != 0) ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_Q, h1, LAYER(m->w[W_Q], l, (size_t)m->QD * C),
 		                     m->dqr, dln_qkv, CUDA_R_32F, 0.f, N, Bm, T, pe)) != 0 ||
 		    (rv = linear_bwd(m, l, MODEL_CUDA_K, h1, LAYER(m->w[W_K], l, (size_t)m->KD * C),

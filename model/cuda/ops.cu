@@ -212,6 +212,88 @@ fail:
 	return rv;
 }
 
+extern "C" int model_cuda_op_bias_forward(float *out, const float *b, int N, int OUT,
+                                          int out_bf16)
+{
+	int rv = 0;
+	bufs bb = {};
+	bf16 *d_b, *d_o16;
+	float *d_o32;
+	size_t n = (size_t)N * OUT;
+	STEP(up_bf16(&bb, &d_b, b, OUT));
+	if (out_bf16) {
+		STEP(up_bf16(&bb, &d_o16, out, n));
+		STEP(fl_k_bias_forward(d_o16, CUDA_R_16BF, d_b, N, OUT, 0));
+		STEP(down_bf16(out, d_o16, n, 0));
+	} else {
+		STEP(up_f32(&bb, &d_o32, out, n));
+		STEP(fl_k_bias_forward(d_o32, CUDA_R_32F, d_b, N, OUT, 0));
+		STEP(down_f32(out, d_o32, n));
+	}
+fail:
+	bufs_free(&bb);
+	return rv;
+}
+
+extern "C" int model_cuda_op_bias_backward(float *db, const float *dout, int N, int OUT)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_db;
+	bf16 *d_do;
+	STEP(up_f32(&b, &d_db, db, OUT));
+	STEP(up_bf16(&b, &d_do, dout, (size_t)N * OUT));
+	STEP(fl_k_bias_backward(d_db, d_do, N, OUT, 0));
+	STEP(down_f32(db, d_db, OUT));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_headnorm_forward(float *out, float *rstd, const float *x,
+                                              const float *w, int rows, int D, float eps)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_r;
+	bf16 *d_x, *d_w, *d_o;
+	STEP(up_bf16(&b, &d_x, x, (size_t)rows * D));
+	STEP(up_f32(&b, &d_r, NULL, rows));
+	STEP(up_bf16(&b, &d_w, w, D));
+	STEP(up_bf16(&b, &d_o, NULL, (size_t)rows * D));
+	STEP(fl_k_headnorm_forward(d_o, d_r, d_x, d_w, rows, D, eps, 0));
+	STEP(down_bf16(out, d_o, (size_t)rows * D, 0));
+	STEP(down_f32(rstd, d_r, rows));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_headnorm_backward(float *dx, float *dw, const float *dout,
+                                               const float *x, const float *w, const float *rstd,
+                                               int rows, int D)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_dw = NULL, *d_r;
+	bf16 *d_d, *d_x, *d_w;
+	size_t n = (size_t)rows * D;
+	if (dw)
+		STEP(up_f32(&b, &d_dw, dw, D));
+	STEP(up_bf16(&b, &d_d, dout, n));
+	STEP(up_bf16(&b, &d_x, x, n));
+	STEP(up_bf16(&b, &d_w, w, D));
+	STEP(up_f32(&b, &d_r, rstd, rows));
+	/* in place, as the model runs it */
+	STEP(fl_k_headnorm_backward(d_d, d_dw, d_d, d_x, d_w, d_r, rows, D, 0));
+	STEP(down_bf16(dx, d_d, n, 1));
+	if (dw)
+		STEP(down_f32(dw, d_dw, D));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
 extern "C" int model_cuda_op_matmul_forward(float *out, const float *x, const float *w, int N,
                                             int IN, int OUT)
 {
