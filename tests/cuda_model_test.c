@@ -343,10 +343,15 @@ static void cuda_setup(const model_llama *m, int max_batch, int full, model_cuda
 	cc->qkv_bias = c->qkv_bias;
 	cc->o_bias = c->o_bias;
 	cc->qk_norm = c->qk_norm;
-	/* model_cuda_weights is MODEL_P_* order, one pointer each (backend.c) */
-	const float **wp = (const float **)w;
-	for (int k = 0; k < MODEL_NPARAM; k++)
-		wp[k] = m->param_size[k] ? m->param[k] : NULL;
+	/* NULL for the tensors this family lacks (size 0): the tied head, biases, norms */
+#define P(k) (m->param_size[k] ? m->param[k] : NULL)
+	*w = (model_cuda_weights){P(MODEL_P_EMBED), P(MODEL_P_LN1),   P(MODEL_P_WQ),
+	                          P(MODEL_P_WK),    P(MODEL_P_WV),    P(MODEL_P_WO),
+	                          P(MODEL_P_LN2),   P(MODEL_P_WGATE), P(MODEL_P_WUP),
+	                          P(MODEL_P_WDOWN), P(MODEL_P_NORM),  P(MODEL_P_HEAD),
+	                          P(MODEL_P_BQ),    P(MODEL_P_BK),    P(MODEL_P_BV),
+	                          P(MODEL_P_BO),    P(MODEL_P_QNORM), P(MODEL_P_KNORM)};
+#undef P
 }
 
 /* The GPU twin of m with the adapter attached (train_a as given). */

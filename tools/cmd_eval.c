@@ -287,6 +287,13 @@ int cmd_eval(int argc, char **argv)
 	bo.max_batch = tokfile ? 1 : (int)batch;
 	bo.max_seq = tokfile ? (int)nids : (int)T;
 	bo.mode = MODEL_TRAIN_NONE;
+	/* a sliding window shorter than the sequences: refused (logged) before
+	 * a device is opened, so the last line names the real reason */
+	if ((rv = model_config_check_seq(&m->cfg, bo.max_seq, "--seq-len")) != 0) {
+		fprintf(stderr, "fedlora eval: --seq-len %d is longer than the model's sliding window\n",
+		        bo.max_seq);
+		goto done;
+	}
 	if ((rv = model_backend_open(&be, m, &bo)) != 0) {
 		fprintf(stderr, "fedlora eval: cannot open device '%s': %s\n", device,
 		        fl_strerror(rv));

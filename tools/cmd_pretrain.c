@@ -316,6 +316,13 @@ int cmd_pretrain(int argc, char **argv)
 	bo.optim.kind = MODEL_OPT_ADAMW;
 	bo.optim.b2 = 0.95f;
 	bo.optim.weight_decay = (float)wd;
+	/* a sliding window shorter than the sequences: refused (logged) before
+	 * a device is opened, so the last line names the real reason */
+	if ((rv = model_config_check_seq(&m->cfg, bo.max_seq, "--seq-len")) != 0) {
+		fprintf(stderr, "fedlora pretrain: --seq-len %d is longer than the model's sliding window\n",
+		        bo.max_seq);
+		goto done;
+	}
 	if ((rv = model_backend_open(&be, m, &bo)) != 0) {
 		fprintf(stderr, "fedlora pretrain: cannot open device '%s': %s\n", device,
 		        fl_strerror(rv));
