@@ -8,9 +8,14 @@ build/fedlora).
 For each tiny LlamaForCausalLM configuration (grouped-query attention; tied
 and untied embeddings; a non-default rope_theta; Llama 3.1/3.2 rope scaling,
 rope_type "llama3", with a short original context so that the test sequence
-spans all three frequency bands) it
-  1. builds a random model in float32 (norm weights randomized too) and saves
-     it with save_pretrained (config.json + model.safetensors);
+spans all three frequency bands; attention_bias), and for tiny
+Qwen2ForCausalLM (biases on q/k/v_proj), Qwen3ForCausalLM (per-head q/k
+RMSNorm, head_dim wider than hidden/heads) and MistralForCausalLM (a
+sliding window longer than the test sequence, and none) models, it
+  1. builds a random model in float32 (norm weights randomized too, the
+     q/k norms included, and every bias random and nonzero: transformers
+     initializes biases to zero) and saves it with save_pretrained
+     (config.json + model.safetensors);
   2. runs `fedlora eval --base DIR --tokens T --dump-logits L --json` on a
      random token sequence and compares the logits with transformers' (max
      |difference| / max |reference logit| < 1e-4) and the mean next-token
@@ -21,9 +26,12 @@ spans all three frequency bands) it
   4. writes the same matrices as a fedlora adapter file (lora/io.h format)
      and compares fedlora's logits with that file too;
   5. when `fedlora export` is in the build: a short `fedlora sim --task lm`
-     run on the saved model (--sim, default on) followed by `fedlora export`,
-     and the exported folder loaded with PeftModel.from_pretrained, compared
-     with fedlora's own logits for the run's final global adapter.
+     run on the saved model (the first case of each model family; --no-sim
+     skips it) followed by `fedlora export`, and the exported folder loaded
+     with PeftModel.from_pretrained onto that family's model, compared with
+     fedlora's own logits for the run's final global adapter.
+A family whose classes this transformers lacks (Qwen3 before 4.51) is
+reported as SKIP, not as a failure.
 With --device cuda every fedlora step also runs on the GPU (bf16 weights and
 activations, float32 accumulation), compared with a looser tolerance
 (--cuda-tol, default 3e-2; for the large random adapter of step 3,
@@ -45,7 +53,6 @@ import tempfile
 import torch
 
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM
 
 try:
     import peft
@@ -60,12 +67,39 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
           "original_max_position_embeddings": 32}
 
+# model_type -> (config class, model class) names in transformers
+FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+}
+
 CASES = [
-    # name, hidden, inter, layers, heads, kv heads, vocab, tied, rope_theta, rope scaling
-    ("gqa-tied", 64, 96, 2, 4, 2, 300, True, 10000.0, None),
-    ("gqa-untied", 64, 128, 3, 8, 2, 320, False, 10000.0, None),
-    ("mha-untied-theta", 48, 80, 2, 4, 4, 258, False, 500000.0, None),
-    ("gqa-tied-llama3", 64, 96, 2, 4, 2, 300, True, 10000.0, LLAMA3),
+    # name, hidden, inter, layers, heads, kv heads, vocab, tied, rope_theta, rope scaling,
+    # family: model_type and the config fields of that family
+    ("gqa-tied", 64, 96, 2, 4, 2, 300, True, 10000.0, None, {"model_type": "llama"}),
+    ("gqa-untied", 64, 128, 3, 8, 2, 320, False, 10000.0, None, {"model_type": "llama"}),
+    ("mha-untied-theta", 48, 80, 2, 4, 4, 258, False, 500000.0, None, {"model_type": "llama"}),
+    ("gqa-tied-llama3", 64, 96, 2, 4, 2, 300, True, 10000.0, LLAMA3, {"model_type": "llama"}),
+    # Llama's attention_bias: q, k, v and o_proj biased
+    ("llama-attn-bias", 64, 96, 2, 4, 2, 300, False, 10000.0, None,
+     {"model_type": "llama", "attention_bias": True}),
+    # Qwen2 / Qwen2.5 as released: q/k/v biases, tied, the window off
+    ("qwen2-tied", 64, 96, 2, 4, 2, 300, True, 1000000.0, None,
+     {"model_type": "qwen2", "use_sliding_window": False, "max_window_layers": 2}),
+    ("qwen2-untied", 48, 80, 3, 6, 2, 258, False, 10000.0, None,
+     {"model_type": "qwen2", "use_sliding_window": False}),
+    # Qwen3: q/k norms over head_dim 32 while hidden/heads is 16
+    ("qwen3-headdim", 64, 96, 2, 4, 2, 300, True, 1000000.0, None,
+     {"model_type": "qwen3", "head_dim": 32, "attention_bias": False, "use_sliding_window": False}),
+    ("qwen3-untied", 64, 128, 2, 8, 4, 300, False, 10000.0, None,
+     {"model_type": "qwen3", "head_dim": 16, "attention_bias": False}),
+    # Mistral: a sliding window longer than the test sequence (--tokens 96), and none
+    ("mistral-window", 64, 96, 2, 4, 2, 300, False, 10000.0, None,
+     {"model_type": "mistral", "sliding_window": 128}),
+    ("mistral-nowindow", 64, 96, 2, 8, 2, 300, False, 1000000.0, None,
+     {"model_type": "mistral", "sliding_window": None, "head_dim": 8}),
 ]
 
 
@@ -76,7 +110,17 @@ def transformers_major():
         return 4
 
 
-def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope=None):
+def family_classes(family):
+    """(config class, model class) of a model_type, or None when this
+    transformers does not have them."""
+    cname, mname = FAMILIES[family["model_type"]]
+    c, m = getattr(transformers, cname, None), getattr(transformers, mname, None)
+    return (c, m) if c is not None and m is not None else None
+
+
+def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope=None, family=None):
+    family = family or {"model_type": "llama"}
+    config_cls, _ = family_classes(family)
     kw = dict(
         hidden_size=hidden,
         intermediate_size=inter,
@@ -88,29 +132,57 @@ def make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope=None)
         rms_norm_eps=1e-5,
         tie_word_embeddings=tied,
         hidden_act="silu",
-        attention_bias=False,
-        mlp_bias=False,
         bos_token_id=256,
         eos_token_id=257,
         pad_token_id=None,
         initializer_range=0.1,
     )
+    if family["model_type"] == "llama":
+        kw.update(attention_bias=False, mlp_bias=False)
+    kw.update({k: v for k, v in family.items() if k != "model_type"})
     if transformers_major() >= 5:
         params = dict(rope or {"rope_type": "default"}, rope_theta=theta)
-        cfg = LlamaConfig(rope_parameters=params, **kw)
+        cfg = config_cls(rope_parameters=params, **kw)
     else:
-        cfg = LlamaConfig(rope_theta=theta, rope_scaling=dict(rope) if rope else None, **kw)
+        cfg = config_cls(rope_theta=theta, rope_scaling=dict(rope) if rope else None, **kw)
     return cfg
 
 
 def build_model(cfg, seed):
+    """A random model of cfg's family in float32: norm weights (the q/k norms
+    too) in [0.5, 1.5], biases N(0, 0.3^2) (transformers zeroes them)."""
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg).to(torch.float32).eval()
+    _, model_cls = family_classes({"model_type": cfg.model_type})
+    model = model_cls(cfg).to(torch.float32).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.uniform_(0.5, 1.5)
+            elif name.endswith(".bias"):
+                p.normal_(0, 0.3)
     return model
+
+
+def expected_tensors(family, layers):
+    """Tensor names the saved model.safetensors must hold for the family's
+    extra parameters (so the case tests them)."""
+    names = []
+    bias_qkv = family["model_type"] == "qwen2" or family.get("attention_bias")
+    for i in range(layers):
+        pre = "model.layers.%d.self_attn." % i
+        if bias_qkv:
+            names += [pre + m + ".bias" for m in ("q_proj", "k_proj", "v_proj")]
+        if family.get("attention_bias"):
+            names.append(pre + "o_proj.bias")
+        if family["model_type"] == "qwen3":
+            names += [pre + "q_norm.weight", pre + "k_norm.weight"]
+    return names
+
+
+def safetensors_names(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return set(json.loads(f.read(n))) - {"__metadata__"}
 
 
 def run(cmd, check=True):
@@ -191,6 +263,9 @@ class Table:
         print("%-18s %-34s %-11s %-8s %s %s" % (case, check, "%.3e" % value if value is not None else "-",
                                               "%.0e" % tol if tol is not None else "-",
                                               "PASS" if ok else "FAIL", note), flush=True)
+
+    def skip(self, case, check, note):
+        print("%-18s %-34s %-11s %-8s SKIP %s" % (case, check, "-", "-", note), flush=True)
 
     def failed(self):
         return [r for r in self.rows if not r[4]]
@@ -282,16 +357,29 @@ def main():
     print("%-18s %-34s %-11s %-8s %s" % ("case", "check", "error", "tol", "result"))
     table = Table()
     root = tempfile.mkdtemp(prefix="fedlora-parity-")
+    simmed = set()  # model families whose sim + export ran
     try:
-        for ci, (name, hidden, inter, layers, heads, kv, vocab, tied, theta, rope) in enumerate(CASES):
+        for ci, (name, hidden, inter, layers, heads, kv, vocab, tied, theta, rope, fam) in enumerate(CASES):
+            if family_classes(fam) is None:
+                table.skip(name, "model family", "transformers %s has no %s" % (
+                    transformers.__version__, FAMILIES[fam["model_type"]][1]))
+                continue
             work = os.path.join(root, name)
             base = os.path.join(work, "base")
             os.makedirs(base)
-            cfg = make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope)
+            cfg = make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, rope, fam)
             model = build_model(cfg, 1234 + ci)
             model.save_pretrained(base)
             with open(os.path.join(base, "config.json")) as f:
                 saved = json.load(f)
+            want = expected_tensors(fam, layers)
+            if want:
+                have = safetensors_names(os.path.join(base, "model.safetensors"))
+                miss = [t for t in want if t not in have]
+                table.add(name, "saved with the family's tensors", None, None, not miss,
+                          "missing %s" % miss[:2] if miss else "%d tensors" % len(want))
+            if saved.get("model_type") != fam["model_type"]:
+                table.add(name, "config.json model_type", None, None, False, repr(saved.get("model_type")))
             g = torch.Generator().manual_seed(99 + ci)
             ids = [256] + torch.randint(0, 258, (args.tokens - 1,), generator=g).tolist()
             tokens_file = os.path.join(work, "tokens.txt")
@@ -300,7 +388,8 @@ def main():
             ref, ref_loss = hf_logits(model, ids)
             if rope:
                 # the same weights without the scaling: the case must test something
-                plain = build_model(make_config(hidden, inter, layers, heads, kv, vocab, tied, theta), 1234 + ci)
+                plain = build_model(make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, None, fam),
+                                    1234 + ci)
                 pref0, _ = hf_logits(plain, ids)
                 diff = compare(pref0, ref)
                 table.add(name, "rope scaling changes the logits", diff, None, diff > 1e-3)
@@ -363,8 +452,9 @@ def main():
             except Exception as e:  # noqa: BLE001
                 table.add(name, "fedlora-file", None, None, False, str(e).strip().splitlines()[-1])
 
-            # 5: sim + export + PeftModel.from_pretrained (first case only: it trains)
-            if ci == 0 and not args.no_sim:
+            # 5: sim + export + PeftModel.from_pretrained (the first case of each family: it trains)
+            if fam["model_type"] not in simmed and not args.no_sim:
+                simmed.add(fam["model_type"])
                 try:
                     sim_and_export(args, table, name, base, work, build_model(cfg, 1234 + ci), ids, tokens_file,
                                    vocab, devices, tols)
