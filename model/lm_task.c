@@ -205,6 +205,10 @@ static int lm_open(void **impl, const model_task_opts *o)
 		rv = FL_EINVAL;
 		goto fail;
 	}
+	/* a sliding window shorter than the sequences (not implemented): refused
+	 * here, once, rather than at every round's backend */
+	if ((rv = model_config_check_seq(&t->cfg, t->T, "seq_len")) != 0)
+		goto fail;
 	if ((rv = model_lora_adapter_new(&t->cfg, t->targets, t->rank, t->alpha, &t->shape)) != 0) {
 		fl_log(FL_LOG_ERROR, "lm", "bad LoRA targets '%s' or rank %d", t->targets, t->rank);
 		goto fail;

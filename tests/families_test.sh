@@ -7,7 +7,7 @@
 # pretrain's final loss; a 2-client, 2-round lm sim with LoRA on q/k/v/o
 # lowers the held-out loss; the PEFT export scores exactly like the run's
 # adapter and its adapter_config.json names the targets; Mistral's sliding
-# window refuses a longer --seq-len with a message. Well under a minute on
+# window refuses a longer --seq-len with a message (eval, sim). Well under a minute on
 # two cores. Uses the fortunes packages (installed by make deps).
 . tests/lib.sh
 F=${FORTUNES:-/usr/share/games/fortunes}
@@ -144,6 +144,18 @@ if [ -f "$T/mistral-base/model.safetensors" ]; then
 		echo "# rc $rc"
 		cat "$T/win.err"
 		notok mistral_window_refuses_longer_seq
+	fi
+	# a sim at that length stops at the start, the coordinator naming the window
+	if "$FEDLORA" sim --task lm --clients 2 --rounds 1 --strategy fedit --run-dir "$T/winrun" \
+		--base "$T/mistral-base" --data-per-client "$F/de;$F/es" --seq-len 64 --quiet \
+		>"$T/winrun.out" 2>&1; then
+		notok mistral_window_refuses_sim
+	elif cat "$T/winrun"/coordinator*.log 2>/dev/null |
+		grep -q "seq_len: 64 tokens is longer than the model's sliding window of 32 tokens"; then
+		ok mistral_window_refuses_sim
+	else
+		cat "$T/winrun.out"
+		notok mistral_window_refuses_sim
 	fi
 fi
 exit $t_failed
