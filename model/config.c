@@ -2,11 +2,10 @@
  * model/config.c — Hugging Face config.json <-> model_config (model/config.h).
  *
  * Parsing is strict about what changes the computed function (rope scaling,
- * biases, q/k norms, sliding windows, activation, model type) and lenient about the many fields that do
- * not (dropout, initializer range, use_cache, transformers_version, ...),
- * which are ignored. Every refusal is logged with the file name and field.
- * The rope scaling is only read and checked here; model_rope_inv_freq
- * (model/ops.c) turns it into frequencies for both backends.
+ * biases, q/k norms, sliding windows, activation, model type) and lenient about the many fields
+ * that do not (dropout, initializer range, use_cache, transformers_version, ...), which are
+ * ignored. Every refusal is logged with the file name and field. The rope scaling is only read and
+ * checked here; model_rope_inv_freq (model/ops.c) turns it into frequencies for both backends.
  */
 #include "model/config.h"
 
@@ -156,7 +155,8 @@ static int window_parse(const cJSON *root, model_config *c, const char *name)
 	if (c->arch == MODEL_ARCH_MISTRAL) {
 		c->use_sliding_window = c->sliding_window > 0;
 	} else {
-		if ((rv = get_bool(root, "use_sliding_window", &c->use_sliding_window, name)) != 0 ||
+		if ((rv = get_bool(root, "use_sliding_window", &c->use_sliding_window, name)) !=
+		        0 ||
 		    (rv = get_int(root, "max_window_layers", &c->max_window_layers, 0, INT32_MAX,
 		                  name)) != 0)
 			return rv;
@@ -177,8 +177,10 @@ static int window_parse(const cJSON *root, model_config *c, const char *name)
 		const cJSON *e;
 		cJSON_ArrayForEach(e, lt)
 		{
-			int sliding = cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention");
-			if (!sliding && !(cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention"))) {
+			int sliding =
+			    cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention");
+			if (!sliding &&
+			    !(cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention"))) {
 				fl_log(FL_LOG_ERROR, "model",
 				       "%s: \"layer_types\" entries must be \"full_attention\" or "
 				       "\"sliding_attention\"",
@@ -372,7 +374,8 @@ int model_config_validate(const model_config *c, const char *name)
 		return rv;
 	if ((unsigned)c->arch > MODEL_ARCH_MISTRAL || c->attn_window < 0 || c->sliding_window < 0 ||
 	    c->max_window_layers < 0) {
-		fl_log(FL_LOG_ERROR, "model", "%s: bad architecture or sliding window fields", name);
+		fl_log(FL_LOG_ERROR, "model", "%s: bad architecture or sliding window fields",
+		       name);
 		return FL_EINVAL;
 	}
 	/* the combinations transformers' classes build (config.h) */
@@ -381,9 +384,10 @@ int model_config_validate(const model_config *c, const char *name)
 	    ((c->arch == MODEL_ARCH_LLAMA || c->arch == MODEL_ARCH_QWEN3) &&
 	     c->qkv_bias != c->o_bias) ||
 	    c->qk_norm != (c->arch == MODEL_ARCH_QWEN3)) {
-		fl_log(FL_LOG_ERROR, "model",
-		       "%s: biases (q/k/v %d, o %d) or q/k norm (%d) do not match model_type \"%s\"",
-		       name, c->qkv_bias, c->o_bias, c->qk_norm, model_arch_name(c->arch));
+		fl_log(
+		    FL_LOG_ERROR, "model",
+		    "%s: biases (q/k/v %d, o %d) or q/k norm (%d) do not match model_type \"%s\"",
+		    name, c->qkv_bias, c->o_bias, c->qk_norm, model_arch_name(c->arch));
 		return FL_EINVAL;
 	}
 	/* 2^40 parameters: far above anything a CPU trains, far below size_t limits */
@@ -446,8 +450,8 @@ int model_config_parse(model_config *c, const char *json, size_t len, const char
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
 	if (mt && !cJSON_IsNull(mt)) {
 		int found = 0;
-		for (int a = 0; cJSON_IsString(mt) && a < (int)(sizeof arch_names / sizeof arch_names[0]);
-		     a++)
+		for (int a = 0;
+		     cJSON_IsString(mt) && a < (int)(sizeof arch_names / sizeof arch_names[0]); a++)
 			if (!strcmp(mt->valuestring, arch_names[a])) {
 				c->arch = (model_arch)a;
 				found = 1;
@@ -671,7 +675,8 @@ int model_config_save(const model_config *c, const char *path)
 		ok &= cJSON_AddNumberToObject(o, "pretraining_tp", 1) != NULL;
 	} else {
 		if (c->sliding_window > 0)
-			ok &= cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window) != NULL;
+			ok &=
+			    cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window) != NULL;
 		else
 			ok &= cJSON_AddNullToObject(o, "sliding_window") != NULL;
 	}

@@ -981,8 +981,8 @@ static void linear_backward(model_llama *m, int l, int mod, float *dx, const flo
  * its input x (N, H*D); the norm weight gets its gradient in full mode. The
  * attention-output gradient buffer datty (N, Hq*D, at least H*D) serves as
  * scratch: the attention backward consumed it already. */
-static void norm_heads_backward(model_llama *m, int l, float *d, const float *x,
-                                const float *rstd, int which, int H)
+static void norm_heads_backward(model_llama *m, int l, float *d, const float *x, const float *rstd,
+                                int which, int H)
 {
 	int N = m->B * m->T, D = m->cfg.head_dim;
 	size_t n = (size_t)N * H * D;

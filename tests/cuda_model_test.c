@@ -345,12 +345,11 @@ static void cuda_setup(const model_llama *m, int max_batch, int full, model_cuda
 	cc->qk_norm = c->qk_norm;
 	/* NULL for the tensors this family lacks (size 0): the tied head, biases, norms */
 #define P(k) (m->param_size[k] ? m->param[k] : NULL)
-	*w = (model_cuda_weights){P(MODEL_P_EMBED), P(MODEL_P_LN1),   P(MODEL_P_WQ),
-	                          P(MODEL_P_WK),    P(MODEL_P_WV),    P(MODEL_P_WO),
-	                          P(MODEL_P_LN2),   P(MODEL_P_WGATE), P(MODEL_P_WUP),
-	                          P(MODEL_P_WDOWN), P(MODEL_P_NORM),  P(MODEL_P_HEAD),
-	                          P(MODEL_P_BQ),    P(MODEL_P_BK),    P(MODEL_P_BV),
-	                          P(MODEL_P_BO),    P(MODEL_P_QNORM), P(MODEL_P_KNORM)};
+	*w = (model_cuda_weights){
+	    P(MODEL_P_EMBED), P(MODEL_P_LN1),   P(MODEL_P_WQ),    P(MODEL_P_WK),  P(MODEL_P_WV),
+	    P(MODEL_P_WO),    P(MODEL_P_LN2),   P(MODEL_P_WGATE), P(MODEL_P_WUP), P(MODEL_P_WDOWN),
+	    P(MODEL_P_NORM),  P(MODEL_P_HEAD),  P(MODEL_P_BQ),    P(MODEL_P_BK),  P(MODEL_P_BV),
+	    P(MODEL_P_BO),    P(MODEL_P_QNORM), P(MODEL_P_KNORM)};
 #undef P
 }
 
@@ -777,8 +776,8 @@ static void test_gpu_full(void)
 			        tied ? "tied" : "untied", lg, lc);
 			CHECK_NEAR(lg, lc, 1e-2, 5e-3);
 			static const char *names[MODEL_NPARAM] = {
-			    "embed", "ln1", "wq", "wk", "wv", "wo",    "ln2",   "wgate", "wup",
-			    "wdown", "norm", "head", "bq", "bk", "bv", "bo", "qnorm", "knorm"};
+			    "embed", "ln1",  "wq",   "wk", "wv", "wo", "ln2", "wgate", "wup",
+			    "wdown", "norm", "head", "bq", "bk", "bv", "bo",  "qnorm", "knorm"};
 			for (int k = 0; k < MODEL_NPARAM; k++) {
 				if (!ptr[k])
 					continue;

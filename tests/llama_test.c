@@ -63,8 +63,7 @@ static model_config tiny_arch_config(int tied, model_arch arch)
 	c.qk_norm = arch == MODEL_ARCH_QWEN3;
 	if (arch == MODEL_ARCH_QWEN3)
 		c.head_dim = 4;
-	if (arch == MODEL_ARCH_MISTRAL)
-	{
+	if (arch == MODEL_ARCH_MISTRAL) {
 		c.sliding_window = c.attn_window = 32;
 		c.use_sliding_window = 1;
 	}
@@ -1392,7 +1391,6 @@ static void test_flops(void)
 	lora_adapter_free(ad);
 }
 
-
 /* ---- other model families ---- */
 
 /* Loads dir and returns the return code; the error log goes to msg. */
@@ -1413,15 +1411,23 @@ static void test_arch_forward_reference(void)
 	for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
 		model_llama *m = NULL;
 		lora_adapter *ad = NULL;
-		tiny_arch_with_lora(tiny_arch_config((int)i % 2, archs[i]), "q_proj,v_proj", &m, &ad);
+		tiny_arch_with_lora(tiny_arch_config((int)i % 2, archs[i]), "q_proj,v_proj", &m,
+		                    &ad);
 		if (!m)
 			continue;
 		int B = 2, T = 6, V = m->cfg.vocab_size;
 		int tok[12], tg[12];
 		batch(B, T, V, tok, tg, 8 + i);
 		double *ref = malloc(sizeof(double) * B * T * V);
-		ref_ctx c = {m, dcopy(m->params, m->nparams), dcopy(ad->params, ad->n_a + ad->n_b),
-		             tok, tg, B, T, -1, ref};
+		ref_ctx c = {m,
+		             dcopy(m->params, m->nparams),
+		             dcopy(ad->params, ad->n_a + ad->n_b),
+		             tok,
+		             tg,
+		             B,
+		             T,
+		             -1,
+		             ref};
 		double rl = ref_loss(&c);
 		CHECK_RC(model_llama_forward(m, tok, NULL, B, T, NULL));
 		const float *lg = model_llama_logits(m);
@@ -1578,8 +1584,9 @@ static void test_config_arch(void)
 		           c.o_bias == ok[i].o_bias && c.qk_norm == ok[i].qk_norm &&
 		           c.head_dim == ok[i].head_dim && c.attn_window == ok[i].window;
 		if (!same)
-			fprintf(stderr, "  accepted case %zu: rc %d arch %d bias %d/%d norm %d D %d "
-			                "window %d\n",
+			fprintf(stderr,
+			        "  accepted case %zu: rc %d arch %d bias %d/%d norm %d D %d "
+			        "window %d\n",
 			        i, rc, c.arch, c.qkv_bias, c.o_bias, c.qk_norm, c.head_dim,
 			        c.attn_window);
 		CHECK(same);

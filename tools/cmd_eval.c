@@ -290,7 +290,8 @@ int cmd_eval(int argc, char **argv)
 	/* a sliding window shorter than the sequences: refused (logged) before
 	 * a device is opened, so the last line names the real reason */
 	if ((rv = model_config_check_seq(&m->cfg, bo.max_seq, "--seq-len")) != 0) {
-		fprintf(stderr, "fedlora eval: --seq-len %d is longer than the model's sliding window\n",
+		fprintf(stderr,
+		        "fedlora eval: --seq-len %d is longer than the model's sliding window\n",
 		        bo.max_seq);
 		goto done;
 	}

@@ -319,8 +319,10 @@ int cmd_pretrain(int argc, char **argv)
 	/* a sliding window shorter than the sequences: refused (logged) before
 	 * a device is opened, so the last line names the real reason */
 	if ((rv = model_config_check_seq(&m->cfg, bo.max_seq, "--seq-len")) != 0) {
-		fprintf(stderr, "fedlora pretrain: --seq-len %d is longer than the model's sliding window\n",
-		        bo.max_seq);
+		fprintf(
+		    stderr,
+		    "fedlora pretrain: --seq-len %d is longer than the model's sliding window\n",
+		    bo.max_seq);
 		goto done;
 	}
 	if ((rv = model_backend_open(&be, m, &bo)) != 0) {

@@ -99,8 +99,8 @@ static __device__ __forceinline__ float to_f(bf16 v)
 /* One row of RMSNorm by one warp (lane = this thread's lane), any C, input f32
  * (the residual stream) or bf16 (a q/k head): o = x * r * w, *rstd = r. */
 template <typename T>
-static __device__ __forceinline__ void rmsnorm_row(bf16 *o, float *rstd, const T *xr,
-                                                   const bf16 *w, int C, float eps, int lane)
+static __device__ __forceinline__ void rmsnorm_row(bf16 *o, float *rstd, const T *xr, const bf16 *w,
+                                                   int C, float eps, int lane)
 {
 	float ss = 0.f;
 	for (int c = lane; c < C; c += WARP)
@@ -313,8 +313,8 @@ fail:
 // dx_j = r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / D); dw_j += dout_j x_j r.
 // Lane c reads dout[c] and x[c] in both loops and writes dx[c] only in the
 // second, after the warp-wide sum, so dx may alias dout.
-__global__ void k_headnorm_bwd(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x,
-                               const bf16 *w, const float *rstd, long rows, int D)
+__global__ void k_headnorm_bwd(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
+                               const float *rstd, long rows, int D)
 {
 	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;

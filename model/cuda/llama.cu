@@ -654,9 +654,9 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		m->fg[W_HEAD] = m->fg[W_EMBED];
 	}
 	if (w) {
-		const float *src[W_N] = {w->embed, w->ln1,  w->wq,    w->wk,    w->wv,   w->wo,
-		                         w->ln2,   w->wgate, w->wup,  w->wdown, w->norm, w->head,
-		                         w->bq,    w->bk,    w->bv,   w->bo,    w->qnorm, w->knorm};
+		const float *src[W_N] = {w->embed, w->ln1,   w->wq,  w->wk,    w->wv,    w->wo,
+		                         w->ln2,   w->wgate, w->wup, w->wdown, w->norm,  w->head,
+		                         w->bq,    w->bk,    w->bv,  w->bo,    w->qnorm, w->knorm};
 		for (int i = 0; i < W_N; i++) {
 			if (m->wsz[i] == 0)
 				continue;
@@ -673,7 +673,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		}
 	} else {
 		for (int i = 0; i < W_N; i++) {
-			int norm = i == W_LN1 || i == W_LN2 || i == W_NORM || i == W_QN || i == W_KN;
+			int norm =
+			    i == W_LN1 || i == W_LN2 || i == W_NORM || i == W_QN || i == W_KN;
 			int bias = i >= W_BQ && i <= W_BO; /* zero, as model_llama_new */
 			if (m->wsz[i] && (rv = fl_k_init_bf16(m->w[i], m->wsz[i],
 			                                      seed * 0x9E3779B97F4A7C15ull + i,
@@ -980,8 +981,8 @@ static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	GEMM_TRY(GEMM(m->h, 0, 1, N, o, in, 1.f, x, in, W, in, beta, out, ot, o));
 	{ /* the bias belongs to the base layer (PEFT: W x + b + LoRA) */
 		int b = module_bias(m, module);
-		if (b >= 0 && (rv = fl_k_bias_forward(out, ot, m->w[b] + (size_t)l * o, N, o,
-		                                      m->s)) != 0)
+		if (b >= 0 &&
+		    (rv = fl_k_bias_forward(out, ot, m->w[b] + (size_t)l * o, N, o, m->s)) != 0)
 			goto fail;
 	}
 	prof_end(m, pi);
@@ -1094,7 +1095,8 @@ static int layer_fwd(model_cuda *m, int l, size_t sl, int Bm, int T)
 	/* Qwen3: the projections go to qpre / kpre, their per-head norms to
 	 * qraw / kraw */
 	int qn = m->c.qk_norm;
-	bf16 *qp = qn ? m->qpre + sl * Nmax * m->QD : qraw, *kp = qn ? m->kpre + sl * Nmax * m->KD : kraw;
+	bf16 *qp = qn ? m->qpre + sl * Nmax * m->QD : qraw,
+	     *kp = qn ? m->kpre + sl * Nmax * m->KD : kraw;
 	// attention block
 	if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + sl * Nmax, x, LAYER(m->w[W_LN1], l, C), N, C,
 	                               m->c.eps, s)) != 0 ||

@@ -212,8 +212,7 @@ fail:
 	return rv;
 }
 
-extern "C" int model_cuda_op_bias_forward(float *out, const float *b, int N, int OUT,
-                                          int out_bf16)
+extern "C" int model_cuda_op_bias_forward(float *out, const float *b, int N, int OUT, int out_bf16)
 {
 	int rv = 0;
 	bufs bb = {};
