@@ -71,6 +71,17 @@ c4 = dict(cfg); c4["rope_theta"] = 500000.0; c4["rope_scaling"] = llama3
 put("config", "rope_llama3", json.dumps(c4, indent=2))
 c5 = dict(cfg); c5.pop("rope_theta"); c5["rope_parameters"] = dict(llama3, rope_theta=500000.0)
 put("config", "rope_parameters_llama3", json.dumps(c5))
+# the other families: Qwen2 (q/k/v biases, window fields off), Qwen3 (q/k
+# norms, explicit head_dim, transformers 5's layer_types), Mistral (a window)
+q2 = dict(cfg, architectures=["Qwen2ForCausalLM"], model_type="qwen2", use_sliding_window=False,
+          sliding_window=32768, max_window_layers=24)
+put("config", "qwen2", json.dumps(q2, indent=2))
+q3 = dict(cfg, architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=32,
+          attention_bias=False, use_sliding_window=True, sliding_window=64, max_window_layers=1,
+          layer_types=["full_attention", "sliding_attention"])
+put("config", "qwen3", json.dumps(q3, indent=2))
+mi = dict(cfg, architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=4096)
+put("config", "mistral", json.dumps(mi, indent=2))
 
 # state.json as coord_state_save writes it
 state = {"version": 1, "run_id": "0123456789abcdef0123456789abcdef", "round": 3, "done": False,

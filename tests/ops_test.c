@@ -143,6 +143,51 @@ static double emb_loss(void *p)
 	return L;
 }
 
+/* ---- bias ---- */
+
+typedef struct {
+	int N, OUT;
+	double *y, *b, *wout; /* y (N,OUT) the projection before the bias */
+} bias_ctx;
+
+/* sum wout * (y + b) */
+static double bias_loss(void *p)
+{
+	bias_ctx *c = p;
+	double L = 0;
+	for (int n = 0; n < c->N; n++)
+		for (int o = 0; o < c->OUT; o++)
+			L += c->wout[n * c->OUT + o] * (c->y[n * c->OUT + o] + c->b[o]);
+	return L;
+}
+
+/* The forward adds b to every row; the backward accumulates the column sums
+ * of dout into db (finite differences), and the gradient w.r.t. the
+ * projection is dout itself (the identity: nothing for the bias to add). */
+static void test_bias(void)
+{
+	int N = 6, OUT = 5;
+	float *y = frand(N * OUT, 1), *b = frand(OUT, 1), *dout = frand(N * OUT, 1);
+	float *out = malloc(sizeof(float) * N * OUT), *db = fzeros(OUT);
+	bias_ctx c = {N, OUT, todouble(y, N * OUT), todouble(b, OUT), todouble(dout, N * OUT)};
+	memcpy(out, y, sizeof(float) * N * OUT);
+	model_bias_forward(out, b, N, OUT);
+	double *ref = malloc(sizeof(double) * N * OUT);
+	for (int n = 0; n < N; n++)
+		for (int o = 0; o < OUT; o++)
+			ref[n * OUT + o] = c.y[n * OUT + o] + c.b[o];
+	check_close("bias out", out, ref, N * OUT, 0, 1e-7);
+	for (int o = 0; o < OUT; o++)
+		db[o] = 2.0f; /* accumulates */
+	model_bias_backward(db, dout, N, OUT);
+	for (int o = 0; o < OUT; o++)
+		db[o] -= 2.0f;
+	gradcheck("bias db", bias_loss, &c, c.b, db, OUT, 100);
+	gradcheck("bias dy = dout", bias_loss, &c, c.y, dout, N * OUT, 100);
+	free(y), free(b), free(dout), free(out), free(db), free(ref);
+	free(c.y), free(c.b), free(c.wout);
+}
+
 static void test_embed(void)
 {
 	int V = 6, C = 4, N = 7;
@@ -673,6 +718,7 @@ static void test_sgd(void)
 }
 
 static const test_case cases[] = {TEST(test_matmul),
+                                  TEST(test_bias),
                                   TEST(test_embed),
                                   TEST(test_rmsnorm),
                                   TEST(test_lora),
