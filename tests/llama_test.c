@@ -1204,9 +1204,10 @@ static void test_load_rejects(void)
 /* The same weights as one file and as three shards written with the repo's
  * writer (plus model.safetensors.index.json) load to the same parameters and
  * give the same loss, bit for bit; a sharded folder whose map lacks a
- * required tensor is refused. */
+ * required tensor is refused. write_sharded leaves out the tensor `skip` and
+ * writes the tensor `shrink` one row short (each NULL for none). */
 static void write_sharded(const char *src_dir, const char *dir, const char *skip,
-                          const model_config *cfg)
+                          const char *shrink, const model_config *cfg)
 {
 	char st[400], p[500], err[256];
 	fl_st_file *f = NULL;
@@ -1231,9 +1232,16 @@ static void write_sharded(const char *src_dir, const char *dir, const char *skip
 			continue;
 		CHECK(t->nelem <= 4096);
 		CHECK_RC(fl_st_read_f32(f, t, at, t->nelem));
-		CHECK_RC(fl_st_writer_add(w[s], t->name, FL_ST_F32, t->ndim, t->shape, at));
+		int64_t shape[FL_ST_MAX_DIMS];
+		memcpy(shape, t->shape, (size_t)t->ndim * sizeof shape[0]);
+		size_t ne = t->nelem;
+		if (shrink && !strcmp(t->name, shrink)) {
+			ne -= ne / (size_t)shape[0];
+			shape[0]--;
+		}
+		CHECK_RC(fl_st_writer_add(w[s], t->name, FL_ST_F32, t->ndim, shape, at));
 		at += t->nelem;
-		total += t->nbytes;
+		total += ne * sizeof(float);
 		off += (size_t)snprintf(map + off, 65536 - off,
 		                        "%s\"%s\":\"model-%05d-of-00003.safetensors\"",
 		                        first ? "" : ",", t->name, s + 1);
@@ -1277,8 +1285,8 @@ static void shard_folders(const model_llama *m, const char *skip, char *one, cha
 	snprintf(sh, 300, "%s/sharded", tmpdir);
 	snprintf(bad, 300, "%s/missing", tmpdir);
 	CHECK_RC(model_llama_save(m, one));
-	write_sharded(one, sh, NULL, &m->cfg);
-	write_sharded(one, bad, skip, &m->cfg);
+	write_sharded(one, sh, NULL, NULL, &m->cfg);
+	write_sharded(one, bad, skip, NULL, &m->cfg);
 }
 
 static void test_load_sharded(void)
@@ -1676,6 +1684,8 @@ static void test_arch_load(void)
 	static const model_arch archs[] = {MODEL_ARCH_QWEN2, MODEL_ARCH_QWEN3};
 	static const char *const miss[] = {"model.layers.1.self_attn.k_proj.bias",
 	                                   "model.layers.0.self_attn.q_norm.weight"};
+	static const char *const shrunk[] = {"model.layers.0.self_attn.v_proj.bias",
+	                                     "model.layers.1.self_attn.k_norm.weight"};
 	char msg[2048];
 	for (size_t i = 0; i < 2; i++) {
 		model_llama *m = NULL, *a = NULL, *b = NULL, *c = NULL;
@@ -1695,6 +1705,13 @@ static void test_arch_load(void)
 		      a->cfg.qk_norm == cf.qk_norm);
 		CHECK(load_logged(bad, &c, msg, sizeof msg) == FL_ENOENT && c == NULL);
 		CHECK(strstr(msg, miss[i]) != NULL);
+		/* a bias or norm weight one element short */
+		char sbad[300];
+		snprintf(sbad, sizeof sbad, "%s/short", tmpdir);
+		write_sharded(one, sbad, NULL, shrunk[i], &cf);
+		CHECK(load_logged(sbad, &c, msg, sizeof msg) == FL_ESHAPE && c == NULL);
+		CHECK(strstr(msg, shrunk[i]) && strstr(msg, "has shape [3], expected [4]"));
+		rm_sharded(sbad);
 		/* Llama weights, this family's config */
 		model_config cl = cf;
 		cl.arch = MODEL_ARCH_LLAMA;
