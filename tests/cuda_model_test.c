@@ -781,9 +781,16 @@ static void test_gpu_full(void)
 			for (int k = 0; k < MODEL_NPARAM; k++) {
 				if (!ptr[k])
 					continue;
+				/* k_proj's bias gradient is the column sum of dK, which nearly
+				 * cancels: a bias on every key shifts each query's scores by a
+				 * constant, which the softmax ignores, except for what RoPE's
+				 * rotation makes of it. On the CPU model of this test the sum is
+				 * 15.5x below the summed row norms (layer 0, measured), so the
+				 * bf16 rows' error is amplified about that much over sqrt(N) */
+				double tol = k == MODEL_P_BK ? 0.15 : 5e-2;
 				double e = rel_l2(ptr[k], m->grad[k], m->param_size[k]);
-				fprintf(stderr, "    d%-6s rel L2 %.3g\n", names[k], e);
-				CHECK(e < 5e-2);
+				fprintf(stderr, "    d%-6s rel L2 %.3g (tol %g)\n", names[k], e, tol);
+				CHECK(e < tol);
 			}
 			free(gg);
 		}
