@@ -639,11 +639,15 @@ static void ckpt_grads(model_llama *m, model_train_mode mode, int ckpt, int per_
 /* Gradient checkpointing recomputes the same values with the same ops, so
  * the gradients (full, LoRA, LoRA B, per example) are identical bit for bit,
  * while the activations take less memory. T = 70 spans two attention tiles. */
-static void test_grad_checkpoint(void)
+/* Checkpointed gradients equal the plain ones bit for bit, for Llama and for
+ * Qwen3 (whose q/k norm activations are recomputed into the one slot too). */
+static void grad_checkpoint_cfg(model_config cf)
 {
 	model_llama *m = NULL;
 	lora_adapter *ad = NULL;
-	tiny_with_lora(0, "q_proj,v_proj,down_proj", &m, &ad);
+	tiny_arch_with_lora(cf, "q_proj,k_proj,v_proj,down_proj", &m, &ad);
+	if (!m)
+		return;
 	m->cfg.max_position_embeddings = 128;
 	int B = 2, T = 70, V = m->cfg.vocab_size;
 	int *tok = malloc(sizeof(int) * B * T), *tg = malloc(sizeof(int) * B * T);
@@ -676,6 +680,13 @@ static void test_grad_checkpoint(void)
 	free(g0), free(g1), free(tok), free(tg);
 	model_llama_free(m);
 	lora_adapter_free(ad);
+}
+
+static void test_grad_checkpoint(void)
+{
+	grad_checkpoint_cfg(tiny_config(0));
+	grad_checkpoint_cfg(tiny_arch_config(0, MODEL_ARCH_QWEN3));
+	grad_checkpoint_cfg(tiny_arch_config(1, MODEL_ARCH_QWEN2));
 }
 
 static char tmpdir[256];
