@@ -847,7 +847,7 @@ out:
 
 /* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
  * checks: logits and loss, LoRA gradients (A+B, B only, the GEMM
- * attention), per-tensor full gradients (the biases and norm weights
+ * attention, gradient checkpointing), per-tensor full gradients (the biases and norm weights
  * included) and full training through the backends. */
 static void test_gpu_families(void)
 {
@@ -869,6 +869,9 @@ static void test_gpu_families(void)
 		setenv("FEDLORA_ATTN", "gemm", 1);
 		grads_case(1, 1);
 		unsetenv("FEDLORA_ATTN");
+		gpu_ckpt = 1; /* the q/k norm activations recomputed in the backward */
+		grads_case(0, 1);
+		gpu_ckpt = 0;
 		test_gpu_full();
 	}
 	test_arch = MODEL_ARCH_LLAMA;
