@@ -386,6 +386,20 @@ def main():
             with open(tokens_file, "w") as f:
                 f.write(" ".join(str(t) for t in ids) + "\n")
             ref, ref_loss = hf_logits(model, ids)
+            if want:
+                # the family's extra tensors must matter: biases zeroed, or q/k
+                # norm weights set to 1, change the logits
+                plain = copy.deepcopy(model)
+                with torch.no_grad():
+                    for pn, p in plain.named_parameters():
+                        if pn.endswith(".bias"):
+                            p.zero_()
+                        elif "q_norm" in pn or "k_norm" in pn:
+                            p.fill_(1.0)
+                pref0, _ = hf_logits(plain, ids)
+                diff = compare(pref0, ref)
+                table.add(name, "biases / q,k norms change logits", diff, None, diff > 1e-3)
+                del plain
             if rope:
                 # the same weights without the scaling: the case must test something
                 plain = build_model(make_config(hidden, inter, layers, heads, kv, vocab, tied, theta, None, fam),
