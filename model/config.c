@@ -2,10 +2,12 @@
  * model/config.c — Hugging Face config.json <-> model_config (model/config.h).
  *
  * Parsing is strict about what changes the computed function (rope scaling,
- * biases, q/k norms, sliding windows, activation, model type) and lenient about the many fields
- * that do not (dropout, initializer range, use_cache, transformers_version, ...), which are
- * ignored. Every refusal is logged with the file name and field. The rope scaling is only read and
- * checked here; model_rope_inv_freq (model/ops.c) turns it into frequencies for both backends.
+ * biases, q/k norms, sliding windows, activation, model type) and lenient
+ * about the many fields that do not (dropout, initializer range, use_cache,
+ * transformers_version, ...), which are ignored. Every refusal is logged with
+ * the file name and field. The rope scaling is only read and checked here;
+ * model_rope_inv_freq (model/ops.c) turns it into frequencies for both
+ * backends.
  */
 #include "model/config.h"
 

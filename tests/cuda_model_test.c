@@ -847,8 +847,8 @@ out:
 
 /* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
  * checks: logits and loss, LoRA gradients (A+B, B only, the GEMM
- * attention, gradient checkpointing), per-tensor full gradients (the biases and norm weights
- * included) and full training through the backends. */
+ * attention, gradient checkpointing), per-tensor full gradients (the biases
+ * and norm weights included) and full training through the backends. */
 static void test_gpu_families(void)
 {
 	NEED_GPU();
