@@ -1231,8 +1231,13 @@ static void save_registry_locked(coord *c)
 	snap.phases =
 	    malloc((size_t)(c->st.n_phases > 0 ? c->st.n_phases : 1) * sizeof *snap.phases);
 	if (snap.clients && snap.phases) {
-		memcpy(snap.clients, c->st.clients, (size_t)c->st.n_clients * sizeof *snap.clients);
-		memcpy(snap.phases, c->st.phases, (size_t)c->st.n_phases * sizeof *snap.phases);
+		/* the arrays are NULL while empty: memcpy must not see NULL even for 0 bytes */
+		if (c->st.n_clients > 0)
+			memcpy(snap.clients, c->st.clients,
+			       (size_t)c->st.n_clients * sizeof *snap.clients);
+		if (c->st.n_phases > 0)
+			memcpy(snap.phases, c->st.phases,
+			       (size_t)c->st.n_phases * sizeof *snap.phases);
 		c->st_dirty = 0;
 		pthread_mutex_unlock(&c->mu);
 		rv = coord_state_save(&snap, c->cfg.run_dir);
