@@ -27,11 +27,13 @@ struct sa_client {
 	const priv_key *key;
 	char run_id[FL_RUN_ID_MAX + 1];
 	uint8_t session[16];
-	int index, n;
+	int index, n; /* index -1 until the key list names it */
 	double weight, dp_clip;
 	int64_t num_samples;
 	uint64_t phase_timeout_ms;
-	uint8_t (*id_pk)[32];
+	const priv_allow *peers; /* --sa-peers, NULL: identities taken as relayed */
+	int nb[PRIV_SA_MAX_DEGREE], k;
+	uint8_t (*nid)[32]; /* k: identity keys of the neighbours that sent keys (else 0) */
 	uint8_t c_pk[32], s_pk[32];
 	uint8_t key_sig[PRIV_SA_SIG_BYTES];
 	char why[200]; /* reason of the last refusal (no secrets) */
@@ -52,7 +54,7 @@ void sa_client_free(sa_client *c)
 	if (!c)
 		return;
 	priv_sa_client_free(c->sc);
-	free(c->id_pk);
+	free(c->nid);
 	free(c->boxes);
 	free(c->to_i);
 	free(c->to);
@@ -69,7 +71,7 @@ void sa_client_free(sa_client *c)
 
 int sa_client_index(const sa_client *c)
 {
-	return c->index;
+	return priv_sa_client_index(c->sc);
 }
 
 int sa_client_n(const sa_client *c)
@@ -80,6 +82,12 @@ int sa_client_n(const sa_client *c)
 const char *sa_client_why(const sa_client *c)
 {
 	return c->why;
+}
+
+static int sa_cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
 }
 
 static int refuse(sa_client *c, int code, const char *fmt, ...)
@@ -97,23 +105,26 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, c
                   char *why, size_t whylen)
 {
 	const Fedlora__SecAggParams *sp = t ? t->secagg : NULL;
+	uint8_t seed[32];
 	sa_client *c;
 	int rv;
 
 	*out = NULL;
-	if (!sp || sp->n < 2 || sp->n > 100000 || sp->n_members != sp->n ||
-	    sp->graph_seed.len != 32 || sp->session.len != 16 || !(sp->clip > 0) ||
-	    !isfinite(sp->clip) || sp->frac_bits > 30 || !(sp->dp_clip >= 0) ||
-	    !isfinite(sp->dp_clip) || sp->degree == 0 || sp->threshold == 0 ||
-	    sp->min_survivors == 0) {
+	if (!sp || sp->n < 2 || sp->n > 100000 || sp->graph_seed.len != 32 ||
+	    sp->session.len != 16 || !(sp->clip > 0) || !isfinite(sp->clip) || sp->frac_bits > 30 ||
+	    !(sp->dp_clip >= 0) || !isfinite(sp->dp_clip) || sp->degree == 0 ||
+	    sp->threshold == 0 || sp->min_survivors == 0) {
 		snprintf(why, whylen, "secure aggregation params malformed");
 		return FL_EFORMAT;
 	}
-	for (size_t i = 0; i < sp->n_members; i++)
-		if (sp->members[i].len != 32) {
-			snprintf(why, whylen, "member key %zu is not 32 bytes", i);
-			return FL_EFORMAT;
-		}
+	/* the graph is not the coordinator's to choose */
+	priv_sa_graph_seed(run_id, t->round, seed);
+	if (sodium_memcmp(seed, sp->graph_seed.data, 32) != 0) {
+		snprintf(why, whylen,
+		         "graph_seed is not the one derived from the run id and round "
+		         "(BLAKE2b graph v1)");
+		return FL_EFORMAT;
+	}
 	if (!(c = calloc(1, sizeof *c)))
 		return FL_ENOMEM;
 	c->key = key;
@@ -139,14 +150,13 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, c
 	c->p.clip = sp->clip;
 	c->p.frac_bits = (int)sp->frac_bits;
 	c->p.round = t->round;
-	memcpy(c->p.graph_seed, sp->graph_seed.data, 32);
-	rv = FL_ENOMEM;
+	memcpy(c->p.graph_seed, seed, 32);
 	if ((rv = priv_sa_check_params(&c->p, why, whylen)) != 0) {
 		rv = FL_EFORMAT;
 		goto fail;
 	}
 	rv = FL_ENOMEM;
-	c->id_pk = calloc((size_t)c->n, 32);
+	c->nid = calloc((size_t)c->p.degree, 32);
 	c->boxes = malloc((size_t)c->p.degree * PRIV_SA_BOX_BYTES);
 	c->to_i = calloc((size_t)c->p.degree, sizeof *c->to_i);
 	c->to = calloc((size_t)c->p.degree, sizeof *c->to);
@@ -154,30 +164,37 @@ int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, c
 	c->rev = calloc((size_t)c->p.degree, sizeof *c->rev);
 	c->rv_msg = calloc((size_t)c->p.degree, sizeof *c->rv_msg);
 	c->rv_ptr = calloc((size_t)c->p.degree, sizeof *c->rv_ptr);
-	if (!c->id_pk || !c->boxes || !c->to_i || !c->to || !c->box_ref || !c->rev || !c->rv_msg ||
+	if (!c->nid || !c->boxes || !c->to_i || !c->to || !c->box_ref || !c->rev || !c->rv_msg ||
 	    !c->rv_ptr)
 		goto fail;
-	for (int i = 0; i < c->n; i++) {
-		memcpy(c->id_pk[i], sp->members[i].data, 32);
-		if (c->index < 0 && !memcmp(c->id_pk[i], key->pk, 32))
-			c->index = i;
-	}
-	if (c->index < 0) {
-		snprintf(why, whylen, "this client is not among the round's members");
-		rv = FL_EKEY;
-		goto fail;
-	}
-	if ((rv = priv_sa_client_new(&c->p, c->index, &c->sc)) != 0) {
+	if ((rv = priv_sa_client_new(&c->p, -1, &c->sc)) != 0) {
 		snprintf(why, whylen, "cannot start: %s", fl_strerror(rv));
 		goto fail;
 	}
 	priv_sa_client_pubkeys(c->sc, c->c_pk, c->s_pk);
-	priv_sa_keys_sign(&c->p, c->session, c->index, c->c_pk, c->s_pk, key->sk, c->key_sig);
+	priv_sa_keys_sign(&c->p, c->session, c->c_pk, c->s_pk, key->sk, c->key_sig);
 	*out = c;
 	return 0;
 fail:
 	sa_client_free(c);
 	return rv;
+}
+
+void sa_client_set_peers(sa_client *c, const priv_allow *peers)
+{
+	c->peers = peers;
+}
+
+/* An identity key of the round outside --sa-peers? (refusal text in c->why) */
+static int unknown_peer(sa_client *c, int j, const uint8_t id[32])
+{
+	char hex[65];
+	if (!c->peers || priv_allow_contains(c->peers, id))
+		return 0;
+	sodium_bin2hex(hex, sizeof hex, id, 32);
+	hex[16] = 0;
+	refuse(c, FL_EKEY, "member %d (%s...) is not in --sa-peers", j, hex);
+	return 1;
 }
 
 static void up_init(sa_client *c, Fedlora__SaUp *up, uint32_t phase)
@@ -228,25 +245,24 @@ int sa_client_keys(sa_client *c, int64_t num_samples, Fedlora__SaUp *up)
 
 int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
 {
-	uint8_t(*cp)[32] = NULL, (*spk)[32] = NULL;
+	uint8_t(*cp)[32] = NULL, (*spk)[32] = NULL, (*ids)[32] = NULL;
 	int *from = NULL, rv, count = 0;
 	size_t k;
 
 	c->why[0] = 0;
 	if ((rv = check_down(c, d, 1)) != 0)
 		return refuse(c, rv, "key list of another run, round, attempt or phase");
+	if (c->index >= 0)
+		return refuse(c, FL_ESTATE, "a second key list");
 	k = d->n_key_from;
-	if (d->n_c_pk != k || d->n_s_pk != k || d->n_key_sigs != k || k > (size_t)c->p.degree)
+	if (d->n_c_pk != k || d->n_s_pk != k || d->n_key_sigs != k || d->n_key_id != k ||
+	    k > (size_t)c->p.degree)
 		return refuse(c, FL_EFORMAT,
 		              "key list: %zu entries, more than the degree %d or "
 		              "counts differ",
 		              k, c->p.degree);
-	if (d->key_senders < k + 1 || d->key_senders > (uint32_t)c->n ||
-	    d->key_senders < (uint32_t)c->p.min_survivors)
-		return refuse(c, FL_EFORMAT,
-		              "key list: %u key senders is not in %zu..%d or below "
-		              "min_survivors %d",
-		              d->key_senders, k + 1, c->n, c->p.min_survivors);
+	if (d->you >= (uint32_t)c->n)
+		return refuse(c, FL_EFORMAT, "key list: index %u of %d members", d->you, c->n);
 	/* the weight must stay within the clip: at most 1 */
 	{
 		double w = c->dp_clip > 0 ? 1 : (double)c->num_samples * d->weight_scale;
@@ -254,38 +270,71 @@ int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *
 			return refuse(c, FL_EFORMAT, "key list: weight %g out of (0, 1]", w);
 		c->weight = w > 1 ? 1 : w;
 	}
-	/* each entry: a neighbour's keys, signed by that member's identity
-	 * key in the Task for this round and attempt (a substituted key, one
-	 * signed for another round or session, or a non-neighbour's is
-	 * refused; priv_sa_client_set_nb_keys checks neighbourhood) */
-	for (size_t q = 0; q < k; q++) {
-		uint32_t j = d->key_from[q];
-		if (j >= (uint32_t)c->n || (int)j == c->index || d->c_pk[q].len != 32 ||
-		    d->s_pk[q].len != 32 || d->key_sigs[q].len != PRIV_SA_SIG_BYTES)
-			return refuse(c, FL_EFORMAT, "key list entry %zu malformed", q);
-		if (priv_sa_keys_verify(&c->p, c->session, (int)j, d->c_pk[q].data, d->s_pk[q].data,
-		                        c->id_pk[j], d->key_sigs[q].data) != 0)
-			return refuse(c, FL_ESIG,
-			              "keys of member %u are not signed by its key for this round "
-			              "and attempt",
-			              j);
-	}
 	cp = calloc(k + 1, 32);
 	spk = calloc(k + 1, 32);
+	ids = calloc(k + 1, 32);
 	from = calloc(k + 1, sizeof *from);
 	rv = FL_ENOMEM;
-	if (!cp || !spk || !from)
+	if (!cp || !spk || !ids || !from)
 		goto out;
+	/* each entry: a neighbour's keys, signed by the identity key relayed
+	 * with them for this round and attempt (a substituted key, or one
+	 * signed for another round, session or round parameters is refused) */
 	for (size_t q = 0; q < k; q++) {
-		from[q] = (int)d->key_from[q];
+		uint32_t j = d->key_from[q];
+		if (!priv_sa_is_neighbour(&c->p, (int)d->you, (int)j) || d->c_pk[q].len != 32 ||
+		    d->s_pk[q].len != 32 || d->key_sigs[q].len != PRIV_SA_SIG_BYTES ||
+		    d->key_id[q].len != 32) {
+			rv = refuse(c, FL_EFORMAT,
+			            "key list entry %zu malformed or not a neighbour", q);
+			goto out;
+		}
+		if (unknown_peer(c, (int)j, d->key_id[q].data)) {
+			rv = FL_EKEY;
+			goto out;
+		}
+		if (priv_sa_keys_verify(&c->p, c->session, d->c_pk[q].data, d->s_pk[q].data,
+		                        d->key_id[q].data, d->key_sigs[q].data) != 0) {
+			rv = refuse(c, FL_ESIG,
+			            "keys of member %u are not signed by its key for this round "
+			            "and attempt",
+			            j);
+			goto out;
+		}
+		from[q] = (int)j;
 		memcpy(cp[q], d->c_pk[q].data, 32);
 		memcpy(spk[q], d->s_pk[q].data, 32);
+		memcpy(ids[q], d->key_id[q].data, 32);
 	}
-	if ((rv = priv_sa_client_set_nb_keys(c->sc, (int)d->key_senders, from,
-	                                     (const uint8_t(*)[32])cp, (const uint8_t(*)[32])spk,
-	                                     (int)k)) != 0) {
+	/* positions must follow the ring keys of the identities (this client's
+	 * own included): the coordinator cannot place members at will */
+	from[k] = (int)d->you;
+	memcpy(ids[k], c->key->pk, 32);
+	if (priv_sa_ring_check(&c->p, from, (const uint8_t(*)[32])ids, (int)k + 1) != 0) {
+		rv = refuse(c, FL_EFORMAT,
+		            "key list: the positions disagree with the members' ring keys "
+		            "(or repeat)");
+		goto out;
+	}
+	rv = priv_sa_client_set_nb_keys(c->sc, (int)d->you, from, (const uint8_t(*)[32])cp,
+	                                (const uint8_t(*)[32])spk, (int)k);
+	if (rv == FL_EQUORUM) {
+		refuse(c, rv,
+		       "key list: %zu neighbours sent signed keys, fewer than the threshold %d "
+		       "(this client's secrets could not be rebuilt)",
+		       k, c->p.threshold);
+		goto out;
+	}
+	if (rv) {
 		refuse(c, rv, "key list: a key of a non-neighbour, a repeated or empty entry");
 		goto out;
+	}
+	c->index = (int)d->you;
+	if ((rv = priv_sa_neighbours(&c->p, c->index, c->nb, &c->k)) != 0)
+		goto out;
+	for (size_t q = 0; q < k; q++) {
+		const int *f = bsearch(&from[q], c->nb, (size_t)c->k, sizeof *c->nb, sa_cmp_int);
+		memcpy(c->nid[f - c->nb], ids[q], 32);
 	}
 	if ((rv = priv_sa_client_make_shares(c->sc, c->boxes, c->to_i, &count)) != 0)
 		goto out;
@@ -301,6 +350,7 @@ int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *
 out:
 	free(cp);
 	free(spk);
+	free(ids);
 	free(from);
 	return rv;
 }
@@ -310,7 +360,7 @@ int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d)
 	int rv;
 	if ((rv = check_down(c, d, 2)) != 0)
 		return rv;
-	if (d->n_from != d->n_boxes || d->n_from > (size_t)c->p.degree)
+	if (c->index < 0 || d->n_from != d->n_boxes || d->n_from > (size_t)c->p.degree)
 		return FL_EFORMAT;
 	for (size_t q = 0; q < d->n_from; q++) {
 		if (d->from[q] >= (uint32_t)c->n || (int)d->from[q] == c->index ||
@@ -345,14 +395,22 @@ int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, 
 int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
 {
 	int rv;
+	c->why[0] = 0;
 	if ((rv = check_down(c, d, 3)) != 0)
-		return rv;
-	if (d->survivors.len != (size_t)c->n)
-		return FL_EFORMAT;
-	if (!d->survivors.data[c->index])
-		return FL_ESTATE; /* our masked vector was acknowledged */
-	if ((rv = priv_sa_client_sign_survivors(c->sc, d->survivors.data, c->key->sk, c->sig)) != 0)
-		return rv;
+		return refuse(c, rv, "view of another run, round, attempt or phase");
+	if (c->index < 0 || d->view.len != (size_t)c->k)
+		return refuse(c, FL_EFORMAT, "view of %zu flags, this client has %d neighbours",
+		              d->view.len, c->k);
+	rv = priv_sa_client_sign_view(c->sc, d->view.data, c->k, c->key->sk, c->sig);
+	if (rv == FL_EQUORUM)
+		return refuse(c, rv,
+		              "view names fewer than the threshold %d of its neighbours "
+		              "survivors (its self mask could not be rebuilt)",
+		              c->p.threshold);
+	if (rv == FL_ESTATE)
+		return refuse(c, rv, "a second, different view in this attempt");
+	if (rv)
+		return refuse(c, rv, "view malformed (a survivor that sent no keys)");
 	up_init(c, up, 4);
 	up->sig.data = c->sig;
 	up->sig.len = PRIV_SA_SIG_BYTES;
@@ -361,31 +419,98 @@ int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp
 
 int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up)
 {
-	int *signer = NULL, rv, count = 0;
-	uint8_t(*sigs)[PRIV_SA_SIG_BYTES] = NULL;
+	priv_sa_signed_view *sv = NULL;
+	int *pos = NULL, rv, count = 0, bad = -1, np = 0;
+	uint8_t(*ids)[32] = NULL;
+	size_t m;
 
+	c->why[0] = 0;
 	if ((rv = check_down(c, d, 4)) != 0)
-		return rv;
-	if (d->survivors.len != (size_t)c->n || d->n_signer != d->n_sigs ||
-	    d->n_signer > (size_t)c->n)
-		return FL_EFORMAT;
-	signer = calloc(d->n_signer + 1, sizeof *signer);
-	sigs = calloc(d->n_signer + 1, PRIV_SA_SIG_BYTES);
+		return refuse(c, rv, "unmask request of another run, round, attempt or phase");
+	m = d->n_signer;
+	if (c->index < 0 || d->n_sigs != m || d->n_views != m || d->n_signer_id != m ||
+	    m > 2 * (size_t)c->p.degree)
+		return refuse(c, FL_EFORMAT, "unmask request: %zu signed views or counts differ",
+		              m);
+	sv = calloc(m + 1, sizeof *sv);
+	pos = calloc(m + (size_t)c->k + 1, sizeof *pos);
+	ids = calloc(m + (size_t)c->k + 1, 32);
 	rv = FL_ENOMEM;
-	if (!signer || !sigs)
+	if (!sv || !pos || !ids)
 		goto out;
-	rv = FL_EFORMAT;
-	for (size_t k = 0; k < d->n_signer; k++) {
-		if (d->signer[k] >= (uint32_t)c->n || d->sigs[k].len != PRIV_SA_SIG_BYTES)
+	/* the identities of the round this client knows: itself, its keyed
+	 * neighbours, and the window's signers (relayed here) */
+	pos[np] = c->index;
+	memcpy(ids[np++], c->key->pk, 32);
+	for (int s = 0; s < c->k; s++)
+		if (!sodium_is_zero(c->nid[s], 32)) {
+			pos[np] = c->nb[s];
+			memcpy(ids[np++], c->nid[s], 32);
+		}
+	for (size_t e = 0; e < m; e++) {
+		uint32_t j = d->signer[e];
+		const int *f;
+		const uint8_t *id = d->signer_id[e].data;
+		if (j >= (uint32_t)c->n || d->sigs[e].len != PRIV_SA_SIG_BYTES ||
+		    (d->signer_id[e].len != 32 && d->signer_id[e].len != 0) ||
+		    d->views[e].len > PRIV_SA_MAX_DEGREE) {
+			rv = refuse(c, FL_EFORMAT, "unmask request: signed view %zu malformed", e);
 			goto out;
-		signer[k] = (int)d->signer[k];
-		memcpy(sigs[k], d->sigs[k].data, PRIV_SA_SIG_BYTES);
+		}
+		f = bsearch(&(int){(int)j}, c->nb, (size_t)c->k, sizeof *c->nb, sa_cmp_int);
+		if ((int)j == c->index) {
+			/* this client's own view: never counted (outside its window) */
+			id = c->key->pk;
+		} else if (f) {
+			/* a neighbour: the identity its keys were signed with (sent
+			 * again or left out) */
+			id = c->nid[f - c->nb];
+			if (sodium_is_zero(id, 32) ||
+			    (d->signer_id[e].len &&
+			     sodium_memcmp(id, d->signer_id[e].data, 32) != 0)) {
+				rv = refuse(c, FL_EKEY,
+				            "unmask request: member %u's identity differs from its "
+				            "key list entry (or it sent no keys)",
+				            j);
+				goto out;
+			}
+		} else {
+			if (d->signer_id[e].len != 32) {
+				rv = refuse(c, FL_EFORMAT,
+				            "unmask request: no identity key for member %u", j);
+				goto out;
+			}
+			if (unknown_peer(c, (int)j, d->signer_id[e].data)) {
+				rv = FL_EKEY;
+				goto out;
+			}
+			pos[np] = (int)j;
+			memcpy(ids[np++], d->signer_id[e].data, 32);
+		}
+		sv[e].index = (int)j;
+		sv[e].view = d->views[e].data;
+		sv[e].view_len = (int)d->views[e].len;
+		sv[e].id_pk = id;
+		sv[e].sig = d->sigs[e].data;
 	}
-	rv = priv_sa_client_unmask(c->sc, d->survivors.data, signer,
-	                           (const uint8_t(*)[PRIV_SA_SIG_BYTES])sigs, (int)d->n_signer,
-	                           (const uint8_t(*)[32])c->id_pk, c->rev, &count);
-	if (rv)
+	if (priv_sa_ring_check(&c->p, pos, (const uint8_t(*)[32])ids, np) != 0) {
+		rv = refuse(c, FL_EFORMAT,
+		            "unmask request: the positions disagree with the members' ring keys "
+		            "(or repeat)");
 		goto out;
+	}
+	rv = priv_sa_client_unmask(c->sc, sv, (int)m, c->rev, &count, &bad);
+	if (rv == FL_ESIG) {
+		refuse(c, rv,
+		       "member %d's status is not confirmed by the signed views of %d of its "
+		       "neighbours",
+		       bad, priv_sa_consistency_quorum(&c->p));
+		goto out;
+	}
+	if (rv) {
+		refuse(c, rv, "unmask request before a view or a second one");
+		goto out;
+	}
 	up_init(c, up, 5);
 	for (int q = 0; q < count; q++) {
 		fedlora__sa_reveal__init(&c->rv_msg[q]);
@@ -398,8 +523,9 @@ int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *u
 	up->n_reveals = (size_t)count;
 	up->reveals = c->rv_ptr;
 out:
-	free(signer);
-	free(sigs);
+	free(sv);
+	free(pos);
+	free(ids);
 	return rv;
 }
 
@@ -589,6 +715,7 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 		set_out(out, rv, "secure round refused: %s", why);
 		return 0;
 	}
+	sa_client_set_peers(c, io->peers);
 	deadline =
 	    sa_now() + (double)t->deadline_ms / 1000 + 5.0 * (double)c->phase_timeout_ms / 1000 + 5;
 	/* 1 keys */
@@ -625,7 +752,13 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 		goto done;
 	}
 	if ((rv = sa_client_mask(c, x, len, &up, &out->clipped)) != 0) {
-		set_out(out, rv, "masking failed");
+		if (rv == FL_EQUORUM)
+			set_out(out, rv,
+			        "masking refused: share boxes from fewer than the threshold %d of "
+			        "its neighbours arrived",
+			        c->p.threshold);
+		else
+			set_out(out, rv, "masking failed");
 		goto done;
 	}
 	up.num_samples = num_samples;
@@ -642,13 +775,14 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 		       "FEDLORA_SA_DROP_AFTER_MASK: exiting after the masked vector (test hook)");
 		_exit(3);
 	}
-	/* 4 signature over the survivor set */
+	/* 4 signature over this client's view */
 	if (poll_down(io, c, 3, deadline, &rep, out) != 0)
 		goto done;
 	rv = sa_client_on_survivors(c, (const Fedlora__SaDown *)rep.body, &up);
 	fl_wire_msg_fini(&rep);
 	if (rv) {
-		set_out(out, rv, "survivor set refused");
+		set_out(out, rv, "view refused: %s",
+		        sa_client_why(c)[0] ? sa_client_why(c) : fl_strerror(rv));
 		goto done;
 	}
 	if (send_up(io, &up, out) != 0)
@@ -659,7 +793,8 @@ int sa_client_round(const sa_client_io *io, const Fedlora__Task *t, const lora_a
 	rv = sa_client_on_unmask(c, (const Fedlora__SaDown *)rep.body, &up);
 	fl_wire_msg_fini(&rep);
 	if (rv) {
-		set_out(out, rv, "unmask request refused");
+		set_out(out, rv, "unmask request refused: %s",
+		        sa_client_why(c)[0] ? sa_client_why(c) : fl_strerror(rv));
 		goto done;
 	}
 	if (send_up(io, &up, out) != 0)

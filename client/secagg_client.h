@@ -6,11 +6,18 @@
  * The handlers check every SaDown before acting on it: run id, round, the
  * attempt's session id and the phase (FL_ESTALE for a message of another
  * run, round, attempt or phase, so replayed and cross-round relays are
- * refused), sizes and indices (FL_EFORMAT). The unmask request is answered
- * only when more than half of the key-sharing clients signed the same
- * survivor set, it names at least min_survivors and it is the set this
- * client signed (privacy/secagg.h): a coordinator cannot get both the
- * self-mask and the mask key of one client.
+ * refused), sizes and indices (FL_EFORMAT). The Task carries no member
+ * list: a client checks that graph_seed is the one derived from the run id
+ * and round, learns its index and its neighbours' identity keys from its key
+ * list, checks that the positions follow the identities' ring keys, and
+ * refuses a key list with fewer than threshold signed neighbour keys. Its
+ * view (its neighbours' survivor flags) must name at least threshold
+ * survivors; the unmask request is answered only when the signed views of
+ * its ring window confirm, for itself and every neighbour whose share it
+ * reveals, the status it signed by a majority of that member's neighbours
+ * (privacy/secagg.h): a coordinator cannot get both the self-mask and the
+ * mask key of one client. With sa_client_set_peers every identity key
+ * relayed (key list, unmask request) must be in the peer list (FL_EKEY).
  *
  * sa_client_round drives the whole exchange after local training through a
  * call callback (client/session.c's signed request/reply); its GetTasks name
@@ -38,15 +45,18 @@
 
 typedef struct sa_client sa_client;
 
-/* From the Task: checks the params (FL_EFORMAT with why) and finds this
- * client's index by its key among the members (FL_EKEY when absent). */
+/* From the Task: checks the params and that graph_seed is
+ * priv_sa_graph_seed(run id, round) (FL_EFORMAT with why). */
 int sa_client_new(sa_client **out, const Fedlora__Task *t, const char *run_id, const priv_key *key,
                   char *why, size_t whylen);
 void sa_client_free(sa_client *c);
+/* Identity keys relayed to c must be in peers (borrowed; NULL: no check). */
+void sa_client_set_peers(sa_client *c, const priv_allow *peers);
+/* This client's index (ring position), -1 before its key list. */
 int sa_client_index(const sa_client *c);
 int sa_client_n(const sa_client *c);
-/* The reason of the last refusal of sa_client_on_keylist ("" if none);
- * never contains secrets. Valid while c lives. */
+/* The reason of the last refusal of a handler ("" if none); never
+ * contains secrets. Valid while c lives. */
 const char *sa_client_why(const sa_client *c);
 
 /* Phase 1: the public keys, their signature by the client's identity key
@@ -55,22 +65,25 @@ int sa_client_keys(sa_client *c, int64_t num_samples, Fedlora__SaUp *up);
 /* The weight from the key list: num_samples * weight_scale (<= 1; 1 under
  * client-level DP). 0 before the key list. */
 double sa_client_weight(const sa_client *c);
-/* SaDown 1 (key list: the neighbours' keys only) -> phase 2 up: share boxes
- * for the neighbours. Every entry must be a neighbour's keys signed by that
- * member's key in the Task for this round and attempt: FL_ESIG for a
- * substituted or replayed key, FL_EFORMAT for a non-neighbour, a repeated
- * entry or a key-sender count out of range (reason: sa_client_why). On a
- * refusal the client sends nothing more this attempt. */
+/* SaDown 1 (key list: this client's index, its neighbours' identity and
+ * round keys only) -> phase 2 up: share boxes for the neighbours. Every
+ * entry must be a neighbour's keys signed by the identity key relayed with
+ * them for this round and attempt: FL_ESIG for a substituted or replayed
+ * key, FL_EFORMAT for a non-neighbour, a repeated entry or positions that
+ * disagree with the ring keys, FL_EQUORUM for fewer than threshold entries,
+ * FL_EKEY for an identity outside the peer list (reason: sa_client_why). On
+ * a refusal the client sends nothing more this attempt. */
 int sa_client_on_keylist(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 /* SaDown 2 (boxes addressed to this client): opens and keeps them. */
 int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d);
 /* Phase 3 up: the masked vector of x (len values; the weight is the last)
  * plus its metrics; *clipped gets the count of |x| > clip. */
 int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, uint64_t *clipped);
-/* SaDown 3 (survivor set) -> phase 4 up: this client's signature. */
+/* SaDown 3 (this client's view) -> phase 4 up: its signature over it. */
 int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
-/* SaDown 4 (unmask request) -> phase 5 up: the reveals. FL_ESIG / FL_EQUORUM /
- * FL_ESTATE when an honest client must refuse (see above). */
+/* SaDown 4 (unmask request: the signed views of the ring window) -> phase
+ * 5 up: the reveals. FL_ESIG / FL_EKEY / FL_EFORMAT / FL_ESTATE when an
+ * honest client must refuse (see above). */
 int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 
 /* The vector a client masks: its delta from the global on the factors it
@@ -87,6 +100,7 @@ typedef struct sa_client_io {
 	            fl_wire_msg *rep, size_t *sent);
 	const char *run_id;
 	const priv_key *key;
+	const priv_allow *peers; /* --sa-peers or NULL */
 	int client_index;
 	int poll_timeout_ms;
 } sa_client_io;

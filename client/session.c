@@ -109,26 +109,10 @@ typedef struct session {
 	/* a round skipped for its deadline: that attempt (round, round_seed) is
 	 * not trained again when handed out once more before skip_until */
 	uint64_t skip_round, skip_seed;
-	/* the secure attempt refused for a member outside --sa-peers: wait
-	 * for the next (round, session) instead of refusing it again */
-	int sa_refused;
-	uint64_t sa_refused_round;
-	uint8_t sa_refused_session[16];
 	double skip_until;
 	double last_reply; /* monotonic seconds */
 	int backoff_ms;
 } session;
-
-/* The index of the first member of a secure Task that is not in peers
- * (a malformed key counts as unknown), or -1 when all are known. */
-static long sa_unknown_member(const Fedlora__SecAggParams *sp, const priv_allow *peers)
-{
-	for (size_t i = 0; i < sp->n_members; i++)
-		if (sp->members[i].len != PRIV_PK_BYTES ||
-		    !priv_allow_contains(peers, sp->members[i].data))
-			return (long)i;
-	return -1;
-}
 
 void client_opts_default(client_opts *o)
 {
@@ -769,32 +753,6 @@ static int do_task(session *s, const Fedlora__Task *t)
 		sleep_ms(CLIENT_BACKOFF_MIN_MS); /* training this round failed already */
 		return 0;
 	}
-	if (t->secagg && s->o->sa_peers) {
-		const Fedlora__SecAggParams *sp = t->secagg;
-		int same = s->sa_refused && s->sa_refused_round == t->round &&
-		           sp->session.len == 16 &&
-		           !memcmp(s->sa_refused_session, sp->session.data, 16);
-		long bad = same ? -1 : sa_unknown_member(sp, s->o->sa_peers);
-		if (bad >= 0) {
-			char hex[65] = "";
-			if (sp->members[bad].len == 32)
-				sodium_bin2hex(hex, sizeof hex, sp->members[bad].data, 32);
-			fl_log(FL_LOG_WARN, "client",
-			       "secure round %llu refused: member %ld (%.16s...) is not in "
-			       "--sa-peers; waiting for the next attempt",
-			       (unsigned long long)t->round, bad, hex[0] ? hex : "malformed");
-			s->sa_refused = 1;
-			s->sa_refused_round = t->round;
-			memset(s->sa_refused_session, 0, 16);
-			if (sp->session.len == 16)
-				memcpy(s->sa_refused_session, sp->session.data, 16);
-			same = 1;
-		}
-		if (same) {
-			sleep_ms(CLIENT_BACKOFF_MIN_MS);
-			return 0;
-		}
-	}
 	if (t->round == s->skip_round && t->train && t->train->round_seed == s->skip_seed) {
 		/* the attempt we skipped for its deadline: wait for it to close */
 		double left = s->skip_until - mono_s();
@@ -1185,6 +1143,7 @@ static int secure_round(session *s, const Fedlora__Task *t, const lora_adapter *
 	                   .call = sa_call,
 	                   .run_id = s->run_id,
 	                   .key = &s->key,
+	                   .peers = s->o->sa_peers,
 	                   .client_index = s->o->client_index,
 	                   .poll_timeout_ms = s->o->poll_timeout_ms};
 

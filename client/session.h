@@ -96,9 +96,10 @@ typedef struct client_opts {
 	                         0 = keep trying */
 	client_attack attack; /* tests/experiments only: corrupt the update (client/attack.h) */
 	/* optional (--sa-peers, an allow list file read by priv_allow_load):
-	 * the Ed25519 keys this client accepts as members of a
-	 * secure-aggregation Task; a Task naming another member is refused
-	 * (borrowed; NULL: trust the Task's members) */
+	 * the Ed25519 keys this client accepts as members of a secure round;
+	 * an identity key relayed in the key list or unmask request that is
+	 * not in it makes the client refuse the attempt (borrowed; NULL:
+	 * trust the identities the coordinator relays) */
 	const priv_allow *sa_peers;
 	void (*on_event)(const client_event *ev, void *arg);
 	/* optional: called after every request/reply exchange with the request's

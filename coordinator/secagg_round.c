@@ -48,13 +48,8 @@ struct sa_round {
 	sa_member *m;
 	uint8_t (*id_pk)[32];
 	uint8_t session[PRIV_SA_SESSION_BYTES];
-	/* Task params */
+	/* Task params (the same for every member; nothing in them grows with n) */
 	Fedlora__SecAggParams tp;
-	ProtobufCBinaryData *members;
-	/* sealed SaDown of the phases that are the same for everyone (the key
-	 * list is per client: its neighbours' keys only) */
-	uint8_t *down_surv, *down_unmask;
-	size_t down_surv_len, down_unmask_len;
 	double weight_scale; /* SaDown 1, fixed when the keys phase closes */
 	uint8_t *surv;       /* n flags, fixed at P_SIGN */
 	priv_sa_reveal *rev;
@@ -89,6 +84,41 @@ static double slice_maxabs(const lora_adapter *g, size_t off, size_t len)
 	return m;
 }
 
+typedef struct ring_ent {
+	uint8_t key[32];
+	int sel; /* selection position */
+} ring_ent;
+
+static int ring_cmp(const void *a, const void *b)
+{
+	return memcmp(((const ring_ent *)a)->key, ((const ring_ent *)b)->key, 32);
+}
+
+/* Orders the selected members by ring key (privacy/secagg.h): m[i] and
+ * id_pk[i] of position i. FL_EINVAL when two members share a key. */
+static int ring_order(sa_round *r, const sa_round_opts *o, char *why, size_t whylen)
+{
+	ring_ent *e = malloc((size_t)o->n * sizeof *e);
+	if (!e)
+		return FL_ENOMEM;
+	for (int i = 0; i < o->n; i++) {
+		priv_sa_ring_key(r->p.graph_seed, o->id_pk[i], e[i].key);
+		e[i].sel = i;
+	}
+	qsort(e, (size_t)o->n, sizeof *e, ring_cmp);
+	for (int i = 0; i < o->n; i++) {
+		if (i && memcmp(e[i].key, e[i - 1].key, 32) == 0) {
+			snprintf(why, whylen, "secure aggregation: a member key is selected twice");
+			free(e);
+			return FL_EINVAL;
+		}
+		r->m[i].reg = o->reg[e[i].sel];
+		memcpy(r->id_pk[i], o->id_pk[e[i].sel], 32);
+	}
+	free(e);
+	return 0;
+}
+
 int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, size_t whylen)
 {
 	sa_round *r;
@@ -120,17 +150,15 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 	r->phase_timeout = o->phase_timeout;
 	r->m = calloc((size_t)o->n, sizeof *r->m);
 	r->id_pk = calloc((size_t)o->n, 32);
-	r->members = calloc((size_t)o->n, sizeof *r->members);
 	r->surv = calloc((size_t)o->n, 1);
 	r->sum = calloc(r->len + 1, sizeof *r->sum);
-	if (!r->m || !r->id_pk || !r->members || !r->surv || !r->sum)
+	if (!r->m || !r->id_pk || !r->surv || !r->sum)
 		goto fail;
-	for (int i = 0; i < o->n; i++) {
-		r->m[i].reg = o->reg[i];
-		memcpy(r->id_pk[i], o->id_pk[i], 32);
-		r->members[i].data = r->id_pk[i];
-		r->members[i].len = 32;
-	}
+	/* the graph is derived, not drawn: members sit on the ring in the
+	 * order of their ring keys, and a member's index is its position */
+	priv_sa_graph_seed(o->run_id, (uint64_t)o->round, r->p.graph_seed);
+	if ((rv = ring_order(r, o, why, whylen)) != 0)
+		goto fail;
 
 	/* parameters: session id bound into the secagg run id (so shares of
 	 * another attempt or round do not open), fixed point from the scale */
@@ -142,7 +170,6 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 		crypto_generichash_update(&st, r->session, sizeof r->session);
 		crypto_generichash_final(&st, r->p.run_id, 16);
 	}
-	randombytes_buf(r->p.graph_seed, sizeof r->p.graph_seed);
 	r->p.n = o->n;
 	r->p.round = (uint64_t)o->round;
 	if (o->clip > 0) {
@@ -196,8 +223,6 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 	r->tp.graph_seed.len = 32;
 	r->tp.session.data = r->session;
 	r->tp.session.len = sizeof r->session;
-	r->tp.n_members = (size_t)r->n;
-	r->tp.members = r->members;
 	r->tp.phase_timeout_ms = (uint64_t)(o->phase_timeout * 1000);
 	r->tp.dp_clip = r->dp_clip;
 	r->phase = P_KEYS;
@@ -219,10 +244,7 @@ void sa_round_free(sa_round *r)
 	}
 	free(r->m);
 	free(r->id_pk);
-	free(r->members);
 	free(r->surv);
-	free(r->down_surv);
-	free(r->down_unmask);
 	if (r->rev)
 		sodium_memzero(r->rev, r->rev_cap * sizeof *r->rev);
 	free(r->rev);
@@ -280,12 +302,12 @@ static void fix_weight_scale(sa_round *r)
 	r->weight_scale = r->dp_clip > 0 ? 1 : 1 / wmax;
 }
 
-/* SaDown 1 for client j: the keys and key signatures of its neighbours
- * that sent keys (O(degree), not O(n)), and the count of key senders. */
+/* SaDown 1 for client j: its index, and the identity keys, round keys and
+ * key signatures of its neighbours that sent keys (O(degree), not O(n)). */
 static int build_keys(sa_round *r, int j, uint8_t **buf, size_t *len)
 {
 	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	ProtobufCBinaryData c[256], s[256], g[256];
+	ProtobufCBinaryData c[256], s[256], g[256], id[256];
 	uint32_t from[256];
 	int nb[256], k = 0, m = 0, rv;
 	_Static_assert(PRIV_SA_MAX_DEGREE <= 256, "neighbour buffers");
@@ -299,16 +321,18 @@ static int build_keys(sa_round *r, int j, uint8_t **buf, size_t *len)
 		c[m] = (ProtobufCBinaryData){32, (uint8_t *)mi->c_pk};
 		s[m] = (ProtobufCBinaryData){32, (uint8_t *)mi->s_pk};
 		g[m] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, (uint8_t *)mi->key_sig};
+		id[m] = (ProtobufCBinaryData){32, r->id_pk[nb[q]]};
 		m++;
 	}
 	d.phase = 1;
+	d.you = (uint32_t)j;
 	d.weight_scale = r->weight_scale;
-	d.key_senders = (uint32_t)r->nkeys;
-	d.n_key_from = d.n_c_pk = d.n_s_pk = d.n_key_sigs = (size_t)m;
+	d.n_key_from = d.n_c_pk = d.n_s_pk = d.n_key_sigs = d.n_key_id = (size_t)m;
 	d.key_from = from;
 	d.c_pk = c;
 	d.s_pk = s;
 	d.key_sigs = g;
+	d.key_id = id;
 	return seal_down(r, &d, buf, len);
 }
 
@@ -343,54 +367,103 @@ out:
 	return rv;
 }
 
-static int build_surv(sa_round *r)
+/* Member j's view: the survivor flags of its neighbours (ascending). */
+static void member_view(const sa_round *r, int j, uint8_t *view, int *k)
 {
-	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	d.phase = 3;
-	d.survivors.data = r->surv;
-	d.survivors.len = (size_t)r->n;
-	return seal_down(r, &d, &r->down_surv, &r->down_surv_len);
+	int nb[PRIV_SA_MAX_DEGREE];
+	if (priv_sa_neighbours(&r->p, j, nb, k) != 0) {
+		*k = 0;
+		return;
+	}
+	for (int q = 0; q < *k; q++)
+		view[q] = r->surv[nb[q]];
 }
 
-static int build_unmask(sa_round *r)
+/* SaDown 3 for client j: its view (O(degree)). */
+static int build_view(sa_round *r, int j, uint8_t **buf, size_t *len)
 {
 	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	uint32_t *signer = calloc((size_t)r->n, sizeof *signer);
-	ProtobufCBinaryData *sigs = calloc((size_t)r->n, sizeof *sigs);
-	int rv = FL_ENOMEM, k = 0;
-	if (!signer || !sigs)
+	uint8_t view[PRIV_SA_MAX_DEGREE];
+	int k;
+	member_view(r, j, view, &k);
+	d.phase = 3;
+	d.view.data = view;
+	d.view.len = (size_t)k;
+	return seal_down(r, &d, buf, len);
+}
+
+/* SaDown 4 for client j: the signed views of the signers in its ring
+ * window, the members within degree positions (O(degree), not O(n)); each
+ * verified on arrival. Identity keys only of signers that are not j's
+ * neighbours. */
+static int build_unmask(sa_round *r, int j, uint8_t **buf, size_t *len)
+{
+	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
+	int w[2 * PRIV_SA_MAX_DEGREE + 1], nw = 0, k = 0, rv;
+	uint32_t *signer = NULL;
+	ProtobufCBinaryData *sigs = NULL, *views = NULL, *ids = NULL;
+	uint8_t *vbuf = NULL;
+	if ((rv = priv_sa_window(&r->p, j, w, &nw)) != 0)
+		return rv;
+	signer = calloc((size_t)nw + 1, sizeof *signer);
+	sigs = calloc((size_t)nw + 1, sizeof *sigs);
+	views = calloc((size_t)nw + 1, sizeof *views);
+	ids = calloc((size_t)nw + 1, sizeof *ids);
+	vbuf = malloc(((size_t)nw + 1) * PRIV_SA_MAX_DEGREE);
+	rv = FL_ENOMEM;
+	if (!signer || !sigs || !views || !ids || !vbuf)
 		goto out;
-	/* Clients need more than half of the key senders' signatures and
-	 * verify no more than that; every stored one verified on arrival, so
-	 * the first nkeys/2 + 1 signers are enough (half the bytes and checks
-	 * of sending all). */
-	for (int i = 0; i < r->n && k < r->nkeys / 2 + 1; i++)
-		if (r->m[i].done >= P_SIGN) {
-			signer[k] = (uint32_t)i;
-			sigs[k].data = r->m[i].sig;
-			sigs[k].len = PRIV_SA_SIG_BYTES;
-			k++;
-		}
+	for (int q = 0; q < nw; q++) {
+		int i = w[q], vk;
+		if (r->m[i].done < P_SIGN)
+			continue;
+		member_view(r, i, vbuf + (size_t)k * PRIV_SA_MAX_DEGREE, &vk);
+		signer[k] = (uint32_t)i;
+		sigs[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, r->m[i].sig};
+		views[k] = (ProtobufCBinaryData){(size_t)vk, vbuf + (size_t)k * PRIV_SA_MAX_DEGREE};
+		/* j knows its neighbours' identities from its key list */
+		ids[k] = priv_sa_is_neighbour(&r->p, j, i) ? (ProtobufCBinaryData){0, NULL}
+		                                           : (ProtobufCBinaryData){32, r->id_pk[i]};
+		k++;
+	}
 	d.phase = 4;
-	d.survivors.data = r->surv;
-	d.survivors.len = (size_t)r->n;
-	d.n_signer = d.n_sigs = (size_t)k;
+	d.n_signer = d.n_sigs = d.n_views = d.n_signer_id = (size_t)k;
 	d.signer = signer;
 	d.sigs = sigs;
-	rv = seal_down(r, &d, &r->down_unmask, &r->down_unmask_len);
+	d.views = views;
+	d.signer_id = ids;
+	rv = seal_down(r, &d, buf, len);
 out:
 	free(signer);
 	free(sigs);
+	free(views);
+	free(ids);
+	free(vbuf);
 	return rv;
 }
 
-static int copy_out(const uint8_t *src, size_t n, uint8_t **buf, size_t *len)
+/* Would every signer's unmask check pass? The first member whose status
+ * (survivor, or dropped after sharing with a signing neighbour) is
+ * confirmed by fewer than degree/2 + 1 signed views of its neighbours, or
+ * -1. Honest clients refuse to reveal shares of such a member, so the
+ * attempt cannot finish. */
+static int unconfirmed_member(const sa_round *r, int *signers)
 {
-	if (!(*buf = malloc(n)))
-		return FL_ENOMEM;
-	memcpy(*buf, src, n);
-	*len = n;
-	return 0;
+	int nb[PRIV_SA_MAX_DEGREE], k, q = priv_sa_consistency_quorum(&r->p);
+	for (int i = 0; i < r->n; i++) {
+		int need = r->surv[i], cnt = 0;
+		if (r->m[i].done < P_SHARES || priv_sa_neighbours(&r->p, i, nb, &k) != 0)
+			continue;
+		for (int e = 0; e < k; e++) {
+			need |= r->m[nb[e]].done >= P_SIGN;
+			cnt += r->m[nb[e]].done >= P_SIGN;
+		}
+		if (need && cnt < q) {
+			*signers = cnt;
+			return i;
+		}
+	}
+	return -1;
 }
 
 int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *len, char *why,
@@ -425,10 +498,10 @@ int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *le
 		rv = build_boxes(r, i, buf, len);
 		break;
 	case 3:
-		rv = copy_out(r->down_surv, r->down_surv_len, buf, len);
+		rv = build_view(r, i, buf, len);
 		break;
 	default:
-		rv = copy_out(r->down_unmask, r->down_unmask_len, buf, len);
+		rv = build_unmask(r, i, buf, len);
 		break;
 	}
 	if (rv == 0)
@@ -437,17 +510,6 @@ int sa_round_down(sa_round *r, int reg, uint32_t want, uint8_t **buf, size_t *le
 }
 
 /* ---------------------------------------------------------------- up */
-
-static int is_neighbour(const sa_round *r, int i, int j)
-{
-	int nb[256], k = 0;
-	if (priv_sa_neighbours(&r->p, i, nb, &k) != 0)
-		return 0;
-	for (int q = 0; q < k; q++)
-		if (nb[q] == j)
-			return 1;
-	return 0;
-}
 
 #define UPFAIL(code, ...)                                                                          \
 	do {                                                                                       \
@@ -485,8 +547,8 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 			UPFAIL(FL_EFORMAT, "key signature must be %d bytes", PRIV_SA_SIG_BYTES);
 		/* neighbours check it too; refusing here keeps a bad one from
 		 * costing every neighbour its round */
-		if (priv_sa_keys_verify(&r->p, r->session, i, u->c_pk.data, u->s_pk.data,
-		                        r->id_pk[i], u->key_sig.data) != 0)
+		if (priv_sa_keys_verify(&r->p, r->session, u->c_pk.data, u->s_pk.data, r->id_pk[i],
+		                        u->key_sig.data) != 0)
 			UPFAIL(FL_ESIG, "key signature does not verify against member %d's key", i);
 		if (u->num_samples <= 0 || u->num_samples > (int64_t)1 << 40)
 			UPFAIL(FL_EFORMAT, "num_samples out of range");
@@ -509,7 +571,7 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 			uint32_t j = u->to[q];
 			if (u->boxes[q].len != PRIV_SA_BOX_BYTES || j >= (uint32_t)r->n ||
 			    (int)j == i || seen[j] || r->m[j].done < P_KEYS ||
-			    !is_neighbour(r, i, (int)j))
+			    !priv_sa_is_neighbour(&r->p, i, (int)j))
 				rv = FL_EFORMAT;
 			else
 				seen[j] = 1;
@@ -551,16 +613,20 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 		m->clipped = u->clipped;
 		break;
 	}
-	case P_SIGN:
+	case P_SIGN: {
+		uint8_t view[PRIV_SA_MAX_DEGREE];
+		int vk;
 		if (!r->surv[i])
 			UPFAIL(FL_ESTATE, "not a survivor");
 		if (u->sig.len != PRIV_SA_SIG_BYTES)
 			UPFAIL(FL_EFORMAT, "signature must be %d bytes", PRIV_SA_SIG_BYTES);
 		/* only signatures that verify are forwarded (build_unmask) */
-		if (priv_sa_survivors_verify(&r->p, r->surv, r->id_pk[i], u->sig.data) != 0)
-			UPFAIL(FL_ESIG, "signature over the survivor set does not verify");
+		member_view(r, i, view, &vk);
+		if (priv_sa_view_verify(&r->p, i, view, vk, r->id_pk[i], u->sig.data) != 0)
+			UPFAIL(FL_ESIG, "signature over the view does not verify");
 		memcpy(m->sig, u->sig.data, PRIV_SA_SIG_BYTES);
 		break;
+	}
 	case P_UNMASK:
 		if (u->n_reveals > (size_t)r->p.degree)
 			UPFAIL(FL_EFORMAT, "more reveals than neighbours");
@@ -666,23 +732,20 @@ int sa_round_tick(sa_round *r, double now)
 			                   "masked vectors from %d of %d clients, fewer than "
 			                   "min_survivors %d",
 			                   got, r->n, r->p.min_survivors);
-		if ((rv = build_surv(r)) != 0)
-			return abort_round(r, "cannot build the survivor set: %s", fl_strerror(rv));
 		break;
 	}
-	case P_SIGN:
-		/* clients refuse to unmask unless more than half of the key
-		 * senders signed the same set */
-		if (2 * got <= r->nkeys)
+	case P_SIGN: {
+		/* clients refuse to unmask unless a majority of each vouched-for
+		 * member's neighbours signed views that agree on its status */
+		int cnt = 0, bad = unconfirmed_member(r, &cnt);
+		if (bad >= 0)
 			return abort_round(
 			    r,
-			    "survivor set signed by %d of %d key-sharing clients, not "
-			    "a majority",
-			    got, r->nkeys);
-		if ((rv = build_unmask(r)) != 0)
-			return abort_round(r, "cannot build the unmask request: %s",
-			                   fl_strerror(rv));
+			    "member %d's status is confirmed by %d signed views of "
+			    "its neighbours, below the majority (%d) clients require",
+			    bad, cnt, priv_sa_consistency_quorum(&r->p));
 		break;
+	}
 	case P_UNMASK: {
 		int nsurv = 0;
 		char why[200] = "";

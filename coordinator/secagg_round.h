@@ -7,18 +7,25 @@
  * gets the round timeout, every later one --sa-phase-timeout):
  *   KEYS     members send their two public keys, signed by their identity
  *            key (SaUp 1; a signature that does not verify is refused)
- *   SHARES   key senders get their neighbours' signed keys and the count of
- *            key senders (SaDown 1, O(degree)), send share boxes (SaUp 2)
+ *   SHARES   key senders get their index and their neighbours' identity
+ *            keys, signed round keys (SaDown 1, O(degree)), send share boxes
+ *            (SaUp 2)
  *   MASKED   share senders get the boxes addressed to them (SaDown 2), send
  *            the masked vector (SaUp 3)
- *   SIGN     the survivor set S (masked vectors in) is fixed and sent
- *            (SaDown 3); survivors sign it (SaUp 4)
- *   UNMASK   S with the signatures (SaDown 4); clients answer with reveals
- *            (SaUp 5); then priv_sa_server_finish
+ *   SIGN     the survivor set S (masked vectors in) is fixed; each survivor
+ *            gets its view, S restricted to its neighbours (SaDown 3,
+ *            O(degree)), and signs it (SaUp 4, verified on arrival)
+ *   UNMASK   each signer gets the signed views of its ring window (SaDown
+ *            4, O(degree)); clients answer with reveals (SaUp 5); then
+ *            priv_sa_server_finish
+ * Members are ordered by ring key (privacy/secagg.h): a member's index is
+ * its ring position, not its selection position (sa_round_member maps).
  * A phase ends when every expected client answered or its deadline passed.
- * Fewer than min_survivors clients in any phase, a signature count not above
- * half of the key senders, or an unmasking that cannot rebuild a secret
- * aborts the attempt: nothing is decoded and the reason is kept.
+ * Fewer than min_survivors clients in any phase, a member whose status the
+ * signed views of fewer than degree/2 + 1 of its neighbours confirm (honest
+ * clients would refuse to reveal its shares), or an unmasking that cannot
+ * rebuild a secret aborts the attempt: nothing is decoded and the reason is
+ * kept.
  *
  * Vector sent by each client: its update delta from the global (A and B for
  * fedit, B only for ffa) times its weight w = num_samples * weight_scale,
@@ -70,7 +77,8 @@ int sa_round_new(sa_round **out, const sa_round_opts *o, double now, char *why, 
 void sa_round_free(sa_round *r);
 /* The Task's SecAggParams (valid while r lives). */
 Fedlora__SecAggParams *sa_round_task_params(sa_round *r);
-/* The round index of registry client reg, -1 if not selected. */
+/* The round index (ring position) of registry client reg, -1 if not
+ * selected. */
 int sa_round_member(const sa_round *r, int reg);
 /* Is member reg still expected to answer phase `want` (0..5 = SaDown
  * phases)? Used for the Task: 1 while it has not sent keys. */

@@ -81,66 +81,138 @@ int priv_sa_check_params(priv_sa_params *p, char *why, size_t whylen)
 	return 0;
 }
 
-/* The ring order: a Fisher-Yates permutation from a ChaCha20 stream. */
-static int sa_ring(const priv_sa_params *p, int *pos_of, int *at)
-{
-	uint8_t nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {'g', 'r', 'a', 'p', 'h'};
-	size_t nb = (size_t)p->n * 8;
-	uint8_t *r = malloc(nb);
-	if (!r)
-		return FL_ENOMEM;
-	crypto_stream_chacha20_ietf(r, nb, nonce, p->graph_seed);
-	for (int i = 0; i < p->n; i++)
-		at[i] = i;
-	for (int i = p->n - 1; i > 0; i--) {
-		uint64_t v;
-		memcpy(&v, r + 8 * (size_t)i, 8);
-		int j = (int)(v % (uint64_t)(i + 1));
-		int t = at[i];
-		at[i] = at[j];
-		at[j] = t;
-	}
-	for (int i = 0; i < p->n; i++)
-		pos_of[at[i]] = i;
-	free(r);
-	return 0;
-}
-
 static int cmp_int(const void *a, const void *b)
 {
 	int x = *(const int *)a, y = *(const int *)b;
 	return (x > y) - (x < y);
 }
 
-/* neighbours from a ring already computed */
-static void sa_nb_ring(const priv_sa_params *p, const int *pos_of, const int *at, int i, int *nb,
-                       int *k)
+/* Ring distance between positions a and b of n. */
+static int ring_dist(int n, int a, int b)
+{
+	int d = a > b ? a - b : b - a;
+	return d < n - d ? d : n - d;
+}
+
+int priv_sa_neighbours(const priv_sa_params *p, int i, int *nb, int *k)
 {
 	int c = 0;
+	if (i < 0 || i >= p->n)
+		return FL_EINVAL;
 	if (p->degree >= p->n - 1) {
 		for (int j = 0; j < p->n; j++)
 			if (j != i)
 				nb[c++] = j;
 	} else {
-		int pi = pos_of[i];
+		/* degree < n - 1 and even: the h positions on either side are distinct */
 		for (int d = 1; d <= p->degree / 2; d++) {
-			nb[c++] = at[(pi + d) % p->n];
-			nb[c++] = at[(pi - d + p->n) % p->n];
+			nb[c++] = (i + d) % p->n;
+			nb[c++] = (i - d + p->n) % p->n;
 		}
 		qsort(nb, (size_t)c, sizeof *nb, cmp_int);
 	}
 	*k = c;
+	return 0;
 }
 
-int priv_sa_neighbours(const priv_sa_params *p, int i, int *nb, int *k)
+int priv_sa_is_neighbour(const priv_sa_params *p, int i, int j)
 {
-	int *pos = malloc(2 * (size_t)p->n * sizeof *pos);
-	if (!pos)
-		return FL_ENOMEM;
-	int rv = sa_ring(p, pos, pos + p->n);
-	if (rv == 0)
-		sa_nb_ring(p, pos, pos + p->n, i, nb, k);
-	free(pos);
+	if (i == j || i < 0 || j < 0 || i >= p->n || j >= p->n)
+		return 0;
+	return p->degree >= p->n - 1 || ring_dist(p->n, i, j) <= p->degree / 2;
+}
+
+int priv_sa_window(const priv_sa_params *p, int i, int *w, int *k)
+{
+	int c = 0;
+	if (i < 0 || i >= p->n)
+		return FL_EINVAL;
+	if (2 * p->degree >= p->n - 1) {
+		for (int j = 0; j < p->n; j++)
+			if (j != i)
+				w[c++] = j;
+	} else {
+		for (int d = 1; d <= p->degree; d++) {
+			w[c++] = (i + d) % p->n;
+			w[c++] = (i - d + p->n) % p->n;
+		}
+		qsort(w, (size_t)c, sizeof *w, cmp_int);
+	}
+	*k = c;
+	return 0;
+}
+
+int priv_sa_consistency_quorum(const priv_sa_params *p)
+{
+	return p->degree / 2 + 1;
+}
+
+void priv_sa_graph_seed(const char *run_id, uint64_t round, uint8_t seed[32])
+{
+	static const char dom[] = "fedlora secagg graph v1";
+	uint8_t r[8];
+	for (int b = 0; b < 8; b++)
+		r[b] = (uint8_t)(round >> (8 * b));
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, (const uint8_t *)dom, sizeof dom - 1, 32);
+	crypto_generichash_update(&st, (const uint8_t *)run_id, strlen(run_id) + 1);
+	crypto_generichash_update(&st, r, sizeof r);
+	crypto_generichash_final(&st, seed, 32);
+}
+
+void priv_sa_ring_key(const uint8_t seed[32], const uint8_t id_pk[32], uint8_t key[32])
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, seed, 32, 32);
+	crypto_generichash_update(&st, id_pk, 32);
+	crypto_generichash_final(&st, key, 32);
+}
+
+int priv_sa_ring_check(const priv_sa_params *p, const int *index, const uint8_t (*id_pk)[32],
+                       int count)
+{
+	/* A position is the rank of the member's ring key, so known
+	 * positions sorted ascending must have strictly rising ring keys;
+	 * positions are distinct and below n. */
+	int *ord = malloc(((size_t)count + 1) * sizeof *ord);
+	uint8_t(*rk)[32] = malloc(((size_t)count + 1) * 32);
+	int rv = 0;
+	if (!ord || !rk) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	for (int q = 0; q < count; q++) {
+		if (index[q] < 0 || index[q] >= p->n) {
+			rv = FL_EFORMAT;
+			goto out;
+		}
+		ord[q] = q;
+	}
+	/* insertion sort by position (count is O(degree)) */
+	for (int a = 1; a < count; a++)
+		for (int b = a; b > 0 && index[ord[b - 1]] > index[ord[b]]; b--) {
+			int t = ord[b];
+			ord[b] = ord[b - 1];
+			ord[b - 1] = t;
+		}
+	for (int q = 0; q < count; q++) {
+		if (q && index[ord[q]] == index[ord[q - 1]]) {
+			rv = FL_EFORMAT;
+			goto out;
+		}
+		priv_sa_ring_key(p->graph_seed, id_pk[ord[q]], rk[q]);
+	}
+	/* sorted by position, the keys rise everywhere: a ring key order that
+	 * disagrees with the positions means the coordinator placed a member
+	 * where its key does not put it */
+	for (int q = 1; q < count; q++)
+		if (memcmp(rk[q - 1], rk[q], 32) >= 0) {
+			rv = FL_EFORMAT;
+			goto out;
+		}
+out:
+	free(ord);
+	free(rk);
 	return rv;
 }
 
@@ -289,40 +361,54 @@ static int pair_key(const priv_sa_params *p, const uint8_t sk[32], const uint8_t
 	return 0;
 }
 
-static void survivors_digest(const priv_sa_params *p, const uint8_t *surv, uint8_t d[32])
+/* The digest a client signs over its view: domain-separated BLAKE2b of the
+ * secagg run id (run and attempt), round, the round's parameters, the
+ * signer's index and its k neighbour flags. */
+static void view_digest(const priv_sa_params *p, int index, const uint8_t *view, int k,
+                        uint8_t d[32])
 {
-	uint8_t hdr[28];
+	static const char dom[] = "fedlora secagg view v1";
+	uint8_t hdr[16 + 8 + 5 * 4 + 32];
 	memcpy(hdr, p->run_id, 16);
 	put_u64(hdr + 16, p->round);
 	put_u32(hdr + 24, (uint32_t)p->n);
+	put_u32(hdr + 28, (uint32_t)p->degree);
+	put_u32(hdr + 32, (uint32_t)p->threshold);
+	put_u32(hdr + 36, (uint32_t)p->min_survivors);
+	put_u32(hdr + 40, (uint32_t)index);
+	memcpy(hdr + 44, p->graph_seed, 32);
 	crypto_generichash_state st;
-	crypto_generichash_init(&st, (const uint8_t *)"fedlora-secagg-survivors-v1", 27, 32);
+	crypto_generichash_init(&st, (const uint8_t *)dom, sizeof dom - 1, 32);
 	crypto_generichash_update(&st, hdr, sizeof hdr);
-	crypto_generichash_update(&st, surv, (size_t)p->n);
+	crypto_generichash_update(&st, view, (size_t)k);
 	crypto_generichash_final(&st, d, 32);
 }
 
-int priv_sa_survivors_verify(const priv_sa_params *p, const uint8_t *survivors,
-                             const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, int k,
+                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
 {
 	uint8_t d[32];
-	survivors_digest(p, survivors, d);
+	view_digest(p, index, view, k, d);
 	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
 }
 
 /* The digest a client signs over its round keys: domain-separated BLAKE2b
  * of the secagg run id (which already binds the run and the attempt's
- * session), round, session, member index and both public keys, so a
- * signature of another round, attempt or member does not verify. */
+ * session), round, session, n, degree, graph seed and both public keys, so a
+ * signature of another round or attempt, or one made for other round
+ * parameters, does not verify. (No index: a client learns its position with
+ * its key list, after it sent its keys.) */
 static void keys_digest(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
-                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32], uint8_t d[32])
+                        const uint8_t c_pk[32], const uint8_t s_pk[32], uint8_t d[32])
 {
-	static const char dom[] = "fedlora secagg keys v1";
-	uint8_t hdr[16 + 8 + PRIV_SA_SESSION_BYTES + 4];
+	static const char dom[] = "fedlora secagg keys v2";
+	uint8_t hdr[16 + 8 + PRIV_SA_SESSION_BYTES + 8 + 32];
 	memcpy(hdr, p->run_id, 16);
 	put_u64(hdr + 16, p->round);
 	memcpy(hdr + 24, session, PRIV_SA_SESSION_BYTES);
-	put_u32(hdr + 24 + PRIV_SA_SESSION_BYTES, (uint32_t)index);
+	put_u32(hdr + 24 + PRIV_SA_SESSION_BYTES, (uint32_t)p->n);
+	put_u32(hdr + 28 + PRIV_SA_SESSION_BYTES, (uint32_t)p->degree);
+	memcpy(hdr + 32 + PRIV_SA_SESSION_BYTES, p->graph_seed, 32);
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, (const uint8_t *)dom, sizeof dom - 1, 32);
 	crypto_generichash_update(&st, hdr, sizeof hdr);
@@ -332,20 +418,20 @@ static void keys_digest(const priv_sa_params *p, const uint8_t session[PRIV_SA_S
 }
 
 void priv_sa_keys_sign(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
-                       int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
-                       const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES])
+                       const uint8_t c_pk[32], const uint8_t s_pk[32], const uint8_t id_sk[64],
+                       uint8_t sig[PRIV_SA_SIG_BYTES])
 {
 	uint8_t d[32];
-	keys_digest(p, session, index, c_pk, s_pk, d);
+	keys_digest(p, session, c_pk, s_pk, d);
 	crypto_sign_detached(sig, NULL, d, 32, id_sk);
 }
 
 int priv_sa_keys_verify(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
-                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
-                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+                        const uint8_t c_pk[32], const uint8_t s_pk[32], const uint8_t id_pk[32],
+                        const uint8_t sig[PRIV_SA_SIG_BYTES])
 {
 	uint8_t d[32];
-	keys_digest(p, session, index, c_pk, s_pk, d);
+	keys_digest(p, session, c_pk, s_pk, d);
 	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
 }
 
@@ -353,7 +439,7 @@ int priv_sa_keys_verify(const priv_sa_params *p, const uint8_t session[PRIV_SA_S
 
 struct priv_sa_client {
 	priv_sa_params p;
-	int index, k;
+	int index, k;                       /* index -1 until the key list names it */
 	int *nb;                            /* k neighbours */
 	uint8_t c_sk[32], c_pk[32];         /* share encryption */
 	uint8_t s_sk[32], s_pk[32];         /* mask agreement */
@@ -361,15 +447,25 @@ struct priv_sa_client {
 	uint8_t (*nc_pk)[32], (*ns_pk)[32]; /* neighbours' keys (k) */
 	uint8_t *got;                       /* k: share from neighbour received */
 	uint8_t (*sh_b)[PRIV_SA_SHARE_BYTES], (*sh_s)[PRIV_SA_SHARE_BYTES]; /* k received */
+	uint8_t *view; /* k: the signed view (1 = survivor) */
 	int keys_set, masked, signed_once, answered;
-	uint8_t signed_digest[32], answered_digest[32];
-	int n_keyed; /* clients with keys (the key-sharing set) */
 };
 
 static int nb_slot(const priv_sa_client *c, int j)
 {
 	const int *f = bsearch(&j, c->nb, (size_t)c->k, sizeof *c->nb, cmp_int);
 	return f ? (int)(f - c->nb) : -1;
+}
+
+/* Fixes the client's index and its neighbour list (once). */
+static int client_place(priv_sa_client *c, int index)
+{
+	if (c->index >= 0)
+		return index == c->index ? 0 : FL_ESTATE;
+	if (index < 0 || index >= c->p.n)
+		return FL_EFORMAT;
+	c->index = index;
+	return priv_sa_neighbours(&c->p, index, c->nb, &c->k);
 }
 
 int priv_sa_client_new(const priv_sa_params *p, int index, priv_sa_client **out)
@@ -383,12 +479,12 @@ int priv_sa_client_new(const priv_sa_params *p, int index, priv_sa_client **out)
 	if (!(c = calloc(1, sizeof *c)))
 		return FL_ENOMEM;
 	c->p = *p;
-	if ((rv = priv_sa_check_params(&c->p, why, sizeof why)) != 0 || index < 0 ||
+	c->index = -1;
+	if ((rv = priv_sa_check_params(&c->p, why, sizeof why)) != 0 || index < -1 ||
 	    index >= c->p.n) {
 		rv = FL_EINVAL;
 		goto fail;
 	}
-	c->index = index;
 	rv = FL_ENOMEM;
 	c->nb = malloc((size_t)c->p.degree * sizeof *c->nb);
 	c->nc_pk = calloc((size_t)c->p.degree, 32);
@@ -396,9 +492,10 @@ int priv_sa_client_new(const priv_sa_params *p, int index, priv_sa_client **out)
 	c->got = calloc((size_t)c->p.degree, 1);
 	c->sh_b = calloc((size_t)c->p.degree, PRIV_SA_SHARE_BYTES);
 	c->sh_s = calloc((size_t)c->p.degree, PRIV_SA_SHARE_BYTES);
-	if (!c->nb || !c->nc_pk || !c->ns_pk || !c->got || !c->sh_b || !c->sh_s)
+	c->view = calloc((size_t)c->p.degree, 1);
+	if (!c->nb || !c->nc_pk || !c->ns_pk || !c->got || !c->sh_b || !c->sh_s || !c->view)
 		goto fail;
-	if ((rv = priv_sa_neighbours(&c->p, index, c->nb, &c->k)) != 0)
+	if (index >= 0 && (rv = client_place(c, index)) != 0)
 		goto fail;
 	crypto_box_keypair(c->c_pk, c->c_sk);
 	randombytes_buf(c->s_sk, 32);
@@ -425,6 +522,7 @@ void priv_sa_client_free(priv_sa_client *c)
 	free(c->got);
 	free(c->sh_b);
 	free(c->sh_s);
+	free(c->view);
 	sodium_memzero(c, sizeof *c);
 	free(c);
 }
@@ -435,6 +533,11 @@ void priv_sa_client_pubkeys(const priv_sa_client *c, uint8_t c_pk[32], uint8_t s
 	memcpy(s_pk, c->s_pk, 32);
 }
 
+int priv_sa_client_index(const priv_sa_client *c)
+{
+	return c->index;
+}
+
 static int is_zero32(const uint8_t *k)
 {
 	return sodium_is_zero(k, 32);
@@ -442,11 +545,8 @@ static int is_zero32(const uint8_t *k)
 
 int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32])
 {
-	if (c->keys_set)
+	if (c->keys_set || c->index < 0)
 		return FL_ESTATE;
-	c->n_keyed = 0;
-	for (int j = 0; j < c->p.n; j++)
-		c->n_keyed += !is_zero32(c_pk[j]) && !is_zero32(s_pk[j]);
 	for (int s = 0; s < c->k; s++) {
 		memcpy(c->nc_pk[s], c_pk[c->nb[s]], 32);
 		memcpy(c->ns_pk[s], s_pk[c->nb[s]], 32);
@@ -455,14 +555,16 @@ int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32], const 
 	return 0;
 }
 
-int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
+int priv_sa_client_set_nb_keys(priv_sa_client *c, int index, const int *from,
                                const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32], int count)
 {
+	int rv;
 	if (c->keys_set)
 		return FL_ESTATE;
-	/* every entry a distinct neighbour with both keys; n_keyed counts them
-	 * and this client */
-	if (count < 0 || count > c->k || n_keyed < count + 1 || n_keyed > c->p.n)
+	if ((rv = client_place(c, index)) != 0)
+		return rv;
+	/* every entry a distinct neighbour with both keys */
+	if (count < 0 || count > c->k)
 		return FL_EFORMAT;
 	for (int q = 0; q < count; q++) {
 		int s = nb_slot(c, from[q]);
@@ -472,6 +574,10 @@ int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
 			if (from[q2] == from[q])
 				return FL_EFORMAT;
 	}
+	/* fewer than threshold neighbours could hold shares: this client's
+	 * secrets could never be rebuilt, so the round cannot include it */
+	if (count < c->p.threshold)
+		return FL_EQUORUM;
 	memset(c->nc_pk, 0, (size_t)c->k * 32);
 	memset(c->ns_pk, 0, (size_t)c->k * 32);
 	for (int q = 0; q < count; q++) {
@@ -479,7 +585,6 @@ int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
 		memcpy(c->nc_pk[s], c_pk[q], 32);
 		memcpy(c->ns_pk[s], s_pk[q], 32);
 	}
-	c->n_keyed = n_keyed;
 	c->keys_set = 1;
 	return 0;
 }
@@ -568,8 +673,17 @@ int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t 
 {
 	uint8_t key[32];
 	int rv;
+	int ngot = 0;
 	if (!c->keys_set || c->masked)
 		return FL_ESTATE;
+	/* masking with fewer than threshold neighbours would let a coordinator
+	 * that withheld the boxes isolate this client: threshold revealers of
+	 * its self mask and threshold mask partners cannot be disjoint among
+	 * degree neighbours when threshold > degree/2 (docs/architecture.md) */
+	for (int s = 0; s < c->k; s++)
+		ngot += c->got[s];
+	if (ngot < c->p.threshold)
+		return FL_EQUORUM;
 	for (size_t i = 0; i < len; i++)
 		y[i] = priv_sa_encode(x[i], c->p.clip, c->p.frac_bits);
 	prg_add(y, len, c->b, c->p.round, +1);
@@ -585,73 +699,109 @@ int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t 
 	return 0;
 }
 
-int priv_sa_client_sign_survivors(priv_sa_client *c, const uint8_t *survivors,
-                                  const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES])
+int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, int k, const uint8_t id_sk[64],
+                             uint8_t sig[PRIV_SA_SIG_BYTES])
 {
 	uint8_t d[32];
-	survivors_digest(&c->p, survivors, d);
-	if (c->signed_once && sodium_memcmp(d, c->signed_digest, 32) != 0)
+	int ns = 0;
+	if (!c->masked)
 		return FL_ESTATE;
+	if (k != c->k)
+		return FL_EFORMAT;
+	for (int s = 0; s < k; s++) {
+		/* a survivor masked, so it sent keys first */
+		if (view[s] > 1 || (view[s] && is_zero32(c->nc_pk[s])))
+			return FL_EFORMAT;
+		ns += view[s];
+	}
+	if (c->signed_once && memcmp(view, c->view, (size_t)k) != 0)
+		return FL_ESTATE;
+	/* this client's self mask needs threshold b-shares from survivors */
+	if (ns < c->p.threshold)
+		return FL_EQUORUM;
+	view_digest(&c->p, c->index, view, k, d);
 	crypto_sign_detached(sig, NULL, d, 32, id_sk);
-	memcpy(c->signed_digest, d, 32);
+	memcpy(c->view, view, (size_t)k);
 	c->signed_once = 1;
 	return 0;
 }
 
-int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int *signer,
-                          const uint8_t (*sigs)[PRIV_SA_SIG_BYTES], int nsig,
-                          const uint8_t (*id_pk)[32], priv_sa_reveal *out, int *count)
+/* Does signer's view (its neighbours' flags, ascending) say `want` of
+ * member i? 0 when i is no neighbour of the signer. */
+static int view_says(const priv_sa_params *p, int signer, const uint8_t *view, int i, int want)
 {
-	uint8_t d[32];
-	int nsurv = 0, good = 0, m = 0, need;
-	uint8_t *seen;
-	if (!c->masked)
+	int nb[PRIV_SA_MAX_DEGREE + 1], k;
+	const int *f;
+	if (!priv_sa_is_neighbour(p, signer, i) || priv_sa_neighbours(p, signer, nb, &k) != 0)
+		return 0;
+	f = bsearch(&i, nb, (size_t)k, sizeof *nb, cmp_int);
+	return f && view[f - nb] == want;
+}
+
+int priv_sa_client_unmask(priv_sa_client *c, const priv_sa_signed_view *sv, int nsv,
+                          priv_sa_reveal *out, int *count, int *bad)
+{
+	int q = priv_sa_consistency_quorum(&c->p), m = 0, rv = 0;
+	uint8_t *ok = NULL;
+	int *w = NULL, nw = 0;
+	*bad = -1;
+	if (!c->signed_once)
 		return FL_ESTATE;
-	for (int j = 0; j < c->p.n; j++)
-		nsurv += survivors[j] != 0;
-	if (!survivors[c->index])
-		return FL_ESTATE;
-	if (nsurv < c->p.min_survivors)
-		return FL_EQUORUM;
-	/* survivors sent keys: more than the key senders named is a lie */
-	if (nsurv > c->n_keyed)
-		return FL_EFORMAT;
-	survivors_digest(&c->p, survivors, d);
-	if (c->answered && sodium_memcmp(d, c->answered_digest, 32) != 0)
-		return FL_ESTATE;
-	if (!(seen = calloc((size_t)c->p.n, 1)))
-		return FL_ENOMEM;
-	/* The check is "more than half of the key-sharing clients signed S":
-	 * once that many distinct signers verified, further signatures cannot
-	 * change the answer, so they are not verified (each Ed25519 check is
-	 * most of a large round's client CPU). Every signature counted is
-	 * verified; a forged or repeated one never counts. */
-	need = c->n_keyed / 2 + 1;
-	for (int k = 0; k < nsig && good < need; k++) {
-		int j = signer[k];
-		if (j < 0 || j >= c->p.n || seen[j])
+	if (c->answered)
+		return FL_ESTATE; /* one answer per attempt */
+	ok = calloc((size_t)nsv + 1, 1);
+	w = malloc(((size_t)2 * c->p.degree + 1) * sizeof *w);
+	if (!ok || !w) {
+		rv = FL_ENOMEM;
+		goto out;
+	}
+	if ((rv = priv_sa_window(&c->p, c->index, w, &nw)) != 0)
+		goto out;
+	/* an entry counts once per signer, inside this client's ring window,
+	 * with a view of the right length and a signature that verifies */
+	for (int e = 0; e < nsv; e++) {
+		int j = sv[e].index, dup = 0;
+		if (!bsearch(&j, w, (size_t)nw, sizeof *w, cmp_int) || sv[e].view_len != c->k)
 			continue;
-		if (crypto_sign_verify_detached(sigs[k], d, 32, id_pk[j]) == 0) {
-			seen[j] = 1;
-			good++;
+		for (int e2 = 0; e2 < e && !dup; e2++)
+			dup = ok[e2] && sv[e2].index == j;
+		if (dup)
+			continue;
+		ok[e] =
+		    priv_sa_view_verify(&c->p, j, sv[e].view, c->k, sv[e].id_pk, sv[e].sig) == 0;
+	}
+	/* Every member this client vouches for (itself, and each neighbour
+	 * whose share it reveals) must have the same status in the signed
+	 * views of more than half of that member's neighbours (this client's
+	 * own view counts for its neighbours). Honest clients sign one view
+	 * per attempt, so two opposite majorities cannot both exist. */
+	for (int s = -1; s < c->k; s++) {
+		int i = s < 0 ? c->index : c->nb[s];
+		int want = s < 0 ? 1 : c->view[s], cnt = s < 0 ? 0 : 1;
+		if (s >= 0 && !c->got[s])
+			continue;
+		for (int e = 0; e < nsv; e++)
+			cnt += ok[e] && view_says(&c->p, sv[e].index, sv[e].view, i, want);
+		if (cnt < q) {
+			*bad = i;
+			rv = FL_ESIG;
+			goto out;
 		}
 	}
-	free(seen);
-	if (good < need)
-		return FL_ESIG;
 	for (int s = 0; s < c->k; s++) {
 		if (!c->got[s])
 			continue;
-		int j = c->nb[s];
-		out[m].owner = j;
-		out[m].kind = survivors[j] ? 0 : 1;
-		memcpy(out[m].share, survivors[j] ? c->sh_b[s] : c->sh_s[s], PRIV_SA_SHARE_BYTES);
+		out[m].owner = c->nb[s];
+		out[m].kind = c->view[s] ? 0 : 1;
+		memcpy(out[m].share, c->view[s] ? c->sh_b[s] : c->sh_s[s], PRIV_SA_SHARE_BYTES);
 		m++;
 	}
-	memcpy(c->answered_digest, d, 32);
 	c->answered = 1;
 	*count = m;
-	return 0;
+out:
+	free(ok);
+	free(w);
+	return rv;
 }
 
 /* ---- server ---- */
@@ -662,7 +812,6 @@ struct priv_sa_server {
 	uint32_t *sum;
 	uint8_t *surv, *keyed, *shared; /* n, n, n*n */
 	uint8_t (*c_pk)[32], (*s_pk)[32];
-	int *pos, *at;
 };
 
 int priv_sa_server_new(const priv_sa_params *p, size_t len, priv_sa_server **out)
@@ -685,11 +834,7 @@ int priv_sa_server_new(const priv_sa_params *p, size_t len, priv_sa_server **out
 	s->shared = calloc(n * n, 1);
 	s->c_pk = calloc(n, 32);
 	s->s_pk = calloc(n, 32);
-	s->pos = malloc(2 * n * sizeof *s->pos);
-	if (!s->sum || !s->surv || !s->keyed || !s->shared || !s->c_pk || !s->s_pk || !s->pos)
-		goto fail;
-	s->at = s->pos + n;
-	if ((rv = sa_ring(&s->p, s->pos, s->at)) != 0)
+	if (!s->sum || !s->surv || !s->keyed || !s->shared || !s->c_pk || !s->s_pk)
 		goto fail;
 	*out = s;
 	return 0;
@@ -708,7 +853,6 @@ void priv_sa_server_free(priv_sa_server *s)
 	free(s->shared);
 	free(s->c_pk);
 	free(s->s_pk);
-	free(s->pos);
 	free(s);
 }
 
@@ -790,7 +934,8 @@ int priv_sa_server_finish(priv_sa_server *s, const priv_sa_reveal *rev, size_t n
 	for (int i = 0; i < n && rv == 0; i++) {
 		if (!s->keyed[i])
 			continue;
-		sa_nb_ring(&s->p, s->pos, s->at, i, nb, &k);
+		if ((rv = priv_sa_neighbours(&s->p, i, nb, &k)) != 0)
+			break;
 		if (s->surv[i]) {
 			/* survivor: remove its self mask; pairs with survivors must be symmetric */
 			for (int q = 0; q < k; q++) {

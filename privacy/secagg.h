@@ -10,12 +10,15 @@
  * n * clip * 2^frac_bits < 2^31; priv_sa_check_params refuses parameters that
  * could overflow. Decoding error per coordinate is at most n * 2^-(frac_bits+1).
  *
- * Graph: client i (0..n-1, the round's selection order) shares secrets with
- * `degree` neighbours: clients are placed on a ring in a random order drawn
- * from the public graph_seed, and each is joined to the degree/2 nearest on
- * either side (a Harary graph with a random permutation). degree >= n-1 is the
- * complete graph. Every per-client cost is O(degree) = O(log n) with the
- * default degree.
+ * Graph: the n members sit on a ring in the order of their ring keys
+ * BLAKE2b(graph_seed, identity key), and a member's index is its position
+ * (the rank of its ring key); each is joined to the degree/2 nearest on
+ * either side (a Harary graph, the permutation given by the keys). degree >=
+ * n-1 is the complete graph. graph_seed is derived from the run id and the
+ * round (priv_sa_graph_seed), so the graph is a function of the member set
+ * alone, and a client can check that the positions it is told agree with the
+ * ring keys of the identities it is told (priv_sa_ring_check). Every
+ * per-client cost is O(degree) = O(log n) with the default degree.
  *
  * Per round a client has two X25519 key pairs: c (encrypts the shares it
  * sends through the coordinator with crypto_box) and s (pairwise mask
@@ -28,16 +31,21 @@
  * over GF(2^8) among the neighbours, threshold t; share x-coordinates are
  * neighbour slots (so degree <= 254).
  *
- * Unmasking: the coordinator names the survivor set S (clients whose masked
- * vectors arrived). Before answering, an honest client checks that more than
- * half of the round's key-sharing clients signed the same S (Ed25519 over
- * run, round and S), that |S| reaches min_survivors, and that it has not
- * answered a different S this round. It then reveals b-shares only of
- * neighbours in S and s-shares only of neighbours not in S: the coordinator
- * never gets both secrets of one client, so it can remove a client's masks
- * only by summing. Shares are checked when decrypted (sender, recipient, run,
- * round inside the authenticated box), so replayed, misdirected or cross-round
- * shares are rejected.
+ * Unmasking: the coordinator tells each survivor its view, one flag per
+ * neighbour (1: masked vector arrived). The client refuses a view with fewer
+ * than threshold survivors and signs the one it accepts (Ed25519 over run,
+ * round, parameters, its index and the flags; never a second, different
+ * view). Before it reveals, it checks the signed views of its ring window
+ * (the members within 2 x degree/2 positions): it itself, and each neighbour
+ * whose share it would reveal, must have the status it believes in the views
+ * of more than half (degree/2 + 1) of that member's neighbours. It then
+ * reveals b-shares of neighbours it sees as survivors and s-shares of the
+ * others. Honest clients sign one view each, so two opposite majorities
+ * about one member cannot exist: the coordinator never gets both secrets of
+ * one client, and a client whose shares were revealed as a survivor's cannot
+ * lose its mask key, so it can remove a client's masks only by summing. Shares are checked when
+ * decrypted (sender, recipient, run, round inside the authenticated box), so replayed, misdirected
+ * or cross-round shares are rejected.
  *
  * Ownership: every object is freed with its _free (NULL is a no-op); secrets
  * are wiped. Errors: 0 or a negative FL_E* code.
@@ -66,7 +74,7 @@ typedef struct priv_sa_params {
 	int frac_bits;     /* fixed-point fraction bits */
 	uint64_t round;
 	uint8_t run_id[16];
-	uint8_t graph_seed[32]; /* public; the coordinator draws it per round */
+	uint8_t graph_seed[32]; /* public: priv_sa_graph_seed(run id, round) */
 } priv_sa_params;
 
 /* The default degree: the complete graph up to 16 clients, else
@@ -76,8 +84,25 @@ int priv_sa_default_degree(int n);
  * bound included). FL_EINVAL with the reason in why. */
 int priv_sa_check_params(priv_sa_params *p, char *why, size_t whylen);
 /* The neighbours of client i (ascending), count into *k; nb has room for
- * p->degree entries. p must have passed priv_sa_check_params. */
+ * p->degree entries. p must have passed priv_sa_check_params. O(degree). */
 int priv_sa_neighbours(const priv_sa_params *p, int i, int *nb, int *k);
+int priv_sa_is_neighbour(const priv_sa_params *p, int i, int j);
+/* The ring window of i (ascending, i excluded): every member within degree
+ * positions, i.e. the neighbours of i's neighbours; room for 2 * degree. */
+int priv_sa_window(const priv_sa_params *p, int i, int *w, int *k);
+/* Signed views a member's status needs: degree/2 + 1 of its neighbours. */
+int priv_sa_consistency_quorum(const priv_sa_params *p);
+/* graph_seed = BLAKE2b("fedlora secagg graph v1"; run id string with its
+ * NUL, round as 8 little-endian bytes). No attempt-specific or random input,
+ * so the coordinator cannot draw seeds until a graph suits it. */
+void priv_sa_graph_seed(const char *run_id, uint64_t round, uint8_t seed[32]);
+/* A member's ring key: BLAKE2b keyed with graph_seed over its identity key. */
+void priv_sa_ring_key(const uint8_t seed[32], const uint8_t id_pk[32], uint8_t key[32]);
+/* Checks that count (position, identity key) pairs agree with the ring:
+ * positions distinct and below n, ring keys rising with the position.
+ * FL_EFORMAT otherwise. */
+int priv_sa_ring_check(const priv_sa_params *p, const int *index, const uint8_t (*id_pk)[32],
+                       int count);
 
 uint32_t priv_sa_encode(double x, double clip, int frac_bits);
 double priv_sa_decode(uint32_t v, int frac_bits);
@@ -85,33 +110,35 @@ double priv_sa_decode(uint32_t v, int frac_bits);
 typedef struct priv_sa_client priv_sa_client;
 
 /* A client's state for one round: fresh c and s key pairs and self-mask
- * seed. id_sk/id_pk: the client's Ed25519 identity (signs the survivor set). */
+ * seed. index -1: not known yet (set with priv_sa_client_set_nb_keys). */
 int priv_sa_client_new(const priv_sa_params *p, int index, priv_sa_client **out);
+int priv_sa_client_index(const priv_sa_client *c);
 void priv_sa_client_free(priv_sa_client *c);
 void priv_sa_client_pubkeys(const priv_sa_client *c, uint8_t c_pk[32], uint8_t s_pk[32]);
 /* The public keys of every client (n entries each; a client that sent no
- * keys has an all-zero entry), as relayed by the coordinator. */
+ * keys has an all-zero entry). Needs the index (FL_ESTATE). */
 int priv_sa_client_set_keys(priv_sa_client *c, const uint8_t (*c_pk)[32],
                             const uint8_t (*s_pk)[32]);
-/* The same from the neighbours' entries only, as SaDown 1 carries them:
- * count entries, from[q] the neighbour of c_pk[q]/s_pk[q] (signatures
- * already checked by the caller), n_keyed the number of key senders of the
- * round (this client included; the majority base of priv_sa_client_unmask).
- * FL_EFORMAT for a non-neighbour, a repeated neighbour, a zero key or an
- * n_keyed below count + 1 or above n; FL_ESTATE when keys were set. */
-int priv_sa_client_set_nb_keys(priv_sa_client *c, int n_keyed, const int *from,
+/* The same from the neighbours' entries only, as SaDown 1 carries them,
+ * with this client's index (its position): count entries, from[q] the
+ * neighbour of c_pk[q]/s_pk[q] (signatures already checked by the caller).
+ * FL_EFORMAT for an index out of range, a non-neighbour, a repeated
+ * neighbour or a zero key; FL_EQUORUM for fewer than threshold entries (its
+ * secrets could not be rebuilt); FL_ESTATE when keys were set or the index
+ * differs from the one given before. */
+int priv_sa_client_set_nb_keys(priv_sa_client *c, int index, const int *from,
                                const uint8_t (*c_pk)[32], const uint8_t (*s_pk)[32], int count);
 /* Round-key signatures (SaUp 1 key_sig): Ed25519 by the member's identity
- * key over BLAKE2b("fedlora secagg keys v1"; secagg run id, round, session,
- * index, c_pk, s_pk). Neighbours verify them, so a coordinator that relays
- * the keys cannot substitute its own. Verify: 0 or FL_ESIG. */
+ * key over BLAKE2b("fedlora secagg keys v2"; secagg run id, round, session,
+ * n, degree, graph_seed, c_pk, s_pk). Neighbours verify them, so a
+ * coordinator that relays the keys cannot substitute its own. Verify: 0 or
+ * FL_ESIG. */
 void priv_sa_keys_sign(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
-                       int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
-                       const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES]);
+                       const uint8_t c_pk[32], const uint8_t s_pk[32], const uint8_t id_sk[64],
+                       uint8_t sig[PRIV_SA_SIG_BYTES]);
 int priv_sa_keys_verify(const priv_sa_params *p, const uint8_t session[PRIV_SA_SESSION_BYTES],
-                        int index, const uint8_t c_pk[32], const uint8_t s_pk[32],
-                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
-    __attribute__((warn_unused_result));
+                        const uint8_t c_pk[32], const uint8_t s_pk[32], const uint8_t id_pk[32],
+                        const uint8_t sig[PRIV_SA_SIG_BYTES]) __attribute__((warn_unused_result));
 /* Shares b and s among the neighbours that have keys: writes up to degree
  * boxes (PRIV_SA_BOX_BYTES each) to boxes and their recipients to to[]. */
 int priv_sa_client_make_shares(priv_sa_client *c, uint8_t *boxes, int *to, int *count);
@@ -120,20 +147,22 @@ int priv_sa_client_make_shares(priv_sa_client *c, uint8_t *boxes, int *to, int *
  * recipient; FL_EREPLAY for a second box from the same sender. */
 int priv_sa_client_recv_share(priv_sa_client *c, int from, const uint8_t box[PRIV_SA_BOX_BYTES]);
 /* y = masked encoding of x (len values). Masks pair with every neighbour
- * whose share arrived. Only once per round (FL_ESTATE after). */
+ * whose share arrived; FL_EQUORUM when fewer than threshold did. Only once
+ * per round (FL_ESTATE after). */
 int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t *y);
-/* Signs the survivor set (n flags) with the identity key: sig = Ed25519 over
- * BLAKE2b(run, round, n, flags). Refuses (FL_ESTATE) to sign a second,
- * different set in the same round. */
-int priv_sa_client_sign_survivors(priv_sa_client *c, const uint8_t *survivors,
-                                  const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES]);
-
-/* Checks a survivor-set signature as priv_sa_client_unmask does: 0 when
- * sig is id_pk's Ed25519 signature over (run, round, n, survivors), else
- * FL_ESIG. The coordinator checks each one on arrival, so that it forwards
- * only signatures that count. */
-int priv_sa_survivors_verify(const priv_sa_params *p, const uint8_t *survivors,
-                             const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
+/* Signs this client's view: k flags (k = its neighbour count), one per
+ * neighbour in ascending order, 1 = survivor. sig = Ed25519 over
+ * BLAKE2b("fedlora secagg view v1"; run, round, n, degree, threshold,
+ * min_survivors, index, graph_seed, flags). After masking only (FL_ESTATE);
+ * FL_EFORMAT for a wrong length, a flag above 1 or a survivor that sent no
+ * keys; FL_EQUORUM for fewer than threshold survivors; FL_ESTATE for a
+ * second, different view. */
+int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, int k, const uint8_t id_sk[64],
+                             uint8_t sig[PRIV_SA_SIG_BYTES]);
+/* Checks a view signature as priv_sa_client_unmask does: 0 or FL_ESIG. The
+ * coordinator checks each one on arrival and forwards only those. */
+int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, int k,
+                        const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
     __attribute__((warn_unused_result));
 
 typedef struct priv_sa_reveal {
@@ -142,18 +171,23 @@ typedef struct priv_sa_reveal {
 	uint8_t share[PRIV_SA_SHARE_BYTES];
 } priv_sa_reveal;
 
-/* Answers the unmask request: survivors (n flags), signatures sigs[k] by
- * clients signer[k] (id_pk: every client's Ed25519 public key). Checks as
- * described above; FL_EQUORUM when |S| < min_survivors, FL_EFORMAT when |S| exceeds
- * the key senders, FL_ESIG when fewer
- * than a majority of the key-sharing clients signed S, FL_ESTATE for a second
- * different request. Signatures are verified in the order given until
- * n_keyed/2 + 1 distinct signers verified (the rest cannot change the
- * answer); invalid, repeated and out-of-range ones never count. Writes at
- * most degree reveals to out. */
-int priv_sa_client_unmask(priv_sa_client *c, const uint8_t *survivors, const int *signer,
-                          const uint8_t (*sigs)[PRIV_SA_SIG_BYTES], int nsig,
-                          const uint8_t (*id_pk)[32], priv_sa_reveal *out, int *count);
+/* One signed view of the unmask request (borrowed pointers). */
+typedef struct priv_sa_signed_view {
+	int index;           /* the signer */
+	const uint8_t *view; /* its flags */
+	int view_len;
+	const uint8_t *id_pk; /* its identity key (32) */
+	const uint8_t *sig;   /* PRIV_SA_SIG_BYTES */
+} priv_sa_signed_view;
+
+/* Answers the unmask request from the signed views sv[0..nsv) of this
+ * client's ring window (entries outside it, repeated, of the wrong length
+ * or with a signature that does not verify never count). Checks as
+ * described above: FL_ESIG, with the member whose status lacks a majority
+ * in *bad; FL_ESTATE before signing a view or for a second request.
+ * Writes at most degree reveals to out. */
+int priv_sa_client_unmask(priv_sa_client *c, const priv_sa_signed_view *sv, int nsv,
+                          priv_sa_reveal *out, int *count, int *bad);
 
 typedef struct priv_sa_server priv_sa_server;
 

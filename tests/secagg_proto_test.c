@@ -5,17 +5,22 @@
  * round gives the weighted mean of the clients' updates; a client that
  * vanishes after masking is recovered; an honest client refuses an unmask
  * request that would give the coordinator both secrets of one client
- * (a second survivor set, or one signed by a minority); replayed,
- * cross-round, cross-attempt and out-of-phase messages are refused on both
+ * (neighbours told different statuses of one client, or too few signed
+ * views); replayed, cross-round, cross-attempt and out-of-phase messages are refused on both
  * sides; too few key senders abort without anything decoded. Round keys
  * are signed by the members: a substituted neighbour key, keys signed for
  * another round or attempt, a non-neighbour's keys are refused by the
  * client, a bad key signature by the coordinator, and SaDown 1 carries only
- * the neighbours' keys (a 24-client round with a sparse graph).
+ * the neighbours' keys (a 24-client round with a sparse graph). Views:
+ * neighbours told different statuses of one client fail the consistency
+ * check (no mask key leaks), a Task with a graph_seed other than the derived
+ * one, positions that disagree with the ring keys and fewer signed neighbour
+ * keys than the threshold are refused.
  */
 #include <math.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +44,27 @@ typedef struct fixture {
 	int reg[N];
 	char why[300];
 } fixture;
+
+/* Permutes keys and registry ids so that entry i is the member at ring
+ * position i of round r. */
+static void ring_sort(const sa_round *r, priv_key *k, int *reg, int n)
+{
+	priv_key *k2 = malloc((size_t)n * sizeof *k2);
+	int *reg2 = malloc((size_t)n * sizeof *reg2);
+	for (int x = 0; x < n; x++) {
+		int i = sa_round_member(r, reg[x]);
+		CHECK(i >= 0 && i < n);
+		if (i < 0 || i >= n)
+			break;
+		k2[i] = k[x];
+		reg2[i] = reg[x];
+	}
+	memcpy(k, k2, (size_t)n * sizeof *k);
+	memcpy(reg, reg2, (size_t)n * sizeof *reg);
+	sodium_memzero(k2, (size_t)n * sizeof *k2);
+	free(k2);
+	free(reg2);
+}
 
 static void fx_open(fixture *f, int round)
 {
@@ -78,6 +104,8 @@ static void fx_open(fixture *f, int round)
 	o.key = &f->ck;
 	CHECK_RC(sa_round_new(&f->r, &o, 0.0, f->why, sizeof f->why));
 	free(pk);
+	/* members are indexed by ring position: keep f's arrays in that order */
+	ring_sort(f->r, f->k, f->reg, N);
 	fedlora__task__init(&f->t);
 	f->t.run_id = RUN;
 	f->t.round = (uint64_t)round;
@@ -86,7 +114,7 @@ static void fx_open(fixture *f, int round)
 	fedlora__train_metrics__init(&f->met);
 	for (int i = 0; i < N; i++) {
 		CHECK_RC(sa_client_new(&f->c[i], &f->t, RUN, &f->k[i], f->why, sizeof f->why));
-		CHECK(sa_client_index(f->c[i]) == i);
+		CHECK(sa_client_index(f->c[i]) == -1); /* told with the key list */
 	}
 }
 
@@ -140,6 +168,7 @@ static void run_keys_shares(fixture *f, const int *skip_keys, double t)
 			continue;
 		CHECK_RC(down(f, i, 1, &m));
 		CHECK_RC(sa_client_on_keylist(f->c[i], SAD(m), &up));
+		CHECK(sa_client_index(f->c[i]) == i);
 		CHECK_RC(sa_round_up(f->r, f->reg[i], &up, f->why, sizeof f->why));
 		fl_wire_msg_fini(&m);
 	}
@@ -263,67 +292,135 @@ static void test_dropout_after_mask(void)
 	fx_close(&f);
 }
 
-/* A coordinator that wants both secrets of client 5: it answers the
- * survivor set without 5 (s-share of 5 revealed), then asks again naming 5
- * a survivor (b-share of 5). Honest clients refuse the second set. */
+/* Signed views as a coordinator could collect them: client i signs the
+ * view `view[i]` it was given (not necessarily the round's). */
+typedef struct views {
+	uint8_t v[N][N - 1], sig[N][PRIV_SA_SIG_BYTES];
+	int ok[N];
+	uint32_t signer[N];
+	ProtobufCBinaryData sigs[N], vs[N], ids[N];
+} views;
+
+/* Client i's view with flag f[j] for each neighbour j (complete graph). */
+static void view_of(int i, const uint8_t *f, uint8_t *v)
+{
+	for (int j = 0, q = 0; j < N; j++)
+		if (j != i)
+			v[q++] = f[j];
+}
+
+/* Client i signs the SaDown 3 of the round with its view replaced by v. */
+static int sign_as(fixture *f, int i, const uint8_t *v, views *w)
+{
+	Fedlora__SaUp up;
+	fl_wire_msg m;
+	int rv;
+	CHECK_RC(down(f, i, 3, &m));
+	{
+		Fedlora__SaDown d = *SAD(m);
+		d.view.data = (uint8_t *)v;
+		d.view.len = N - 1;
+		rv = sa_client_on_survivors(f->c[i], &d, &up);
+		if (rv == 0) {
+			memcpy(w->v[i], v, N - 1);
+			memcpy(w->sig[i], up.sig.data, PRIV_SA_SIG_BYTES);
+			w->ok[i] = 1;
+		}
+	}
+	fl_wire_msg_fini(&m);
+	return rv;
+}
+
+/* An unmask request (SaDown 4 of f's attempt) carrying the views in w. */
+static void unmask_of(fixture *f, views *w, Fedlora__SaDown *d)
+{
+	size_t k = 0;
+	fedlora__sa_down__init(d);
+	d->run_id = RUN;
+	d->round = f->t.round;
+	d->session = f->t.secagg->session;
+	d->phase = 4;
+	for (int i = 0; i < N; i++)
+		if (w->ok[i]) {
+			w->signer[k] = (uint32_t)i;
+			w->sigs[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, w->sig[i]};
+			w->vs[k] = (ProtobufCBinaryData){N - 1, w->v[i]};
+			w->ids[k] = (ProtobufCBinaryData){32, f->k[i].pk};
+			k++;
+		}
+	d->n_signer = d->n_sigs = d->n_views = d->n_signer_id = k;
+	d->signer = w->signer;
+	d->sigs = w->sigs;
+	d->views = w->vs;
+	d->signer_id = w->ids;
+}
+
+/* A coordinator that wants both secrets of client 5, which masked: it
+ * tells clients 0 and 1 that 5 dropped (to get 5's mask key from them) and
+ * 2, 3 and 4 that 5 survived (5's self-mask seed from them). The views of
+ * 5's neighbours differ, so the consistency check fails for the minority:
+ * 0 and 1 refuse, naming 5, and the coordinator gets 5's self-mask shares
+ * only. A client that signed one view refuses to sign another. */
 static void test_both_shares_refused(void)
 {
 	fixture f;
 	Fedlora__SaUp up;
-	fl_wire_msg m;
+	Fedlora__SaDown d;
+	views w;
+	uint8_t s_drop[N] = {1, 1, 1, 1, 1, 0}, s_all[N] = {1, 1, 1, 1, 1, 1}, v[N - 1];
+	memset(&w, 0, sizeof w);
 	fx_open(&f, 4);
 	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < 5; i++)
-		mask_one(&f, i); /* client 5 shares, then drops before masking */
-	CHECK(sa_round_tick(f.r, 1.5) == SA_RUNNING);
-	CHECK(sa_round_tick(f.r, 1 + 5 + 0.1) == SA_ADVANCED);
-	for (int i = 0; i < 5; i++) {
-		CHECK_RC(down(&f, i, 3, &m));
-		CHECK(SAD(m)->survivors.data[5] == 0);
-		CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
-		CHECK_RC(sa_round_up(f.r, f.reg[i], &up, f.why, sizeof f.why));
-		fl_wire_msg_fini(&m);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	for (int i = 0; i < N; i++) {
+		view_of(i, i < 2 ? s_drop : s_all, v);
+		CHECK_RC(sign_as(&f, i, v, &w));
 	}
-	CHECK(sa_round_tick(f.r, 7) == SA_ADVANCED);
-	CHECK_RC(down(&f, 0, 4, &m));
-	{
-		Fedlora__SaDown d = *SAD(m);
-		uint8_t surv[N];
-		int rv;
-		/* a minority of signatures on the genuine set: refused */
-		d.n_signer = d.n_sigs = 3;
-		CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
-		/* the genuine request: answered */
-		CHECK_RC(sa_client_on_unmask(f.c[0], SAD(m), &up));
-		CHECK(up.n_reveals > 0);
-		/* a second set naming 5 a survivor: refused by the client that answered */
-		memcpy(surv, SAD(m)->survivors.data, N);
-		surv[5] = 1;
-		d = *SAD(m);
-		d.survivors.data = surv;
-		rv = sa_client_on_unmask(f.c[0], &d, &up);
-		CHECK(rv == FL_ESTATE || rv == FL_ESIG);
-		/* and by one that did not answer yet (the signatures are over the
-		 * first set) */
-		CHECK(sa_client_on_unmask(f.c[2], &d, &up) == FL_ESIG);
-		/* nor will an honest client sign the second set */
-		d.phase = 3;
-		CHECK(sa_client_on_survivors(f.c[3], &d, &up) == FL_ESTATE);
+	/* a second, different view: refused by a client that signed one */
+	view_of(0, s_all, v);
+	CHECK(sign_as(&f, 0, v, &w) == FL_ESTATE);
+	unmask_of(&f, &w, &d);
+	CHECK(sa_client_on_unmask(f.c[0], &d, &up) == FL_ESIG);
+	CHECK(strstr(sa_client_why(f.c[0]), "member 5") != NULL);
+	CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
+	for (int i = 2; i < N; i++) {
+		CHECK_RC(sa_client_on_unmask(f.c[i], &d, &up));
+		for (size_t q = 0; q < up.n_reveals; q++)
+			CHECK(up.reveals[q]->kind == 0); /* no mask key of anyone */
 	}
-	fl_wire_msg_fini(&m);
+	fx_close(&f);
+
+	/* minority signatures on the genuine views: refused */
+	fx_open(&f, 4);
+	memset(&w, 0, sizeof w);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	for (int i = 0; i < N; i++) {
+		view_of(i, s_all, v);
+		CHECK_RC(sign_as(&f, i, v, &w));
+	}
+	w.ok[2] = w.ok[3] = w.ok[4] = w.ok[5] = 0; /* only 0 and 1 forwarded */
+	unmask_of(&f, &w, &d);
+	CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
 	fx_close(&f);
 }
 
-/* Survivor-set signatures: the coordinator refuses one that does not verify
- * and forwards a bare majority (nkeys/2 + 1) of verified ones; a client
- * verifies until it has a majority and never counts a forged, repeated or
- * misattributed signature, wherever it sits in the list. */
+/* View signatures: the coordinator refuses one that does not verify (or is
+ * over another view); a client never counts a forged, repeated or
+ * misattributed one, wherever it sits in the list. */
 static void test_forged_signature_refused(void)
 {
 	fixture f;
 	Fedlora__SaUp up;
+	Fedlora__SaDown d;
 	fl_wire_msg m;
+	views w;
 	uint8_t bad[PRIV_SA_SIG_BYTES];
+	memset(&w, 0, sizeof w);
 	fx_open(&f, 5);
 	run_keys_shares(&f, NULL, 1);
 	for (int i = 0; i < N; i++)
@@ -331,7 +428,11 @@ static void test_forged_signature_refused(void)
 	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
 	for (int i = 0; i < N; i++) {
 		CHECK_RC(down(&f, i, 3, &m));
+		CHECK(SAD(m)->view.len == N - 1);
 		CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
+		memcpy(w.v[i], SAD(m)->view.data, N - 1);
+		memcpy(w.sig[i], up.sig.data, PRIV_SA_SIG_BYTES);
+		w.ok[i] = 1;
 		if (i == 2) { /* a client's signature with one bit flipped */
 			memcpy(bad, up.sig.data, sizeof bad);
 			bad[7] ^= 1;
@@ -343,68 +444,65 @@ static void test_forged_signature_refused(void)
 		fl_wire_msg_fini(&m);
 	}
 	CHECK(sa_round_tick(f.r, 3 + 5 + 0.1) == SA_ADVANCED);
+	/* the coordinator forwards the verified ones: client 2's is not there */
 	CHECK_RC(down(&f, 0, 4, &m));
-	{
-		const Fedlora__SaDown *g = SAD(m);
-		Fedlora__SaDown d = *g;
-		uint32_t signer[N];
-		ProtobufCBinaryData sig[N];
-		uint8_t forged[N][PRIV_SA_SIG_BYTES];
-		/* 6 key senders: 4 signatures forwarded, client 2's not among them */
-		CHECK(g->n_signer == N / 2 + 1 && g->n_sigs == g->n_signer);
-		for (size_t k = 0; k < g->n_signer; k++)
-			CHECK(g->signer[k] != 2);
-		d.signer = signer;
-		d.sigs = sig;
-		/* one of the majority forged (a flipped byte): 3 valid, refused */
-		for (size_t k = 0; k < g->n_signer; k++) {
-			signer[k] = g->signer[k];
-			memcpy(forged[k], g->sigs[k].data, PRIV_SA_SIG_BYTES);
-			sig[k].data = forged[k];
-			sig[k].len = PRIV_SA_SIG_BYTES;
-		}
-		forged[3][0] ^= 0x80;
-		CHECK(sa_client_on_unmask(f.c[0], &d, &up) == FL_ESIG);
-		{
-			/* a forged signature of signer[0] first, then the four
-			 * genuine ones */
-			uint32_t s2[N] = {g->signer[0], g->signer[0], g->signer[1], g->signer[2],
-			                  g->signer[3]};
-			uint8_t f2[N][PRIV_SA_SIG_BYTES];
-			ProtobufCBinaryData b2[N];
-			memcpy(f2[0], g->sigs[0].data, PRIV_SA_SIG_BYTES);
-			f2[0][5] ^= 4;
-			for (int k = 0; k < 4; k++)
-				memcpy(f2[k + 1], g->sigs[k].data, PRIV_SA_SIG_BYTES);
-			for (int k = 0; k < 5; k++)
-				b2[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, f2[k]};
-			d.n_signer = d.n_sigs = 5;
-			d.signer = s2;
-			d.sigs = b2;
-			/* one genuine signature repeated for 4 signers' worth: refused */
-			Fedlora__SaDown rep4 = d;
-			uint32_t s3[4] = {g->signer[0], g->signer[0], g->signer[0], g->signer[0]};
-			ProtobufCBinaryData b3[4] = {b2[1], b2[1], b2[1], b2[1]};
-			rep4.n_signer = rep4.n_sigs = 4;
-			rep4.signer = s3;
-			rep4.sigs = b3;
-			CHECK(sa_client_on_unmask(f.c[1], &rep4, &up) == FL_ESIG);
-			/* a genuine signature passed off as client 2's: does not count */
-			s3[0] = g->signer[0];
-			s3[1] = g->signer[1];
-			s3[2] = g->signer[2];
-			s3[3] = 2;
-			b3[0] = b2[1];
-			b3[1] = b2[2];
-			b3[2] = b2[3];
-			b3[3] = b2[4];
-			CHECK(sa_client_on_unmask(f.c[1], &rep4, &up) == FL_ESIG);
-			/* the forged one ahead of a genuine majority: answered */
-			CHECK_RC(sa_client_on_unmask(f.c[1], &d, &up));
-			CHECK(up.n_reveals > 0);
-		}
-	}
+	CHECK(SAD(m)->n_signer == N - 2 && SAD(m)->n_views == N - 2);
+	for (size_t k = 0; k < SAD(m)->n_signer; k++)
+		CHECK(SAD(m)->signer[k] != 2 && SAD(m)->signer[k] != 0);
 	fl_wire_msg_fini(&m);
+	/* client 1 needs 3 of each member's 5 neighbours. Its own status,
+	 * with 2's view forged (a flipped byte) and 3's and 4's left out:
+	 * confirmed by 0 and 5 only, refused */
+	w.ok[3] = w.ok[4] = 0;
+	unmask_of(&f, &w, &d);
+	w.sig[2][0] ^= 0x80;
+	CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
+	CHECK(strstr(sa_client_why(f.c[1]), "member 1") != NULL);
+	/* 0's genuine view repeated in 2's place: does not count twice */
+	w.signer[2] = 0; /* entries: 0, 1, 2 -> 0, 5 */
+	w.sigs[2] = w.sigs[0];
+	w.vs[2] = w.vs[0];
+	w.ids[2] = w.ids[0];
+	CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
+	/* 0's genuine view passed off as 2's: does not count */
+	w.signer[2] = 2;
+	w.ids[2] = (ProtobufCBinaryData){32, f.k[2].pk};
+	CHECK(sa_client_on_unmask(f.c[1], &d, &up) == FL_ESIG);
+	/* the forged entry ahead of a genuine majority: answered */
+	w.sig[2][0] ^= 0x80;
+	w.ok[3] = w.ok[4] = 1;
+	w.sig[0][3] ^= 0x10; /* 0's forged: 2, 3, 4, 5 still confirm */
+	unmask_of(&f, &w, &d);
+	CHECK_RC(sa_client_on_unmask(f.c[1], &d, &up));
+	CHECK(up.n_reveals > 0);
+	fx_close(&f);
+}
+
+/* The graph is derived, not chosen: a Task whose graph_seed is not
+ * BLAKE2b(run id, round) is refused before anything is sent. */
+static void test_graph_seed_refused(void)
+{
+	fixture f;
+	Fedlora__Task t;
+	Fedlora__SecAggParams sp;
+	uint8_t seed[32];
+	sa_client *c = NULL;
+	fx_open(&f, 3);
+	t = f.t;
+	sp = *f.t.secagg;
+	memcpy(seed, sp.graph_seed.data, 32);
+	seed[31] ^= 1;
+	sp.graph_seed.data = seed;
+	t.secagg = &sp;
+	CHECK(sa_client_new(&c, &t, RUN, &f.k[0], f.why, sizeof f.why) == FL_EFORMAT);
+	CHECK(c == NULL && strstr(f.why, "graph_seed") != NULL);
+	/* the seed of another round */
+	priv_sa_graph_seed(RUN, 4, seed);
+	CHECK(sa_client_new(&c, &t, RUN, &f.k[0], f.why, sizeof f.why) == FL_EFORMAT);
+	/* the derived one */
+	priv_sa_graph_seed(RUN, 3, seed);
+	CHECK_RC(sa_client_new(&c, &t, RUN, &f.k[0], f.why, sizeof f.why));
+	sa_client_free(c);
 	fx_close(&f);
 }
 
@@ -471,6 +569,11 @@ static void test_replay_cross_round(void)
 	/* a masked vector of the wrong length */
 	{
 		float x[3] = {0, 0, 1};
+		/* no boxes yet: fewer than threshold partners, masking refused */
+		CHECK(sa_client_mask(f.c[3], x, 3, &up, NULL) == FL_EQUORUM);
+		CHECK_RC(down(&f, 3, 2, &m));
+		CHECK_RC(sa_client_on_boxes(f.c[3], SAD(m)));
+		fl_wire_msg_fini(&m);
 		CHECK_RC(sa_client_mask(f.c[3], x, 3, &up, NULL));
 		up.num_samples = samples(3);
 		up.metrics = &f.met;
@@ -621,8 +724,27 @@ static void test_substituted_key_refused(void)
 			CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_ESIG);
 		}
 	}
-	/* the honest relay is still accepted: the refusals set nothing */
-	CHECK_RC(sa_client_on_keylist(f.c[0], SAD(m), &up));
+	/* a coordinator that puts an identity of its own in place of member 2
+	 * (a Sybil): a client with a peer list refuses it */
+	{
+		Fedlora__SaDown d = *SAD(m);
+		ProtobufCBinaryData id[N];
+		priv_allow *al = NULL;
+		int q = key_entry(&d, 2);
+		CHECK_RC(priv_allow_new(&al));
+		for (int i = 0; i < N; i++)
+			CHECK_RC(priv_allow_add(al, f.k[i].pk));
+		memcpy(id, d.key_id, d.n_key_id * sizeof *id);
+		id[q].data = f.ck.pk;
+		d.key_id = id;
+		sa_client_set_peers(f.c[0], al);
+		CHECK(sa_client_on_keylist(f.c[0], &d, &up) == FL_EKEY);
+		CHECK(strstr(sa_client_why(f.c[0]), "not in --sa-peers") != NULL);
+		/* the honest relay is still accepted: the refusals set nothing */
+		CHECK_RC(sa_client_on_keylist(f.c[0], SAD(m), &up));
+		sa_client_set_peers(f.c[0], NULL);
+		priv_allow_free(al);
+	}
 	fl_wire_msg_fini(&m);
 	fx_close(&f);
 }
@@ -634,7 +756,7 @@ static void keys_elsewhere(fixture *f, int who, int other_session, uint8_t c_pk[
 {
 	Fedlora__Task t = f->t;
 	Fedlora__SecAggParams sp = *f->t.secagg;
-	uint8_t ses[16];
+	uint8_t ses[16], seed[32];
 	sa_client *c = NULL;
 	Fedlora__SaUp up;
 	memcpy(ses, sp.session.data, 16);
@@ -642,6 +764,8 @@ static void keys_elsewhere(fixture *f, int who, int other_session, uint8_t c_pk[
 		ses[0] ^= 0x55;
 	else
 		t.round += 1;
+	priv_sa_graph_seed(RUN, t.round, seed);
+	sp.graph_seed.data = seed;
 	sp.session.data = ses;
 	t.secagg = &sp;
 	CHECK_RC(sa_client_new(&c, &t, RUN, &f->k[who], f->why, sizeof f->why));
@@ -729,51 +853,63 @@ static void test_coord_rejects_bad_key_sig(void)
 	fx_close(&f);
 }
 
+/* Opens a round of n members (registry ids reg0 + i) on a 1-matrix adapter:
+ * fresh keys, the round, k and reg permuted to ring order, the Task. */
+static void big_open(int n, int reg0, priv_key *ck, priv_key *k, int *reg, lora_adapter **g,
+                     sa_round **r, Fedlora__Task *t)
+{
+	static const char *names[] = {"l0"};
+	static const int in[] = {3}, outd[] = {2};
+	uint8_t(*pk)[32] = calloc((size_t)n, 32);
+	sa_round_opts o;
+	char why[300];
+	CHECK_RC(priv_key_generate(ck));
+	for (int i = 0; i < n; i++) {
+		CHECK_RC(priv_key_generate(&k[i]));
+		memcpy(pk[i], k[i].pk, 32);
+		reg[i] = reg0 + i;
+	}
+	CHECK_RC(lora_adapter_new(g, 1, names, in, outd, 2, 4.0f));
+	lora_adapter_init(*g, 3);
+	memset(&o, 0, sizeof o);
+	o.run_id = RUN;
+	o.round = 2;
+	o.attempt = 1;
+	o.n = n;
+	o.reg = reg;
+	o.id_pk = (const uint8_t(*)[32])pk;
+	o.strat = LORA_FEDIT;
+	o.global = *g;
+	o.keys_timeout = 10;
+	o.phase_timeout = 5;
+	o.key = ck;
+	CHECK_RC(sa_round_new(r, &o, 0.0, why, sizeof why));
+	ring_sort(*r, k, reg, n);
+	fedlora__task__init(t);
+	t->run_id = RUN;
+	t->round = 2;
+	t->secagg = sa_round_task_params(*r);
+	t->deadline_ms = 10000;
+	free(pk);
+}
+
 /* A round of NB clients (a sparse graph): SaDown 1 carries the degree's
  * entries, all neighbours, and a non-neighbour's genuine keys are refused. */
 #define NB 24
 static void test_keylist_neighbours_only(void)
 {
 	priv_key ck, k[NB];
-	uint8_t pk[NB][32];
 	int reg[NB];
 	lora_adapter *g = NULL;
 	sa_round *r = NULL;
 	sa_client *c[NB] = {0};
-	Fedlora__Task t = FEDLORA__TASK__INIT;
+	Fedlora__Task t;
 	Fedlora__SaUp up;
 	uint8_t kc[NB][32], ks[NB][32], kg[NB][PRIV_SA_SIG_BYTES];
-	sa_round_opts o;
 	char why[300];
-	static const char *names[] = {"l0"};
-	static const int in[] = {3}, outd[] = {2};
 	int degree, skip = 7; /* member 7 sends no keys */
 
-	CHECK_RC(priv_key_generate(&ck));
-	for (int i = 0; i < NB; i++) {
-		CHECK_RC(priv_key_generate(&k[i]));
-		memcpy(pk[i], k[i].pk, 32);
-		reg[i] = 200 + i;
-	}
-	CHECK_RC(lora_adapter_new(&g, 1, names, in, outd, 2, 4.0f));
-	lora_adapter_init(g, 3);
-	memset(&o, 0, sizeof o);
-	o.run_id = RUN;
-	o.round = 2;
-	o.attempt = 1;
-	o.n = NB;
-	o.reg = reg;
-	o.id_pk = (const uint8_t(*)[32])pk;
-	o.strat = LORA_FEDIT;
-	o.global = g;
-	o.keys_timeout = 10;
-	o.phase_timeout = 5;
-	o.key = &ck;
-	CHECK_RC(sa_round_new(&r, &o, 0.0, why, sizeof why));
-	t.run_id = RUN;
-	t.round = 2;
-	t.secagg = sa_round_task_params(r);
-	t.deadline_ms = 10000;
+	big_open(NB, 200, &ck, k, reg, &g, &r, &t);
 	degree = (int)t.secagg->degree;
 	CHECK(degree == priv_sa_default_degree(NB) && degree < NB - 1);
 	for (int i = 0; i < NB; i++) {
@@ -801,7 +937,7 @@ static void test_keylist_neighbours_only(void)
 		CHECK_RC(fl_wire_open(buf, len, (size_t)1 << 24, ck.pk, &m));
 		free(buf);
 		d = (const Fedlora__SaDown *)m.body;
-		CHECK(d->key_senders == NB - 1);
+		CHECK(d->you == (uint32_t)i);
 		{
 			/* was member 7 a neighbour of i? then one entry fewer */
 			priv_sa_params p;
@@ -821,12 +957,14 @@ static void test_keylist_neighbours_only(void)
 				has_skip += nb[q] == skip;
 			CHECK(d->n_key_from == (size_t)(degree - has_skip));
 			CHECK(d->n_c_pk == d->n_key_from && d->n_s_pk == d->n_key_from &&
-			      d->n_key_sigs == d->n_key_from);
+			      d->n_key_sigs == d->n_key_from && d->n_key_id == d->n_key_from);
 			for (size_t q = 0; q < d->n_key_from; q++) {
 				int hit = 0;
 				for (int z = 0; z < kn; z++)
 					hit += nb[z] == (int)d->key_from[q];
 				CHECK(hit == 1 && (int)d->key_from[q] != skip);
+				CHECK(d->key_id[q].len == 32 &&
+				      !memcmp(d->key_id[q].data, k[d->key_from[q]].pk, 32));
 			}
 			if (i == 0) {
 				/* a non-neighbour's genuine signed keys in place of a
@@ -856,14 +994,35 @@ static void test_keylist_neighbours_only(void)
 				e.c_pk = cc;
 				e.s_pk = ss;
 				e.key_sigs = gg;
-				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
-				CHECK(strstr(sa_client_why(c[0]), "non-neighbour") != NULL);
-				/* the key-sender count must cover the entries */
+				{
+					/* with its identity: the position is not a neighbour's */
+					ProtobufCBinaryData ii[PRIV_SA_MAX_DEGREE];
+					memcpy(ii, d->key_id, d->n_key_id * sizeof *ii);
+					ii[0].data = k[far].pk;
+					e.key_id = ii;
+					CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+					CHECK(strstr(sa_client_why(c[0]), "not a neighbour") !=
+					      NULL);
+					/* at a neighbour's position: its ring key does not
+					 * fit there */
+					from[0] = d->key_from[0];
+					CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+					CHECK(strstr(sa_client_why(c[0]), "ring keys") != NULL);
+				}
+				/* a wrong index for this client: its neighbours do not
+				 * match, or its own ring key does not fit */
 				e = *d;
-				e.key_senders = (uint32_t)d->n_key_from;
+				e.you = (uint32_t)(NB / 2);
 				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
-				e.key_senders = NB + 1;
+				e.you = NB;
 				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EFORMAT);
+				/* fewer signed neighbour keys than the threshold:
+				 * this client's secrets could not be rebuilt */
+				e = *d;
+				e.n_key_from = e.n_c_pk = e.n_s_pk = e.n_key_sigs = e.n_key_id =
+				    (size_t)t.secagg->threshold - 1;
+				CHECK(sa_client_on_keylist(c[0], &e, &up) == FL_EQUORUM);
+				CHECK(strstr(sa_client_why(c[0]), "threshold") != NULL);
 			}
 		}
 		CHECK_RC(sa_client_on_keylist(c[i], d, &up));
@@ -878,6 +1037,111 @@ static void test_keylist_neighbours_only(void)
 	lora_adapter_free(g);
 }
 
+/* One whole round of n clients (sparse graph beyond 17) through
+ * sa_round/sa_client, every message sealed and opened as on the wire.
+ * *down gets the mean bytes a client receives for the secure part of the
+ * round: Task.secagg packed plus its four SaDown envelopes. 0 on a
+ * committed round whose decoded weight is the sum of all weights. */
+static int round_bytes(int n, double *down)
+{
+	priv_key ck, *k = calloc((size_t)n, sizeof *k);
+	int *reg = calloc((size_t)n, sizeof *reg), rv = 0;
+	sa_client **c = calloc((size_t)n, sizeof *c);
+	lora_adapter *g = NULL, *tr = NULL, *next = NULL;
+	sa_round *r = NULL;
+	Fedlora__Task t;
+	Fedlora__TrainMetrics met = FEDLORA__TRAIN_METRICS__INIT;
+	Fedlora__SaUp up;
+	sa_round_result res;
+	char why[300];
+	size_t total = 0;
+	double now = 1;
+
+	big_open(n, 1000, &ck, k, reg, &g, &r, &t);
+	CHECK_RC(lora_adapter_clone(&tr, g));
+	for (size_t j = 0; j < g->n_a + g->n_b; j++)
+		tr->params[j] += 0.01f;
+	total += (size_t)n * fedlora__sec_agg_params__get_packed_size(t.secagg);
+	for (int i = 0; i < n; i++) {
+		CHECK_RC(sa_client_new(&c[i], &t, RUN, &k[i], why, sizeof why));
+		CHECK_RC(sa_client_keys(c[i], 10, &up));
+		CHECK_RC(sa_round_up(r, reg[i], &up, why, sizeof why));
+	}
+	for (uint32_t want = 1; want <= 4; want++) {
+		if (sa_round_tick(r, now++) != SA_ADVANCED) {
+			fprintf(stderr, "  phase %u: %s\n", want, sa_round_why(r));
+			CHECK(0);
+		}
+		for (int i = 0; i < n; i++) {
+			uint8_t *buf = NULL;
+			size_t len = 0;
+			fl_wire_msg m;
+			const Fedlora__SaDown *d;
+			float *x = NULL;
+			size_t xl = 0;
+			CHECK_RC(sa_round_down(r, reg[i], want, &buf, &len, why, sizeof why));
+			total += len;
+			CHECK_RC(fl_wire_open(buf, len, (size_t)1 << 24, ck.pk, &m));
+			free(buf);
+			d = (const Fedlora__SaDown *)m.body;
+			switch (want) {
+			case 1:
+				CHECK_RC(sa_client_on_keylist(c[i], d, &up));
+				break;
+			case 2:
+				CHECK_RC(sa_client_on_boxes(c[i], d));
+				CHECK_RC(
+				    sa_client_vector(g, tr, 1, sa_client_weight(c[i]), 0, &x, &xl));
+				CHECK_RC(sa_client_mask(c[i], x, xl, &up, NULL));
+				free(x);
+				up.num_samples = 10;
+				up.metrics = &met;
+				break;
+			case 3:
+				CHECK_RC(sa_client_on_survivors(c[i], d, &up));
+				break;
+			default:
+				CHECK_RC(sa_client_on_unmask(c[i], d, &up));
+				break;
+			}
+			CHECK_RC(sa_round_up(r, reg[i], &up, why, sizeof why));
+			fl_wire_msg_fini(&m);
+		}
+	}
+	rv = sa_round_tick(r, now) == SA_FINISHED ? 0 : FL_ESTATE;
+	CHECK_RC(lora_adapter_clone(&next, g));
+	CHECK_RC(sa_round_apply(r, next, NULL, &res));
+	CHECK(res.survivors == n);
+	/* every client sent the same update: the mean is it */
+	for (size_t j = 0; j < g->n_a + g->n_b; j++)
+		CHECK_NEAR(next->params[j], tr->params[j], 1e-5, 0);
+	*down = (double)total / n;
+	for (int i = 0; i < n; i++)
+		sa_client_free(c[i]);
+	free(c);
+	sa_round_free(r);
+	lora_adapter_free(g);
+	lora_adapter_free(tr);
+	lora_adapter_free(next);
+	sodium_memzero(k, (size_t)n * sizeof *k);
+	free(k);
+	free(reg);
+	return rv;
+}
+
+/* Bytes down per client grow with the degree (O(log n)), not with n: at
+ * 400 clients well under twice the 100-client figure (n grows 4x). */
+static void test_bytes_down_sublinear(void)
+{
+	double b100 = 0, b400 = 0;
+	CHECK_RC(round_bytes(100, &b100));
+	CHECK_RC(round_bytes(400, &b400));
+	fprintf(stderr,
+	        "  secure bytes down per client: 100 clients %.0f, 400 clients %.0f (x%.2f)\n",
+	        b100, b400, b400 / b100);
+	CHECK(b100 > 0 && b400 < 2 * b100);
+}
+
 static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_dropout_after_mask),
                                   TEST(test_both_shares_refused),
@@ -890,6 +1154,8 @@ static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_key_sig_replay_refused),
                                   TEST(test_coord_rejects_bad_key_sig),
                                   TEST(test_keylist_neighbours_only),
+                                  TEST(test_graph_seed_refused),
+                                  TEST(test_bytes_down_sublinear),
                                   {0}};
 
 int main(int argc, char **argv)

@@ -3,7 +3,8 @@
  * privacy/secagg.h, as the coordinator would relay it, for tests/secagg_test.c
  * and bench/secagg.c. Clients listed in drop_keys send no keys; clients in
  * drop_mask share but vanish before sending their masked vector; clients in
- * drop_unmask send their masked vector but never answer the unmask request.
+ * drop_unmask send their masked vector but never sign their view nor answer
+ * the unmask request.
  * Bytes and CPU seconds of each phase are counted.
  */
 #ifndef FL_TESTS_SECAGG_SIM_H
@@ -56,13 +57,15 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 	int *to = malloc((size_t)n * D * sizeof *to), *cnt = calloc((size_t)n, sizeof *cnt);
 	uint32_t *y = malloc(len * sizeof *y);
 	uint8_t(*sigs)[PRIV_SA_SIG_BYTES] = calloc((size_t)n, PRIV_SA_SIG_BYTES);
-	int *signer = calloc((size_t)n, sizeof *signer), nsig = 0;
+	uint8_t *views = calloc((size_t)n, (size_t)D), *signed_ = calloc((size_t)n, 1);
+	priv_sa_signed_view *sv = calloc(2 * (size_t)D + 1, sizeof *sv);
+	int nb[PRIV_SA_MAX_DEGREE], w[2 * PRIV_SA_MAX_DEGREE + 1], nbk, nw;
 	priv_sa_reveal *rev = malloc((size_t)n * D * sizeof *rev);
 	size_t nrev = 0;
 	double t;
 	rv = FL_ENOMEM;
 	if (!c || !cpk || !spk || !idpk || !idsk || !boxes || !to || !cnt || !y || !sigs ||
-	    !signer || !rev)
+	    !views || !signed_ || !sv || !rev)
 		goto out;
 	if ((rv = priv_sa_server_new(&p, len, &srv)) != 0)
 		goto out;
@@ -133,31 +136,47 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 		if (rv != 0)
 			goto out;
 	}
-	/* survivors sign S; the coordinator hands S and the signatures out */
+	/* each survivor signs its view (S restricted to its neighbours); the
+	 * coordinator hands each signer the signed views of its ring window */
 	const uint8_t *surv = priv_sa_server_survivors(srv);
 	for (int i = 0; i < n; i++) {
 		if (!c[i] || !surv[i] || sa_flag(st->drop_unmask, i))
 			continue;
+		priv_sa_neighbours(&p, i, nb, &nbk);
+		for (int q = 0; q < nbk; q++)
+			views[(size_t)i * D + q] = surv[nb[q]];
 		t = sa_cpu();
-		rv = priv_sa_client_sign_survivors(c[i], surv, idsk[i], sigs[nsig]);
+		rv = priv_sa_client_sign_view(c[i], views + (size_t)i * D, nbk, idsk[i], sigs[i]);
 		st->client_s += sa_cpu() - t;
+		st->down_bytes += (size_t)nbk;
+		if (rv == FL_EQUORUM)
+			continue; /* too few surviving neighbours: an honest client refuses */
 		if (rv != 0)
 			goto out;
-		signer[nsig++] = i;
-		st->down_bytes += (size_t)n;
+		signed_[i] = 1;
 		st->up_bytes += PRIV_SA_SIG_BYTES;
 	}
 	for (int i = 0; i < n; i++) {
-		int m = 0;
-		if (!c[i] || !surv[i] || sa_flag(st->drop_unmask, i))
+		int m = 0, ns = 0, bad;
+		if (!signed_[i])
 			continue;
+		priv_sa_window(&p, i, w, &nw);
+		for (int q = 0; q < nw; q++) {
+			int j = w[q];
+			if (!signed_[j])
+				continue;
+			sv[ns].index = j;
+			sv[ns].view = views + (size_t)j * D;
+			sv[ns].view_len = D;
+			sv[ns].id_pk = idpk[j];
+			sv[ns].sig = sigs[j];
+			ns++;
+		}
 		t = sa_cpu();
-		rv = priv_sa_client_unmask(c[i], surv, signer,
-		                           (const uint8_t(*)[PRIV_SA_SIG_BYTES])sigs, nsig,
-		                           (const uint8_t(*)[32])idpk, rev + nrev, &m);
+		rv = priv_sa_client_unmask(c[i], sv, ns, rev + nrev, &m, &bad);
 		st->client_s += sa_cpu() - t;
-		st->down_bytes += (size_t)nsig * (PRIV_SA_SIG_BYTES + 4);
-		if (rv == FL_EQUORUM)
+		st->down_bytes += (size_t)ns * (PRIV_SA_SIG_BYTES + 32 + 4 + (size_t)D);
+		if (rv == FL_ESIG)
 			continue; /* an honest client refuses; the coordinator must abort */
 		if (rv != 0)
 			goto out;
@@ -183,7 +202,9 @@ out:
 	free(cnt);
 	free(y);
 	free(sigs);
-	free(signer);
+	free(views);
+	free(signed_);
+	free(sv);
 	free(rev);
 	return rv;
 }

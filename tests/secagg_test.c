@@ -3,8 +3,11 @@
  * overflow bound, Shamir sharing, the graph, and whole rounds: the unmasked
  * sum equals the plaintext sum within the fixed-point error with 0/10/30%
  * dropouts after masking, below the threshold the round aborts, a
- * coordinator cannot get both secrets of one client, and replayed or
- * misdirected share boxes are rejected.
+ * coordinator cannot get both secrets of one client (neighbours told
+ * different statuses fail the view check; a client its neighbours' views
+ * call dropped reveals nothing), a client masks only with threshold share
+ * boxes in, replayed or misdirected share boxes are rejected, and the
+ * derived graph seed and the ring-key order of positions are checked.
  */
 #include <math.h>
 #include <sodium.h>
@@ -102,6 +105,86 @@ static void test_graph(void)
 	for (int i = 0; i < 100; i++)
 		CHECK(deg[i] == p.degree);
 	free(deg);
+}
+
+/* The graph seed is derived from the run id and the round alone, and the
+ * positions a client is told must follow the members' ring keys. */
+static void test_ring(void)
+{
+	char why[200];
+	uint8_t a[32], b[32], id[5][32], rk[5][32];
+	int pos[5], ord[5] = {0, 1, 2, 3, 4};
+	priv_sa_params p = params(40);
+	priv_sa_graph_seed("run-a", 3, a);
+	priv_sa_graph_seed("run-a", 3, b);
+	CHECK(memcmp(a, b, 32) == 0);
+	priv_sa_graph_seed("run-a", 4, b);
+	CHECK(memcmp(a, b, 32) != 0);
+	priv_sa_graph_seed("run-b", 3, b);
+	CHECK(memcmp(a, b, 32) != 0);
+	memcpy(p.graph_seed, a, 32);
+	CHECK_RC(priv_sa_check_params(&p, why, sizeof why));
+	for (int i = 0; i < 5; i++) {
+		randombytes_buf(id[i], 32);
+		priv_sa_ring_key(p.graph_seed, id[i], rk[i]);
+	}
+	/* sort the five by ring key; give them rising positions with gaps */
+	for (int x = 1; x < 5; x++)
+		for (int y = x; y > 0 && memcmp(rk[ord[y - 1]], rk[ord[y]], 32) > 0; y--) {
+			int t = ord[y];
+			ord[y] = ord[y - 1];
+			ord[y - 1] = t;
+		}
+	uint8_t sid[5][32];
+	for (int i = 0; i < 5; i++) {
+		memcpy(sid[i], id[ord[i]], 32);
+		pos[i] = 3 + 7 * i;
+	}
+	CHECK_RC(priv_sa_ring_check(&p, pos, (const uint8_t(*)[32])sid, 5));
+	/* any order of the entries: still fine */
+	{
+		int pr[5] = {pos[4], pos[2], pos[0], pos[3], pos[1]};
+		uint8_t ir[5][32];
+		memcpy(ir[0], sid[4], 32);
+		memcpy(ir[1], sid[2], 32);
+		memcpy(ir[2], sid[0], 32);
+		memcpy(ir[3], sid[3], 32);
+		memcpy(ir[4], sid[1], 32);
+		CHECK_RC(priv_sa_ring_check(&p, pr, (const uint8_t(*)[32])ir, 5));
+	}
+	/* two members swapped: refused */
+	{
+		int t = pos[1];
+		pos[1] = pos[3];
+		pos[3] = t;
+		CHECK(priv_sa_ring_check(&p, pos, (const uint8_t(*)[32])sid, 5) == FL_EFORMAT);
+		pos[3] = pos[1];
+		pos[1] = t;
+	}
+	/* a repeated position, one out of range: refused */
+	pos[2] = pos[1];
+	CHECK(priv_sa_ring_check(&p, pos, (const uint8_t(*)[32])sid, 5) == FL_EFORMAT);
+	pos[2] = 40;
+	CHECK(priv_sa_ring_check(&p, pos, (const uint8_t(*)[32])sid, 5) == FL_EFORMAT);
+	/* the ring window: within degree positions, neighbours of neighbours */
+	{
+		int w[2 * PRIV_SA_MAX_DEGREE + 1], nw, nb[PRIV_SA_MAX_DEGREE], k,
+		    nb2[PRIV_SA_MAX_DEGREE], k2;
+		priv_sa_params q = params(100);
+		CHECK_RC(priv_sa_check_params(&q, why, sizeof why));
+		CHECK_RC(priv_sa_window(&q, 1, w, &nw));
+		CHECK(nw == 2 * q.degree);
+		CHECK_RC(priv_sa_neighbours(&q, 1, nb, &k));
+		for (int e = 0; e < k; e++) {
+			CHECK_RC(priv_sa_neighbours(&q, nb[e], nb2, &k2));
+			for (int f = 0; f < k2; f++) {
+				int found = nb2[f] == 1;
+				for (int g = 0; g < nw && !found; g++)
+					found = w[g] == nb2[f];
+				CHECK(found);
+			}
+		}
+	}
 }
 
 static void round_ok_deg(int n, int degree, int threshold, double drop_frac, unsigned seed)
@@ -221,8 +304,10 @@ typedef struct mini {
 
 static void mini_setup(mini *m)
 {
+	char why[200];
 	memset(m, 0, sizeof *m);
 	m->p = params(6);
+	CHECK_RC(priv_sa_check_params(&m->p, why, sizeof why));
 	for (int i = 0; i < 6; i++) {
 		crypto_sign_keypair(m->idpk[i], m->idsk[i]);
 		CHECK_RC(priv_sa_client_new(&m->p, i, &m->c[i]));
@@ -292,61 +377,132 @@ static void mini_deliver_mask(mini *m, const uint8_t *masks)
 			CHECK_RC(priv_sa_client_mask(m->c[i], x, 4, y));
 }
 
+/* Client i's view with flag f[j] for each neighbour j (complete graph). */
+static void mini_view(const mini *m, int i, const uint8_t *f, uint8_t *view)
+{
+	int nb[PRIV_SA_MAX_DEGREE], k;
+	CHECK_RC(priv_sa_neighbours(&m->p, i, nb, &k));
+	for (int q = 0; q < k; q++)
+		view[q] = f[nb[q]];
+}
+
+static void sv_set(priv_sa_signed_view *sv, int index, const uint8_t *view, int len,
+                   const uint8_t *id_pk, const uint8_t *sig)
+{
+	sv->index = index;
+	sv->view = view;
+	sv->view_len = len;
+	sv->id_pk = id_pk;
+	sv->sig = sig;
+}
+
 static void test_no_single_client_unmask(void)
 {
 	mini m;
 	mini_setup(&m);
 	uint8_t all[6] = {1, 1, 1, 1, 1, 1};
 	mini_deliver_mask(&m, all);
-	/* the coordinator tells clients 0..2 that 5 survived and 3..4 that 5 dropped,
-	 * hoping for 5's self-mask seed from the first and its mask key from the
-	 * others */
+	/* the coordinator tells clients 0..2 and 5 that 5 survived and 3..4 that
+	 * 5 dropped, hoping for 5's self-mask seed from the first and its mask
+	 * key from the others */
 	uint8_t s1[6] = {1, 1, 1, 1, 1, 1}, s2[6] = {1, 1, 1, 1, 1, 0};
-	uint8_t sig1[6][64], sig2[6][64];
-	int who1[6], who2[6], n1 = 0, n2 = 0;
-	for (int i = 0; i < 3; i++) {
-		CHECK_RC(priv_sa_client_sign_survivors(m.c[i], s1, m.idsk[i], sig1[n1]));
-		who1[n1++] = i;
-	}
-	for (int i = 3; i < 5; i++) {
-		CHECK_RC(priv_sa_client_sign_survivors(m.c[i], s2, m.idsk[i], sig2[n2]));
-		who2[n2++] = i;
-	}
-	/* an honest client signs one set per round */
-	CHECK(priv_sa_client_sign_survivors(m.c[0], s2, m.idsk[0], sig2[5]) == FL_ESTATE);
-	/* neither set has a majority of the 6 key-sharing clients: both refused */
+	uint8_t view[6][5], sig[6][64];
+	priv_sa_signed_view sv[6];
 	priv_sa_reveal rev[5];
-	int k;
-	CHECK(priv_sa_client_unmask(m.c[0], s1, who1, (const uint8_t(*)[64])sig1, n1,
-	                            (const uint8_t(*)[32])m.idpk, rev, &k) == FL_ESIG);
-	CHECK(priv_sa_client_unmask(m.c[3], s2, who2, (const uint8_t(*)[64])sig2, n2,
-	                            (const uint8_t(*)[32])m.idpk, rev, &k) == FL_ESIG);
-	/* forged signatures (a signature for s1 passed off for s2) do not count */
-	int who3[5] = {0, 1, 2, 3, 4};
-	uint8_t sig3[5][64];
-	memcpy(sig3, sig1, 3 * 64);
-	memcpy(sig3[3], sig2[0], 64);
-	memcpy(sig3[4], sig2[1], 64);
-	CHECK(priv_sa_client_unmask(m.c[3], s2, who3, (const uint8_t(*)[64])sig3, 5,
-	                            (const uint8_t(*)[32])m.idpk, rev, &k) == FL_ESIG);
-	mini_free(&m);
-
-	/* with a consistent majority the client answers once, then refuses another set */
-	mini_setup(&m);
-	mini_deliver_mask(&m, all);
-	for (int i = 0; i < 4; i++) {
-		CHECK_RC(priv_sa_client_sign_survivors(m.c[i], s1, m.idsk[i], sig1[i]));
-		who1[i] = i;
+	int k, bad;
+	for (int i = 0; i < 6; i++) {
+		mini_view(&m, i, i == 3 || i == 4 ? s2 : s1, view[i]);
+		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], 5, m.idsk[i], sig[i]));
+		sv_set(&sv[i], i, view[i], 5, m.idpk[i], sig[i]);
 	}
-	CHECK_RC(priv_sa_client_unmask(m.c[1], s1, who1, (const uint8_t(*)[64])sig1, 4,
-	                               (const uint8_t(*)[32])m.idpk, rev, &k));
+	/* an honest client signs one view per round */
+	{
+		uint8_t other[5], s[64];
+		mini_view(&m, 0, s2, other);
+		CHECK(priv_sa_client_sign_view(m.c[0], other, 5, m.idsk[0], s) == FL_ESTATE);
+	}
+	/* 5 survived in the views of 3 of its 5 neighbours (0, 1, 2), a
+	 * majority: clients 3 and 4, which saw it dropped, refuse to reveal
+	 * its mask key, so the coordinator can only rebuild its self mask */
+	CHECK(priv_sa_client_unmask(m.c[3], sv, 6, rev, &k, &bad) == FL_ESIG && bad == 5);
+	CHECK(priv_sa_client_unmask(m.c[4], sv, 6, rev, &k, &bad) == FL_ESIG && bad == 5);
+	CHECK_RC(priv_sa_client_unmask(m.c[0], sv, 6, rev, &k, &bad));
 	CHECK(k == 5);
 	for (int q = 0; q < k; q++)
-		CHECK(rev[q].kind == 0); /* all survived: self-mask shares only */
-	/* even with a majority of (forged-by-coordinator impossible) signatures on
-	 * another set, a client that answered refuses a second, different one */
-	CHECK(priv_sa_client_unmask(m.c[1], s2, who1, (const uint8_t(*)[64])sig1, 4,
-	                            (const uint8_t(*)[32])m.idpk, rev, &k) != 0);
+		CHECK(rev[q].kind == 0); /* survivors' self-mask shares only */
+	/* a second request to a client that answered: refused */
+	CHECK(priv_sa_client_unmask(m.c[0], sv, 6, rev, &k, &bad) == FL_ESTATE);
+	/* a signature passed off as another signer's does not count: client
+	 * 1's entry carrying client 2's view and signature leaves 5's
+	 * survival confirmed by 0 and 2 only */
+	{
+		priv_sa_signed_view f[6];
+		memcpy(f, sv, sizeof f);
+		sv_set(&f[1], 1, view[2], 5, m.idpk[1], sig[2]);
+		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
+		/* nor does a repeated entry of one signer */
+		sv_set(&f[1], 2, view[2], 5, m.idpk[2], sig[2]);
+		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
+		/* nor one with a flipped signature byte */
+		uint8_t s[64];
+		memcpy(s, sig[1], 64);
+		s[9] ^= 1;
+		sv_set(&f[1], 1, view[1], 5, m.idpk[1], s);
+		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
+		/* the genuine views: answered */
+		CHECK_RC(priv_sa_client_unmask(m.c[2], sv, 6, rev, &k, &bad));
+	}
+	mini_free(&m);
+
+	/* A client that its neighbours' views call dropped refuses to reveal
+	 * anything: otherwise its self-mask shares (from those who see it
+	 * survived) and its mask key (from the rest) could both leak. */
+	mini_setup(&m);
+	mini_deliver_mask(&m, all);
+	for (int i = 0; i < 6; i++) {
+		/* 0 sees itself survived; 1..4 are told 0 dropped */
+		uint8_t f[6] = {1, 1, 1, 1, 1, 1};
+		if (i >= 1 && i <= 4)
+			f[0] = 0;
+		mini_view(&m, i, f, view[i]);
+		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], 5, m.idsk[i], sig[i]));
+		sv_set(&sv[i], i, view[i], 5, m.idpk[i], sig[i]);
+	}
+	CHECK(priv_sa_client_unmask(m.c[0], sv, 6, rev, &k, &bad) == FL_ESIG && bad == 0);
+	/* 5 saw 0 survived, against the 4 others: it refuses too */
+	CHECK(priv_sa_client_unmask(m.c[5], sv, 6, rev, &k, &bad) == FL_ESIG && bad == 0);
+	/* a view naming fewer than threshold survivors is not signed */
+	mini_free(&m);
+	mini_setup(&m);
+	mini_deliver_mask(&m, all);
+	{
+		uint8_t f[6] = {1, 1, 0, 0, 0, 1}, v[5], s[64];
+		mini_view(&m, 0, f, v); /* 1 and 5: 2 < t = 3 */
+		CHECK(priv_sa_client_sign_view(m.c[0], v, 5, m.idsk[0], s) == FL_EQUORUM);
+		CHECK(priv_sa_client_sign_view(m.c[0], v, 4, m.idsk[0], s) == FL_EFORMAT);
+	}
+	mini_free(&m);
+}
+
+/* A client whose neighbours' boxes were withheld (fewer than threshold
+ * arrived) refuses to mask: with one pairwise mask or none its self mask
+ * would be all that hides its vector. */
+static void test_mask_needs_threshold_boxes(void)
+{
+	mini m;
+	float x[4] = {0.5f, -0.25f, 1, 0};
+	uint32_t y[4];
+	mini_setup(&m);
+	/* client 0 gets the boxes of 1 and 2 only (t = 3) */
+	for (int i = 1; i <= 2; i++)
+		for (int q = 0; q < m.cnt[i]; q++)
+			if (m.to[i][q] == 0)
+				CHECK_RC(priv_sa_client_recv_share(m.c[0], i, m.boxes[i][q]));
+	CHECK(priv_sa_client_mask(m.c[0], x, 4, y) == FL_EQUORUM);
+	for (int q = 0; q < m.cnt[3]; q++)
+		if (m.to[3][q] == 0)
+			CHECK_RC(priv_sa_client_recv_share(m.c[0], 3, m.boxes[3][q]));
+	CHECK_RC(priv_sa_client_mask(m.c[0], x, 4, y));
 	mini_free(&m);
 }
 
@@ -387,17 +543,26 @@ static void test_bad_share_detected(void)
 	}
 	CHECK(priv_sa_server_add(s, 1, y) == FL_EREPLAY);
 	const uint8_t *surv = priv_sa_server_survivors(s);
-	uint8_t sig[8][64];
-	int who[8], ns = 0;
+	uint8_t view[8][7], sig[8][64];
+	priv_sa_signed_view sv[8];
+	int ns = 0, bad;
 	for (int i = 1; i < n; i++) {
-		CHECK_RC(priv_sa_client_sign_survivors(c[i], surv, idsk[i], sig[ns]));
-		who[ns++] = i;
+		int nb[7], kk;
+		CHECK_RC(priv_sa_neighbours(&p, i, nb, &kk));
+		for (int q = 0; q < kk; q++)
+			view[i][q] = surv[nb[q]];
+		CHECK_RC(priv_sa_client_sign_view(c[i], view[i], kk, idsk[i], sig[i]));
+		sv[ns].index = i;
+		sv[ns].view = view[i];
+		sv[ns].view_len = kk;
+		sv[ns].id_pk = idpk[i];
+		sv[ns].sig = sig[i];
+		ns++;
 	}
 	priv_sa_reveal rev[64];
 	int nrev = 0, k;
 	for (int i = 1; i < n; i++) {
-		CHECK_RC(priv_sa_client_unmask(c[i], surv, who, (const uint8_t(*)[64])sig, ns,
-		                               (const uint8_t(*)[32])idpk, rev + nrev, &k));
+		CHECK_RC(priv_sa_client_unmask(c[i], sv, ns, rev + nrev, &k, &bad));
 		nrev += k;
 	}
 	for (int r = 0; r < nrev; r++)
@@ -426,6 +591,7 @@ static void test_shamir_any_t(void)
 static const test_case cases[] = {TEST(test_encoding),
                                   TEST(test_params),
                                   TEST(test_graph),
+                                  TEST(test_ring),
                                   TEST(test_round_no_dropout),
                                   TEST(test_round_dropout_10),
                                   TEST(test_round_dropout_30),
@@ -433,6 +599,7 @@ static const test_case cases[] = {TEST(test_encoding),
                                   TEST(test_below_threshold_aborts),
                                   TEST(test_share_boxes_checked),
                                   TEST(test_no_single_client_unmask),
+                                  TEST(test_mask_needs_threshold_boxes),
                                   TEST(test_bad_share_detected),
                                   TEST(test_shamir_any_t),
                                   {0}};

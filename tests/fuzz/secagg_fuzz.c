@@ -1,11 +1,12 @@
 /*
  * tests/fuzz/secagg_fuzz.c — libFuzzer target for the secure aggregation
  * message handlers: the first byte picks a handler, the rest is unpacked as
- * an SaDown (client/secagg_client.h: key list, boxes, survivor set, unmask
+ * an SaDown (client/secagg_client.h: key list, boxes, view, unmask
  * request) or an SaUp (coordinator/secagg_round.h: every phase, then ticks
  * and every relay). Run id, round, session and phase are patched to the
- * fixture's so the fuzz bytes reach the checks past them. A fresh round of
- * 4 clients per input.
+ * fixture's so the fuzz bytes reach the checks past them; for phases 2..4
+ * the client first takes the round's honest key list (its index), so the
+ * checks that need it are reached. A fresh round of 4 clients per input.
  * Run: make fuzz-build && build-fuzz/fuzz/secagg_fuzz
  */
 #include <sodium.h>
@@ -89,6 +90,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		d->round = 1;
 		d->session = t.secagg->session;
 		d->phase = 1 + (sel >> 2) % 4;
+		if (d->phase > 1) {
+			/* every member's keys, then this client's honest key list */
+			int me = sa_round_member(r, reg[sel % FZ_N]);
+			for (int i = 0; i < FZ_N; i++) {
+				sa_client *ci = NULL;
+				if (i == (int)(sel % FZ_N)) {
+					if (sa_client_keys(c, 5 + i, &up) == 0)
+						(void)sa_round_up(r, reg[i], &up, why, sizeof why);
+				} else if (sa_client_new(&ci, &t, "fz", &k[i], why, sizeof why) ==
+				               0 &&
+				           sa_client_keys(ci, 5 + i, &up) == 0)
+					(void)sa_round_up(r, reg[i], &up, why, sizeof why);
+				sa_client_free(ci);
+			}
+			(void)sa_round_tick(r, 2);
+			if (me >= 0) {
+				uint8_t *buf = NULL;
+				size_t len = 0;
+				fl_wire_msg m = {0};
+				if (sa_round_down(r, reg[sel % FZ_N], 1, &buf, &len, why,
+				                  sizeof why) == 0 &&
+				    fl_wire_open(buf, len, (size_t)1 << 20, ck.pk, &m) == 0 &&
+				    m.type == FL_MSG_SA_DOWN)
+					(void)sa_client_on_keylist(
+					    c, (const Fedlora__SaDown *)m.body, &up);
+				fl_wire_msg_fini(&m);
+				free(buf);
+			}
+		}
 		switch (d->phase) {
 		case 1:
 			if (sa_client_on_keylist(c, d, &up) == 0)
