@@ -9,7 +9,10 @@
  * (bf16) vectors where the sizes allow, a scalar path otherwise. Reductions
  * accumulate in float32 (double where a norm feeds DP clipping). The fused
  * flash attention is in flash.cu; the GEMM attention's causal softmax
- * kernels are here.
+ * kernels are here. The fused path of the model (FEDLORA_FUSE) adds
+ * RMSNorm with the residual copy, the merged q/k/v split with rotary,
+ * SwiGLU over merged gate|up rows and the cross-entropy on bf16 logits in
+ * place; the unfused kernels stay for FEDLORA_FUSE=0.
  */
 #include <math.h>
 
@@ -86,9 +89,12 @@ fail:
 
 // x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row,
 // 4-wide vectors when C is a multiple of 4 (a row is read twice: once for
-// the sum of squares, once for the output, the second time from L1/L2)
-__global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
-                                  int C, float eps)
+// the sum of squares, once for the output, the second time from L1/L2).
+// copy (NULL ok) receives x unchanged in the second pass: the residual
+// stream's next value starts as x, and the GEMM that follows adds into it,
+// so the separate device-to-device copy of x is not needed.
+__global__ void k_rmsnorm_forward(bf16 *out, float *rstd, float *copy, const float *x,
+                                  const bf16 *w, int N, int C, float eps)
 {
 	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
@@ -107,12 +113,15 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 		float r = 1.0f / sqrtf(ss / (float)C + eps);
 		const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
 		__nv_bfloat162 *o2 = (__nv_bfloat162 *)o;
+		float4 *c4 = copy ? (float4 *)(copy + (size_t)row * C) : NULL;
 		for (int c = lane; c < C / 4; c += WARP) {
 			float4 a = x4[c];
 			float2 w01 = __bfloat1622float2(w2[2 * c]),
 			       w23 = __bfloat1622float2(w2[2 * c + 1]);
 			o2[2 * c] = __floats2bfloat162_rn(a.x * r * w01.x, a.y * r * w01.y);
 			o2[2 * c + 1] = __floats2bfloat162_rn(a.z * r * w23.x, a.w * r * w23.y);
+			if (c4)
+				c4[c] = a;
 		}
 		if (lane == 0)
 			rstd[row] = r;
@@ -122,8 +131,11 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 		ss += xr[c] * xr[c];
 	ss = warp_sum(ss);
 	float r = 1.0f / sqrtf(ss / (float)C + eps);
-	for (int c = lane; c < C; c += WARP)
+	for (int c = lane; c < C; c += WARP) {
 		o[c] = __float2bfloat16(xr[c] * r * __bfloat162float(w[c]));
+		if (copy)
+			copy[(size_t)row * C + c] = xr[c];
+	}
 	if (lane == 0)
 		rstd[row] = r;
 }
@@ -131,9 +143,15 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
                          float eps, cudaStream_t s)
 {
+	return fl_k_rmsnorm_forward_copy(out, rstd, NULL, x, w, N, C, eps, s);
+}
+
+int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
+                              int N, int C, float eps, cudaStream_t s)
+{
 	int rv = 0;
 	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    out, rstd, x, w, N, C, eps);
+	    out, rstd, copy, x, w, N, C, eps);
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -332,6 +350,122 @@ fail:
 	return rv;
 }
 
+/* ---- merged q/k/v projection: split + bias + rotary + layout ------------ */
+
+// One thread per pair of rotation pairs: (j, j+half) and (j+1, j+1+half) of
+// one head of one token, 2-wide bf16 loads and stores (VEC 2; the launchers
+// fall back to one pair per thread, VEC 1, for odd half-dimensions or rows).
+// Heads are numbered over the merged row: 0..Hq-1 are q, Hq..Hq+Hkv-1 k, the
+// rest v; head hh's values sit at columns hh*D .. hh*D+D-1 of the row.
+// Forward (BWD 0): rows (+ bias) -> q, k rotated, v copied (head-major).
+// Backward (BWD 1): the transpose: q, k rotated back (the angle's sine
+// negated), v copied, head-major -> rows.
+template <int VEC, int BWD>
+__global__ void k_qkv_rope(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D)
+{
+	int half = D / 2, hp = half / VEC, Ht = Hq + 2 * Hkv;
+	size_t total = (size_t)B * T * Ht * hp;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+	     i += (size_t)gridDim.x * blockDim.x) {
+		int j = (int)(i % hp) * VEC;
+		size_t r = i / hp;
+		int hh = (int)(r % Ht);
+		size_t n = r / Ht; /* token b*T + t */
+		int t = (int)(n % T), b = (int)(n / T);
+		bf16 *row = rows + n * ld + (size_t)hh * D, *head;
+		int rot = 1;
+		if (hh < Hq) {
+			head = q + (((size_t)b * Hq + hh) * T + t) * D;
+		} else if (hh < Hq + Hkv) {
+			head = k + (((size_t)b * Hkv + (hh - Hq)) * T + t) * D;
+		} else {
+			head = v + (((size_t)b * Hkv + (hh - Hq - Hkv)) * T + t) * D;
+			rot = 0;
+		}
+		const bf16 *src = BWD ? head : row;
+		bf16 *dst = BWD ? row : head;
+		float x1[VEC], x2[VEC];
+		if (VEC == 2) {
+			float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)(src + j));
+			float2 c = __bfloat1622float2(*(const __nv_bfloat162 *)(src + j + half));
+			x1[0] = a.x, x1[1] = a.y, x2[0] = c.x, x2[1] = c.y;
+		} else {
+			x1[0] = __bfloat162float(src[j]), x2[0] = __bfloat162float(src[j + half]);
+		}
+		if (!BWD && bias) {
+			const bf16 *bb = bias + (size_t)hh * D;
+			for (int e = 0; e < VEC; e++) {
+				x1[e] += __bfloat162float(bb[j + e]);
+				x2[e] += __bfloat162float(bb[j + e + half]);
+			}
+		}
+		float y1[VEC], y2[VEC];
+		for (int e = 0; e < VEC; e++) {
+			if (rot) {
+				float2 a = cs[(size_t)t * half + j + e];
+				float sn = BWD ? -a.y : a.y;
+				y1[e] = x1[e] * a.x - x2[e] * sn;
+				y2[e] = x2[e] * a.x + x1[e] * sn;
+			} else {
+				y1[e] = x1[e];
+				y2[e] = x2[e];
+			}
+		}
+		if (VEC == 2) {
+			*(__nv_bfloat162 *)(dst + j) = __floats2bfloat162_rn(y1[0], y1[1]);
+			*(__nv_bfloat162 *)(dst + j + half) = __floats2bfloat162_rn(y2[0], y2[1]);
+		} else {
+			dst[j] = __float2bfloat16(y1[0]);
+			dst[j + half] = __float2bfloat16(y2[0]);
+		}
+	}
+}
+
+static int al4(const void *p)
+{
+	return ((uintptr_t)p & 3) == 0;
+}
+
+/* Launches k_qkv_rope in direction bwd, 2-wide where the sizes and the
+ * pointers' alignment allow (even half-dimension and row length, 4-byte
+ * aligned bases). */
+static int qkv_rope_launch(int bwd, bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	int rv = 0;
+	size_t pairs = (size_t)B * T * (Hq + 2 * Hkv) * (D / 2);
+	int vec2 = (D / 2) % 2 == 0 && ld % 2 == 0 && al4(rows) && al4(q) && al4(k) && al4(v) &&
+	           (!bias || al4(bias));
+	int g2 = grid_for(pairs / 2, 256), g1 = grid_for(pairs, 256);
+	if (vec2 && bwd)
+		k_qkv_rope<2, 1><<<g2, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+	else if (vec2)
+		k_qkv_rope<2, 0><<<g2, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+	else if (bwd)
+		k_qkv_rope<1, 1><<<g1, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+	else
+		k_qkv_rope<1, 0><<<g1, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_qkv_rope_forward(bf16 *q, bf16 *k, bf16 *v, const bf16 *qkv, int ld, const bf16 *bias,
+                          const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* the rows are only read in this direction */
+	return qkv_rope_launch(0, (bf16 *)qkv, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D, s);
+}
+
+int fl_k_qkv_rope_backward(bf16 *dqkv, int ld, const bf16 *dq, const bf16 *dk, const bf16 *dv,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* the head-major gradients are only read in this direction */
+	return qkv_rope_launch(1, dqkv, ld, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, NULL, cs, B, T, Hq,
+	                       Hkv, D, s);
+}
+
 /* ---- causal softmax ------------------------------------------------------- */
 
 // one warp per row of S (rows, T); query position t = row % T sees columns 0..t
@@ -485,6 +619,80 @@ fail:
 	return rv;
 }
 
+/* ---- SwiGLU on the merged gate/up projection ------------------------------ */
+
+// gu (rows, 2I): gate in columns [0, I), up in [I, 2I) of each row (the
+// output of the one GEMM with the concatenated weights). Forward (BWD 0):
+// out (rows, I) = silu(gate) * up. Backward (BWD 1): from dout (rows, I),
+// out is dgu (rows, 2I): dgate in the gate half, dup in the up half
+// (overwritten), the input of the merged backward GEMM. Pairs of columns
+// when I is even (bf16x2), single columns otherwise.
+template <int BWD>
+__global__ void k_swiglu_gu(bf16 *out, const bf16 *dout, const bf16 *gu, long rows, int I)
+{
+	int vec = I % 2 == 0, w = vec ? I / 2 : I;
+	long total = rows * w;
+	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total;
+	     i += (long)gridDim.x * blockDim.x) {
+		long n = i / w;
+		int c = (int)(i % w) * (vec + 1);
+		const bf16 *g = gu + (size_t)n * 2 * I + c, *u = g + I;
+		if (!BWD) {
+			bf16 *o = out + (size_t)n * I + c;
+			if (vec) {
+				float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)g);
+				float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)u);
+				*(__nv_bfloat162 *)o =
+				    __floats2bfloat162_rn(a.x / (1.0f + expf(-a.x)) * b.x,
+				                          a.y / (1.0f + expf(-a.y)) * b.y);
+			} else {
+				float a = __bfloat162float(*g);
+				*o = __float2bfloat16(a / (1.0f + expf(-a)) * __bfloat162float(*u));
+			}
+			continue;
+		}
+		bf16 *dg = out + (size_t)n * 2 * I + c, *du = dg + I;
+		const bf16 *d = dout + (size_t)n * I + c;
+		if (vec) {
+			float2 gg = __bfloat1622float2(*(const __nv_bfloat162 *)g);
+			float2 uu = __bfloat1622float2(*(const __nv_bfloat162 *)u);
+			float2 dd = __bfloat1622float2(*(const __nv_bfloat162 *)d);
+			float ga, gb, ua, ub;
+			swiglu_grad(dd.x, gg.x, uu.x, &ga, &ua);
+			swiglu_grad(dd.y, gg.y, uu.y, &gb, &ub);
+			*(__nv_bfloat162 *)dg = __floats2bfloat162_rn(ga, gb);
+			*(__nv_bfloat162 *)du = __floats2bfloat162_rn(ua, ub);
+		} else {
+			float a, b;
+			swiglu_grad(__bfloat162float(*d), __bfloat162float(*g),
+			            __bfloat162float(*u), &a, &b);
+			*dg = __float2bfloat16(a);
+			*du = __float2bfloat16(b);
+		}
+	}
+}
+
+int fl_k_swiglu_gu_forward(bf16 *out, const bf16 *gu, long rows, int I, cudaStream_t s)
+{
+	int rv = 0;
+	k_swiglu_gu<0><<<grid_for((size_t)rows * (I % 2 ? I : I / 2), 256), 256, 0, s>>>(
+	    out, NULL, gu, rows, I);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_swiglu_gu_backward(bf16 *dgu, const bf16 *dout, const bf16 *gu, long rows, int I,
+                            cudaStream_t s)
+{
+	int rv = 0;
+	k_swiglu_gu<1><<<grid_for((size_t)rows * (I % 2 ? I : I / 2), 256), 256, 0, s>>>(
+	    dgu, dout, gu, rows, I);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
 /* ---- cross-entropy ------------------------------------------------------ */
 
 #define CE_THREADS 512
@@ -521,15 +729,38 @@ static __device__ __forceinline__ ce_acc ce_merge(ce_acc x, ce_acc y)
 	return r;
 }
 
+static __device__ __forceinline__ float ce_load1(const float *l, int i)
+{
+	return l[i];
+}
+static __device__ __forceinline__ float ce_load1(const bf16 *l, int i)
+{
+	return __bfloat162float(l[i]);
+}
+static __device__ __forceinline__ float4 ce_load4(const float *l, int i)
+{
+	return ((const float4 *)l)[i];
+}
+static __device__ __forceinline__ float4 ce_load4(const bf16 *l, int i)
+{
+	const __nv_bfloat162 *p = (const __nv_bfloat162 *)l;
+	float2 a = __bfloat1622float2(p[2 * i]), b = __bfloat1622float2(p[2 * i + 1]);
+	return make_float4(a.x, a.y, b.x, b.y);
+}
+
 // one block per row: one pass for max, sum of exponentials and argmax
-// (online), a second one for the gradient; 4-wide loads when V % 4 == 0
-__global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
+// (online), a second one for the gradient; 4-wide loads when V % 4 == 0.
+// TL is the logits' type (f32, or bf16 as the training head writes them);
+// dlogits may alias bf16 logits: every element is read by the thread that
+// then overwrites it, after the row's reduction is complete.
+template <typename TL>
+__global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const TL *logits,
                                const int *targets, const float *row_scale, float dscale, int V)
 {
 	__shared__ ce_acc s_acc[CE_THREADS / WARP];
 	__shared__ ce_acc s_all;
 	int n = blockIdx.x, tid = threadIdx.x, lane = tid % WARP, wid = tid / WARP;
-	const float *l = logits + (size_t)n * V;
+	const TL *l = logits + (size_t)n * V;
 	int tg = targets[n];
 	if (tg < 0) {
 		if (dlogits)
@@ -544,9 +775,8 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 	ce_acc c = {-INFINITY, 0.f, V};
 	int vec = V % 4 == 0;
 	if (vec) {
-		const float4 *l4 = (const float4 *)l;
 		for (int i = tid; i < V / 4; i += blockDim.x) {
-			float4 x = l4[i];
+			float4 x = ce_load4(l, i);
 			ce_push(&c, x.x, 4 * i);
 			ce_push(&c, x.y, 4 * i + 1);
 			ce_push(&c, x.z, 4 * i + 2);
@@ -554,7 +784,7 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		}
 	} else {
 		for (int i = tid; i < V; i += blockDim.x)
-			ce_push(&c, l[i], i);
+			ce_push(&c, ce_load1(l, i), i);
 	}
 	for (int o = WARP / 2; o > 0; o >>= 1) {
 		ce_acc y;
@@ -571,7 +801,7 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		for (int w = 1; w < (int)blockDim.x / WARP; w++)
 			t = ce_merge(t, s_acc[w]);
 		s_all = t;
-		losses[n] = logf(t.s) + t.m - l[tg];
+		losses[n] = logf(t.s) + t.m - ce_load1(l, tg);
 		correct[n] = t.a == tg;
 	}
 	__syncthreads();
@@ -580,9 +810,8 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		float m = s_all.m, inv = 1.0f / s_all.s;
 		bf16 *d = dlogits + (size_t)n * V;
 		if (vec) {
-			const float4 *l4 = (const float4 *)l;
 			for (int i = tid; i < V / 4; i += blockDim.x) {
-				float4 x = l4[i];
+				float4 x = ce_load4(l, i);
 				int j = 4 * i;
 				float p0 = expf(x.x - m) * inv - (j == tg ? 1.f : 0.f);
 				float p1 = expf(x.y - m) * inv - (j + 1 == tg ? 1.f : 0.f);
@@ -595,23 +824,38 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 			}
 		} else {
 			for (int i = tid; i < V; i += blockDim.x) {
-				float p = expf(l[i] - m) * inv;
+				float p = expf(ce_load1(l, i) - m) * inv;
 				d[i] = __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
 			}
 		}
 	}
 }
 
+template <typename TL>
+static int ce_launch(bf16 *dlogits, float *losses, int *correct, const TL *logits,
+                     const int *targets, const float *row_scale, float dscale, int N, int V,
+                     cudaStream_t s)
+{
+	int rv = 0;
+	k_crossentropy<TL><<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets,
+	                                            row_scale, dscale, V);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
 int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
                       const int *targets, const float *row_scale, float dscale, int N, int V,
                       cudaStream_t s)
 {
-	int rv = 0;
-	k_crossentropy<<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets,
-	                                        row_scale, dscale, V);
-	CU_LAUNCHED();
-fail:
-	return rv;
+	return ce_launch(dlogits, losses, correct, logits, targets, row_scale, dscale, N, V, s);
+}
+
+int fl_k_crossentropy_bf16(bf16 *dlogits, float *losses, int *correct, const bf16 *logits,
+                           const int *targets, const float *row_scale, float dscale, int N, int V,
+                           cudaStream_t s)
+{
+	return ce_launch(dlogits, losses, correct, logits, targets, row_scale, dscale, N, V, s);
 }
 
 /* ---- optimizers ----------------------------------------------------------- */

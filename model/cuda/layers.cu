@@ -22,11 +22,18 @@
 int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype, int OUT,
                     bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale)
 {
+	return fl_lora_forward_ld(h, x, IN, out, otype, OUT, OUT, xa, A16, B16, N, r, scale);
+}
+
+int fl_lora_forward_ld(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype,
+                       int OUT, int ldo, bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r,
+                       float scale)
+{
 	int rv;
 	// xa (N,r) = x (N,IN) A^T, A (r,IN)
 	GEMM_TRY(GEMM(h, 0, 1, N, r, IN, 1.f, x, IN, A16, IN, 0.f, xa, CUDA_R_16BF, r));
-	// out (N,OUT) += scale * xa B^T, B (OUT,r)
-	GEMM_TRY(GEMM(h, 0, 1, N, OUT, r, scale, xa, r, B16, r, 1.f, out, otype, OUT));
+	// out (N,OUT; rows ldo apart) += scale * xa B^T, B (OUT,r)
+	GEMM_TRY(GEMM(h, 0, 1, N, OUT, r, scale, xa, r, B16, r, 1.f, out, otype, ldo));
 fail:
 	return rv;
 }
@@ -36,21 +43,30 @@ int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA,
                      const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
                      int nex, int T, size_t stride)
 {
+	return fl_lora_backward_ld(h, dx, dxtype, dA, dB, dout, OUT, x, xa, A16, B16, dxa, N, IN,
+	                           OUT, r, scale, nex, T, stride);
+}
+
+int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA, float *dB,
+                        const bf16 *dout, int ldd, const bf16 *x, const bf16 *xa, const bf16 *A16,
+                        const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
+                        int nex, int T, size_t stride)
+{
 	int rv;
-	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r)
+	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r); dout's rows are ldd apart
 	if (dB) {
 		if (nex > 0)
-			GEMM_TRY(GEMM_BATCHED(h, 1, 0, OUT, r, T, scale, dout, OUT,
-			                      (long long)T * OUT, xa, r, (long long)T * r, 0.f, dB,
+			GEMM_TRY(GEMM_BATCHED(h, 1, 0, OUT, r, T, scale, dout, ldd,
+			                      (long long)T * ldd, xa, r, (long long)T * r, 0.f, dB,
 			                      CUDA_R_32F, r, (long long)stride, nex));
 		else
-			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, OUT, xa, r, 1.f, dB,
+			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, ldd, xa, r, 1.f, dB,
 			              CUDA_R_32F, r));
 	}
 	if (!dA && !dx)
 		return 0;
 	// dxa (N,r) = scale * dout (N,OUT) B (OUT,r)
-	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, OUT, B16, r, 0.f, dxa, CUDA_R_16BF, r));
+	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, ldd, B16, r, 0.f, dxa, CUDA_R_16BF, r));
 	// dA (r,IN) = dxa^T (r,N) x (N,IN)
 	if (dA) {
 		if (nex > 0)
