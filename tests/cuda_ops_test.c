@@ -465,28 +465,39 @@ static void test_dp_noise(void)
 /* ---- fused kernels (FEDLORA_FUSE) ---------------------------------------- */
 
 /* RMSNorm that also writes the residual copy: the norm as model_rmsnorm_forward,
- * the copy bit-exact (a wrong row or stride shows as an exact mismatch). */
+ * the copy bit-exact (a wrong row or stride shows as an exact mismatch); and
+ * the backward without dw (the LoRA path). C 96, 576 and 2048 take the
+ * row-resident kernels with 1, 2 and 4 float4 per thread; C 90 the
+ * warp-per-row ones. */
 static void test_fused_rmsnorm(void)
 {
 	NEED_GPU();
 	fl_rng r;
 	fl_rng_init(&r, 21, 1);
-	for (int pass = 0; pass < 2; pass++) {
-		int N = 33, C = pass ? 90 : 96; /* 96: 4-wide path; 90: scalar path */
+	static const int Cs[4] = {96, 576, 2048, 90};
+	for (int pass = 0; pass < 4; pass++) {
+		int N = 33, C = Cs[pass];
+		size_t n = (size_t)N * C;
 		float eps = 1e-5f;
-		float *x = randn(&r, (size_t)N * C, 2.0), *w = randn(&r, C, 1.0);
-		float *o1 = zeros((size_t)N * C), *o2 = zeros((size_t)N * C), *r1 = zeros(N),
-		      *r2 = zeros(N), *cp = zeros((size_t)N * C);
+		float *x = randn(&r, n, 2.0), *w = randn(&r, C, 1.0), *dout = randn(&r, n, 1.0);
+		float *o1 = zeros(n), *o2 = zeros(n), *r1 = zeros(N), *r2 = zeros(N),
+		      *cp = zeros(n);
 		char what[64];
 		model_rmsnorm_forward(o1, r1, x, w, N, C, eps);
 		CHECK_RC(model_cuda_op_rmsnorm_forward_copy(o2, r2, cp, x, w, N, C, eps));
 		snprintf(what, sizeof what, "rmsnorm_copy.out C%d (bf16)", C);
-		CHECK(near(what, o2, o1, (size_t)N * C, 1e-2, 1e-2));
+		CHECK(near(what, o2, o1, n, 1e-2, 1e-2));
 		snprintf(what, sizeof what, "rmsnorm_copy.rstd C%d", C);
 		CHECK(near(what, r2, r1, N, 0, 1e-5));
 		snprintf(what, sizeof what, "rmsnorm_copy.copy C%d", C);
-		CHECK(near(what, cp, x, (size_t)N * C, 0, 0));
-		free(x), free(w), free(o1), free(o2), free(r1), free(r2), free(cp);
+		CHECK(near(what, cp, x, n, 0, 0));
+		float *dx1 = randn(&r, n, 0.1), *dx2 = dup(dx1, n);
+		model_rmsnorm_backward(dx1, NULL, dout, x, w, r1, N, C);
+		CHECK_RC(model_cuda_op_rmsnorm_backward(dx2, NULL, dout, x, w, r1, N, C));
+		snprintf(what, sizeof what, "rmsnorm.dx (no dw) C%d", C);
+		CHECK(near(what, dx2, dx1, n, 1e-4, 1e-3));
+		free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(cp),
+		    free(dx1), free(dx2);
 	}
 }
 
@@ -567,8 +578,9 @@ static void test_fused_swiglu(void)
 	NEED_GPU();
 	fl_rng r;
 	fl_rng_init(&r, 25, 1);
-	for (int pass = 0; pass < 2; pass++) {
-		int rows = 37, I = pass ? 33 : 50; /* even: bf16x2 path; odd: scalar */
+	static const int Is[3] = {64, 50, 33}; /* 16-byte, bf16x2 and scalar accesses */
+	for (int pass = 0; pass < 3; pass++) {
+		int rows = 37, I = Is[pass];
 		size_t n = (size_t)rows * I;
 		float *gu = randn(&r, 2 * n, 2.0), *d = randn(&r, n, 1.0);
 		float *g = zeros(n), *u = zeros(n), *o1 = zeros(n), *o2 = zeros(n);

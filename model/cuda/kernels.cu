@@ -140,6 +140,133 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, float *copy, const flo
 		rstd[row] = r;
 }
 
+/* Row-resident variants: a block of RN_THREADS per row, each thread holding
+ * NV float4 of the row in registers between the reduction and the output,
+ * so x (and dout) are read from memory once. The warp-per-row kernels above
+ * read them a second time, which misses L2 once the rows in flight exceed
+ * it (a 2048-wide f32 row is 8 KiB, thousands of rows run at once). Used
+ * where C % 4 == 0 and C/4 <= RN_THREADS * 16 (and without dw). */
+#define RN_THREADS 128
+
+static __device__ __forceinline__ float block_sum_rn(float v, float *sh)
+{
+	v = warp_sum(v);
+	if (threadIdx.x % WARP == 0)
+		sh[threadIdx.x / WARP] = v;
+	__syncthreads();
+	float t = 0.f;
+	for (int i = 0; i < RN_THREADS / WARP; i++)
+		t += sh[i];
+	return t;
+}
+
+template <int NV>
+__global__ void __launch_bounds__(RN_THREADS)
+    k_rmsnorm_forward_rows(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
+                           int C, float eps)
+{
+	__shared__ float sh[RN_THREADS / WARP];
+	int row = blockIdx.x, C4 = C / 4;
+	const float4 *x4 = (const float4 *)(x + (size_t)row * C);
+	float4 a[NV];
+	float ss = 0.f;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		a[e] = c < C4 ? x4[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+		ss += a[e].x * a[e].x + a[e].y * a[e].y + a[e].z * a[e].z + a[e].w * a[e].w;
+	}
+	ss = block_sum_rn(ss, sh);
+	float r = 1.0f / sqrtf(ss / (float)C + eps);
+	const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+	__nv_bfloat162 *o2 = (__nv_bfloat162 *)(out + (size_t)row * C);
+	float4 *c4 = copy ? (float4 *)(copy + (size_t)row * C) : NULL;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		if (c >= C4)
+			break;
+		float2 w01 = __bfloat1622float2(w2[2 * c]), w23 = __bfloat1622float2(w2[2 * c + 1]);
+		o2[2 * c] = __floats2bfloat162_rn(a[e].x * r * w01.x, a[e].y * r * w01.y);
+		o2[2 * c + 1] = __floats2bfloat162_rn(a[e].z * r * w23.x, a[e].w * r * w23.y);
+		if (c4)
+			c4[c] = a[e];
+	}
+	if (threadIdx.x == 0)
+		rstd[row] = r;
+}
+
+// the backward of k_rmsnorm_backward's formula, rows resident (no dw)
+template <int NV>
+__global__ void __launch_bounds__(RN_THREADS)
+    k_rmsnorm_backward_rows(float *dx, bf16 *dx16, const float *dout, const float *x, const bf16 *w,
+                            const float *rstd, int C)
+{
+	__shared__ float sh[RN_THREADS / WARP];
+	int row = blockIdx.x, C4 = C / 4;
+	const float4 *x4 = (const float4 *)(x + (size_t)row * C);
+	const float4 *d4 = (const float4 *)(dout + (size_t)row * C);
+	const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+	float4 a[NV], d[NV];
+	float r = rstd[row], dot = 0.f;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		a[e] = d[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+		if (c < C4) {
+			a[e] = x4[c];
+			d[e] = d4[c];
+			float2 w01 = __bfloat1622float2(w2[2 * c]),
+			       w23 = __bfloat1622float2(w2[2 * c + 1]);
+			/* dout * w, kept for the second step */
+			d[e].x *= w01.x, d[e].y *= w01.y, d[e].z *= w23.x, d[e].w *= w23.y;
+			dot +=
+			    d[e].x * a[e].x + d[e].y * a[e].y + d[e].z * a[e].z + d[e].w * a[e].w;
+		}
+	}
+	dot = block_sum_rn(dot, sh);
+	float k = r * r * dot / (float)C;
+	float4 *o4 = (float4 *)(dx + (size_t)row * C);
+	__nv_bfloat162 *h2 = dx16 ? (__nv_bfloat162 *)(dx16 + (size_t)row * C) : NULL;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		if (c >= C4)
+			break;
+		float4 g = o4[c];
+		g.x += r * (d[e].x - a[e].x * k);
+		g.y += r * (d[e].y - a[e].y * k);
+		g.z += r * (d[e].z - a[e].z * k);
+		g.w += r * (d[e].w - a[e].w * k);
+		o4[c] = g;
+		if (h2) {
+			h2[2 * c] = __floats2bfloat162_rn(g.x, g.y);
+			h2[2 * c + 1] = __floats2bfloat162_rn(g.z, g.w);
+		}
+	}
+}
+
+/* NV for a row of C floats (the smallest power of two with NV * RN_THREADS
+ * float4 covering it), or 0 where the row-resident kernels do not apply. */
+static int rows_nv(int C)
+{
+	if (C % 4)
+		return 0;
+	for (int nv = 1; nv <= 16; nv *= 2)
+		if (nv * RN_THREADS >= C / 4)
+			return nv;
+	return 0;
+}
+
+/* log2 of rows_nv's result: the index into the launchers' kernel tables. */
+static int nv_index(int nv)
+{
+	int i = 0;
+	while ((1 << i) < nv)
+		i++;
+	return i;
+}
+
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
                          float eps, cudaStream_t s)
 {
@@ -150,8 +277,18 @@ int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *
                               int N, int C, float eps, cudaStream_t s)
 {
 	int rv = 0;
-	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    out, rstd, copy, x, w, N, C, eps);
+	if (N <= 0)
+		return 0;
+	if (rows_nv(C)) {
+		static void (*const k[5])(bf16 *, float *, float *, const float *, const bf16 *,
+		                          int, float) = {
+		    k_rmsnorm_forward_rows<1>, k_rmsnorm_forward_rows<2>, k_rmsnorm_forward_rows<4>,
+		    k_rmsnorm_forward_rows<8>, k_rmsnorm_forward_rows<16>};
+		k[nv_index(rows_nv(C))]<<<N, RN_THREADS, 0, s>>>(out, rstd, copy, x, w, C, eps);
+	} else {
+		k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		    out, rstd, copy, x, w, N, C, eps);
+	}
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -220,8 +357,19 @@ int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, c
                           const bf16 *w, const float *rstd, int N, int C, cudaStream_t s)
 {
 	int rv = 0;
-	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    dx, dx16, dw, dout, x, w, rstd, N, C);
+	if (N <= 0)
+		return 0;
+	if (!dw && rows_nv(C)) {
+		static void (*const k[5])(float *, bf16 *, const float *, const float *,
+		                          const bf16 *, const float *, int) = {
+		    k_rmsnorm_backward_rows<1>, k_rmsnorm_backward_rows<2>,
+		    k_rmsnorm_backward_rows<4>, k_rmsnorm_backward_rows<8>,
+		    k_rmsnorm_backward_rows<16>};
+		k[nv_index(rows_nv(C))]<<<N, RN_THREADS, 0, s>>>(dx, dx16, dout, x, w, rstd, C);
+	} else {
+		k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		    dx, dx16, dw, dout, x, w, rstd, N, C);
+	}
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -360,20 +508,16 @@ fail:
 // Forward (BWD 0): rows (+ bias) -> q, k rotated, v copied (head-major).
 // Backward (BWD 1): the transpose: q, k rotated back (the angle's sine
 // negated), v copied, head-major -> rows.
+/* One (token, head, pair) slot of k_qkv_rope: token n = b*T + t, head hh of
+ * the merged row, pair j (VEC consecutive pairs). */
 template <int VEC, int BWD>
-__global__ void k_qkv_rope(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
-                           const float2 *cs, int B, int T, int Hq, int Hkv, int D)
+static __device__ __forceinline__ void
+qkv_rope_slot(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias, const float2 *cs,
+              int t, int b, int n, int hh, int j, int T, int Hq, int Hkv, int D)
 {
-	int half = D / 2, hp = half / VEC, Ht = Hq + 2 * Hkv;
-	size_t total = (size_t)B * T * Ht * hp;
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-	     i += (size_t)gridDim.x * blockDim.x) {
-		int j = (int)(i % hp) * VEC;
-		size_t r = i / hp;
-		int hh = (int)(r % Ht);
-		size_t n = r / Ht; /* token b*T + t */
-		int t = (int)(n % T), b = (int)(n / T);
-		bf16 *row = rows + n * ld + (size_t)hh * D, *head;
+	int half = D / 2;
+	{
+		bf16 *row = rows + (size_t)n * ld + (size_t)hh * D, *head;
 		int rot = 1;
 		if (hh < Hq) {
 			head = q + (((size_t)b * Hq + hh) * T + t) * D;
@@ -422,6 +566,21 @@ __global__ void k_qkv_rope(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const 
 	}
 }
 
+// A block per token (grid-stride over tokens), its threads over the token's
+// (head, pair) slots: the index arithmetic is 32-bit and per slot only one
+// division, as these memory-bound kernels cannot afford 64-bit divisions
+// per element.
+template <int VEC, int BWD>
+__global__ void k_qkv_rope(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D)
+{
+	int half = D / 2, hp = half / VEC, Ht = Hq + 2 * Hkv, slots = Ht * hp;
+	for (int n = blockIdx.x; n < B * T; n += gridDim.x) /* token b*T + t */
+		for (int sl = threadIdx.x; sl < slots; sl += blockDim.x)
+			qkv_rope_slot<VEC, BWD>(rows, ld, q, k, v, bias, cs, n % T, n / T, n,
+			                        sl / hp, (sl % hp) * VEC, T, Hq, Hkv, D);
+}
+
 static int al4(const void *p)
 {
 	return ((uintptr_t)p & 3) == 0;
@@ -434,10 +593,9 @@ static int qkv_rope_launch(int bwd, bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *
                            const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
 {
 	int rv = 0;
-	size_t pairs = (size_t)B * T * (Hq + 2 * Hkv) * (D / 2);
 	int vec2 = (D / 2) % 2 == 0 && ld % 2 == 0 && al4(rows) && al4(q) && al4(k) && al4(v) &&
 	           (!bias || al4(bias));
-	int g2 = grid_for(pairs / 2, 256), g1 = grid_for(pairs, 256);
+	int n = B * T, g2 = n < (1 << 20) ? n : 1 << 20, g1 = g2;
 	if (vec2 && bwd)
 		k_qkv_rope<2, 1><<<g2, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
 	else if (vec2)
@@ -621,76 +779,124 @@ fail:
 
 /* ---- SwiGLU on the merged gate/up projection ------------------------------ */
 
+/* VEC consecutive bf16 values to/from float: one 16-byte access for 8, a
+ * bf16x2 for 2, a scalar for 1 (the caller guarantees the alignment). */
+template <int VEC> static __device__ __forceinline__ void ld_bf16(float *f, const bf16 *p)
+{
+	if (VEC == 8) {
+		uint4 raw = *(const uint4 *)p;
+		const __nv_bfloat162 *h = (const __nv_bfloat162 *)&raw;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			float2 v = __bfloat1622float2(h[i]);
+			f[2 * i] = v.x, f[2 * i + 1] = v.y;
+		}
+	} else if (VEC == 2) {
+		float2 v = __bfloat1622float2(*(const __nv_bfloat162 *)p);
+		f[0] = v.x, f[1] = v.y;
+	} else {
+		f[0] = __bfloat162float(*p);
+	}
+}
+
+template <int VEC> static __device__ __forceinline__ void st_bf16(bf16 *p, const float *f)
+{
+	if (VEC == 8) {
+		uint4 raw;
+		__nv_bfloat162 *h = (__nv_bfloat162 *)&raw;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+		*(uint4 *)p = raw;
+	} else if (VEC == 2) {
+		*(__nv_bfloat162 *)p = __floats2bfloat162_rn(f[0], f[1]);
+	} else {
+		*p = __float2bfloat16(f[0]);
+	}
+}
+
 // gu (rows, 2I): gate in columns [0, I), up in [I, 2I) of each row (the
 // output of the one GEMM with the concatenated weights). Forward (BWD 0):
 // out (rows, I) = silu(gate) * up. Backward (BWD 1): from dout (rows, I),
 // out is dgu (rows, 2I): dgate in the gate half, dup in the up half
-// (overwritten), the input of the merged backward GEMM. Pairs of columns
-// when I is even (bf16x2), single columns otherwise.
-template <int BWD>
+// (overwritten), the input of the merged backward GEMM. Each thread takes
+// VEC consecutive columns (8: 16-byte accesses, when I % 8 == 0; 2; 1).
+// Grid: x over a row's column groups, y (grid-stride) over rows, so no
+// index division per element.
+template <int BWD, int VEC>
 __global__ void k_swiglu_gu(bf16 *out, const bf16 *dout, const bf16 *gu, long rows, int I)
 {
-	int vec = I % 2 == 0, w = vec ? I / 2 : I;
-	long total = rows * w;
-	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < total;
-	     i += (long)gridDim.x * blockDim.x) {
-		long n = i / w;
-		int c = (int)(i % w) * (vec + 1);
+	int c = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+	if (c >= I)
+		return;
+	for (long n = blockIdx.y; n < rows; n += gridDim.y) {
 		const bf16 *g = gu + (size_t)n * 2 * I + c, *u = g + I;
+		float gf[VEC], uf[VEC], a[VEC], b[VEC];
+		ld_bf16<VEC>(gf, g);
+		ld_bf16<VEC>(uf, u);
 		if (!BWD) {
-			bf16 *o = out + (size_t)n * I + c;
-			if (vec) {
-				float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)g);
-				float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)u);
-				*(__nv_bfloat162 *)o =
-				    __floats2bfloat162_rn(a.x / (1.0f + expf(-a.x)) * b.x,
-				                          a.y / (1.0f + expf(-a.y)) * b.y);
-			} else {
-				float a = __bfloat162float(*g);
-				*o = __float2bfloat16(a / (1.0f + expf(-a)) * __bfloat162float(*u));
-			}
+#pragma unroll
+			for (int e = 0; e < VEC; e++)
+				a[e] = gf[e] / (1.0f + expf(-gf[e])) * uf[e];
+			st_bf16<VEC>(out + (size_t)n * I + c, a);
 			continue;
 		}
-		bf16 *dg = out + (size_t)n * 2 * I + c, *du = dg + I;
-		const bf16 *d = dout + (size_t)n * I + c;
-		if (vec) {
-			float2 gg = __bfloat1622float2(*(const __nv_bfloat162 *)g);
-			float2 uu = __bfloat1622float2(*(const __nv_bfloat162 *)u);
-			float2 dd = __bfloat1622float2(*(const __nv_bfloat162 *)d);
-			float ga, gb, ua, ub;
-			swiglu_grad(dd.x, gg.x, uu.x, &ga, &ua);
-			swiglu_grad(dd.y, gg.y, uu.y, &gb, &ub);
-			*(__nv_bfloat162 *)dg = __floats2bfloat162_rn(ga, gb);
-			*(__nv_bfloat162 *)du = __floats2bfloat162_rn(ua, ub);
-		} else {
-			float a, b;
-			swiglu_grad(__bfloat162float(*d), __bfloat162float(*g),
-			            __bfloat162float(*u), &a, &b);
-			*dg = __float2bfloat16(a);
-			*du = __float2bfloat16(b);
-		}
+		float df[VEC];
+		ld_bf16<VEC>(df, dout + (size_t)n * I + c);
+#pragma unroll
+		for (int e = 0; e < VEC; e++)
+			swiglu_grad(df[e], gf[e], uf[e], &a[e], &b[e]);
+		bf16 *dg = out + (size_t)n * 2 * I + c;
+		st_bf16<VEC>(dg, a);
+		st_bf16<VEC>(dg + I, b);
 	}
+}
+
+static int al16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+/* Launches k_swiglu_gu with the widest access the sizes and pointers allow,
+ * on a (column groups, rows) grid; rows beyond 65535 (the y limit) are
+ * visited by the grid-stride loop. */
+static int swiglu_gu_launch(int bwd, bf16 *out, const bf16 *dout, const bf16 *gu, long rows, int I,
+                            cudaStream_t s)
+{
+	int rv = 0;
+	int vec = I % 8 == 0 && al16(out) && al16(gu) && (!dout || al16(dout)) ? 8
+	          : I % 2 == 0                                                 ? 2
+	                                                                       : 1;
+	dim3 grid((unsigned)fl_cdiv(I / vec, 256),
+	          (unsigned)(rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+	if (rows <= 0)
+		return 0;
+	if (bwd && vec == 8)
+		k_swiglu_gu<1, 8><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (bwd && vec == 2)
+		k_swiglu_gu<1, 2><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (bwd)
+		k_swiglu_gu<1, 1><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (vec == 8)
+		k_swiglu_gu<0, 8><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (vec == 2)
+		k_swiglu_gu<0, 2><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else
+		k_swiglu_gu<0, 1><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	CU_LAUNCHED();
+fail:
+	return rv;
 }
 
 int fl_k_swiglu_gu_forward(bf16 *out, const bf16 *gu, long rows, int I, cudaStream_t s)
 {
-	int rv = 0;
-	k_swiglu_gu<0><<<grid_for((size_t)rows * (I % 2 ? I : I / 2), 256), 256, 0, s>>>(
-	    out, NULL, gu, rows, I);
-	CU_LAUNCHED();
-fail:
-	return rv;
+	return swiglu_gu_launch(0, out, NULL, gu, rows, I, s);
 }
 
 int fl_k_swiglu_gu_backward(bf16 *dgu, const bf16 *dout, const bf16 *gu, long rows, int I,
                             cudaStream_t s)
 {
-	int rv = 0;
-	k_swiglu_gu<1><<<grid_for((size_t)rows * (I % 2 ? I : I / 2), 256), 256, 0, s>>>(
-	    dgu, dout, gu, rows, I);
-	CU_LAUNCHED();
-fail:
-	return rv;
+	return swiglu_gu_launch(1, dgu, dout, gu, rows, I, s);
 }
 
 /* ---- cross-entropy ------------------------------------------------------ */
