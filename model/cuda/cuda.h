@@ -154,9 +154,13 @@ int model_cuda_op_rmsnorm_forward(float *out, float *rstd, const float *x, const
                                   int C, float eps);
 int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                    const float *w, const float *rstd, int N, int C);
-/* The fused twin: also copy (N,C) = x (fl_k_rmsnorm_forward_copy). */
+/* The fused path's twins: the forward also writes copy (N,C) = x
+ * (fl_k_rmsnorm_forward_copy); the backward (dx +=, no dw) through
+ * fl_k_rmsnorm_backward_fused. */
 int model_cuda_op_rmsnorm_forward_copy(float *out, float *rstd, float *copy, const float *x,
                                        const float *w, int N, int C, float eps);
+int model_cuda_op_rmsnorm_backward_fused(float *dx, const float *dout, const float *x,
+                                         const float *w, const float *rstd, int N, int C);
 int model_cuda_op_matmul_forward(float *out, const float *x, const float *w, int N, int IN,
                                  int OUT);
 int model_cuda_op_matmul_backward(float *dx, float *dw, const float *dout, const float *x,

@@ -270,7 +270,12 @@ static int nv_index(int nv)
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
                          float eps, cudaStream_t s)
 {
-	return fl_k_rmsnorm_forward_copy(out, rstd, NULL, x, w, N, C, eps, s);
+	int rv = 0;
+	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    out, rstd, NULL, x, w, N, C, eps);
+	CU_LAUNCHED();
+fail:
+	return rv;
 }
 
 int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
@@ -357,18 +362,28 @@ int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, c
                           const bf16 *w, const float *rstd, int N, int C, cudaStream_t s)
 {
 	int rv = 0;
+	k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    dx, dx16, dw, dout, x, w, rstd, N, C);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                                const bf16 *w, const float *rstd, int N, int C, cudaStream_t s)
+{
+	int rv = 0;
+	if (dw || !rows_nv(C))
+		return fl_k_rmsnorm_backward(dx, dx16, dw, dout, x, w, rstd, N, C, s);
 	if (N <= 0)
 		return 0;
-	if (!dw && rows_nv(C)) {
+	{
 		static void (*const k[5])(float *, bf16 *, const float *, const float *,
 		                          const bf16 *, const float *, int) = {
 		    k_rmsnorm_backward_rows<1>, k_rmsnorm_backward_rows<2>,
 		    k_rmsnorm_backward_rows<4>, k_rmsnorm_backward_rows<8>,
 		    k_rmsnorm_backward_rows<16>};
 		k[nv_index(rows_nv(C))]<<<N, RN_THREADS, 0, s>>>(dx, dx16, dout, x, w, rstd, C);
-	} else {
-		k_rmsnorm_backward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-		    dx, dx16, dw, dout, x, w, rstd, N, C);
 	}
 	CU_LAUNCHED();
 fail:

@@ -33,6 +33,12 @@ int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *
  * for the GEMM that consumes the residual gradient next). */
 int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
                           const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
+/* The fused path's RMSNorm kernels: fl_k_rmsnorm_forward_copy (copy NULL
+ * ok) and this backward keep each row in registers (one read of x and dout)
+ * where C % 4 == 0 and C <= 8192, and run the kernels above otherwise (and
+ * whenever dw is wanted). */
+int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                                const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
 
 /* model_rope_forward fused with a permutation: in (B,T,H,D) bf16 -> out
  * (B,H,T,D) bf16, rotated when rotate (cs: (T, D/2) pairs cos, sin), copied

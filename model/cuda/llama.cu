@@ -1155,6 +1155,24 @@ fail:
 	return rv;
 }
 
+/* The final norm's forward in the unfused path (fl_k_rmsnorm_forward_copy's
+ * signature, copy unused). */
+static int rmsnorm_forward_nocopy(bf16 *out, float *rstd, float *copy, const float *x,
+                                  const bf16 *w, int N, int C, float eps, cudaStream_t s)
+{
+	(void)copy;
+	return fl_k_rmsnorm_forward(out, rstd, x, w, N, C, eps, s);
+}
+
+/* RMSNorm backward through the fused path's kernels or the unfused ones. */
+static int rmsnorm_bwd(model_cuda *m, float *dx, bf16 *dx16, float *dw, const float *dout,
+                       const float *x, const bf16 *w, const float *rstd, int N, int C,
+                       cudaStream_t s)
+{
+	return (m->fuse ? fl_k_rmsnorm_backward_fused : fl_k_rmsnorm_backward)(dx, dx16, dw, dout,
+	                                                                       x, w, rstd, N, C, s);
+}
+
 /* Forward of layer l for Bm sequences of T tokens: reads the residual
  * m->res[l], writes res[l+1] and the layer's activations into slot sl (l, or
  * 0 under gradient checkpointing, where backward_body calls it again to
@@ -1256,8 +1274,9 @@ static int forward_body(model_cuda *m, int Bm, int T)
 	for (int l = 0; l < m->L; l++)
 		if ((rv = layer_fwd(m, l, m->c.grad_checkpoint ? 0 : (size_t)l, Bm, T)) != 0)
 			goto fail;
-	rv = fl_k_rmsnorm_forward(m->hf, m->rstdf, m->res + (size_t)m->L * Nmax * C, m->w[W_NORM],
-	                          N, C, m->c.eps, m->s);
+	rv = (m->fuse ? fl_k_rmsnorm_forward_copy : rmsnorm_forward_nocopy)(
+	    m->hf, m->rstdf, NULL, m->res + (size_t)m->L * Nmax * C, m->w[W_NORM], N, C, m->c.eps,
+	    m->s);
 fail:
 	return rv;
 }
@@ -1336,9 +1355,9 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 	size_t NC = (size_t)N * C, Nmax = m->Nmax;
 	cudaStream_t s = m->s;
 	CU_TRY(cudaMemsetAsync(m->dres, 0, NC * 4, s));
-	if ((rv = fl_k_rmsnorm_backward(m->dres, m->d16, m->fmem ? m->fg[W_NORM] : NULL, m->dln,
-	                                m->res + (size_t)m->L * Nmax * C, m->w[W_NORM], m->rstdf, N,
-	                                C, s)) != 0)
+	if ((rv = rmsnorm_bwd(m, m->dres, m->d16, m->fmem ? m->fg[W_NORM] : NULL, m->dln,
+	                      m->res + (size_t)m->L * Nmax * C, m->w[W_NORM], m->rstdf, N, C, s)) !=
+	    0)
 		goto fail;
 	/* layers below the lowest adapted one need no gradient at all, and that
 	 * layer needs none for its q/k/v inputs (no trained tensor lies below) */
@@ -1379,9 +1398,8 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                            CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0) {
 			goto fail;
 		}
-		if ((rv = fl_k_rmsnorm_backward(m->dres, m->d16, m->fmem ? gl(m, W_LN2, l) : NULL,
-		                                m->dln, xm, wl(m, W_LN2, l), m->rstd2 + sl * Nmax,
-		                                N, C, s)) != 0)
+		if ((rv = rmsnorm_bwd(m, m->dres, m->d16, m->fmem ? gl(m, W_LN2, l) : NULL, m->dln,
+		                      xm, wl(m, W_LN2, l), m->rstd2 + sl * Nmax, N, C, s)) != 0)
 			goto fail;
 		// attention: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
 		if ((rv = linear_bwd(m, l, MODEL_CUDA_O, ao, wl(m, W_O, l), m->d16, m->datto,
@@ -1419,9 +1437,9 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		                            CUDA_R_32F, 1.f, N, Bm, T, pe)) != 0) {
 			goto fail;
 		}
-		if (l > lowest && (rv = fl_k_rmsnorm_backward(
-		                       m->dres, m->d16, m->fmem ? gl(m, W_LN1, l) : NULL, m->dln, x,
-		                       wl(m, W_LN1, l), m->rstd1 + sl * Nmax, N, C, s)) != 0)
+		if (l > lowest &&
+		    (rv = rmsnorm_bwd(m, m->dres, m->d16, m->fmem ? gl(m, W_LN1, l) : NULL, m->dln,
+		                      x, wl(m, W_LN1, l), m->rstd1 + sl * Nmax, N, C, s)) != 0)
 			goto fail;
 	}
 	if (m->fmem) /* the residual stream entering layer 0 is the embedding */

@@ -210,6 +210,26 @@ fail:
 	return rv;
 }
 
+extern "C" int model_cuda_op_rmsnorm_backward_fused(float *dx, const float *dout, const float *x,
+                                                    const float *w, const float *rstd, int N, int C)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_dx, *d_do, *d_x, *d_r;
+	bf16 *d_w, *d_h;
+	STEP(up_f32(&b, &d_dx, dx, (size_t)N * C));
+	STEP(up_f32(&b, &d_do, dout, (size_t)N * C));
+	STEP(up_f32(&b, &d_x, x, (size_t)N * C));
+	STEP(up_f32(&b, &d_r, rstd, N));
+	STEP(up_bf16(&b, &d_w, w, C));
+	STEP(up_bf16(&b, &d_h, NULL, (size_t)N * C));
+	STEP(fl_k_rmsnorm_backward_fused(d_dx, d_h, NULL, d_do, d_x, d_w, d_r, N, C, 0));
+	STEP(down_f32(dx, d_dx, (size_t)N * C));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
 extern "C" int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float *dout,
                                               const float *x, const float *w, const float *rstd,
                                               int N, int C)
