@@ -356,26 +356,43 @@ static void test_swiglu(void)
 	free(g), free(u), free(d), free(o1), free(o2), free(dg1), free(dg2), free(du1), free(du2);
 }
 
-static void test_crossentropy(void)
+/* One cross-entropy comparison: V 3001 takes the scalar path, 3000 the
+ * 16-byte groups; bf16_logits runs the training head's kernel, the logits
+ * (bf16 values, so the CPU sees exactly what the GPU reads) overwritten by
+ * their gradient. */
+static void ce_case(int V, int bf16_logits, uint64_t seed)
 {
-	NEED_GPU();
 	fl_rng r;
-	fl_rng_init(&r, 8, 1);
-	int N = 20, V = 3001, rc = 0;
+	fl_rng_init(&r, seed, 1);
+	int N = 20, rc = 0;
 	float dscale = 1.0f / 17;
 	float *l1 = randn(&r, (size_t)N * V, 3.0), *l2 = dup(l1, (size_t)N * V);
 	float *s1 = zeros(N), *s2 = zeros(N);
 	int tg[20];
+	char what[64];
+	const char *kind = bf16_logits ? "crossentropy_bf16" : "crossentropy";
 	for (int i = 0; i < N; i++)
 		tg[i] = (int)fl_rng_below(&r, (uint64_t)V);
 	tg[2] = tg[11] = tg[19] = -1; /* ignored rows */
 	float t1 = model_crossentropy_forward_backward(l1, s1, tg, N, V, dscale);
-	float t2 = model_cuda_op_crossentropy_forward_backward(l2, s2, tg, N, V, dscale, &rc);
+	float t2 =
+	    bf16_logits
+	        ? model_cuda_op_crossentropy_bf16_forward_backward(l2, s2, tg, N, V, dscale, &rc)
+	        : model_cuda_op_crossentropy_forward_backward(l2, s2, tg, N, V, dscale, &rc);
 	CHECK_RC(rc);
 	CHECK_NEAR(t2, t1, 1e-4, 1e-5);
-	CHECK(near("crossentropy.losses", s2, s1, N, 1e-4, 1e-5));
-	CHECK(near("crossentropy.dlogits (bf16)", l2, l1, (size_t)N * V, 1e-7, 1e-2));
+	snprintf(what, sizeof what, "%s.losses V%d", kind, V);
+	CHECK(near(what, s2, s1, N, 1e-4, 1e-5));
+	snprintf(what, sizeof what, "%s.dlogits (bf16) V%d", kind, V);
+	CHECK(near(what, l2, l1, (size_t)N * V, 1e-7, 1e-2));
 	free(l1), free(l2), free(s1), free(s2);
+}
+
+static void test_crossentropy(void)
+{
+	NEED_GPU();
+	ce_case(3001, 0, 8);
+	ce_case(3000, 0, 81);
 }
 
 static void test_optimizers(void)
@@ -652,36 +669,13 @@ static void test_fused_lora_ld(void)
 	    free(dB2);
 }
 
-/* Cross-entropy on bf16 logits, the gradient written over them: the logits
- * are bf16 values, so the CPU reference sees exactly what the GPU reads; the
- * tolerances are those of the f32 case. V 3001 (scalar path) and 3000
- * (4-wide loads). */
+/* Cross-entropy on bf16 logits, the gradient written over them in place;
+ * the tolerances are those of the f32 case. */
 static void test_fused_crossentropy(void)
 {
 	NEED_GPU();
-	fl_rng r;
-	fl_rng_init(&r, 27, 1);
-	for (int pass = 0; pass < 2; pass++) {
-		int N = 20, V = pass ? 3000 : 3001, rc = 0;
-		float dscale = 1.0f / 17;
-		float *l1 = randn(&r, (size_t)N * V, 3.0), *l2 = dup(l1, (size_t)N * V);
-		float *s1 = zeros(N), *s2 = zeros(N);
-		int tg[20];
-		char what[64];
-		for (int i = 0; i < N; i++)
-			tg[i] = (int)fl_rng_below(&r, (uint64_t)V);
-		tg[2] = tg[11] = tg[19] = -1;
-		float t1 = model_crossentropy_forward_backward(l1, s1, tg, N, V, dscale);
-		float t2 =
-		    model_cuda_op_crossentropy_bf16_forward_backward(l2, s2, tg, N, V, dscale, &rc);
-		CHECK_RC(rc);
-		CHECK_NEAR(t2, t1, 1e-4, 1e-5);
-		snprintf(what, sizeof what, "crossentropy_bf16.losses V%d", V);
-		CHECK(near(what, s2, s1, N, 1e-4, 1e-5));
-		snprintf(what, sizeof what, "crossentropy_bf16.dlogits V%d", V);
-		CHECK(near(what, l2, l1, (size_t)N * V, 1e-7, 1e-2));
-		free(l1), free(l2), free(s1), free(s2);
-	}
+	ce_case(3001, 1, 27);
+	ce_case(3000, 1, 28);
 }
 
 #else /* no CUDA in this build: every case is a skip */

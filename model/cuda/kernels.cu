@@ -794,8 +794,9 @@ fail:
 
 /* ---- SwiGLU on the merged gate/up projection ------------------------------ */
 
-/* VEC consecutive bf16 values to/from float: one 16-byte access for 8, a
- * bf16x2 for 2, a scalar for 1 (the caller guarantees the alignment). */
+/* VEC consecutive bf16 values to/from float: one 16-byte access for 8 (and
+ * two bf16x2 stores for 4), a bf16x2 for 2, a scalar for 1 (the caller
+ * guarantees the alignment). */
 template <int VEC> static __device__ __forceinline__ void ld_bf16(float *f, const bf16 *p)
 {
 	if (VEC == 8) {
@@ -823,6 +824,9 @@ template <int VEC> static __device__ __forceinline__ void st_bf16(bf16 *p, const
 		for (int i = 0; i < 4; i++)
 			h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
 		*(uint4 *)p = raw;
+	} else if (VEC == 4) {
+		((__nv_bfloat162 *)p)[0] = __floats2bfloat162_rn(f[0], f[1]);
+		((__nv_bfloat162 *)p)[1] = __floats2bfloat162_rn(f[2], f[3]);
 	} else if (VEC == 2) {
 		*(__nv_bfloat162 *)p = __floats2bfloat162_rn(f[0], f[1]);
 	} else {
@@ -958,15 +962,15 @@ static __device__ __forceinline__ float ce_load1(const bf16 *l, int i)
 {
 	return __bfloat162float(l[i]);
 }
-static __device__ __forceinline__ float4 ce_load4(const float *l, int i)
+/* The 16-byte group i of a row: 4 f32 or 8 bf16 logits, as floats. */
+static __device__ __forceinline__ void ce_loadw(float *f, const float *l, int i)
 {
-	return ((const float4 *)l)[i];
+	float4 x = ((const float4 *)l)[i];
+	f[0] = x.x, f[1] = x.y, f[2] = x.z, f[3] = x.w;
 }
-static __device__ __forceinline__ float4 ce_load4(const bf16 *l, int i)
+static __device__ __forceinline__ void ce_loadw(float *f, const bf16 *l, int i)
 {
-	const __nv_bfloat162 *p = (const __nv_bfloat162 *)l;
-	float2 a = __bfloat1622float2(p[2 * i]), b = __bfloat1622float2(p[2 * i + 1]);
-	return make_float4(a.x, a.y, b.x, b.y);
+	ld_bf16<8>(f, l + 8 * i);
 }
 
 // one block per row: one pass for max, sum of exponentials and argmax
@@ -994,14 +998,16 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		return;
 	}
 	ce_acc c = {-INFINITY, 0.f, V};
-	int vec = V % 4 == 0;
+	/* 16-byte groups of W logits when V allows (and so the row bases) */
+	constexpr int W = 16 / sizeof(TL);
+	int vec = V % W == 0;
 	if (vec) {
-		for (int i = tid; i < V / 4; i += blockDim.x) {
-			float4 x = ce_load4(l, i);
-			ce_push(&c, x.x, 4 * i);
-			ce_push(&c, x.y, 4 * i + 1);
-			ce_push(&c, x.z, 4 * i + 2);
-			ce_push(&c, x.w, 4 * i + 3);
+		for (int i = tid; i < V / W; i += blockDim.x) {
+			float x[W];
+			ce_loadw(x, l, i);
+#pragma unroll
+			for (int e = 0; e < W; e++)
+				ce_push(&c, x[e], W * i + e);
 		}
 	} else {
 		for (int i = tid; i < V; i += blockDim.x)
@@ -1031,17 +1037,15 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		float m = s_all.m, inv = 1.0f / s_all.s;
 		bf16 *d = dlogits + (size_t)n * V;
 		if (vec) {
-			for (int i = tid; i < V / 4; i += blockDim.x) {
-				float4 x = ce_load4(l, i);
-				int j = 4 * i;
-				float p0 = expf(x.x - m) * inv - (j == tg ? 1.f : 0.f);
-				float p1 = expf(x.y - m) * inv - (j + 1 == tg ? 1.f : 0.f);
-				float p2 = expf(x.z - m) * inv - (j + 2 == tg ? 1.f : 0.f);
-				float p3 = expf(x.w - m) * inv - (j + 3 == tg ? 1.f : 0.f);
-				((__nv_bfloat162 *)d)[2 * i] =
-				    __floats2bfloat162_rn(p0 * sc, p1 * sc);
-				((__nv_bfloat162 *)d)[2 * i + 1] =
-				    __floats2bfloat162_rn(p2 * sc, p3 * sc);
+			for (int i = tid; i < V / W; i += blockDim.x) {
+				float x[W];
+				ce_loadw(x, l, i);
+				int j = W * i;
+#pragma unroll
+				for (int e = 0; e < W; e++)
+					x[e] =
+					    (expf(x[e] - m) * inv - (j + e == tg ? 1.f : 0.f)) * sc;
+				st_bf16<W>(d + j, x);
 			}
 		} else {
 			for (int i = tid; i < V; i += blockDim.x) {

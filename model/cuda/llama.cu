@@ -1285,10 +1285,10 @@ fail:
  * and correct flags go to m->losses / m->correct; with `grad`, dL/dhf (f32)
  * goes to m->dln, each row scaled by row_scale (per-row) or dscale. With
  * logits_host, the f32 logits are copied out. LoRA training with fusion on
- * writes the logits in bf16 into m->dlogits and the cross-entropy
- * overwrites them with their gradient (half the bytes written and read
- * twice; transformers' bf16 models compute bf16 logits too); evaluation,
- * logits and full-parameter training stay f32. */
+ * writes the logits in bf16 into the f32 logits' buffer (twice the rows a
+ * chunk) and the cross-entropy overwrites them with their gradient (half
+ * the bytes written and read twice; transformers' bf16 models compute bf16
+ * logits too); evaluation, logits and full-parameter training stay f32. */
 static int head(model_cuda *m, int N, int targets, int grad, const float *row_scale, float dscale,
                 float *logits_host)
 {
@@ -1299,12 +1299,15 @@ static int head(model_cuda *m, int N, int targets, int grad, const float *row_sc
 	 * sits near the tolerance (gpu_full_training, tied: 1.18% off the CPU
 	 * at step 3 with f32 logits, 1.22% with bf16; 1% + 0.02 allowed) */
 	int lb = grad && targets && m->fuse && !m->fmem;
-	for (long r0 = 0; r0 < N; r0 += m->rows_chunk) {
-		int rows = (int)(N - r0 < m->rows_chunk ? N - r0 : m->rows_chunk);
+	/* the bf16 logits take the f32 buffer's bytes: twice its rows a chunk */
+	long chunk = lb ? 2 * m->rows_chunk : m->rows_chunk;
+	bf16 *dl = lb ? (bf16 *)m->logits : m->dlogits; /* where the gradient goes */
+	for (long r0 = 0; r0 < N; r0 += chunk) {
+		int rows = (int)(N - r0 < chunk ? N - r0 : chunk);
 		int pi = prof_begin(m, PH_HGEMM);
 		GEMM_TRY(GEMM(m->h, 0, 1, rows, V, C, 1.f, m->hf + r0 * C, C, m->w[W_HEAD], C, 0.f,
-		              lb ? (void *)m->dlogits : (void *)m->logits,
-		              lb ? CUDA_R_16BF : CUDA_R_32F, V));
+		              lb ? (void *)dl : (void *)m->logits, lb ? CUDA_R_16BF : CUDA_R_32F,
+		              V));
 		prof_end(m, pi);
 		if (logits_host)
 			CU_TRY(cudaMemcpyAsync(logits_host + r0 * V, m->logits,
@@ -1313,9 +1316,9 @@ static int head(model_cuda *m, int N, int targets, int grad, const float *row_sc
 			continue;
 		pi = prof_begin(m, PH_CE);
 		if (lb)
-			rv = fl_k_crossentropy_bf16(
-			    m->dlogits, m->losses + r0, m->correct + r0, m->dlogits, m->tgt + r0,
-			    row_scale ? row_scale + r0 : NULL, dscale, rows, V, m->s);
+			rv = fl_k_crossentropy_bf16(dl, m->losses + r0, m->correct + r0, dl,
+			                            m->tgt + r0, row_scale ? row_scale + r0 : NULL,
+			                            dscale, rows, V, m->s);
 		else
 			rv = fl_k_crossentropy(
 			    grad ? m->dlogits : NULL, m->losses + r0, m->correct + r0, m->logits,
@@ -1325,8 +1328,8 @@ static int head(model_cuda *m, int N, int targets, int grad, const float *row_sc
 		prof_end(m, pi);
 		pi = prof_begin(m, PH_HGEMM);
 		if (grad)
-			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, m->dlogits, V, m->w[W_HEAD], C,
-			              0.f, m->dln + r0 * C, CUDA_R_32F, C));
+			GEMM_TRY(GEMM(m->h, 0, 0, rows, C, V, 1.f, dl, V, m->w[W_HEAD], C, 0.f,
+			              m->dln + r0 * C, CUDA_R_32F, C));
 		prof_end(m, pi);
 		if (grad && m->fmem) /* dW_head (V,C) += dlogits^T hf (the embedding when tied) */
 			GEMM_TRY(GEMM(m->h, 1, 0, V, C, rows, 1.f, m->dlogits, V, m->hf + r0 * C, C,
