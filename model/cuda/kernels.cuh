@@ -155,6 +155,14 @@ int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *
                         const bf16 *dout, int ldd, const bf16 *x, const bf16 *xa, const bf16 *A16,
                         const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
                         int nex, int T, size_t stride);
+/* Its first part, for merged projections: dB and dA as above and dxa (N,r)
+ * = scale * dout B written into rows lddxa apart (dxa NULL: dB only), but no
+ * dx: the caller adds the input-gradient terms of all the group's matrices
+ * in one GEMM, [dxa_1 .. dxa_n] [A_1; ..; A_n], where their A's are
+ * adjacent. */
+int fl_lora_backward_dxa(cublasHandle_t h, float *dA, float *dB, const bf16 *dout, int ldd,
+                         const bf16 *x, const bf16 *xa, const bf16 *B16, bf16 *dxa, int lddxa,
+                         int N, int IN, int OUT, int r, float scale, int nex, int T, size_t stride);
 
 /* Scratch of the attention: S (f32) and P (bf16) for bc examples at a time. */
 typedef struct fl_attn_scratch {

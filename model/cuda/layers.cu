@@ -53,6 +53,21 @@ int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *
                         int nex, int T, size_t stride)
 {
 	int rv;
+	GEMM_TRY(fl_lora_backward_dxa(h, dA, dB, dout, ldd, x, xa, B16, dA || dx ? dxa : NULL, r, N,
+	                              IN, OUT, r, scale, nex, T, stride));
+	// dx (N,IN) += dxa (N,r) A (r,IN)
+	if (dx)
+		GEMM_TRY(GEMM(h, 0, 0, N, IN, r, 1.f, dxa, r, A16, IN, 1.f, dx, dxtype, IN));
+	return 0;
+fail:
+	return rv;
+}
+
+int fl_lora_backward_dxa(cublasHandle_t h, float *dA, float *dB, const bf16 *dout, int ldd,
+                         const bf16 *x, const bf16 *xa, const bf16 *B16, bf16 *dxa, int lddxa,
+                         int N, int IN, int OUT, int r, float scale, int nex, int T, size_t stride)
+{
+	int rv;
 	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r); dout's rows are ldd apart
 	if (dB) {
 		if (nex > 0)
@@ -63,23 +78,20 @@ int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *
 			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, ldd, xa, r, 1.f, dB,
 			              CUDA_R_32F, r));
 	}
-	if (!dA && !dx)
+	if (!dxa)
 		return 0;
-	// dxa (N,r) = scale * dout (N,OUT) B (OUT,r)
-	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, ldd, B16, r, 0.f, dxa, CUDA_R_16BF, r));
+	// dxa (N,r; rows lddxa apart) = scale * dout (N,OUT) B (OUT,r)
+	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, ldd, B16, r, 0.f, dxa, CUDA_R_16BF, lddxa));
 	// dA (r,IN) = dxa^T (r,N) x (N,IN)
 	if (dA) {
 		if (nex > 0)
-			GEMM_TRY(GEMM_BATCHED(h, 1, 0, r, IN, T, 1.f, dxa, r, (long long)T * r, x,
-			                      IN, (long long)T * IN, 0.f, dA, CUDA_R_32F, IN,
-			                      (long long)stride, nex));
+			GEMM_TRY(GEMM_BATCHED(h, 1, 0, r, IN, T, 1.f, dxa, lddxa,
+			                      (long long)T * lddxa, x, IN, (long long)T * IN, 0.f,
+			                      dA, CUDA_R_32F, IN, (long long)stride, nex));
 		else
-			GEMM_TRY(
-			    GEMM(h, 1, 0, r, IN, N, 1.f, dxa, r, x, IN, 1.f, dA, CUDA_R_32F, IN));
+			GEMM_TRY(GEMM(h, 1, 0, r, IN, N, 1.f, dxa, lddxa, x, IN, 1.f, dA,
+			              CUDA_R_32F, IN));
 	}
-	// dx (N,IN) += dxa (N,r) A (r,IN)
-	if (dx)
-		GEMM_TRY(GEMM(h, 0, 0, N, IN, r, 1.f, dxa, r, A16, IN, 1.f, dx, dxtype, IN));
 	return 0;
 fail:
 	return rv;

@@ -80,7 +80,7 @@ struct model_cuda {
 	float *lp, *lg, *lm, *lv;
 	bf16 *l16;     /* bf16 copy of params */
 	bf16 *xa;      /* (nlora, Nmax, r) */
-	bf16 *dxa;     /* (Nmax, r) */
+	bf16 *dxa;     /* (Nmax, 3r): one merged group's dxa side by side */
 	float *pe;     /* (max_batch, ntrain) per-example gradients (DP) */
 	float *dp_sum; /* (ntrain) */
 	float *norms2; /* (max_batch) */
@@ -928,7 +928,7 @@ extern "C" int model_cuda_lora_attach(model_cuda *m, int n, const model_cuda_lor
 	m->lv = m->lm + P;
 	if ((rv = dev_alloc(m, (void **)&m->l16, P * 2)) != 0 ||
 	    (rv = dev_alloc(m, (void **)&m->xa, (size_t)n * m->Nmax * r * 2)) != 0 ||
-	    (rv = dev_alloc(m, (void **)&m->dxa, (size_t)m->Nmax * r * 2)) != 0)
+	    (rv = dev_alloc(m, (void **)&m->dxa, (size_t)m->Nmax * 3 * r * 2)) != 0)
 		goto fail;
 	m->nlora = n;
 	m->lora_mem = m->mem - mem0;
@@ -1036,15 +1036,18 @@ static int lora_fwd(model_cuda *m, int l, int module, const bf16 *x, void *out, 
 /* LoRA backward of module `module` in layer l (if adapted): gradients into
  * m->lg, or per example into pe rows (Bm examples of T); dx (N,IN) += the
  * side path's input gradient (NULL: not needed). dout's rows are ldd apart.
- * In full mode the adapter is applied, not trained: only dx. */
+ * In full mode the adapter is applied, not trained: only dx. With dxa_to,
+ * dx is left to the caller: dxa = scale * dout B goes to dxa_to (rows
+ * lddxa apart), for group_bwd's one input-gradient GEMM. */
 static int lora_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 *dout, int ldd,
-                    void *dx, cudaDataType dt, int N, int Bm, int T, float *pe)
+                    void *dx, cudaDataType dt, int N, int Bm, int T, float *pe, bf16 *dxa_to,
+                    int lddxa)
 {
 	int rv = 0, in, o, pi, i = lora_of(m, l, module);
 	float *dA = NULL, *dB = NULL;
 	size_t stride = 0;
 	int nex = 0;
-	if (i < 0 || (m->fmem && !dx))
+	if (i < 0 || (m->fmem && !dx && !dxa_to))
 		return 0;
 	mat_dims(m, module, &in, &o);
 	const model_cuda_lora_mat *mt = &m->mats[i];
@@ -1060,9 +1063,14 @@ static int lora_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf16 
 		dB = m->lg + mt->b_off;
 	}
 	pi = prof_begin(m, PH_LORA_B);
-	rv = fl_lora_backward_ld(m->h, dx, dt, dA, dB, dout, ldd, x,
-	                         m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i), m->dxa,
-	                         N, in, o, m->r, m->scale, nex, T, stride);
+	if (dxa_to)
+		rv = fl_lora_backward_dxa(m->h, dA, dB, dout, ldd, x,
+		                          m->xa + (size_t)i * m->Nmax * m->r, B16(m, i), dxa_to,
+		                          lddxa, N, in, o, m->r, m->scale, nex, T, stride);
+	else
+		rv = fl_lora_backward_ld(m->h, dx, dt, dA, dB, dout, ldd, x,
+		                         m->xa + (size_t)i * m->Nmax * m->r, A16(m, i), B16(m, i),
+		                         m->dxa, N, in, o, m->r, m->scale, nex, T, stride);
 	prof_end(m, pi);
 	return rv;
 }
@@ -1093,12 +1101,31 @@ fail:
 
 /* Its backward from dout (N, width): dx (N,IN) f32 = dout W in one GEMM
  * (dx NULL: not needed), the block's weight gradient in full mode, then
- * each module's LoRA gradients and input-gradient terms (added into dx). */
+ * each module's LoRA gradients and input-gradient terms (added into dx).
+ * Two or more adapted modules whose A's lie one after another in the
+ * adapter (as model_lora_adapter_new lays them out) add their terms in one
+ * GEMM, dx += [dxa_1 .. dxa_n] (N, n r) [A_1; ..; A_n] (n r, IN): one pass
+ * over the f32 dx instead of n. */
 static int group_bwd(model_cuda *m, int l, const int *mods, int nm, const bf16 *x, const bf16 *dout,
                      int width, float *dx, int N, int Bm, int T, float *pe)
 {
 	int rv = 0, in, o, col = 0, wi = module_weight(mods[0]);
-	int pi = prof_begin(m, PH_GEMM_B);
+	int na = 0, first = -1, adjacent = 1, merged, pi;
+	size_t next = 0;
+	for (int k = 0; k < nm; k++) {
+		int i = lora_of(m, l, mods[k]);
+		if (i < 0)
+			continue;
+		mat_dims(m, mods[k], &in, &o);
+		if (na && m->mats[i].a_off != next)
+			adjacent = 0;
+		if (!na)
+			first = i;
+		next = m->mats[i].a_off + (size_t)m->r * in;
+		na++;
+	}
+	merged = dx && adjacent && na > 1;
+	pi = prof_begin(m, PH_GEMM_B);
 	mat_dims(m, mods[0], &in, &o);
 	if (dx)
 		GEMM_TRY(GEMM(m->h, 0, 0, N, in, width, 1.f, dout, width, wl(m, wi, l), in, 0.f, dx,
@@ -1107,12 +1134,21 @@ static int group_bwd(model_cuda *m, int l, const int *mods, int nm, const bf16 *
 	if (m->fmem) /* dW (width, IN) += dout^T x over the whole block */
 		GEMM_TRY(GEMM(m->h, 1, 0, width, in, N, 1.f, dout, width, x, in, 1.f, gl(m, wi, l),
 		              CUDA_R_32F, in));
-	for (int k = 0; k < nm; k++) {
+	for (int k = 0, j = 0; k < nm; k++) {
+		bf16 *dxa = NULL;
+		if (merged && lora_of(m, l, mods[k]) >= 0)
+			dxa = m->dxa + (size_t)m->r * j++;
 		mat_dims(m, mods[k], &in, &o);
 		if ((rv = lora_bwd(m, l, mods[k], x, dout + col, width, dx, CUDA_R_32F, N, Bm, T,
-		                   pe)) != 0)
+		                   pe, dxa, na * m->r)) != 0)
 			goto fail;
 		col += o;
+	}
+	if (merged) {
+		pi = prof_begin(m, PH_LORA_B);
+		GEMM_TRY(GEMM(m->h, 0, 0, N, in, na * m->r, 1.f, m->dxa, na * m->r, A16(m, first),
+		              in, 1.f, dx, CUDA_R_32F, in));
+		prof_end(m, pi);
 	}
 fail:
 	return rv;
@@ -1150,7 +1186,7 @@ static int linear_bwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	if (m->fmem) /* full mode: dW (OUT,IN) += dout^T x; an adapter is applied, not trained */
 		GEMM_TRY(GEMM(m->h, 1, 0, o, in, N, 1.f, dout, o, x, in, 1.f,
 		              gl(m, module_weight(module), l), CUDA_R_32F, in));
-	rv = lora_bwd(m, l, module, x, dout, o, dx, dt, N, Bm, T, pe);
+	rv = lora_bwd(m, l, module, x, dout, o, dx, dt, N, Bm, T, pe, NULL, 0);
 fail:
 	return rv;
 }
