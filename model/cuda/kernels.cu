@@ -610,15 +610,17 @@ static int qkv_rope_launch(int bwd, bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *
 	int rv = 0;
 	int vec2 = (D / 2) % 2 == 0 && ld % 2 == 0 && al4(rows) && al4(q) && al4(k) && al4(v) &&
 	           (!bias || al4(bias));
-	int n = B * T, g2 = n < (1 << 20) ? n : 1 << 20, g1 = g2;
+	int n = B * T, g = n < (1 << 20) ? n : 1 << 20; /* a block per token */
+	if (n <= 0)
+		return 0;
 	if (vec2 && bwd)
-		k_qkv_rope<2, 1><<<g2, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+		k_qkv_rope<2, 1><<<g, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
 	else if (vec2)
-		k_qkv_rope<2, 0><<<g2, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+		k_qkv_rope<2, 0><<<g, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
 	else if (bwd)
-		k_qkv_rope<1, 1><<<g1, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+		k_qkv_rope<1, 1><<<g, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
 	else
-		k_qkv_rope<1, 0><<<g1, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+		k_qkv_rope<1, 0><<<g, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
 	CU_LAUNCHED();
 fail:
 	return rv;
