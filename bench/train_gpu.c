@@ -32,7 +32,9 @@
  * Environment (read by model/cuda/llama.cu): FEDLORA_PROFILE=1 prints each
  * step's per-phase device times (forward and its attention, LM head +
  * cross-entropy, backward and its attention, optimizer) to stderr and runs
- * without CUDA graphs; FEDLORA_GRAPH=0 turns the step's CUDA graph off.
+ * without CUDA graphs; FEDLORA_GRAPH=0 turns the step's CUDA graph off;
+ * FEDLORA_FUSE=0 runs the unfused kernels (one GEMM per projection, f32
+ * training logits) instead of the default fused path.
  * --grad-checkpoint: activation checkpointing (model_cuda_config.grad_checkpoint:
  * layer inputs kept, each layer recomputed in the backward).
  * --modules: qv (default) adapts q_proj,v_proj; all adapts the seven matrices
@@ -158,7 +160,8 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	if (inv)
 		model_rope_inv_freq(inv, D, s->theta, NULL);
 	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D,
-	                       1,        1e-5f,     inv,      B, T,        0,           ckpt};
+	                       1,        1e-5f,     inv,      B, T,        0,           ckpt,
+	                       0,        0,         0};
 	model_cuda *m = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)nmat, sizeof *mats);
 	size_t na = 0, nb = 0;

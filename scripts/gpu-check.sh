@@ -79,6 +79,16 @@ if ! grep -q '^ok - cuda_flash_attention' "$LOG/tests.log"; then
 		tee -a "$LOG/tests.log"
 	export FEDLORA_ATTN=gemm
 fi
+# The fused kernels of the default training path (FEDLORA_FUSE) likewise: if
+# one of their op tests fails, every later step runs the unfused kernels
+# (FEDLORA_FUSE=0), and the failure still counts in the summary.
+step fuse_probe 60 "$LOG/tests.log" build/tests/cuda_ops_test cuda_fused
+if [ "$(grep -c '^ok - cuda_fused_' "$LOG/tests.log")" -lt 5 ]; then
+	echo "gpu-check: fused kernels probe did not pass: using FEDLORA_FUSE=0" |
+		tee -a "$LOG/tests.log"
+	export FEDLORA_FUSE=0
+	status=1
+fi
 step cuda_ops_test 90 "$LOG/tests.log" build/tests/cuda_ops_test || status=1
 step cuda_model_test 120 "$LOG/tests.log" build/tests/cuda_model_test || status=1
 

@@ -19,6 +19,12 @@
  * activations. Gradients are compared per adapter matrix by relative L2 error
  * ||g_gpu - g_cpu|| / ||g_cpu|| (bf16 activations: 5e-2) and overall cosine;
  * every comparison prints its numbers.
+ *
+ * The GPU cases run the default fused path (merged q/k/v and gate/up GEMMs,
+ * fused kernels, bf16 training logits); gpu_fusion_off runs the logits,
+ * LoRA gradient and full-gradient comparisons again with FEDLORA_FUSE=0 and
+ * checks that both paths give the same gradients. The families with biases
+ * or q/k norms (gpu_families) always take the unfused path.
  */
 #include <math.h>
 #include <stdint.h>
@@ -383,7 +389,8 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 	model_cuda_optim oo = {sgd ? 0 : 1, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f};
 	if ((rc = model_cuda_optim_set(g, &oo)) != 0)
 		goto fail;
-	fprintf(stderr, "  (gpu model: %s attention)\n", model_cuda_attention(g));
+	fprintf(stderr, "  (gpu model: %s attention, fusion %s)\n", model_cuda_attention(g),
+	        model_cuda_fused(g) ? "on" : "off");
 	free(mats);
 	return g;
 fail:
@@ -740,64 +747,70 @@ out:
 	model_llama_free(m);
 }
 
-/* Full-parameter mode (pretraining): every base tensor's gradient against the
- * CPU's, then a few AdamW steps through both backends. */
+/* Full-parameter mode (pretraining): every base tensor's gradient against
+ * the CPU's (tied: the head's lands in the embedding's). */
+static void full_grads_case(int tied)
+{
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	model_cuda *g = NULL;
+	int tok[TB * TT], tg[TB * TT];
+	CHECK_RC(make_model(tied, &m, &ad));
+	if (!m)
+		return;
+	const model_config *c = &m->cfg;
+	model_cuda_config cc;
+	model_cuda_weights w;
+	cuda_setup(m, TB, 1, &cc, &w);
+	CHECK_RC(model_cuda_new(&g, &cc, &w, 0));
+	if (g) {
+		float *gg = calloc(m->nparams, sizeof *gg), *ptr[MODEL_NPARAM];
+		size_t off = 0;
+		for (int k = 0; k < MODEL_NPARAM; k++) {
+			ptr[k] = m->param_size[k] ? gg + off : NULL;
+			off += m->param_size[k];
+		}
+		double lg = 0;
+		float lc;
+		make_batch(TB, TT, c->vocab_size, tok, tg, 9);
+		CHECK_RC(model_cuda_full_grad(g, tok, tg, TB, TT, &lg, ptr));
+		CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
+		CHECK_RC(model_llama_forward(m, tok, tg, TB, TT, &lc));
+		CHECK_RC(model_llama_backward(m));
+		fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n",
+		        tied ? "tied" : "untied", lg, lc);
+		CHECK_NEAR(lg, lc, 1e-2, 5e-3);
+		static const char *names[MODEL_NPARAM] = {
+		    "embed", "ln1",  "wq",   "wk", "wv", "wo", "ln2", "wgate", "wup",
+		    "wdown", "norm", "head", "bq", "bk", "bv", "bo",  "qnorm", "knorm"};
+		for (int k = 0; k < MODEL_NPARAM; k++) {
+			if (!ptr[k])
+				continue;
+			/* k_proj's bias gradient is the column sum of dK, which nearly
+			 * cancels: a bias on every key shifts each query's scores by a
+			 * constant, which the softmax ignores, except for what RoPE's
+			 * rotation makes of it. On the CPU model of this test the sum is
+			 * 15.5x below the summed row norms (layer 0, measured), so the
+			 * bf16 rows' error is amplified about that much over sqrt(N) */
+			double tol = k == MODEL_P_BK ? 0.15 : 5e-2;
+			double e = rel_l2(ptr[k], m->grad[k], m->param_size[k]);
+			fprintf(stderr, "    d%-6s rel L2 %.3g (tol %g)\n", names[k], e, tol);
+			CHECK(e < tol);
+		}
+		free(gg);
+	}
+	model_cuda_free(g);
+	lora_adapter_free(ad);
+	model_llama_free(m);
+}
+
+/* Full-parameter mode: the gradients (full_grads_case, untied and tied),
+ * then a few AdamW steps through both backends against the CPU's. */
 static void test_gpu_full(void)
 {
 	NEED_GPU();
-	for (int tied = 0; tied < 2; tied++) {
-		model_llama *m = NULL;
-		lora_adapter *ad = NULL;
-		model_cuda *g = NULL;
-		int tok[TB * TT], tg[TB * TT];
-		CHECK_RC(make_model(tied, &m, &ad));
-		if (!m)
-			continue;
-		const model_config *c = &m->cfg;
-		model_cuda_config cc;
-		model_cuda_weights w;
-		cuda_setup(m, TB, 1, &cc, &w);
-		CHECK_RC(model_cuda_new(&g, &cc, &w, 0));
-		if (g) {
-			float *gg = calloc(m->nparams, sizeof *gg), *ptr[MODEL_NPARAM];
-			size_t off = 0;
-			for (int k = 0; k < MODEL_NPARAM; k++) {
-				ptr[k] = m->param_size[k] ? gg + off : NULL;
-				off += m->param_size[k];
-			}
-			double lg = 0;
-			float lc;
-			make_batch(TB, TT, c->vocab_size, tok, tg, 9);
-			CHECK_RC(model_cuda_full_grad(g, tok, tg, TB, TT, &lg, ptr));
-			CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
-			CHECK_RC(model_llama_forward(m, tok, tg, TB, TT, &lc));
-			CHECK_RC(model_llama_backward(m));
-			fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n",
-			        tied ? "tied" : "untied", lg, lc);
-			CHECK_NEAR(lg, lc, 1e-2, 5e-3);
-			static const char *names[MODEL_NPARAM] = {
-			    "embed", "ln1",  "wq",   "wk", "wv", "wo", "ln2", "wgate", "wup",
-			    "wdown", "norm", "head", "bq", "bk", "bv", "bo",  "qnorm", "knorm"};
-			for (int k = 0; k < MODEL_NPARAM; k++) {
-				if (!ptr[k])
-					continue;
-				/* k_proj's bias gradient is the column sum of dK, which nearly
-				 * cancels: a bias on every key shifts each query's scores by a
-				 * constant, which the softmax ignores, except for what RoPE's
-				 * rotation makes of it. On the CPU model of this test the sum is
-				 * 15.5x below the summed row norms (layer 0, measured), so the
-				 * bf16 rows' error is amplified about that much over sqrt(N) */
-				double tol = k == MODEL_P_BK ? 0.15 : 5e-2;
-				double e = rel_l2(ptr[k], m->grad[k], m->param_size[k]);
-				fprintf(stderr, "    d%-6s rel L2 %.3g (tol %g)\n", names[k], e, tol);
-				CHECK(e < tol);
-			}
-			free(gg);
-		}
-		model_cuda_free(g);
-		lora_adapter_free(ad);
-		model_llama_free(m);
-	}
+	full_grads_case(0);
+	full_grads_case(1);
 	/* training through the backends: losses track, synced weights agree */
 	model_llama *mc = NULL, *mg = NULL;
 	lora_adapter *a1 = NULL, *a2 = NULL;
@@ -878,6 +891,83 @@ static void test_gpu_families(void)
 	test_llama_bias = 0;
 }
 
+/* FEDLORA_FUSE=0: the unfused kernels (one GEMM per matrix, rotary per
+ * tensor, residual copies, f32 training logits) against the CPU, and the two
+ * paths' gradients against each other. Also the weights as stored (q|k|v and
+ * gate|up rows interleaved per layer) read back exactly as uploaded. */
+static void test_gpu_fusion_off(void)
+{
+	NEED_GPU();
+	static const char *names[12] = {"embed", "ln1",   "wq",  "wk",    "wv",   "wo",
+	                                "ln2",   "wgate", "wup", "wdown", "norm", "head"};
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	model_cuda *gon = NULL, *goff = NULL;
+	int tok[TB * TT], tg[TB * TT];
+	/* the caller's setting (scripts/gpu-check.sh exports FEDLORA_FUSE=0 when
+	 * the fused kernels fail their op tests) is restored at the end */
+	const char *env = getenv("FEDLORA_FUSE");
+	char prev[16] = "";
+	if (env)
+		snprintf(prev, sizeof prev, "%s", env);
+	CHECK_RC(make_model(0, &m, &ad));
+	if (!m)
+		return;
+	setenv("FEDLORA_FUSE", "1", 1);
+	gon = gpu_from(m, ad, TB, 1, 0);
+	setenv("FEDLORA_FUSE", "0", 1);
+	goff = gpu_from(m, ad, TB, 1, 0);
+	CHECK(gon && goff);
+	if (!gon || !goff)
+		goto out;
+	CHECK(model_cuda_fused(gon) == 1 && model_cuda_fused(goff) == 0);
+	for (int k = 0; k < 12; k++) { /* bf16-representable weights: exact */
+		size_t n = m->param_size[k];
+		float *h = calloc(n + 1, sizeof *h);
+		CHECK_RC(model_cuda_get_weight(gon, k, h, n));
+		size_t bad = 0;
+		for (size_t i = 0; i < n; i++)
+			bad += h[i] != m->param[k][i];
+		if (bad)
+			fprintf(stderr, "  weight %s: %zu of %zu values differ\n", names[k], bad,
+			        n);
+		CHECK(bad == 0);
+		free(h);
+	}
+	{
+		size_t P = ad->n_a + ad->n_b;
+		float *a = calloc(P, sizeof *a), *b = calloc(P, sizeof *b);
+		double l1 = 0, l2 = 0;
+		make_batch(TB, TT, m->cfg.vocab_size, tok, tg, 12);
+		CHECK_RC(model_cuda_grad(gon, tok, tg, TB, TT, &l1, a));
+		CHECK_RC(model_cuda_grad(goff, tok, tg, TB, TT, &l2, b));
+		double e = rel_l2(a, b, P), cs = cosine(a, b, P);
+		fprintf(stderr,
+		        "  fused vs unfused: loss %.6f vs %.6f, grads rel L2 %.3g, cosine %.6f\n",
+		        l1, l2, e, cs);
+		/* both round activations to bf16, at different places (the logits) */
+		CHECK_NEAR(l1, l2, 5e-3, 2e-3);
+		CHECK(e < 3e-2 && cs > 0.999);
+		free(a);
+		free(b);
+	}
+	/* the unfused path against the CPU, as the default path is tested */
+	test_gpu_logits();
+	grads_case(0, 1);
+	grads_case(1, 0);
+	full_grads_case(0);
+	full_grads_case(1);
+out:
+	if (env)
+		setenv("FEDLORA_FUSE", prev, 1);
+	else
+		unsetenv("FEDLORA_FUSE");
+	model_cuda_free(gon);
+	model_cuda_free(goff);
+	lora_adapter_free(ad);
+	model_llama_free(m);
+}
+
 static void test_gpu_backend(void)
 {
 	NEED_GPU();
@@ -909,6 +999,7 @@ static void test_gpu_skip(void)
 #define test_gpu_backend             test_gpu_skip
 #define test_gpu_full                test_gpu_skip
 #define test_gpu_families            test_gpu_skip
+#define test_gpu_fusion_off          test_gpu_skip
 #define test_gpu_grad_checkpoint     test_gpu_skip
 #endif
 
@@ -927,6 +1018,7 @@ static const test_case cases[] = {
     {"gpu_backend", test_gpu_backend},
     {"gpu_full_training", test_gpu_full},
     {"gpu_families", test_gpu_families},
+    {"gpu_fusion_off", test_gpu_fusion_off},
     {0},
 };
 

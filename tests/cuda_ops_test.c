@@ -12,6 +12,13 @@
  * one run on the GPU machine tells what is wrong. Criterion per element:
  * |gpu - cpu| <= atol + rtol * |cpu|.
  *
+ * The fused kernels of the GPU model's default path (FEDLORA_FUSE, on unless
+ * set to 0) have cases of their own, each against the composition of
+ * model/ops.h functions it replaces: RMSNorm writing the residual copy, the
+ * merged q/k/v split with bias and rotary, SwiGLU on merged gate|up rows,
+ * LoRA into a merged projection's columns, and the cross-entropy on bf16
+ * logits overwritten by their gradient.
+ *
  * Without a usable GPU (or in a build without CUDA) every case reports
  * "skip - NAME: no CUDA device" (not a pass).
  */
@@ -403,26 +410,43 @@ static void test_swiglu(void)
 	free(g), free(u), free(d), free(o1), free(o2), free(dg1), free(dg2), free(du1), free(du2);
 }
 
-static void test_crossentropy(void)
+/* One cross-entropy comparison: V 3001 takes the scalar path, 3000 the
+ * 16-byte groups; bf16_logits runs the training head's kernel, the logits
+ * (bf16 values, so the CPU sees exactly what the GPU reads) overwritten by
+ * their gradient. */
+static void ce_case(int V, int bf16_logits, uint64_t seed)
 {
-	NEED_GPU();
 	fl_rng r;
-	fl_rng_init(&r, 8, 1);
-	int N = 20, V = 3001, rc = 0;
+	fl_rng_init(&r, seed, 1);
+	int N = 20, rc = 0;
 	float dscale = 1.0f / 17;
 	float *l1 = randn(&r, (size_t)N * V, 3.0), *l2 = dup(l1, (size_t)N * V);
 	float *s1 = zeros(N), *s2 = zeros(N);
 	int tg[20];
+	char what[64];
+	const char *kind = bf16_logits ? "crossentropy_bf16" : "crossentropy";
 	for (int i = 0; i < N; i++)
 		tg[i] = (int)fl_rng_below(&r, (uint64_t)V);
 	tg[2] = tg[11] = tg[19] = -1; /* ignored rows */
 	float t1 = model_crossentropy_forward_backward(l1, s1, tg, N, V, dscale);
-	float t2 = model_cuda_op_crossentropy_forward_backward(l2, s2, tg, N, V, dscale, &rc);
+	float t2 =
+	    bf16_logits
+	        ? model_cuda_op_crossentropy_bf16_forward_backward(l2, s2, tg, N, V, dscale, &rc)
+	        : model_cuda_op_crossentropy_forward_backward(l2, s2, tg, N, V, dscale, &rc);
 	CHECK_RC(rc);
 	CHECK_NEAR(t2, t1, 1e-4, 1e-5);
-	CHECK(near("crossentropy.losses", s2, s1, N, 1e-4, 1e-5));
-	CHECK(near("crossentropy.dlogits (bf16)", l2, l1, (size_t)N * V, 1e-7, 1e-2));
+	snprintf(what, sizeof what, "%s.losses V%d", kind, V);
+	CHECK(near(what, s2, s1, N, 1e-4, 1e-5));
+	snprintf(what, sizeof what, "%s.dlogits (bf16) V%d", kind, V);
+	CHECK(near(what, l2, l1, (size_t)N * V, 1e-7, 1e-2));
 	free(l1), free(l2), free(s1), free(s2);
+}
+
+static void test_crossentropy(void)
+{
+	NEED_GPU();
+	ce_case(3001, 0, 8);
+	ce_case(3000, 0, 81);
 }
 
 static void test_optimizers(void)
@@ -509,25 +533,229 @@ static void test_dp_noise(void)
 	free(a), free(b), free(c);
 }
 
+/* ---- fused kernels (FEDLORA_FUSE) ---------------------------------------- */
+
+/* RMSNorm that also writes the residual copy: the norm as model_rmsnorm_forward,
+ * the copy bit-exact (a wrong row or stride shows as an exact mismatch); and
+ * the backward without dw (the LoRA path). C 96, 576 and 2048 take the
+ * row-resident kernels with 1, 2 and 4 float4 per thread; C 90 the
+ * warp-per-row ones. */
+static void test_fused_rmsnorm(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 21, 1);
+	static const int Cs[4] = {96, 576, 2048, 90};
+	for (int pass = 0; pass < 4; pass++) {
+		int N = 33, C = Cs[pass];
+		size_t n = (size_t)N * C;
+		float eps = 1e-5f;
+		float *x = randn(&r, n, 2.0), *w = randn(&r, C, 1.0), *dout = randn(&r, n, 1.0);
+		float *o1 = zeros(n), *o2 = zeros(n), *r1 = zeros(N), *r2 = zeros(N),
+		      *cp = zeros(n);
+		char what[64];
+		model_rmsnorm_forward(o1, r1, x, w, N, C, eps);
+		CHECK_RC(model_cuda_op_rmsnorm_forward_copy(o2, r2, cp, x, w, N, C, eps));
+		snprintf(what, sizeof what, "rmsnorm_copy.out C%d (bf16)", C);
+		CHECK(near(what, o2, o1, n, 1e-2, 1e-2));
+		snprintf(what, sizeof what, "rmsnorm_copy.rstd C%d", C);
+		CHECK(near(what, r2, r1, N, 0, 1e-5));
+		snprintf(what, sizeof what, "rmsnorm_copy.copy C%d", C);
+		CHECK(near(what, cp, x, n, 0, 0));
+		float *dx1 = randn(&r, n, 0.1), *dx2 = dup(dx1, n);
+		model_rmsnorm_backward(dx1, NULL, dout, x, w, r1, N, C);
+		CHECK_RC(model_cuda_op_rmsnorm_backward_fused(dx2, dout, x, w, r1, N, C));
+		snprintf(what, sizeof what, "rmsnorm.dx (no dw) C%d", C);
+		CHECK(near(what, dx2, dx1, n, 1e-4, 1e-3));
+		free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(cp),
+		    free(dx1), free(dx2);
+	}
+}
+
+/* CPU twin of fl_k_qkv_rope_forward: split the (N, ld) rows into q, k, v
+ * (B,T,H,D), add the bias, rotate q and k with model_rope_forward. */
+static void cpu_qkv_rope_forward(float *q, float *k, float *v, const float *qkv, int ld,
+                                 const float *bias, int B, int T, int Hq, int Hkv, int D,
+                                 const float *inv)
+{
+	int QD = Hq * D, KD = Hkv * D;
+	for (int n = 0; n < B * T; n++)
+		for (int c = 0; c < QD + 2 * KD; c++) {
+			float x = qkv[(size_t)n * ld + c] + (bias ? bias[c] : 0.f);
+			if (c < QD)
+				q[(size_t)n * QD + c] = x;
+			else if (c < QD + KD)
+				k[(size_t)n * KD + c - QD] = x;
+			else
+				v[(size_t)n * KD + c - QD - KD] = x;
+		}
+	model_rope_forward(q, B, T, Hq, D, inv);
+	model_rope_forward(k, B, T, Hkv, D, inv);
+}
+
+static void qkv_rope_case(int B, int T, int Hq, int Hkv, int D, int pad, int with_bias,
+                          uint64_t seed)
+{
+	fl_rng r;
+	fl_rng_init(&r, seed, 1);
+	int QD = Hq * D, KD = Hkv * D, W = QD + 2 * KD, ld = W + pad, N = B * T;
+	float inv[64];
+	model_rope_scaling sc = {MODEL_ROPE_LLAMA3, 8.0, 1.0, 4.0, 16};
+	model_rope_inv_freq(inv, D, 10000.0f, &sc);
+	float *qkv = randn(&r, (size_t)N * ld, 1.0), *bias = with_bias ? randn(&r, W, 0.5) : NULL;
+	float *q1 = zeros((size_t)N * QD), *k1 = zeros((size_t)N * KD), *v1 = zeros((size_t)N * KD);
+	float *q2 = zeros((size_t)N * QD), *k2 = zeros((size_t)N * KD), *v2 = zeros((size_t)N * KD);
+	char what[80];
+	cpu_qkv_rope_forward(q1, k1, v1, qkv, ld, bias, B, T, Hq, Hkv, D, inv);
+	CHECK_RC(model_cuda_op_qkv_rope_forward(q2, k2, v2, qkv, ld, bias, B, T, Hq, Hkv, D, inv));
+	snprintf(what, sizeof what, "qkv_rope.q D%d pad%d bias%d", D, pad, with_bias);
+	CHECK(near(what, q2, q1, (size_t)N * QD, 1e-2, 1e-2));
+	snprintf(what, sizeof what, "qkv_rope.k D%d pad%d bias%d", D, pad, with_bias);
+	CHECK(near(what, k2, k1, (size_t)N * KD, 1e-2, 1e-2));
+	snprintf(what, sizeof what, "qkv_rope.v D%d pad%d bias%d", D, pad, with_bias);
+	CHECK(near(what, v2, v1, (size_t)N * KD, 1e-2, 1e-2));
+	/* backward: model_rope_backward of dq and dk, packed into the rows; the
+	 * padding columns keep what they held */
+	float *dq = randn(&r, (size_t)N * QD, 1.0), *dk = randn(&r, (size_t)N * KD, 1.0);
+	float *dv = randn(&r, (size_t)N * KD, 1.0);
+	float *g1 = randn(&r, (size_t)N * ld, 1.0), *g2 = dup(g1, (size_t)N * ld);
+	float *rq = dup(dq, (size_t)N * QD), *rk = dup(dk, (size_t)N * KD);
+	model_rope_backward(rq, B, T, Hq, D, inv);
+	model_rope_backward(rk, B, T, Hkv, D, inv);
+	for (int n = 0; n < N; n++)
+		for (int c = 0; c < W; c++)
+			g1[(size_t)n * ld + c] = c < QD        ? rq[(size_t)n * QD + c]
+			                         : c < QD + KD ? rk[(size_t)n * KD + c - QD]
+			                                       : dv[(size_t)n * KD + c - QD - KD];
+	CHECK_RC(model_cuda_op_qkv_rope_backward(g2, ld, dq, dk, dv, B, T, Hq, Hkv, D, inv));
+	snprintf(what, sizeof what, "qkv_rope.bwd D%d pad%d", D, pad);
+	CHECK(near(what, g2, g1, (size_t)N * ld, 1e-2, 1e-2));
+	free(qkv), free(bias), free(q1), free(k1), free(v1), free(q2), free(k2), free(v2);
+	free(dq), free(dk), free(dv), free(g1), free(g2), free(rq), free(rk);
+}
+
+static void test_fused_qkv_rope(void)
+{
+	NEED_GPU();
+	qkv_rope_case(2, 40, 4, 2, 16, 0, 0, 22); /* 2-wide path, the model's rows */
+	qkv_rope_case(2, 40, 4, 2, 16, 6, 1, 23); /* rows with spare columns, a bias */
+	qkv_rope_case(1, 19, 3, 1, 6, 3, 1, 24);  /* odd half dimension and row: scalar path */
+}
+
+/* SwiGLU on merged rows against model_swiglu_forward/_backward on the split
+ * halves (the CPU backward adds, so it starts from zero). */
+static void test_fused_swiglu(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 25, 1);
+	static const int Is[3] = {64, 50, 33}; /* 16-byte, bf16x2 and scalar accesses */
+	for (int pass = 0; pass < 3; pass++) {
+		int rows = 37, I = Is[pass];
+		size_t n = (size_t)rows * I;
+		float *gu = randn(&r, 2 * n, 2.0), *d = randn(&r, n, 1.0);
+		float *g = zeros(n), *u = zeros(n), *o1 = zeros(n), *o2 = zeros(n);
+		float *dg = zeros(n), *du = zeros(n), *d1 = zeros(2 * n), *d2 = zeros(2 * n);
+		char what[64];
+		for (int i = 0; i < rows; i++)
+			for (int c = 0; c < I; c++) {
+				g[(size_t)i * I + c] = gu[(size_t)i * 2 * I + c];
+				u[(size_t)i * I + c] = gu[(size_t)i * 2 * I + I + c];
+			}
+		model_swiglu_forward(o1, g, u, (int)n);
+		CHECK_RC(model_cuda_op_swiglu_gu_forward(o2, gu, rows, I));
+		snprintf(what, sizeof what, "swiglu_gu.out I%d (bf16)", I);
+		CHECK(near(what, o2, o1, n, 1e-3, 1e-2));
+		model_swiglu_backward(dg, du, d, g, u, (int)n);
+		for (int i = 0; i < rows; i++)
+			for (int c = 0; c < I; c++) {
+				d1[(size_t)i * 2 * I + c] = dg[(size_t)i * I + c];
+				d1[(size_t)i * 2 * I + I + c] = du[(size_t)i * I + c];
+			}
+		CHECK_RC(model_cuda_op_swiglu_gu_backward(d2, d, gu, rows, I));
+		snprintf(what, sizeof what, "swiglu_gu.dgu I%d (bf16)", I);
+		CHECK(near(what, d2, d1, 2 * n, 1e-3, 1e-2));
+		free(gu), free(d), free(g), free(u), free(o1), free(o2), free(dg), free(du),
+		    free(d1), free(d2);
+	}
+}
+
+/* LoRA into the columns of a merged projection: rows ldo (ldd) apart, the
+ * other columns untouched; against model_lora_forward/_backward on packed
+ * copies. */
+static void test_fused_lora_ld(void)
+{
+	NEED_GPU();
+	fl_rng r;
+	fl_rng_init(&r, 26, 1);
+	int N = 30, IN = 64, OUT = 48, ld = 80, rk = 8;
+	float scale = 2.0f;
+	float *x = randn(&r, (size_t)N * IN, 1.0), *A = randn(&r, (size_t)rk * IN, 0.1);
+	float *B = randn(&r, (size_t)OUT * rk, 0.1);
+	float *wide = randn(&r, (size_t)N * ld, 1.0), *ref = dup(wide, (size_t)N * ld);
+	float *pack = zeros((size_t)N * OUT), *xa1 = zeros((size_t)N * rk),
+	      *xa2 = zeros((size_t)N * rk);
+	for (int n = 0; n < N; n++)
+		memcpy(pack + (size_t)n * OUT, wide + (size_t)n * ld, OUT * sizeof(float));
+	model_lora_forward(pack, xa1, x, A, B, N, IN, OUT, rk, scale);
+	for (int n = 0; n < N; n++)
+		memcpy(ref + (size_t)n * ld, pack + (size_t)n * OUT, OUT * sizeof(float));
+	CHECK_RC(model_cuda_op_lora_forward_ld(wide, ld, xa2, x, A, B, N, IN, OUT, rk, scale));
+	CHECK(near("lora_ld.out (spare columns exact)", wide, ref, (size_t)N * ld, 1e-2, 1e-2));
+	CHECK(near("lora_ld.xa (bf16)", xa2, xa1, (size_t)N * rk, 1e-2, 1e-2));
+	/* backward from a gradient whose rows are ld apart (the spare columns
+	 * hold values that must not leak into the result) */
+	float *dwide = randn(&r, (size_t)N * ld, 1.0), *dpack = zeros((size_t)N * OUT);
+	for (int n = 0; n < N; n++)
+		memcpy(dpack + (size_t)n * OUT, dwide + (size_t)n * ld, OUT * sizeof(float));
+	float *dx1 = randn(&r, (size_t)N * IN, 0.1), *dx2 = dup(dx1, (size_t)N * IN);
+	float *dA1 = zeros((size_t)rk * IN), *dA2 = zeros((size_t)rk * IN);
+	float *dB1 = zeros((size_t)OUT * rk), *dB2 = zeros((size_t)OUT * rk);
+	model_lora_backward(dx1, dA1, dB1, dpack, x, xa2, A, B, N, IN, OUT, rk, scale);
+	CHECK_RC(model_cuda_op_lora_backward_ld(dx2, dA2, dB2, dwide, ld, x, xa2, A, B, N, IN, OUT,
+	                                        rk, scale));
+	CHECK(near("lora_ld.dB", dB2, dB1, (size_t)OUT * rk, 1e-3, 1e-3));
+	/* dxa rounded to bf16: the tolerance of test_lora's dA and dx */
+	CHECK(near("lora_ld.dA (dxa bf16)", dA2, dA1, (size_t)rk * IN, 6e-2, 2e-2));
+	CHECK(near("lora_ld.dx (dxa bf16)", dx2, dx1, (size_t)N * IN, 1e-2, 2e-2));
+	free(x), free(A), free(B), free(wide), free(ref), free(pack), free(xa1), free(xa2),
+	    free(dwide), free(dpack), free(dx1), free(dx2), free(dA1), free(dA2), free(dB1),
+	    free(dB2);
+}
+
+/* Cross-entropy on bf16 logits, the gradient written over them in place;
+ * the tolerances are those of the f32 case. */
+static void test_fused_crossentropy(void)
+{
+	NEED_GPU();
+	ce_case(3001, 1, 27);
+	ce_case(3000, 1, 28);
+}
+
 #else /* no CUDA in this build: every case is a skip */
 
 static void test_embed(void)
 {
 	NEED_GPU();
 }
-#define test_rmsnorm         test_embed
-#define test_bias            test_embed
-#define test_headnorm        test_embed
-#define test_matmul          test_embed
-#define test_lora            test_embed
-#define test_rope            test_embed
-#define test_attention       test_embed
-#define test_swiglu          test_embed
-#define test_flash_attention test_embed
-#define test_crossentropy    test_embed
-#define test_optimizers      test_embed
-#define test_dp_clip_reduce  test_embed
-#define test_dp_noise        test_embed
+#define test_rmsnorm            test_embed
+#define test_bias               test_embed
+#define test_headnorm           test_embed
+#define test_matmul             test_embed
+#define test_lora               test_embed
+#define test_rope               test_embed
+#define test_attention          test_embed
+#define test_swiglu             test_embed
+#define test_flash_attention    test_embed
+#define test_crossentropy       test_embed
+#define test_optimizers         test_embed
+#define test_dp_clip_reduce     test_embed
+#define test_dp_noise           test_embed
+#define test_fused_rmsnorm      test_embed
+#define test_fused_qkv_rope     test_embed
+#define test_fused_swiglu       test_embed
+#define test_fused_lora_ld      test_embed
+#define test_fused_crossentropy test_embed
 
 #endif
 
@@ -546,6 +774,11 @@ static const test_case cases[] = {
     {"cuda_optimizers", test_optimizers},
     {"cuda_dp_clip_reduce", test_dp_clip_reduce},
     {"cuda_dp_noise", test_dp_noise},
+    {"cuda_fused_rmsnorm", test_fused_rmsnorm},
+    {"cuda_fused_qkv_rope", test_fused_qkv_rope},
+    {"cuda_fused_swiglu", test_fused_swiglu},
+    {"cuda_fused_lora_ld", test_fused_lora_ld},
+    {"cuda_fused_crossentropy", test_fused_crossentropy},
     {0},
 };
 

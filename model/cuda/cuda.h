@@ -101,6 +101,10 @@ int model_cuda_new(model_cuda **out, const model_cuda_config *c, const model_cud
 void model_cuda_free(model_cuda *m);
 /* "flash" or "gemm": the attention implementation this model uses. */
 const char *model_cuda_attention(const model_cuda *m);
+/* 1 when this model runs the fused path (merged q/k/v and gate/up GEMMs,
+ * fused rotary split, RMSNorm with the residual copy, bf16 training
+ * logits), 0 with FEDLORA_FUSE=0 in the environment at model_cuda_new. */
+int model_cuda_fused(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);
 /* Copies the parameter tensor `which` (0 embed ... 11 head ... 17 knorm, as
@@ -157,6 +161,13 @@ int model_cuda_op_rmsnorm_forward(float *out, float *rstd, const float *x, const
                                   int C, float eps);
 int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                    const float *w, const float *rstd, int N, int C);
+/* The fused path's twins: the forward also writes copy (N,C) = x
+ * (fl_k_rmsnorm_forward_copy); the backward (dx +=, no dw) through
+ * fl_k_rmsnorm_backward_fused. */
+int model_cuda_op_rmsnorm_forward_copy(float *out, float *rstd, float *copy, const float *x,
+                                       const float *w, int N, int C, float eps);
+int model_cuda_op_rmsnorm_backward_fused(float *dx, const float *dout, const float *x,
+                                         const float *w, const float *rstd, int N, int C);
 int model_cuda_op_matmul_forward(float *out, const float *x, const float *w, int N, int IN,
                                  int OUT);
 int model_cuda_op_matmul_backward(float *dx, float *dw, const float *dout, const float *x,
@@ -186,6 +197,17 @@ int model_cuda_op_lora_backward_per_example(float *pe, size_t stride, long a_off
                                             const float *A, const float *B, int nex, int T, int IN,
                                             int OUT, int r, float scale);
 int model_cuda_op_rope_forward(float *x, int B, int T, int H, int D, const float *inv_freq);
+/* The merged projection's split (fl_k_qkv_rope_forward): qkv (B*T, ld) rows
+ * with q heads, k heads, v heads first, bias ((Hq + 2 Hkv) D or NULL) ->
+ * q (B,T,Hq,D), k, v (B,T,Hkv,D) as model_rope_forward leaves them. Its
+ * backward: dq, dk, dv (B,T,H,D) -> dqkv rows (columns past the heads keep
+ * the values passed in). */
+int model_cuda_op_qkv_rope_forward(float *q, float *k, float *v, const float *qkv, int ld,
+                                   const float *bias, int B, int T, int Hq, int Hkv, int D,
+                                   const float *inv_freq);
+int model_cuda_op_qkv_rope_backward(float *dqkv, int ld, const float *dq, const float *dk,
+                                    const float *dv, int B, int T, int Hq, int Hkv, int D,
+                                    const float *inv_freq);
 int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D, const float *inv_freq);
 int model_cuda_op_attention_forward(float *out, float *att, const float *q, const float *k,
                                     const float *v, int B, int T, int Hq, int Hkv, int D);
@@ -205,6 +227,22 @@ int model_cuda_op_swiglu_backward(float *dgate, float *dup, const float *dout, c
 float model_cuda_op_crossentropy_forward_backward(float *logits_to_dlogits, float *losses,
                                                   const int *targets, int N, int V, float dscale,
                                                   int *rc);
+/* The same on bf16 logits, gradient written over them (the training head). */
+float model_cuda_op_crossentropy_bf16_forward_backward(float *logits_to_dlogits, float *losses,
+                                                       const int *targets, int N, int V,
+                                                       float dscale, int *rc);
+/* SwiGLU on merged gate|up rows gu (rows, 2I): out (rows, I); backward dgu
+ * (rows, 2I) from dout (rows, I). */
+int model_cuda_op_swiglu_gu_forward(float *out, const float *gu, int rows, int I);
+int model_cuda_op_swiglu_gu_backward(float *dgu, const float *dout, const float *gu, int rows,
+                                     int I);
+/* LoRA with the output (gradient) rows ldo (ldd) apart, as inside a merged
+ * projection: out (N, ldo) f32 +=, dout (N, ldd); dx, dA, dB +=. */
+int model_cuda_op_lora_forward_ld(float *out, int ldo, float *xa, const float *x, const float *A,
+                                  const float *B, int N, int IN, int OUT, int r, float scale);
+int model_cuda_op_lora_backward_ld(float *dx, float *dA, float *dB, const float *dout, int ldd,
+                                   const float *x, const float *xa, const float *A, const float *B,
+                                   int N, int IN, int OUT, int r, float scale);
 int model_cuda_op_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr,
                                float b1, float b2, float eps, float wd, int t);
 int model_cuda_op_sgd_update(float *p, const float *g, float *mom, size_t n, float lr,

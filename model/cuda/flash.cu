@@ -329,35 +329,32 @@ __global__ void __launch_bounds__(FTHREADS)
 
 /* ---- backward -------------------------------------------------------------- */
 
-static __device__ __forceinline__ float wsum(float v)
-{
-	for (int o = 16; o > 0; o >>= 1)
-		v += __shfl_xor_sync(0xffffffffu, v, o);
-	return v;
-}
-
-// delta[b,h,t] = sum_d dO[b,t,h,d] O[b,t,h,d], both (B,T,Hq,D); one warp per row
+// delta (B,Hq,T) = rowsum(dO * O) over the (B,T,H,D) rows: D/8 lanes per row,
+// each with 16-byte loads of 8 elements, summed by shuffles within the lane
+// group (D/8 is 2, 4, 8 or 16: groups never straddle a warp); 32-bit index
+// arithmetic once per row
 __global__ void k_flash_delta(float *delta, const bf16 *dout, const bf16 *out, int B, int T, int H,
                               int D)
 {
-	long row = (long)blockIdx.x * 8 + threadIdx.x / 32;
-	int lane = threadIdx.x % 32;
-	if (row >= (long)B * T * H)
-		return;
-	// row indexes (b, t, h) of the (B,T,H,D) layout
-	int h = (int)(row % H);
-	long bt = row / H;
-	int t = (int)(bt % T), b = (int)(bt / T);
-	const __nv_bfloat162 *x = (const __nv_bfloat162 *)(dout + row * D);
-	const __nv_bfloat162 *y = (const __nv_bfloat162 *)(out + row * D);
+	int g = D / 8, rows = B * T * H;
+	int i = blockIdx.x * blockDim.x + threadIdx.x, row = i / g, part = i % g;
 	float s = 0.f;
-	for (int d = lane; d < D / 2; d += 32) {
-		float2 a = __bfloat1622float2(x[d]), c = __bfloat1622float2(y[d]);
-		s += a.x * c.x + a.y * c.y;
+	if (row < rows) {
+		uint4 xa = *(const uint4 *)(dout + (size_t)row * D + part * 8);
+		uint4 ya = *(const uint4 *)(out + (size_t)row * D + part * 8);
+		const __nv_bfloat162 *x = (const __nv_bfloat162 *)&xa,
+		                     *y = (const __nv_bfloat162 *)&ya;
+		for (int e = 0; e < 4; e++) {
+			float2 a = __bfloat1622float2(x[e]), c = __bfloat1622float2(y[e]);
+			s += a.x * c.x + a.y * c.y;
+		}
 	}
-	s = wsum(s);
-	if (lane == 0)
+	for (int o = g / 2; o > 0; o >>= 1)
+		s += __shfl_xor_sync(0xffffffffu, s, o);
+	if (row < rows && part == 0) {
+		int h = row % H, bt = row / H, t = bt % T, b = bt / T;
 		delta[((size_t)b * H + h) * T + t] = s;
+	}
 }
 
 /* dK, dV of one key block of one kv head, summed over its query heads: each
@@ -599,8 +596,8 @@ int fl_flash_backward(bf16 *dq, bf16 *dk, bf16 *dv, float *delta, const bf16 *dO
 	if (D != 16 && D != 32 && D != 64 &&
 	    D != 128) /* no device query: may run in a graph capture */
 		return FL_ENOTSUP;
-	k_flash_delta<<<fl_cdiv((long)B * T * Hq, 8), 256, 0, s>>>(delta, dO_bthd, o_bthd, B, T, Hq,
-	                                                           D);
+	k_flash_delta<<<fl_cdiv((long)B * T * Hq * (D / 8), 256), 256, 0, s>>>(delta, dO_bthd,
+	                                                                       o_bthd, B, T, Hq, D);
 	CU_LAUNCHED();
 	switch (D) {
 	case 16:

@@ -9,7 +9,10 @@
  * (bf16) vectors where the sizes allow, a scalar path otherwise. Reductions
  * accumulate in float32 (double where a norm feeds DP clipping). The fused
  * flash attention is in flash.cu; the GEMM attention's causal softmax
- * kernels are here.
+ * kernels are here. The fused path of the model (FEDLORA_FUSE) adds
+ * RMSNorm with the residual copy, the merged q/k/v split with rotary,
+ * SwiGLU over merged gate|up rows and the cross-entropy on bf16 logits in
+ * place; the unfused kernels stay for FEDLORA_FUSE=0.
  */
 #include <math.h>
 
@@ -84,9 +87,6 @@ fail:
 
 /* ---- RMSNorm ------------------------------------------------------------ */
 
-// x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row,
-// 4-wide vectors when C is a multiple of 4 (a row is read twice: once for
-// the sum of squares, once for the output, the second time from L1/L2)
 static __device__ __forceinline__ float to_f(float v)
 {
 	return v;
@@ -113,8 +113,14 @@ static __device__ __forceinline__ void rmsnorm_row(bf16 *o, float *rstd, const T
 		*rstd = r;
 }
 
-__global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N,
-                                  int C, float eps)
+// x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N); one warp per row,
+// 4-wide vectors when C is a multiple of 4 (a row is read twice: once for
+// the sum of squares, once for the output, the second time from L1/L2).
+// copy (NULL ok) receives x unchanged in the second pass: the residual
+// stream's next value starts as x, and the GEMM that follows adds into it,
+// so the separate device-to-device copy of x is not needed.
+__global__ void k_rmsnorm_forward(bf16 *out, float *rstd, float *copy, const float *x,
+                                  const bf16 *w, int N, int C, float eps)
 {
 	int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
 	int lane = threadIdx.x % WARP;
@@ -133,18 +139,158 @@ __global__ void k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const 
 		float r = 1.0f / sqrtf(ss / (float)C + eps);
 		const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
 		__nv_bfloat162 *o2 = (__nv_bfloat162 *)o;
+		float4 *c4 = copy ? (float4 *)(copy + (size_t)row * C) : NULL;
 		for (int c = lane; c < C / 4; c += WARP) {
 			float4 a = x4[c];
 			float2 w01 = __bfloat1622float2(w2[2 * c]),
 			       w23 = __bfloat1622float2(w2[2 * c + 1]);
 			o2[2 * c] = __floats2bfloat162_rn(a.x * r * w01.x, a.y * r * w01.y);
 			o2[2 * c + 1] = __floats2bfloat162_rn(a.z * r * w23.x, a.w * r * w23.y);
+			if (c4)
+				c4[c] = a;
 		}
 		if (lane == 0)
 			rstd[row] = r;
 		return;
 	}
-	rmsnorm_row(o, rstd + row, xr, w, C, eps, lane);
+	for (int c = lane; c < C; c += WARP)
+		ss += xr[c] * xr[c];
+	ss = warp_sum(ss);
+	float r = 1.0f / sqrtf(ss / (float)C + eps);
+	for (int c = lane; c < C; c += WARP) {
+		o[c] = __float2bfloat16(xr[c] * r * __bfloat162float(w[c]));
+		if (copy)
+			copy[(size_t)row * C + c] = xr[c];
+	}
+	if (lane == 0)
+		rstd[row] = r;
+}
+
+/* Row-resident variants: a block of RN_THREADS per row, each thread holding
+ * NV float4 of the row in registers between the reduction and the output,
+ * so x (and dout) are read from memory once. The warp-per-row kernels above
+ * read them a second time, which misses L2 once the rows in flight exceed
+ * it (a 2048-wide f32 row is 8 KiB, thousands of rows run at once). Used
+ * where C % 4 == 0 and C/4 <= RN_THREADS * 16 (and without dw). */
+#define RN_THREADS 128
+
+static __device__ __forceinline__ float block_sum_rn(float v, float *sh)
+{
+	v = warp_sum(v);
+	if (threadIdx.x % WARP == 0)
+		sh[threadIdx.x / WARP] = v;
+	__syncthreads();
+	float t = 0.f;
+	for (int i = 0; i < RN_THREADS / WARP; i++)
+		t += sh[i];
+	return t;
+}
+
+template <int NV>
+__global__ void __launch_bounds__(RN_THREADS)
+    k_rmsnorm_forward_rows(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
+                           int C, float eps)
+{
+	__shared__ float sh[RN_THREADS / WARP];
+	int row = blockIdx.x, C4 = C / 4;
+	const float4 *x4 = (const float4 *)(x + (size_t)row * C);
+	float4 a[NV];
+	float ss = 0.f;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		a[e] = c < C4 ? x4[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+		ss += a[e].x * a[e].x + a[e].y * a[e].y + a[e].z * a[e].z + a[e].w * a[e].w;
+	}
+	ss = block_sum_rn(ss, sh);
+	float r = 1.0f / sqrtf(ss / (float)C + eps);
+	const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+	__nv_bfloat162 *o2 = (__nv_bfloat162 *)(out + (size_t)row * C);
+	float4 *c4 = copy ? (float4 *)(copy + (size_t)row * C) : NULL;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		if (c >= C4)
+			break;
+		float2 w01 = __bfloat1622float2(w2[2 * c]), w23 = __bfloat1622float2(w2[2 * c + 1]);
+		o2[2 * c] = __floats2bfloat162_rn(a[e].x * r * w01.x, a[e].y * r * w01.y);
+		o2[2 * c + 1] = __floats2bfloat162_rn(a[e].z * r * w23.x, a[e].w * r * w23.y);
+		if (c4)
+			c4[c] = a[e];
+	}
+	if (threadIdx.x == 0)
+		rstd[row] = r;
+}
+
+// the backward of k_rmsnorm_backward's formula, rows resident (no dw)
+template <int NV>
+__global__ void __launch_bounds__(RN_THREADS)
+    k_rmsnorm_backward_rows(float *dx, bf16 *dx16, const float *dout, const float *x, const bf16 *w,
+                            const float *rstd, int C)
+{
+	__shared__ float sh[RN_THREADS / WARP];
+	int row = blockIdx.x, C4 = C / 4;
+	const float4 *x4 = (const float4 *)(x + (size_t)row * C);
+	const float4 *d4 = (const float4 *)(dout + (size_t)row * C);
+	const __nv_bfloat162 *w2 = (const __nv_bfloat162 *)w;
+	float4 a[NV], d[NV];
+	float r = rstd[row], dot = 0.f;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		a[e] = d[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+		if (c < C4) {
+			a[e] = x4[c];
+			d[e] = d4[c];
+			float2 w01 = __bfloat1622float2(w2[2 * c]),
+			       w23 = __bfloat1622float2(w2[2 * c + 1]);
+			/* dout * w, kept for the second step */
+			d[e].x *= w01.x, d[e].y *= w01.y, d[e].z *= w23.x, d[e].w *= w23.y;
+			dot +=
+			    d[e].x * a[e].x + d[e].y * a[e].y + d[e].z * a[e].z + d[e].w * a[e].w;
+		}
+	}
+	dot = block_sum_rn(dot, sh);
+	float k = r * r * dot / (float)C;
+	float4 *o4 = (float4 *)(dx + (size_t)row * C);
+	__nv_bfloat162 *h2 = dx16 ? (__nv_bfloat162 *)(dx16 + (size_t)row * C) : NULL;
+#pragma unroll
+	for (int e = 0; e < NV; e++) {
+		int c = threadIdx.x + e * RN_THREADS;
+		if (c >= C4)
+			break;
+		float4 g = o4[c];
+		g.x += r * (d[e].x - a[e].x * k);
+		g.y += r * (d[e].y - a[e].y * k);
+		g.z += r * (d[e].z - a[e].z * k);
+		g.w += r * (d[e].w - a[e].w * k);
+		o4[c] = g;
+		if (h2) {
+			h2[2 * c] = __floats2bfloat162_rn(g.x, g.y);
+			h2[2 * c + 1] = __floats2bfloat162_rn(g.z, g.w);
+		}
+	}
+}
+
+/* NV for a row of C floats (the smallest power of two with NV * RN_THREADS
+ * float4 covering it), or 0 where the row-resident kernels do not apply. */
+static int rows_nv(int C)
+{
+	if (C % 4)
+		return 0;
+	for (int nv = 1; nv <= 16; nv *= 2)
+		if (nv * RN_THREADS >= C / 4)
+			return nv;
+	return 0;
+}
+
+/* log2 of rows_nv's result: the index into the launchers' kernel tables. */
+static int nv_index(int nv)
+{
+	int i = 0;
+	while ((1 << i) < nv)
+		i++;
+	return i;
 }
 
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
@@ -152,7 +298,28 @@ int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, 
 {
 	int rv = 0;
 	k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    out, rstd, x, w, N, C, eps);
+	    out, rstd, NULL, x, w, N, C, eps);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
+                              int N, int C, float eps, cudaStream_t s)
+{
+	int rv = 0;
+	if (N <= 0)
+		return 0;
+	if (rows_nv(C)) {
+		static void (*const k[5])(bf16 *, float *, float *, const float *, const bf16 *,
+		                          int, float) = {
+		    k_rmsnorm_forward_rows<1>, k_rmsnorm_forward_rows<2>, k_rmsnorm_forward_rows<4>,
+		    k_rmsnorm_forward_rows<8>, k_rmsnorm_forward_rows<16>};
+		k[nv_index(rows_nv(C))]<<<N, RN_THREADS, 0, s>>>(out, rstd, copy, x, w, C, eps);
+	} else {
+		k_rmsnorm_forward<<<fl_cdiv(N, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
+		    out, rstd, copy, x, w, N, C, eps);
+	}
 	CU_LAUNCHED();
 fail:
 	return rv;
@@ -346,6 +513,27 @@ fail:
 	return rv;
 }
 
+int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                                const bf16 *w, const float *rstd, int N, int C, cudaStream_t s)
+{
+	int rv = 0;
+	if (dw || !rows_nv(C))
+		return fl_k_rmsnorm_backward(dx, dx16, dw, dout, x, w, rstd, N, C, s);
+	if (N <= 0)
+		return 0;
+	{
+		static void (*const k[5])(float *, bf16 *, const float *, const float *,
+		                          const bf16 *, const float *, int) = {
+		    k_rmsnorm_backward_rows<1>, k_rmsnorm_backward_rows<2>,
+		    k_rmsnorm_backward_rows<4>, k_rmsnorm_backward_rows<8>,
+		    k_rmsnorm_backward_rows<16>};
+		k[nv_index(rows_nv(C))]<<<N, RN_THREADS, 0, s>>>(dx, dx16, dout, x, w, rstd, C);
+	}
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
 /* ---- rotary embedding + layout ------------------------------------------ */
 
 // one thread per rotation pair (b,h,t,j), j < D/2; in (B,T,H,D) -> out (B,H,T,D)
@@ -467,6 +655,134 @@ int fl_k_bthd_to_bhtd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cud
 	CU_LAUNCHED();
 fail:
 	return rv;
+}
+
+/* ---- merged q/k/v projection: split + bias + rotary + layout ------------ */
+
+// One thread per pair of rotation pairs: (j, j+half) and (j+1, j+1+half) of
+// one head of one token, 2-wide bf16 loads and stores (VEC 2; the launchers
+// fall back to one pair per thread, VEC 1, for odd half-dimensions or rows).
+// Heads are numbered over the merged row: 0..Hq-1 are q, Hq..Hq+Hkv-1 k, the
+// rest v; head hh's values sit at columns hh*D .. hh*D+D-1 of the row.
+// Forward (BWD 0): rows (+ bias) -> q, k rotated, v copied (head-major).
+// Backward (BWD 1): the transpose: q, k rotated back (the angle's sine
+// negated), v copied, head-major -> rows.
+/* One (token, head, pair) slot of k_qkv_rope: token n = b*T + t, head hh of
+ * the merged row, pair j (VEC consecutive pairs). */
+template <int VEC, int BWD>
+static __device__ __forceinline__ void
+qkv_rope_slot(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias, const float2 *cs,
+              int t, int b, int n, int hh, int j, int T, int Hq, int Hkv, int D)
+{
+	int half = D / 2;
+	{
+		bf16 *row = rows + (size_t)n * ld + (size_t)hh * D, *head;
+		int rot = 1;
+		if (hh < Hq) {
+			head = q + (((size_t)b * Hq + hh) * T + t) * D;
+		} else if (hh < Hq + Hkv) {
+			head = k + (((size_t)b * Hkv + (hh - Hq)) * T + t) * D;
+		} else {
+			head = v + (((size_t)b * Hkv + (hh - Hq - Hkv)) * T + t) * D;
+			rot = 0;
+		}
+		const bf16 *src = BWD ? head : row;
+		bf16 *dst = BWD ? row : head;
+		float x1[VEC], x2[VEC];
+		if (VEC == 2) {
+			float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)(src + j));
+			float2 c = __bfloat1622float2(*(const __nv_bfloat162 *)(src + j + half));
+			x1[0] = a.x, x1[1] = a.y, x2[0] = c.x, x2[1] = c.y;
+		} else {
+			x1[0] = __bfloat162float(src[j]), x2[0] = __bfloat162float(src[j + half]);
+		}
+		if (!BWD && bias) {
+			const bf16 *bb = bias + (size_t)hh * D;
+			for (int e = 0; e < VEC; e++) {
+				x1[e] += __bfloat162float(bb[j + e]);
+				x2[e] += __bfloat162float(bb[j + e + half]);
+			}
+		}
+		float y1[VEC], y2[VEC];
+		for (int e = 0; e < VEC; e++) {
+			if (rot) {
+				float2 a = cs[(size_t)t * half + j + e];
+				float sn = BWD ? -a.y : a.y;
+				y1[e] = x1[e] * a.x - x2[e] * sn;
+				y2[e] = x2[e] * a.x + x1[e] * sn;
+			} else {
+				y1[e] = x1[e];
+				y2[e] = x2[e];
+			}
+		}
+		if (VEC == 2) {
+			*(__nv_bfloat162 *)(dst + j) = __floats2bfloat162_rn(y1[0], y1[1]);
+			*(__nv_bfloat162 *)(dst + j + half) = __floats2bfloat162_rn(y2[0], y2[1]);
+		} else {
+			dst[j] = __float2bfloat16(y1[0]);
+			dst[j + half] = __float2bfloat16(y2[0]);
+		}
+	}
+}
+
+// A block per token (grid-stride over tokens), its threads over the token's
+// (head, pair) slots: the index arithmetic is 32-bit and per slot only one
+// division, as these memory-bound kernels cannot afford 64-bit divisions
+// per element.
+template <int VEC, int BWD>
+__global__ void k_qkv_rope(bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D)
+{
+	int half = D / 2, hp = half / VEC, Ht = Hq + 2 * Hkv, slots = Ht * hp;
+	for (int n = blockIdx.x; n < B * T; n += gridDim.x) /* token b*T + t */
+		for (int sl = threadIdx.x; sl < slots; sl += blockDim.x)
+			qkv_rope_slot<VEC, BWD>(rows, ld, q, k, v, bias, cs, n % T, n / T, n,
+			                        sl / hp, (sl % hp) * VEC, T, Hq, Hkv, D);
+}
+
+static int al4(const void *p)
+{
+	return ((uintptr_t)p & 3) == 0;
+}
+
+/* Launches k_qkv_rope in direction bwd, 2-wide where the sizes and the
+ * pointers' alignment allow (even half-dimension and row length, 4-byte
+ * aligned bases). */
+static int qkv_rope_launch(int bwd, bf16 *rows, int ld, bf16 *q, bf16 *k, bf16 *v, const bf16 *bias,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	int rv = 0;
+	int vec2 = (D / 2) % 2 == 0 && ld % 2 == 0 && al4(rows) && al4(q) && al4(k) && al4(v) &&
+	           (!bias || al4(bias));
+	int n = B * T, g = n < (1 << 20) ? n : 1 << 20; /* a block per token */
+	if (n <= 0)
+		return 0;
+	if (vec2 && bwd)
+		k_qkv_rope<2, 1><<<g, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+	else if (vec2)
+		k_qkv_rope<2, 0><<<g, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+	else if (bwd)
+		k_qkv_rope<1, 1><<<g, 256, 0, s>>>(rows, ld, q, k, v, NULL, cs, B, T, Hq, Hkv, D);
+	else
+		k_qkv_rope<1, 0><<<g, 256, 0, s>>>(rows, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_qkv_rope_forward(bf16 *q, bf16 *k, bf16 *v, const bf16 *qkv, int ld, const bf16 *bias,
+                          const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* the rows are only read in this direction */
+	return qkv_rope_launch(0, (bf16 *)qkv, ld, q, k, v, bias, cs, B, T, Hq, Hkv, D, s);
+}
+
+int fl_k_qkv_rope_backward(bf16 *dqkv, int ld, const bf16 *dq, const bf16 *dk, const bf16 *dv,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* the head-major gradients are only read in this direction */
+	return qkv_rope_launch(1, dqkv, ld, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, NULL, cs, B, T, Hq,
+	                       Hkv, D, s);
 }
 
 /* ---- causal softmax ------------------------------------------------------- */
@@ -622,6 +938,132 @@ fail:
 	return rv;
 }
 
+/* ---- SwiGLU on the merged gate/up projection ------------------------------ */
+
+/* VEC consecutive bf16 values to/from float: one 16-byte access for 8 (and
+ * two bf16x2 stores for 4), a bf16x2 for 2, a scalar for 1 (the caller
+ * guarantees the alignment). */
+template <int VEC> static __device__ __forceinline__ void ld_bf16(float *f, const bf16 *p)
+{
+	if (VEC == 8) {
+		uint4 raw = *(const uint4 *)p;
+		const __nv_bfloat162 *h = (const __nv_bfloat162 *)&raw;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			float2 v = __bfloat1622float2(h[i]);
+			f[2 * i] = v.x, f[2 * i + 1] = v.y;
+		}
+	} else if (VEC == 2) {
+		float2 v = __bfloat1622float2(*(const __nv_bfloat162 *)p);
+		f[0] = v.x, f[1] = v.y;
+	} else {
+		f[0] = __bfloat162float(*p);
+	}
+}
+
+template <int VEC> static __device__ __forceinline__ void st_bf16(bf16 *p, const float *f)
+{
+	if (VEC == 8) {
+		uint4 raw;
+		__nv_bfloat162 *h = (__nv_bfloat162 *)&raw;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+		*(uint4 *)p = raw;
+	} else if (VEC == 4) {
+		((__nv_bfloat162 *)p)[0] = __floats2bfloat162_rn(f[0], f[1]);
+		((__nv_bfloat162 *)p)[1] = __floats2bfloat162_rn(f[2], f[3]);
+	} else if (VEC == 2) {
+		*(__nv_bfloat162 *)p = __floats2bfloat162_rn(f[0], f[1]);
+	} else {
+		*p = __float2bfloat16(f[0]);
+	}
+}
+
+// gu (rows, 2I): gate in columns [0, I), up in [I, 2I) of each row (the
+// output of the one GEMM with the concatenated weights). Forward (BWD 0):
+// out (rows, I) = silu(gate) * up. Backward (BWD 1): from dout (rows, I),
+// out is dgu (rows, 2I): dgate in the gate half, dup in the up half
+// (overwritten), the input of the merged backward GEMM. Each thread takes
+// VEC consecutive columns (8: 16-byte accesses, when I % 8 == 0; 2; 1).
+// Grid: x over a row's column groups, y (grid-stride) over rows, so no
+// index division per element.
+template <int BWD, int VEC>
+__global__ void k_swiglu_gu(bf16 *out, const bf16 *dout, const bf16 *gu, long rows, int I)
+{
+	int c = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
+	if (c >= I)
+		return;
+	for (long n = blockIdx.y; n < rows; n += gridDim.y) {
+		const bf16 *g = gu + (size_t)n * 2 * I + c, *u = g + I;
+		float gf[VEC], uf[VEC], a[VEC], b[VEC];
+		ld_bf16<VEC>(gf, g);
+		ld_bf16<VEC>(uf, u);
+		if (!BWD) {
+#pragma unroll
+			for (int e = 0; e < VEC; e++)
+				a[e] = gf[e] / (1.0f + expf(-gf[e])) * uf[e];
+			st_bf16<VEC>(out + (size_t)n * I + c, a);
+			continue;
+		}
+		float df[VEC];
+		ld_bf16<VEC>(df, dout + (size_t)n * I + c);
+#pragma unroll
+		for (int e = 0; e < VEC; e++)
+			swiglu_grad(df[e], gf[e], uf[e], &a[e], &b[e]);
+		bf16 *dg = out + (size_t)n * 2 * I + c;
+		st_bf16<VEC>(dg, a);
+		st_bf16<VEC>(dg + I, b);
+	}
+}
+
+static int al16(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+/* Launches k_swiglu_gu with the widest access the sizes and pointers allow,
+ * on a (column groups, rows) grid; rows beyond 65535 (the y limit) are
+ * visited by the grid-stride loop. */
+static int swiglu_gu_launch(int bwd, bf16 *out, const bf16 *dout, const bf16 *gu, long rows, int I,
+                            cudaStream_t s)
+{
+	int rv = 0;
+	int vec = I % 8 == 0 && al16(out) && al16(gu) && (!dout || al16(dout)) ? 8
+	          : I % 2 == 0                                                 ? 2
+	                                                                       : 1;
+	dim3 grid((unsigned)fl_cdiv(I / vec, 256),
+	          (unsigned)(rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+	if (rows <= 0)
+		return 0;
+	if (bwd && vec == 8)
+		k_swiglu_gu<1, 8><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (bwd && vec == 2)
+		k_swiglu_gu<1, 2><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (bwd)
+		k_swiglu_gu<1, 1><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (vec == 8)
+		k_swiglu_gu<0, 8><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else if (vec == 2)
+		k_swiglu_gu<0, 2><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	else
+		k_swiglu_gu<0, 1><<<grid, 256, 0, s>>>(out, dout, gu, rows, I);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_swiglu_gu_forward(bf16 *out, const bf16 *gu, long rows, int I, cudaStream_t s)
+{
+	return swiglu_gu_launch(0, out, NULL, gu, rows, I, s);
+}
+
+int fl_k_swiglu_gu_backward(bf16 *dgu, const bf16 *dout, const bf16 *gu, long rows, int I,
+                            cudaStream_t s)
+{
+	return swiglu_gu_launch(1, dgu, dout, gu, rows, I, s);
+}
+
 /* ---- cross-entropy ------------------------------------------------------ */
 
 #define CE_THREADS 512
@@ -658,15 +1100,38 @@ static __device__ __forceinline__ ce_acc ce_merge(ce_acc x, ce_acc y)
 	return r;
 }
 
+static __device__ __forceinline__ float ce_load1(const float *l, int i)
+{
+	return l[i];
+}
+static __device__ __forceinline__ float ce_load1(const bf16 *l, int i)
+{
+	return __bfloat162float(l[i]);
+}
+/* The 16-byte group i of a row: 4 f32 or 8 bf16 logits, as floats. */
+static __device__ __forceinline__ void ce_loadw(float *f, const float *l, int i)
+{
+	float4 x = ((const float4 *)l)[i];
+	f[0] = x.x, f[1] = x.y, f[2] = x.z, f[3] = x.w;
+}
+static __device__ __forceinline__ void ce_loadw(float *f, const bf16 *l, int i)
+{
+	ld_bf16<8>(f, l + 8 * i);
+}
+
 // one block per row: one pass for max, sum of exponentials and argmax
-// (online), a second one for the gradient; 4-wide loads when V % 4 == 0
-__global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
+// (online), a second one for the gradient; 4-wide loads when V % 4 == 0.
+// TL is the logits' type (f32, or bf16 as the training head writes them);
+// dlogits may alias bf16 logits: every element is read by the thread that
+// then overwrites it, after the row's reduction is complete.
+template <typename TL>
+__global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const TL *logits,
                                const int *targets, const float *row_scale, float dscale, int V)
 {
 	__shared__ ce_acc s_acc[CE_THREADS / WARP];
 	__shared__ ce_acc s_all;
 	int n = blockIdx.x, tid = threadIdx.x, lane = tid % WARP, wid = tid / WARP;
-	const float *l = logits + (size_t)n * V;
+	const TL *l = logits + (size_t)n * V;
 	int tg = targets[n];
 	if (tg < 0) {
 		if (dlogits)
@@ -679,19 +1144,20 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		return;
 	}
 	ce_acc c = {-INFINITY, 0.f, V};
-	int vec = V % 4 == 0;
+	/* 16-byte groups of W logits when V allows (and so the row bases) */
+	constexpr int W = 16 / sizeof(TL);
+	int vec = V % W == 0;
 	if (vec) {
-		const float4 *l4 = (const float4 *)l;
-		for (int i = tid; i < V / 4; i += blockDim.x) {
-			float4 x = l4[i];
-			ce_push(&c, x.x, 4 * i);
-			ce_push(&c, x.y, 4 * i + 1);
-			ce_push(&c, x.z, 4 * i + 2);
-			ce_push(&c, x.w, 4 * i + 3);
+		for (int i = tid; i < V / W; i += blockDim.x) {
+			float x[W];
+			ce_loadw(x, l, i);
+#pragma unroll
+			for (int e = 0; e < W; e++)
+				ce_push(&c, x[e], W * i + e);
 		}
 	} else {
 		for (int i = tid; i < V; i += blockDim.x)
-			ce_push(&c, l[i], i);
+			ce_push(&c, ce_load1(l, i), i);
 	}
 	for (int o = WARP / 2; o > 0; o >>= 1) {
 		ce_acc y;
@@ -708,7 +1174,7 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		for (int w = 1; w < (int)blockDim.x / WARP; w++)
 			t = ce_merge(t, s_acc[w]);
 		s_all = t;
-		losses[n] = logf(t.s) + t.m - l[tg];
+		losses[n] = logf(t.s) + t.m - ce_load1(l, tg);
 		correct[n] = t.a == tg;
 	}
 	__syncthreads();
@@ -717,38 +1183,50 @@ __global__ void k_crossentropy(bf16 *dlogits, float *losses, int *correct, const
 		float m = s_all.m, inv = 1.0f / s_all.s;
 		bf16 *d = dlogits + (size_t)n * V;
 		if (vec) {
-			const float4 *l4 = (const float4 *)l;
-			for (int i = tid; i < V / 4; i += blockDim.x) {
-				float4 x = l4[i];
-				int j = 4 * i;
-				float p0 = expf(x.x - m) * inv - (j == tg ? 1.f : 0.f);
-				float p1 = expf(x.y - m) * inv - (j + 1 == tg ? 1.f : 0.f);
-				float p2 = expf(x.z - m) * inv - (j + 2 == tg ? 1.f : 0.f);
-				float p3 = expf(x.w - m) * inv - (j + 3 == tg ? 1.f : 0.f);
-				((__nv_bfloat162 *)d)[2 * i] =
-				    __floats2bfloat162_rn(p0 * sc, p1 * sc);
-				((__nv_bfloat162 *)d)[2 * i + 1] =
-				    __floats2bfloat162_rn(p2 * sc, p3 * sc);
+			for (int i = tid; i < V / W; i += blockDim.x) {
+				float x[W];
+				ce_loadw(x, l, i);
+				int j = W * i;
+#pragma unroll
+				for (int e = 0; e < W; e++)
+					x[e] =
+					    (expf(x[e] - m) * inv - (j + e == tg ? 1.f : 0.f)) * sc;
+				st_bf16<W>(d + j, x);
 			}
 		} else {
 			for (int i = tid; i < V; i += blockDim.x) {
-				float p = expf(l[i] - m) * inv;
+				float p = expf(ce_load1(l, i) - m) * inv;
 				d[i] = __float2bfloat16((p - (i == tg ? 1.f : 0.f)) * sc);
 			}
 		}
 	}
 }
 
+template <typename TL>
+static int ce_launch(bf16 *dlogits, float *losses, int *correct, const TL *logits,
+                     const int *targets, const float *row_scale, float dscale, int N, int V,
+                     cudaStream_t s)
+{
+	int rv = 0;
+	k_crossentropy<TL><<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets,
+	                                            row_scale, dscale, V);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
 int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
                       const int *targets, const float *row_scale, float dscale, int N, int V,
                       cudaStream_t s)
 {
-	int rv = 0;
-	k_crossentropy<<<N, CE_THREADS, 0, s>>>(dlogits, losses, correct, logits, targets,
-	                                        row_scale, dscale, V);
-	CU_LAUNCHED();
-fail:
-	return rv;
+	return ce_launch(dlogits, losses, correct, logits, targets, row_scale, dscale, N, V, s);
+}
+
+int fl_k_crossentropy_bf16(bf16 *dlogits, float *losses, int *correct, const bf16 *logits,
+                           const int *targets, const float *row_scale, float dscale, int N, int V,
+                           cudaStream_t s)
+{
+	return ce_launch(dlogits, losses, correct, logits, targets, row_scale, dscale, N, V, s);
 }
 
 /* ---- optimizers ----------------------------------------------------------- */

@@ -23,11 +23,22 @@ int fl_k_embed_backward(float *dwte, const float *dout, const int *tok, int N, i
 /* model_rmsnorm_forward: x (N,C) f32, w (C) bf16 -> out (N,C) bf16, rstd (N) f32. */
 int fl_k_rmsnorm_forward(bf16 *out, float *rstd, const float *x, const bf16 *w, int N, int C,
                          float eps, cudaStream_t s);
+/* The same, also writing copy (N,C) f32 = x (the residual stream's next
+ * value before the block's output GEMM adds into it; a plain copy, no
+ * rounding), in the pass that reads x for the output. */
+int fl_k_rmsnorm_forward_copy(bf16 *out, float *rstd, float *copy, const float *x, const bf16 *w,
+                              int N, int C, float eps, cudaStream_t s);
 /* model_rmsnorm_backward: dx (N,C) f32 +=, dw (C) f32 += (NULL ok), dout (N,C) f32;
  * dx16 (NULL ok) receives the updated dx rounded to bf16 (fused conversion
  * for the GEMM that consumes the residual gradient next). */
 int fl_k_rmsnorm_backward(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
                           const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
+/* The fused path's RMSNorm kernels: fl_k_rmsnorm_forward_copy (copy NULL
+ * ok) and this backward keep each row in registers (one read of x and dout)
+ * where C % 4 == 0 and C <= 8192, and run the kernels above otherwise (and
+ * whenever dw is wanted). */
+int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
+                                const bf16 *w, const float *rstd, int N, int C, cudaStream_t s);
 
 /* model_bias_forward: y (N,OUT) += b (OUT) bf16; y bf16 (yt CUDA_R_16BF) or
  * f32 (CUDA_R_32F). */
@@ -54,6 +65,18 @@ int fl_k_rope_permute_forward(bf16 *out, const bf16 *in, const float2 *cs, int B
  * dout (B,T,H,D), rotated back (transpose rotation) when rotate. */
 int fl_k_rope_permute_backward(bf16 *dout, const bf16 *din, const float2 *cs, int B, int T, int H,
                                int D, int rotate, cudaStream_t s);
+/* The merged q/k/v projection's split: qkv (N = B*T rows of ld >= (Hq +
+ * 2 Hkv) D; q heads, then k, then v) plus bias (NULL, or (Hq + 2 Hkv) D,
+ * added before the rotation as Qwen2's projections do) -> q (B,Hq,T,D) and k
+ * (B,Hkv,T,D) rotated (model_rope_forward), v (B,Hkv,T,D) copied. One launch
+ * for what fl_k_rope_permute_forward does in three. */
+int fl_k_qkv_rope_forward(bf16 *q, bf16 *k, bf16 *v, const bf16 *qkv, int ld, const bf16 *bias,
+                          const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s);
+/* Its backward: dq (B,Hq,T,D), dk, dv (B,Hkv,T,D) -> dqkv rows (N, ld),
+ * q and k rotated back (model_rope_backward), v copied; columns past
+ * (Hq + 2 Hkv) D untouched. */
+int fl_k_qkv_rope_backward(bf16 *dqkv, int ld, const bf16 *dq, const bf16 *dk, const bf16 *dv,
+                           const float2 *cs, int B, int T, int Hq, int Hkv, int D, cudaStream_t s);
 /* (B,H,T,D) <-> (B,T,H,D) permutations without rotation. */
 int fl_k_bhtd_to_bthd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s);
 int fl_k_bthd_to_bhtd(bf16 *out, const bf16 *in, int B, int T, int H, int D, cudaStream_t s);
@@ -71,6 +94,14 @@ int fl_k_swiglu_forward(bf16 *out, const bf16 *gate, const bf16 *up, long N, cud
 int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *gate, const bf16 *up,
                          long N, cudaStream_t s);
 
+/* model_swiglu_forward / _backward on the merged gate/up projection: gu
+ * (rows, 2I) holds gate in columns [0, I) and up in [I, 2I) of each row;
+ * out and dout are (rows, I); dgu (rows, 2I) receives dgate and dup in the
+ * same halves (overwritten). */
+int fl_k_swiglu_gu_forward(bf16 *out, const bf16 *gu, long rows, int I, cudaStream_t s);
+int fl_k_swiglu_gu_backward(bf16 *dgu, const bf16 *dout, const bf16 *gu, long rows, int I,
+                            cudaStream_t s);
+
 /* model_crossentropy_forward_backward on a chunk of rows: logits (N,V) f32,
  * targets (N) (-1 ignored). losses (N) f32 and correct (N) int (argmax ==
  * target) always written; dlogits (N,V) bf16 = (softmax - onehot) * scale of
@@ -79,6 +110,11 @@ int fl_k_swiglu_backward(bf16 *dgate, bf16 *dup, const bf16 *dout, const bf16 *g
 int fl_k_crossentropy(bf16 *dlogits, float *losses, int *correct, const float *logits,
                       const int *targets, const float *row_scale, float dscale, int N, int V,
                       cudaStream_t s);
+/* The same on bf16 logits (the training head's GEMM output); dlogits may be
+ * the logits buffer itself (the gradient overwrites the logits in place). */
+int fl_k_crossentropy_bf16(bf16 *dlogits, float *losses, int *correct, const bf16 *logits,
+                           const int *targets, const float *row_scale, float dscale, int N, int V,
+                           cudaStream_t s);
 
 /* model_adamw_update / model_sgd_update on f32 arrays (mom NULL: plain SGD).
  * c1, c2 are the bias corrections 1 - b^t computed by the caller in float as
@@ -114,6 +150,12 @@ int fl_k_add_noise_scale(float *out, size_t n, uint64_t key, uint64_t ctr_hi, do
  * out (N,OUT) += scale * xa B^T; out of type otype (bf16 or f32). */
 int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype, int OUT,
                     bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale);
+/* The same with out's rows ldo elements apart (ldo >= OUT): the matrix's
+ * columns inside a merged projection's output (q, k, v of one row; gate,
+ * up). */
+int fl_lora_forward_ld(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype,
+                       int OUT, int ldo, bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r,
+                       float scale);
 /* LoRA backward of one matrix (model_lora_backward): dB (OUT,r) += scale *
  * dout^T xa and dA (r,IN) += dxa^T x (dA NULL: A frozen), dx (N,IN) += dxa A
  * (dx NULL ok, type dxtype), with dxa (N,r) = scale * dout B (scratch).
@@ -123,6 +165,20 @@ int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA,
                      const bf16 *dout, const bf16 *x, const bf16 *xa, const bf16 *A16,
                      const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
                      int nex, int T, size_t stride);
+/* The same with dout's rows ldd elements apart (ldd >= OUT: the matrix's
+ * columns of a merged projection's output gradient). */
+int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA, float *dB,
+                        const bf16 *dout, int ldd, const bf16 *x, const bf16 *xa, const bf16 *A16,
+                        const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
+                        int nex, int T, size_t stride);
+/* Its first part, for merged projections: dB and dA as above and dxa (N,r)
+ * = scale * dout B written into rows lddxa apart (dxa NULL: dB only), but no
+ * dx: the caller adds the input-gradient terms of all the group's matrices
+ * in one GEMM, [dxa_1 .. dxa_n] [A_1; ..; A_n], where their A's are
+ * adjacent. */
+int fl_lora_backward_dxa(cublasHandle_t h, float *dA, float *dB, const bf16 *dout, int ldd,
+                         const bf16 *x, const bf16 *xa, const bf16 *B16, bf16 *dxa, int lddxa,
+                         int N, int IN, int OUT, int r, float scale, int nex, int T, size_t stride);
 
 /* Scratch of the attention: S (f32) and P (bf16) for bc examples at a time. */
 typedef struct fl_attn_scratch {

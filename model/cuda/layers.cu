@@ -22,11 +22,18 @@
 int fl_lora_forward(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype, int OUT,
                     bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r, float scale)
 {
+	return fl_lora_forward_ld(h, x, IN, out, otype, OUT, OUT, xa, A16, B16, N, r, scale);
+}
+
+int fl_lora_forward_ld(cublasHandle_t h, const bf16 *x, int IN, void *out, cudaDataType otype,
+                       int OUT, int ldo, bf16 *xa, const bf16 *A16, const bf16 *B16, int N, int r,
+                       float scale)
+{
 	int rv;
 	// xa (N,r) = x (N,IN) A^T, A (r,IN)
 	GEMM_TRY(GEMM(h, 0, 1, N, r, IN, 1.f, x, IN, A16, IN, 0.f, xa, CUDA_R_16BF, r));
-	// out (N,OUT) += scale * xa B^T, B (OUT,r)
-	GEMM_TRY(GEMM(h, 0, 1, N, OUT, r, scale, xa, r, B16, r, 1.f, out, otype, OUT));
+	// out (N,OUT; rows ldo apart) += scale * xa B^T, B (OUT,r)
+	GEMM_TRY(GEMM(h, 0, 1, N, OUT, r, scale, xa, r, B16, r, 1.f, out, otype, ldo));
 fail:
 	return rv;
 }
@@ -36,34 +43,55 @@ int fl_lora_backward(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA,
                      const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
                      int nex, int T, size_t stride)
 {
+	return fl_lora_backward_ld(h, dx, dxtype, dA, dB, dout, OUT, x, xa, A16, B16, dxa, N, IN,
+	                           OUT, r, scale, nex, T, stride);
+}
+
+int fl_lora_backward_ld(cublasHandle_t h, void *dx, cudaDataType dxtype, float *dA, float *dB,
+                        const bf16 *dout, int ldd, const bf16 *x, const bf16 *xa, const bf16 *A16,
+                        const bf16 *B16, bf16 *dxa, int N, int IN, int OUT, int r, float scale,
+                        int nex, int T, size_t stride)
+{
 	int rv;
-	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r)
-	if (dB) {
-		if (nex > 0)
-			GEMM_TRY(GEMM_BATCHED(h, 1, 0, OUT, r, T, scale, dout, OUT,
-			                      (long long)T * OUT, xa, r, (long long)T * r, 0.f, dB,
-			                      CUDA_R_32F, r, (long long)stride, nex));
-		else
-			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, OUT, xa, r, 1.f, dB,
-			              CUDA_R_32F, r));
-	}
-	if (!dA && !dx)
-		return 0;
-	// dxa (N,r) = scale * dout (N,OUT) B (OUT,r)
-	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, OUT, B16, r, 0.f, dxa, CUDA_R_16BF, r));
-	// dA (r,IN) = dxa^T (r,N) x (N,IN)
-	if (dA) {
-		if (nex > 0)
-			GEMM_TRY(GEMM_BATCHED(h, 1, 0, r, IN, T, 1.f, dxa, r, (long long)T * r, x,
-			                      IN, (long long)T * IN, 0.f, dA, CUDA_R_32F, IN,
-			                      (long long)stride, nex));
-		else
-			GEMM_TRY(
-			    GEMM(h, 1, 0, r, IN, N, 1.f, dxa, r, x, IN, 1.f, dA, CUDA_R_32F, IN));
-	}
+	GEMM_TRY(fl_lora_backward_dxa(h, dA, dB, dout, ldd, x, xa, B16, dA || dx ? dxa : NULL, r, N,
+	                              IN, OUT, r, scale, nex, T, stride));
 	// dx (N,IN) += dxa (N,r) A (r,IN)
 	if (dx)
 		GEMM_TRY(GEMM(h, 0, 0, N, IN, r, 1.f, dxa, r, A16, IN, 1.f, dx, dxtype, IN));
+	return 0;
+fail:
+	return rv;
+}
+
+int fl_lora_backward_dxa(cublasHandle_t h, float *dA, float *dB, const bf16 *dout, int ldd,
+                         const bf16 *x, const bf16 *xa, const bf16 *B16, bf16 *dxa, int lddxa,
+                         int N, int IN, int OUT, int r, float scale, int nex, int T, size_t stride)
+{
+	int rv;
+	// dB (OUT,r) = scale * dout^T (OUT,N) xa (N,r); dout's rows are ldd apart
+	if (dB) {
+		if (nex > 0)
+			GEMM_TRY(GEMM_BATCHED(h, 1, 0, OUT, r, T, scale, dout, ldd,
+			                      (long long)T * ldd, xa, r, (long long)T * r, 0.f, dB,
+			                      CUDA_R_32F, r, (long long)stride, nex));
+		else
+			GEMM_TRY(GEMM(h, 1, 0, OUT, r, N, scale, dout, ldd, xa, r, 1.f, dB,
+			              CUDA_R_32F, r));
+	}
+	if (!dxa)
+		return 0;
+	// dxa (N,r; rows lddxa apart) = scale * dout (N,OUT) B (OUT,r)
+	GEMM_TRY(GEMM(h, 0, 0, N, r, OUT, scale, dout, ldd, B16, r, 0.f, dxa, CUDA_R_16BF, lddxa));
+	// dA (r,IN) = dxa^T (r,N) x (N,IN)
+	if (dA) {
+		if (nex > 0)
+			GEMM_TRY(GEMM_BATCHED(h, 1, 0, r, IN, T, 1.f, dxa, lddxa,
+			                      (long long)T * lddxa, x, IN, (long long)T * IN, 0.f,
+			                      dA, CUDA_R_32F, IN, (long long)stride, nex));
+		else
+			GEMM_TRY(GEMM(h, 1, 0, r, IN, N, 1.f, dxa, lddxa, x, IN, 1.f, dA,
+			              CUDA_R_32F, IN));
+	}
 	return 0;
 fail:
 	return rv;

@@ -188,6 +188,48 @@ fail:
 	return rv;
 }
 
+extern "C" int model_cuda_op_rmsnorm_forward_copy(float *out, float *rstd, float *copy,
+                                                  const float *x, const float *w, int N, int C,
+                                                  float eps)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_x, *d_r, *d_c;
+	bf16 *d_w, *d_o;
+	STEP(up_f32(&b, &d_x, x, (size_t)N * C));
+	STEP(up_f32(&b, &d_r, NULL, N));
+	STEP(up_f32(&b, &d_c, NULL, (size_t)N * C));
+	STEP(up_bf16(&b, &d_w, w, C));
+	STEP(up_bf16(&b, &d_o, NULL, (size_t)N * C));
+	STEP(fl_k_rmsnorm_forward_copy(d_o, d_r, d_c, d_x, d_w, N, C, eps, 0));
+	STEP(down_bf16(out, d_o, (size_t)N * C, 0));
+	STEP(down_f32(rstd, d_r, N));
+	STEP(down_f32(copy, d_c, (size_t)N * C));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_rmsnorm_backward_fused(float *dx, const float *dout, const float *x,
+                                                    const float *w, const float *rstd, int N, int C)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_dx, *d_do, *d_x, *d_r;
+	bf16 *d_w, *d_h;
+	STEP(up_f32(&b, &d_dx, dx, (size_t)N * C));
+	STEP(up_f32(&b, &d_do, dout, (size_t)N * C));
+	STEP(up_f32(&b, &d_x, x, (size_t)N * C));
+	STEP(up_f32(&b, &d_r, rstd, N));
+	STEP(up_bf16(&b, &d_w, w, C));
+	STEP(up_bf16(&b, &d_h, NULL, (size_t)N * C));
+	STEP(fl_k_rmsnorm_backward_fused(d_dx, d_h, NULL, d_do, d_x, d_w, d_r, N, C, 0));
+	STEP(down_f32(dx, d_dx, (size_t)N * C));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
 extern "C" int model_cuda_op_rmsnorm_backward(float *dx, float *dw, const float *dout,
                                               const float *x, const float *w, const float *rstd,
                                               int N, int C)
@@ -342,23 +384,7 @@ extern "C" int model_cuda_op_lora_forward(float *out, float *xa, const float *x,
                                           const float *B, int N, int IN, int OUT, int r,
                                           float scale)
 {
-	int rv = 0;
-	bufs b = {};
-	bf16 *d_x, *d_A, *d_B, *d_xa;
-	float *d_o;
-	cublasHandle_t h;
-	HANDLE_OR_FAIL(h);
-	STEP(up_f32(&b, &d_o, out, (size_t)N * OUT));
-	STEP(up_bf16(&b, &d_x, x, (size_t)N * IN));
-	STEP(up_bf16(&b, &d_A, A, (size_t)r * IN));
-	STEP(up_bf16(&b, &d_B, B, (size_t)OUT * r));
-	STEP(up_bf16(&b, &d_xa, NULL, (size_t)N * r));
-	STEP(fl_lora_forward(h, d_x, IN, d_o, CUDA_R_32F, OUT, d_xa, d_A, d_B, N, r, scale));
-	STEP(down_f32(out, d_o, (size_t)N * OUT));
-	STEP(down_bf16(xa, d_xa, (size_t)N * r, 0));
-fail:
-	bufs_free(&b);
-	return rv;
+	return model_cuda_op_lora_forward_ld(out, OUT, xa, x, A, B, N, IN, OUT, r, scale);
 }
 
 extern "C" int model_cuda_op_lora_backward(float *dx, float *dA, float *dB, const float *dout,
@@ -366,35 +392,8 @@ extern "C" int model_cuda_op_lora_backward(float *dx, float *dA, float *dB, cons
                                            const float *B, int N, int IN, int OUT, int r,
                                            float scale)
 {
-	int rv = 0;
-	bufs b = {};
-	bf16 *d_do, *d_x, *d_xa, *d_A, *d_B, *d_dxa;
-	float *d_dx = NULL, *d_dA = NULL, *d_dB = NULL;
-	cublasHandle_t h;
-	HANDLE_OR_FAIL(h);
-	STEP(up_bf16(&b, &d_do, dout, (size_t)N * OUT));
-	STEP(up_bf16(&b, &d_x, x, (size_t)N * IN));
-	STEP(up_bf16(&b, &d_xa, xa, (size_t)N * r));
-	STEP(up_bf16(&b, &d_A, A, (size_t)r * IN));
-	STEP(up_bf16(&b, &d_B, B, (size_t)OUT * r));
-	STEP(up_bf16(&b, &d_dxa, NULL, (size_t)N * r));
-	if (dx)
-		STEP(up_f32(&b, &d_dx, dx, (size_t)N * IN));
-	if (dA)
-		STEP(up_f32(&b, &d_dA, dA, (size_t)r * IN));
-	if (dB)
-		STEP(up_f32(&b, &d_dB, dB, (size_t)OUT * r));
-	STEP(fl_lora_backward(h, d_dx, CUDA_R_32F, d_dA, d_dB, d_do, d_x, d_xa, d_A, d_B, d_dxa, N,
-	                      IN, OUT, r, scale, 0, 0, 0));
-	if (dx)
-		STEP(down_f32(dx, d_dx, (size_t)N * IN));
-	if (dA)
-		STEP(down_f32(dA, d_dA, (size_t)r * IN));
-	if (dB)
-		STEP(down_f32(dB, d_dB, (size_t)OUT * r));
-fail:
-	bufs_free(&b);
-	return rv;
+	return model_cuda_op_lora_backward_ld(dx, dA, dB, dout, OUT, x, xa, A, B, N, IN, OUT, r,
+	                                      scale);
 }
 
 extern "C" int model_cuda_op_lora_backward_per_example(float *pe, size_t stride, long a_off,
@@ -465,6 +464,80 @@ extern "C" int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D
                                            const float *inv_freq)
 {
 	return rope_common(dx, B, T, H, D, inv_freq, 1);
+}
+
+static int up_rope_table(bufs *b, float2 **d_cs, int T, int D, const float *inv_freq)
+{
+	int rv = 0;
+	size_t nt = (size_t)T * (D / 2);
+	float2 *cs = (float2 *)malloc(nt * sizeof *cs);
+	if (!cs)
+		return FL_ENOMEM;
+	fl_rope_table(cs, T, D, inv_freq);
+	STEP(dalloc(b, (void **)d_cs, nt * sizeof *cs));
+	CU_TRY(cudaMemcpy(*d_cs, cs, nt * sizeof *cs, cudaMemcpyHostToDevice));
+fail:
+	free(cs);
+	return rv;
+}
+
+extern "C" int model_cuda_op_qkv_rope_forward(float *q, float *k, float *v, const float *qkv,
+                                              int ld, const float *bias, int B, int T, int Hq,
+                                              int Hkv, int D, const float *inv_freq)
+{
+	int rv = 0;
+	bufs b = {};
+	size_t N = (size_t)B * T, nq = N * Hq * D, nk = N * Hkv * D;
+	bf16 *d_in, *d_bias = NULL, *d_q, *d_k, *d_v, *o_q, *o_k, *o_v;
+	float2 *d_cs;
+	STEP(up_rope_table(&b, &d_cs, T, D, inv_freq));
+	STEP(up_bf16(&b, &d_in, qkv, N * ld));
+	if (bias)
+		STEP(up_bf16(&b, &d_bias, bias, (size_t)(Hq + 2 * Hkv) * D));
+	STEP(up_bf16(&b, &d_q, NULL, nq));
+	STEP(up_bf16(&b, &d_k, NULL, nk));
+	STEP(up_bf16(&b, &d_v, NULL, nk));
+	STEP(up_bf16(&b, &o_q, NULL, nq));
+	STEP(up_bf16(&b, &o_k, NULL, nk));
+	STEP(up_bf16(&b, &o_v, NULL, nk));
+	STEP(fl_k_qkv_rope_forward(d_q, d_k, d_v, d_in, ld, d_bias, d_cs, B, T, Hq, Hkv, D, 0));
+	/* back to (B,T,H,D), the CPU's layout */
+	STEP(fl_k_bhtd_to_bthd(o_q, d_q, B, T, Hq, D, 0));
+	STEP(fl_k_bhtd_to_bthd(o_k, d_k, B, T, Hkv, D, 0));
+	STEP(fl_k_bhtd_to_bthd(o_v, d_v, B, T, Hkv, D, 0));
+	STEP(down_bf16(q, o_q, nq, 0));
+	STEP(down_bf16(k, o_k, nk, 0));
+	STEP(down_bf16(v, o_v, nk, 0));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_qkv_rope_backward(float *dqkv, int ld, const float *dq,
+                                               const float *dk, const float *dv, int B, int T,
+                                               int Hq, int Hkv, int D, const float *inv_freq)
+{
+	int rv = 0;
+	bufs b = {};
+	size_t N = (size_t)B * T, nq = N * Hq * D, nk = N * Hkv * D;
+	bf16 *d_out, *t_q, *t_k, *t_v, *d_q, *d_k, *d_v;
+	float2 *d_cs;
+	STEP(up_rope_table(&b, &d_cs, T, D, inv_freq));
+	STEP(up_bf16(&b, &d_out, dqkv, N * ld)); /* columns past the heads must survive */
+	STEP(up_bf16(&b, &t_q, dq, nq));
+	STEP(up_bf16(&b, &t_k, dk, nk));
+	STEP(up_bf16(&b, &t_v, dv, nk));
+	STEP(up_bf16(&b, &d_q, NULL, nq));
+	STEP(up_bf16(&b, &d_k, NULL, nk));
+	STEP(up_bf16(&b, &d_v, NULL, nk));
+	STEP(fl_k_bthd_to_bhtd(d_q, t_q, B, T, Hq, D, 0));
+	STEP(fl_k_bthd_to_bhtd(d_k, t_k, B, T, Hkv, D, 0));
+	STEP(fl_k_bthd_to_bhtd(d_v, t_v, B, T, Hkv, D, 0));
+	STEP(fl_k_qkv_rope_backward(d_out, ld, d_q, d_k, d_v, d_cs, B, T, Hq, Hkv, D, 0));
+	STEP(down_bf16(dqkv, d_out, N * ld, 0));
+fail:
+	bufs_free(&b);
+	return rv;
 }
 
 /* q (B,T,Hq,D), k, v (B,T,Hkv,D) host -> device (B,H,T,D) bf16. */
@@ -641,21 +714,119 @@ fail:
 	return rv;
 }
 
-extern "C" float model_cuda_op_crossentropy_forward_backward(float *logits_to_dlogits,
-                                                             float *losses, const int *targets,
-                                                             int N, int V, float dscale, int *rc)
+extern "C" int model_cuda_op_swiglu_gu_forward(float *out, const float *gu, int rows, int I)
 {
 	int rv = 0;
 	bufs b = {};
-	float *d_l, *d_loss, total = 0.f;
+	bf16 *d_gu, *d_o;
+	STEP(up_bf16(&b, &d_gu, gu, (size_t)rows * 2 * I));
+	STEP(up_bf16(&b, &d_o, NULL, (size_t)rows * I));
+	STEP(fl_k_swiglu_gu_forward(d_o, d_gu, rows, I, 0));
+	STEP(down_bf16(out, d_o, (size_t)rows * I, 0));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_swiglu_gu_backward(float *dgu, const float *dout, const float *gu,
+                                                int rows, int I)
+{
+	int rv = 0;
+	bufs b = {};
+	bf16 *d_gu, *d_do, *d_dgu;
+	STEP(up_bf16(&b, &d_gu, gu, (size_t)rows * 2 * I));
+	STEP(up_bf16(&b, &d_do, dout, (size_t)rows * I));
+	STEP(up_bf16(&b, &d_dgu, NULL, (size_t)rows * 2 * I));
+	STEP(fl_k_swiglu_gu_backward(d_dgu, d_do, d_gu, rows, I, 0));
+	STEP(down_bf16(dgu, d_dgu, (size_t)rows * 2 * I, 0));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_lora_forward_ld(float *out, int ldo, float *xa, const float *x,
+                                             const float *A, const float *B, int N, int IN, int OUT,
+                                             int r, float scale)
+{
+	int rv = 0;
+	bufs b = {};
+	bf16 *d_x, *d_A, *d_B, *d_xa;
+	float *d_o;
+	cublasHandle_t h;
+	HANDLE_OR_FAIL(h);
+	STEP(up_f32(&b, &d_o, out, (size_t)N * ldo));
+	STEP(up_bf16(&b, &d_x, x, (size_t)N * IN));
+	STEP(up_bf16(&b, &d_A, A, (size_t)r * IN));
+	STEP(up_bf16(&b, &d_B, B, (size_t)OUT * r));
+	STEP(up_bf16(&b, &d_xa, NULL, (size_t)N * r));
+	STEP(
+	    fl_lora_forward_ld(h, d_x, IN, d_o, CUDA_R_32F, OUT, ldo, d_xa, d_A, d_B, N, r, scale));
+	STEP(down_f32(out, d_o, (size_t)N * ldo));
+	STEP(down_bf16(xa, d_xa, (size_t)N * r, 0));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_lora_backward_ld(float *dx, float *dA, float *dB, const float *dout,
+                                              int ldd, const float *x, const float *xa,
+                                              const float *A, const float *B, int N, int IN,
+                                              int OUT, int r, float scale)
+{
+	int rv = 0;
+	bufs b = {};
+	bf16 *d_do, *d_x, *d_xa, *d_A, *d_B, *d_dxa;
+	float *d_dx = NULL, *d_dA = NULL, *d_dB = NULL;
+	cublasHandle_t h;
+	HANDLE_OR_FAIL(h);
+	STEP(up_bf16(&b, &d_do, dout, (size_t)N * ldd));
+	STEP(up_bf16(&b, &d_x, x, (size_t)N * IN));
+	STEP(up_bf16(&b, &d_xa, xa, (size_t)N * r));
+	STEP(up_bf16(&b, &d_A, A, (size_t)r * IN));
+	STEP(up_bf16(&b, &d_B, B, (size_t)OUT * r));
+	STEP(up_bf16(&b, &d_dxa, NULL, (size_t)N * r));
+	if (dx)
+		STEP(up_f32(&b, &d_dx, dx, (size_t)N * IN));
+	if (dA)
+		STEP(up_f32(&b, &d_dA, dA, (size_t)r * IN));
+	if (dB)
+		STEP(up_f32(&b, &d_dB, dB, (size_t)OUT * r));
+	STEP(fl_lora_backward_ld(h, d_dx, CUDA_R_32F, d_dA, d_dB, d_do, ldd, d_x, d_xa, d_A, d_B,
+	                         d_dxa, N, IN, OUT, r, scale, 0, 0, 0));
+	if (dx)
+		STEP(down_f32(dx, d_dx, (size_t)N * IN));
+	if (dA)
+		STEP(down_f32(dA, d_dA, (size_t)r * IN));
+	if (dB)
+		STEP(down_f32(dB, d_dB, (size_t)OUT * r));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+/* Both cross-entropy twins: f32 logits with a separate bf16 gradient, or
+ * bf16 logits overwritten by their gradient in place (the training head). */
+static float crossentropy_common(float *logits_to_dlogits, float *losses, const int *targets, int N,
+                                 int V, float dscale, int bf16_logits, int *rc)
+{
+	int rv = 0;
+	bufs b = {};
+	float *d_l = NULL, *d_loss, total = 0.f;
 	int *d_t, *d_c;
 	bf16 *d_dl;
-	STEP(up_f32(&b, &d_l, logits_to_dlogits, (size_t)N * V));
+	if (bf16_logits) {
+		STEP(up_bf16(&b, &d_dl, logits_to_dlogits, (size_t)N * V));
+	} else {
+		STEP(up_f32(&b, &d_l, logits_to_dlogits, (size_t)N * V));
+		STEP(up_bf16(&b, &d_dl, NULL, (size_t)N * V));
+	}
 	STEP(up_f32(&b, &d_loss, NULL, N));
 	STEP(up_i32(&b, &d_t, targets, N));
 	STEP(dalloc(&b, (void **)&d_c, (size_t)N * 4));
-	STEP(up_bf16(&b, &d_dl, NULL, (size_t)N * V));
-	STEP(fl_k_crossentropy(d_dl, d_loss, d_c, d_l, d_t, NULL, dscale, N, V, 0));
+	if (bf16_logits)
+		STEP(fl_k_crossentropy_bf16(d_dl, d_loss, d_c, d_dl, d_t, NULL, dscale, N, V, 0));
+	else
+		STEP(fl_k_crossentropy(d_dl, d_loss, d_c, d_l, d_t, NULL, dscale, N, V, 0));
 	STEP(down_bf16(logits_to_dlogits, d_dl, (size_t)N * V, 0));
 	STEP(down_f32(losses, d_loss, N));
 	{
@@ -670,6 +841,21 @@ fail:
 	if (rc)
 		*rc = rv;
 	return total;
+}
+
+extern "C" float model_cuda_op_crossentropy_bf16_forward_backward(float *logits_to_dlogits,
+                                                                  float *losses, const int *targets,
+                                                                  int N, int V, float dscale,
+                                                                  int *rc)
+{
+	return crossentropy_common(logits_to_dlogits, losses, targets, N, V, dscale, 1, rc);
+}
+
+extern "C" float model_cuda_op_crossentropy_forward_backward(float *logits_to_dlogits,
+                                                             float *losses, const int *targets,
+                                                             int N, int V, float dscale, int *rc)
+{
+	return crossentropy_common(logits_to_dlogits, losses, targets, N, V, dscale, 0, rc);
 }
 
 extern "C" int model_cuda_op_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
