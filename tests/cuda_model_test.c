@@ -499,6 +499,23 @@ out:
 	model_llama_free(m);
 }
 
+/* Runs grads_case(tied, train_a) with FEDLORA_ATTN=gemm, then restores the
+ * caller's FEDLORA_ATTN (scripts/gpu-check.sh exports gemm when the flash
+ * probe fails, and later cases must keep it). */
+static void grads_case_gemm(int tied, int train_a)
+{
+	const char *env = getenv("FEDLORA_ATTN");
+	char prev[16] = "";
+	if (env)
+		snprintf(prev, sizeof prev, "%s", env);
+	setenv("FEDLORA_ATTN", "gemm", 1);
+	grads_case(tied, train_a);
+	if (env)
+		setenv("FEDLORA_ATTN", prev, 1);
+	else
+		unsetenv("FEDLORA_ATTN");
+}
+
 static void test_gpu_grads(void)
 {
 	NEED_GPU();
@@ -506,9 +523,7 @@ static void test_gpu_grads(void)
 	grads_case(1, 1);
 	grads_case(1, 0);
 	/* the other attention implementation (GEMMs + softmax kernels) */
-	setenv("FEDLORA_ATTN", "gemm", 1);
-	grads_case(0, 1);
-	unsetenv("FEDLORA_ATTN");
+	grads_case_gemm(0, 1);
 }
 
 /* Gradient checkpointing: the same kernels recompute the same activations,
@@ -777,8 +792,8 @@ static void full_grads_case(int tied)
 		CHECK_RC(model_llama_set_mode(m, MODEL_TRAIN_FULL));
 		CHECK_RC(model_llama_forward(m, tok, tg, TB, TT, &lc));
 		CHECK_RC(model_llama_backward(m));
-		fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n",
-		        tied ? "tied" : "untied", lg, lc);
+		fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n", tied ? "tied" : "untied",
+		        lg, lc);
 		CHECK_NEAR(lg, lc, 1e-2, 5e-3);
 		static const char *names[MODEL_NPARAM] = {
 		    "embed", "ln1",  "wq",   "wk", "wv", "wo", "ln2", "wgate", "wup",
@@ -858,10 +873,46 @@ out:
 	model_llama_free(mg);
 }
 
+/* One model, three gradient passes on one batch: the second captures the
+ * step's CUDA graph and the third replays it; both must give the first
+ * pass's loss and gradients (the family kernels inside a captured graph). */
+static void replay_case(void)
+{
+	model_llama *m = NULL;
+	lora_adapter *ad = NULL;
+	int tok[TB * TT], tg[TB * TT];
+	CHECK_RC(make_model(0, &m, &ad));
+	if (!m)
+		return;
+	model_cuda *g = gpu_from(m, ad, TB, 1, 0);
+	CHECK(g != NULL);
+	size_t P = ad->n_a + ad->n_b;
+	float *a = calloc(P, sizeof *a), *b = calloc(P, sizeof *b);
+	if (g && a && b) {
+		double l0 = 0, l1 = 0;
+		make_batch(TB, TT, m->cfg.vocab_size, tok, tg, 5);
+		CHECK_RC(model_cuda_grad(g, tok, tg, TB, TT, &l0, a));
+		for (int pass = 1; pass < 3; pass++) {
+			CHECK_RC(model_cuda_grad(g, tok, tg, TB, TT, &l1, b));
+			double e = rel_l2(b, a, P);
+			fprintf(stderr, "  replay pass %d: loss %.6f vs %.6f, grads rel L2 %.3g\n",
+			        pass, l1, l0, e);
+			CHECK(e <= 1e-6);
+			CHECK_NEAR(l1, l0, 1e-6, 1e-6);
+		}
+	}
+	free(a);
+	free(b);
+	model_cuda_free(g);
+	lora_adapter_free(ad);
+	model_llama_free(m);
+}
+
 /* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
  * checks: logits and loss, LoRA gradients (A+B, B only, the GEMM
- * attention, gradient checkpointing), per-tensor full gradients (the biases
- * and norm weights included) and full training through the backends. */
+ * attention, graph capture and replay, gradient checkpointing), per-tensor
+ * full gradients (the biases and norm weights included) and full training
+ * through the backends. */
 static void test_gpu_families(void)
 {
 	NEED_GPU();
@@ -879,9 +930,8 @@ static void test_gpu_families(void)
 		test_gpu_logits();
 		grads_case(0, 1);
 		grads_case(1, 0);
-		setenv("FEDLORA_ATTN", "gemm", 1);
-		grads_case(1, 1);
-		unsetenv("FEDLORA_ATTN");
+		grads_case_gemm(1, 1);
+		replay_case();
 		gpu_ckpt = 1; /* the q/k norm activations recomputed in the backward */
 		grads_case(0, 1);
 		gpu_ckpt = 0;

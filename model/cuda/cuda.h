@@ -103,7 +103,9 @@ void model_cuda_free(model_cuda *m);
 const char *model_cuda_attention(const model_cuda *m);
 /* 1 when this model runs the fused path (merged q/k/v and gate/up GEMMs,
  * fused rotary split, RMSNorm with the residual copy, bf16 training
- * logits), 0 with FEDLORA_FUSE=0 in the environment at model_cuda_new. */
+ * logits), 0 with FEDLORA_FUSE=0 in the environment at model_cuda_new and
+ * always for a model with qkv_bias, o_bias or qk_norm (Qwen2, Qwen3, biased
+ * Llama), which runs the unfused kernels with float32 training logits. */
 int model_cuda_fused(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);

@@ -648,8 +648,11 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 	 * that one layer's q, k and v rows are adjacent ((QD + 2 KD, C) per
 	 * layer) and so are its gate and up rows ((2I, C)): with fusion on one
 	 * GEMM computes each group, and each matrix is still a contiguous (OUT,
-	 * C) slice for the unfused path. A later per-row bias of q/k/v would be
-	 * laid out the same way and added by fl_k_qkv_rope_forward. */
+	 * C) slice for the unfused path. The q/k/v biases (bq, bk, bv) are
+	 * separate blocks stacked over layers, so one layer's three are NOT
+	 * adjacent: fl_k_qkv_rope_forward's bias argument (one QKV-long vector)
+	 * cannot take them as they are, which is one reason the biased families
+	 * run unfused (m->fuse above). */
 	{
 		size_t C = m->C, I = m->I, L = m->L, V = m->V, QD = m->QD, KD = m->KD;
 		size_t D = m->D, bq = c->qkv_bias ? QD : 0, bk = c->qkv_bias ? KD : 0;
