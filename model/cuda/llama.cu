@@ -739,8 +739,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 				continue;
 			if (m->wstr[i] == m->wper[i]) { /* contiguous: one call */
 				if ((rv = fl_k_init_bf16(m->w[i], m->wsz[i], sd,
-				                         norm || bias ? 0.f : 0.02f, bias ? 0.f : 1.f,
-				                         m->s)) != 0)
+				                         norm || bias ? 0.f : 0.02f,
+				                         bias ? 0.f : 1.f, m->s)) != 0)
 					goto fail;
 				continue;
 			}
@@ -1216,8 +1216,7 @@ static int linear_fwd(model_cuda *m, int l, int module, const bf16 *x, const bf1
 	GEMM_TRY(GEMM(m->h, 0, 1, N, o, in, 1.f, x, in, W, in, beta, out, ot, o));
 	{ /* the bias belongs to the base layer (PEFT: W x + b + LoRA) */
 		int b = module_bias(m, module);
-		if (b >= 0 &&
-		    (rv = fl_k_bias_forward(out, ot, wl(m, b, l), N, o, m->s)) != 0)
+		if (b >= 0 && (rv = fl_k_bias_forward(out, ot, wl(m, b, l), N, o, m->s)) != 0)
 			goto fail;
 	}
 	prof_end(m, pi);
@@ -1275,15 +1274,13 @@ static int qk_norm_backward(model_cuda *m, int l, size_t sl, int N)
 {
 	int rv;
 	size_t Nmax = m->Nmax;
-	if ((rv = fl_k_headnorm_backward(m->dqr, m->fmem ? gl(m, W_QN, l) : NULL,
-	                                 m->dqr, m->qpre + sl * Nmax * m->QD,
-	                                 wl(m, W_QN, l), m->rstdq + sl * Nmax * m->Hq,
-	                                 (long)N * m->Hq, m->D, m->s)) != 0)
+	if ((rv = fl_k_headnorm_backward(
+	         m->dqr, m->fmem ? gl(m, W_QN, l) : NULL, m->dqr, m->qpre + sl * Nmax * m->QD,
+	         wl(m, W_QN, l), m->rstdq + sl * Nmax * m->Hq, (long)N * m->Hq, m->D, m->s)) != 0)
 		return rv;
-	return fl_k_headnorm_backward(m->dkr, m->fmem ? gl(m, W_KN, l) : NULL,
-	                              m->dkr, m->kpre + sl * Nmax * m->KD,
-	                              wl(m, W_KN, l), m->rstdk + sl * Nmax * m->Hkv,
-	                              (long)N * m->Hkv, m->D, m->s);
+	return fl_k_headnorm_backward(m->dkr, m->fmem ? gl(m, W_KN, l) : NULL, m->dkr,
+	                              m->kpre + sl * Nmax * m->KD, wl(m, W_KN, l),
+	                              m->rstdk + sl * Nmax * m->Hkv, (long)N * m->Hkv, m->D, m->s);
 }
 
 /* Forward of layer l for Bm sequences of T tokens: reads the residual
