@@ -138,4 +138,6 @@ format:
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# header dependencies of the objects, the tests and the benchmarks (each
+# compiled with -MMD -MP: a changed tests/test.h rebuilds the tests)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench -name '*.d' 2>/dev/null)

@@ -159,8 +159,19 @@ static int run_shape(const shape *s, int B, int T, int r, int steps, int warmup,
 	float *inv = malloc((size_t)(D / 2) * sizeof *inv); /* plain RoPE, no llama3 scaling */
 	if (inv)
 		model_rope_inv_freq(inv, D, s->theta, NULL);
-	model_cuda_config c = {s->vocab, s->hidden, s->inter, L, s->heads, s->kv_heads, D, 1, 1e-5f,
-	                       inv,      B,         T,        0, ckpt,     0,           0, 0};
+	model_cuda_config c = {.vocab = s->vocab,
+	                       .hidden = s->hidden,
+	                       .inter = s->inter,
+	                       .layers = L,
+	                       .heads = s->heads,
+	                       .kv_heads = s->kv_heads,
+	                       .head_dim = D,
+	                       .tied = 1,
+	                       .eps = 1e-5f,
+	                       .inv_freq = inv,
+	                       .max_batch = B,
+	                       .max_seq = T,
+	                       .grad_checkpoint = ckpt};
 	model_cuda *m = NULL;
 	model_cuda_lora_mat *mats = calloc((size_t)nmat, sizeof *mats);
 	size_t na = 0, nb = 0;
