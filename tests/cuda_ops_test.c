@@ -196,7 +196,12 @@ static void test_bias(void)
 }
 
 /* Qwen3's q/k norm: RMSNorm over rows of head_dim on bf16 tensors, against
- * model_rmsnorm_* over the same rows; the backward runs in place. */
+ * model_rmsnorm_* over the same rows; the backward runs in place. The
+ * weight gradient is summed per block (8 warps, one row each at a time)
+ * over a grid of at most 512 blocks: with 12325 rows every warp loops over
+ * 3 rows and 37 of them over a 4th, and dw starts nonzero (+=), so a slip in
+ * the block reduction (a lost warp or pass, a row counted twice, a missing
+ * barrier) shows in dw. */
 static void test_headnorm(void)
 {
 	NEED_GPU();
@@ -204,7 +209,7 @@ static void test_headnorm(void)
 	fl_rng_init(&r, 21, 1);
 	static const int dims[] = {16, 64, 128};
 	for (int i = 0; i < 3; i++) {
-		int rows = 4 * 9 * 3, D = dims[i];
+		int rows = 3 * 512 * 8 + 37, D = dims[i];
 		size_t n = (size_t)rows * D;
 		float eps = 1e-6f;
 		float *x = randn(&r, n, 3.0), *w = randn(&r, D, 1.0), *dout = randn(&r, n, 1.0);
@@ -214,11 +219,17 @@ static void test_headnorm(void)
 		CHECK(near("headnorm.out (bf16)", o2, o1, n, 1e-2, 1e-2));
 		CHECK(near("headnorm.rstd", r2, r1, rows, 0, 1e-5));
 		float *dx1 = randn(&r, n, 0.1), *dx2 = dup(dx1, n);
-		float *dw1 = zeros(D), *dw2 = zeros(D);
+		float *dw1 = randn(&r, D, 1.0), *dw2 = dup(dw1, D);
+		char what[64];
 		model_rmsnorm_backward(dx1, dw1, dout, x, w, r1, rows, D);
 		CHECK_RC(model_cuda_op_headnorm_backward(dx2, dw2, dout, x, w, r1, rows, D));
-		CHECK(near("headnorm.dx (bf16)", dx2, dx1, n, 2e-2, 2e-2));
-		CHECK(near("headnorm.dw", dw2, dw1, D, 1e-3, 1e-3));
+		snprintf(what, sizeof what, "headnorm.dx D%d (bf16)", D);
+		CHECK(near(what, dx2, dx1, n, 2e-2, 2e-2));
+		/* f32 sums of 12325 terms of about 1 each (the CPU's running sum
+		 * alone drifts by ~1e-3); one row lost or counted twice moves an
+		 * element by about 1 */
+		snprintf(what, sizeof what, "headnorm.dw D%d (%d rows)", D, rows);
+		CHECK(near(what, dw2, dw1, D, 5e-3, 1e-4));
 		free(x), free(w), free(dout), free(o1), free(o2), free(r1), free(r2), free(dx1),
 		    free(dx2), free(dw1), free(dw2);
 	}

@@ -52,7 +52,8 @@ int fl_k_headnorm_forward(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, 
                           float eps, cudaStream_t s);
 /* Its backward: dx (rows,D) bf16 = the input gradient (overwritten; may
  * alias dout: each element is read before it is written by one thread), dw
- * (D) f32 += (NULL ok). */
+ * (D) f32 += (NULL ok), summed per block first (one atomicAdd per element
+ * and block, at most 512 blocks). */
 int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
                            const float *rstd, long rows, int D, cudaStream_t s);
 
