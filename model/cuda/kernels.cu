@@ -10,9 +10,10 @@
  * accumulate in float32 (double where a norm feeds DP clipping). The fused
  * flash attention is in flash.cu; the GEMM attention's causal softmax
  * kernels are here. The fused path of the model (FEDLORA_FUSE) adds
- * RMSNorm with the residual copy, the merged q/k/v split with rotary,
- * SwiGLU over merged gate|up rows and the cross-entropy on bf16 logits in
- * place; the unfused kernels stay for FEDLORA_FUSE=0.
+ * RMSNorm with the residual copy, the merged q/k/v split with bias and
+ * rotary, Qwen3's q/k norm on the merged rows, SwiGLU over merged gate|up
+ * rows and the cross-entropy on bf16 logits in place; the unfused kernels
+ * stay for FEDLORA_FUSE=0.
  */
 #include <math.h>
 
@@ -575,6 +576,71 @@ int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x,
 	/* rows of D one after another: rows tokens of one head */
 	return headnorm_bwd_launch(dx, dout, D, x, NULL, w, NULL, rstd, NULL, dw, NULL, rows, 1, 0,
 	                           D, s);
+}
+
+// Qwen3's q/k norm on the merged q/k/v rows (fusion on): one warp per head
+// of a token, heads hh < Hh of row n at rows + n*ld + hh*D (q, then k, then
+// v when Hh = Hq + 2 Hkv, i.e. with a bias). The bias (NULL ok) is added
+// first, as it belongs to the projection; a q or k head then saves its
+// pre-norm values (rounded to bf16, the values the backward reads) to
+// qpre / kpre (N, H*D), its rstd to rq / rk (N*H), and is normalized in
+// place; a v head only gets its bias. Each lane reads back only the pre
+// values it wrote itself (rmsnorm_row's column mapping is the same), so no
+// synchronization is needed.
+__global__ void k_qkv_headnorm_fwd(bf16 *rows, int ld, const bf16 *bias, bf16 *qpre, bf16 *kpre,
+                                   float *rq, float *rk, const bf16 *wq, const bf16 *wk, long N,
+                                   int Hq, int Hkv, int Hh, int D, float eps)
+{
+	long i = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	for (; i < N * Hh; i += (long)gridDim.x * ROWS_PER_BLOCK) {
+		long n = i / Hh;
+		int hh = (int)(i - n * Hh);
+		bf16 *xr = rows + (size_t)n * ld + (size_t)hh * D;
+		const bf16 *br = bias ? bias + (size_t)hh * D : NULL;
+		if (hh >= Hq + Hkv) { /* a v head (only with a bias) */
+			for (int c = lane; c < D; c += WARP)
+				xr[c] = __float2bfloat16(__bfloat162float(xr[c]) +
+				                         __bfloat162float(br[c]));
+			continue;
+		}
+		int isq = hh < Hq;
+		size_t hr = isq ? (size_t)n * Hq + hh : (size_t)n * Hkv + (hh - Hq);
+		bf16 *pre = (isq ? qpre : kpre) + hr * D;
+		for (int c = lane; c < D; c += WARP)
+			pre[c] =
+			    br ? __float2bfloat16(__bfloat162float(xr[c]) + __bfloat162float(br[c]))
+			       : xr[c];
+		rmsnorm_row(xr, (isq ? rq : rk) + hr, (const bf16 *)pre, isq ? wq : wk, D, eps,
+		            lane);
+	}
+}
+
+int fl_k_qkv_headnorm_forward(bf16 *rows, int ld, const bf16 *bias, bf16 *qpre, bf16 *kpre,
+                              float *rstdq, float *rstdk, const bf16 *wq, const bf16 *wk, long N,
+                              int Hq, int Hkv, int D, float eps, cudaStream_t s)
+{
+	int rv = 0;
+	int Hh = Hq + Hkv + (bias ? Hkv : 0);
+	long blocks = (N * Hh + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+	if (N <= 0)
+		return 0;
+	if (blocks > 65535L * 16)
+		blocks = 65535L * 16;
+	k_qkv_headnorm_fwd<<<(int)blocks, ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    rows, ld, bias, qpre, kpre, rstdq, rstdk, wq, wk, N, Hq, Hkv, Hh, D, eps);
+	CU_LAUNCHED();
+fail:
+	return rv;
+}
+
+int fl_k_qkv_headnorm_backward(bf16 *drows, int ld, float *dwq, float *dwk, const bf16 *qpre,
+                               const bf16 *kpre, const bf16 *wq, const bf16 *wk, const float *rstdq,
+                               const float *rstdk, long N, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* in place: the q and k heads of each row, v heads untouched */
+	return headnorm_bwd_launch(drows, drows, ld, qpre, kpre, wq, wk, rstdq, rstdk, dwq, dwk, N,
+	                           Hq, Hkv, D, s);
 }
 
 int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,
