@@ -23,8 +23,10 @@
  * The GPU cases run the default fused path (merged q/k/v and gate/up GEMMs,
  * fused kernels, bf16 training logits); gpu_fusion_off runs the logits,
  * LoRA gradient and full-gradient comparisons again with FEDLORA_FUSE=0 and
- * checks that both paths give the same gradients. The families with biases
- * or q/k norms (gpu_families) always take the unfused path.
+ * checks that both paths give the same gradients. gpu_families runs every
+ * family's checks twice, with FEDLORA_FUSE=1 (q/k/v biases in the fused
+ * split, Qwen3's q/k norm on the merged rows) and FEDLORA_FUSE=0, then
+ * compares the two paths and reads every stored weight back.
  */
 #include <math.h>
 #include <stdint.h>
@@ -326,6 +328,37 @@ static double cosine(const float *a, const float *b, size_t n)
 /* Gradient checkpointing in the GPU models gpu_from builds. */
 static int gpu_ckpt;
 
+static const char *param_names[MODEL_NPARAM] = {"embed", "ln1",   "wq",  "wk",    "wv",    "wo",
+                                                "ln2",   "wgate", "wup", "wdown", "norm",  "head",
+                                                "bq",    "bk",    "bv",  "bo",    "qnorm", "knorm"};
+
+/* The caller's FEDLORA_FUSE (scripts/gpu-check.sh exports 0 when the fused
+ * op tests fail), saved by the cases that set it and put back after them. */
+static int fuse_had;
+static char fuse_prev[16];
+
+static void fuse_env_save(void)
+{
+	const char *e = getenv("FEDLORA_FUSE");
+	fuse_had = e != NULL;
+	snprintf(fuse_prev, sizeof fuse_prev, "%s", e ? e : "");
+}
+
+static void fuse_env_restore(void)
+{
+	if (fuse_had)
+		setenv("FEDLORA_FUSE", fuse_prev, 1);
+	else
+		unsetenv("FEDLORA_FUSE");
+}
+
+/* The path FEDLORA_FUSE asks for: fused unless "0" (every family). */
+static int fuse_wanted(void)
+{
+	const char *e = getenv("FEDLORA_FUSE");
+	return !(e && !strcmp(e, "0"));
+}
+
 /* The GPU configuration and weights of m (full: full-parameter mode). */
 static void cuda_setup(const model_llama *m, int max_batch, int full, model_cuda_config *cc,
                        model_cuda_weights *w)
@@ -391,6 +424,7 @@ static model_cuda *gpu_from(model_llama *m, lora_adapter *ad, int max_batch, int
 		goto fail;
 	fprintf(stderr, "  (gpu model: %s attention, fusion %s)\n", model_cuda_attention(g),
 	        model_cuda_fused(g) ? "on" : "off");
+	CHECK(model_cuda_fused(g) == fuse_wanted());
 	free(mats);
 	return g;
 fail:
@@ -780,6 +814,9 @@ static void full_grads_case(int tied)
 	CHECK_RC(model_cuda_new(&g, &cc, &w, 0));
 	if (g) {
 		float *gg = calloc(m->nparams, sizeof *gg), *ptr[MODEL_NPARAM];
+		fprintf(stderr, "  (full-mode gpu model, fusion %s)\n",
+		        model_cuda_fused(g) ? "on" : "off");
+		CHECK(model_cuda_fused(g) == fuse_wanted());
 		size_t off = 0;
 		for (int k = 0; k < MODEL_NPARAM; k++) {
 			ptr[k] = m->param_size[k] ? gg + off : NULL;
@@ -795,9 +832,6 @@ static void full_grads_case(int tied)
 		fprintf(stderr, "  full (%s): loss gpu %.6f cpu %.6f\n", tied ? "tied" : "untied",
 		        lg, lc);
 		CHECK_NEAR(lg, lc, 1e-2, 5e-3);
-		static const char *names[MODEL_NPARAM] = {
-		    "embed", "ln1",  "wq",   "wk", "wv", "wo", "ln2", "wgate", "wup",
-		    "wdown", "norm", "head", "bq", "bk", "bv", "bo",  "qnorm", "knorm"};
 		for (int k = 0; k < MODEL_NPARAM; k++) {
 			if (!ptr[k])
 				continue;
@@ -809,7 +843,7 @@ static void full_grads_case(int tied)
 			 * bf16 rows' error is amplified about that much over sqrt(N) */
 			double tol = k == MODEL_P_BK ? 0.15 : 5e-2;
 			double e = rel_l2(ptr[k], m->grad[k], m->param_size[k]);
-			fprintf(stderr, "    d%-6s rel L2 %.3g (tol %g)\n", names[k], e, tol);
+			fprintf(stderr, "    d%-6s rel L2 %.3g (tol %g)\n", param_names[k], e, tol);
 			CHECK(e < tol);
 		}
 		free(gg);
@@ -908,58 +942,36 @@ static void replay_case(void)
 	model_llama_free(m);
 }
 
-/* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
- * checks: logits and loss, LoRA gradients (A+B, B only, the GEMM
- * attention, graph capture and replay, gradient checkpointing), per-tensor
- * full gradients (the biases and norm weights included) and full training
- * through the backends. */
-static void test_gpu_families(void)
+/* Every base tensor of g's family reads back exactly as m holds it
+ * (bf16-representable weights), whatever the device layout: q|k|v and
+ * gate|up rows and the bq|bk|bv vectors interleaved per layer. */
+static void weights_read_back(model_cuda *g, const model_llama *m)
 {
-	NEED_GPU();
-	static const struct {
-		model_arch arch;
-		int llama_bias;
-		const char *name;
-	} fam[] = {{MODEL_ARCH_QWEN2, 0, "qwen2"},
-	           {MODEL_ARCH_QWEN3, 0, "qwen3"},
-	           {MODEL_ARCH_LLAMA, 1, "llama attention_bias"}};
-	for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
-		fprintf(stderr, "  --- %s\n", fam[i].name);
-		test_arch = fam[i].arch;
-		test_llama_bias = fam[i].llama_bias;
-		test_gpu_logits();
-		grads_case(0, 1);
-		grads_case(1, 0);
-		grads_case_gemm(1, 1);
-		replay_case();
-		gpu_ckpt = 1; /* the q/k norm activations recomputed in the backward */
-		grads_case(0, 1);
-		gpu_ckpt = 0;
-		test_gpu_full();
+	for (int k = 0; k < MODEL_NPARAM; k++) {
+		size_t n = m->param_size[k], bad = 0;
+		if (!n) /* absent in this family, or the tied head */
+			continue;
+		float *h = calloc(n + 1, sizeof *h);
+		CHECK_RC(model_cuda_get_weight(g, k, h, n));
+		for (size_t i = 0; i < n; i++)
+			bad += h[i] != m->param[k][i];
+		if (bad)
+			fprintf(stderr, "  weight %s: %zu of %zu values differ\n", param_names[k],
+			        bad, n);
+		CHECK(bad == 0);
+		free(h);
 	}
-	test_arch = MODEL_ARCH_LLAMA;
-	test_llama_bias = 0;
 }
 
-/* FEDLORA_FUSE=0: the unfused kernels (one GEMM per matrix, rotary per
- * tensor, residual copies, f32 training logits) against the CPU, and the two
- * paths' gradients against each other. Also the weights as stored (q|k|v and
- * gate|up rows interleaved per layer) read back exactly as uploaded. */
-static void test_gpu_fusion_off(void)
+/* One model of the current family built with FEDLORA_FUSE=1 and =0: both
+ * read every weight back exactly, and their LoRA gradients agree. Leaves
+ * FEDLORA_FUSE set; the callers restore it. */
+static void fused_vs_unfused(void)
 {
-	NEED_GPU();
-	static const char *names[12] = {"embed", "ln1",   "wq",  "wk",    "wv",   "wo",
-	                                "ln2",   "wgate", "wup", "wdown", "norm", "head"};
 	model_llama *m = NULL;
 	lora_adapter *ad = NULL;
 	model_cuda *gon = NULL, *goff = NULL;
 	int tok[TB * TT], tg[TB * TT];
-	/* the caller's setting (scripts/gpu-check.sh exports FEDLORA_FUSE=0 when
-	 * the fused kernels fail their op tests) is restored at the end */
-	const char *env = getenv("FEDLORA_FUSE");
-	char prev[16] = "";
-	if (env)
-		snprintf(prev, sizeof prev, "%s", env);
 	CHECK_RC(make_model(0, &m, &ad));
 	if (!m)
 		return;
@@ -971,19 +983,8 @@ static void test_gpu_fusion_off(void)
 	if (!gon || !goff)
 		goto out;
 	CHECK(model_cuda_fused(gon) == 1 && model_cuda_fused(goff) == 0);
-	for (int k = 0; k < 12; k++) { /* bf16-representable weights: exact */
-		size_t n = m->param_size[k];
-		float *h = calloc(n + 1, sizeof *h);
-		CHECK_RC(model_cuda_get_weight(gon, k, h, n));
-		size_t bad = 0;
-		for (size_t i = 0; i < n; i++)
-			bad += h[i] != m->param[k][i];
-		if (bad)
-			fprintf(stderr, "  weight %s: %zu of %zu values differ\n", names[k], bad,
-			        n);
-		CHECK(bad == 0);
-		free(h);
-	}
+	weights_read_back(gon, m);
+	weights_read_back(goff, m);
 	{
 		size_t P = ad->n_a + ad->n_b;
 		float *a = calloc(P, sizeof *a), *b = calloc(P, sizeof *b);
@@ -1001,21 +1002,73 @@ static void test_gpu_fusion_off(void)
 		free(a);
 		free(b);
 	}
+out:
+	model_cuda_free(gon);
+	model_cuda_free(goff);
+	lora_adapter_free(ad);
+	model_llama_free(m);
+}
+
+/* Qwen2, Qwen3 and Llama with attention_bias through the same GPU-vs-CPU
+ * checks, on the fused path (FEDLORA_FUSE=1: the biases added in the fused
+ * split, Qwen3's q/k norm on the merged rows, the bias gradient over the
+ * merged gradient rows) and on the unfused one (FEDLORA_FUSE=0): logits and
+ * loss, LoRA gradients (A+B, B only, the GEMM attention, graph capture and
+ * replay, gradient checkpointing), per-tensor full gradients (the biases
+ * and norm weights included) and full training through the backends; then
+ * the two paths against each other and every weight read back. */
+static void test_gpu_families(void)
+{
+	NEED_GPU();
+	static const struct {
+		model_arch arch;
+		int llama_bias;
+		const char *name;
+	} fam[] = {{MODEL_ARCH_QWEN2, 0, "qwen2"},
+	           {MODEL_ARCH_QWEN3, 0, "qwen3"},
+	           {MODEL_ARCH_LLAMA, 1, "llama attention_bias"}};
+	fuse_env_save();
+	for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+		test_arch = fam[i].arch;
+		test_llama_bias = fam[i].llama_bias;
+		for (int fuse = 1; fuse >= 0; fuse--) {
+			fprintf(stderr, "  --- %s, fusion %s\n", fam[i].name, fuse ? "on" : "off");
+			setenv("FEDLORA_FUSE", fuse ? "1" : "0", 1);
+			test_gpu_logits();
+			grads_case(0, 1);
+			grads_case(1, 0);
+			grads_case_gemm(1, 1);
+			replay_case();
+			gpu_ckpt = 1; /* the q/k norm activations recomputed in the backward */
+			grads_case(0, 1);
+			gpu_ckpt = 0;
+			test_gpu_full();
+		}
+		fprintf(stderr, "  --- %s, fused vs unfused\n", fam[i].name);
+		fused_vs_unfused();
+	}
+	fuse_env_restore();
+	test_arch = MODEL_ARCH_LLAMA;
+	test_llama_bias = 0;
+}
+
+/* FEDLORA_FUSE=0: the unfused kernels (one GEMM per matrix, rotary per
+ * tensor, residual copies, f32 training logits) against the CPU, and the two
+ * paths' gradients against each other. Also the weights as stored (q|k|v and
+ * gate|up rows interleaved per layer) read back exactly as uploaded. */
+static void test_gpu_fusion_off(void)
+{
+	NEED_GPU();
+	fuse_env_save();
+	fused_vs_unfused();
 	/* the unfused path against the CPU, as the default path is tested */
+	setenv("FEDLORA_FUSE", "0", 1);
 	test_gpu_logits();
 	grads_case(0, 1);
 	grads_case(1, 0);
 	full_grads_case(0);
 	full_grads_case(1);
-out:
-	if (env)
-		setenv("FEDLORA_FUSE", prev, 1);
-	else
-		unsetenv("FEDLORA_FUSE");
-	model_cuda_free(gon);
-	model_cuda_free(goff);
-	lora_adapter_free(ad);
-	model_llama_free(m);
+	fuse_env_restore();
 }
 
 static void test_gpu_backend(void)

@@ -102,10 +102,11 @@ void model_cuda_free(model_cuda *m);
 /* "flash" or "gemm": the attention implementation this model uses. */
 const char *model_cuda_attention(const model_cuda *m);
 /* 1 when this model runs the fused path (merged q/k/v and gate/up GEMMs,
- * fused rotary split, RMSNorm with the residual copy, bf16 training
- * logits), 0 with FEDLORA_FUSE=0 in the environment at model_cuda_new and
- * always for a model with qkv_bias, o_bias or qk_norm (Qwen2, Qwen3, biased
- * Llama), which runs the unfused kernels with float32 training logits. */
+ * fused rotary split with the q/k/v biases, Qwen3's q/k norm on the merged
+ * rows, RMSNorm with the residual copy, bf16 training logits), 0 with
+ * FEDLORA_FUSE=0 in the environment at model_cuda_new (the unfused kernels,
+ * float32 training logits). Every family (Llama, Qwen2, Qwen3, biased Llama)
+ * runs either path. */
 int model_cuda_fused(const model_cuda *m);
 /* Bytes of device memory this model holds. */
 size_t model_cuda_mem_bytes(const model_cuda *m);
@@ -210,6 +211,18 @@ int model_cuda_op_qkv_rope_forward(float *q, float *k, float *v, const float *qk
 int model_cuda_op_qkv_rope_backward(float *dqkv, int ld, const float *dq, const float *dk,
                                     const float *dv, int B, int T, int Hq, int Hkv, int D,
                                     const float *inv_freq);
+/* Qwen3's q/k norm on the merged rows (fl_k_qkv_headnorm_forward): rows (N,
+ * ld) in and out (bias ((Hq + 2 Hkv) D or NULL) added to every head, q and
+ * k heads normalized with wq / wk (D)), qpre (N, Hq D), kpre (N, Hkv D) the
+ * pre-norm values, rstdq (N Hq), rstdk (N Hkv). Its backward: in place on
+ * drows (the q and k heads), dwq, dwk (D) += (both NULL or both set). */
+int model_cuda_op_qkv_headnorm_forward(float *rows, int ld, const float *bias, float *qpre,
+                                       float *kpre, float *rstdq, float *rstdk, const float *wq,
+                                       const float *wk, int N, int Hq, int Hkv, int D, float eps);
+int model_cuda_op_qkv_headnorm_backward(float *drows, int ld, float *dwq, float *dwk,
+                                        const float *qpre, const float *kpre, const float *wq,
+                                        const float *wk, const float *rstdq, const float *rstdk,
+                                        int N, int Hq, int Hkv, int D);
 int model_cuda_op_rope_backward(float *dx, int B, int T, int H, int D, const float *inv_freq);
 int model_cuda_op_attention_forward(float *out, float *att, const float *q, const float *k,
                                     const float *v, int B, int T, int Hq, int Hkv, int D);

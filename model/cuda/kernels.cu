@@ -10,9 +10,10 @@
  * accumulate in float32 (double where a norm feeds DP clipping). The fused
  * flash attention is in flash.cu; the GEMM attention's causal softmax
  * kernels are here. The fused path of the model (FEDLORA_FUSE) adds
- * RMSNorm with the residual copy, the merged q/k/v split with rotary,
- * SwiGLU over merged gate|up rows and the cross-entropy on bf16 logits in
- * place; the unfused kernels stay for FEDLORA_FUSE=0.
+ * RMSNorm with the residual copy, the merged q/k/v split with bias and
+ * rotary, Qwen3's q/k norm on the merged rows, SwiGLU over merged gate|up
+ * rows and the cross-entropy on bf16 logits in place; the unfused kernels
+ * stay for FEDLORA_FUSE=0.
  */
 #include <math.h>
 
@@ -477,40 +478,169 @@ fail:
 	return rv;
 }
 
-// dx_j = r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / D); dw_j += dout_j x_j r.
+/* The weight gradient of the head norms is reduced per block: each warp
+ * adds its rows' dout_j x_j r into its own slice of shared memory (lane c
+ * owns columns c, c+32, ...: no two threads touch one address), then the
+ * block sums its warps' slices and adds them to dw with one atomicAdd per
+ * element. HN_BLOCKS caps the grid when dw is wanted (each warp then loops
+ * over rows), so dw receives at most HN_BLOCKS atomics per element instead
+ * of one per row. Heads longer than HN_SMEM_D_MAX (no real model has them)
+ * fall back to one atomicAdd per element and row. */
+#define HN_BLOCKS     512
+#define HN_SMEM_D_MAX 768 /* 2 weights x ROWS_PER_BLOCK warps x D floats <= 48 KiB */
+
+// Backward of the per-head RMSNorm over N tokens of Hq + Hkv heads each:
+// head hh of token n has its gradient at dout + n*ld + hh*D (heads q first,
+// then k, the layout of the merged q/k/v rows; the plain case is ld = D,
+// Hq = 1, Hkv = 0), its input at xq + (n*Hq + hh)*D (q) or xk + (n*Hkv +
+// hh - Hq)*D (k), its rstd at rq / rk with the same index.
+// dx_j = r * (dout_j w_j - x_j r^2 (sum_i dout_i w_i x_i) / D);
+// dw_j += dout_j x_j r (dwq and dwk both NULL or both set when Hkv > 0).
 // Lane c reads dout[c] and x[c] in both loops and writes dx[c] only in the
-// second, after the warp-wide sum, so dx may alias dout.
-__global__ void k_headnorm_bwd(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
-                               const float *rstd, long rows, int D)
+// second, after the warp-wide sum, so dx may alias dout. No thread returns
+// early: every one reaches the __syncthreads before the block's sums.
+__global__ void k_headnorm_bwd(bf16 *dx, const bf16 *dout, int ld, const bf16 *xq, const bf16 *xk,
+                               const bf16 *wq, const bf16 *wk, const float *rq, const float *rk,
+                               float *dwq, float *dwk, long N, int Hq, int Hkv, int D, int reduce)
 {
-	long row = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
-	int lane = threadIdx.x % WARP;
-	if (row >= rows)
-		return;
-	const bf16 *xr = x + (size_t)row * D, *dr = dout + (size_t)row * D;
-	bf16 *dxr = dx + (size_t)row * D;
-	float r = rstd[row], dot = 0.f;
-	for (int c = lane; c < D; c += WARP)
-		dot += __bfloat162float(dr[c]) * __bfloat162float(w[c]) * __bfloat162float(xr[c]);
-	dot = warp_sum(dot);
-	float k = r * r * dot / (float)D;
-	for (int c = lane; c < D; c += WARP) {
-		float d = __bfloat162float(dr[c]), xc = __bfloat162float(xr[c]);
-		dxr[c] = __float2bfloat16(r * (d * __bfloat162float(w[c]) - xc * k));
-		if (dw)
-			atomicAdd(dw + c, d * xc * r);
+	extern __shared__ float sdw[]; /* (ROWS_PER_BLOCK, 2, D) when reduce */
+	int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, Hh = Hq + Hkv;
+	long total = N * Hh;
+	float *mq = reduce ? sdw + (size_t)warp * 2 * D : NULL, *mk = mq ? mq + D : NULL;
+	if (reduce)
+		for (int c = lane; c < D; c += WARP)
+			mq[c] = mk[c] = 0.f;
+	for (long i = (long)blockIdx.x * ROWS_PER_BLOCK + warp; i < total;
+	     i += (long)gridDim.x * ROWS_PER_BLOCK) {
+		long n = i / Hh;
+		int hh = (int)(i - n * Hh), isq = hh < Hq;
+		size_t hr = isq ? (size_t)n * Hq + hh : (size_t)n * Hkv + (hh - Hq);
+		const bf16 *xr = (isq ? xq : xk) + hr * D, *w = isq ? wq : wk;
+		const bf16 *dr = dout + (size_t)n * ld + (size_t)hh * D;
+		bf16 *dxr = dx + (size_t)n * ld + (size_t)hh * D;
+		float *dw = isq ? dwq : dwk, *mine = isq ? mq : mk;
+		float r = (isq ? rq : rk)[hr], dot = 0.f;
+		for (int c = lane; c < D; c += WARP)
+			dot += __bfloat162float(dr[c]) * __bfloat162float(w[c]) *
+			       __bfloat162float(xr[c]);
+		dot = warp_sum(dot);
+		float k = r * r * dot / (float)D;
+		for (int c = lane; c < D; c += WARP) {
+			float d = __bfloat162float(dr[c]), xc = __bfloat162float(xr[c]);
+			dxr[c] = __float2bfloat16(r * (d * __bfloat162float(w[c]) - xc * k));
+			if (reduce)
+				mine[c] += d * xc * r;
+			else if (dw)
+				atomicAdd(dw + c, d * xc * r);
+		}
 	}
+	if (!reduce) /* uniform over the block */
+		return;
+	__syncthreads();
+	for (int c = threadIdx.x; c < D; c += blockDim.x) {
+		float sq = 0.f, sk = 0.f;
+		for (int wi = 0; wi < ROWS_PER_BLOCK; wi++) {
+			sq += sdw[(size_t)wi * 2 * D + c];
+			sk += sdw[(size_t)wi * 2 * D + D + c];
+		}
+		atomicAdd(dwq + c, sq);
+		if (Hkv > 0)
+			atomicAdd(dwk + c, sk);
+	}
+}
+
+/* Launches k_headnorm_bwd over N tokens of Hq (+ Hkv) heads. */
+static int headnorm_bwd_launch(bf16 *dx, const bf16 *dout, int ld, const bf16 *xq, const bf16 *xk,
+                               const bf16 *wq, const bf16 *wk, const float *rq, const float *rk,
+                               float *dwq, float *dwk, long N, int Hq, int Hkv, int D,
+                               cudaStream_t s)
+{
+	int rv = 0;
+	long total = N * (Hq + Hkv), blocks = (total + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+	int reduce = dwq && D <= HN_SMEM_D_MAX;
+	size_t smem = reduce ? (size_t)ROWS_PER_BLOCK * 2 * D * sizeof(float) : 0;
+	if (total <= 0)
+		return 0;
+	if (blocks > (reduce ? HN_BLOCKS : 65535L * 16))
+		blocks = reduce ? HN_BLOCKS : 65535L * 16;
+	k_headnorm_bwd<<<(int)blocks, ROWS_PER_BLOCK * WARP, smem, s>>>(
+	    dx, dout, ld, xq, xk, wq, wk, rq, rk, dwq, dwk, N, Hq, Hkv, D, reduce);
+	CU_LAUNCHED();
+fail:
+	return rv;
 }
 
 int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
                            const float *rstd, long rows, int D, cudaStream_t s)
 {
+	/* rows of D one after another: rows tokens of one head */
+	return headnorm_bwd_launch(dx, dout, D, x, NULL, w, NULL, rstd, NULL, dw, NULL, rows, 1, 0,
+	                           D, s);
+}
+
+// Qwen3's q/k norm on the merged q/k/v rows (fusion on): one warp per head
+// of a token, heads hh < Hh of row n at rows + n*ld + hh*D (q, then k, then
+// v when Hh = Hq + 2 Hkv, i.e. with a bias). The bias (NULL ok) is added
+// first, as it belongs to the projection; a q or k head then saves its
+// pre-norm values (rounded to bf16, the values the backward reads) to
+// qpre / kpre (N, H*D), its rstd to rq / rk (N*H), and is normalized in
+// place; a v head only gets its bias. Each lane reads back only the pre
+// values it wrote itself (rmsnorm_row's column mapping is the same), so no
+// synchronization is needed.
+__global__ void k_qkv_headnorm_fwd(bf16 *rows, int ld, const bf16 *bias, bf16 *qpre, bf16 *kpre,
+                                   float *rq, float *rk, const bf16 *wq, const bf16 *wk, long N,
+                                   int Hq, int Hkv, int Hh, int D, float eps)
+{
+	long i = (long)blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+	int lane = threadIdx.x % WARP;
+	for (; i < N * Hh; i += (long)gridDim.x * ROWS_PER_BLOCK) {
+		long n = i / Hh;
+		int hh = (int)(i - n * Hh);
+		bf16 *xr = rows + (size_t)n * ld + (size_t)hh * D;
+		const bf16 *br = bias ? bias + (size_t)hh * D : NULL;
+		if (hh >= Hq + Hkv) { /* a v head (only with a bias) */
+			for (int c = lane; c < D; c += WARP)
+				xr[c] = __float2bfloat16(__bfloat162float(xr[c]) +
+				                         __bfloat162float(br[c]));
+			continue;
+		}
+		int isq = hh < Hq;
+		size_t hr = isq ? (size_t)n * Hq + hh : (size_t)n * Hkv + (hh - Hq);
+		bf16 *pre = (isq ? qpre : kpre) + hr * D;
+		for (int c = lane; c < D; c += WARP)
+			pre[c] =
+			    br ? __float2bfloat16(__bfloat162float(xr[c]) + __bfloat162float(br[c]))
+			       : xr[c];
+		rmsnorm_row(xr, (isq ? rq : rk) + hr, (const bf16 *)pre, isq ? wq : wk, D, eps,
+		            lane);
+	}
+}
+
+int fl_k_qkv_headnorm_forward(bf16 *rows, int ld, const bf16 *bias, bf16 *qpre, bf16 *kpre,
+                              float *rstdq, float *rstdk, const bf16 *wq, const bf16 *wk, long N,
+                              int Hq, int Hkv, int D, float eps, cudaStream_t s)
+{
 	int rv = 0;
-	k_headnorm_bwd<<<fl_cdiv(rows, ROWS_PER_BLOCK), ROWS_PER_BLOCK * WARP, 0, s>>>(
-	    dx, dw, dout, x, w, rstd, rows, D);
+	int Hh = Hq + Hkv + (bias ? Hkv : 0);
+	long blocks = (N * Hh + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+	if (N <= 0)
+		return 0;
+	if (blocks > 65535L * 16)
+		blocks = 65535L * 16;
+	k_qkv_headnorm_fwd<<<(int)blocks, ROWS_PER_BLOCK * WARP, 0, s>>>(
+	    rows, ld, bias, qpre, kpre, rstdq, rstdk, wq, wk, N, Hq, Hkv, Hh, D, eps);
 	CU_LAUNCHED();
 fail:
 	return rv;
+}
+
+int fl_k_qkv_headnorm_backward(bf16 *drows, int ld, float *dwq, float *dwk, const bf16 *qpre,
+                               const bf16 *kpre, const bf16 *wq, const bf16 *wk, const float *rstdq,
+                               const float *rstdk, long N, int Hq, int Hkv, int D, cudaStream_t s)
+{
+	/* in place: the q and k heads of each row, v heads untouched */
+	return headnorm_bwd_launch(drows, drows, ld, qpre, kpre, wq, wk, rstdq, rstdk, dwq, dwk, N,
+	                           Hq, Hkv, D, s);
 }
 
 int fl_k_rmsnorm_backward_fused(float *dx, bf16 *dx16, float *dw, const float *dout, const float *x,

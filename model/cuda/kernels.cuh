@@ -52,9 +52,30 @@ int fl_k_headnorm_forward(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, 
                           float eps, cudaStream_t s);
 /* Its backward: dx (rows,D) bf16 = the input gradient (overwritten; may
  * alias dout: each element is read before it is written by one thread), dw
- * (D) f32 += (NULL ok). */
+ * (D) f32 += (NULL ok), summed per block first (one atomicAdd per element
+ * and block, at most 512 blocks). */
 int fl_k_headnorm_backward(bf16 *dx, float *dw, const bf16 *dout, const bf16 *x, const bf16 *w,
                            const float *rstd, long rows, int D, cudaStream_t s);
+/* The same norm on the merged q/k/v projection's rows (fusion on): rows
+ * (N, ld >= (Hq + 2 Hkv) D) bf16, q heads then k then v as
+ * fl_k_qkv_rope_forward reads them. bias (NULL, or (Hq + 2 Hkv) D: the
+ * layer's bq|bk|bv) is added to every head first; then each q and k head's
+ * values (bias included, bf16) are saved to qpre (N, Hq D) / kpre (N, Hkv D)
+ * and normalized in place with wq / wk (D), rstd to rstdq (N Hq) / rstdk
+ * (N Hkv). v heads get the bias only; columns past the heads are
+ * untouched. The rows then go to fl_k_qkv_rope_forward without a bias. */
+int fl_k_qkv_headnorm_forward(bf16 *rows, int ld, const bf16 *bias, bf16 *qpre, bf16 *kpre,
+                              float *rstdq, float *rstdk, const bf16 *wq, const bf16 *wk, long N,
+                              int Hq, int Hkv, int D, float eps, cudaStream_t s);
+/* Its backward, in place on the merged gradient rows drows (N, ld) that
+ * fl_k_qkv_rope_backward wrote: each q and k head's gradient (of the normed
+ * values) becomes that of its pre-norm values, which is also the bias's;
+ * dwq, dwk (D) f32 += (both NULL or both set), summed per block as in
+ * fl_k_headnorm_backward. v heads and the columns past the heads are
+ * untouched. */
+int fl_k_qkv_headnorm_backward(bf16 *drows, int ld, float *dwq, float *dwk, const bf16 *qpre,
+                               const bf16 *kpre, const bf16 *wq, const bf16 *wk, const float *rstdq,
+                               const float *rstdk, long N, int Hq, int Hkv, int D, cudaStream_t s);
 
 /* model_rope_forward fused with a permutation: in (B,T,H,D) bf16 -> out
  * (B,H,T,D) bf16, rotated when rotate (cs: (T, D/2) pairs cos, sin), copied

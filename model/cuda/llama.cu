@@ -33,7 +33,8 @@
  * model_cuda_new): merged q/k/v and gate/up GEMMs over weights stored as
  * adjacent rows per layer, one kernel for the q/k/v split + rotary + layout,
  * SwiGLU on merged rows, RMSNorm writing the residual copy, bf16 logits
- * with the cross-entropy in place when training LoRA (see layer_fwd, head).
+ * with the cross-entropy in place when training LoRA (see layer_fwd, head);
+ * the families' q/k/v biases and q/k norms run on the merged rows too.
  */
 #include <math.h>
 #include <stdio.h>
@@ -638,21 +639,20 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 
 	m->QKV = m->QD + 2 * m->KD;
 	{
-		/* the fused kernels know no biases or q/k norms: those families
-		 * take the unfused path */
 		const char *f = getenv("FEDLORA_FUSE");
-		m->fuse = !(f && !strcmp(f, "0")) && !c->qkv_bias && !c->o_bias && !c->qk_norm;
+		m->fuse = !(f && !strcmp(f, "0"));
 	}
 
 	/* parameters: stacked over layers as the CPU model stores them, except
 	 * that one layer's q, k and v rows are adjacent ((QD + 2 KD, C) per
 	 * layer) and so are its gate and up rows ((2I, C)): with fusion on one
 	 * GEMM computes each group, and each matrix is still a contiguous (OUT,
-	 * C) slice for the unfused path. The q/k/v biases (bq, bk, bv) are
-	 * separate blocks stacked over layers, so one layer's three are NOT
-	 * adjacent: fl_k_qkv_rope_forward's bias argument (one QKV-long vector)
-	 * cannot take them as they are, which is one reason the biased families
-	 * run unfused (m->fuse above). */
+	 * C) slice for the unfused path. The q/k/v biases are laid out the same
+	 * way: one layer's bq, bk and bv are one (QD + 2 KD) vector, the bias of
+	 * the merged projection's row (fl_k_qkv_rope_forward and
+	 * fl_k_qkv_headnorm_forward take it whole; its gradient is one column
+	 * sum over the merged gradient rows), and each is still a contiguous
+	 * slice for the unfused path. */
 	{
 		size_t C = m->C, I = m->I, L = m->L, V = m->V, QD = m->QD, KD = m->KD;
 		size_t D = m->D, bq = c->qkv_bias ? QD : 0, bk = c->qkv_bias ? KD : 0;
@@ -669,12 +669,15 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		}
 		m->wstr[W_Q] = m->wstr[W_K] = m->wstr[W_V] = (size_t)m->QKV * C;
 		m->wstr[W_GATE] = m->wstr[W_UP] = 2 * I * C;
+		if (c->qkv_bias)
+			m->wstr[W_BQ] = m->wstr[W_BK] = m->wstr[W_BV] = (size_t)m->QKV;
 	}
 	{
-		/* offsets: K, V and UP live inside the block of Q and GATE */
+		/* offsets: K, V and UP live inside the block of Q and GATE, BK
+		 * and BV inside that of BQ */
 		size_t off[W_N];
 		for (int i = 0; i < W_N; i++) {
-			if (i == W_K || i == W_V || i == W_UP)
+			if (i == W_K || i == W_V || i == W_UP || i == W_BK || i == W_BV)
 				continue;
 			off[i] = tot;
 			tot += (m->wstr[i] * m->wnl[i] * (m->wsz[i] > 0) + 127) & ~(size_t)127;
@@ -682,6 +685,8 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 		off[W_K] = off[W_Q] + m->wper[W_Q];
 		off[W_V] = off[W_K] + m->wper[W_K];
 		off[W_UP] = off[W_GATE] + m->wper[W_GATE];
+		off[W_BK] = off[W_BQ] + m->wper[W_BQ];
+		off[W_BV] = off[W_BK] + m->wper[W_BK];
 		if ((rv = dev_alloc(m, (void **)&m->wmem, tot * 2)) != 0)
 			goto fail;
 		m->wtot = tot;
@@ -744,10 +749,12 @@ extern "C" int model_cuda_new(model_cuda **out, const model_cuda_config *c,
 					goto fail;
 				continue;
 			}
+			/* per layer: the merged rows (q/k/v, gate/up) and biases */
 			for (int l = 0; l < m->wnl[i]; l++)
 				if ((rv = fl_k_init_bf16(m->w[i] + (size_t)l * m->wstr[i],
 				                         m->wper[i], sd * 1000003u + (uint64_t)l,
-				                         0.02f, 1.f, m->s)) != 0)
+				                         norm || bias ? 0.f : 0.02f,
+				                         bias ? 0.f : 1.f, m->s)) != 0)
 					goto fail;
 		}
 		if (m->fmem && (rv = fl_k_bf16_to_f32(m->fmem, m->wmem, m->wtot, m->s)) != 0)
@@ -1180,9 +1187,14 @@ static int group_bwd(model_cuda *m, int l, const int *mods, int nm, const bf16 *
 		GEMM_TRY(GEMM(m->h, 0, 0, N, in, width, 1.f, dout, width, wl(m, wi, l), in, 0.f, dx,
 		              CUDA_R_32F, in));
 	prof_end(m, pi);
-	if (m->fmem) /* dW (width, IN) += dout^T x over the whole block */
+	if (m->fmem) { /* dW (width, IN) += dout^T x over the whole block */
 		GEMM_TRY(GEMM(m->h, 1, 0, width, in, N, 1.f, dout, width, x, in, 1.f, gl(m, wi, l),
 		              CUDA_R_32F, in));
+		/* q/k/v biases: one (width) vector per layer, db += dout's column sums */
+		int b = module_bias(m, mods[0]);
+		if (b >= 0 && (rv = fl_k_bias_backward(gl(m, b, l), dout, N, width, m->s)) != 0)
+			goto fail;
+	}
 	for (int k = 0, j = 0; k < nm; k++) {
 		bf16 *dxa = NULL;
 		if (merged && lora_of(m, l, mods[k]) >= 0)
@@ -1283,6 +1295,18 @@ static int qk_norm_backward(model_cuda *m, int l, size_t sl, int N)
 	                              m->rstdk + sl * Nmax * m->Hkv, (long)N * m->Hkv, m->D, m->s);
 }
 
+/* The same with fusion on: in place on the merged gradient rows m->dqr (N,
+ * QKV) that fl_k_qkv_rope_backward wrote. */
+static int qk_norm_backward_rows(model_cuda *m, int l, size_t sl, int N)
+{
+	size_t Nmax = m->Nmax;
+	return fl_k_qkv_headnorm_backward(
+	    m->dqr, m->QKV, m->fmem ? gl(m, W_QN, l) : NULL, m->fmem ? gl(m, W_KN, l) : NULL,
+	    m->qpre + sl * Nmax * m->QD, m->kpre + sl * Nmax * m->KD, wl(m, W_QN, l),
+	    wl(m, W_KN, l), m->rstdq + sl * Nmax * m->Hq, m->rstdk + sl * Nmax * m->Hkv, N, m->Hq,
+	    m->Hkv, m->D, m->s);
+}
+
 /* Forward of layer l for Bm sequences of T tokens: reads the residual
  * m->res[l], writes res[l+1] and the layer's activations into slot sl (l, or
  * 0 under gradient checkpointing, where backward_body calls it again to
@@ -1290,8 +1314,10 @@ static int qk_norm_backward(model_cuda *m, int l, size_t sl, int N)
  *
  * With fusion on (m->fuse) each RMSNorm also writes the copy of the residual
  * that the block's output GEMM then adds into (no device-to-device copy), q/k/v
- * and gate/up are one GEMM each (group_fwd), the q/k/v split, rotation and
- * head-major layout are one kernel, and SwiGLU reads the merged gate|up rows.
+ * and gate/up are one GEMM each (group_fwd), the q/k/v split, bias, rotation
+ * and head-major layout are one kernel (Qwen3's q/k norm, with the bias,
+ * one kernel before it on the merged rows), and SwiGLU reads the merged
+ * gate|up rows.
  * Without it (FEDLORA_FUSE=0) every matrix has its own GEMM, rotary runs
  * per tensor and the residual is copied before each block. The same values
  * either way up to the GEMMs' summation order. */
@@ -1311,9 +1337,12 @@ static int layer_fwd(model_cuda *m, int l, size_t sl, int Bm, int T)
 	/* gate|up rows (N, 2I) with fusion, else gate (N,I) then up (N,I) */
 	bf16 *g = m->gate + sl * Nmax * 2 * I, *u = g + Nmax * I;
 	bf16 *sw = m->swi + sl * Nmax * I;
-	/* Qwen3 (unfused path only): the projections go to qpre / kpre, their
-	 * per-head norms to qraw / kraw */
+	/* Qwen3: the projections go to qpre / kpre, their per-head norms to qraw
+	 * / kraw (unfused); with fusion the norm runs in place on the merged rows
+	 * and saves the projections to qpre / kpre itself */
 	int qn = m->c.qk_norm;
+	/* the layer's bq|bk|bv (one merged-row vector), or NULL */
+	const bf16 *bqkv = m->c.qkv_bias ? wl(m, W_BQ, l) : NULL;
 	bf16 *qp = qn ? m->qpre + sl * Nmax * m->QD : qraw,
 	     *kp = qn ? m->kpre + sl * Nmax * m->KD : kraw;
 	// attention block: xm = x + o_proj(attention(rope(q(h1)), rope(k(h1)), v(h1)))
@@ -1321,8 +1350,12 @@ static int layer_fwd(model_cuda *m, int l, size_t sl, int Bm, int T)
 		if ((rv = fl_k_rmsnorm_forward_copy(h1, m->rstd1 + sl * Nmax, xm, x,
 		                                    wl(m, W_LN1, l), N, C, m->c.eps, s)) != 0 ||
 		    (rv = group_fwd(m, l, MODS_QKV, 3, h1, m->raw, m->QKV, N)) != 0 ||
-		    (rv = fl_k_qkv_rope_forward(q, k, v, m->raw, m->QKV, NULL, m->rope, Bm, T,
-		                                m->Hq, m->Hkv, m->D, s)) != 0)
+		    (qn && (rv = fl_k_qkv_headnorm_forward(
+		                m->raw, m->QKV, bqkv, qp, kp, m->rstdq + sl * Nmax * m->Hq,
+		                m->rstdk + sl * Nmax * m->Hkv, wl(m, W_QN, l), wl(m, W_KN, l), N,
+		                m->Hq, m->Hkv, m->D, m->c.eps, s)) != 0) ||
+		    (rv = fl_k_qkv_rope_forward(q, k, v, m->raw, m->QKV, qn ? NULL : bqkv, m->rope,
+		                                Bm, T, m->Hq, m->Hkv, m->D, s)) != 0)
 			goto fail;
 	} else if ((rv = fl_k_rmsnorm_forward(h1, m->rstd1 + sl * Nmax, x, wl(m, W_LN1, l), N, C,
 	                                      m->c.eps, s)) != 0 ||
@@ -1540,10 +1573,13 @@ static int backward_body(model_cuda *m, int Bm, int T, float *pe)
 		prof_end(m, pa);
 		if (rv != 0)
 			goto fail;
-		if (m->fuse) { /* dq|dk|dv rows (N, QKV) rotated back, then one GEMM */
+		if (m->fuse) {
+			/* dq|dk|dv rows (N, QKV) rotated back, through the q/k norms
+			 * in place (Qwen3), then one GEMM */
 			if ((rv = fl_k_qkv_rope_backward(m->dqr, m->QKV, m->dq, m->dk, m->dv,
 			                                 m->rope, Bm, T, m->Hq, m->Hkv, m->D, s)) !=
 			        0 ||
+			    (m->c.qk_norm && (rv = qk_norm_backward_rows(m, l, sl, N)) != 0) ||
 			    (rv = group_bwd(m, l, MODS_QKV, 3, h1, m->dqr, m->QKV, dln_qkv, N, Bm,
 			                    T, pe)) != 0)
 				goto fail;

@@ -540,6 +540,73 @@ fail:
 	return rv;
 }
 
+extern "C" int model_cuda_op_qkv_headnorm_forward(float *rows, int ld, const float *bias,
+                                                  float *qpre, float *kpre, float *rstdq,
+                                                  float *rstdk, const float *wq, const float *wk,
+                                                  int N, int Hq, int Hkv, int D, float eps)
+{
+	int rv = 0;
+	bufs b = {};
+	size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D;
+	bf16 *d_rows, *d_bias = NULL, *d_qp, *d_kp, *d_wq, *d_wk;
+	float *d_rq, *d_rk;
+	STEP(up_bf16(&b, &d_rows, rows, (size_t)N * ld));
+	if (bias)
+		STEP(up_bf16(&b, &d_bias, bias, (size_t)(Hq + 2 * Hkv) * D));
+	STEP(up_bf16(&b, &d_qp, NULL, nq));
+	STEP(up_bf16(&b, &d_kp, NULL, nk));
+	STEP(up_f32(&b, &d_rq, NULL, (size_t)N * Hq));
+	STEP(up_f32(&b, &d_rk, NULL, (size_t)N * Hkv));
+	STEP(up_bf16(&b, &d_wq, wq, D));
+	STEP(up_bf16(&b, &d_wk, wk, D));
+	STEP(fl_k_qkv_headnorm_forward(d_rows, ld, d_bias, d_qp, d_kp, d_rq, d_rk, d_wq, d_wk, N,
+	                               Hq, Hkv, D, eps, 0));
+	STEP(down_bf16(rows, d_rows, (size_t)N * ld, 0));
+	STEP(down_bf16(qpre, d_qp, nq, 0));
+	STEP(down_bf16(kpre, d_kp, nk, 0));
+	STEP(down_f32(rstdq, d_rq, (size_t)N * Hq));
+	STEP(down_f32(rstdk, d_rk, (size_t)N * Hkv));
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
+extern "C" int model_cuda_op_qkv_headnorm_backward(float *drows, int ld, float *dwq, float *dwk,
+                                                   const float *qpre, const float *kpre,
+                                                   const float *wq, const float *wk,
+                                                   const float *rstdq, const float *rstdk, int N,
+                                                   int Hq, int Hkv, int D)
+{
+	int rv = 0;
+	bufs b = {};
+	size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D;
+	bf16 *d_rows, *d_qp, *d_kp, *d_wq, *d_wk;
+	float *d_rq, *d_rk, *d_dwq = NULL, *d_dwk = NULL;
+	if ((dwq == NULL) != (dwk == NULL))
+		return FL_EINVAL;
+	STEP(up_bf16(&b, &d_rows, drows, (size_t)N * ld));
+	STEP(up_bf16(&b, &d_qp, qpre, nq));
+	STEP(up_bf16(&b, &d_kp, kpre, nk));
+	STEP(up_bf16(&b, &d_wq, wq, D));
+	STEP(up_bf16(&b, &d_wk, wk, D));
+	STEP(up_f32(&b, &d_rq, rstdq, (size_t)N * Hq));
+	STEP(up_f32(&b, &d_rk, rstdk, (size_t)N * Hkv));
+	if (dwq) {
+		STEP(up_f32(&b, &d_dwq, dwq, D));
+		STEP(up_f32(&b, &d_dwk, dwk, D));
+	}
+	STEP(fl_k_qkv_headnorm_backward(d_rows, ld, d_dwq, d_dwk, d_qp, d_kp, d_wq, d_wk, d_rq,
+	                                d_rk, N, Hq, Hkv, D, 0));
+	STEP(down_bf16(drows, d_rows, (size_t)N * ld, 0));
+	if (dwq) {
+		STEP(down_f32(dwq, d_dwq, D));
+		STEP(down_f32(dwk, d_dwk, D));
+	}
+fail:
+	bufs_free(&b);
+	return rv;
+}
+
 /* q (B,T,Hq,D), k, v (B,T,Hkv,D) host -> device (B,H,T,D) bf16. */
 static int up_qkv(bufs *b, bf16 **dq, bf16 **dk, bf16 **dv, const float *q, const float *k,
                   const float *v, int B, int T, int Hq, int Hkv, int D)
