@@ -398,10 +398,17 @@ int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp
 	c->why[0] = 0;
 	if ((rv = check_down(c, d, 3)) != 0)
 		return refuse(c, rv, "view of another run, round, attempt or phase");
-	if (c->index < 0 || d->view.len != (size_t)c->k)
-		return refuse(c, FL_EFORMAT, "view of %zu flags, this client has %d neighbours",
-		              d->view.len, c->k);
-	rv = priv_sa_client_sign_view(c->sc, d->view.data, c->k, c->key->sk, c->sig);
+	if (c->index < 0 || d->view.len != PRIV_SA_VIEW_BYTES(c->k))
+		return refuse(c, FL_EFORMAT,
+		              "view of %zu bytes, expected %zu (%d neighbours' flags, bit-packed)",
+		              d->view.len, PRIV_SA_VIEW_BYTES(c->k), c->k);
+	/* it would be signed: exactly one encoding of a view is accepted */
+	if (priv_sa_view_unpack(d->view.data, d->view.len, c->k, NULL) != 0)
+		return refuse(c, FL_EFORMAT,
+		              "view not canonical: unused high bits of its last byte are set "
+		              "(%d flags)",
+		              c->k);
+	rv = priv_sa_client_sign_view(c->sc, d->view.data, d->view.len, c->key->sk, c->sig);
 	if (rv == FL_EQUORUM)
 		return refuse(c, rv,
 		              "view names fewer than the threshold %d of its neighbours "
@@ -452,9 +459,23 @@ int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *u
 		const int *f;
 		const uint8_t *id = d->signer_id[e].data;
 		if (j >= (uint32_t)c->n || d->sigs[e].len != PRIV_SA_SIG_BYTES ||
-		    (d->signer_id[e].len != 32 && d->signer_id[e].len != 0) ||
-		    d->views[e].len > PRIV_SA_MAX_DEGREE) {
+		    (d->signer_id[e].len != 32 && d->signer_id[e].len != 0)) {
 			rv = refuse(c, FL_EFORMAT, "unmask request: signed view %zu malformed", e);
+			goto out;
+		}
+		/* every member has as many neighbours as this client; a view it
+		 * signed is canonical, so any other encoding is the relay's */
+		if (d->views[e].len != PRIV_SA_VIEW_BYTES(c->k)) {
+			rv = refuse(c, FL_EFORMAT,
+			            "unmask request: signed view %zu of %zu bytes, expected %zu", e,
+			            d->views[e].len, PRIV_SA_VIEW_BYTES(c->k));
+			goto out;
+		}
+		if (priv_sa_view_unpack(d->views[e].data, d->views[e].len, c->k, NULL) != 0) {
+			rv = refuse(c, FL_EFORMAT,
+			            "unmask request: signed view %zu not canonical (unused high "
+			            "bits of its last byte set)",
+			            e);
 			goto out;
 		}
 		f = bsearch(&(int){(int)j}, c->nb, (size_t)c->k, sizeof *c->nb, sa_cmp_int);
@@ -489,7 +510,7 @@ int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *u
 		}
 		sv[e].index = (int)j;
 		sv[e].view = d->views[e].data;
-		sv[e].view_len = (int)d->views[e].len;
+		sv[e].view_len = d->views[e].len;
 		sv[e].id_pk = id;
 		sv[e].sig = d->sigs[e].data;
 	}

@@ -79,11 +79,15 @@ int sa_client_on_boxes(sa_client *c, const Fedlora__SaDown *d);
 /* Phase 3 up: the masked vector of x (len values; the weight is the last)
  * plus its metrics; *clipped gets the count of |x| > clip. */
 int sa_client_mask(sa_client *c, const float *x, size_t len, Fedlora__SaUp *up, uint64_t *clipped);
-/* SaDown 3 (this client's view) -> phase 4 up: its signature over it. */
+/* SaDown 3 (this client's view) -> phase 4 up: its signature over it.
+ * The view must be its neighbours' flags bit-packed, exactly
+ * PRIV_SA_VIEW_BYTES(degree) bytes with the unused high bits of the last
+ * byte zero (FL_EFORMAT, with the reason in sa_client_why, otherwise). */
 int sa_client_on_survivors(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 /* SaDown 4 (unmask request: the signed views of the ring window) -> phase
  * 5 up: the reveals. FL_ESIG / FL_EKEY / FL_EFORMAT / FL_ESTATE when an
- * honest client must refuse (see above). */
+ * honest client must refuse (see above); FL_EFORMAT also for a signed view
+ * that is not packed as SaDown 3 requires. */
 int sa_client_on_unmask(sa_client *c, const Fedlora__SaDown *d, Fedlora__SaUp *up);
 
 /* The vector a client masks: its delta from the global on the factors it

@@ -367,28 +367,33 @@ out:
 	return rv;
 }
 
-/* Member j's view: the survivor flags of its neighbours (ascending). */
-static void member_view(const sa_round *r, int j, uint8_t *view, int *k)
+/* Member j's view: the survivor flags of its neighbours (ascending),
+ * bit-packed (PRIV_SA_VIEW_BYTES), its length in bytes into *vlen. */
+static void member_view(const sa_round *r, int j, uint8_t view[PRIV_SA_VIEW_MAX_BYTES],
+                        size_t *vlen)
 {
-	int nb[PRIV_SA_MAX_DEGREE];
-	if (priv_sa_neighbours(&r->p, j, nb, k) != 0) {
-		*k = 0;
+	int nb[PRIV_SA_MAX_DEGREE], k;
+	uint8_t f[PRIV_SA_MAX_DEGREE];
+	if (priv_sa_neighbours(&r->p, j, nb, &k) != 0) {
+		*vlen = 0;
 		return;
 	}
-	for (int q = 0; q < *k; q++)
-		view[q] = r->surv[nb[q]];
+	for (int q = 0; q < k; q++)
+		f[q] = r->surv[nb[q]];
+	priv_sa_view_pack(f, k, view);
+	*vlen = PRIV_SA_VIEW_BYTES(k);
 }
 
 /* SaDown 3 for client j: its view (O(degree)). */
 static int build_view(sa_round *r, int j, uint8_t **buf, size_t *len)
 {
 	Fedlora__SaDown d = FEDLORA__SA_DOWN__INIT;
-	uint8_t view[PRIV_SA_MAX_DEGREE];
-	int k;
-	member_view(r, j, view, &k);
+	uint8_t view[PRIV_SA_VIEW_MAX_BYTES];
+	size_t vlen;
+	member_view(r, j, view, &vlen);
 	d.phase = 3;
 	d.view.data = view;
-	d.view.len = (size_t)k;
+	d.view.len = vlen;
 	return seal_down(r, &d, buf, len);
 }
 
@@ -409,18 +414,19 @@ static int build_unmask(sa_round *r, int j, uint8_t **buf, size_t *len)
 	sigs = calloc((size_t)nw + 1, sizeof *sigs);
 	views = calloc((size_t)nw + 1, sizeof *views);
 	ids = calloc((size_t)nw + 1, sizeof *ids);
-	vbuf = malloc(((size_t)nw + 1) * PRIV_SA_MAX_DEGREE);
+	vbuf = malloc(((size_t)nw + 1) * PRIV_SA_VIEW_MAX_BYTES);
 	rv = FL_ENOMEM;
 	if (!signer || !sigs || !views || !ids || !vbuf)
 		goto out;
 	for (int q = 0; q < nw; q++) {
-		int i = w[q], vk;
+		int i = w[q];
+		size_t vlen;
 		if (r->m[i].done < P_SIGN)
 			continue;
-		member_view(r, i, vbuf + (size_t)k * PRIV_SA_MAX_DEGREE, &vk);
+		member_view(r, i, vbuf + (size_t)k * PRIV_SA_VIEW_MAX_BYTES, &vlen);
 		signer[k] = (uint32_t)i;
 		sigs[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, r->m[i].sig};
-		views[k] = (ProtobufCBinaryData){(size_t)vk, vbuf + (size_t)k * PRIV_SA_MAX_DEGREE};
+		views[k] = (ProtobufCBinaryData){vlen, vbuf + (size_t)k * PRIV_SA_VIEW_MAX_BYTES};
 		/* j knows its neighbours' identities from its key list */
 		ids[k] = priv_sa_is_neighbour(&r->p, j, i) ? (ProtobufCBinaryData){0, NULL}
 		                                           : (ProtobufCBinaryData){32, r->id_pk[i]};
@@ -614,15 +620,16 @@ int sa_round_up(sa_round *r, int reg, const Fedlora__SaUp *u, char *why, size_t 
 		break;
 	}
 	case P_SIGN: {
-		uint8_t view[PRIV_SA_MAX_DEGREE];
-		int vk;
+		uint8_t view[PRIV_SA_VIEW_MAX_BYTES];
+		size_t vlen;
 		if (!r->surv[i])
 			UPFAIL(FL_ESTATE, "not a survivor");
 		if (u->sig.len != PRIV_SA_SIG_BYTES)
 			UPFAIL(FL_EFORMAT, "signature must be %d bytes", PRIV_SA_SIG_BYTES);
-		/* only signatures that verify are forwarded (build_unmask) */
-		member_view(r, i, view, &vk);
-		if (priv_sa_view_verify(&r->p, i, view, vk, r->id_pk[i], u->sig.data) != 0)
+		/* only signatures that verify are forwarded (build_unmask); the
+		 * signed bytes are the packed view this coordinator sent */
+		member_view(r, i, view, &vlen);
+		if (priv_sa_view_verify(&r->p, i, view, vlen, r->id_pk[i], u->sig.data) != 0)
 			UPFAIL(FL_ESIG, "signature over the view does not verify");
 		memcpy(m->sig, u->sig.data, PRIV_SA_SIG_BYTES);
 		break;

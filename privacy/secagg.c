@@ -216,6 +216,34 @@ out:
 	return rv;
 }
 
+/* ---- views (bit-packed flags) ---- */
+
+void priv_sa_view_pack(const uint8_t *flags, int k, uint8_t *view)
+{
+	memset(view, 0, PRIV_SA_VIEW_BYTES(k));
+	for (int q = 0; q < k; q++)
+		view[q / 8] |= (uint8_t)((flags[q] != 0) << (q % 8));
+}
+
+int priv_sa_view_unpack(const uint8_t *view, size_t len, int k, uint8_t *flags)
+{
+	if (k < 0 || k > PRIV_SA_MAX_DEGREE || len != PRIV_SA_VIEW_BYTES(k))
+		return FL_EFORMAT;
+	/* the bits above flag k-1 in the last byte: a second encoding of the
+	 * same flags would carry a second valid signature, so refuse it */
+	if (k % 8 && (view[len - 1] >> (k % 8)) != 0)
+		return FL_EFORMAT;
+	for (int q = 0; flags && q < k; q++)
+		flags[q] = (view[q / 8] >> (q % 8)) & 1;
+	return 0;
+}
+
+/* Flag q of a packed view (bounds checked by the caller). */
+static int view_flag(const uint8_t *view, int q)
+{
+	return (view[q / 8] >> (q % 8)) & 1;
+}
+
 /* ---- fixed point ---- */
 
 uint32_t priv_sa_encode(double x, double clip, int frac_bits)
@@ -363,11 +391,12 @@ static int pair_key(const priv_sa_params *p, const uint8_t sk[32], const uint8_t
 
 /* The digest a client signs over its view: domain-separated BLAKE2b of the
  * secagg run id (run and attempt), round, the round's parameters, the
- * signer's index and its k neighbour flags. */
-static void view_digest(const priv_sa_params *p, int index, const uint8_t *view, int k,
+ * signer's index and its packed view (len = PRIV_SA_VIEW_BYTES(degree)
+ * bytes, canonical: the callers checked). v2: v1 hashed one byte per flag. */
+static void view_digest(const priv_sa_params *p, int index, const uint8_t *view, size_t len,
                         uint8_t d[32])
 {
-	static const char dom[] = "fedlora secagg view v1";
+	static const char dom[] = "fedlora secagg view v2";
 	uint8_t hdr[16 + 8 + 5 * 4 + 32];
 	memcpy(hdr, p->run_id, 16);
 	put_u64(hdr + 16, p->round);
@@ -380,15 +409,18 @@ static void view_digest(const priv_sa_params *p, int index, const uint8_t *view,
 	crypto_generichash_state st;
 	crypto_generichash_init(&st, (const uint8_t *)dom, sizeof dom - 1, 32);
 	crypto_generichash_update(&st, hdr, sizeof hdr);
-	crypto_generichash_update(&st, view, (size_t)k);
+	crypto_generichash_update(&st, view, len);
 	crypto_generichash_final(&st, d, 32);
 }
 
-int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, int k,
+int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, size_t len,
                         const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
 {
 	uint8_t d[32];
-	view_digest(p, index, view, k, d);
+	/* every member has degree neighbours (degree <= n - 1) */
+	if (priv_sa_view_unpack(view, len, p->degree, NULL) != 0)
+		return FL_EFORMAT;
+	view_digest(p, index, view, len, d);
 	return crypto_sign_verify_detached(sig, d, 32, id_pk) == 0 ? 0 : FL_ESIG;
 }
 
@@ -447,7 +479,7 @@ struct priv_sa_client {
 	uint8_t (*nc_pk)[32], (*ns_pk)[32]; /* neighbours' keys (k) */
 	uint8_t *got;                       /* k: share from neighbour received */
 	uint8_t (*sh_b)[PRIV_SA_SHARE_BYTES], (*sh_s)[PRIV_SA_SHARE_BYTES]; /* k received */
-	uint8_t *view; /* k: the signed view (1 = survivor) */
+	uint8_t *view; /* k: the signed view, unpacked (1 = survivor) */
 	int keys_set, masked, signed_once, answered;
 };
 
@@ -699,35 +731,35 @@ int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t 
 	return 0;
 }
 
-int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, int k, const uint8_t id_sk[64],
-                             uint8_t sig[PRIV_SA_SIG_BYTES])
+int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, size_t len,
+                             const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES])
 {
-	uint8_t d[32];
+	uint8_t d[32], f[PRIV_SA_MAX_DEGREE];
 	int ns = 0;
 	if (!c->masked)
 		return FL_ESTATE;
-	if (k != c->k)
-		return FL_EFORMAT;
-	for (int s = 0; s < k; s++) {
+	if (priv_sa_view_unpack(view, len, c->k, f) != 0)
+		return FL_EFORMAT; /* wrong length or a padding bit set */
+	for (int s = 0; s < c->k; s++) {
 		/* a survivor masked, so it sent keys first */
-		if (view[s] > 1 || (view[s] && is_zero32(c->nc_pk[s])))
+		if (f[s] && is_zero32(c->nc_pk[s]))
 			return FL_EFORMAT;
-		ns += view[s];
+		ns += f[s];
 	}
-	if (c->signed_once && memcmp(view, c->view, (size_t)k) != 0)
+	if (c->signed_once && memcmp(f, c->view, (size_t)c->k) != 0)
 		return FL_ESTATE;
 	/* this client's self mask needs threshold b-shares from survivors */
 	if (ns < c->p.threshold)
 		return FL_EQUORUM;
-	view_digest(&c->p, c->index, view, k, d);
+	view_digest(&c->p, c->index, view, len, d);
 	crypto_sign_detached(sig, NULL, d, 32, id_sk);
-	memcpy(c->view, view, (size_t)k);
+	memcpy(c->view, f, (size_t)c->k);
 	c->signed_once = 1;
 	return 0;
 }
 
-/* Does signer's view (its neighbours' flags, ascending) say `want` of
- * member i? 0 when i is no neighbour of the signer. */
+/* Does signer's packed view (its neighbours' flags, ascending) say `want`
+ * of member i? 0 when i is no neighbour of the signer. */
 static int view_says(const priv_sa_params *p, int signer, const uint8_t *view, int i, int want)
 {
 	int nb[PRIV_SA_MAX_DEGREE + 1], k;
@@ -735,7 +767,7 @@ static int view_says(const priv_sa_params *p, int signer, const uint8_t *view, i
 	if (!priv_sa_is_neighbour(p, signer, i) || priv_sa_neighbours(p, signer, nb, &k) != 0)
 		return 0;
 	f = bsearch(&i, nb, (size_t)k, sizeof *nb, cmp_int);
-	return f && view[f - nb] == want;
+	return f && view_flag(view, (int)(f - nb)) == want;
 }
 
 int priv_sa_client_unmask(priv_sa_client *c, const priv_sa_signed_view *sv, int nsv,
@@ -758,17 +790,18 @@ int priv_sa_client_unmask(priv_sa_client *c, const priv_sa_signed_view *sv, int 
 	if ((rv = priv_sa_window(&c->p, c->index, w, &nw)) != 0)
 		goto out;
 	/* an entry counts once per signer, inside this client's ring window,
-	 * with a view of the right length and a signature that verifies */
+	 * with a canonically packed view of the right length (checked by
+	 * priv_sa_view_verify) and a signature that verifies */
 	for (int e = 0; e < nsv; e++) {
 		int j = sv[e].index, dup = 0;
-		if (!bsearch(&j, w, (size_t)nw, sizeof *w, cmp_int) || sv[e].view_len != c->k)
+		if (!bsearch(&j, w, (size_t)nw, sizeof *w, cmp_int))
 			continue;
 		for (int e2 = 0; e2 < e && !dup; e2++)
 			dup = ok[e2] && sv[e2].index == j;
 		if (dup)
 			continue;
-		ok[e] =
-		    priv_sa_view_verify(&c->p, j, sv[e].view, c->k, sv[e].id_pk, sv[e].sig) == 0;
+		ok[e] = priv_sa_view_verify(&c->p, j, sv[e].view, sv[e].view_len, sv[e].id_pk,
+		                            sv[e].sig) == 0;
 	}
 	/* Every member this client vouches for (itself, and each neighbour
 	 * whose share it reveals) must have the same status in the signed

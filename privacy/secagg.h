@@ -32,7 +32,8 @@
  * neighbour slots (so degree <= 254).
  *
  * Unmasking: the coordinator tells each survivor its view, one flag per
- * neighbour (1: masked vector arrived). The client refuses a view with fewer
+ * neighbour (1: masked vector arrived), bit-packed (PRIV_SA_VIEW_BYTES).
+ * The client refuses a view with fewer
  * than threshold survivors and signs the one it accepts (Ed25519 over run,
  * round, parameters, its index and the flags; never a second, different
  * view). Before it reveals, it checks the signed views of its ring window
@@ -63,6 +64,13 @@
 #define PRIV_SA_SIG_BYTES     64
 #define PRIV_SA_SESSION_BYTES 16  /* SecAggParams.session */
 #define PRIV_SA_MAX_DEGREE    254 /* share x coordinates are neighbour slots 1..254 */
+/* A view of k flags travels bit-packed: the flag of neighbour slot q
+ * (ascending neighbour index) is bit q % 8 (LSB first) of byte q / 8,
+ * ceil(k/8) bytes, and the unused high bits of the last byte are zero. That
+ * packed form is the only encoding accepted and the one signed, so one view
+ * has exactly one encoding (and one signature's worth of bytes). */
+#define PRIV_SA_VIEW_BYTES(k)  (((size_t)(k) + 7) / 8)
+#define PRIV_SA_VIEW_MAX_BYTES PRIV_SA_VIEW_BYTES(PRIV_SA_MAX_DEGREE) /* 32 */
 
 typedef struct priv_sa_params {
 	int n;             /* clients selected for the round, indices 0..n-1 */
@@ -103,6 +111,17 @@ void priv_sa_ring_key(const uint8_t seed[32], const uint8_t id_pk[32], uint8_t k
  * FL_EFORMAT otherwise. */
 int priv_sa_ring_check(const priv_sa_params *p, const int *index, const uint8_t (*id_pk)[32],
                        int count);
+
+/* Packs k flags (0 or 1; any nonzero counts as 1) into the
+ * PRIV_SA_VIEW_BYTES(k) bytes of view, padding bits zero. k in
+ * 0..PRIV_SA_MAX_DEGREE. */
+void priv_sa_view_pack(const uint8_t *flags, int k, uint8_t *view);
+/* Unpacks a view of len bytes into k flags (0 or 1); flags may be NULL to
+ * check only. FL_EFORMAT when len is not PRIV_SA_VIEW_BYTES(k) or an unused
+ * high bit of the last byte is set (a non-canonical encoding), flags then
+ * untouched. */
+int priv_sa_view_unpack(const uint8_t *view, size_t len, int k, uint8_t *flags)
+    __attribute__((warn_unused_result));
 
 uint32_t priv_sa_encode(double x, double clip, int frac_bits);
 double priv_sa_decode(uint32_t v, int frac_bits);
@@ -150,18 +169,20 @@ int priv_sa_client_recv_share(priv_sa_client *c, int from, const uint8_t box[PRI
  * whose share arrived; FL_EQUORUM when fewer than threshold did. Only once
  * per round (FL_ESTATE after). */
 int priv_sa_client_mask(priv_sa_client *c, const float *x, size_t len, uint32_t *y);
-/* Signs this client's view: k flags (k = its neighbour count), one per
- * neighbour in ascending order, 1 = survivor. sig = Ed25519 over
- * BLAKE2b("fedlora secagg view v1"; run, round, n, degree, threshold,
- * min_survivors, index, graph_seed, flags). After masking only (FL_ESTATE);
- * FL_EFORMAT for a wrong length, a flag above 1 or a survivor that sent no
- * keys; FL_EQUORUM for fewer than threshold survivors; FL_ESTATE for a
- * second, different view. */
-int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, int k, const uint8_t id_sk[64],
-                             uint8_t sig[PRIV_SA_SIG_BYTES]);
-/* Checks a view signature as priv_sa_client_unmask does: 0 or FL_ESIG. The
+/* Signs this client's view: its k neighbours' flags (k = degree), in
+ * ascending neighbour order, 1 = survivor, packed as PRIV_SA_VIEW_BYTES
+ * says (len bytes). sig = Ed25519 over BLAKE2b("fedlora secagg view v2";
+ * run, round, n, degree, threshold, min_survivors, index, graph_seed, the
+ * packed bytes). After masking only (FL_ESTATE); FL_EFORMAT for a wrong
+ * length, a set padding bit or a survivor that sent no keys; FL_EQUORUM for
+ * fewer than threshold survivors; FL_ESTATE for a second, different view. */
+int priv_sa_client_sign_view(priv_sa_client *c, const uint8_t *view, size_t len,
+                             const uint8_t id_sk[64], uint8_t sig[PRIV_SA_SIG_BYTES]);
+/* Checks a signature over member index's packed view (len bytes) as
+ * priv_sa_client_unmask does: 0, FL_EFORMAT for a view that is not the
+ * canonical packed form of degree flags (never hashed), or FL_ESIG. The
  * coordinator checks each one on arrival and forwards only those. */
-int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, int k,
+int priv_sa_view_verify(const priv_sa_params *p, int index, const uint8_t *view, size_t len,
                         const uint8_t id_pk[32], const uint8_t sig[PRIV_SA_SIG_BYTES])
     __attribute__((warn_unused_result));
 
@@ -173,16 +194,17 @@ typedef struct priv_sa_reveal {
 
 /* One signed view of the unmask request (borrowed pointers). */
 typedef struct priv_sa_signed_view {
-	int index;           /* the signer */
-	const uint8_t *view; /* its flags */
-	int view_len;
+	int index;            /* the signer */
+	const uint8_t *view;  /* its flags, packed (PRIV_SA_VIEW_BYTES) */
+	size_t view_len;      /* bytes */
 	const uint8_t *id_pk; /* its identity key (32) */
 	const uint8_t *sig;   /* PRIV_SA_SIG_BYTES */
 } priv_sa_signed_view;
 
 /* Answers the unmask request from the signed views sv[0..nsv) of this
- * client's ring window (entries outside it, repeated, of the wrong length
- * or with a signature that does not verify never count). Checks as
+ * client's ring window (entries outside it, repeated, of the wrong length,
+ * not canonically packed or with a signature that does not verify never
+ * count). Checks as
  * described above: FL_ESIG, with the member whose status lacks a majority
  * in *bad; FL_ESTATE before signing a view or for a second request.
  * Writes at most degree reveals to out. */

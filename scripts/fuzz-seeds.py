@@ -396,13 +396,15 @@ put("tokenizer", "added_flags.json", _tj(dict(
 
 # secagg: a selector byte (client and handler, tests/fuzz/secagg_fuzz.c), then an
 # SaDown of the neighbour-restricted messages: the key list with the client's index
-# and its neighbours' identity keys, a view (one flag per neighbour), an unmask
-# request with the window's signed views and signer identities
+# and its neighbours' identity keys, a view (its 3 neighbours' flags bit-packed, LSB
+# first: 0x03 = survivor, survivor, dropped; 0x0b the same with a padding bit set,
+# refused), an unmask request with the window's signed views and signer identities
 _k = bytes(range(32))
 _sig = bytes(range(64))
 put("secagg", "down_keylist_ids", b"\x00" + fv(4, 1) + fv(16, 2) + fd(12, 0.01) +
     b"".join(fb(5, _k) + fb(6, _k[::-1]) + fb(14, _sig) + fb(17, bytes([i]) * 32)
              for i in range(3)) + fb(13, varint(0) + varint(1) + varint(3)))
-put("secagg", "down_view", b"\x08" + fv(4, 3) + fb(18, b"\x01\x01\x00"))
+put("secagg", "down_view", b"\x08" + fv(4, 3) + fb(18, b"\x03"))
+put("secagg", "down_view_padded", b"\x08" + fv(4, 3) + fb(18, b"\x0b"))
 put("secagg", "down_unmask_views", b"\x0c" + fv(4, 4) + fb(10, varint(0) + varint(1) + varint(3)) +
-    b"".join(fb(11, _sig) + fb(19, b"\x01\x01\x01") + fb(20, bytes([i]) * 32) for i in range(3)))
+    b"".join(fb(11, _sig) + fb(19, b"\x07") + fb(20, bytes([i]) * 32) for i in range(3)))

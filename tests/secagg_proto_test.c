@@ -15,7 +15,9 @@
  * neighbours told different statuses of one client fail the consistency
  * check (no mask key leaks), a Task with a graph_seed other than the derived
  * one, positions that disagree with the ring keys and fewer signed neighbour
- * keys than the threshold are refused.
+ * keys than the threshold are refused. Views travel bit-packed: a view of
+ * the wrong length or with a padding bit set is refused with the reason, in
+ * SaDown 3 and in the unmask request.
  */
 #include <math.h>
 #include <sodium.h>
@@ -294,19 +296,24 @@ static void test_dropout_after_mask(void)
 
 /* Signed views as a coordinator could collect them: client i signs the
  * view `view[i]` it was given (not necessarily the round's). */
+#define VB PRIV_SA_VIEW_BYTES(N - 1) /* a packed view: N - 1 flags */
+
 typedef struct views {
-	uint8_t v[N][N - 1], sig[N][PRIV_SA_SIG_BYTES];
+	uint8_t v[N][VB], sig[N][PRIV_SA_SIG_BYTES];
 	int ok[N];
 	uint32_t signer[N];
 	ProtobufCBinaryData sigs[N], vs[N], ids[N];
 } views;
 
-/* Client i's view with flag f[j] for each neighbour j (complete graph). */
+/* Client i's view with flag f[j] for each neighbour j (complete graph),
+ * packed (VB bytes). */
 static void view_of(int i, const uint8_t *f, uint8_t *v)
 {
+	uint8_t fl[N];
 	for (int j = 0, q = 0; j < N; j++)
 		if (j != i)
-			v[q++] = f[j];
+			fl[q++] = f[j];
+	priv_sa_view_pack(fl, N - 1, v);
 }
 
 /* Client i signs the SaDown 3 of the round with its view replaced by v. */
@@ -319,10 +326,10 @@ static int sign_as(fixture *f, int i, const uint8_t *v, views *w)
 	{
 		Fedlora__SaDown d = *SAD(m);
 		d.view.data = (uint8_t *)v;
-		d.view.len = N - 1;
+		d.view.len = VB;
 		rv = sa_client_on_survivors(f->c[i], &d, &up);
 		if (rv == 0) {
-			memcpy(w->v[i], v, N - 1);
+			memcpy(w->v[i], v, VB);
 			memcpy(w->sig[i], up.sig.data, PRIV_SA_SIG_BYTES);
 			w->ok[i] = 1;
 		}
@@ -344,7 +351,7 @@ static void unmask_of(fixture *f, views *w, Fedlora__SaDown *d)
 		if (w->ok[i]) {
 			w->signer[k] = (uint32_t)i;
 			w->sigs[k] = (ProtobufCBinaryData){PRIV_SA_SIG_BYTES, w->sig[i]};
-			w->vs[k] = (ProtobufCBinaryData){N - 1, w->v[i]};
+			w->vs[k] = (ProtobufCBinaryData){VB, w->v[i]};
 			w->ids[k] = (ProtobufCBinaryData){32, f->k[i].pk};
 			k++;
 		}
@@ -409,6 +416,87 @@ static void test_both_shares_refused(void)
 	fx_close(&f);
 }
 
+/* Views travel bit-packed (N - 1 = 5 flags in one byte, bits 5..7 unused):
+ * the coordinator sends that form, and a client refuses, with the reason, a
+ * view of another length (the old one byte per flag included) or with a
+ * padding bit set, before signing anything; it then signs the genuine view.
+ * The coordinator takes the signature over the packed view it sent. In the
+ * unmask request a signed view of the wrong length or with a padding bit
+ * set is refused too. */
+static void test_view_encoding_refused(void)
+{
+	fixture f;
+	Fedlora__SaUp up;
+	Fedlora__SaDown d;
+	fl_wire_msg m;
+	views w;
+	uint8_t all[N] = {1, 1, 1, 1, 1, 1}, v[VB], flags[N - 1] = {1, 1, 1, 1, 1};
+	memset(&w, 0, sizeof w);
+	fx_open(&f, 6);
+	run_keys_shares(&f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(&f, i);
+	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	/* what the coordinator sends: one byte, the five flags in bits 0..4 */
+	CHECK_RC(down(&f, 0, 3, &m));
+	CHECK(SAD(m)->view.len == 1 && SAD(m)->view.data[0] == 0x1f);
+	{
+		Fedlora__SaDown d3 = *SAD(m);
+		uint8_t padded = 0x1f | 0x20, two[2] = {0x1f, 0};
+		d3.view.data = &padded;
+		d3.view.len = 1;
+		CHECK(sa_client_on_survivors(f.c[0], &d3, &up) == FL_EFORMAT);
+		CHECK(strstr(sa_client_why(f.c[0]), "not canonical") != NULL);
+		padded = 0x1f | 0x80;
+		CHECK(sa_client_on_survivors(f.c[0], &d3, &up) == FL_EFORMAT);
+		CHECK(strstr(sa_client_why(f.c[0]), "unused high bits") != NULL);
+		/* one byte per flag, as before, and a packed byte with a zero
+		 * byte after it: wrong length */
+		d3.view.data = flags;
+		d3.view.len = N - 1;
+		CHECK(sa_client_on_survivors(f.c[0], &d3, &up) == FL_EFORMAT);
+		CHECK(strstr(sa_client_why(f.c[0]), "view of 5 bytes, expected 1") != NULL);
+		d3.view.data = two;
+		d3.view.len = 2;
+		CHECK(sa_client_on_survivors(f.c[0], &d3, &up) == FL_EFORMAT);
+		CHECK(strstr(sa_client_why(f.c[0]), "expected 1") != NULL);
+		d3.view.len = 0;
+		CHECK(sa_client_on_survivors(f.c[0], &d3, &up) == FL_EFORMAT);
+	}
+	fl_wire_msg_fini(&m);
+	/* nothing was signed: each client signs its genuine view */
+	for (int i = 0; i < N; i++) {
+		view_of(i, all, v);
+		CHECK(v[0] == 0x1f);
+		CHECK_RC(sign_as(&f, i, v, &w));
+	}
+	/* the coordinator verifies over the packed view it sent: client 1's
+	 * signature (Ed25519 is deterministic: the same one again) goes in */
+	{
+		Fedlora__SaUp u;
+		CHECK_RC(down(&f, 1, 3, &m));
+		CHECK_RC(sa_client_on_survivors(f.c[1], SAD(m), &u)); /* the same view again */
+		CHECK(memcmp(u.sig.data, w.sig[1], PRIV_SA_SIG_BYTES) == 0);
+		CHECK_RC(sa_round_up(f.r, f.reg[1], &u, f.why, sizeof f.why));
+		fl_wire_msg_fini(&m);
+	}
+	/* the unmask request: a padded or resized signed view is refused */
+	unmask_of(&f, &w, &d);
+	w.v[3][0] |= 0x40;
+	CHECK(sa_client_on_unmask(f.c[0], &d, &up) == FL_EFORMAT);
+	CHECK(strstr(sa_client_why(f.c[0]), "not canonical") != NULL);
+	w.v[3][0] &= 0x1f;
+	w.vs[3].len = N - 1;
+	w.vs[3].data = flags;
+	CHECK(sa_client_on_unmask(f.c[0], &d, &up) == FL_EFORMAT);
+	CHECK(strstr(sa_client_why(f.c[0]), "of 5 bytes, expected 1") != NULL);
+	/* the genuine views: answered */
+	w.vs[3] = (ProtobufCBinaryData){VB, w.v[3]};
+	CHECK_RC(sa_client_on_unmask(f.c[0], &d, &up));
+	CHECK(up.n_reveals == N - 1);
+	fx_close(&f);
+}
+
 /* View signatures: the coordinator refuses one that does not verify (or is
  * over another view); a client never counts a forged, repeated or
  * misattributed one, wherever it sits in the list. */
@@ -428,9 +516,9 @@ static void test_forged_signature_refused(void)
 	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
 	for (int i = 0; i < N; i++) {
 		CHECK_RC(down(&f, i, 3, &m));
-		CHECK(SAD(m)->view.len == N - 1);
+		CHECK(SAD(m)->view.len == VB);
 		CHECK_RC(sa_client_on_survivors(f.c[i], SAD(m), &up));
-		memcpy(w.v[i], SAD(m)->view.data, N - 1);
+		memcpy(w.v[i], SAD(m)->view.data, VB);
 		memcpy(w.sig[i], up.sig.data, PRIV_SA_SIG_BYTES);
 		w.ok[i] = 1;
 		if (i == 2) { /* a client's signature with one bit flipped */
@@ -1146,6 +1234,7 @@ static const test_case cases[] = {TEST(test_full_round),
                                   TEST(test_dropout_after_mask),
                                   TEST(test_both_shares_refused),
                                   TEST(test_forged_signature_refused),
+                                  TEST(test_view_encoding_refused),
                                   TEST(test_replay_cross_round),
                                   TEST(test_too_few_keys_abort),
                                   TEST(test_weight_bounded),

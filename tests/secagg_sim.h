@@ -57,7 +57,9 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 	int *to = malloc((size_t)n * D * sizeof *to), *cnt = calloc((size_t)n, sizeof *cnt);
 	uint32_t *y = malloc(len * sizeof *y);
 	uint8_t(*sigs)[PRIV_SA_SIG_BYTES] = calloc((size_t)n, PRIV_SA_SIG_BYTES);
-	uint8_t *views = calloc((size_t)n, (size_t)D), *signed_ = calloc((size_t)n, 1);
+	size_t vb = PRIV_SA_VIEW_BYTES(D); /* a packed view */
+	uint8_t *views = calloc((size_t)n, vb), *signed_ = calloc((size_t)n, 1);
+	uint8_t flags[PRIV_SA_MAX_DEGREE];
 	priv_sa_signed_view *sv = calloc(2 * (size_t)D + 1, sizeof *sv);
 	int nb[PRIV_SA_MAX_DEGREE], w[2 * PRIV_SA_MAX_DEGREE + 1], nbk, nw;
 	priv_sa_reveal *rev = malloc((size_t)n * D * sizeof *rev);
@@ -144,11 +146,12 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 			continue;
 		priv_sa_neighbours(&p, i, nb, &nbk);
 		for (int q = 0; q < nbk; q++)
-			views[(size_t)i * D + q] = surv[nb[q]];
+			flags[q] = surv[nb[q]];
+		priv_sa_view_pack(flags, nbk, views + (size_t)i * vb);
 		t = sa_cpu();
-		rv = priv_sa_client_sign_view(c[i], views + (size_t)i * D, nbk, idsk[i], sigs[i]);
+		rv = priv_sa_client_sign_view(c[i], views + (size_t)i * vb, vb, idsk[i], sigs[i]);
 		st->client_s += sa_cpu() - t;
-		st->down_bytes += (size_t)nbk;
+		st->down_bytes += vb;
 		if (rv == FL_EQUORUM)
 			continue; /* too few surviving neighbours: an honest client refuses */
 		if (rv != 0)
@@ -166,8 +169,8 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 			if (!signed_[j])
 				continue;
 			sv[ns].index = j;
-			sv[ns].view = views + (size_t)j * D;
-			sv[ns].view_len = D;
+			sv[ns].view = views + (size_t)j * vb;
+			sv[ns].view_len = vb;
 			sv[ns].id_pk = idpk[j];
 			sv[ns].sig = sigs[j];
 			ns++;
@@ -175,7 +178,7 @@ static int sa_sim_round(const priv_sa_params *p0, const float *x, size_t len, do
 		t = sa_cpu();
 		rv = priv_sa_client_unmask(c[i], sv, ns, rev + nrev, &m, &bad);
 		st->client_s += sa_cpu() - t;
-		st->down_bytes += (size_t)ns * (PRIV_SA_SIG_BYTES + 32 + 4 + (size_t)D);
+		st->down_bytes += (size_t)ns * (PRIV_SA_SIG_BYTES + 32 + 4 + vb);
 		if (rv == FL_ESIG)
 			continue; /* an honest client refuses; the coordinator must abort */
 		if (rv != 0)

@@ -7,7 +7,9 @@
  * different statuses fail the view check; a client its neighbours' views
  * call dropped reveals nothing), a client masks only with threshold share
  * boxes in, replayed or misdirected share boxes are rejected, and the
- * derived graph seed and the ring-key order of positions are checked.
+ * derived graph seed and the ring-key order of positions are checked, and
+ * views round-trip through their bit-packed form (a wrong length or a set
+ * padding bit refused, neither signed nor counted).
  */
 #include <math.h>
 #include <sodium.h>
@@ -377,16 +379,20 @@ static void mini_deliver_mask(mini *m, const uint8_t *masks)
 			CHECK_RC(priv_sa_client_mask(m->c[i], x, 4, y));
 }
 
-/* Client i's view with flag f[j] for each neighbour j (complete graph). */
+/* Client i's view with flag f[j] for each neighbour j (complete graph),
+ * packed: 5 flags in one byte (VB). */
+#define VB PRIV_SA_VIEW_BYTES(5)
 static void mini_view(const mini *m, int i, const uint8_t *f, uint8_t *view)
 {
 	int nb[PRIV_SA_MAX_DEGREE], k;
+	uint8_t fl[PRIV_SA_MAX_DEGREE];
 	CHECK_RC(priv_sa_neighbours(&m->p, i, nb, &k));
 	for (int q = 0; q < k; q++)
-		view[q] = f[nb[q]];
+		fl[q] = f[nb[q]];
+	priv_sa_view_pack(fl, k, view);
 }
 
-static void sv_set(priv_sa_signed_view *sv, int index, const uint8_t *view, int len,
+static void sv_set(priv_sa_signed_view *sv, int index, const uint8_t *view, size_t len,
                    const uint8_t *id_pk, const uint8_t *sig)
 {
 	sv->index = index;
@@ -412,14 +418,14 @@ static void test_no_single_client_unmask(void)
 	int k, bad;
 	for (int i = 0; i < 6; i++) {
 		mini_view(&m, i, i == 3 || i == 4 ? s2 : s1, view[i]);
-		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], 5, m.idsk[i], sig[i]));
-		sv_set(&sv[i], i, view[i], 5, m.idpk[i], sig[i]);
+		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], VB, m.idsk[i], sig[i]));
+		sv_set(&sv[i], i, view[i], VB, m.idpk[i], sig[i]);
 	}
 	/* an honest client signs one view per round */
 	{
 		uint8_t other[5], s[64];
 		mini_view(&m, 0, s2, other);
-		CHECK(priv_sa_client_sign_view(m.c[0], other, 5, m.idsk[0], s) == FL_ESTATE);
+		CHECK(priv_sa_client_sign_view(m.c[0], other, VB, m.idsk[0], s) == FL_ESTATE);
 	}
 	/* 5 survived in the views of 3 of its 5 neighbours (0, 1, 2), a
 	 * majority: clients 3 and 4, which saw it dropped, refuse to reveal
@@ -438,16 +444,16 @@ static void test_no_single_client_unmask(void)
 	{
 		priv_sa_signed_view f[6];
 		memcpy(f, sv, sizeof f);
-		sv_set(&f[1], 1, view[2], 5, m.idpk[1], sig[2]);
+		sv_set(&f[1], 1, view[2], VB, m.idpk[1], sig[2]);
 		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
 		/* nor does a repeated entry of one signer */
-		sv_set(&f[1], 2, view[2], 5, m.idpk[2], sig[2]);
+		sv_set(&f[1], 2, view[2], VB, m.idpk[2], sig[2]);
 		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
 		/* nor one with a flipped signature byte */
 		uint8_t s[64];
 		memcpy(s, sig[1], 64);
 		s[9] ^= 1;
-		sv_set(&f[1], 1, view[1], 5, m.idpk[1], s);
+		sv_set(&f[1], 1, view[1], VB, m.idpk[1], s);
 		CHECK(priv_sa_client_unmask(m.c[2], f, 6, rev, &k, &bad) == FL_ESIG);
 		/* the genuine views: answered */
 		CHECK_RC(priv_sa_client_unmask(m.c[2], sv, 6, rev, &k, &bad));
@@ -465,8 +471,8 @@ static void test_no_single_client_unmask(void)
 		if (i >= 1 && i <= 4)
 			f[0] = 0;
 		mini_view(&m, i, f, view[i]);
-		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], 5, m.idsk[i], sig[i]));
-		sv_set(&sv[i], i, view[i], 5, m.idpk[i], sig[i]);
+		CHECK_RC(priv_sa_client_sign_view(m.c[i], view[i], VB, m.idsk[i], sig[i]));
+		sv_set(&sv[i], i, view[i], VB, m.idpk[i], sig[i]);
 	}
 	CHECK(priv_sa_client_unmask(m.c[0], sv, 6, rev, &k, &bad) == FL_ESIG && bad == 0);
 	/* 5 saw 0 survived, against the 4 others: it refuses too */
@@ -478,8 +484,29 @@ static void test_no_single_client_unmask(void)
 	{
 		uint8_t f[6] = {1, 1, 0, 0, 0, 1}, v[5], s[64];
 		mini_view(&m, 0, f, v); /* 1 and 5: 2 < t = 3 */
-		CHECK(priv_sa_client_sign_view(m.c[0], v, 5, m.idsk[0], s) == FL_EQUORUM);
-		CHECK(priv_sa_client_sign_view(m.c[0], v, 4, m.idsk[0], s) == FL_EFORMAT);
+		CHECK(priv_sa_client_sign_view(m.c[0], v, VB, m.idsk[0], s) == FL_EQUORUM);
+		/* the old one byte per flag, or any other length: refused */
+		CHECK(priv_sa_client_sign_view(m.c[0], v, 5, m.idsk[0], s) == FL_EFORMAT);
+		CHECK(priv_sa_client_sign_view(m.c[0], v, 0, m.idsk[0], s) == FL_EFORMAT);
+	}
+	/* a set padding bit (bits 5..7 of the one byte) is a second encoding
+	 * of the same flags: never signed nor counted */
+	{
+		uint8_t v[5], s[64];
+		mini_view(&m, 0, all, v);
+		CHECK(v[0] == 0x1f);
+		for (int b = 5; b < 8; b++) {
+			uint8_t pv = (uint8_t)(v[0] | (1u << b));
+			CHECK(priv_sa_client_sign_view(m.c[0], &pv, VB, m.idsk[0], s) ==
+			      FL_EFORMAT);
+		}
+		CHECK_RC(priv_sa_client_sign_view(m.c[0], v, VB, m.idsk[0], s));
+		/* a signature made over the padded byte does not count either:
+		 * verify refuses the encoding before hashing it */
+		uint8_t pv = (uint8_t)(v[0] | 0x80);
+		CHECK(priv_sa_view_verify(&m.p, 0, v, VB, m.idpk[0], s) == 0);
+		CHECK(priv_sa_view_verify(&m.p, 0, &pv, VB, m.idpk[0], s) == FL_EFORMAT);
+		CHECK(priv_sa_view_verify(&m.p, 0, v, 2, m.idpk[0], s) == FL_EFORMAT);
 	}
 	mini_free(&m);
 }
@@ -543,18 +570,21 @@ static void test_bad_share_detected(void)
 	}
 	CHECK(priv_sa_server_add(s, 1, y) == FL_EREPLAY);
 	const uint8_t *surv = priv_sa_server_survivors(s);
-	uint8_t view[8][7], sig[8][64];
+	uint8_t view[8][PRIV_SA_VIEW_BYTES(7)], sig[8][64];
 	priv_sa_signed_view sv[8];
 	int ns = 0, bad;
 	for (int i = 1; i < n; i++) {
 		int nb[7], kk;
+		uint8_t f[7];
 		CHECK_RC(priv_sa_neighbours(&p, i, nb, &kk));
 		for (int q = 0; q < kk; q++)
-			view[i][q] = surv[nb[q]];
-		CHECK_RC(priv_sa_client_sign_view(c[i], view[i], kk, idsk[i], sig[i]));
+			f[q] = surv[nb[q]];
+		priv_sa_view_pack(f, kk, view[i]);
+		CHECK_RC(priv_sa_client_sign_view(c[i], view[i], PRIV_SA_VIEW_BYTES(kk), idsk[i],
+		                                  sig[i]));
 		sv[ns].index = i;
 		sv[ns].view = view[i];
-		sv[ns].view_len = kk;
+		sv[ns].view_len = PRIV_SA_VIEW_BYTES(kk);
 		sv[ns].id_pk = idpk[i];
 		sv[ns].sig = sig[i];
 		ns++;
@@ -581,6 +611,65 @@ static void test_bad_share_detected(void)
 	priv_sa_server_free(s);
 }
 
+/* Views travel bit-packed: flag q in bit q % 8 of byte q / 8, ceil(k/8)
+ * bytes; every pattern round-trips, and a wrong length or a set padding
+ * bit is refused. */
+static void test_view_pack(void)
+{
+	static const int ks[] = {1, 7, 8, 9, 20, PRIV_SA_MAX_DEGREE};
+	uint8_t f[PRIV_SA_MAX_DEGREE], g[PRIV_SA_MAX_DEGREE], v[PRIV_SA_VIEW_MAX_BYTES + 1];
+	CHECK(PRIV_SA_VIEW_BYTES(1) == 1 && PRIV_SA_VIEW_BYTES(7) == 1 &&
+	      PRIV_SA_VIEW_BYTES(8) == 1 && PRIV_SA_VIEW_BYTES(9) == 2 &&
+	      PRIV_SA_VIEW_BYTES(20) == 3 && PRIV_SA_VIEW_MAX_BYTES == 32);
+	/* the layout: LSB first */
+	{
+		uint8_t a[9] = {1, 0, 0, 0, 0, 0, 0, 1, 1};
+		priv_sa_view_pack(a, 9, v);
+		CHECK(v[0] == 0x81 && v[1] == 0x01);
+	}
+	for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+		int k = ks[t];
+		size_t len = PRIV_SA_VIEW_BYTES(k);
+		for (int pat = 0; pat < 4; pat++) {
+			/* all zero, all one, alternating, pseudo-random */
+			for (int q = 0; q < k; q++)
+				f[q] = pat == 0   ? 0
+				       : pat == 1 ? 1
+				       : pat == 2 ? (uint8_t)(q & 1)
+				                  : (uint8_t)(((unsigned)q * 2654435761u) >> 31);
+			memset(v, 0xa5, sizeof v);
+			priv_sa_view_pack(f, k, v);
+			CHECK(v[len] == 0xa5); /* writes exactly len bytes */
+			for (int q = 0; q < k; q++)
+				CHECK(((v[q / 8] >> (q % 8)) & 1) == f[q]);
+			memset(g, 7, sizeof g);
+			CHECK_RC(priv_sa_view_unpack(v, len, k, g));
+			CHECK(memcmp(f, g, (size_t)k) == 0);
+			CHECK_RC(priv_sa_view_unpack(v, len, k, NULL));
+			/* one byte short or long: refused */
+			CHECK(priv_sa_view_unpack(v, len - 1, k, g) == FL_EFORMAT);
+			CHECK(priv_sa_view_unpack(v, len + 1, k, g) == FL_EFORMAT);
+			/* each unused high bit of the last byte: refused, flags untouched */
+			for (int b = k % 8; k % 8 && b < 8; b++) {
+				uint8_t w[PRIV_SA_VIEW_MAX_BYTES];
+				memcpy(w, v, len);
+				w[len - 1] |= (uint8_t)(1u << b);
+				memset(g, 7, sizeof g);
+				CHECK(priv_sa_view_unpack(w, len, k, g) == FL_EFORMAT);
+				CHECK(g[0] == 7);
+			}
+		}
+	}
+	/* nonzero flags count as 1 */
+	{
+		uint8_t a[3] = {0, 2, 255};
+		priv_sa_view_pack(a, 3, v);
+		CHECK(v[0] == 0x06);
+	}
+	CHECK(priv_sa_view_unpack(v, 0, -1, NULL) == FL_EFORMAT);
+	CHECK(priv_sa_view_unpack(v, 33, PRIV_SA_MAX_DEGREE + 1, NULL) == FL_EFORMAT);
+}
+
 static void test_shamir_any_t(void)
 {
 	/* through whole rounds: different dropout patterns use different share subsets */
@@ -601,6 +690,7 @@ static const test_case cases[] = {TEST(test_encoding),
                                   TEST(test_no_single_client_unmask),
                                   TEST(test_mask_needs_threshold_boxes),
                                   TEST(test_bad_share_detected),
+                                  TEST(test_view_pack),
                                   TEST(test_shamir_any_t),
                                   {0}};
 
