@@ -14,12 +14,13 @@
 # takes barely moves when the machine is loaded, while the training itself
 # (the default linreg task) stays a few milliseconds of CPU. In 1 every round
 # takes 20 x 20 ms, so the kill after round 2 lands with seconds of rounds
-# left. In 2 only the victim sleeps (20 x 50 ms a round), so it is still
-# training round 2 when it is killed; the two others report in milliseconds,
-# far inside the 6 s round timeout that is under test, and the victim's 1 s of
-# round 1 is too. Round timeouts that are not under test are 120 s (a round
-# closes as soon as everyone selected reported, so this costs nothing), and
-# every wait polls for its condition with a generous limit.
+# left. In 2 only the victim sleeps (20 x 50 ms a round): it is killed right
+# after the coordinator logged that round 2 selected it, so it is surely
+# still training; the two others report in milliseconds, far inside the 6 s
+# round timeout that is under test, and the victim's 1 s of round 1 is too.
+# Round timeouts that are not under test are 120 s (a round closes as soon
+# as everyone selected reported, so this costs nothing), and every wait
+# polls for its condition with a generous limit.
 . tests/lib.sh
 
 pids=""
@@ -91,7 +92,10 @@ mkdir -p "$run/keys"
 "$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
 port=$(free_port)
 url="tcp://127.0.0.1:$port"
-"$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
+# FEDLORA_LOG=debug: the coordinator logs each attempt's selection, so the
+# victim is killed only once it is surely selected for round 2
+FEDLORA_LOG=debug "$FEDLORA" coordinator --listen "$url" --run-dir "$run" \
+	--key "$run/keys/coordinator.key" \
 	--task linreg --strategy ffa --rounds 4 --clients-per-round 3 --min-clients 2 \
 	--round-timeout 6 --enroll-any --linger 5 $STEPS >"$TMPROOT/coord3.log" 2>&1 &
 cpid=$!
@@ -108,15 +112,16 @@ for i in 0 1 2; do
 done
 pids="$pids $cl"
 victim=$last
-if wait_for "round 1 of the quorum run (quorum/metrics.jsonl)" 120 \
-	has_lines "$run/metrics.jsonl" 1; then
-	# round 2 is handed out right after round 1 commits: client 2 is training it
+if wait_for "round 2 of the quorum run to select all 3 clients (coord3.log)" 120 \
+	grep -q "round 2 (attempt 1): 3 of 3 clients selected" "$TMPROOT/coord3.log"; then
+	# client 2 has its round-2 Task now (or gets it at once) and trains it for 1 s
 	kill -9 $victim
 	wait $victim 2>/dev/null
 	check "quorum: client 2 killed -9 during round 2 (it had not reported it)" \
 		sh -c "! grep -q 'round 2/' '$run/client-2.log'"
 else
-	notok "quorum: round 1 committed within 120 s"
+	notok "quorum: round 2 selected all 3 clients within 120 s"
+	tail -n 5 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
 fi
 wait_pid $cpid 120
 check "quorum: the run finishes without the killed client (status $wst)" [ "$wst" = 0 ]
