@@ -8,25 +8,26 @@
 #  3. a client that stops and starts again under sample-level DP keeps its
 #     privacy history (its state file): the epsilon it reports keeps growing
 #     instead of starting over.
-# Rounds are made slow enough (linreg 192 wide, 60 local steps of 64 examples) that the kills
-# land inside a run, not after it.
+#
+# Timing. What must be slow is slowed by sleeping, not by computing: the
+# test-only FEDLORA_SLOW_MS sleeps in every local step, so the time a round
+# takes barely moves when the machine is loaded, while the training itself
+# (the default linreg task) stays a few milliseconds of CPU. In 1 every round
+# takes 20 x 20 ms, so the kill after round 2 lands with seconds of rounds
+# left. In 2 only the victim sleeps (20 x 50 ms a round): it is killed right
+# after the coordinator logged that round 2 selected it, so it is surely
+# still training; the two others report in milliseconds, far inside the 6 s
+# round timeout that is under test, and the victim's 1 s of round 1 is too.
+# Round timeouts that are not under test are 120 s (a round closes as soon
+# as everyone selected reported, so this costs nothing), and every wait
+# polls for its condition with a generous limit.
 . tests/lib.sh
 
 pids=""
 stop_all() { for p in $pids; do kill -9 "$p" 2>/dev/null; done; }
 trap 'stop_all; cleanup_tmp' EXIT
 
-SLOW="--linreg-dim 192 --linreg-samples 512 --local-steps 60 --batch-size 64 --lr 0.01"
-
-# wait_lines FILE N SECONDS: until FILE has >= N lines
-wait_lines() {
-	i=0
-	while [ $i -lt $(($3 * 20)) ]; do
-		[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
-		sleep 0.05; i=$((i + 1))
-	done
-	return 1
-}
+STEPS="--local-steps 20"
 metrics_once() { # FILE ROUNDS: rounds 1..ROUNDS, each once, in order
 	python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -44,19 +45,20 @@ port=$(free_port)
 url="tcp://127.0.0.1:$port"
 COORD="$FEDLORA coordinator --listen $url --run-dir $run --key $run/keys/coordinator.key
 	--task linreg --strategy fedit --rounds 6 --clients-per-round 3 --min-clients 3
-	--round-timeout 30 --enroll-any --linger 15 $SLOW"
+	--round-timeout 120 --enroll-any --linger 30 $STEPS"
 $COORD >"$TMPROOT/coord1.log" 2>&1 &
 cpid=$!
 pids="$cpid"
 cl=""
 for i in 0 1 2; do
 	"$FEDLORA" keygen --out "$run/keys/client-$i" >/dev/null 2>&1
-	"$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" --task linreg \
-		--client-index $i >"$run/client-$i.log" 2>&1 &
+	FEDLORA_SLOW_MS=20 "$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" \
+		--task linreg --client-index $i >"$run/client-$i.log" 2>&1 &
 	cl="$cl $!"
 done
 pids="$pids $cl"
-if wait_lines "$run/metrics.jsonl" 2 120; then
+if wait_for "round 2 of the first coordinator (crash/metrics.jsonl)" 120 \
+	has_lines "$run/metrics.jsonl" 2; then
 	kill -9 $cpid
 	wait $cpid 2>/dev/null
 	before=$(wc -l <"$run/metrics.jsonl")
@@ -68,11 +70,10 @@ else
 	kill -9 $cpid 2>/dev/null
 	wait $cpid 2>/dev/null
 fi
-sleep 0.5
 $COORD >"$TMPROOT/coord2.log" 2>&1 &
 cpid=$!
 pids="$pids $cpid"
-wait_pid $cpid 90
+wait_pid $cpid 180
 check "crash: restarted coordinator finishes the run (status $wst)" [ "$wst" = 0 ]
 [ "$wst" = 0 ] || tail -n 8 "$TMPROOT/coord2.log" | sed 's/^/  /' >&2
 check "crash: every round committed exactly once" metrics_once "$run/metrics.jsonl" 6
@@ -81,7 +82,7 @@ check "crash: the restart resumed from the last committed round" \
 check "crash: global adapter of the last round written" \
 	[ -f "$run/global/round-000006.safetensors" ]
 good=0
-for p in $cl; do wait_pid "$p" 40 && [ "$wst" = 0 ] && good=$((good + 1)); done
+for p in $cl; do wait_pid "$p" 60 && [ "$wst" = 0 ] && good=$((good + 1)); done
 check "crash: all 3 clients reconnected on their own and saw Done ($good of 3)" [ $good -eq 3 ]
 [ $good -eq 3 ] || tail -n 5 "$run"/client-*.log | sed 's/^/  /' >&2
 
@@ -91,30 +92,38 @@ mkdir -p "$run/keys"
 "$FEDLORA" keygen --out "$run/keys/coordinator" >/dev/null 2>&1
 port=$(free_port)
 url="tcp://127.0.0.1:$port"
-"$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
+# FEDLORA_LOG=debug: the coordinator logs each attempt's selection, so the
+# victim is killed only once it is surely selected for round 2
+FEDLORA_LOG=debug "$FEDLORA" coordinator --listen "$url" --run-dir "$run" \
+	--key "$run/keys/coordinator.key" \
 	--task linreg --strategy ffa --rounds 4 --clients-per-round 3 --min-clients 2 \
-	--round-timeout 3 --enroll-any --linger 5 $SLOW >"$TMPROOT/coord3.log" 2>&1 &
+	--round-timeout 6 --enroll-any --linger 5 $STEPS >"$TMPROOT/coord3.log" 2>&1 &
 cpid=$!
 pids="$pids $cpid"
 cl=""
 for i in 0 1 2; do
 	"$FEDLORA" keygen --out "$run/keys/client-$i" >/dev/null 2>&1
-	"$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" --task linreg \
-		--client-index $i >"$run/client-$i.log" 2>&1 &
+	slow=0
+	[ $i = 2 ] && slow=50 # the victim: 1 s a round
+	FEDLORA_SLOW_MS=$slow "$FEDLORA" client --connect "$url" --key "$run/keys/client-$i.key" \
+		--task linreg --client-index $i >"$run/client-$i.log" 2>&1 &
 	last=$!
 	cl="$cl $last"
 done
 pids="$pids $cl"
 victim=$last
-if wait_lines "$run/metrics.jsonl" 1 120; then
-	# round 2 is handed out right after round 1 commits: client 2 is training it
+if wait_for "round 2 of the quorum run to select all 3 clients (coord3.log)" 120 \
+	grep -q "round 2 (attempt 1): 3 of 3 clients selected" "$TMPROOT/coord3.log"; then
+	# client 2 has its round-2 Task now (or gets it at once) and trains it for 1 s
 	kill -9 $victim
 	wait $victim 2>/dev/null
-	ok "quorum: client 2 killed -9 during round 2"
+	check "quorum: client 2 killed -9 during round 2 (it had not reported it)" \
+		sh -c "! grep -q 'round 2/' '$run/client-2.log'"
 else
-	notok "quorum: round 1 committed within 120 s"
+	notok "quorum: round 2 selected all 3 clients within 120 s"
+	tail -n 5 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
 fi
-wait_pid $cpid 90
+wait_pid $cpid 120
 check "quorum: the run finishes without the killed client (status $wst)" [ "$wst" = 0 ]
 [ "$wst" = 0 ] || tail -n 8 "$TMPROOT/coord3.log" | sed 's/^/  /' >&2
 check "quorum: every round committed once" metrics_once "$run/metrics.jsonl" 4
@@ -128,7 +137,7 @@ PY
 good=0
 for p in $cl; do
 	[ "$p" = "$victim" ] && continue
-	wait_pid "$p" 20 && [ "$wst" = 0 ] && good=$((good + 1))
+	wait_pid "$p" 60 && [ "$wst" = 0 ] && good=$((good + 1))
 done
 check "quorum: the 2 remaining clients saw Done ($good of 2)" [ $good -eq 2 ]
 
@@ -141,22 +150,25 @@ port=$(free_port)
 url="tcp://127.0.0.1:$port"
 "$FEDLORA" coordinator --listen "$url" --run-dir "$run" --key "$run/keys/coordinator.key" \
 	--task linreg --strategy ffa --rounds 4 --clients-per-round 1 --min-clients 1 \
-	--round-timeout 30 --enroll-any --linger 15 --dp sample --dp-clip 1 --dp-noise 1 \
+	--round-timeout 120 --enroll-any --linger 15 --dp sample --dp-clip 1 --dp-noise 1 \
 	--dp-q 0.05 >"$TMPROOT/coord4.log" 2>&1 &
 cpid=$!
 pids="$pids $cpid"
 "$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" --task linreg \
-	--client-index 0 --max-rounds 2 >"$run/client-a.log" 2>&1
-check "dpstate: client stops after 2 rounds (status $?)" [ $? -eq 0 ]
+	--client-index 0 --max-rounds 2 >"$run/client-a.log" 2>&1 &
+apid=$!
+pids="$pids $apid"
+wait_pid $apid 120
+check "dpstate: client stops after 2 rounds (status $wst)" [ "$wst" = 0 ]
 check "dpstate: state file written with mode 0600" \
 	sh -c "[ \"\$(stat -c %a '$run/keys/client-0.state.json')\" = 600 ]"
 "$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" --task linreg \
 	--client-index 0 >"$run/client-b.log" 2>&1 &
 bpid=$!
 pids="$pids $bpid"
-wait_pid $bpid 60
+wait_pid $bpid 120
 check "dpstate: restarted client finishes the run (status $wst)" [ "$wst" = 0 ]
-wait_pid $cpid 30
+wait_pid $cpid 60
 check "dpstate: coordinator finished (status $wst)" [ "$wst" = 0 ]
 check "dpstate: epsilon keeps growing across the restart" python3 - "$run/metrics.jsonl" <<'PY'
 import json, sys

@@ -33,14 +33,38 @@ stop_pids() {
 	for p_ in "$@"; do kill -9 "$p_" 2>/dev/null; done
 	wait 2>/dev/null
 }
-# wait_pid PID SECONDS: until PID exits; its status in $wst
+# wait_pid PID SECONDS: until PID exits; its status in $wst ("timeout", and
+# a line on stderr naming the process, when it still runs after SECONDS)
 wait_pid() {
 	i=0
 	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-	if kill -0 "$1" 2>/dev/null; then wst=timeout; return 1; fi
+	if kill -0 "$1" 2>/dev/null; then
+		echo "  gave up after $2 s waiting for pid $1 to exit: $(ps -o args= -p "$1" | cut -c1-160)" >&2
+		wst=timeout
+		return 1
+	fi
 	wait "$1"; wst=$?
 	return 0
 }
+# wait_for WHAT SECONDS COMMAND...: runs COMMAND every 0.1 s until it exits 0
+# (returns 0 at once) or SECONDS have passed (returns 1, and says on stderr
+# that it gave up waiting for WHAT). For conditions a test waits on: a log
+# line, a file, a count of metrics lines. The limit is meant to be generous:
+# an idle machine never comes near it, a loaded one gets its time.
+wait_for() {
+	what_=$1 secs_=$2; shift 2
+	end_=$(($(date +%s) + secs_))
+	while ! "$@"; do
+		if [ "$(date +%s)" -ge "$end_" ]; then
+			echo "  gave up after $secs_ s waiting for $what_" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	return 0
+}
+# has_lines FILE N: FILE exists and has at least N lines (for wait_for)
+has_lines() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
 # all_refused NAME ARGS...: every ARGS string (split on blanks) given to
 # `fedlora eps` must exit 2 with a message on stderr and nothing on stdout;
 # one ok/not ok line NAME for the lot.

@@ -5,6 +5,10 @@
 # no certificate, are refused with a clear error on both sides (the client
 # exits 1 naming its certificate, the coordinator logs the refused peer); a
 # client that does not trust the coordinator's CA refuses the coordinator.
+# Timing: every wait polls for its condition with a generous limit; the round
+# timeout (120 s) and linger (30 s) are far above what the run needs, and cost
+# nothing when it goes well (a round closes when both clients reported, the
+# linger ends when both were told Done).
 . tests/lib.sh
 
 if ! command -v openssl >/dev/null 2>&1; then
@@ -26,7 +30,7 @@ port=$(free_port)
 url="tls+tcp://127.0.0.1:$port"
 "$FEDLORA" coordinator --listen "$url" --run-dir "$d/run" --key "$d/keys/coordinator.key" \
 	--allow "$d/allow.txt" --task linreg --strategy fedit --rounds 2 --clients-per-round 2 \
-	--min-clients 2 --round-timeout 20 --linger 10 \
+	--min-clients 2 --round-timeout 120 --linger 30 \
 	--tls-cert "$d/pki/coordinator.pem" --tls-key "$d/pki/coordinator.key" \
 	--tls-ca "$d/pki/ca.pem" >"$d/coord.out" 2>&1 &
 cpid=$!
@@ -34,16 +38,15 @@ pids="$cpid"
 cleanup() { stop_pids $pids; cleanup_tmp; }
 trap cleanup EXIT
 
-# wait until the listener is up (a TLS client with the right files connects)
-for _ in $(seq 1 50); do
-	python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])),0.2)' "$port" 2>/dev/null && break
-	sleep 0.1
-done
+# the bad clients below must meet a listening coordinator
+wait_for "the coordinator to listen on port $port (coord.out)" 60 \
+	grep -q "bound port $port" "$d/coord.out" ||
+	{ notok "tls: coordinator listens"; sed 's/^/  /' "$d/coord.out" >&2; exit 1; }
 
 # bad_client NAME CERTDIR CERTNAME CADIR: a client that must be refused
 bad_client() {
 	name=$1; shift
-	timeout 20 "$FEDLORA" client --connect "$url" --key "$d/keys/intruder.key" --task linreg \
+	timeout 60 "$FEDLORA" client --connect "$url" --key "$d/keys/intruder.key" --task linreg \
 		--client-index 0 --give-up 5 "$@" >"$d/$name.out" 2>&1
 	echo $?
 }
@@ -70,6 +73,10 @@ else
 	notok "tls: client that does not trust the coordinator's CA refuses it (rc $rc)"
 	sed 's/^/  /' "$d/untrusting.out" | tail -n 5 >&2
 fi
+# the coordinator logs a refusal after it closed the connection, so the
+# refused client may have exited before the line is written
+refused_logged() { [ "$(grep -c "refused TLS peer 127.0.0.1" "$d/coord.out")" -ge 2 ]; }
+wait_for "2 'refused TLS peer' lines in coord.out" 60 refused_logged
 n=$(grep -c "refused TLS peer 127.0.0.1" "$d/coord.out")
 check "tls: coordinator logs each refused peer ($n lines)" [ "$n" -ge 2 ]
 
@@ -80,12 +87,8 @@ for i in 0 1; do
 		--tls-ca "$d/pki/ca.pem" >"$d/client-$i.out" 2>&1 &
 	pids="$pids $!"
 done
-rc=0
-timeout 90 sh -c "while kill -0 $cpid 2>/dev/null; do sleep 0.2; done" || rc=124
-[ "$rc" = 0 ] || stop_pids "$cpid"
-wait "$cpid"
-crc=$?
-[ "$rc" = 0 ] || crc=124
+wait_pid "$cpid" 120 || stop_pids "$cpid"
+crc=$wst
 if [ "$crc" = 0 ] && [ "$(grep -c '"round"' "$d/run/metrics.jsonl" 2>/dev/null)" = 2 ]; then
 	ok "tls: a 2-round run over tls+tcp:// with mutual authentication completes"
 else
