@@ -198,6 +198,16 @@ static void mask_one(fixture *f, int i)
 	free(x);
 }
 
+/* Keys and shares of every client, every client masks, and the round moves
+ * to the view phase. */
+static void all_masked(fixture *f)
+{
+	run_keys_shares(f, NULL, 1);
+	for (int i = 0; i < N; i++)
+		mask_one(f, i);
+	CHECK(sa_round_tick(f->r, 2) == SA_ADVANCED);
+}
+
 /* signatures then reveals of the clients in `who` */
 static void sign_reveal(fixture *f, const int *who, double t)
 {
@@ -248,10 +258,7 @@ static void test_full_round(void)
 	fixture f;
 	int all[N] = {1, 1, 1, 1, 1, 1};
 	fx_open(&f, 3);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	sign_reveal(&f, all, 3);
 	CHECK(sa_round_tick(f.r, 4) == SA_FINISHED);
 	check_mean(&f, all);
@@ -263,10 +270,7 @@ static void test_dropout_after_mask(void)
 	fixture f;
 	int all[N] = {1, 1, 1, 1, 1, 1}, live[N] = {1, 1, 1, 1, 1, 0};
 	fx_open(&f, 3);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	/* client 5 vanishes: its signature phase times out */
 	{
 		Fedlora__SaUp up;
@@ -377,10 +381,7 @@ static void test_both_shares_refused(void)
 	uint8_t s_drop[N] = {1, 1, 1, 1, 1, 0}, s_all[N] = {1, 1, 1, 1, 1, 1}, v[N - 1];
 	memset(&w, 0, sizeof w);
 	fx_open(&f, 4);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	for (int i = 0; i < N; i++) {
 		view_of(i, i < 2 ? s_drop : s_all, v);
 		CHECK_RC(sign_as(&f, i, v, &w));
@@ -402,10 +403,7 @@ static void test_both_shares_refused(void)
 	/* minority signatures on the genuine views: refused */
 	fx_open(&f, 4);
 	memset(&w, 0, sizeof w);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	for (int i = 0; i < N; i++) {
 		view_of(i, s_all, v);
 		CHECK_RC(sign_as(&f, i, v, &w));
@@ -433,10 +431,7 @@ static void test_view_encoding_refused(void)
 	uint8_t all[N] = {1, 1, 1, 1, 1, 1}, v[VB], flags[N - 1] = {1, 1, 1, 1, 1};
 	memset(&w, 0, sizeof w);
 	fx_open(&f, 6);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	/* what the coordinator sends: one byte, the five flags in bits 0..4 */
 	CHECK_RC(down(&f, 0, 3, &m));
 	CHECK(SAD(m)->view.len == 1 && SAD(m)->view.data[0] == 0x1f);
@@ -510,10 +505,7 @@ static void test_forged_signature_refused(void)
 	uint8_t bad[PRIV_SA_SIG_BYTES];
 	memset(&w, 0, sizeof w);
 	fx_open(&f, 5);
-	run_keys_shares(&f, NULL, 1);
-	for (int i = 0; i < N; i++)
-		mask_one(&f, i);
-	CHECK(sa_round_tick(f.r, 2) == SA_ADVANCED);
+	all_masked(&f);
 	for (int i = 0; i < N; i++) {
 		CHECK_RC(down(&f, i, 3, &m));
 		CHECK(SAD(m)->view.len == VB);
