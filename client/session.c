@@ -1042,7 +1042,7 @@ int client_run(const client_opts *o, client_stats *st)
 	no.tls_cert = o->tls_cert;
 	no.tls_key = o->tls_key;
 	no.tls_ca = o->tls_ca;
-	no.dial_sync_ms = 2000; /* surfaces TLS/auth errors; a coordinator not up yet is fine */
+	no.dial_sync = 1; /* surfaces TLS/auth errors; a coordinator not up yet is fine */
 	/* No REQ resend timer: every call has its own timeout and retry, and
 	 * nng still resends a pending request at once when its connection drops
 	 * (a coordinator restart). The timer would add nothing but cost: nng

@@ -1128,7 +1128,7 @@ void coord_close(coord *c)
 		if (c->works[i].aio)
 			nng_aio_stop(c->works[i].aio);
 	if (c->sock_made)
-		nng_close(c->sock);
+		fl_net_close(c->sock);
 	for (int i = 0; i < c->nworks; i++) {
 		if (c->works[i].aio) {
 			nng_msg *m = nng_aio_get_msg(c->works[i].aio);

@@ -9,24 +9,35 @@
  * present a certificate and require the peer's to chain to tls_ca (TLS 1.2).
  * The dialer requires a verified server (NNG_TLS_AUTH_MODE_REQUIRED) and
  * checks the server certificate's name against tls_server_name, or the URL's
- * host when that is NULL. The listener lets mbedTLS complete the handshake
- * with client verification OPTIONAL and closes every unverified pipe in an
- * NNG_PIPE_EV_ADD_PRE callback before the socket sees it, logging the peer's
- * address: the same enforcement as REQUIRED, but refusals are visible on the
- * coordinator (nng reports nothing about failed handshakes). So callers must
- * not install their own ADD_PRE callback on a TLS listener's socket. A dialer
- * may omit tls_cert/tls_key (a fedlora coordinator then refuses it, which is
- * how the tests check that refusal).
+ * host when that is NULL. The listener requires a verified client
+ * (NNG_TLS_AUTH_MODE_REQUIRED), so an unverified peer fails inside the
+ * handshake and never becomes a pipe. A dialer may omit tls_cert/tls_key (a
+ * fedlora coordinator then refuses it, which is how the tests check that
+ * refusal).
+ *
+ * Every TLS listener has a monitor thread, started by fl_net_listen and
+ * joined by fl_net_close, against nng 1.5.2's issue #1518 (a peer that hangs
+ * up during the handshake or the SP header exchange can stop a listener for
+ * good). Once a second it reads the listener's nng statistics and logs how
+ * many handshakes were refused (nng reports them nowhere else, and with no
+ * peer address). When an error that may have stopped the listener was
+ * counted (and at least once a minute) it dials the listener itself and
+ * waits for it to count the accept; after two such self-tests in a row
+ * without one it closes the listener and opens a new one on the same address
+ * (its clients are dropped and re-dial). tcp://, ipc:// and inproc://
+ * listeners have no monitor.
  *
  * NNG_OPT_RECVMAXSZ is always set explicitly (recv_max, default
  * FL_NET_RECV_MAX_DEFAULT) on the socket and on each listener/dialer: nng 1.5
  * defaults to unlimited, and a message over the limit makes the receiver drop
  * the connection silently (the sender then sees a timeout, never an error).
  *
- * Ownership: fl_net_listen/fl_net_dial return an open socket the caller closes
- * with nng_close (which also closes its listeners and dialers). fl_net_call
- * returns a reply nng_msg the caller frees with nng_msg_free. The coordinator
- * uses contexts and aio on the socket itself (nng_ctx_open, nng_ctx_recv).
+ * Ownership: fl_net_listen returns an open socket the caller closes with
+ * fl_net_close (which stops a TLS listener's monitor, then calls nng_close,
+ * which closes its listeners). fl_net_dial's socket has no monitor: either
+ * fl_net_close or nng_close closes it. fl_net_call returns a reply nng_msg
+ * the caller frees with nng_msg_free. The coordinator uses contexts and aio
+ * on the socket itself (nng_ctx_open, nng_ctx_recv).
  *
  * Does not: sign or check messages (core/wire.h), retry requests at the
  * application level beyond nng's REQ resend.
@@ -48,12 +59,10 @@ typedef struct fl_net_opts {
 	                       * (a request is still resent when its connection drops) */
 	int reconnect_min_ms; /* dialer reconnect backoff (NNG_OPT_RECONNMINT) */
 	int reconnect_max_ms; /* NNG_OPT_RECONNMAXT */
-	/* dialer: > 0 makes the first connection attempt synchronous so TLS and
-	 * authentication errors surface as an error; over TLS a connection the
-	 * coordinator drops within dial_sync_ms counts as refused (so a TLS client
-	 * waits that long once at start: long enough for a loaded coordinator).
-	 * 0: no synchronous attempt. */
-	int dial_sync_ms;
+	/* dialer: nonzero makes the first connection attempt synchronous, so TLS
+	 * and authentication errors surface as an error. 0: no synchronous
+	 * attempt. */
+	int dial_sync;
 	const char *tls_cert;        /* PEM certificate (chain) of this side */
 	const char *tls_key;         /* PEM private key of tls_cert (unencrypted) */
 	const char *tls_ca;          /* PEM CA certificate(s) peers must chain to */
@@ -79,16 +88,20 @@ int fl_net_url_check(const char *url, const fl_net_opts *o);
  * (address in use, ...), all with a logged reason. */
 int fl_net_listen(nng_socket *out, const char *url, const fl_net_opts *o, int *port);
 
+/* Stops and joins the monitor of a TLS listener on s, if any, then
+ * nng_close(s). */
+void fl_net_close(nng_socket s);
+
 /* Opens a REQ0 socket dialing url. The dialer keeps reconnecting in the
- * background, so a client outlives a coordinator restart. With dial_sync_ms >
- * 0 it first tries to connect synchronously: a TLS or peer-authentication
- * failure then returns FL_EKEY with a logged reason naming the likely cause,
- * while "connection refused" (coordinator not up yet) falls back to the
- * background dialer and returns 0. The refusal check and its pipe callback
- * (NNG_PIPE_EV_REM_POST) are removed before return: callers may install
- * their own pipe callbacks afterwards. Known limit: that first attempt
- * blocks as long as the OS takes to fail a TCP connect (minutes when the
- * host silently drops packets) and has no TLS handshake timeout of its own. */
+ * background, so a client outlives a coordinator restart. With dial_sync it
+ * first tries to connect synchronously: a TLS or peer-authentication failure
+ * then returns FL_EKEY with a logged reason saying which side refused (found
+ * by one more dial that does not check the coordinator's certificate and
+ * sends nothing), while "connection refused" (coordinator not up yet) falls
+ * back to the background dialer and returns 0. A connection that succeeds
+ * returns at once. Known limit: that first attempt blocks as long as the OS
+ * takes to fail a TCP connect (minutes when the host silently drops packets)
+ * and has no TLS handshake timeout of its own. */
 int fl_net_dial(nng_socket *out, const char *url, const fl_net_opts *o);
 
 /* One request/reply on a REQ socket: sends len bytes of req (copied) and

@@ -97,3 +97,85 @@ assert sorted(a) == sorted(b), "tensor names differ"
 print("%.3g" % max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a))
 PY
 }
+# TLS fixtures (tests/tls_test.sh, tests/tls_refuse_test.sh).
+# tls_fixtures DIR N: a CA with a coordinator and N client certificates in
+# DIR/pki (scripts/certs.sh), another CA with one client in DIR/other,
+# signing keys of the coordinator, client-0 .. client-(N-1) and an intruder in
+# DIR/keys, and every client's and the intruder's public key in
+# DIR/allow.txt. Non-zero on failure.
+tls_fixtures() {
+	sh scripts/certs.sh -o "$1/pki" -c "$2" >/dev/null &&
+		sh scripts/certs.sh -o "$1/other" -c 1 >/dev/null && mkdir -p "$1/keys" || return 1
+	: >"$1/allow.txt"
+	i_=0
+	for n_ in coordinator intruder; do
+		"$FEDLORA" keygen --out "$1/keys/$n_" >/dev/null 2>&1 || return 1
+	done
+	cat "$1/keys/intruder.pub" >>"$1/allow.txt"
+	while [ $i_ -lt "$2" ]; do
+		"$FEDLORA" keygen --out "$1/keys/client-$i_" >/dev/null 2>&1 || return 1
+		cat "$1/keys/client-$i_.pub" >>"$1/allow.txt"
+		i_=$((i_ + 1))
+	done
+}
+# tls_coordinator DIR URL ARGS...: starts a linreg/fedit coordinator on URL
+# with DIR's fixtures, mutual TLS and ARGS, output in DIR/coord.out, its pid in
+# $cpid; returns once it listens (non-zero, after a line on stderr, if it did
+# not within 60 s).
+tls_coordinator() {
+	d_=$1 url_=$2; shift 2
+	"$FEDLORA" coordinator --listen "$url_" --run-dir "$d_/run" \
+		--key "$d_/keys/coordinator.key" --allow "$d_/allow.txt" --task linreg --strategy fedit \
+		--tls-cert "$d_/pki/coordinator.pem" --tls-key "$d_/pki/coordinator.key" \
+		--tls-ca "$d_/pki/ca.pem" "$@" >"$d_/coord.out" 2>&1 &
+	cpid=$!
+	wait_for "the coordinator to listen on $url_ ($d_/coord.out)" 60 \
+		grep -q "bound port ${url_##*:}" "$d_/coord.out"
+}
+# tls_client DIR URL I ARGS...: runs `fedlora client` number I on URL with
+# certificate and signing key client-I of DIR's fixtures and ARGS.
+tls_client() {
+	d_=$1 url_=$2 i_=$3; shift 3
+	"$FEDLORA" client --connect "$url_" --key "$d_/keys/client-$i_.key" --task linreg \
+		--client-index "$i_" --tls-cert "$d_/pki/client-$i_.pem" \
+		--tls-key "$d_/pki/client-$i_.key" --tls-ca "$d_/pki/ca.pem" "$@"
+}
+# tls_start NAME N ARGS...: the common start of the TLS tests. Skips the test
+# (exit 0) where openssl is missing, makes the fixtures of N clients in
+# $TMPROOT and starts a coordinator on a free loopback port with ARGS (exit 1
+# after a "not ok" line when either fails). Sets d, port, url, cpid and pids
+# (the coordinator), and an EXIT trap that stops $pids.
+tls_start() {
+	name_=$1 n_=$2; shift 2
+	if ! command -v openssl >/dev/null 2>&1; then
+		skip "$name_" "openssl not installed (needed to make test certificates)"
+		exit 0
+	fi
+	d=$TMPROOT
+	tls_fixtures "$d" "$n_" || { notok "$name_: test certificates and keys"; exit 1; }
+	port=$(free_port)
+	url="tls+tcp://127.0.0.1:$port"
+	pids=""
+	trap 'stop_pids $pids; cleanup_tmp' EXIT
+	if ! tls_coordinator "$d" "$url" "$@"; then
+		notok "$name_: coordinator listens"
+		sed 's/^/  /' "$d/coord.out" >&2
+		stop_pids "$cpid"
+		exit 1
+	fi
+	pids=$cpid
+}
+# run_done NAME ROUNDS SECS LOGS...: waits up to SECS for the coordinator
+# $cpid to exit; "ok - NAME" if it exited 0 with ROUNDS lines in
+# $d/run/metrics.jsonl, else "not ok" and the tails of LOGS.
+run_done() {
+	name_=$1 rounds_=$2; shift 2
+	wait_pid "$cpid" "$1" || stop_pids "$cpid"
+	shift
+	if [ "$wst" = 0 ] && [ "$(grep -c '"round"' "$d/run/metrics.jsonl" 2>/dev/null)" = "$rounds_" ]; then
+		ok "$name_"
+	else
+		notok "$name_ (coordinator rc $wst)"
+		tail -n 15 "$@" 2>/dev/null | sed 's/^/  /' >&2
+	fi
+}
