@@ -44,6 +44,9 @@ static const opt_def opts[] = {
     O("min_clients", T_INT, min_clients, 0,
       "quorum: reports needed to commit a round (and clients registered before round 1)"),
     O("round_timeout", T_DBL, round_timeout, 0, "seconds a round waits for updates"),
+    O("max_attempts", T_INT, max_attempts, 0,
+      "attempts of one round that end below the quorum before the run stops (0: no limit; "
+      "no attempt opens while the quorum is out of reach)"),
     O("allow", T_STR, allow, 0, "file of allowed client public keys, one hex key per line"),
     O("enroll_any", T_FLAG, enroll_any, 0, "admit any client key (simulations)"),
     O("seed", T_LL, seed, 1, "run seed (adapter init, client sampling, task data)"),
@@ -123,6 +126,7 @@ void coord_config_default(coord_config *c)
 	c->clients_per_round = 4;
 	c->min_clients = 2;
 	c->round_timeout = 60;
+	c->max_attempts = 0; /* an unreachable quorum waits for clients, it does not retry */
 	c->seed = 1;
 	c->rank = 4;
 	c->alpha = 8;
@@ -406,6 +410,7 @@ int coord_config_validate(const coord_config *c, char *err, size_t errn)
 	        "--min-clients must be in 1..clients-per-round (%d)", c->clients_per_round);
 	REQUIRE(c->round_timeout > 0 && c->round_timeout <= 86400 * 7,
 	        "--round-timeout must be in (0, 604800] seconds");
+	REQUIRE(c->max_attempts >= 0, "--max-attempts must be >= 0 (0: no limit)");
 	REQUIRE(c->allow[0] || c->enroll_any, "one of --allow FILE or --enroll-any is required");
 	REQUIRE(!(c->allow[0] && c->enroll_any), "--allow and --enroll-any exclude each other");
 	REQUIRE(c->seed >= 0, "--seed must be >= 0");

@@ -38,6 +38,7 @@ typedef struct coord_config {
 	int clients_per_round;
 	int min_clients;
 	double round_timeout; /* seconds a round waits for Submits */
+	int max_attempts;     /* attempts of a round below quorum that stop the run; 0: no limit */
 	char allow[COORD_STR_MAX];
 	int enroll_any;
 	long long seed;

@@ -24,7 +24,12 @@
  * (metrics "attempts", state.json "retries"). The registry only grows;
  * clients that missed an attempt's deadline or whose connection dropped are
  * "gone" (coordinator/gone.h) and left out of top-ups and selections until
- * they are back (metrics "gone_excluded", "gone").
+ * they are back (metrics "gone_excluded", "gone"). An attempt opens only when
+ * its kept reports plus its candidates can reach the quorum: if clients that
+ * missed this round's deadline but sent a request since would make up the
+ * difference they are selected again, otherwise the round waits for clients
+ * (not an attempt). After max_attempts attempts of one round below the quorum
+ * the run stops (state.json reason "quorum", a metrics line with "aborted").
  *
  * Known limits: the Task's deadline_ms is the full round timeout even for a
  * client that fetches it late; with
@@ -204,6 +209,7 @@ static int sa_open_locked(coord *c, const int *idx, int count);
 static int sa_commit_locked(coord *c, lora_adapter *next, lora_agg_stats *s);
 static int sa_run_locked(coord *c, char *why, size_t whylen);
 static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn);
+static int quorum_abort_locked(coord *c, char *err, size_t errn);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -1380,8 +1386,65 @@ static void reset_attempt_locked(coord *c)
 	c->client_eps_round = 0;
 }
 
-/* Opens an attempt of round cur_round: selection, aggregator, signed Task. */
-static int open_round_locked(coord *c)
+/* Whether attempt `attempt` of cur_round keeps the updates already folded:
+ * a retry after a failed quorum does (they were trained on the same global;
+ * their clients would not train the same round twice). */
+static int keeps_reports_locked(const coord *c, int attempt)
+{
+	return attempt > 1 && c->agg && c->n_reported > 0;
+}
+
+enum { PICK_KEPT, PICK_GONE, PICK_CAND };
+
+/* What an attempt of cur_round does with registry index i: counts its kept
+ * report (keep), leaves it out as gone, or may select it (readmit: also a
+ * client that missed this round's deadline and sent a request since, whose
+ * gone entry is then cleared). coord_gone_exclude may clear a client that is
+ * back. */
+static int pick_locked(coord *c, int i, int keep, int readmit)
+{
+	if (keep && i < c->n_sel && c->sel[i] == SEL_DONE)
+		return PICK_KEPT;
+	if (readmit && coord_gone_readmit(&c->gone, i, c->cur_round))
+		return PICK_CAND;
+	if (coord_gone_exclude(&c->gone, i, c->cur_round))
+		return PICK_GONE;
+	return PICK_CAND;
+}
+
+/* What the next attempt of cur_round could reach, counted over the registry
+ * as open_round_locked would select. */
+typedef struct coord_reach {
+	int kept;       /* reports the attempt keeps */
+	int selectable; /* candidates for its selection */
+	int gone;       /* left out as gone */
+	int slow;       /* of those, missed this round's deadline and sent a request since */
+} coord_reach;
+
+static void reach_locked(coord *c, coord_reach *r)
+{
+	int keep = keeps_reports_locked(c, c->attempt + 1);
+
+	memset(r, 0, sizeof *r);
+	for (int i = 0; i < c->st.n_clients; i++) {
+		switch (pick_locked(c, i, keep, 0)) {
+		case PICK_KEPT:
+			r->kept++;
+			break;
+		case PICK_GONE:
+			r->gone++;
+			r->slow += coord_gone_slow(&c->gone, i, c->cur_round);
+			break;
+		default:
+			r->selectable++;
+		}
+	}
+}
+
+/* Opens an attempt of round cur_round: selection, aggregator, signed Task.
+ * readmit: clients that missed this round's deadline and sent a request
+ * since are candidates again (the quorum needs them). */
+static int open_round_locked(coord *c, int readmit)
 {
 	const coord_config *g = &c->cfg;
 	lora_agg_opts ao;
@@ -1391,13 +1454,12 @@ static int open_round_locked(coord *c)
 	fl_wire_tensors ts = {0};
 	int *idx = NULL, count = 0, n = c->st.n_clients, rv;
 
-	/* A retry after a failed quorum keeps the updates already folded (they
-	 * were trained on the same global; their clients would not train the
-	 * same round twice) and tops the selection up from the clients that have
-	 * not reported: uniformly, or by Poisson sampling under client-level DP,
-	 * where the accountant then charges the round the inclusion probability
-	 * of all its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
-	int keep = c->attempt > 1 && c->agg && c->n_reported > 0;
+	/* A retry after a failed quorum keeps the updates already folded and
+	 * tops the selection up from the clients that have not reported:
+	 * uniformly, or by Poisson sampling under client-level DP, where the
+	 * accountant then charges the round the inclusion probability of all
+	 * its attempts, 1 - (1 - q)^attempts (commit_round_locked). */
+	int keep = keeps_reports_locked(c, c->attempt);
 	int kept = 0, ncand = 0, excluded = 0;
 	unsigned char *nsel = calloc((size_t)n, 1);
 	int *cand = calloc((size_t)n, sizeof *cand);
@@ -1410,12 +1472,15 @@ static int open_round_locked(coord *c)
 		goto fail;
 	}
 	for (int i = 0; i < n; i++) {
-		if (keep && i < c->n_sel && c->sel[i] == SEL_DONE) {
+		switch (pick_locked(c, i, keep, readmit)) {
+		case PICK_KEPT:
 			nsel[i] = SEL_DONE;
 			kept++;
-		} else if (coord_gone_exclude(&c->gone, i, c->cur_round)) {
+			break;
+		case PICK_GONE:
 			excluded++; /* gone: not picked again until it is back */
-		} else {
+			break;
+		default:
 			cand[ncand++] = i;
 		}
 	}
@@ -1765,8 +1830,9 @@ static int finish_run_locked(coord *c, const char *reason)
 int coord_run(coord *c, char *err, size_t errn)
 {
 	const coord_config *g = &c->cfg;
-	double t_round = 0, deadline, t_wait_log = 0, t_quorum = 0;
-	int rv = 0;
+	double t_round = 0, deadline, t_wait_log = 0, t_quorum = 0, t_reach_log = 0;
+	coord_reach reach;
+	int rv = 0, readmit;
 
 	if ((rv = start_server(c, err, errn)) != 0)
 		return rv;
@@ -1845,6 +1911,36 @@ int coord_run(coord *c, char *err, size_t errn)
 				    "restored from nonces.log",
 				    c->cur_round, nn);
 		}
+		/* An attempt that cannot reach the quorum is not opened: it would
+		 * select too few (often none), end at once and retry, spinning
+		 * through attempts while the clients stay away. Clients that
+		 * missed this round's deadline but are alive are selected again
+		 * when the quorum needs them; otherwise the round waits (no
+		 * attempt, no retry counted) until clients come back. */
+		reach_locked(c, &reach);
+		readmit = 0;
+		if (reach.kept + reach.selectable < g->min_clients) {
+			double t = fl_now_s();
+			if (reach.kept + reach.selectable + reach.slow < g->min_clients) {
+				if (t - t_reach_log > 10) {
+					coord_logf(
+					    c, FL_LOG_INFO,
+					    "round %d: waiting for clients: %d selectable, %d gone "
+					    "(left out until back), quorum %d, %d update(s) kept",
+					    c->cur_round, reach.selectable, reach.gone,
+					    g->min_clients, reach.kept);
+					t_reach_log = t;
+				}
+				wait_until(c, t + 1);
+				continue;
+			}
+			readmit = 1;
+			coord_logf(
+			    c, FL_LOG_INFO,
+			    "round %d: quorum %d needs %d client(s) that missed its deadline; "
+			    "selecting them again",
+			    c->cur_round, g->min_clients, reach.slow);
+		}
 		c->attempt++;
 		/* the gone set the selection leaves out is on disk first, so a
 		 * restart leaves the same clients out (mu is released here, so
@@ -1856,7 +1952,7 @@ int coord_run(coord *c, char *err, size_t errn)
 			break;
 		}
 		c->st_dirty = 0;
-		if ((rv = open_round_locked(c)) != 0) {
+		if ((rv = open_round_locked(c, readmit)) != 0) {
 			fl_seterr(err, errn, "cannot open round %d: %s", c->cur_round,
 			          fl_strerror(rv));
 			break;
@@ -1918,13 +2014,16 @@ int coord_run(coord *c, char *err, size_t errn)
 		if (c->n_reported < g->min_clients || c->n_reported == 0) {
 			c->st.retries++;
 			c->retries_round++;
+			c->phase = PH_IDLE;
+			if (g->max_attempts > 0 && c->attempt >= g->max_attempts) {
+				rv = quorum_abort_locked(c, err, errn);
+				break;
+			}
 			coord_logf(c, FL_LOG_WARN,
 			           "round %d attempt %d: %d of %d selected reported, quorum is %d; "
-			           "retrying "
-			           "with a new selection",
+			           "retrying with a new selection",
 			           c->cur_round, c->attempt, c->n_reported, c->n_selected,
 			           g->min_clients);
-			c->phase = PH_IDLE;
 			/* a short pause so a lost pool does not spin */
 			wait_until(c, fl_now_s() + 0.2);
 			continue;
@@ -2158,6 +2257,72 @@ static int sa_run_locked(coord *c, char *why, size_t whylen)
 	return FL_EQUORUM;
 }
 
+/* The start of the metrics line of a round that stops the run:
+ * {"round": R, "aborted": true}; NULL when out of memory. */
+static cJSON *abort_line_new_locked(const coord *c)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (o && !(cJSON_AddNumberToObject(o, "round", c->cur_round) &&
+	           cJSON_AddTrueToObject(o, "aborted"))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	return o;
+}
+
+/* Ends the abort line o (abort_line_new_locked, more keys added; NULL when
+ * building it failed) with "time", appends it to metrics.jsonl, frees it and
+ * marks the run done for `reason` (state.json). Failures are logged: the run
+ * stops either way. */
+static void abort_run_locked(coord *c, cJSON *o, const char *reason)
+{
+	char *line = NULL;
+
+	if (o && cJSON_AddNumberToObject(o, "time", (double)time(NULL)))
+		line = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!line || coord_metrics_append(c->cfg.run_dir, c->cur_round, line) != 0)
+		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write the abort to metrics.jsonl",
+		           c->cur_round);
+	free(line);
+	if (finish_run_locked(c, reason) != 0)
+		coord_logf(c, FL_LOG_ERROR, "round %d: cannot write state.json", c->cur_round);
+}
+
+/* The attempt that just closed below the quorum was the max_attempts-th of
+ * cur_round: the run stops (state.json reason "quorum", a metrics line with
+ * "aborted": true). Returns FL_EQUORUM with the reason in err. */
+static int quorum_abort_locked(coord *c, char *err, size_t errn)
+{
+	const coord_config *g = &c->cfg;
+	cJSON *o = abort_line_new_locked(c);
+
+	if (o && !(cJSON_AddStringToObject(o, "reason", "quorum") &&
+	           cJSON_AddNumberToObject(o, "attempts", c->attempt) &&
+	           cJSON_AddNumberToObject(o, "selected", c->n_selected) &&
+	           cJSON_AddNumberToObject(o, "reported", c->n_reported) &&
+	           cJSON_AddNumberToObject(o, "min_clients", g->min_clients) &&
+	           cJSON_AddNumberToObject(o, "registered", c->st.n_clients) &&
+	           cJSON_AddNumberToObject(o, "gone_excluded", (double)c->gone_excluded) &&
+	           cJSON_AddNumberToObject(o, "gone", c->gone.n_gone))) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	coord_logf(c, FL_LOG_ERROR,
+	           "round %d attempt %d: %d of %d selected reported, quorum is %d; "
+	           "--max-attempts %d reached, stopping the run",
+	           c->cur_round, c->attempt, c->n_reported, c->n_selected, g->min_clients,
+	           g->max_attempts);
+	abort_run_locked(c, o, "quorum");
+	fl_seterr(err, errn,
+	          "round %d: no quorum in %d attempt(s) (--max-attempts %d; last attempt: %d of "
+	          "%d selected reported, quorum %d); run stopped",
+	          c->cur_round, c->attempt, g->max_attempts, c->n_reported, c->n_selected,
+	          g->min_clients);
+	return FL_EQUORUM;
+}
+
 /* Secure aggregation: an aborted attempt. Nothing was decoded. Logged and
  * kept for the round's metrics line; after sa_max_aborts attempts of one
  * round the run stops (state.json reason "secagg_abort", a metrics line
@@ -2165,7 +2330,7 @@ static int sa_run_locked(coord *c, char *why, size_t whylen)
 static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn)
 {
 	cJSON *a = cJSON_CreateObject();
-	int n;
+	int n, last;
 
 	if (!c->sa_aborts)
 		c->sa_aborts = cJSON_CreateArray();
@@ -2177,32 +2342,29 @@ static int sa_abort_locked(coord *c, const char *why, char *err, size_t errn)
 		cJSON_Delete(a);
 	}
 	n = c->sa_aborts ? cJSON_GetArraySize(c->sa_aborts) : c->attempt;
+	/* --max-attempts counts every attempt of the round; each one of a
+	 * secure round that failed aborted */
+	last = n >= c->cfg.sa_max_aborts ||
+	       (c->cfg.max_attempts > 0 && c->attempt >= c->cfg.max_attempts);
 	c->st.retries++;
 	c->retries_round++;
 	coord_logf(c, FL_LOG_WARN,
 	           "round %d attempt %d: secure aggregation aborted, nothing revealed: %s%s",
-	           c->cur_round, c->attempt, why,
-	           n < c->cfg.sa_max_aborts ? "; retrying with a new selection" : "");
+	           c->cur_round, c->attempt, why, last ? "" : "; retrying with a new selection");
 	sa_round_free(c->sa);
 	c->sa = NULL;
-	if (n < c->cfg.sa_max_aborts)
+	if (!last)
 		return 0;
 	{
-		cJSON *o = cJSON_CreateObject();
-		char *line = NULL;
-		if (o && cJSON_AddNumberToObject(o, "round", c->cur_round) &&
-		    cJSON_AddTrueToObject(o, "aborted") && cJSON_AddTrueToObject(o, "secure_agg") &&
-		    cJSON_AddItemToObject(o, "sa_aborts", cJSON_Duplicate(c->sa_aborts, 1)) &&
-		    cJSON_AddNumberToObject(o, "time", (double)time(NULL)))
-			line = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
-		if (!line || coord_metrics_append(c->cfg.run_dir, c->cur_round, line) != 0)
-			coord_logf(c, FL_LOG_ERROR,
-			           "round %d: cannot write the abort to metrics.jsonl",
-			           c->cur_round);
-		free(line);
+		cJSON *o = abort_line_new_locked(c);
+		if (o &&
+		    !(cJSON_AddTrueToObject(o, "secure_agg") &&
+		      cJSON_AddItemToObject(o, "sa_aborts", cJSON_Duplicate(c->sa_aborts, 1)))) {
+			cJSON_Delete(o);
+			o = NULL;
+		}
+		abort_run_locked(c, o, "secagg_abort");
 	}
-	finish_run_locked(c, "secagg_abort");
 	fl_seterr(err, errn,
 	          "secure aggregation: round %d aborted %d time(s) (last: %s); run stopped",
 	          c->cur_round, n, why);

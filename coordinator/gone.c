@@ -133,6 +133,19 @@ int coord_gone_exclude(coord_gone *g, int idx, int round)
 	return 1;
 }
 
+int coord_gone_slow(const coord_gone *g, int idx, int round)
+{
+	return coord_gone_missed(g, idx, round) && g->e[idx].back;
+}
+
+int coord_gone_readmit(coord_gone *g, int idx, int round)
+{
+	if (!coord_gone_slow(g, idx, round))
+		return 0;
+	clear(g, &g->e[idx]);
+	return 1;
+}
+
 /* ------------------------------------------------------------ gone.json */
 
 static const char *kind_name(int kind)

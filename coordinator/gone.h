@@ -15,7 +15,10 @@
  *     attempt of round R even if it keeps polling (it is too slow for this
  *     round); from a later round on it is selectable again once it sent any
  *     request after it was marked (a hung client that sends nothing stays
- *     out).
+ *     out);
+ *   - coord_gone_readmit() brings back, for the current round, a client that
+ *     missed its deadline and sent a request since (alive, only slow): the
+ *     engine does that when round R cannot reach its quorum otherwise.
  *
  * Indexed like coord_state.clients. Not thread-safe: the coordinator calls it
  * under its mutex. Arrays grow on demand; an index beyond them is simply not
@@ -75,6 +78,17 @@ int coord_gone_missed(const coord_gone *g, int idx, int round);
 /* 1 when idx must be left out of a selection for round `round`. A gone client
  * that is selectable again is cleared (0). */
 int coord_gone_exclude(coord_gone *g, int idx, int round);
+/* 1 when idx is left out of round `round` because it missed the deadline of
+ * an attempt of that round, and has sent a request since the mark: it is
+ * alive, only slow for this round, so coord_gone_readmit() may bring it back
+ * when the round cannot reach its quorum without it. 0 otherwise (not gone,
+ * dropped, marked in another round, or silent since the mark). */
+int coord_gone_slow(const coord_gone *g, int idx, int round);
+/* When coord_gone_slow(g, idx, round): clears the entry, so the client is
+ * selectable in round `round` again, and returns 1. Missing another deadline
+ * marks it again, and it is then readmittable only after another request.
+ * 0, changing nothing, otherwise. */
+int coord_gone_readmit(coord_gone *g, int idx, int round);
 
 /* gone.json of g into *text (malloc'd, the caller frees): every gone entry
  * under the key of s->clients[idx] and s->run_id; clears g->dirty. Entries

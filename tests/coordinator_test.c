@@ -82,6 +82,8 @@ static void test_config_argv(void)
 	                "3",
 	                "--round-timeout",
 	                "2.5",
+	                "--max-attempts",
+	                "6",
 	                "--enroll-any",
 	                "--base",
 	                "/m",
@@ -94,6 +96,7 @@ static void test_config_argv(void)
 	CHECK(!strcmp(c.strategy, "ffa"));
 	CHECK(c.rounds == 7 && c.clients_per_round == 5 && c.min_clients == 3);
 	CHECK_NEAR(c.round_timeout, 2.5, 0, 0);
+	CHECK(c.max_attempts == 6);
 	CHECK(c.enroll_any == 1 && c.fair_ridge == 1);
 	CHECK(!strcmp(c.base_dir, "/m"));
 	CHECK_RC(coord_config_validate(&c, err, sizeof err));
@@ -195,6 +198,14 @@ static void test_config_validate(void)
 	base_cfg(&c);
 	strcpy(c.listen, "tls+tcp://0.0.0.0:1");
 	CHECK(coord_config_validate(&c, err, sizeof err) == FL_EINVAL);
+	/* --max-attempts: 0 (the default) is no limit, negative is refused */
+	base_cfg(&c);
+	CHECK(c.max_attempts == 0);
+	c.max_attempts = 5;
+	CHECK_RC(coord_config_validate(&c, err, sizeof err));
+	c.max_attempts = -1;
+	CHECK(coord_config_validate(&c, err, sizeof err) == FL_EINVAL);
+	CHECK(strstr(err, "--max-attempts") != NULL);
 }
 
 static void test_config_json_roundtrip_and_resume(void)
@@ -236,8 +247,10 @@ static void test_config_json_roundtrip_and_resume(void)
 	CHECK_RC(coord_config_apply_json(&b, js, strlen(js), err, sizeof err));
 	CHECK(!memcmp(&a, &b, sizeof a));
 	free(js);
-	/* more rounds on a restart are fine, another rank is not */
+	/* more rounds or another attempt limit on a restart are fine, another
+	 * rank is not */
 	b.rounds = 30;
+	b.max_attempts = 4;
 	CHECK_RC(coord_config_check_resume(&a, &b, err, sizeof err));
 	b.rank = a.rank + 1;
 	CHECK(coord_config_check_resume(&a, &b, err, sizeof err) == FL_EINVAL);

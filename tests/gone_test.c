@@ -91,6 +91,50 @@ static void test_untracked_missed(void)
 	coord_gone_fini(&g);
 }
 
+/* Re-admission when a round cannot reach its quorum otherwise: only a client
+ * that missed this round's deadline and has sent a request since (alive,
+ * only slow) is readmittable; readmitting clears it, and a new miss needs a
+ * new request before it is readmittable again. */
+static void test_readmit_slow(void)
+{
+	coord_gone g;
+	coord_gone_init(&g);
+	CHECK(!coord_gone_slow(&g, 2, 1) && !coord_gone_readmit(&g, 2, 1)); /* untracked */
+	CHECK_RC(coord_gone_seen(&g, 2, 7, 1));
+	CHECK_RC(coord_gone_seen(&g, 3, 8, 1));
+	CHECK_RC(coord_gone_seen(&g, 4, 9, 1));
+	CHECK(!coord_gone_slow(&g, 2, 1) && !coord_gone_readmit(&g, 2, 1)); /* not gone */
+	coord_gone_mark_missed(&g, 2, 1);
+	coord_gone_mark_missed(&g, 3, 1);
+	CHECK(coord_gone_pipe_dropped(&g, 9, 1) == 1);
+	g.dirty = 0;
+	/* silent since the mark: not readmittable, nothing changes */
+	CHECK(!coord_gone_slow(&g, 2, 1) && !coord_gone_readmit(&g, 2, 1));
+	CHECK(g.n_gone == 3 && !g.dirty && coord_gone_exclude(&g, 2, 1));
+	/* a poll since the mark: slow, but only for the round it missed */
+	CHECK_RC(coord_gone_seen(&g, 2, 7, 0));
+	CHECK(coord_gone_slow(&g, 2, 1));
+	CHECK(!coord_gone_slow(&g, 2, 2) && !coord_gone_readmit(&g, 2, 2));
+	/* a dropped client is not slow, even when it speaks on its old pipe */
+	CHECK_RC(coord_gone_seen(&g, 4, 9, 0));
+	CHECK(!coord_gone_slow(&g, 4, 1) && !coord_gone_readmit(&g, 4, 1));
+	/* readmitted: selectable in round 1 again, persisted as not gone */
+	g.dirty = 0;
+	CHECK(coord_gone_readmit(&g, 2, 1));
+	CHECK(g.n_gone == 2 && g.dirty && !coord_gone_exclude(&g, 2, 1));
+	CHECK(!coord_gone_missed(&g, 2, 1) && !coord_gone_slow(&g, 2, 1));
+	CHECK(!coord_gone_readmit(&g, 2, 1)); /* once */
+	/* misses again: out until it sends another request */
+	coord_gone_mark_missed(&g, 2, 1);
+	CHECK(!coord_gone_slow(&g, 2, 1) && coord_gone_exclude(&g, 2, 1));
+	CHECK_RC(coord_gone_seen(&g, 2, 7, 0));
+	CHECK(coord_gone_readmit(&g, 2, 1));
+	/* 3 never spoke again; a negative or huge index is never slow */
+	CHECK(!coord_gone_slow(&g, 3, 1) && coord_gone_exclude(&g, 3, 1));
+	CHECK(!coord_gone_slow(&g, -1, 1) && !coord_gone_readmit(&g, 5000, 1));
+	coord_gone_fini(&g);
+}
+
 /* gone.json round trip: every gone entry comes back by key (kind, round,
  * back), pipes do not, and the restored set excludes as before. */
 static void test_persist_round_trip(void)
@@ -243,8 +287,13 @@ static void test_persist_rejects(void)
 }
 
 static const test_case cases[] = {
-    TEST(test_missed_deadline),    TEST(test_dropped_pipe),    TEST(test_untracked_missed),
-    TEST(test_persist_round_trip), TEST(test_persist_rejects), {0},
+    TEST(test_missed_deadline),
+    TEST(test_dropped_pipe),
+    TEST(test_untracked_missed),
+    TEST(test_readmit_slow),
+    TEST(test_persist_round_trip),
+    TEST(test_persist_rejects),
+    {0},
 };
 
 int main(int argc, char **argv)

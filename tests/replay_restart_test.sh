@@ -1,32 +1,35 @@
 # tests/replay_restart_test.sh — a Submit captured before a coordinator kill -9
 # is still a replay after the restart (nonces persist in RUN/nonces.log).
 #
-# Two clients, K = 2, quorum 2. Client B stops after round 1 (--max-rounds 1),
-# so round 2 stays open after client A's Submit of it is acknowledged. A's
-# sealed Submit is captured through the client's FEDLORA_CAPTURE_SUBMIT test
-# hook (the exact signed bytes sent). The coordinator is killed with SIGKILL,
-# restarted on the same run directory (round 2 is re-run: 1 is the last
-# committed), and the captured bytes are sent again by a raw SP REQ peer
-# (python3, plain TCP: nng's 8-byte handshake, 8-byte big-endian length,
-# request id + payload). The reply must be a signed Reject with code
-# FL_EREPLAY (-10, reason "replay"), the coordinator must log it as such, and
-# it must say it restored the nonce from nonces.log. Without persistence the
-# restarted coordinator acknowledges the old update (an Ack, type 9).
+# Two clients, K = 2, quorum 2. Client B sleeps 100 ms in every local step
+# (test-only FEDLORA_SLOW_MS: 2 s a round), so round 2 is still open when
+# client A's Submit of it is acknowledged. A's sealed Submit is captured
+# through the client's FEDLORA_CAPTURE_SUBMIT test hook (the exact signed
+# bytes sent). The coordinator is killed with SIGKILL, restarted on the same
+# run directory (round 2 is re-run: 1 is the last committed), and the
+# captured bytes are sent again by a raw SP REQ peer (python3, plain TCP:
+# nng's 8-byte handshake, 8-byte big-endian length, request id + payload).
+# The reply must be a signed Reject with code FL_EREPLAY (-10, reason
+# "replay"), the coordinator must log it as such, and it must say it restored
+# the nonce from nonces.log. Without persistence the restarted coordinator
+# acknowledges the old update (an Ack, type 9).
 #
-# A does not stop on its own: once its round-2 Submit is acknowledged the
-# coordinator is killed first and A second, so A's connection never drops
-# while the first coordinator runs and A can never be in its gone.json. The
-# restarted coordinator therefore always selects A for round 2 and keeps the
-# round open waiting for it. (When A exited by itself, its drop reached
-# gone.json whenever the first coordinator saved it before the kill: that
-# happens when B's exit is seen before round 2's selection, since round 2
-# then retries without a quorum and saves gone.json at every attempt. The
-# restart then selected nobody, round 2 was closed between its retries, and
-# the resent Submit met "round closed" instead of the nonce check.)
+# Neither client stops on its own: once A's round-2 Submit is acknowledged
+# the coordinator is killed first and the clients second, so no client's
+# connection drops while the first coordinator runs and none can be in its
+# gone.json. The restarted coordinator therefore selects both for round 2
+# and keeps the round open waiting for them. (B used to stop after round 1
+# with --max-rounds 1. When its drop was seen before round 2's selection,
+# round 2 could not reach its quorum of 2; the coordinator of that time
+# opened it anyway for A alone, the one now waits for clients without
+# opening an attempt, so A never got round 2's Task. Before that, a drop
+# that reached gone.json made the restart select nobody, and the resent
+# Submit met "round closed" instead of the nonce check.)
 #
 # Timing: every wait polls for its condition (a log line) with a generous
-# limit; round 2 stays open for its 120 s round timeout, far longer than the
-# test needs after the restart.
+# limit; B's 2 s of round 2 leave the kill far more time than the 0.1 s
+# polls need, and round 2 stays open for its 120 s round timeout, far longer
+# than the test needs after the restart.
 . tests/lib.sh
 
 pids=""
@@ -49,24 +52,24 @@ cap="$TMPROOT/submit.bin"
 FEDLORA_CAPTURE_SUBMIT="$cap" "$FEDLORA" client --connect "$url" --key "$run/keys/client-0.key" \
 	--task linreg --client-index 0 >"$TMPROOT/client-0.log" 2>&1 &
 ca=$!
-"$FEDLORA" client --connect "$url" --key "$run/keys/client-1.key" --task linreg \
-	--client-index 1 --max-rounds 1 >"$TMPROOT/client-1.log" 2>&1 &
+FEDLORA_SLOW_MS=100 "$FEDLORA" client --connect "$url" --key "$run/keys/client-1.key" \
+	--task linreg --client-index 1 >"$TMPROOT/client-1.log" 2>&1 &
 cb=$!
 pids="$pids $ca $cb"
 
 wait_for "client A's round-2 Submit to be acknowledged (client-0.log)" 60 \
 	grep -q "round 2/3: .* accepted" "$TMPROOT/client-0.log"
 check "client A trained rounds 1 and 2, its round-2 Submit was acknowledged" [ $? -eq 0 ]
-wait_pid $cb 60
-check "client B trained round 1 and stopped (status $wst)" [ "$wst" = 0 ]
+check "client B has not submitted round 2 (it trains for 2 s)" \
+	sh -c "! grep -q 'round 2/3: ' '$TMPROOT/client-1.log'"
 check "the Submit was captured (FEDLORA_CAPTURE_SUBMIT)" [ -s "$cap" ]
 check "round 2 is still open (only round 1 committed)" \
 	[ "$(wc -l <"$run/metrics.jsonl")" -eq 1 ]
 
 kill -9 $cpid
 wait $cpid 2>/dev/null
-kill -9 $ca # after the coordinator: see the top
-wait $ca 2>/dev/null
+kill -9 $ca $cb # after the coordinator: see the top
+wait $ca $cb 2>/dev/null
 check "nonces.log holds the round-2 nonce (one 28-byte record), mode 0600" \
 	[ "$(wc -c <"$run/nonces.log")" -eq 28 -a "$(stat -c %a "$run/nonces.log")" = 600 ]
 

@@ -118,18 +118,21 @@ else
 fi
 
 # too many dropouts: 6 of 10 killed after masking -> no member's status is
-# confirmed by a majority of its neighbours' signed views; the retry has only 4 live clients (the dead are left out as
-# gone, or send no keys) -> below the quorum or min_survivors; stop
+# confirmed by a majority of its neighbours' signed views; stop after that
+# one abort (--sa-max-aborts 1). A retry could not reach the quorum with the
+# 4 live clients (the dead are left out as gone), so it would not open: the
+# round would wait for clients, which is not an abort (docs/architecture.md,
+# "Gone clients")
 if FEDLORA_SA_DROP_AFTER_MASK=0,1,2,3,4,5 sim abort --clients 10 --rounds 2 --strategy fedit \
-	--secure-agg --sa-max-aborts 2 --round-timeout 4; then
+	--secure-agg --sa-max-aborts 1 --round-timeout 4; then
 	notok "secagg_abort: the run fails when too many clients drop out"
 else
 	ok "secagg_abort: the run fails when too many clients drop out"
 fi
-check "secagg_abort: metrics.jsonl has the aborted round with both reasons" \
+check "secagg_abort: metrics.jsonl has the aborted round with its reason" \
 	[ "$(lastfield "$TMPROOT/abort/metrics.jsonl" \
-		'(m["round"], m["aborted"], ["majority" in a["reason"] or "min_survivors" in a["reason"] or "quorum" in a["reason"] for a in m["sa_aborts"]])')" \
-	= "(1, True, [True, True])" ]
+		'(m["round"], m["aborted"], ["majority" in a["reason"] or "min_survivors" in a["reason"] for a in m["sa_aborts"]])')" \
+	= "(1, True, [True])" ]
 check "secagg_abort: state.json says secagg_abort, round 0 committed" \
 	python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["done"] and s["reason"]=="secagg_abort" and s["round"]==0 else 1)' "$TMPROOT/abort/state.json"
 check "secagg_abort: no global adapter of round 1 was written" \
