@@ -349,6 +349,26 @@ static void test_tls_mutual(void)
  * tests/tls_probe.py, then a good client must be served within 30 s. */
 static void test_tls_listener_recovers(void)
 {
+	/* The connections a stopped listener holds are never freed by nng
+	 * (#1518), so under LeakSanitizer the case runs in a child process of
+	 * its own with leak detection off; the other cases keep it. */
+	if (!getenv("FEDLORA_NET_TEST_CHILD")) {
+		char cmd[1200];
+		const char *asan = getenv("ASAN_OPTIONS");
+		int rc;
+		snprintf(cmd, sizeof cmd,
+		         "FEDLORA_NET_TEST_CHILD=1 ASAN_OPTIONS='%s%sdetect_leaks=0' "
+		         "/proc/%d/exe test_tls_listener_recovers >%s/child.log 2>&1",
+		         asan ? asan : "", asan && *asan ? ":" : "", (int)getpid(), tmpdir);
+		rc = system(cmd);
+		if (rc != 0) { /* the child's lines, indented so no runner counts them */
+			snprintf(cmd, sizeof cmd, "sed 's/^/  child: /' %s/child.log >&2", tmpdir);
+			if (system(cmd) != 0)
+				fprintf(stderr, "  (no child.log)\n");
+		}
+		CHECK(rc == 0);
+		return;
+	}
 	if (!make_certs())
 		TEST_SKIP("cannot make test certificates (needs openssl and scripts/certs.sh)");
 	if (system("python3 -c 'import ssl' 2>/dev/null") != 0)

@@ -11,6 +11,9 @@
 # again within 30 s and (2) a legitimate client registers and a round
 # completes. On the code before the monitor both fail.
 . tests/lib.sh
+# nng never frees the connections a stopped listener holds (#1518): under
+# LeakSanitizer (make asan) the coordinator would exit 1 for nng's leak
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 
 tls_start tls_refuse 1 --rounds 1 --clients-per-round 1 --min-clients 1 --round-timeout 120 \
 	--linger 10
@@ -42,8 +45,8 @@ fi
 n=$(grep -c "stopped accepting connections" "$d/coord.out")
 echo "  the listener was re-created $n time(s)" >&2
 
-tls_client "$d" "$url" 0 --give-up 60 --quiet >"$d/client-0.out" 2>&1 &
+tls_client "$d" "$url" 0 --give-up 120 --quiet >"$d/client-0.out" 2>&1 &
 pids="$pids $!"
-run_done "tls_refuse: a legitimate client then registers and the round completes" 1 90 \
+run_done "tls_refuse: a legitimate client then registers and the round completes" 1 150 \
 	"$d/coord.out" "$d/client-0.out"
 exit $t_failed
